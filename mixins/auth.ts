@@ -1,0 +1,65 @@
+/**
+ * Gateway authentication and authorization, mixed into the api service. A Bearer JWT (HS256) is
+ * verified locally; the user behind it is then confirmed with `users.identify` (cached on the
+ * users nodes), so a deleted or disabled account stops working at once. Each action declares who
+ * may call it with its `auth` key ("public" | "optional" | "user" | "admin"; default "user").
+ */
+import jwt from "jsonwebtoken";
+import type { Context, ServiceSchema } from "moleculer";
+import type { IncomingMessage } from "node:http";
+import { getConfig } from "../config/index.ts";
+import { ForbiddenError, UnauthorizedError } from "../models/errors.ts";
+import type { Role } from "../models/image.ts";
+
+export interface AuthUser {
+	id: string;
+	username: string;
+	role: Role;
+}
+
+type AuthLevel = "public" | "optional" | "user" | "admin";
+
+interface GatewayRequest extends IncomingMessage {
+	$action?: { auth?: AuthLevel };
+}
+
+function bearerToken(req: IncomingMessage): string | null {
+	const header = req.headers.authorization;
+	if (!header) return null;
+	const [scheme, token] = header.split(" ");
+	if (scheme?.toLowerCase() !== "bearer" || !token) throw new UnauthorizedError("Malformed Authorization header", "INVALID_TOKEN");
+	return token;
+}
+
+function verifyToken(token: string): string {
+	try {
+		const payload = jwt.verify(token, getConfig().jwtSecret, { algorithms: ["HS256"] });
+		if (typeof payload === "string" || !payload.sub) throw new Error("no subject");
+		return payload.sub;
+	} catch (err) {
+		const expired = err instanceof jwt.TokenExpiredError;
+		throw new UnauthorizedError(expired ? "Token expired" : "Invalid token", expired ? "TOKEN_EXPIRED" : "INVALID_TOKEN");
+	}
+}
+
+export const AuthMixin: Partial<ServiceSchema> = {
+	methods: {
+		/** moleculer-web `authentication` hook: the user, or null for anonymous requests. */
+		async authenticate(ctx: Context, _route: unknown, req: GatewayRequest): Promise<AuthUser | null> {
+			// Public actions (login, health) ignore tokens, so a stale one never blocks signing in.
+			if (req.$action?.auth === "public") return null;
+			const token = bearerToken(req);
+			if (!token) return null;
+			return ctx.call<AuthUser, { id: string }>("users.identify", { id: verifyToken(token) });
+		},
+
+		/** moleculer-web `authorization` hook: enforces the action's `auth` level. */
+		async authorize(ctx: Context<unknown, { user?: AuthUser | null }>, _route: unknown, req: GatewayRequest): Promise<void> {
+			const level: AuthLevel = req.$action?.auth ?? "user";
+			if (level === "public" || level === "optional") return;
+			const user = ctx.meta.user;
+			if (!user) throw new UnauthorizedError();
+			if (level === "admin" && user.role !== "admin") throw new ForbiddenError("Administrators only", "ADMIN_ONLY");
+		}
+	}
+};

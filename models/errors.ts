@@ -1,0 +1,76 @@
+/**
+ * The typed errors of imgmesh. Each is a Moleculer error class, so it crosses the transporter
+ * with its code, type and data intact, and the gateway turns it into the JSON body
+ * `{name, message, code, type, data}` with `code` as the HTTP status.
+ */
+import { Errors } from "moleculer";
+
+const { MoleculerClientError, MoleculerRetryableError } = Errors;
+
+export class BadRequestError extends MoleculerClientError {
+	constructor(message: string, type = "BAD_REQUEST", data?: unknown) {
+		super(message, 400, type, data);
+	}
+}
+
+export class UnauthorizedError extends MoleculerClientError {
+	constructor(message = "Authentication required", type = "UNAUTHORIZED") {
+		super(message, 401, type);
+	}
+}
+
+export class ForbiddenError extends MoleculerClientError {
+	constructor(message = "You are not allowed to do this", type = "FORBIDDEN") {
+		super(message, 403, type);
+	}
+}
+
+export class NotFoundError extends MoleculerClientError {
+	constructor(what: string, id?: string) {
+		super(`${what} not found`, 404, "NOT_FOUND", id === undefined ? undefined : { id });
+	}
+}
+
+export class ConflictError extends MoleculerClientError {
+	constructor(message: string, type = "CONFLICT", data?: unknown) {
+		super(message, 409, type, data);
+	}
+}
+
+export class PayloadTooLargeError extends MoleculerClientError {
+	constructor(limitBytes: number) {
+		super(`Upload exceeds the limit of ${limitBytes} bytes`, 413, "PAYLOAD_TOO_LARGE", { limitBytes });
+	}
+}
+
+export class RangeNotSatisfiableError extends MoleculerClientError {
+	constructor(size: number) {
+		super("Requested range not satisfiable", 416, "RANGE_NOT_SATISFIABLE", { size });
+	}
+}
+
+export class UnsupportedMediaError extends MoleculerClientError {
+	constructor(message = "Not an image, or an unsupported image format", data?: unknown) {
+		super(message, 415, "UNSUPPORTED_MEDIA_TYPE", data);
+	}
+}
+
+export class InvalidImageError extends MoleculerClientError {
+	constructor(message: string, type = "INVALID_IMAGE", data?: unknown) {
+		super(message, 422, type, data);
+	}
+}
+
+/** A dependency (database, storage backend) is down; callers may retry later. */
+export class UnavailableError extends MoleculerRetryableError {
+	constructor(message: string, data?: unknown) {
+		super(message, 503, "SERVICE_UNAVAILABLE", data);
+	}
+}
+
+/** Stored bytes failed their integrity check: never served, always reported. */
+export class IntegrityError extends Errors.MoleculerServerError {
+	constructor(message: string, data?: unknown) {
+		super(message, 500, "INTEGRITY_ERROR", data);
+	}
+}

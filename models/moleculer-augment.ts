@@ -1,0 +1,15 @@
+// Custom schema keys imgmesh uses on Moleculer's action schemas (moleculer-web adds `rest`) (type-only; this
+// file is part of the type check, never imported at run time). It must be a .ts file: with
+// skipLibCheck a .d.ts augmentation of "moleculer" is silently dropped.
+import type {} from "moleculer";
+
+declare module "moleculer" {
+	interface ActionSchema<TThis> {
+		/**
+		 * Who may call the action through the gateway: "public" (anyone), "optional" (anyone;
+		 * the user is identified when a token is sent), "user" (a valid token; the default)
+		 * or "admin" (a valid token of an admin).
+		 */
+		auth?: "public" | "optional" | "user" | "admin";
+	}
+}

@@ -1,0 +1,26 @@
+/**
+ * Broker options for every imgmesh node. Embedded mode (the default) has no transporter: all
+ * services run in one process and calls are local function calls.
+ */
+import type { BrokerOptions } from "moleculer";
+import { getConfig, type Config } from "./config/index.ts";
+
+export function brokerOptions(config: Config): BrokerOptions {
+	return {
+		nodeID: config.nodeId,
+		transporter: null,
+		logger: { type: "Console", options: { level: config.logLevel, formatter: "short", colors: process.stdout.isTTY } },
+		logLevel: config.logLevel,
+		requestTimeout: config.requestTimeoutMs,
+		// Every action validates its params: unknown fields are rejected by `$$strict`.
+		validator: true,
+		// Caches actions that opt in (`cache:`), e.g. the gateway's per-request identity look-up.
+		cacher: { type: "Memory", options: { ttl: 30, clone: false } },
+		tracking: { enabled: true, shutdownTimeout: 30_000 },
+		registry: { strategy: "RoundRobin", preferLocal: true },
+		metrics: { enabled: false },
+		tracing: { enabled: false }
+	};
+}
+
+export default brokerOptions(getConfig());

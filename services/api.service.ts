@@ -1,0 +1,141 @@
+/**
+ * The HTTP gateway (moleculer-web): the only way in from outside. REST aliases come from each
+ * service's own `rest` definitions; every error leaves as JSON `{name, message, code, type, data}`
+ * with `code` as the status.
+ */
+import type { Context, ServiceSchema } from "moleculer";
+import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { getConfig } from "../config/index.ts";
+import { AuthMixin } from "../mixins/auth.ts";
+
+const config = getConfig();
+
+/** Request headers that actions need (conditional and range requests, uploads). */
+export interface RequestInfo {
+	contentType?: string;
+	range?: string;
+	ifNoneMatch?: string;
+	accept?: string;
+}
+
+/**
+ * The client address for rate limiting: the socket peer, unless a trusted proxy is configured,
+ * in which case the address that proxy appended last to X-Forwarded-For (anything before it
+ * was written by the client and cannot be trusted).
+ */
+export function clientAddress(req: IncomingMessage): string {
+	const forwarded = req.headers["x-forwarded-for"];
+	if (config.trustProxy && typeof forwarded === "string") {
+		const last = forwarded.split(",").pop()?.trim();
+		if (last) return last;
+	}
+	return req.socket.remoteAddress ?? "unknown";
+}
+
+/** Exact origin matching (moleculer-web's own string matching is a substring test). */
+function corsSettings() {
+	if (config.corsOrigins.length === 0) return undefined;
+	const allowed = new Set(config.corsOrigins);
+	return {
+		origin: (origin: string) => allowed.has(origin),
+		methods: ["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],
+		allowedHeaders: ["Authorization", "Content-Type", "Range", "If-None-Match"],
+		exposedHeaders: ["ETag", "Content-Length", "Content-Range", "Location"],
+		maxAge: 3600
+	};
+}
+
+function rateLimitSettings() {
+	if (config.rateLimitPerMinute === 0) return undefined;
+	return { window: 60_000, limit: config.rateLimitPerMinute, headers: true, key: clientAddress };
+}
+
+function copyRequestInfo(ctx: Context<unknown, { request?: RequestInfo }>, _route: unknown, req: IncomingMessage): void {
+	ctx.meta.request = {
+		contentType: req.headers["content-type"],
+		range: req.headers.range,
+		ifNoneMatch: req.headers["if-none-match"],
+		accept: req.headers.accept
+	};
+}
+
+interface HttpError {
+	name?: string;
+	message?: string;
+	code?: unknown;
+	type?: string;
+	data?: unknown;
+	status?: number;
+}
+
+/** Maps any error to a status and a JSON body; server faults never leak their details. */
+export function errorResponse(err: HttpError): { status: number; body: Record<string, unknown> } {
+	const raw = typeof err.code === "number" ? err.code : err.status;
+	let status = typeof raw === "number" && raw >= 400 && raw <= 599 ? raw : 500;
+	// Moleculer reports invalid params as 422; for a request that is a malformed request.
+	if (err.name === "ValidationError") status = 400;
+	if (status >= 500 && status !== 503 && status !== 504) {
+		return { status, body: { name: "InternalServerError", message: "Internal server error", code: status, type: "INTERNAL_ERROR" } };
+	}
+	return {
+		status,
+		body: { name: err.name ?? "Error", message: err.message ?? "Error", code: status, type: err.type ?? null, data: err.data ?? null }
+	};
+}
+
+function sendJsonError(this: { logger: any }, req: IncomingMessage, res: ServerResponse, err: HttpError): void {
+	const { status, body } = errorResponse(err);
+	if (status >= 500) this.logger.error(`${req.method} ${req.url} failed:`, err);
+	if (res.headersSent) {
+		// The body is already streaming: the only honest signal left is a broken connection.
+		res.destroy();
+		return;
+	}
+	// A request body the handler did not read (e.g. a rejected upload) must not stall the socket.
+	if (!req.complete) res.setHeader("Connection", "close");
+	res.statusCode = status;
+	res.setHeader("Content-Type", "application/json; charset=utf-8");
+	res.end(JSON.stringify(body));
+}
+
+const NEVER_EXPOSED = [/^api\./, /^\$node\./];
+
+const api: ServiceSchema<ApiSettingsSchema> = {
+	name: "api",
+	mixins: [ApiGateway as unknown as Partial<ServiceSchema>, AuthMixin],
+
+	settings: {
+		port: config.port,
+		ip: config.host,
+		cors: corsSettings(),
+		rateLimit: rateLimitSettings(),
+		logRequest: "debug",
+		logResponse: "debug",
+		logRequestParams: null,
+		logResponseData: null,
+		onError: sendJsonError,
+		routes: [
+			{
+				path: "/api",
+				autoAliases: true,
+				mappingPolicy: "restrict",
+				blacklist: NEVER_EXPOSED,
+				authentication: true,
+				authorization: true,
+				bodyParsers: { json: { strict: true, limit: "1mb" }, urlencoded: { extended: false, limit: "64kb" } },
+				onBeforeCall: copyRequestInfo
+			},
+			{
+				// Public share links live outside /api so they read well: /p/<image id>.
+				path: "/p",
+				mappingPolicy: "restrict",
+				aliases: { "GET /:id": "images.publicContent" },
+				bodyParsers: false,
+				onBeforeCall: copyRequestInfo
+			}
+		]
+	}
+};
+
+export default api;

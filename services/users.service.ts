@@ -1,0 +1,243 @@
+/**
+ * Users: registration, login (JWT), profile, and the admin's user management. The gateway
+ * verifies tokens itself and asks `users.identify` (cached) whether the user still exists.
+ */
+import jwt from "jsonwebtoken";
+import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { join } from "node:path";
+import { getConfig } from "../config/index.ts";
+import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from "../models/errors.ts";
+import { newId, nowIso } from "../models/ids.ts";
+import type { Role } from "../models/image.ts";
+import { DUMMY_HASH_PROMISE, hashPassword, verifyPassword } from "../models/password.ts";
+import { SqliteUserRepository } from "../models/sqlite-user-repository.ts";
+import { toPublicUser, type UserRecord, type UserRepository } from "../models/user.ts";
+import type { AuthUser } from "../mixins/auth.ts";
+
+const USERNAME = { type: "string", min: 3, max: 32, pattern: /^[a-z0-9_.-]+$/, messages: { stringPattern: "Username may only contain a-z, 0-9, '_', '.' and '-'" } };
+const PASSWORD = { type: "string", min: 8, max: 256 };
+const DISPLAY_NAME = { type: "string", max: 100, trim: true, optional: true };
+const BAD_CREDENTIALS = "Invalid username or password";
+
+interface UsersVars {
+	repo: UserRepository;
+}
+interface UsersMethods {
+	issueToken(user: UserRecord): { token: string; expiresIn: number };
+	requireUser(ctx: Context): Promise<UserRecord>;
+	userChanged(ctx: Context, id: string): Promise<void>;
+	ensureAdmin(): Promise<void>;
+}
+
+type UsersContext = Context<Record<string, any>, { user?: AuthUser | null; $statusCode?: number }>;
+
+const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
+	name: "users",
+	settings: { rest: "/" },
+
+	actions: {
+		register: {
+			rest: "POST /auth/register",
+			auth: "public",
+			params: { $$strict: true, username: USERNAME, password: PASSWORD, name: DISPLAY_NAME },
+			async handler(ctx: UsersContext) {
+				const { username, password, name } = ctx.params;
+				const now = nowIso();
+				const user: UserRecord = {
+					id: newId(),
+					username,
+					name: name || username,
+					role: "user",
+					disabled: false,
+					passwordHash: await hashPassword(password),
+					createdAt: now,
+					updatedAt: now
+				};
+				await this.repo.insert(user);
+				ctx.meta.$statusCode = 201;
+				return { user: toPublicUser(user), token: this.issueToken(user).token };
+			}
+		},
+
+		login: {
+			rest: "POST /auth/login",
+			auth: "public",
+			params: { $$strict: true, username: { type: "string", max: 64 }, password: { type: "string", max: 256 } },
+			async handler(ctx: UsersContext) {
+				const user = await this.repo.findByUsername(ctx.params.username);
+				// Verify against a dummy hash for unknown users too: equal timing, equal answer.
+				const valid = await verifyPassword(ctx.params.password, user?.passwordHash ?? (await DUMMY_HASH_PROMISE));
+				if (!user || !valid || user.disabled) throw new UnauthorizedError(BAD_CREDENTIALS, "INVALID_CREDENTIALS");
+				return { ...this.issueToken(user), user: toPublicUser(user) };
+			}
+		},
+
+		me: {
+			rest: "GET /auth/me",
+			params: { $$strict: true },
+			async handler(ctx: UsersContext) {
+				return toPublicUser(await this.requireUser(ctx));
+			}
+		},
+
+		updateMe: {
+			rest: "PATCH /auth/me",
+			params: { $$strict: true, name: DISPLAY_NAME, password: { ...PASSWORD, optional: true } },
+			async handler(ctx: UsersContext) {
+				const user = await this.requireUser(ctx);
+				const patch: Partial<UserRecord> = {};
+				if (ctx.params.name) patch.name = ctx.params.name;
+				if (ctx.params.password) patch.passwordHash = await hashPassword(ctx.params.password);
+				const updated = await this.repo.update(user.id, patch);
+				return toPublicUser(updated!);
+			}
+		},
+
+		removeMe: {
+			rest: "DELETE /auth/me",
+			params: { $$strict: true },
+			async handler(ctx: UsersContext) {
+				const user = await this.requireUser(ctx);
+				// Images first: if that fails the account still exists and the call can be retried.
+				await ctx.call("images.removeByOwner", { owner: user.id });
+				await this.repo.remove(user.id);
+				await this.userChanged(ctx, user.id);
+				ctx.meta.$statusCode = 204;
+				return null;
+			}
+		},
+
+		list: {
+			rest: "GET /users",
+			auth: "admin",
+			params: { $$strict: true },
+			async handler() {
+				return { items: (await this.repo.list()).map(toPublicUser) };
+			}
+		},
+
+		adminUpdate: {
+			rest: "PATCH /users/:id",
+			auth: "admin",
+			params: {
+				$$strict: true,
+				id: { type: "string", max: 64 },
+				role: { type: "enum", values: ["user", "admin"], optional: true },
+				disabled: { type: "boolean", convert: true, optional: true }
+			},
+			async handler(ctx: UsersContext) {
+				const { id, role, disabled } = ctx.params as { id: string; role?: Role; disabled?: boolean };
+				if (id === ctx.meta.user?.id && (role === "user" || disabled === true)) {
+					throw new ForbiddenError("Admins cannot demote or disable themselves", "SELF_LOCKOUT");
+				}
+				const updated = await this.repo.update(id, { role, disabled });
+				if (!updated) throw new NotFoundError("User", id);
+				await this.userChanged(ctx, id);
+				return toPublicUser(updated);
+			}
+		},
+
+		/** Gateway look-up: who a token's subject is now (throws when gone or disabled). */
+		identify: {
+			visibility: "public",
+			params: { $$strict: true, id: { type: "string", max: 64 } },
+			cache: { keys: ["id"], ttl: 30 },
+			async handler(ctx: Context<{ id: string }>): Promise<AuthUser> {
+				const user = await this.repo.get(ctx.params.id);
+				if (!user || user.disabled) throw new UnauthorizedError("Account no longer active", "ACCOUNT_INACTIVE");
+				return { id: user.id, username: user.username, role: user.role };
+			}
+		},
+
+		count: {
+			visibility: "public",
+			params: { $$strict: true },
+			async handler() {
+				return this.repo.count();
+			}
+		},
+
+		ping: {
+			visibility: "public",
+			params: { $$strict: true },
+			async handler() {
+				return { ok: await this.repo.ping() };
+			}
+		}
+	},
+
+	events: {
+		// Any node that caches identities drops them when a user changes.
+		"users.changed": {
+			params: { id: "string" },
+			async handler(ctx: Context<{ id: string }>) {
+				await this.broker.cacher?.clean(`users.identify:${ctx.params.id}*`);
+			}
+		}
+	},
+
+	methods: {
+		issueToken(user: UserRecord) {
+			const { jwtSecret, jwtExpiresIn } = getConfig();
+			const token = jwt.sign({ username: user.username, role: user.role }, jwtSecret, {
+				algorithm: "HS256",
+				subject: user.id,
+				expiresIn: jwtExpiresIn
+			});
+			return { token, expiresIn: jwtExpiresIn };
+		},
+
+		async requireUser(ctx: UsersContext): Promise<UserRecord> {
+			const id = ctx.meta.user?.id;
+			const user = id ? await this.repo.get(id) : null;
+			if (!user) throw new UnauthorizedError();
+			return user;
+		},
+
+		async userChanged(ctx: Context, id: string) {
+			await ctx.broadcast("users.changed", { id });
+		},
+
+		/** Creates or updates the configured admin account at start. */
+		async ensureAdmin() {
+			const { adminUsername, adminPassword } = getConfig();
+			const passwordHash = await hashPassword(adminPassword);
+			const existing = await this.repo.findByUsername(adminUsername);
+			if (existing) {
+				await this.repo.update(existing.id, { role: "admin", disabled: false, passwordHash });
+				return;
+			}
+			const now = nowIso();
+			try {
+				await this.repo.insert({
+					id: newId(),
+					username: adminUsername,
+					name: "Administrator",
+					role: "admin",
+					disabled: false,
+					passwordHash,
+					createdAt: now,
+					updatedAt: now
+				});
+				this.logger.info(`Admin account '${adminUsername}' created (password: ADMIN_PASSWORD, or secrets.json in DATA_DIR).`);
+			} catch (err) {
+				// Another node created it at the same moment: that is the same outcome.
+				if (!(err instanceof ConflictError)) throw err;
+			}
+		}
+	},
+
+	created() {
+		this.repo = new SqliteUserRepository(join(getConfig().dataDir, "imgmesh.db"));
+	},
+
+	async started() {
+		await this.ensureAdmin();
+	},
+
+	async stopped() {
+		await this.repo.close();
+	}
+};
+
+export default users;

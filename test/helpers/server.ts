@@ -1,0 +1,91 @@
+/**
+ * Starts a real imgmesh node (`node main.ts`) in a child process with its own DATA_DIR and port,
+ * the way a user runs it, and talks to it over HTTP. Used by the integration tests and benches.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+export const SHARED_IMAGES = join(ROOT, "..", "shared", "images");
+export const ADMIN_PASSWORD = "admin-password-for-tests";
+
+export interface RunningServer {
+	url: string;
+	dataDir: string;
+	process: ChildProcess;
+	/** Everything the node printed, for diagnosing failures. */
+	output(): string;
+	stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+	return new Promise((resolve, reject) => {
+		const server = createServer();
+		server.unref();
+		server.on("error", reject);
+		server.listen(0, "127.0.0.1", () => {
+			const { port } = server.address() as { port: number };
+			server.close(() => resolve(port));
+		});
+	});
+}
+
+async function waitForHealth(url: string, child: ChildProcess, output: () => string, timeoutMs: number): Promise<void> {
+	const deadline = Date.now() + timeoutMs;
+	while (Date.now() < deadline) {
+		if (child.exitCode !== null) throw new Error(`imgmesh exited with ${child.exitCode}:\n${output()}`);
+		try {
+			const res = await fetch(`${url}/api/ready`);
+			if (res.status === 200) return;
+		} catch {
+			// not listening yet
+		}
+		await new Promise(resolve => setTimeout(resolve, 100));
+	}
+	throw new Error(`imgmesh did not become ready within ${timeoutMs} ms:\n${output()}`);
+}
+
+export async function startServer(env: Record<string, string> = {}): Promise<RunningServer> {
+	const dataDir = mkdtempSync(join(tmpdir(), "imgmesh-test-"));
+	const port = await freePort();
+	let log = "";
+	const child = spawn(process.execPath, ["main.ts"], {
+		cwd: ROOT,
+		env: {
+			PATH: process.env.PATH,
+			HOME: process.env.HOME,
+			PORT: String(port),
+			HOST: "127.0.0.1",
+			DATA_DIR: dataDir,
+			LOG_LEVEL: "warn",
+			ADMIN_USERNAME: "admin",
+			ADMIN_PASSWORD,
+			RATE_LIMIT_PER_MINUTE: "0",
+			...env
+		},
+		stdio: ["ignore", "pipe", "pipe"]
+	});
+	child.stdout!.on("data", chunk => (log += chunk));
+	child.stderr!.on("data", chunk => (log += chunk));
+	const url = `http://127.0.0.1:${port}`;
+	const output = () => log;
+	const stop = async () => {
+		if (child.exitCode === null) {
+			const exited = new Promise(resolve => child.once("exit", resolve));
+			child.kill("SIGTERM");
+			await exited;
+		}
+		rmSync(dataDir, { recursive: true, force: true });
+	};
+	try {
+		await waitForHealth(url, child, output, 30_000);
+	} catch (err) {
+		await stop();
+		throw err;
+	}
+	return { url, dataDir, process: child, output, stop };
+}
