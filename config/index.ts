@@ -88,7 +88,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		maxInputPixels: integer(env, "MAX_INPUT_PIXELS", 100_000_000, 1),
 		corsOrigins: list(env, "CORS_ORIGINS"),
 		trustProxy: boolean(env, "TRUST_PROXY", false),
-		rateLimitPerMinute: integer(env, "RATE_LIMIT_PER_MINUTE", 6000, 0),
+		rateLimitPerMinute: integer(env, "RATE_LIMIT_PER_MINUTE", 3000, 0),
 		requestTimeoutMs: integer(env, "REQUEST_TIMEOUT_MS", 120_000, 1000)
 	};
 }

@@ -83,10 +83,12 @@ export interface CountAndBytes {
 export interface ImageStats {
 	images: CountAndBytes;
 	byFormat: Record<string, CountAndBytes>;
+	/** Keyed by category id; images without a category count under "none". */
 	byCategory: Record<string, CountAndBytes>;
 	byVisibility: Record<string, CountAndBytes>;
 	encrypted: CountAndBytes;
 	totalViews: number;
+	/** The 10 most used tag labels, most used first, ties in label order. */
 	topTags: { label: string; count: number }[];
 }
 

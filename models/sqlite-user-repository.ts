@@ -1,11 +1,12 @@
 /** UserRepository on node:sqlite (embedded mode). */
 import type { DatabaseSync } from "node:sqlite";
 import { ConflictError } from "./errors.ts";
-import { openDatabase } from "./sqlite.ts";
+import { closeDatabase, migrate, openDatabase, uniqueViolationOf } from "./sqlite.ts";
 import type { UserPatch, UserRecord, UserRepository } from "./user.ts";
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS users (
+/** Schema steps, applied in order once each (see migrate); append, never edit. */
+const MIGRATIONS = [
+	`CREATE TABLE users (
 	id TEXT PRIMARY KEY,
 	username TEXT NOT NULL UNIQUE,
 	name TEXT NOT NULL,
@@ -14,7 +15,8 @@ CREATE TABLE IF NOT EXISTS users (
 	password_hash TEXT NOT NULL,
 	created_at TEXT NOT NULL,
 	updated_at TEXT NOT NULL
-)`;
+)`
+];
 
 interface UserRow {
 	id: string;
@@ -40,16 +42,12 @@ function fromRow(row: UserRow): UserRecord {
 	};
 }
 
-function isUniqueViolation(err: unknown): boolean {
-	return err instanceof Error && /UNIQUE constraint failed/.test(err.message);
-}
-
 export class SqliteUserRepository implements UserRepository {
 	private readonly db: DatabaseSync;
 
 	constructor(file: string) {
 		this.db = openDatabase(file);
-		this.db.exec(SCHEMA);
+		migrate(this.db, "users", MIGRATIONS);
 	}
 
 	async insert(user: UserRecord): Promise<void> {
@@ -61,7 +59,7 @@ export class SqliteUserRepository implements UserRepository {
 				)
 				.run(user.id, user.username, user.name, user.role, user.disabled ? 1 : 0, user.passwordHash, user.createdAt, user.updatedAt);
 		} catch (err) {
-			if (isUniqueViolation(err)) throw new ConflictError("Username is already taken", "USERNAME_TAKEN");
+			if (uniqueViolationOf(err)) throw new ConflictError("Username is already taken", "USERNAME_TAKEN");
 			throw err;
 		}
 	}
@@ -103,6 +101,6 @@ export class SqliteUserRepository implements UserRepository {
 	}
 
 	async close(): Promise<void> {
-		this.db.close();
+		closeDatabase(this.db);
 	}
 }

@@ -136,7 +136,7 @@ const categories: ServiceSchema<ServiceSettingSchema, CategoriesMethods, Categor
 	},
 
 	created() {
-		this.repo = new SqliteCategoryRepository(join(getConfig().dataDir, "imgmesh.db"));
+		this.repo = new SqliteCategoryRepository(join(getConfig().dataDir, "images.db"));
 	},
 
 	async stopped() {

@@ -375,7 +375,7 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 	},
 
 	created() {
-		this.repo = new SqliteImageRepository(join(config.dataDir, "imgmesh.db"));
+		this.repo = new SqliteImageRepository(join(config.dataDir, "images.db"));
 		this.checkUploadFields = this.broker.validator!.compile(UPLOAD_FIELDS);
 	},
 

@@ -228,7 +228,7 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 	},
 
 	created() {
-		this.repo = new SqliteUserRepository(join(getConfig().dataDir, "imgmesh.db"));
+		this.repo = new SqliteUserRepository(join(getConfig().dataDir, "users.db"));
 	},
 
 	async started() {

@@ -67,7 +67,7 @@ describe("bad input", () => {
 		["a JPEG with a corrupt header", async () => [[{ name: "bad.jpg", bytes: Buffer.concat([jpeg.subarray(0, 3), Buffer.alloc(2000, 0x42)]) }], {}], 422, "CORRUPT_IMAGE"],
 		[
 			"a decompression bomb (pixels over the limit)",
-			async () => [[{ name: "bomb.png", bytes: await sharp({ create: { width: 3000, height: 2000, channels: 1, background: 0 } }).png().toBuffer() }], {}],
+			async () => [[{ name: "bomb.png", bytes: await sharp({ create: { width: 3000, height: 2000, channels: 3, background: "#000" } }).png().toBuffer() }], {}],
 			422,
 			"TOO_MANY_PIXELS"
 		],

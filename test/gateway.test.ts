@@ -14,12 +14,12 @@ describe("gateway", () => {
 	it("answers /api/health and /api/ready", async () => {
 		const health = await fetch(`${server.url}/api/health`);
 		assert.equal(health.status, 200);
-		const body = await health.json();
+		const body = (await health.json()) as { status: string; node: string };
 		assert.equal(body.status, "ok");
 		assert.ok(body.node);
-		const ready = await (await fetch(`${server.url}/api/ready`)).json();
+		const ready = (await (await fetch(`${server.url}/api/ready`)).json()) as { status: string; checks: { ok: boolean }[] };
 		assert.equal(ready.status, "ready");
-		assert.ok(ready.checks.every((check: { ok: boolean }) => check.ok));
+		assert.ok(ready.checks.every(check => check.ok));
 	});
 
 	it("allows exactly the configured CORS origin, not look-alikes", async () => {
@@ -29,7 +29,7 @@ describe("gateway", () => {
 			const res = await fetch(`${server.url}/api/health`, { headers: { origin } });
 			assert.equal(res.status, 403, origin);
 			assert.equal(res.headers.get("access-control-allow-origin"), null, origin);
-			assert.equal((await res.json()).code, 403);
+			assert.equal(((await res.json()) as { code: number }).code, 403);
 		}
 	});
 

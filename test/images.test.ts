@@ -239,7 +239,7 @@ describe("images", () => {
 });
 
 /** Files under `dir` whose bytes contain `needle`. */
-function findFilesContaining(dir: string, needle: Uint8Array): string[] {
+function findFilesContaining(dir: string, needle: Buffer): string[] {
 	return readdirSync(dir, { recursive: true, withFileTypes: true })
 		.filter(entry => entry.isFile())
 		.map(entry => join(entry.parentPath, entry.name))

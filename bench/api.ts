@@ -1,0 +1,576 @@
+/**
+ * API benchmark of one imgmesh node (`npm run bench:api`, i.e. `node bench/api.ts`), each figure
+ * next to a baseline measured in the same run:
+ *
+ *  a. upload throughput: N distinct real JPEGs (crops/sizes/qualities of the shared photos made
+ *     with sharp before timing, each with unique bytes since imgmesh deduplicates), C concurrent
+ *     uploaders, one file per request, `visibility=public`. Baseline: a minimal node:http server
+ *     (a child process started here) that streams each raw request body to a temp file, fsyncs
+ *     and renames it. Same client, files and concurrency.
+ *  b. GET /api/images/:id/content at K keep-alive connections for S seconds over those images,
+ *     as a second user (public images, so the view counter is exercised). Baseline: the same
+ *     minimal server serving the same files with fs.createReadStream.
+ *  c. peak RSS of a fresh imgmesh node (VmHWM, plus VmRSS sampled every 50 ms) while it receives
+ *     ONE ~200 MB PNG (8200x8200 RGB noise, 67 MP) streamed from disk; requirement < 150 MiB.
+ *
+ * Prints a table per part and writes bench/results/api-<timestamp>.json and api-latest.json.
+ * Exit code 1 if a part failed or the RSS requirement is not met.
+ *
+ * Environment (defaults in brackets); a quick check: BENCH_UPLOADS=50 BENCH_SECONDS=3 BENCH_BIG_SIDE=3000
+ *   BENCH_UPLOADS [500]             distinct JPEGs uploaded in part a (and served in part b)
+ *   BENCH_WARMUP_UPLOADS [16]       extra distinct JPEGs uploaded first to each server, not timed
+ *   BENCH_UPLOAD_CONCURRENCY [8]    concurrent uploaders
+ *   BENCH_SECONDS [10]              measured duration of each GET run
+ *   BENCH_WARMUP_SECONDS [1]        unmeasured GET warm-up before each GET run
+ *   BENCH_CONNECTIONS [64]          keep-alive connections of the GET load
+ *   BENCH_MAX_REQUESTS [2000000]    cap on the requests of one GET run
+ *   BENCH_BIG_SIDE [8200]           side of the square PNG of part c (side^2 <= 100 megapixels)
+ *   BENCH_PARTS [upload,get,rss]    parts to run (get implies the uploads it needs)
+ *   BENCH_MAX_MINUTES [30]          hard limit on the whole run
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { createHash, randomFillSync } from "node:crypto";
+import { createReadStream, createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdir, rename, rm, stat } from "node:fs/promises";
+import http from "node:http";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { pipeline } from "node:stream/promises";
+import { fileURLToPath } from "node:url";
+import sharp from "sharp";
+import { Client } from "../test/helpers/client.ts";
+import { SHARED_IMAGES, startServer, type RunningServer } from "../test/helpers/server.ts";
+import {
+	MB,
+	MiB,
+	cpuSeconds,
+	envInt,
+	machineInfo,
+	printTable,
+	readProcMemory,
+	round,
+	runGetLoad,
+	runUploads,
+	saveResults,
+	sleep,
+	startRssSampler,
+	uploadMultipart,
+	waitForIdle,
+	type GetLoadResult,
+	type MultipartFile,
+	type UploadRunResult
+} from "./lib.ts";
+
+const THIS_FILE = fileURLToPath(import.meta.url);
+const RSS_LIMIT_MIB = 150;
+const MAX_PIXELS = 100_000_000;
+
+// ---------------------------------------------------------------------------------------------
+// Cleanup: temp dirs and child processes go on success, failure, signals and the time limit.
+// ---------------------------------------------------------------------------------------------
+
+const tempDirs = new Set<string>();
+const children = new Set<ChildProcess>();
+const servers = new Set<RunningServer>();
+
+function tempDir(prefix: string): string {
+	const dir = mkdtempSync(join(tmpdir(), prefix));
+	tempDirs.add(dir);
+	return dir;
+}
+
+async function cleanup(): Promise<void> {
+	for (const server of servers) {
+		await Promise.race([server.stop().catch(() => undefined), sleep(10_000)]);
+		servers.delete(server);
+	}
+	for (const child of children) {
+		if (child.exitCode === null && child.signalCode === null) {
+			const exited = new Promise(resolve => child.once("exit", resolve));
+			child.kill("SIGTERM");
+			await Promise.race([exited, sleep(5_000)]);
+		}
+		children.delete(child);
+	}
+	for (const dir of tempDirs) {
+		rmSync(dir, { recursive: true, force: true });
+		tempDirs.delete(dir);
+	}
+}
+
+/** Last resort when the process exits without `cleanup` having run (synchronous). */
+function cleanupSync(): void {
+	for (const child of [...children, ...[...servers].map(server => server.process)]) {
+		if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+	}
+	for (const dir of [...tempDirs, ...[...servers].map(server => server.dataDir)]) rmSync(dir, { recursive: true, force: true });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The baseline: a minimal node:http server, run as a child process (`--baseline-server`).
+// ---------------------------------------------------------------------------------------------
+
+function runBaselineServer(): void {
+	const uploadDir = process.env.BASELINE_UPLOAD_DIR!;
+	const serveDir = process.env.BASELINE_SERVE_DIR!;
+	let counter = 0;
+
+	/** Streams the raw body to a temp file, fsyncs it (flush: true) and renames it into place. */
+	async function receive(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+		const id = `b${++counter}`;
+		const temp = join(uploadDir, `.tmp-${id}`);
+		try {
+			const out = createWriteStream(temp, { flush: true });
+			await pipeline(req, out);
+			await rename(temp, join(uploadDir, id));
+			const body = JSON.stringify({ images: [{ id, size: out.bytesWritten }] });
+			res.writeHead(201, { "content-type": "application/json", "content-length": Buffer.byteLength(body) }).end(body);
+		} catch {
+			await rm(temp, { force: true });
+			if (!res.headersSent) res.writeHead(500, { connection: "close" }).end();
+		}
+	}
+
+	async function serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+		const match = /^\/images\/([^/?]+)\/content/.exec(req.url ?? "");
+		const path = match ? join(serveDir, basename(decodeURIComponent(match[1]))) : null;
+		const info = path ? await stat(path).catch(() => null) : null;
+		if (!path || !info?.isFile()) {
+			res.writeHead(404).end();
+			return;
+		}
+		res.writeHead(200, { "content-type": "image/jpeg", "content-length": info.size });
+		await pipeline(createReadStream(path), res).catch(() => res.destroy());
+	}
+
+	const server = http.createServer((req, res) => {
+		if (req.method === "POST") void receive(req, res);
+		else if (req.method === "GET") void serve(req, res);
+		else res.writeHead(405).end();
+	});
+	server.listen(0, "127.0.0.1", () => {
+		console.log(JSON.stringify({ port: (server.address() as { port: number }).port }));
+	});
+	const stop = () => {
+		server.close(() => process.exit(0));
+		server.closeAllConnections();
+		setTimeout(() => process.exit(0), 2000).unref();
+	};
+	process.on("SIGTERM", stop);
+	process.on("SIGINT", stop);
+}
+
+interface Baseline {
+	url: string;
+	process: ChildProcess;
+}
+
+async function startBaseline(uploadDir: string, serveDir: string): Promise<Baseline> {
+	await mkdir(uploadDir, { recursive: true });
+	const child = spawn(process.execPath, [THIS_FILE, "--baseline-server"], {
+		env: { PATH: process.env.PATH, BASELINE_UPLOAD_DIR: uploadDir, BASELINE_SERVE_DIR: serveDir },
+		stdio: ["ignore", "pipe", "pipe"]
+	});
+	children.add(child);
+	let output = "";
+	child.stderr!.on("data", chunk => (output += chunk));
+	const port = await new Promise<number>((resolve, reject) => {
+		const timer = setTimeout(() => reject(new Error(`baseline server did not start:\n${output}`)), 10_000);
+		child.stdout!.on("data", chunk => {
+			output += chunk;
+			const match = /\{"port":(\d+)\}/.exec(output);
+			if (match) {
+				clearTimeout(timer);
+				resolve(Number(match[1]));
+			}
+		});
+		child.once("exit", code => reject(new Error(`baseline server exited with ${code}:\n${output}`)));
+	});
+	return { url: `http://127.0.0.1:${port}`, process: child };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test data
+// ---------------------------------------------------------------------------------------------
+
+/** Deterministic PRNG (mulberry32). */
+function prng(seed: number): () => number {
+	let state = seed >>> 0;
+	return () => {
+		state = (state + 0x6d2b79f5) >>> 0;
+		let t = state;
+		t = Math.imul(t ^ (t >>> 15), t | 1);
+		t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+		return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+	};
+}
+
+interface BenchImage extends MultipartFile {
+	path: string;
+	bytes: number;
+	width: number;
+	height: number;
+}
+
+/**
+ * `count` distinct real JPEGs: random crops of the shared JPEG photos, resized to 256..1080 px
+ * wide, sometimes mirrored, re-encoded at quality 70..92; unique by SHA-256.
+ */
+async function makeJpegs(dir: string, count: number): Promise<BenchImage[]> {
+	const names = readdirSync(SHARED_IMAGES)
+		.filter(name => /\.jpe?g$/i.test(name))
+		.sort();
+	if (names.length === 0) throw new Error(`no JPEG photos in ${SHARED_IMAGES}`);
+	const sources = await Promise.all(
+		names.map(async name => {
+			const bytes = readFileSync(join(SHARED_IMAGES, name));
+			const meta = await sharp(bytes).metadata();
+			return { name: name.replace(/\.[^.]+$/, ""), bytes, width: meta.width!, height: meta.height! };
+		})
+	);
+	const seen = new Set<string>();
+	const images: BenchImage[] = new Array(count);
+	let next = 0;
+	const variant = async (index: number): Promise<BenchImage> => {
+		const src = sources[index % sources.length];
+		for (let attempt = 0; attempt < 5; attempt++) {
+			const random = prng(index + 1 + attempt * 1_000_003);
+			const width = Math.max(64, Math.floor(src.width * (0.5 + 0.5 * random())));
+			const height = Math.max(64, Math.floor(src.height * (0.5 + 0.5 * random())));
+			const left = Math.floor((src.width - width) * random());
+			const top = Math.floor((src.height - height) * random());
+			const targetWidth = Math.min(width, 256 + Math.floor(random() * (1080 - 256)));
+			const quality = 70 + Math.floor(random() * 23);
+			let image = sharp(src.bytes).extract({ left, top, width, height }).resize({ width: targetWidth });
+			if (random() < 0.5) image = image.flop();
+			const { data, info } = await image.jpeg({ quality }).toBuffer({ resolveWithObject: true });
+			const hash = createHash("sha256").update(data).digest("hex");
+			if (seen.has(hash)) continue;
+			seen.add(hash);
+			const filename = `${src.name}-${String(index).padStart(4, "0")}.jpg`;
+			const path = join(dir, filename);
+			writeFileSync(path, data);
+			return { filename, contentType: "image/jpeg", source: data, path, bytes: data.length, width: info.width, height: info.height };
+		}
+		throw new Error(`could not make a distinct JPEG for index ${index}`);
+	};
+	const worker = async () => {
+		while (next < count) {
+			const index = next++;
+			images[index] = await variant(index);
+		}
+	};
+	await Promise.all([worker(), worker()]);
+	return images;
+}
+
+/** A PNG of random RGB noise, side x side, stored uncompressed (~3 bytes per pixel). */
+async function makeBigPng(path: string, side: number): Promise<void> {
+	if (side * side > MAX_PIXELS) throw new Error(`BENCH_BIG_SIDE ${side}: ${side}x${side} is over ${MAX_PIXELS} pixels`);
+	const raw = Buffer.allocUnsafe(side * side * 3);
+	for (let offset = 0; offset < raw.length; offset += 64 * MiB) randomFillSync(raw, offset, Math.min(64 * MiB, raw.length - offset));
+	await sharp(raw, { raw: { width: side, height: side, channels: 3 } })
+		.png({ compressionLevel: 0, adaptiveFiltering: false })
+		.toFile(path);
+}
+
+async function sha256File(path: string): Promise<string> {
+	const hash = createHash("sha256");
+	await pipeline(createReadStream(path), hash);
+	return hash.digest("hex");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parts
+// ---------------------------------------------------------------------------------------------
+
+const params = {
+	uploads: envInt("BENCH_UPLOADS", 500, 1),
+	warmupUploads: envInt("BENCH_WARMUP_UPLOADS", 16, 0),
+	uploadConcurrency: envInt("BENCH_UPLOAD_CONCURRENCY", 8, 1),
+	getSeconds: envInt("BENCH_SECONDS", 10, 1),
+	getWarmupSeconds: envInt("BENCH_WARMUP_SECONDS", 1, 0),
+	getConnections: envInt("BENCH_CONNECTIONS", 64, 1),
+	getMaxRequests: envInt("BENCH_MAX_REQUESTS", 2_000_000, 1),
+	bigSide: envInt("BENCH_BIG_SIDE", 8200, 16),
+	parts: (process.env.BENCH_PARTS || "upload,get,rss").split(",").map(part => part.trim()),
+	maxMinutes: envInt("BENCH_MAX_MINUTES", 30, 1),
+	rssLimitMiB: RSS_LIMIT_MIB,
+	uploadFields: { visibility: "public" }
+};
+
+const UPLOAD_MAX_MS = 10 * 60_000;
+const mib = (kb: number) => round(kb / 1024, 1);
+const tail = (text: string, chars = 3000) => text.slice(-chars);
+
+/** Runs `fn` and reports the CPU seconds `pid` used meanwhile. */
+async function withCpu<T>(pid: number, fn: () => Promise<T>): Promise<T & { serverCpuS: number | null }> {
+	const before = cpuSeconds(pid);
+	const result = await fn();
+	const after = cpuSeconds(pid);
+	return { ...result, serverCpuS: before !== null && after !== null ? round(after - before) : null };
+}
+
+const uploadRow = (label: string, r: UploadRunResult & { serverCpuS: number | null }) => [
+	label,
+	r.ok,
+	r.errors,
+	r.elapsedS,
+	r.imagesPerS,
+	r.mbPerS,
+	r.latencyMs.p50,
+	r.latencyMs.p99,
+	r.serverCpuS ?? "n/a"
+];
+
+const getRow = (label: string, r: GetLoadResult & { serverCpuS: number | null }) => [
+	label,
+	r.ok,
+	r.errors,
+	r.reqPerS,
+	r.mbPerS,
+	r.latencyMs.p50,
+	r.latencyMs.p99,
+	r.newConnections,
+	r.serverCpuS ?? "n/a"
+];
+
+const ratio = (a: number, b: number) => (b > 0 ? round(a / b, 3) : null);
+
+async function partsUploadAndGet(results: Record<string, any>): Promise<void> {
+	const total = params.warmupUploads + params.uploads;
+	const imageDir = tempDir("imgmesh-bench-images-");
+	console.log(`Making ${total} distinct JPEGs from ${SHARED_IMAGES} ...`);
+	const t0 = performance.now();
+	const all = await makeJpegs(imageDir, total);
+	const warmup = all.slice(0, params.warmupUploads);
+	const measured = all.slice(params.warmupUploads);
+	const totalBytes = measured.reduce((sum, image) => sum + image.bytes, 0);
+	const sizes = measured.map(image => image.bytes).sort((a, b) => a - b);
+	results.images = {
+		count: measured.length,
+		warmupCount: warmup.length,
+		totalMB: round(totalBytes / MB),
+		meanKB: round(totalBytes / measured.length / 1000, 1),
+		minKB: round(sizes[0] / 1000, 1),
+		maxKB: round(sizes[sizes.length - 1] / 1000, 1),
+		widths: [Math.min(...measured.map(i => i.width)), Math.max(...measured.map(i => i.width))],
+		generationS: round((performance.now() - t0) / 1000, 1)
+	};
+	console.log(`  ${measured.length} JPEGs (+${warmup.length} warm-up), ${results.images.totalMB} MB, mean ${results.images.meanKB} KB, made in ${results.images.generationS} s`);
+
+	const baseline = await startBaseline(join(tempDir("imgmesh-bench-baseline-"), "blobs"), imageDir);
+	console.log(`Baseline server on ${baseline.url}; starting imgmesh ...`);
+	const server = await startServer();
+	servers.add(server);
+	const pid = server.process.pid!;
+	const anon = new Client(server.url);
+	const uploader = await anon.register("bench-uploader");
+	const viewer = await anon.register("bench-viewer");
+
+	// a. uploads: baseline first, then imgmesh; same client, files and concurrency.
+	const uploadRun = (url: string, token: string | undefined, files: BenchImage[]) =>
+		runUploads({ url, token, fields: params.uploadFields, files, concurrency: params.uploadConcurrency, maxMs: UPLOAD_MAX_MS });
+	console.log(`a. uploading ${measured.length} JPEGs, ${params.uploadConcurrency} concurrent ...`);
+	if (warmup.length) await uploadRun(`${baseline.url}/api/images`, undefined, warmup);
+	const baseUpload = await withCpu(baseline.process.pid!, () => uploadRun(`${baseline.url}/api/images`, undefined, measured));
+	let warmupErrors = 0;
+	if (warmup.length) warmupErrors = (await uploadRun(`${server.url}/api/images`, uploader.token, warmup)).errors;
+	await waitForIdle(pid, 10_000);
+	const meshUpload = await withCpu(pid, () => uploadRun(`${server.url}/api/images`, uploader.token, measured));
+
+	// Each stored image must be the file sent: same size and hash, none deduplicated away.
+	const stored = measured.map((image, i) => ({ image, doc: (meshUpload.responses[i] as { images?: any[] } | undefined)?.images?.[0] }));
+	const mismatched = stored.filter(({ image, doc }) => doc && (doc.size !== image.bytes || doc.visibility !== "public")).length;
+	const distinctHashes = new Set(stored.flatMap(({ doc }) => (doc ? [doc.sha256] : []))).size;
+	const { responses: _b, ...baseUploadOut } = baseUpload;
+	const { responses: _m, ...meshUploadOut } = meshUpload;
+	results.upload = {
+		baseline: baseUploadOut,
+		imgmesh: { ...meshUploadOut, warmupErrors, mismatchedDocs: mismatched, distinctSha256: distinctHashes },
+		ratio: { imagesPerS: ratio(meshUpload.imagesPerS, baseUpload.imagesPerS), mbPerS: ratio(meshUpload.mbPerS, baseUpload.mbPerS) },
+		imgmeshRssAfterKb: readProcMemory(pid)
+	};
+	printTable(
+		`a. Upload throughput: ${measured.length} distinct JPEGs (${results.images.totalMB} MB), ${params.uploadConcurrency} concurrent, 1 file/request (MB = 10^6 B)`,
+		["server", "ok", "errors", "time s", "images/s", "MB/s", "p50 ms", "p99 ms", "server CPU s"],
+		[
+			uploadRow("baseline (raw body -> fsync+rename)", baseUpload),
+			uploadRow("imgmesh POST /api/images", meshUpload),
+			["imgmesh / baseline", "", "", "", results.upload.ratio.imagesPerS ?? "n/a", results.upload.ratio.mbPerS ?? "n/a", "", "", ""]
+		]
+	);
+	for (const sample of [...baseUpload.errorSamples, ...meshUpload.errorSamples]) console.log(`  error: ${sample}`);
+	if (mismatched || distinctHashes !== meshUpload.ok) console.log(`  odd: ${mismatched} stored docs differ from the file sent; ${distinctHashes} distinct sha256 for ${meshUpload.ok} uploads`);
+
+	if (!params.parts.includes("get")) return;
+
+	// b. downloads over the images that uploaded fine, as another user.
+	const ok = stored.filter(entry => entry.doc);
+	if (ok.length === 0) throw new Error("no image was uploaded to imgmesh: nothing to GET");
+	const meshTargets = ok.map(({ image, doc }) => ({ path: `/api/images/${doc.id}/content`, bytes: image.bytes }));
+	const baseTargets = ok.map(({ image }) => ({ path: `/images/${encodeURIComponent(image.filename)}/content`, bytes: image.bytes }));
+	const load = { connections: params.getConnections, durationMs: params.getSeconds * 1000, warmupMs: params.getWarmupSeconds * 1000, maxRequests: params.getMaxRequests };
+	console.log(`\nb. GET content, ${params.getConnections} keep-alive connections, ${params.getSeconds} s each (+${params.getWarmupSeconds} s warm-up) ...`);
+	const statsBefore = await uploader.get("/api/stats");
+	const baseGet = await withCpu(baseline.process.pid!, () => runGetLoad({ base: baseline.url, targets: baseTargets, ...load }));
+	await waitForIdle(pid, 10_000);
+	const meshGet = await withCpu(pid, () =>
+		runGetLoad({ base: server.url, targets: meshTargets, headers: { authorization: `Bearer ${viewer.token}` }, ...load })
+	);
+	await waitForIdle(pid, 10_000);
+	const statsAfter = await uploader.get("/api/stats");
+	const viewsCounted =
+		typeof statsAfter.body?.totalViews === "number" && typeof statsBefore.body?.totalViews === "number"
+			? statsAfter.body.totalViews - statsBefore.body.totalViews
+			: null;
+	results.get = {
+		baseline: baseGet,
+		imgmesh: { ...meshGet, viewsCounted, viewsExpectedAtLeast: meshGet.ok },
+		ratio: { reqPerS: ratio(meshGet.reqPerS, baseGet.reqPerS), mbPerS: ratio(meshGet.mbPerS, baseGet.mbPerS) },
+		imgmeshRssAfterKb: readProcMemory(pid)
+	};
+	printTable(
+		`b. GET content: ${ok.length} images, ${params.getConnections} keep-alive connections, ${params.getSeconds} s (latency per request)`,
+		["server", "ok", "errors", "req/s", "MB/s", "p50 ms", "p99 ms", "new conns", "server CPU s"],
+		[
+			getRow("baseline (fs.createReadStream)", baseGet),
+			getRow("imgmesh GET /api/images/:id/content", meshGet),
+			["imgmesh / baseline", "", "", results.get.ratio.reqPerS ?? "n/a", results.get.ratio.mbPerS ?? "n/a", "", "", "", ""]
+		]
+	);
+	for (const sample of [...baseGet.errorSamples, ...meshGet.errorSamples]) console.log(`  error: ${sample}`);
+	console.log(`  views counted by imgmesh during the run: ${viewsCounted ?? "n/a"} (successful GETs incl. warm-up >= ${meshGet.ok})`);
+	const hwm = results.get.imgmeshRssAfterKb;
+	if (hwm) console.log(`  imgmesh RSS after a+b: ${mib(hwm.rssKb)} MiB (peak ${mib(hwm.hwmKb)} MiB)`);
+	if (meshUpload.errors || meshGet.errors) results.imgmeshOutputTail = tail(server.output());
+}
+
+async function partBigUpload(results: Record<string, any>): Promise<boolean> {
+	const dir = tempDir("imgmesh-bench-big-");
+	const side = params.bigSide;
+	const path = join(dir, `noise-${side}.png`);
+	console.log(`\nc. making a ${side}x${side} RGB noise PNG ...`);
+	await makeBigPng(path, side);
+	const size = statSync(path).size;
+	const sha256 = await sha256File(path);
+	console.log(`  ${round(size / MB, 1)} MB (${round(size / MiB, 1)} MiB); starting a fresh imgmesh with MAX_UPLOAD_BYTES=268435456 ...`);
+
+	const server = await startServer({ MAX_UPLOAD_BYTES: "268435456" });
+	servers.add(server);
+	const pid = server.process.pid!;
+	const user = await new Client(server.url).register("bench-big");
+	await waitForIdle(pid, 10_000);
+	await sleep(1000);
+	const idle = readProcMemory(pid);
+
+	const sampler = startRssSampler(pid, 50);
+	const started = performance.now();
+	let res: Awaited<ReturnType<typeof uploadMultipart>> | undefined;
+	let uploadError: string | undefined;
+	try {
+		res = await uploadMultipart(
+			`${server.url}/api/images`,
+			{ visibility: "private" },
+			{ filename: basename(path), contentType: "image/png", source: { path, size } },
+			{ token: user.token, timeoutMs: 120_000 }
+		);
+	} catch (err) {
+		uploadError = (err as Error).message;
+	}
+	const elapsedS = (performance.now() - started) / 1000;
+	await sleep(300); // anything the server still does right after answering
+	const rss = sampler.stop();
+	const final = readProcMemory(pid);
+	const peakKb = Math.max(rss.hwmKb, rss.maxSampledRssKb, final?.hwmKb ?? 0);
+	const doc = res?.body?.images?.[0];
+	const stored = res?.status === 201 && doc?.size === size && doc?.sha256 === sha256;
+	const pass = stored && peakKb < RSS_LIMIT_MIB * 1024;
+	results.bigUpload = {
+		file: { width: side, height: side, megapixels: round((side * side) / 1e6, 2), bytes: size, sha256 },
+		status: res?.status ?? null,
+		error: uploadError ?? (stored ? undefined : JSON.stringify(res?.body).slice(0, 500)),
+		storedIntact: stored,
+		elapsedS: round(elapsedS, 3),
+		mbPerS: round(size / MB / elapsedS),
+		idleRssKb: idle?.rssKb ?? null,
+		idleHwmKb: idle?.hwmKb ?? null,
+		peakHwmKb: peakKb,
+		maxSampledRssKb: rss.maxSampledRssKb,
+		samples: rss.samples,
+		finalRssKb: final?.rssKb ?? null,
+		limitMiB: RSS_LIMIT_MIB,
+		pass,
+		rssTimeline: rss.timeline
+	};
+	if (!stored) results.bigUpload.imgmeshOutputTail = tail(server.output());
+	printTable(`c. Server memory while uploading one ${round(size / MB, 1)} MB PNG (${side}x${side}), streamed from disk`, ["metric", "value"], [
+		["upload status", `${res?.status ?? "failed"}${stored ? " (stored intact: size and sha256 match)" : ` ${results.bigUpload.error ?? ""}`}`],
+		["upload time s", round(elapsedS, 2)],
+		["upload MB/s", results.bigUpload.mbPerS],
+		["idle RSS MiB (before upload)", idle ? mib(idle.rssKb) : "n/a"],
+		["idle peak (VmHWM) MiB", idle ? mib(idle.hwmKb) : "n/a"],
+		["max sampled VmRSS MiB (50 ms)", mib(rss.maxSampledRssKb)],
+		["peak RSS (VmHWM) MiB", mib(peakKb)],
+		["RSS after upload MiB", final ? mib(final.rssKb) : "n/a"],
+		[`requirement peak < ${RSS_LIMIT_MIB} MiB`, pass ? "PASS" : "FAIL"]
+	]);
+	await server.stop();
+	servers.delete(server);
+	rmSync(dir, { recursive: true, force: true });
+	tempDirs.delete(dir);
+	return pass;
+}
+
+async function main(): Promise<number> {
+	const watchdog = setTimeout(() => {
+		console.error(`\nbench:api exceeded BENCH_MAX_MINUTES=${params.maxMinutes}; stopping`);
+		void cleanup().finally(() => process.exit(1));
+	}, params.maxMinutes * 60_000);
+	watchdog.unref();
+	for (const signal of ["SIGINT", "SIGTERM"] as const) {
+		process.once(signal, () => void cleanup().finally(() => process.exit(130)));
+	}
+	process.once("exit", cleanupSync);
+
+	const startedAt = new Date();
+	const results: Record<string, any> = { benchmark: "api", startedAt: startedAt.toISOString(), machine: machineInfo(), parameters: params, errors: [] };
+	console.log(`imgmesh bench:api on ${results.machine.cpus} x ${results.machine.cpuModel}, node ${process.version}`);
+	let failed = false;
+	try {
+		if (params.parts.includes("upload") || params.parts.includes("get")) {
+			try {
+				await partsUploadAndGet(results);
+			} catch (err) {
+				failed = true;
+				results.errors.push({ part: "upload/get", message: (err as Error).message });
+				console.error(`\nupload/get failed: ${(err as Error).message}`);
+			}
+			await cleanup();
+		}
+		if (params.parts.includes("rss")) {
+			try {
+				if (!(await partBigUpload(results))) failed = true;
+			} catch (err) {
+				failed = true;
+				results.errors.push({ part: "rss", message: (err as Error).message });
+				console.error(`\nbig upload failed: ${(err as Error).message}`);
+			}
+		}
+	} finally {
+		await cleanup();
+		clearTimeout(watchdog);
+	}
+	results.finishedAt = new Date().toISOString();
+	results.durationS = round((Date.now() - startedAt.getTime()) / 1000, 1);
+	const path = saveResults("api", results);
+	console.log(`\nResults: ${path} (and bench/results/api-latest.json), ${results.durationS} s`);
+	return failed ? 1 : 0;
+}
+
+if (process.argv[2] === "--baseline-server") {
+	runBaselineServer();
+} else {
+	process.exitCode = await main();
+}

@@ -1,0 +1,463 @@
+/**
+ * Small helpers shared by the benches: env parameters, percentiles, tables, process memory from
+ * /proc, machine info, result files, and two light load generators on node:http (multipart
+ * uploads streamed from memory or disk, and a keep-alive GET load). Only 127.0.0.1 is targeted.
+ */
+import { execFileSync } from "node:child_process";
+import { createReadStream, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import os from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
+
+export const MB = 1_000_000;
+export const MiB = 1024 * 1024;
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+
+/** An integer from the environment, or the fallback. */
+export function envInt(name: string, fallback: number, min = 0): number {
+	const raw = process.env[name];
+	if (raw === undefined || raw === "") return fallback;
+	const value = Number(raw);
+	if (!Number.isSafeInteger(value) || value < min) throw new Error(`${name} must be an integer >= ${min}, got "${raw}"`);
+	return value;
+}
+
+export const sleep = (ms: number) => new Promise<void>(resolve => setTimeout(resolve, ms));
+export const round = (value: number, digits = 2) => (Number.isFinite(value) ? Number(value.toFixed(digits)) : value);
+
+/** Nearest-rank percentile of an ascending array (p in 0..100). */
+export function percentile(sorted: ArrayLike<number>, p: number): number {
+	if (sorted.length === 0) return NaN;
+	const rank = Math.ceil((p / 100) * sorted.length);
+	return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))];
+}
+
+export interface Summary {
+	count: number;
+	min: number;
+	mean: number;
+	p50: number;
+	p90: number;
+	p99: number;
+	max: number;
+}
+
+/** Summary of latencies (or any values), rounded to 0.01. */
+export function summarize(values: number[]): Summary {
+	const sorted = Float64Array.from(values).sort();
+	const sum = sorted.reduce((acc, value) => acc + value, 0);
+	return {
+		count: sorted.length,
+		min: round(sorted[0] ?? NaN),
+		mean: round(sum / sorted.length),
+		p50: round(percentile(sorted, 50)),
+		p90: round(percentile(sorted, 90)),
+		p99: round(percentile(sorted, 99)),
+		max: round(sorted[sorted.length - 1] ?? NaN)
+	};
+}
+
+/** Prints an aligned text table: numbers right-aligned, text left-aligned. */
+export function printTable(title: string, header: string[], rows: (string | number)[][]): void {
+	const cells = [header, ...rows.map(row => row.map(cell => (typeof cell === "number" ? String(round(cell)) : cell)))];
+	const widths = header.map((_, col) => Math.max(...cells.map(row => (row[col] ?? "").length)));
+	const line = (row: string[], source: (string | number)[]) =>
+		row.map((cell, col) => (typeof source[col] === "number" ? cell.padStart(widths[col]) : cell.padEnd(widths[col]))).join("  ");
+	console.log(`\n${title}`);
+	console.log(line(cells[0], header));
+	console.log(widths.map(width => "-".repeat(width)).join("  "));
+	rows.forEach((row, i) => console.log(line(cells[i + 1], row)));
+}
+
+export interface ProcMemory {
+	/** Current resident set, KiB (VmRSS). */
+	rssKb: number;
+	/** Peak resident set since the process started, KiB (VmHWM). */
+	hwmKb: number;
+}
+
+/** VmRSS and VmHWM of a process, or null if it is gone. */
+export function readProcMemory(pid: number): ProcMemory | null {
+	let status: string;
+	try {
+		status = readFileSync(`/proc/${pid}/status`, "utf8");
+	} catch {
+		return null;
+	}
+	const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN);
+	return { rssKb: field("VmRSS"), hwmKb: field("VmHWM") };
+}
+
+export interface RssReport {
+	samples: number;
+	intervalMs: number;
+	/** Highest VmRSS seen by sampling, KiB. */
+	maxSampledRssKb: number;
+	/** VmHWM at the last sample, KiB: the true peak since the process started. */
+	hwmKb: number;
+	/** [ms since start, VmRSS KiB], at most one per 250 ms, for the results file. */
+	timeline: [number, number][];
+}
+
+/** Samples a process's VmRSS every `intervalMs` until stopped (or `maxMs` elapse). */
+export function startRssSampler(pid: number, intervalMs = 50, maxMs = 15 * 60_000): { stop(): RssReport } {
+	const started = performance.now();
+	const report: RssReport = { samples: 0, intervalMs, maxSampledRssKb: 0, hwmKb: 0, timeline: [] };
+	let lastKept = -Infinity;
+	const sample = () => {
+		const mem = readProcMemory(pid);
+		if (!mem) return;
+		const at = performance.now() - started;
+		report.samples++;
+		report.maxSampledRssKb = Math.max(report.maxSampledRssKb, mem.rssKb);
+		report.hwmKb = Math.max(report.hwmKb, mem.hwmKb);
+		if (at - lastKept >= 250) {
+			report.timeline.push([Math.round(at), mem.rssKb]);
+			lastKept = at;
+		}
+		if (at > maxMs) clearInterval(timer);
+	};
+	sample();
+	const timer = setInterval(sample, intervalMs);
+	return {
+		stop() {
+			clearInterval(timer);
+			sample();
+			return report;
+		}
+	};
+}
+
+export function machineInfo(): Record<string, unknown> {
+	const cpus = os.cpus();
+	const git = (...args: string[]) => {
+		try {
+			return execFileSync("git", args, { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+		} catch {
+			return null;
+		}
+	};
+	return {
+		cpus: cpus.length,
+		cpuModel: cpus[0]?.model ?? null,
+		totalMemMiB: Math.round(os.totalmem() / MiB),
+		platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+		node: process.version,
+		loadAvgAtStart: os.loadavg().map(value => round(value)),
+		gitCommit: git("rev-parse", "HEAD"),
+		gitDirty: (git("status", "--porcelain") ?? "") !== ""
+	};
+}
+
+/** Writes bench/results/<name>-<timestamp>.json and <name>-latest.json; returns the first path. */
+export function saveResults(name: string, data: unknown): string {
+	const dir = join(ROOT, "bench", "results");
+	mkdirSync(dir, { recursive: true });
+	const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+	const text = JSON.stringify(data, null, 2) + "\n";
+	const path = join(dir, `${name}-${stamp}.json`);
+	writeFileSync(path, text);
+	writeFileSync(join(dir, `${name}-latest.json`), text);
+	return path;
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP load generators (node:http, keep-alive; no fetch: it costs the 2-core machine too much)
+// ---------------------------------------------------------------------------------------------
+
+export interface HttpResult {
+	status: number;
+	body: any;
+	ms: number;
+}
+
+export interface MultipartFile {
+	filename: string;
+	contentType: string;
+	/** The bytes, or a file streamed from disk (the size is needed for Content-Length). */
+	source: Buffer | { path: string; size: number };
+}
+
+/**
+ * POSTs one multipart/form-data request: text fields first, then the file in field `file`.
+ * The body is written from memory or streamed from disk, never assembled whole.
+ */
+export function uploadMultipart(
+	url: string,
+	fields: Record<string, string>,
+	file: MultipartFile,
+	options: { token?: string; agent?: http.Agent; timeoutMs?: number } = {}
+): Promise<HttpResult> {
+	const boundary = `----imgmesh-bench-${Math.random().toString(36).slice(2)}`;
+	const head = Buffer.from(
+		Object.entries(fields)
+			.map(([name, value]) => `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`)
+			.join("") +
+			`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${file.filename}"\r\n` +
+			`Content-Type: ${file.contentType}\r\n\r\n`
+	);
+	const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+	const size = Buffer.isBuffer(file.source) ? file.source.length : file.source.size;
+	const headers: Record<string, string | number> = {
+		"content-type": `multipart/form-data; boundary=${boundary}`,
+		"content-length": head.length + size + tail.length
+	};
+	if (options.token) headers.authorization = `Bearer ${options.token}`;
+	const started = performance.now();
+	return new Promise((resolve, reject) => {
+		let answered = false;
+		const req = http.request(url, { method: "POST", headers, agent: options.agent }, res => {
+			answered = true;
+			const chunks: Buffer[] = [];
+			res.on("data", (chunk: Buffer) => chunks.push(chunk));
+			res.on("error", reject);
+			res.on("end", () => {
+				const text = Buffer.concat(chunks).toString("utf8");
+				let body: unknown = text;
+				try {
+					body = text ? JSON.parse(text) : null;
+				} catch {
+					// not JSON: keep the text
+				}
+				resolve({ status: res.statusCode ?? 0, body, ms: performance.now() - started });
+			});
+		});
+		// A server may answer (e.g. 413) and close before reading the whole body: the answer counts.
+		req.on("error", err => {
+			if (!answered) reject(err);
+		});
+		req.setTimeout(options.timeoutMs ?? 60_000, () => req.destroy(new Error(`upload timed out after ${options.timeoutMs ?? 60_000} ms`)));
+		req.write(head);
+		if (Buffer.isBuffer(file.source)) {
+			req.write(file.source);
+			req.end(tail);
+		} else {
+			const stream = createReadStream(file.source.path, { highWaterMark: 256 * 1024 });
+			stream.on("error", err => req.destroy(err));
+			stream.on("end", () => req.end(tail));
+			stream.pipe(req, { end: false });
+		}
+	});
+}
+
+export interface UploadRunResult {
+	ok: number;
+	errors: number;
+	errorSamples: string[];
+	bytes: number;
+	elapsedS: number;
+	imagesPerS: number;
+	mbPerS: number;
+	latencyMs: Summary;
+	/** Response bodies of the successful uploads, by file index (undefined for failures). */
+	responses: unknown[];
+}
+
+/**
+ * Uploads each file once, `concurrency` requests in flight, one file per request, over
+ * keep-alive connections. Stops taking new files after `maxMs`.
+ */
+export async function runUploads(options: {
+	url: string;
+	token?: string;
+	fields: Record<string, string>;
+	files: MultipartFile[];
+	concurrency: number;
+	maxMs: number;
+	timeoutMs?: number;
+}): Promise<UploadRunResult> {
+	const agent = new http.Agent({ keepAlive: true, maxSockets: options.concurrency });
+	const responses: unknown[] = new Array(options.files.length);
+	const latencies: number[] = [];
+	const errorSamples: string[] = [];
+	let ok = 0;
+	let errors = 0;
+	let bytes = 0;
+	let next = 0;
+	const started = performance.now();
+	const deadline = started + options.maxMs;
+	const fail = (message: string) => {
+		errors++;
+		if (errorSamples.length < 5) errorSamples.push(message);
+	};
+	const worker = async () => {
+		while (next < options.files.length && performance.now() < deadline) {
+			const index = next++;
+			const file = options.files[index];
+			try {
+				const res = await uploadMultipart(options.url, options.fields, file, { token: options.token, agent, timeoutMs: options.timeoutMs });
+				if (res.status !== 201) {
+					fail(`${file.filename}: ${res.status} ${JSON.stringify(res.body).slice(0, 300)}`);
+					continue;
+				}
+				ok++;
+				bytes += Buffer.isBuffer(file.source) ? file.source.length : file.source.size;
+				latencies.push(res.ms);
+				responses[index] = res.body;
+			} catch (err) {
+				fail(`${file.filename}: ${(err as Error).message}`);
+			}
+		}
+	};
+	try {
+		await Promise.all(Array.from({ length: options.concurrency }, worker));
+	} finally {
+		agent.destroy();
+	}
+	const elapsedS = (performance.now() - started) / 1000;
+	return {
+		ok,
+		errors,
+		errorSamples,
+		bytes,
+		elapsedS: round(elapsedS, 3),
+		imagesPerS: round(ok / elapsedS),
+		mbPerS: round(bytes / MB / elapsedS),
+		latencyMs: summarize(latencies),
+		responses
+	};
+}
+
+export interface GetTarget {
+	path: string;
+	/** Expected body length. */
+	bytes: number;
+}
+
+export interface GetLoadResult {
+	requests: number;
+	ok: number;
+	errors: number;
+	errorSamples: string[];
+	/** Connections opened during the measured phase (keep-alive should keep this ~= connections). */
+	newConnections: number;
+	bytes: number;
+	elapsedS: number;
+	reqPerS: number;
+	mbPerS: number;
+	latencyMs: Summary;
+}
+
+function getOnce(base: URL, target: GetTarget, headers: Record<string, string>, agent: http.Agent, timeoutMs: number) {
+	return new Promise<{ status: number; bytes: number; reused: boolean }>((resolve, reject) => {
+		const req = http.request(
+			{ host: base.hostname, port: base.port, path: target.path, method: "GET", headers, agent },
+			res => {
+				let bytes = 0;
+				res.on("data", (chunk: Buffer) => (bytes += chunk.length));
+				res.on("error", reject);
+				res.on("end", () => resolve({ status: res.statusCode ?? 0, bytes, reused: req.reusedSocket }));
+			}
+		);
+		req.on("error", reject);
+		req.setTimeout(timeoutMs, () => req.destroy(new Error(`GET timed out after ${timeoutMs} ms`)));
+		req.end();
+	});
+}
+
+/**
+ * `connections` keep-alive connections each issuing GETs back to back over `targets`
+ * (round-robin) for `durationMs` (after an unmeasured warm-up), or until `maxRequests`.
+ * A response counts as ok only with status 200 and exactly the expected byte count.
+ */
+export async function runGetLoad(options: {
+	base: string;
+	targets: GetTarget[];
+	headers?: Record<string, string>;
+	connections: number;
+	durationMs: number;
+	warmupMs: number;
+	maxRequests: number;
+	timeoutMs?: number;
+}): Promise<GetLoadResult> {
+	const base = new URL(options.base);
+	if (base.hostname !== "127.0.0.1") throw new Error("benches only target 127.0.0.1");
+	const agent = new http.Agent({ keepAlive: true, maxSockets: options.connections, maxFreeSockets: options.connections });
+	const headers = options.headers ?? {};
+	const timeoutMs = options.timeoutMs ?? 30_000;
+	let next = 0;
+
+	const phase = async (durationMs: number, maxRequests: number, measure: boolean) => {
+		const latencies: number[] = [];
+		const errorSamples: string[] = [];
+		let requests = 0;
+		let ok = 0;
+		let errors = 0;
+		let bytes = 0;
+		let newConnections = 0;
+		const started = performance.now();
+		const end = started + durationMs;
+		const worker = async () => {
+			// Bounded in time and count; a dead server also ends it after many errors.
+			while (performance.now() < end && requests < maxRequests && errors < 1000) {
+				const target = options.targets[next++ % options.targets.length];
+				requests++;
+				const t0 = performance.now();
+				try {
+					const res = await getOnce(base, target, headers, agent, timeoutMs);
+					if (!res.reused) newConnections++;
+					if (res.status !== 200 || res.bytes !== target.bytes) {
+						errors++;
+						if (errorSamples.length < 5) errorSamples.push(`${target.path}: status ${res.status}, ${res.bytes}/${target.bytes} bytes`);
+						continue;
+					}
+					ok++;
+					bytes += res.bytes;
+					if (measure) latencies.push(performance.now() - t0);
+				} catch (err) {
+					errors++;
+					if (errorSamples.length < 5) errorSamples.push(`${target.path}: ${(err as Error).message}`);
+				}
+			}
+		};
+		await Promise.all(Array.from({ length: options.connections }, worker));
+		const elapsedS = (performance.now() - started) / 1000;
+		return {
+			requests,
+			ok,
+			errors,
+			errorSamples,
+			newConnections,
+			bytes,
+			elapsedS: round(elapsedS, 3),
+			reqPerS: round(ok / elapsedS),
+			mbPerS: round(bytes / MB / elapsedS),
+			latencyMs: summarize(latencies)
+		};
+	};
+
+	try {
+		if (options.warmupMs > 0) await phase(options.warmupMs, options.maxRequests, false);
+		return await phase(options.durationMs, options.maxRequests, true);
+	} finally {
+		agent.destroy();
+	}
+}
+
+/** User + system CPU seconds a process has used so far (Linux, CLK_TCK 100), or null if gone. */
+export function cpuSeconds(pid: number): number | null {
+	let stat: string;
+	try {
+		stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+	} catch {
+		return null;
+	}
+	// Fields after "(comm) ": state is [0], utime [11], stime [12].
+	const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+	return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Waits until a process uses under `threshold` of a core over `windowMs` (at most `maxMs`). */
+export async function waitForIdle(pid: number, maxMs = 20_000, windowMs = 500, threshold = 0.05): Promise<boolean> {
+	const deadline = Date.now() + maxMs;
+	while (Date.now() < deadline) {
+		const before = cpuSeconds(pid);
+		await sleep(windowMs);
+		const after = cpuSeconds(pid);
+		if (before === null || after === null) return false;
+		if ((after - before) / (windowMs / 1000) < threshold) return true;
+	}
+	return false;
+}
