@@ -1,0 +1,108 @@
+/**
+ * Storage: the bytes of images, plain or encrypted at rest, behind the BlobStore contract. Only
+ * other services call it (every action is `visibility: "public"`, so the gateway never exposes
+ * them); uploads arrive and downloads leave as streams.
+ */
+import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { getConfig } from "../config/index.ts";
+import type { ByteRange, PutOptions } from "../models/blob-store.ts";
+import { Keyring } from "../models/envelope-crypto.ts";
+import { BadRequestError, UnavailableError } from "../models/errors.ts";
+import { FsBlobStore } from "../models/fs-blob-store.ts";
+
+const KEY = { type: "string", min: 1, max: 128 };
+const REF = { type: "string", min: 1, max: 128 };
+const OFFSET = { type: "number", integer: true, min: 0, optional: true };
+
+interface StorageVars {
+	store: FsBlobStore;
+}
+
+/** An inclusive range from optional bounds: a missing start is 0, a missing end is the last byte. */
+function rangeOf(start: number | undefined, end: number | undefined): ByteRange | undefined {
+	if (start === undefined && end === undefined) return undefined;
+	return { start: start ?? 0, end: end ?? Number.MAX_SAFE_INTEGER };
+}
+
+const storage: ServiceSchema<ServiceSettingSchema, {}, StorageVars> = {
+	name: "storage",
+
+	actions: {
+		/** Stores the bytes of `ctx.stream`; returns the BlobRef. */
+		put: {
+			visibility: "public",
+			params: { $$strict: true, encrypt: "boolean", ref: REF, maxBytes: { type: "number", integer: true, min: 0 } },
+			async handler(ctx: Context<PutOptions>) {
+				if (!(ctx.stream instanceof Readable)) throw new BadRequestError("storage.put takes the bytes as a stream", "STREAM_REQUIRED");
+				return this.store.put(ctx.stream, ctx.params);
+			}
+		},
+
+		/** A stream of the plaintext, or of the inclusive range start..end of it. */
+		get: {
+			visibility: "public",
+			params: { $$strict: true, key: KEY, start: OFFSET, end: OFFSET },
+			async handler(ctx: Context<{ key: string; start?: number; end?: number }>) {
+				const { key, start, end } = ctx.params;
+				return this.store.open(key, rangeOf(start, end));
+			}
+		},
+
+		stat: {
+			visibility: "public",
+			params: { $$strict: true, key: KEY },
+			async handler(ctx: Context<{ key: string }>) {
+				return this.store.stat(ctx.params.key);
+			}
+		},
+
+		release: {
+			visibility: "public",
+			params: { $$strict: true, key: KEY, ref: REF },
+			async handler(ctx: Context<{ key: string; ref: string }>) {
+				return { deleted: await this.store.release(ctx.params.key, ctx.params.ref) };
+			}
+		},
+
+		/**
+		 * After STORAGE_MASTER_KEY changed (the old key moved to STORAGE_OLD_MASTER_KEYS): re-wraps
+		 * every data key under the new one. Blobs that failed are listed; the old key may be dropped
+		 * once `failed` is empty.
+		 */
+		rotateKeys: {
+			visibility: "public",
+			params: { $$strict: true },
+			async handler() {
+				const report = await this.store.rewrapAll();
+				this.logger.info(`Re-wrapped ${report.rewrapped} encrypted blob(s) under the current master key.`);
+				for (const { key, error } of report.failed) this.logger.error(`Could not re-wrap blob ${key}: ${error}`);
+				return report;
+			}
+		},
+
+		ping: {
+			visibility: "public",
+			params: { $$strict: true },
+			async handler() {
+				if (!(await this.store.ping())) throw new UnavailableError("Blob storage is unavailable");
+				return { ok: true };
+			}
+		}
+	},
+
+	created() {
+		const config = getConfig();
+		this.store = new FsBlobStore({
+			root: join(config.dataDir, "blobs"),
+			keyring: new Keyring(config.storageMasterKey, config.storageOldMasterKeys)
+		});
+	},
+
+	async stopped() {
+		await this.store.close();
+	}
+};
+
+export default storage;
