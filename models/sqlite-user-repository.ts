@@ -77,7 +77,9 @@ export class SqliteUserRepository implements UserRepository {
 	async update(id: string, patch: UserPatch): Promise<UserRecord | null> {
 		const current = await this.get(id);
 		if (!current) return null;
-		const next: UserRecord = { ...current, ...patch, updatedAt: new Date().toISOString() };
+		// Absent and undefined fields both mean "unchanged".
+		const given = Object.fromEntries(Object.entries(patch).filter(([, value]) => value !== undefined));
+		const next: UserRecord = { ...current, ...given, updatedAt: new Date().toISOString() };
 		this.db
 			.prepare("UPDATE users SET name = ?, role = ?, disabled = ?, password_hash = ?, updated_at = ? WHERE id = ?")
 			.run(next.name, next.role, next.disabled ? 1 : 0, next.passwordHash, next.updatedAt, id);

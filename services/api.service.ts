@@ -92,8 +92,9 @@ function sendJsonError(this: { logger: any }, req: IncomingMessage, res: ServerR
 		res.destroy();
 		return;
 	}
-	// A request body the handler did not read (e.g. a rejected upload) must not stall the socket.
-	if (!req.complete) res.setHeader("Connection", "close");
+	// Discard a body nobody read (e.g. an upload refused for its token), so that the client,
+	// still sending, gets to read this answer instead of a reset connection.
+	if (!req.complete) req.resume();
 	res.statusCode = status;
 	res.setHeader("Content-Type", "application/json; charset=utf-8");
 	res.end(JSON.stringify(body));

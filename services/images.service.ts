@@ -304,6 +304,9 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			const id = newId();
 			const sniffer = new ImageSniffer({ maxBytes: config.maxUploadBytes, maxPixels: config.maxInputPixels });
 			file.stream.on("error", err => sniffer.destroy(err));
+			// Its verdict is read from `sniffer.errored` below; storage may not be listening yet
+			// when a small file is refused, and an unheard 'error' would crash the process.
+			sniffer.on("error", () => undefined);
 			file.stream.pipe(sniffer);
 			const encrypted = fields.encrypted === "true";
 			let ref: BlobRef;

@@ -26,6 +26,7 @@ interface UsersMethods {
 	issueToken(user: UserRecord): { token: string; expiresIn: number };
 	requireUser(ctx: Context): Promise<UserRecord>;
 	userChanged(ctx: Context, id: string): Promise<void>;
+	forgetIdentity(id: string): Promise<void>;
 	ensureAdmin(): Promise<void>;
 }
 
@@ -171,7 +172,7 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 		"users.changed": {
 			params: { id: "string" },
 			async handler(ctx: Context<{ id: string }>) {
-				await this.broker.cacher?.clean(`users.identify:${ctx.params.id}*`);
+				await this.forgetIdentity(ctx.params.id);
 			}
 		}
 	},
@@ -194,8 +195,15 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 			return user;
 		},
 
+		/** Forgets cached identities of the user here at once, and on every other users node. */
 		async userChanged(ctx: Context, id: string) {
+			await this.forgetIdentity(id);
 			await ctx.broadcast("users.changed", { id });
+		},
+
+		async forgetIdentity(id: string) {
+			// Moleculer's key for `cache.keys: ["id"]` is the action name and the JSON of the value.
+			await this.broker.cacher?.clean(`users.identify:${JSON.stringify(id)}`);
 		},
 
 		/** Creates or updates the configured admin account at start. */
