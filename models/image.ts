@@ -125,5 +125,6 @@ export interface CategoryRepository {
 	insert(category: Category): Promise<void>;
 	update(id: string, patch: Partial<Pick<Category, "name" | "description">>): Promise<Category | null>;
 	remove(id: string): Promise<boolean>;
+	ping(): Promise<boolean>;
 	close(): Promise<void>;
 }

@@ -589,6 +589,10 @@ export class SqliteCategoryRepository implements CategoryRepository {
 		return Number(this.db.prepare("DELETE FROM categories WHERE id = ?").run(id).changes) > 0;
 	}
 
+	async ping(): Promise<boolean> {
+		return this.db.prepare("SELECT 1 AS ok").get() !== undefined;
+	}
+
 	async close(): Promise<void> {
 		closeDatabase(this.db);
 	}

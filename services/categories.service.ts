@@ -2,6 +2,7 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { join } from "node:path";
 import { getConfig } from "../config/index.ts";
+import { repositoryMixin } from "../mixins/repository.ts";
 import { BadRequestError, NotFoundError } from "../models/errors.ts";
 import { nowIso } from "../models/ids.ts";
 import type { Category, CategoryRepository } from "../models/image.ts";
@@ -33,6 +34,7 @@ type CategoriesContext = Context<Record<string, any>, { $statusCode?: number; $l
 
 const categories: ServiceSchema<ServiceSettingSchema, CategoriesMethods, CategoriesVars> = {
 	name: "categories",
+	mixins: [repositoryMixin(() => new SqliteCategoryRepository(join(getConfig().dataDir, "images.db")), "The category store")],
 	settings: { rest: "/categories" },
 
 	actions: {
@@ -117,14 +119,6 @@ const categories: ServiceSchema<ServiceSettingSchema, CategoriesMethods, Categor
 			}
 		},
 
-		ping: {
-			visibility: "public",
-			params: { $$strict: true },
-			async handler() {
-				await this.repo.list();
-				return { ok: true };
-			}
-		}
 	},
 
 	methods: {
@@ -133,14 +127,6 @@ const categories: ServiceSchema<ServiceSettingSchema, CategoriesMethods, Categor
 			if (!category) throw new NotFoundError("Category", id);
 			return category;
 		}
-	},
-
-	created() {
-		this.repo = new SqliteCategoryRepository(join(getConfig().dataDir, "images.db"));
-	},
-
-	async stopped() {
-		await this.repo.close();
 	}
 };
 

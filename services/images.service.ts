@@ -7,6 +7,7 @@ import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
 import type { AuthUser } from "../mixins/auth.ts";
+import { repositoryMixin } from "../mixins/repository.ts";
 import type { BlobRef } from "../models/blob-store.ts";
 import { BadRequestError, NotFoundError, RangeNotSatisfiableError } from "../models/errors.ts";
 import { newId, nowIso } from "../models/ids.ts";
@@ -105,6 +106,7 @@ function contentHeaders(doc: ImageDoc): Record<string, string> {
 
 const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 	name: "images",
+	mixins: [repositoryMixin(() => new SqliteImageRepository(join(config.dataDir, "images.db")), "The image metadata store")],
 	settings: { rest: "/" },
 
 	actions: {
@@ -261,13 +263,6 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			}
 		},
 
-		ping: {
-			visibility: "public",
-			params: { $$strict: true },
-			async handler() {
-				return { ok: await this.repo.ping() };
-			}
-		}
 	},
 
 	methods: {
@@ -378,12 +373,7 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 	},
 
 	created() {
-		this.repo = new SqliteImageRepository(join(config.dataDir, "images.db"));
 		this.checkUploadFields = this.broker.validator!.compile(UPLOAD_FIELDS);
-	},
-
-	async stopped() {
-		await this.repo.close();
 	}
 };
 

@@ -7,9 +7,10 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
+import { repositoryMixin } from "../mixins/repository.ts";
 import type { ByteRange, PutOptions } from "../models/blob-store.ts";
 import { Keyring } from "../models/envelope-crypto.ts";
-import { BadRequestError, UnavailableError } from "../models/errors.ts";
+import { BadRequestError } from "../models/errors.ts";
 import { FsBlobStore } from "../models/fs-blob-store.ts";
 
 const KEY = { type: "string", min: 1, max: 128 };
@@ -17,7 +18,7 @@ const REF = { type: "string", min: 1, max: 128 };
 const OFFSET = { type: "number", integer: true, min: 0, optional: true };
 
 interface StorageVars {
-	store: FsBlobStore;
+	repo: FsBlobStore;
 }
 
 /** An inclusive range from optional bounds: a missing start is 0, a missing end is the last byte. */
@@ -26,8 +27,17 @@ function rangeOf(start: number | undefined, end: number | undefined): ByteRange 
 	return { start: start ?? 0, end: end ?? Number.MAX_SAFE_INTEGER };
 }
 
+function openStore(): FsBlobStore {
+	const config = getConfig();
+	return new FsBlobStore({
+		root: join(config.dataDir, "blobs"),
+		keyring: new Keyring(config.storageMasterKey, config.storageOldMasterKeys)
+	});
+}
+
 const storage: ServiceSchema<ServiceSettingSchema, {}, StorageVars> = {
 	name: "storage",
+	mixins: [repositoryMixin(openStore, "Blob storage")],
 
 	actions: {
 		/** Stores the bytes of `ctx.stream`; returns the BlobRef. */
@@ -36,7 +46,7 @@ const storage: ServiceSchema<ServiceSettingSchema, {}, StorageVars> = {
 			params: { $$strict: true, encrypt: "boolean", ref: REF, maxBytes: { type: "number", integer: true, min: 0 } },
 			async handler(ctx: Context<PutOptions>) {
 				if (!(ctx.stream instanceof Readable)) throw new BadRequestError("storage.put takes the bytes as a stream", "STREAM_REQUIRED");
-				return this.store.put(ctx.stream, ctx.params);
+				return this.repo.put(ctx.stream, ctx.params);
 			}
 		},
 
@@ -46,7 +56,7 @@ const storage: ServiceSchema<ServiceSettingSchema, {}, StorageVars> = {
 			params: { $$strict: true, key: KEY, start: OFFSET, end: OFFSET },
 			async handler(ctx: Context<{ key: string; start?: number; end?: number }>) {
 				const { key, start, end } = ctx.params;
-				return this.store.open(key, rangeOf(start, end));
+				return this.repo.open(key, rangeOf(start, end));
 			}
 		},
 
@@ -54,7 +64,7 @@ const storage: ServiceSchema<ServiceSettingSchema, {}, StorageVars> = {
 			visibility: "public",
 			params: { $$strict: true, key: KEY },
 			async handler(ctx: Context<{ key: string }>) {
-				return this.store.stat(ctx.params.key);
+				return this.repo.stat(ctx.params.key);
 			}
 		},
 
@@ -62,7 +72,7 @@ const storage: ServiceSchema<ServiceSettingSchema, {}, StorageVars> = {
 			visibility: "public",
 			params: { $$strict: true, key: KEY, ref: REF },
 			async handler(ctx: Context<{ key: string; ref: string }>) {
-				return { deleted: await this.store.release(ctx.params.key, ctx.params.ref) };
+				return { deleted: await this.repo.release(ctx.params.key, ctx.params.ref) };
 			}
 		},
 
@@ -75,33 +85,12 @@ const storage: ServiceSchema<ServiceSettingSchema, {}, StorageVars> = {
 			visibility: "public",
 			params: { $$strict: true },
 			async handler() {
-				const report = await this.store.rewrapAll();
+				const report = await this.repo.rewrapAll();
 				this.logger.info(`Re-wrapped ${report.rewrapped} encrypted blob(s) under the current master key.`);
 				for (const { key, error } of report.failed) this.logger.error(`Could not re-wrap blob ${key}: ${error}`);
 				return report;
 			}
-		},
-
-		ping: {
-			visibility: "public",
-			params: { $$strict: true },
-			async handler() {
-				if (!(await this.store.ping())) throw new UnavailableError("Blob storage is unavailable");
-				return { ok: true };
-			}
 		}
-	},
-
-	created() {
-		const config = getConfig();
-		this.store = new FsBlobStore({
-			root: join(config.dataDir, "blobs"),
-			keyring: new Keyring(config.storageMasterKey, config.storageOldMasterKeys)
-		});
-	},
-
-	async stopped() {
-		await this.store.close();
 	}
 };
 

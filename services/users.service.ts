@@ -11,6 +11,7 @@ import { newId, nowIso } from "../models/ids.ts";
 import type { Role } from "../models/image.ts";
 import { DUMMY_HASH_PROMISE, hashPassword, verifyPassword } from "../models/password.ts";
 import { SqliteUserRepository } from "../models/sqlite-user-repository.ts";
+import { repositoryMixin } from "../mixins/repository.ts";
 import { toPublicUser, type UserRecord, type UserRepository } from "../models/user.ts";
 import type { AuthUser } from "../mixins/auth.ts";
 
@@ -34,6 +35,7 @@ type UsersContext = Context<Record<string, any>, { user?: AuthUser | null; $stat
 
 const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 	name: "users",
+	mixins: [repositoryMixin(() => new SqliteUserRepository(join(getConfig().dataDir, "users.db")), "The user store")],
 	settings: { rest: "/" },
 
 	actions: {
@@ -158,13 +160,6 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 			}
 		},
 
-		ping: {
-			visibility: "public",
-			params: { $$strict: true },
-			async handler() {
-				return { ok: await this.repo.ping() };
-			}
-		}
 	},
 
 	events: {
@@ -235,16 +230,8 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 		}
 	},
 
-	created() {
-		this.repo = new SqliteUserRepository(join(getConfig().dataDir, "users.db"));
-	},
-
 	async started() {
 		await this.ensureAdmin();
-	},
-
-	async stopped() {
-		await this.repo.close();
 	}
 };
 
