@@ -338,6 +338,12 @@ export interface GetLoadResult {
 	reqPerS: number;
 	mbPerS: number;
 	latencyMs: Summary;
+	/** Successful requests of the unmeasured warm-up. */
+	warmupOk: number;
+	/** CPU seconds the server (`serverPid`) used during the measured phase. */
+	serverCpuS: number | null;
+	/** CPU seconds this (load generator) process used during the measured phase. */
+	clientCpuS: number;
 }
 
 function getOnce(base: URL, target: GetTarget, headers: Record<string, string>, agent: http.Agent, timeoutMs: number) {
@@ -371,6 +377,8 @@ export async function runGetLoad(options: {
 	warmupMs: number;
 	maxRequests: number;
 	timeoutMs?: number;
+	/** The server's pid, to report its CPU time over the measured phase. */
+	serverPid?: number;
 }): Promise<GetLoadResult> {
 	const base = new URL(options.base);
 	if (base.hostname !== "127.0.0.1") throw new Error("benches only target 127.0.0.1");
@@ -429,8 +437,14 @@ export async function runGetLoad(options: {
 	};
 
 	try {
-		if (options.warmupMs > 0) await phase(options.warmupMs, options.maxRequests, false);
-		return await phase(options.durationMs, options.maxRequests, true);
+		const warmup = options.warmupMs > 0 ? await phase(options.warmupMs, options.maxRequests, false) : null;
+		const cpuBefore = options.serverPid ? cpuSeconds(options.serverPid) : null;
+		const clientBefore = process.cpuUsage();
+		const measured = await phase(options.durationMs, options.maxRequests, true);
+		const cpuAfter = options.serverPid ? cpuSeconds(options.serverPid) : null;
+		const serverCpuS = cpuBefore !== null && cpuAfter !== null ? round(cpuAfter - cpuBefore) : null;
+		const client = process.cpuUsage(clientBefore);
+		return { ...measured, warmupOk: warmup?.ok ?? 0, serverCpuS, clientCpuS: round((client.user + client.system) / 1e6) };
 	} finally {
 		agent.destroy();
 	}

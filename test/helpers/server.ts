@@ -3,7 +3,7 @@
  * the way a user runs it, and talks to it over HTTP. Used by the integration tests and benches.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,7 +19,20 @@ export interface RunningServer {
 	process: ChildProcess;
 	/** Everything the node printed, for diagnosing failures. */
 	output(): string;
-	stop(): Promise<void>;
+	/** Stops the node (SIGTERM) and deletes its DATA_DIR unless `keepData`. */
+	stop(options?: { keepData?: boolean }): Promise<void>;
+}
+
+/**
+ * How `npm start` runs a node (package.json's start script): its `VAR=value` prefixes and node
+ * flags. Tests and benches start nodes exactly that way, so they measure what users run.
+ */
+export function startCommand(): { env: Record<string, string>; nodeArgs: string[] } {
+	const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { scripts: { start: string } };
+	const words = pkg.scripts.start.split(/\s+/);
+	const node = words.indexOf("node");
+	const env = Object.fromEntries(words.slice(0, node).map(word => word.split("=", 2) as [string, string]));
+	return { env, nodeArgs: words.slice(node + 1) };
 }
 
 export async function freePort(): Promise<number> {
@@ -49,13 +62,15 @@ async function waitForHealth(url: string, child: ChildProcess, output: () => str
 	throw new Error(`imgmesh did not become ready within ${timeoutMs} ms:\n${output()}`);
 }
 
-export async function startServer(env: Record<string, string> = {}): Promise<RunningServer> {
-	const dataDir = mkdtempSync(join(tmpdir(), "imgmesh-test-"));
+/** Starts a node; pass `dataDir` to start again on the data a previous node left. */
+export async function startServer(env: Record<string, string> = {}, dataDir = mkdtempSync(join(tmpdir(), "imgmesh-test-"))): Promise<RunningServer> {
 	const port = await freePort();
 	let log = "";
-	const child = spawn(process.execPath, ["main.ts"], {
+	const command = startCommand();
+	const child = spawn(process.execPath, command.nodeArgs, {
 		cwd: ROOT,
 		env: {
+			...command.env,
 			PATH: process.env.PATH,
 			HOME: process.env.HOME,
 			PORT: String(port),
@@ -73,13 +88,13 @@ export async function startServer(env: Record<string, string> = {}): Promise<Run
 	child.stderr!.on("data", chunk => (log += chunk));
 	const url = `http://127.0.0.1:${port}`;
 	const output = () => log;
-	const stop = async () => {
+	const stop = async ({ keepData = false } = {}) => {
 		if (child.exitCode === null) {
 			const exited = new Promise(resolve => child.once("exit", resolve));
 			child.kill("SIGTERM");
 			await exited;
 		}
-		rmSync(dataDir, { recursive: true, force: true });
+		if (!keepData) rmSync(dataDir, { recursive: true, force: true });
 	};
 	try {
 		await waitForHealth(url, child, output, 30_000);
