@@ -20,10 +20,10 @@ interface StoredSecrets {
 	adminPassword?: string;
 }
 
-export const SECRETS_FILE = "secrets.json";
+const SECRETS_FILE = "secrets.json";
 
 /** Accepts a 32-byte key written as 64 hex digits or as base64. */
-export function parseMasterKey(name: string, raw: string): Buffer {
+function parseMasterKey(name: string, raw: string): Buffer {
 	const trimmed = raw.trim();
 	const key = /^[0-9a-f]{64}$/i.test(trimmed) ? Buffer.from(trimmed, "hex") : Buffer.from(trimmed, "base64");
 	if (key.length !== 32) throw new Error(`${name} must be 32 bytes, as 64 hex digits or base64`);

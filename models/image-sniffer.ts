@@ -82,10 +82,6 @@ const FORMATS: FormatRule[] = [
 /** Formats sharp may report for a file whose magic bytes we recognised. */
 const SHARP_FORMATS: Record<string, string[]> = { avif: ["heif", "avif"] };
 
-export function contentTypeOf(format: string): string | undefined {
-	return FORMATS.find(rule => rule.format === format)?.contentType;
-}
-
 export interface SnifferOptions {
 	maxBytes: number;
 	maxPixels: number;

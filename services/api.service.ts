@@ -24,7 +24,7 @@ export interface RequestInfo {
  * in which case the address that proxy appended last to X-Forwarded-For (anything before it
  * was written by the client and cannot be trusted).
  */
-export function clientAddress(req: IncomingMessage): string {
+function clientAddress(req: IncomingMessage): string {
 	const forwarded = req.headers["x-forwarded-for"];
 	if (config.trustProxy && typeof forwarded === "string") {
 		const last = forwarded.split(",").pop()?.trim();
@@ -70,7 +70,7 @@ interface HttpError {
 }
 
 /** Maps any error to a status and a JSON body; server faults never leak their details. */
-export function errorResponse(err: HttpError): { status: number; body: Record<string, unknown> } {
+function errorResponse(err: HttpError): { status: number; body: Record<string, unknown> } {
 	const raw = typeof err.code === "number" ? err.code : err.status;
 	let status = typeof raw === "number" && raw >= 400 && raw <= 599 ? raw : 500;
 	// Moleculer reports invalid params as 422; for a request that is a malformed request.

@@ -13,7 +13,7 @@ const NAME = { type: "string", min: 1, max: 64, trim: true };
 const DESCRIPTION = { type: "string", max: 1000, trim: true, optional: true };
 
 /** "Street Art & Murals" -> "street-art-murals". */
-export function slugify(name: string): string {
+function slugify(name: string): string {
 	return name
 		.normalize("NFKD")
 		.replace(/[\u0300-\u036f]/g, "")

@@ -69,7 +69,7 @@ interface ImagesMethods {
 }
 
 /** What clients see: everything but the internal storage key. */
-export function toPublicImage(doc: ImageDoc): Omit<ImageDoc, "blob"> {
+function toPublicImage(doc: ImageDoc): Omit<ImageDoc, "blob"> {
 	const { blob: _internal, ...rest } = doc;
 	return rest;
 }
@@ -88,9 +88,10 @@ function userTags(list: string[] | string | undefined, description: string): Tag
 	return tags;
 }
 
-function strongEtagMatches(header: string | undefined, etag: string): boolean {
+/** If-None-Match uses the weak comparison (RFC 9110 §13.1.2): a `W/` prefix does not matter. */
+function etagMatches(header: string | undefined, etag: string): boolean {
 	if (!header) return false;
-	return header.trim() === "*" || header.split(",").some(candidate => candidate.trim() === etag);
+	return header.trim() === "*" || header.split(",").some(candidate => candidate.trim().replace(/^W\//, "") === etag);
 }
 
 function contentHeaders(doc: ImageDoc): Record<string, string> {
@@ -352,7 +353,7 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			ctx.meta.$responseHeaders = headers;
 			ctx.meta.$responseType = doc.contentType;
 			const countsView = ctx.meta.user?.id !== doc.owner;
-			if (strongEtagMatches(ctx.meta.request?.ifNoneMatch, headers.ETag as string)) {
+			if (etagMatches(ctx.meta.request?.ifNoneMatch, headers.ETag as string)) {
 				if (countsView) await this.repo.incrementViews(doc.id);
 				ctx.meta.$statusCode = 304;
 				return null;
