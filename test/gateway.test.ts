@@ -22,6 +22,20 @@ describe("gateway", () => {
 		assert.ok(ready.checks.every(check => check.ok));
 	});
 
+	it("reports 503 with the failing checks when a required service is missing", async () => {
+		const partial = await startServer({ SERVICES: "api,health,users" }, { readyPath: "/api/health" });
+		try {
+			const res = await fetch(`${partial.url}/api/ready`);
+			assert.equal(res.status, 503);
+			const body = (await res.json()) as { status: string; checks: { service: string; ok: boolean }[] };
+			assert.equal(body.status, "unavailable");
+			const failing = body.checks.filter(check => !check.ok).map(check => check.service).sort();
+			assert.deepEqual(failing, ["categories", "images", "storage"]);
+		} finally {
+			await partial.stop();
+		}
+	});
+
 	it("allows exactly the configured CORS origin, not look-alikes", async () => {
 		const good = await fetch(`${server.url}/api/health`, { headers: { origin: "https://app.example.com" } });
 		assert.equal(good.headers.get("access-control-allow-origin"), "https://app.example.com");

@@ -31,7 +31,7 @@ describe("restart", () => {
 		const id = upload.body.images[0].id;
 
 		await server.stop({ keepData: true });
-		server = await startServer({}, dataDir);
+		server = await startServer({}, { dataDir });
 		assert.deepEqual(JSON.parse(readFileSync(secrets, "utf8")), generated, "secrets are reused, not regenerated");
 
 		const same = new Client(server.url, alice.token);

@@ -47,12 +47,12 @@ export async function freePort(): Promise<number> {
 	});
 }
 
-async function waitForHealth(url: string, child: ChildProcess, output: () => string, timeoutMs: number): Promise<void> {
+async function waitFor(url: string, child: ChildProcess, output: () => string, timeoutMs: number): Promise<void> {
 	const deadline = Date.now() + timeoutMs;
 	while (Date.now() < deadline) {
 		if (child.exitCode !== null) throw new Error(`imgmesh exited with ${child.exitCode}:\n${output()}`);
 		try {
-			const res = await fetch(`${url}/api/ready`);
+			const res = await fetch(url);
 			if (res.status === 200) return;
 		} catch {
 			// not listening yet
@@ -62,8 +62,15 @@ async function waitForHealth(url: string, child: ChildProcess, output: () => str
 	throw new Error(`imgmesh did not become ready within ${timeoutMs} ms:\n${output()}`);
 }
 
-/** Starts a node; pass `dataDir` to start again on the data a previous node left. */
-export async function startServer(env: Record<string, string> = {}, dataDir = mkdtempSync(join(tmpdir(), "imgmesh-test-"))): Promise<RunningServer> {
+export interface StartOptions {
+	/** Start again on the data a previous node left. */
+	dataDir?: string;
+	/** Path that must answer 200 before the node counts as started. */
+	readyPath?: string;
+}
+
+export async function startServer(env: Record<string, string> = {}, options: StartOptions = {}): Promise<RunningServer> {
+	const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "imgmesh-test-"));
 	const port = await freePort();
 	let log = "";
 	const command = startCommand();
@@ -97,7 +104,7 @@ export async function startServer(env: Record<string, string> = {}, dataDir = mk
 		if (!keepData) rmSync(dataDir, { recursive: true, force: true });
 	};
 	try {
-		await waitForHealth(url, child, output, 30_000);
+		await waitFor(url + (options.readyPath ?? "/api/ready"), child, output, 30_000);
 	} catch (err) {
 		await stop();
 		throw err;
