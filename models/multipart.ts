@@ -5,7 +5,7 @@
  * byte is stored, and bytes already streamed cannot be re-read.
  */
 import { Busboy } from "@fastify/busboy";
-import type { Readable } from "node:stream";
+import { finished, type Readable } from "node:stream";
 import { BadRequestError, PayloadTooLargeError } from "./errors.ts";
 
 export interface MultipartLimits {
@@ -65,6 +65,8 @@ export function parseMultipart<T>(
 	const parser = createParser(contentType, limits);
 	const fields: Record<string, string> = {};
 	const handled: Promise<T>[] = [];
+	/** File streams still being read; a failure must end them, or their handlers never finish. */
+	const open = new Set<Readable>();
 	let failure: Error | undefined;
 	let settled: Promise<void> | undefined;
 
@@ -74,6 +76,7 @@ export function parseMultipart<T>(
 			failure = err;
 			source.unpipe(parser);
 			source.resume(); // discard the rest of the body
+			for (const stream of open) stream.destroy(err);
 			settle();
 		};
 		// Runs once, after the last file handler has finished, whichever way the request ends.
@@ -100,6 +103,11 @@ export function parseMultipart<T>(
 				stream.resume();
 				return fail(new BadRequestError(`Unexpected file field '${fieldname}'`, "UNEXPECTED_FILE_FIELD"));
 			}
+			open.add(stream);
+			stream.once("close", () => open.delete(stream));
+			// Its errors reach the request through fail(); a handler that has not attached its own
+			// listener yet must not turn one into an uncaught exception.
+			stream.on("error", () => undefined);
 			stream.once("limit", () => stream.destroy(new PayloadTooLargeError(limits.maxFileBytes)));
 			const result = onFile({ stream, filename, mimetype }, { ...fields });
 			// A failed file fails the whole request; its stream must still be drained.
@@ -116,7 +124,10 @@ export function parseMultipart<T>(
 		parser.on("finish", () => {
 			if (!failure) settle();
 		});
-		source.on("error", (err: Error) => fail(new BadRequestError(`Upload interrupted: ${err.message}`, "UPLOAD_ABORTED")));
+		// A client that disconnects mid-body ends the source early (an error or a premature close).
+		finished(source, err => {
+			if (err) fail(new BadRequestError(`Upload interrupted: ${err.message}`, "UPLOAD_ABORTED"));
+		});
 		source.pipe(parser);
 	});
 }

@@ -104,6 +104,29 @@ describe("bad input", () => {
 		assert.equal((await alice.get("/api/images")).body.total, 0);
 	});
 
+	it("cleans up after a client that disconnects mid-upload, and keeps serving", async () => {
+		const boundary = "----imgmesh-abort";
+		const req = request(`${server.url}/api/images`, {
+			method: "POST",
+			headers: { authorization: `Bearer ${alice.token}`, "content-type": `multipart/form-data; boundary=${boundary}` }
+		});
+		req.on("error", () => undefined);
+		req.write(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="dog.jpg"\r\nContent-Type: image/jpeg\r\n\r\n`);
+		req.write(jpeg.subarray(0, 150_000));
+		await new Promise(resolve => setTimeout(resolve, 300));
+		req.destroy();
+		// The server notices the disconnect asynchronously: give it up to 5 s to clean up.
+		const blobs = join(server.dataDir, "blobs");
+		for (let waited = 0; filesUnder(blobs).length > 0 && waited < 5000; waited += 50) {
+			await new Promise(resolve => setTimeout(resolve, 50));
+		}
+		assert.deepEqual(filesUnder(blobs), [], "the partial upload is gone");
+		assert.equal((await alice.get("/api/images")).body.total, 0);
+		const next = await alice.upload([{ name: "dog.jpg", bytes: jpeg }]);
+		assert.equal(next.status, 201);
+		await alice.delete(`/api/images/${next.body.images[0].id}`);
+	});
+
 	it("answers 400 for malformed multipart and for a non-multipart upload", async () => {
 		const headers = { authorization: `Bearer ${alice.token}` };
 		const noBoundary = await rawRequest(`${server.url}/api/images`, "POST", { ...headers, "content-type": "multipart/form-data" }, "garbage");
