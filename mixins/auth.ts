@@ -6,6 +6,7 @@
  */
 import jwt from "jsonwebtoken";
 import type { Context, ServiceSchema } from "moleculer";
+import { createSecretKey } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import { getConfig } from "../config/index.ts";
 import { ForbiddenError, UnauthorizedError } from "../models/errors.ts";
@@ -31,9 +32,12 @@ function bearerToken(req: IncomingMessage): string | null {
 	return token;
 }
 
+// Made once: given the secret as a string, jsonwebtoken would build this key on every request.
+const verificationKey = createSecretKey(Buffer.from(getConfig().jwtSecret));
+
 function verifyToken(token: string): string {
 	try {
-		const payload = jwt.verify(token, getConfig().jwtSecret, { algorithms: ["HS256"] });
+		const payload = jwt.verify(token, verificationKey, { algorithms: ["HS256"] });
 		if (typeof payload === "string" || !payload.sub) throw new Error("no subject");
 		return payload.sub;
 	} catch (err) {
