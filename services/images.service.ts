@@ -44,6 +44,12 @@ const UPLOAD_FIELDS = {
 	encrypted: { type: "enum", values: ["true", "false"], optional: true }
 };
 
+/** The checked form fields of an upload and its resolved category, shared by all its files. */
+interface UploadOptions {
+	fields: UploadFields;
+	category: string | null;
+}
+
 interface UploadFields {
 	name?: string;
 	description?: string;
@@ -63,6 +69,7 @@ interface ImagesMethods {
 	visibleImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
 	editableImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
 	stageUpload(ctx: ImagesContext, file: UploadedFile, fields: UploadFields, category: string | null): Promise<ImageDoc>;
+	uploadOptions(ctx: ImagesContext, rawFields: Readonly<Record<string, string>>): Promise<UploadOptions>;
 	resolveCategory(ctx: ImagesContext, ref: string | undefined): Promise<string | null>;
 	deleteImage(ctx: ImagesContext, doc: ImageDoc): Promise<void>;
 	serveContent(ctx: ImagesContext, doc: ImageDoc): Promise<Readable | null>;
@@ -116,16 +123,16 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			rest: { method: "POST", path: "/images", type: "stream" } as { method: "POST"; path: string },
 			params: { $$strict: true },
 			async handler(ctx: ImagesContext) {
-				let category: string | null | undefined;
+				// Fields cannot change once the first file arrives: check them and resolve the category once.
+				let options: Promise<UploadOptions> | undefined;
 				const { files } = await parseMultipart<ImageDoc>(
 					ctx.stream as Readable,
 					ctx.meta.request?.contentType,
 					{ maxFileBytes: config.maxUploadBytes, maxFiles: config.maxUploadFiles, fileFields: ["file", "image"] },
 					async (file, rawFields) => {
-						const checked = this.checkUploadFields(rawFields);
-						if (checked !== true) throw new BadRequestError("Invalid upload fields", "VALIDATION_ERROR", checked);
-						category ??= await this.resolveCategory(ctx, rawFields.category);
-						return this.stageUpload(ctx, file, rawFields as UploadFields, category);
+						options ??= this.uploadOptions(ctx, rawFields);
+						const { fields, category } = await options;
+						return this.stageUpload(ctx, file, fields, category);
 					},
 					async staged => {
 						await Promise.all(staged.map(doc => ctx.call("storage.release", { key: doc.blob, ref: doc.id })));
@@ -287,6 +294,15 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			// Seeing a public image is not owning it: to others it is not there to edit.
 			if (viewer?.role !== "admin" && viewer?.id !== doc.owner) throw new NotFoundError("Image", id);
 			return doc;
+		},
+
+		async uploadOptions(ctx: ImagesContext, rawFields: Readonly<Record<string, string>>): Promise<UploadOptions> {
+			// The validator trims in place: keep the object it checked.
+			const values: Record<string, unknown> = { ...rawFields };
+			const checked = this.checkUploadFields(values);
+			if (checked !== true) throw new BadRequestError("Invalid upload fields", "VALIDATION_ERROR", checked);
+			const fields = values as UploadFields;
+			return { fields, category: await this.resolveCategory(ctx, fields.category) };
 		},
 
 		async resolveCategory(ctx: ImagesContext, ref: string | undefined): Promise<string | null> {
