@@ -4,6 +4,7 @@
  */
 import type { BrokerOptions } from "moleculer";
 import { getConfig, type Config } from "./config/index.ts";
+import { channelsMiddleware } from "./mixins/channels.ts";
 
 export function brokerOptions(config: Config): BrokerOptions {
 	return {
@@ -19,7 +20,8 @@ export function brokerOptions(config: Config): BrokerOptions {
 		tracking: { enabled: true, shutdownTimeout: 30_000 },
 		registry: { strategy: "RoundRobin", preferLocal: true },
 		metrics: { enabled: false },
-		tracing: { enabled: false }
+		tracing: { enabled: false },
+		middlewares: [channelsMiddleware(config)]
 	};
 }
 

@@ -31,6 +31,17 @@ export interface Config {
 	trustProxy: boolean;
 	rateLimitPerMinute: number;
 	requestTimeoutMs: number;
+
+	// --- distributed mode (cluster: transporter, MongoDB, GridFS, metrics) ---
+	/** Moleculer transporter URL (`redis://host:port`); unset = embedded, no transporter. */
+	transporter: string | undefined;
+	namespace: string;
+
+	// --- durable jobs and processing ---
+
+	// --- classifier ---
+
+	// --- imports ---
 }
 
 function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 0): number {
@@ -89,7 +100,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		corsOrigins: list(env, "CORS_ORIGINS"),
 		trustProxy: boolean(env, "TRUST_PROXY", false),
 		rateLimitPerMinute: integer(env, "RATE_LIMIT_PER_MINUTE", 3000, 0),
-		requestTimeoutMs: integer(env, "REQUEST_TIMEOUT_MS", 120_000, 1000)
+		requestTimeoutMs: integer(env, "REQUEST_TIMEOUT_MS", 120_000, 1000),
+
+		// --- distributed mode (cluster: transporter, MongoDB, GridFS, metrics) ---
+		transporter: env.TRANSPORTER || undefined,
+		namespace: env.NAMESPACE || "imgmesh"
+
+		// --- durable jobs and processing ---
+
+		// --- classifier ---
+
+		// --- imports ---
 	};
 }
 

@@ -12,4 +12,24 @@ declare module "moleculer" {
 		 */
 		auth?: "public" | "optional" | "user" | "admin";
 	}
+
+	interface ServiceSchema {
+		/** Durable queue consumers (@moleculer/channels, see mixins/channels.ts). */
+		channels?: Record<string, ChannelSchema>;
+	}
+
+	interface ChannelSchema {
+		/** Consumer group; defaults to the service's full name. */
+		group?: string;
+		maxInFlight?: number;
+		maxRetries?: number;
+		context?: boolean;
+		deadLettering?: { enabled: boolean; queueName: string };
+		handler(this: any, payload: any, raw?: unknown): Promise<unknown> | unknown;
+	}
+
+	interface ServiceBroker {
+		/** Added by the channels middleware. */
+		sendToChannel(name: string, payload: unknown, options?: Record<string, unknown>): Promise<void>;
+	}
 }
