@@ -40,6 +40,8 @@ export interface Config {
 	// --- durable jobs and processing ---
 
 	// --- classifier ---
+	/** Path of the classifier's model manifest (JSON); unset = no automatic tagging. */
+	classifierModel: string | undefined;
 
 	// --- imports ---
 }
@@ -104,11 +106,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
 		// --- distributed mode (cluster: transporter, MongoDB, GridFS, metrics) ---
 		transporter: env.TRANSPORTER || undefined,
-		namespace: env.NAMESPACE || "imgmesh"
+		namespace: env.NAMESPACE || "imgmesh",
 
 		// --- durable jobs and processing ---
 
 		// --- classifier ---
+		classifierModel: env.CLASSIFIER_MODEL ? resolve(env.CLASSIFIER_MODEL) : undefined,
 
 		// --- imports ---
 	};
