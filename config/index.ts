@@ -36,6 +36,10 @@ export interface Config {
 	/** Moleculer transporter URL (`redis://host:port`); unset = embedded, no transporter. */
 	transporter: string | undefined;
 	namespace: string;
+	/** MongoDB connection string; set = images, categories and users live in MongoDB, not SQLite. */
+	mongoUrl: string | undefined;
+	/** How long a MongoDB call waits for a reachable server before failing with 503. */
+	mongoTimeoutMs: number;
 
 	// --- durable jobs and processing ---
 
@@ -107,6 +111,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		// --- distributed mode (cluster: transporter, MongoDB, GridFS, metrics) ---
 		transporter: env.TRANSPORTER || undefined,
 		namespace: env.NAMESPACE || "imgmesh",
+		mongoUrl: env.MONGO_URL || undefined,
+		mongoTimeoutMs: integer(env, "MONGO_TIMEOUT_MS", 1500, 100),
 
 		// --- durable jobs and processing ---
 
