@@ -40,6 +40,8 @@ export interface Config {
 	mongoUrl: string | undefined;
 	/** How long a MongoDB call waits for a reachable server before failing with 503. */
 	mongoTimeoutMs: number;
+	/** Where blobs live: files under DATA_DIR, or GridFS in the MONGO_URL database. */
+	storage: StorageBackend;
 
 	// --- durable jobs and processing ---
 
@@ -83,6 +85,15 @@ function logLevel(env: NodeJS.ProcessEnv): LogLevel {
 	return raw;
 }
 
+export type StorageBackend = "fs" | "gridfs";
+
+function storageBackend(env: NodeJS.ProcessEnv): StorageBackend {
+	const raw = (env.STORAGE || "fs").toLowerCase();
+	if (raw !== "fs" && raw !== "gridfs") throw new Error(`STORAGE must be fs or gridfs, got "${raw}"`);
+	if (raw === "gridfs" && !env.MONGO_URL) throw new Error("STORAGE=gridfs keeps blobs in MongoDB: set MONGO_URL too");
+	return raw;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 	const dataDir = resolve(env.DATA_DIR || "./data");
 	mkdirSync(dataDir, { recursive: true });
@@ -113,6 +124,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		namespace: env.NAMESPACE || "imgmesh",
 		mongoUrl: env.MONGO_URL || undefined,
 		mongoTimeoutMs: integer(env, "MONGO_TIMEOUT_MS", 1500, 100),
+		storage: storageBackend(env),
 
 		// --- durable jobs and processing ---
 

@@ -195,7 +195,7 @@ export class MongoImageRepository extends MongoBackend implements ImageRepositor
 
 	protected async prepare(): Promise<void> {
 		// Sort indexes end with _id, the tie-breaker, so keyset pages are index range scans.
-		await this.images.createIndexes([
+		await this.ensureIndexes(this.images, [
 			{ key: { createdAt: 1, _id: 1 } },
 			{ key: { views: 1, _id: 1 } },
 			{ key: { name: 1, _id: 1 } },
@@ -373,7 +373,7 @@ export class MongoCategoryRepository extends MongoBackend implements CategoryRep
 	}
 
 	protected async prepare(): Promise<void> {
-		await this.categories.createIndex({ nameKey: 1 }, { unique: true });
+		await this.ensureIndexes(this.categories, [{ key: { nameKey: 1 }, unique: true }]);
 	}
 
 	async list(): Promise<Category[]> {

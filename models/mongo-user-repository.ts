@@ -32,7 +32,7 @@ export class MongoUserRepository extends MongoBackend implements UserRepository 
 	}
 
 	protected async prepare(): Promise<void> {
-		await this.users.createIndex({ username: 1 }, { unique: true });
+		await this.ensureIndexes(this.users, [{ key: { username: 1 }, unique: true }]);
 	}
 
 	async insert(user: UserRecord): Promise<void> {

@@ -6,7 +6,10 @@
  * that time instead of hanging until the gateway's timeout, and readiness probes (2 s) see it.
  */
 import {
+	type Collection,
 	type Db,
+	type Document,
+	type IndexDescription,
 	MongoClient,
 	MongoNetworkError,
 	MongoNotConnectedError,
@@ -47,6 +50,22 @@ export function literalPattern(text: string): string {
 	return text.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&");
 }
 
+const NAMESPACE_NOT_FOUND = 26;
+
+async function listIndexes(collection: Collection<any>): Promise<Document[]> {
+	try {
+		return await collection.listIndexes().toArray();
+	} catch (err) {
+		if (err instanceof MongoServerError && err.code === NAMESPACE_NOT_FOUND) return [];
+		throw err;
+	}
+}
+
+/** The name MongoDB gives an index by default: `field_direction` pairs joined by `_`. */
+function indexName(index: IndexDescription): string {
+	return index.name ?? Object.entries(index.key).map(([field, direction]) => `${field}_${String(direction)}`).join("_");
+}
+
 /**
  * Base of the MongoDB repositories. Connecting and `prepare` (index creation) start at construction
  * and run again before the next call if they failed, so a backend started while MongoDB is down
@@ -72,6 +91,16 @@ export abstract class MongoBackend {
 
 	/** Creates the collections' indexes; must be idempotent. */
 	protected abstract prepare(): Promise<void>;
+
+	/**
+	 * Creates the indexes the collection lacks, by their default names. Only the missing ones:
+	 * FerretDB v1 drops the connection when createIndexes repeats an existing index.
+	 */
+	protected async ensureIndexes(collection: Collection<any>, indexes: IndexDescription[]): Promise<void> {
+		const existing = new Set((await listIndexes(collection)).map(index => index.name as string));
+		const missing = indexes.filter(index => !existing.has(indexName(index)));
+		if (missing.length > 0) await collection.createIndexes(missing.map(index => ({ ...index, name: indexName(index) })));
+	}
 
 	/** Runs one database call after preparation, with an unreachable server reported as 503. */
 	protected async run<T>(work: () => Promise<T>): Promise<T> {
