@@ -9,7 +9,8 @@ import { channelsMiddleware } from "./mixins/channels.ts";
 export function brokerOptions(config: Config): BrokerOptions {
 	return {
 		nodeID: config.nodeId,
-		transporter: null,
+		// Distributed mode: nodes talk over Redis (TRANSPORTER); embedded mode has none.
+		transporter: config.transporter ?? null,
 		logger: { type: "Console", options: { level: config.logLevel, formatter: "short", colors: process.stdout.isTTY } },
 		logLevel: config.logLevel,
 		requestTimeout: config.requestTimeoutMs,
