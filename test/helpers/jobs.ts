@@ -48,6 +48,14 @@ export async function cameraJpeg(width: number, height: number, orientation = 1)
 		.toBuffer();
 }
 
+/**
+ * A poison image: the header of a valid JPEG (the upload sniffer accepts it, dimensions and all)
+ * and its end marker, with garbage between; decoding it fails.
+ */
+export function poisonJpeg(jpeg: Buffer): Buffer {
+	return Buffer.concat([jpeg.subarray(0, 2000), Buffer.alloc(jpeg.length - 2002, 0x5a), jpeg.subarray(-2)]);
+}
+
 /** Files under `dir` (recursively) whose bytes contain `needle`. */
 export function findFilesContaining(dir: string, needle: Buffer): string[] {
 	return readdirSync(dir, { recursive: true, withFileTypes: true })
