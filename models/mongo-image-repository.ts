@@ -19,16 +19,23 @@ import type {
 	CountAndBytes,
 	ImageDoc,
 	ImageFilter,
+	ImageMetadata,
+	ImageStatus,
 	ImagePatch,
 	ImageRepository,
 	ImageStats,
 	Page,
+	Rendition,
+	StatusChange,
 	Tag
 } from "./image.ts";
 import { checkLimit, type Cursor, decodeCursor, definedFields, encodeCursor, type SortSpec, sortSpecOf } from "./image-paging.ts";
 import { KeyedLock } from "./keyed-lock.ts";
 import { isDuplicateKey, literalPattern, MongoBackend, type MongoOptions } from "./mongo.ts";
 import { type SearchQuery, searchIndexOf } from "./search-query.ts";
+
+/** What a write may change: everything but the id, and the views (only incrementViews counts them). */
+type Change = Partial<Omit<ImageDoc, "id" | "views">>;
 
 interface ImageRecord extends Omit<ImageDoc, "id"> {
 	_id: string;
@@ -70,6 +77,9 @@ function fromRecord(record: ImageRecord): ImageDoc {
 		tags: record.tags.map(tagOf),
 		views: record.views,
 		status: record.status,
+		statusReason: record.statusReason,
+		metadata: record.metadata,
+		renditions: record.renditions,
 		blob: record.blob,
 		createdAt: record.createdAt,
 		updatedAt: record.updatedAt
@@ -200,6 +210,8 @@ export class MongoImageRepository extends MongoBackend implements ImageRepositor
 			{ key: { views: 1, _id: 1 } },
 			{ key: { name: 1, _id: 1 } },
 			{ key: { owner: 1, createdAt: 1, _id: 1 } },
+			// The reconciler's claimStuck.
+			{ key: { status: 1, updatedAt: 1 } },
 			{ key: { visibility: 1, createdAt: 1, _id: 1 } },
 			{ key: { category: 1, createdAt: 1 } },
 			{ key: { ownerName: 1 } },
@@ -228,7 +240,7 @@ export class MongoImageRepository extends MongoBackend implements ImageRepositor
 	}
 
 	async update(id: string, patch: ImagePatch): Promise<ImageDoc | null> {
-		return this.run(() => this.modify(id, current => ({ ...current, ...definedFields(patch), updatedAt: nowIso() })));
+		return this.run(async () => (await this.modify(id, () => ({ ...definedFields(patch), updatedAt: nowIso() })))?.after ?? null);
 	}
 
 	async remove(id: string): Promise<ImageDoc | null> {
@@ -303,46 +315,78 @@ export class MongoImageRepository extends MongoBackend implements ImageRepositor
 			const now = nowIso();
 			let changed = 0;
 			for (const id of ids) {
-				const doc = await this.modify(id, current => (current.category === categoryId ? { ...current, category: null, updatedAt: now } : null));
-				if (doc) changed++;
+				const result = await this.modify(id, current => (current.category === categoryId ? { category: null, updatedAt: now } : null));
+				if (result?.after) changed++;
 			}
 			return changed;
 		});
 	}
 
+	async setStatus(id: string, status: ImageStatus, reason: string | null, from?: ImageStatus[]): Promise<StatusChange | null> {
+		return this.run(async () => {
+			const result = await this.modify(id, current =>
+				from && !from.includes(current.status) ? null : { status, statusReason: reason, updatedAt: nowIso() }
+			);
+			return result?.after ? { before: result.before, after: result.after } : null;
+		});
+	}
+
+	async setProcessed(id: string, metadata: ImageMetadata, renditions: Rendition[]): Promise<{ doc: ImageDoc; applied: boolean } | null> {
+		return this.run(async () => {
+			const result = await this.modify(id, current => (current.renditions.length > 0 ? null : { metadata, renditions, updatedAt: nowIso() }));
+			if (!result) return null;
+			return result.after ? { doc: result.after, applied: true } : { doc: result.before, applied: false };
+		});
+	}
+
+	async resetProcessing(id: string): Promise<ImageDoc | null> {
+		return this.run(async () => {
+			const result = await this.modify(id, () => ({ status: "processing", statusReason: null, metadata: null, renditions: [], updatedAt: nowIso() }));
+			return result?.before ?? null;
+		});
+	}
+
+	async claimStuck(before: string, limit: number): Promise<ImageDoc[]> {
+		return this.run(async () => {
+			const stuck = await this.images
+				.find({ status: { $eq: "processing" }, updatedAt: { $lt: before } })
+				.sort({ updatedAt: 1, _id: 1 })
+				.limit(limit)
+				.toArray();
+			const now = nowIso();
+			const claimed: ImageDoc[] = [];
+			for (const { _id } of stuck) {
+				// Still stuck when written: another reconciler may have claimed it since the query.
+				const result = await this.modify(_id, current => (current.status === "processing" && current.updatedAt < before ? { updatedAt: now } : null));
+				if (result?.after) claimed.push(result.after);
+			}
+			return claimed;
+		});
+	}
+
 	/**
 	 * Read, change, write back if nobody wrote in between (else read again): the search fields
-	 * always match the fields they come from. `change` returns null to leave the document as it
-	 * is. Never writes views, so a concurrent incrementViews is never overwritten.
+	 * always match the fields they come from. `change` returns the fields to set, or null to leave
+	 * the document as it is (then `after` is null); null when there is no such image. Never writes
+	 * views, so a concurrent incrementViews is never overwritten.
 	 */
-	private modify(id: string, change: (current: ImageDoc) => ImageDoc | null): Promise<ImageDoc | null> {
+	private modify(id: string, change: (current: ImageDoc) => Change | null): Promise<{ before: ImageDoc; after: ImageDoc | null } | null> {
 		return this.writes.run(id, () => this.modifyUnlocked(id, change));
 	}
 
-	private async modifyUnlocked(id: string, change: (current: ImageDoc) => ImageDoc | null): Promise<ImageDoc | null> {
+	private async modifyUnlocked(id: string, change: (current: ImageDoc) => Change | null): Promise<{ before: ImageDoc; after: ImageDoc | null } | null> {
 		for (;;) {
 			const record = await this.images.findOne({ _id: { $eq: id } });
 			if (!record) return null;
-			const next = change(fromRecord(record));
-			if (!next) return null;
+			const before = fromRecord(record);
+			const fields = change(before);
+			if (!fields) return { before, after: null };
 			const written = await this.images.findOneAndUpdate(
 				{ _id: { $eq: id }, rev: { $eq: record.rev } },
-				{
-					$set: {
-						name: next.name,
-						description: next.description,
-						tags: next.tags,
-						category: next.category,
-						visibility: next.visibility,
-						status: next.status,
-						updatedAt: next.updatedAt,
-						...searchFieldsOf(next)
-					},
-					$inc: { rev: 1 }
-				},
+				{ $set: { ...fields, ...searchFieldsOf({ ...before, ...fields }) }, $inc: { rev: 1 } },
 				{ returnDocument: "after" }
 			);
-			if (written) return fromRecord(written);
+			if (written) return { before, after: fromRecord(written) };
 		}
 	}
 }

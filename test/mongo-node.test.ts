@@ -76,8 +76,12 @@ describe("a node on MongoDB + GridFS (FerretDB)", { skip: ferretDbSkipReason() }
 		assert.equal(existsSync(join(node.dataDir, "blobs")), false, "blobs are not on disk");
 		const client = new MongoClient(mongoUrl);
 		try {
-			assert.equal(await client.db().collection("images").countDocuments(), 2);
-			assert.equal(await client.db().collection("blobs").countDocuments(), 2, "one plain blob, one encrypted");
+			const images = await client.db().collection("images").find({}).toArray();
+			assert.equal(images.length, 2);
+			for (const image of images) {
+				const blob = await client.db().collection("blobs").findOne({ _id: image.blob });
+				assert.equal(blob?.encrypted, image._id === secretId, `the original of ${image._id} is in GridFS`);
+			}
 		} finally {
 			await client.close();
 		}
