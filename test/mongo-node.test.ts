@@ -121,8 +121,12 @@ describe("a node on MongoDB + GridFS (FerretDB)", { skip: ferretDbSkipReason() }
 		assert.equal((await alice.get("/api/ready")).status, 200);
 		assert.equal((await alice.get("/api/images")).body.total, 1);
 	});
+});
 
-	it("refuses to start with STORAGE=gridfs but no MONGO_URL", async () => {
+// No server needed: the configuration is refused before anything connects.
+describe("backend selection", () => {
+	it("refuses to start with STORAGE=gridfs but no MONGO_URL, or an unknown STORAGE", async () => {
 		await assert.rejects(startServer({ STORAGE: "gridfs" }), /STORAGE=gridfs keeps blobs in MongoDB: set MONGO_URL too/);
+		await assert.rejects(startServer({ STORAGE: "s3", MONGO_URL: "mongodb://127.0.0.1:1/x" }), /STORAGE must be fs or gridfs, got "s3"/);
 	});
 });
