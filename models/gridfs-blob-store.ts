@@ -3,7 +3,9 @@
  * cluster needs no shared disk. Same keys, references and envelopes as FsBlobStore.
  *
  * Collections:
- *   blobdata.files, blobdata.chunks   standard GridFS: one file per blob, the bytes as stored
+ *   blobdata.files, blobdata.chunks   the GridFS layout: one file per blob, the bytes as stored;
+ *                                     chunk ids are `<file id>-<n>`, so a reader fetches each
+ *                                     chunk by _id (any GridFS reader can still read the files)
  *   blobs                             one document per key: sha256, size, encrypted, the GridFS
  *                                     file id, the references and, for encrypted blobs, the header
  *
@@ -16,9 +18,8 @@
  * in flight when its chunks are deleted. A crash between the file and its document leaves an
  * unreferenced file, never a document without its file.
  */
-import type { Readable } from "node:stream";
-import { pipeline } from "node:stream";
-import { Binary, type Collection, GridFSBucket, ObjectId } from "mongodb";
+import { pipeline, Readable } from "node:stream";
+import { Binary, type Collection, ObjectId } from "mongodb";
 import type { BlobInfo, BlobRef, BlobStore, ByteRange, PutOptions, RewrapReport } from "./blob-store.ts";
 import { blobIdOf, newEncryptedKey, PlaintextMeter, plainKey, satisfiableRange } from "./blob-support.ts";
 import { decryptRange, EnvelopeEncryptor, envelopeLength, type Keyring, openEnvelope, parseHeader, rewrapHeader } from "./envelope-crypto.ts";
@@ -54,9 +55,15 @@ interface FileRecord {
 }
 
 interface ChunkRecord {
+	/** `<file id>-<n>`, so a chunk is found by _id (see #download). */
+	_id: string;
 	files_id: ObjectId;
 	n: number;
-	data: Buffer;
+	data: Binary;
+}
+
+function chunkId(fileId: ObjectId, n: number): string {
+	return `${fileId.toHexString()}-${n}`;
 }
 
 interface Staged {
@@ -67,7 +74,6 @@ interface Staged {
 
 export class GridFsBlobStore extends MongoBackend implements BlobStore {
 	readonly #keyring: Keyring;
-	readonly #bucket: GridFSBucket;
 	readonly #blobs: Collection<BlobRecord>;
 	readonly #files: Collection<FileRecord>;
 	readonly #chunks: Collection<ChunkRecord>;
@@ -80,7 +86,6 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 	constructor(options: GridFsBlobStoreOptions) {
 		super(options, "Blob storage");
 		this.#keyring = options.keyring;
-		this.#bucket = new GridFSBucket(this.db, { bucketName: BUCKET, chunkSizeBytes: CHUNK_BYTES });
 		this.#blobs = this.db.collection<BlobRecord>("blobs");
 		this.#files = this.db.collection<FileRecord>(`${BUCKET}.files`);
 		this.#chunks = this.db.collection<ChunkRecord>(`${BUCKET}.chunks`);
@@ -115,17 +120,14 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 	async open(key: string, range?: ByteRange): Promise<Readable> {
 		const record = await this.run(() => this.#find(key));
 		if (!record) throw new NotFoundError("Blob", key);
-		if (!record.header) {
-			const wanted = satisfiableRange(range, record.size);
-			return this.#download(record.fileId, wanted);
-		}
+		if (!record.header) return this.#download(record.fileId, record.size, satisfiableRange(range, record.size));
 		const envelope = openEnvelope(Buffer.from(record.header.buffer), this.#keyring);
 		// Catches truncation or padding up front, before a reader gets any byte.
-		const file = await this.run(() => this.#files.findOne({ _id: { $eq: record.fileId } }));
+		const file = await this.run(() => this.#files.findOne({ _id: record.fileId }));
 		const expected = envelopeLength(envelope);
 		if (file?.length !== expected) throw new IntegrityError(`Encrypted blob is ${file?.length ?? 0} bytes, its header says ${expected}`);
 		const wanted = satisfiableRange(range, envelope.plaintextSize);
-		return decryptRange(envelope, wanted, (start, end) => this.#download(record.fileId, { start, end }));
+		return decryptRange(envelope, wanted, (start, end) => this.#download(record.fileId, expected, { start, end }));
 	}
 
 	async stat(key: string): Promise<BlobInfo | null> {
@@ -137,11 +139,11 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 		if (blobIdOf(key) === null) return true;
 		return this.run(() =>
 			this.#locks.run(key, async () => {
-				const record = await this.#blobs.findOneAndUpdate({ _id: { $eq: key } }, { $pull: { refs: ref } }, { returnDocument: "after" });
+				const record = await this.#blobs.findOneAndUpdate({ _id: key }, { $pull: { refs: ref } }, { returnDocument: "after" });
 				if (!record) return true;
 				if (record.refs.length > 0) return false;
 				// Only while still unreferenced: a put on another node may have just added one.
-				const gone = await this.#blobs.findOneAndDelete({ _id: { $eq: key }, refs: { $size: 0 } });
+				const gone = await this.#blobs.findOneAndDelete({ _id: key, refs: { $size: 0 } });
 				if (!gone) return false;
 				await this.#deleteFile(gone.fileId);
 				return true;
@@ -150,7 +152,7 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 	}
 
 	async rewrapAll(): Promise<RewrapReport> {
-		const keys: string[] = await this.run(() => this.#blobs.distinct("_id", { encrypted: { $eq: true } }));
+		const keys: string[] = await this.run(() => this.#blobs.distinct("_id", { encrypted: true }));
 		const report: RewrapReport = { rewrapped: 0, failed: [] };
 		for (const key of keys) {
 			try {
@@ -164,16 +166,16 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 	}
 
 	async #rewrap(key: string): Promise<boolean> {
-		const record = await this.#blobs.findOne({ _id: { $eq: key } });
+		const record = await this.#blobs.findOne({ _id: key });
 		if (!record?.header) return false;
 		const header = Buffer.from(record.header.buffer);
 		if (parseHeader(header).keyId === this.#keyring.currentId) return false;
-		await this.#blobs.updateOne({ _id: { $eq: key } }, { $set: { header: new Binary(rewrapHeader(header, this.#keyring)) } });
+		await this.#blobs.updateOne({ _id: key }, { $set: { header: new Binary(rewrapHeader(header, this.#keyring)) } });
 		return true;
 	}
 
 	async #find(key: string): Promise<BlobRecord | null> {
-		return blobIdOf(key) === null ? null : this.#blobs.findOne({ _id: { $eq: key } });
+		return blobIdOf(key) === null ? null : this.#blobs.findOne({ _id: key });
 	}
 
 	/**
@@ -189,7 +191,7 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 		try {
 			let n = 0;
 			for await (const chunk of chunksOf(body, CHUNK_BYTES)) {
-				await this.#chunks.insertOne({ files_id: fileId, n: n++, data: chunk });
+				await this.#chunks.insertOne({ _id: chunkId(fileId, n), files_id: fileId, n: n++, data: new Binary(chunk) });
 				length += chunk.length;
 			}
 			await this.#files.insertOne({ _id: fileId, length, chunkSize: CHUNK_BYTES, uploadDate: new Date(), filename: fileId.toHexString() });
@@ -207,7 +209,7 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 	 */
 	async #attach(blob: BlobRef, fileId: ObjectId, header: Buffer | undefined, ref: string): Promise<boolean> {
 		for (;;) {
-			const { matchedCount } = await this.#blobs.updateOne({ _id: { $eq: blob.key } }, { $addToSet: { refs: ref } });
+			const { matchedCount } = await this.#blobs.updateOne({ _id: blob.key }, { $addToSet: { refs: ref } });
 			if (matchedCount === 1) return false;
 			const record: BlobRecord = { _id: blob.key, sha256: blob.sha256, size: blob.size, encrypted: blob.encrypted, fileId, refs: [ref] };
 			try {
@@ -221,13 +223,28 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 	}
 
 	async #deleteFile(fileId: ObjectId): Promise<void> {
-		await this.#files.deleteOne({ _id: { $eq: fileId } });
-		await this.#chunks.deleteMany({ files_id: { $eq: fileId } });
+		await this.#files.deleteOne({ _id: fileId });
+		await this.#chunks.deleteMany({ files_id: fileId });
 	}
 
-	/** The stored bytes start..end (inclusive), or all of them. */
-	#download(fileId: ObjectId, range: ByteRange | undefined): Readable {
-		return this.#bucket.openDownloadStream(fileId, range && { start: range.start, end: range.end + 1 });
+	/**
+	 * Streams the stored bytes start..end (inclusive; all `length` of them without a range). Each
+	 * chunk is fetched by _id, not by the driver's GridFS reader: FerretDB v1 answers its
+	 * `files_id` query by scanning every chunk of every blob.
+	 */
+	#download(fileId: ObjectId, length: number, range: ByteRange | undefined): Readable {
+		const { start, end } = range ?? { start: 0, end: length - 1 };
+		const chunks = this.#chunks;
+		return Readable.from(
+			(async function* () {
+				for (let n = Math.floor(start / CHUNK_BYTES); n * CHUNK_BYTES <= end; n++) {
+					const chunk = await chunks.findOne({ _id: chunkId(fileId, n) });
+					const data = chunk ? Buffer.from(chunk.data.buffer) : Buffer.alloc(0);
+					if (data.length !== Math.min(CHUNK_BYTES, length - n * CHUNK_BYTES)) throw new IntegrityError(`Chunk ${n} of blob file ${fileId} is missing or cut`);
+					yield data.subarray(Math.max(start - n * CHUNK_BYTES, 0), end - n * CHUNK_BYTES + 1);
+				}
+			})()
+		);
 	}
 }
 

@@ -7,8 +7,9 @@
  * `tagLabels` (distinct tag labels), and `rev`, a revision number for optimistic concurrency.
  * Only the portable query subset is used (equality, $in, ranges, anchored or literal $regex,
  * $inc, $group/$unwind/$sort aggregation), so FerretDB v1 serves it as well as MongoDB 7.
- * Every value from a request reaches a query under an operator ($eq, $in, ...), never as a bare
- * object, so a value can never be read as an operator.
+ * Values reach queries only as strings and numbers (the typed filter, checked cursors), never
+ * as objects, so no value can be read as an operator; literal text in a $regex is escaped. Plain
+ * equality rather than $eq: FerretDB v1 hands only that to SQLite's indexes.
  */
 import type { Collection, Document, Filter, Sort } from "mongodb";
 import { ConflictError } from "./errors.ts";
@@ -105,29 +106,29 @@ function matchAll(conditions: Conditions): Filter<ImageRecord> {
 /** Everything of the filter except the cursor (that is also what `total` counts). */
 function filterConditions(filter: ImageFilter): Conditions {
 	const where = accessConditions(filter.viewer);
-	if (filter.visibility) where.push({ visibility: { $eq: filter.visibility } });
-	if (filter.category !== undefined) where.push({ category: { $eq: filter.category } });
-	if (filter.ownerName !== undefined) where.push({ ownerName: { $eq: filter.ownerName } });
+	if (filter.visibility) where.push({ visibility: filter.visibility });
+	if (filter.category !== undefined) where.push({ category: filter.category });
+	if (filter.ownerName !== undefined) where.push({ ownerName: filter.ownerName });
 	if (filter.tags && filter.tags.length > 0) where.push({ tagLabels: { $in: filter.tags } });
 	if (filter.query) where.push(...queryConditions(filter.query));
 	return where;
 }
 
 function accessConditions(viewer: ImageFilter["viewer"]): Conditions {
-	if (viewer === null) return [{ visibility: { $eq: "public" } }];
+	if (viewer === null) return [{ visibility: "public" }];
 	if (viewer.role === "admin") return [];
-	return [{ $or: [{ visibility: { $eq: "public" } }, { owner: { $eq: viewer.id } }] }];
+	return [{ $or: [{ visibility: "public" }, { owner: viewer.id }] }];
 }
 
 function queryConditions(query: SearchQuery): Conditions {
-	const where: Conditions = query.words.map(word => ({ keywords: { $eq: word } }));
+	const where: Conditions = query.words.map(word => ({ keywords: word }));
 	// An anchored literal regex rather than a $gte/$lt pair: on an array both bounds could be met
 	// by different elements, and an anchored prefix still uses the keywords index.
 	if (query.prefix) where.push({ keywords: { $regex: `^${literalPattern(query.prefix)}` } });
 	for (const phrase of query.phrases) where.push({ searchText: { $regex: literalPattern(phrase) } });
 	for (const labels of query.tagGroups) where.push({ tagLabels: { $in: labels } });
-	if (query.category !== undefined) where.push({ category: { $eq: query.category } });
-	if (query.ownerName !== undefined) where.push({ ownerName: { $eq: query.ownerName } });
+	if (query.category !== undefined) where.push({ category: query.category });
+	if (query.ownerName !== undefined) where.push({ ownerName: query.ownerName });
 	if (query.createdFrom) where.push({ createdAt: { $gte: query.createdFrom } });
 	if (query.createdBefore) where.push({ createdAt: { $lt: query.createdBefore } });
 	return where;
@@ -142,7 +143,7 @@ function sortOf(spec: SortSpec): Sort {
 function afterCursor(spec: SortSpec, cursor: Cursor): Filter<ImageRecord> {
 	const beyond = spec.descending ? "$lt" : "$gt";
 	return {
-		$or: [{ [spec.field]: { [beyond]: cursor.value } }, { [spec.field]: { $eq: cursor.value }, _id: { [beyond]: cursor.id } }]
+		$or: [{ [spec.field]: { [beyond]: cursor.value } }, { [spec.field]: cursor.value, _id: { [beyond]: cursor.id } }]
 	} as Filter<ImageRecord>;
 }
 
@@ -234,7 +235,7 @@ export class MongoImageRepository extends MongoBackend implements ImageRepositor
 
 	async get(id: string): Promise<ImageDoc | null> {
 		return this.run(async () => {
-			const record = await this.images.findOne({ _id: { $eq: id } });
+			const record = await this.images.findOne({ _id: id });
 			return record && fromRecord(record);
 		});
 	}
@@ -245,14 +246,14 @@ export class MongoImageRepository extends MongoBackend implements ImageRepositor
 
 	async remove(id: string): Promise<ImageDoc | null> {
 		return this.run(async () => {
-			const record = await this.images.findOneAndDelete({ _id: { $eq: id } });
+			const record = await this.images.findOneAndDelete({ _id: id });
 			return record && fromRecord(record);
 		});
 	}
 
 	async listByOwner(owner: string): Promise<ImageDoc[]> {
 		return this.run(async () => {
-			const records = await this.images.find({ owner: { $eq: owner } }).sort({ createdAt: 1, _id: 1 }).toArray();
+			const records = await this.images.find({ owner: owner }).sort({ createdAt: 1, _id: 1 }).toArray();
 			return records.map(fromRecord);
 		});
 	}
@@ -260,7 +261,7 @@ export class MongoImageRepository extends MongoBackend implements ImageRepositor
 	async incrementViews(id: string, by = 1): Promise<number | null> {
 		return this.run(async () => {
 			const record = await this.writes.run(id, () =>
-				this.images.findOneAndUpdate({ _id: { $eq: id } }, { $inc: { views: by } }, { returnDocument: "after" })
+				this.images.findOneAndUpdate({ _id: id }, { $inc: { views: by } }, { returnDocument: "after" })
 			);
 			return record ? record.views : null;
 		});
@@ -311,7 +312,7 @@ export class MongoImageRepository extends MongoBackend implements ImageRepositor
 	async clearCategory(categoryId: string): Promise<number> {
 		// Document by document, because the category id is part of the search fields.
 		return this.run(async () => {
-			const ids = await this.images.distinct("_id", { category: { $eq: categoryId } });
+			const ids = await this.images.distinct("_id", { category: categoryId });
 			const now = nowIso();
 			let changed = 0;
 			for (const id of ids) {
@@ -349,7 +350,7 @@ export class MongoImageRepository extends MongoBackend implements ImageRepositor
 	async claimStuck(before: string, limit: number): Promise<ImageDoc[]> {
 		return this.run(async () => {
 			const stuck = await this.images
-				.find({ status: { $eq: "processing" }, updatedAt: { $lt: before } })
+				.find({ status: "processing", updatedAt: { $lt: before } })
 				.sort({ updatedAt: 1, _id: 1 })
 				.limit(limit)
 				.toArray();
@@ -376,13 +377,13 @@ export class MongoImageRepository extends MongoBackend implements ImageRepositor
 
 	private async modifyUnlocked(id: string, change: (current: ImageDoc) => Change | null): Promise<{ before: ImageDoc; after: ImageDoc | null } | null> {
 		for (;;) {
-			const record = await this.images.findOne({ _id: { $eq: id } });
+			const record = await this.images.findOne({ _id: id });
 			if (!record) return null;
 			const before = fromRecord(record);
 			const fields = change(before);
 			if (!fields) return { before, after: null };
 			const written = await this.images.findOneAndUpdate(
-				{ _id: { $eq: id }, rev: { $eq: record.rev } },
+				{ _id: id, rev: record.rev },
 				{ $set: { ...fields, ...searchFieldsOf({ ...before, ...fields }) }, $inc: { rev: 1 } },
 				{ returnDocument: "after" }
 			);
@@ -429,7 +430,7 @@ export class MongoCategoryRepository extends MongoBackend implements CategoryRep
 
 	async get(id: string): Promise<Category | null> {
 		return this.run(async () => {
-			const record = await this.categories.findOne({ _id: { $eq: id } });
+			const record = await this.categories.findOne({ _id: id });
 			return record && categoryFromRecord(record);
 		});
 	}
@@ -442,7 +443,7 @@ export class MongoCategoryRepository extends MongoBackend implements CategoryRep
 			} catch (err) {
 				if (!isDuplicateKey(err)) throw err;
 				// FerretDB's duplicate key error names neither the index nor the key: ask which is taken.
-				if (!(await this.categories.findOne({ _id: { $eq: id } }))) throw nameTaken(category);
+				if (!(await this.categories.findOne({ _id: id }))) throw nameTaken(category);
 				throw new ConflictError(`Category "${id}" already exists`, "CATEGORY_EXISTS", { id });
 			}
 		});
@@ -450,16 +451,16 @@ export class MongoCategoryRepository extends MongoBackend implements CategoryRep
 
 	async update(id: string, patch: Partial<Pick<Category, "name" | "description">>): Promise<Category | null> {
 		return this.run(async () => {
-			const record = await this.categories.findOne({ _id: { $eq: id } });
+			const record = await this.categories.findOne({ _id: id });
 			if (!record) return null;
 			const next: Category = { ...categoryFromRecord(record), ...definedFields(patch), updatedAt: nowIso() };
 			// Checked first because FerretDB v1 reports a unique index violated by an update as a
 			// generic error; the index still settles a race on MongoDB.
 			const nameKey = next.name.toLowerCase();
-			if (await this.categories.findOne({ nameKey: { $eq: nameKey }, _id: { $ne: id } })) throw nameTaken(next);
+			if (await this.categories.findOne({ nameKey: nameKey, _id: { $ne: id } })) throw nameTaken(next);
 			try {
 				const { matchedCount } = await this.categories.updateOne(
-					{ _id: { $eq: id } },
+					{ _id: id },
 					{ $set: { name: next.name, nameKey, description: next.description, updatedAt: next.updatedAt } }
 				);
 				return matchedCount === 1 ? next : null;
@@ -472,6 +473,6 @@ export class MongoCategoryRepository extends MongoBackend implements CategoryRep
 	}
 
 	async remove(id: string): Promise<boolean> {
-		return this.run(async () => (await this.categories.deleteOne({ _id: { $eq: id } })).deletedCount === 1);
+		return this.run(async () => (await this.categories.deleteOne({ _id: id })).deletedCount === 1);
 	}
 }

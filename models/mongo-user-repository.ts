@@ -48,18 +48,18 @@ export class MongoUserRepository extends MongoBackend implements UserRepository 
 	}
 
 	async get(id: string): Promise<UserRecord | null> {
-		return this.findOne({ _id: { $eq: id } });
+		return this.findOne({ _id: id });
 	}
 
 	async findByUsername(username: string): Promise<UserRecord | null> {
-		return this.findOne({ username: { $eq: username } });
+		return this.findOne({ username: username });
 	}
 
 	async update(id: string, patch: UserPatch): Promise<UserRecord | null> {
 		return this.run(async () => {
 			// Usernames never change, so an update cannot collide with another user.
 			const doc = await this.users.findOneAndUpdate(
-				{ _id: { $eq: id } },
+				{ _id: id },
 				{ $set: { ...definedFields(patch), updatedAt: nowIso() } },
 				{ returnDocument: "after" }
 			);
@@ -68,7 +68,7 @@ export class MongoUserRepository extends MongoBackend implements UserRepository 
 	}
 
 	async remove(id: string): Promise<boolean> {
-		return this.run(async () => (await this.users.deleteOne({ _id: { $eq: id } })).deletedCount === 1);
+		return this.run(async () => (await this.users.deleteOne({ _id: id })).deletedCount === 1);
 	}
 
 	async list(): Promise<UserRecord[]> {
