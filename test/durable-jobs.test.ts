@@ -1,6 +1,5 @@
 /**
- * Durable jobs across processes, on real Redis (REDIS_URL, default 127.0.0.1:6379) with a
- * namespace of its own: a gateway node, a storage node and worker nodes (SERVICES=worker), all
+ * Durable jobs across processes, on a real Redis (helpers/redis.ts) with a namespace of its own: a gateway node, a storage node and worker nodes (SERVICES=worker), all
  * started like `npm start`, sharing one data directory. Covers a worker killed with SIGKILL in
  * the middle of a job, the same job delivered twice, a poison image, and the REPL's queue, jobs
  * and reprocess commands.
@@ -21,25 +20,26 @@ import { retryDeadLetter } from "../repl/jobs.ts";
 import { reprocessImages } from "../repl/queue.ts";
 import { Client, fileFrom } from "./helpers/client.ts";
 import { blobFileCount, cameraJpeg, poisonJpeg, settled, startNode, waitFor, type Node } from "./helpers/jobs.ts";
+import { testRedis, type TestRedis } from "./helpers/redis.ts";
 import { SHARED_IMAGES, startServer, type RunningServer } from "./helpers/server.ts";
 
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const GROUP = "worker";
 
 describe("durable jobs on Redis Streams (multi-process)", () => {
 	const namespace = `imgmesh-test-${randomUUID()}`;
 	const dataDir = mkdtempSync(join(tmpdir(), "imgmesh-jobs-"));
-	const cluster = {
-		TRANSPORTER: REDIS_URL,
+	let server: TestRedis;
+	let cluster: Record<string, string>;
+	const settings = {
 		NAMESPACE: namespace,
 		// Fast redelivery, so a dead worker's job and each retry of a failing one come back in 2 s.
 		JOB_REDELIVER_AFTER_MS: "2000",
 		JOB_CLAIM_INTERVAL_MS: "100",
 		JOB_MAX_ATTEMPTS: "3"
 	};
-	const redis = new Redis(REDIS_URL);
-	const queue = new JobQueue(redis, namespace);
-	const stream = queue.key(CHANNELS.process);
+	let redis: Redis;
+	let queue: JobQueue;
+	let stream: string;
 	const nodes: Node[] = [];
 	let storage: Node;
 	let gateway: RunningServer;
@@ -67,11 +67,16 @@ describe("durable jobs on Redis Streams (multi-process)", () => {
 	}
 
 	before(async () => {
+		server = await testRedis();
+		cluster = { ...settings, TRANSPORTER: server.url };
+		redis = new Redis(server.url);
+		queue = new JobQueue(redis, namespace);
+		stream = queue.key(CHANNELS.process);
 		storage = await startNode(dataDir, { ...cluster, SERVICES: "storage", NODE_ID: "storage" });
 		gateway = await startServer({ ...cluster, SERVICES: "api,images,users,categories,health", NODE_ID: "gateway" }, { dataDir });
 		alice = await new Client(gateway.url).register("alice");
 		const config = loadConfig({ ...cluster, DATA_DIR: dataDir, LOG_LEVEL: "warn" });
-		operator = new ServiceBroker({ nodeID: "operator", namespace, transporter: REDIS_URL as BrokerOptions["transporter"], logger: false, middlewares: [channelsMiddleware(config)] });
+		operator = new ServiceBroker({ nodeID: "operator", namespace, transporter: server.url as BrokerOptions["transporter"], logger: false, middlewares: [channelsMiddleware(config)] });
 		await operator.start();
 		await operator.waitForServices(["images"]);
 	});
@@ -84,6 +89,7 @@ describe("durable jobs on Redis Streams (multi-process)", () => {
 		const keys = await redis.keys(`${namespace}.*`);
 		if (keys.length) await redis.del(...keys);
 		await redis.quit();
+		await server.stop();
 		rmSync(dataDir, { recursive: true, force: true });
 	});
 
