@@ -495,8 +495,17 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			await Promise.all(renditions.map(r => ctx.call("storage.release", { key: r.blob, ref: renditionRef(id, r.name) })));
 		},
 
+		/**
+		 * Sends the image's job. A failure (the queue's Redis unreachable) is logged, not thrown: the
+		 * image is stored and stays `processing`, and the reconciler enqueues it later — failing the
+		 * upload would only make the client send it again.
+		 */
 		async enqueue(ctx: ImagesContext, doc: ImageDoc): Promise<void> {
-			await this.broker.sendToChannel(CHANNELS.process, { id: doc.id }, { ctx });
+			try {
+				await this.broker.sendToChannel(CHANNELS.process, { id: doc.id }, { ctx });
+			} catch (err) {
+				this.logger.error(`Could not enqueue image ${doc.id} (the reconciler will): ${(err as Error).message}`);
+			}
 		},
 
 		/** The original bytes with validators, ranges and view counting. */
