@@ -8,6 +8,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Client, fileFrom } from "./helpers/client.ts";
+import { findFilesContaining } from "./helpers/files.ts";
 import { ADMIN_PASSWORD, SHARED_IMAGES, startServer, type RunningServer } from "./helpers/server.ts";
 
 const PHOTOS = readdirSync(SHARED_IMAGES).filter(name => /\.(jpe?g|png)$/i.test(name));
@@ -237,11 +238,3 @@ describe("images", () => {
 		assert.equal((await anon.get(`/api/images/${uploaded.id}`)).status, 404);
 	});
 });
-
-/** Files under `dir` whose bytes contain `needle`. */
-function findFilesContaining(dir: string, needle: Buffer): string[] {
-	return readdirSync(dir, { recursive: true, withFileTypes: true })
-		.filter(entry => entry.isFile())
-		.map(entry => join(entry.parentPath, entry.name))
-		.filter(path => readFileSync(path).includes(needle));
-}

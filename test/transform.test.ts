@@ -1,0 +1,237 @@
+/**
+ * Transformed downloads over REST with real sharp: every output format, fit modes and dpr,
+ * parameter bounds, share links, thumbnails made on the spot, the variant cache (304 and hits
+ * without rendering, one render for concurrent identical requests) and encrypted variants.
+ * Renders are counted by the transform service's own counters (GET /api/transform/stats).
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import sharp from "sharp";
+import { Client, fileFrom, type UploadFile } from "./helpers/client.ts";
+import { findFilesContaining } from "./helpers/files.ts";
+import { ADMIN_PASSWORD, SHARED_IMAGES, startServer, type RunningServer } from "./helpers/server.ts";
+
+const MAX_OUTPUT_PIXELS = 4_000_000;
+
+interface Counters {
+	hits: number;
+	misses: number;
+	joined: number;
+	renders: number;
+}
+
+/** An 800×400 PNG with transparency: wide, so every fit mode gives a different shape. */
+async function widePng(): Promise<UploadFile> {
+	const bytes = await sharp({ create: { width: 800, height: 400, channels: 4, background: { r: 200, g: 40, b: 90, alpha: 0.5 } } })
+		.png()
+		.toBuffer();
+	return { name: "wide.png", bytes };
+}
+
+/** A noisy 1600×1000 JPEG: slow enough to encode as AVIF that concurrent requests overlap. */
+async function noisyJpeg(): Promise<UploadFile> {
+	const bytes = await sharp({ create: { width: 1600, height: 1000, channels: 3, background: "gray", noise: { type: "gaussian", mean: 128, sigma: 40 } } })
+		.jpeg()
+		.toBuffer();
+	return { name: "noise.jpg", bytes };
+}
+
+/** The format sharp reports for each output format (AVIF lives in a HEIF container). */
+const DETECTED: Record<string, string> = { jpg: "jpeg", jpeg: "jpeg", png: "png", webp: "webp", avif: "heif", gif: "gif", tiff: "tiff" };
+const CONTENT_TYPES: Record<string, string> = { jpg: "image/jpeg", jpeg: "image/jpeg", png: "image/png", webp: "image/webp", avif: "image/avif", gif: "image/gif", tiff: "image/tiff" };
+
+describe("transforms", () => {
+	let server: RunningServer;
+	let anon: Client;
+	let admin: Client;
+	let alice: Client;
+	let bob: Client;
+	let dog: string;
+	let wide: string;
+
+	const counters = async (): Promise<Counters> => (await admin.get("/api/transform/stats")).body;
+
+	before(async () => {
+		server = await startServer({ TRANSFORM_MAX_OUTPUT_PIXELS: String(MAX_OUTPUT_PIXELS) });
+		anon = new Client(server.url);
+		admin = await anon.login("admin", ADMIN_PASSWORD);
+		alice = await anon.register("alice");
+		bob = await anon.register("bob");
+		const res = await alice.upload([fileFrom(join(SHARED_IMAGES, "dog.jpg")), await widePng()]);
+		assert.equal(res.status, 201, JSON.stringify(res.body));
+		[dog, wide] = res.body.images.map((image: { id: string }) => image.id);
+	});
+	after(() => server.stop());
+
+	it("converts to every format, by extension and by ?format=, with the right headers", async () => {
+		for (const ext of Object.keys(DETECTED)) {
+			for (const path of [`/api/images/${dog}/content.${ext}?w=160`, `/api/images/${dog}/content?format=${ext}&w=160`]) {
+				const res = await alice.download(path);
+				assert.equal(res.status, 200, `${path}: ${res.bytes.toString()}`);
+				const meta = await sharp(res.bytes).metadata();
+				assert.equal(meta.format, DETECTED[ext], path);
+				assert.equal(meta.width, 160, path);
+				assert.equal(res.headers.get("content-type"), CONTENT_TYPES[ext]);
+				assert.equal(res.headers.get("content-length"), String(res.bytes.length));
+				assert.equal(res.headers.get("cache-control"), "private, max-age=3600");
+				assert.match(res.headers.get("content-disposition")!, new RegExp(`filename\\*=UTF-8''dog\\.${ext === "jpeg" ? "jpg" : ext}$`));
+				assert.match(res.headers.get("etag")!, /^"[0-9a-f]{64}"$/);
+				assert.equal(res.headers.get("vary"), null, "only format=auto varies by Accept");
+			}
+		}
+	});
+
+	it("resizes with each fit mode, never enlarging, and applies dpr", async () => {
+		const size = async (query: string) => {
+			const res = await alice.download(`/api/images/${wide}/content?${query}`);
+			assert.equal(res.status, 200, `${query}: ${res.bytes.toString()}`);
+			const meta = await sharp(res.bytes).metadata();
+			return `${meta.width}x${meta.height}`;
+		};
+		assert.equal(await size("w=100&h=100&fit=cover"), "100x100");
+		assert.equal(await size("w=100&h=100&fit=contain"), "100x100");
+		assert.equal(await size("w=100&h=100&fit=fill"), "100x100");
+		assert.equal(await size("w=100&h=100&fit=inside"), "100x50");
+		assert.equal(await size("w=100&h=100&fit=outside"), "200x100");
+		assert.equal(await size("h=100"), "200x100");
+		assert.equal(await size("w=100&dpr=2"), "200x100");
+		assert.equal(await size("w=100&h=30&dpr=1.5&fit=fill"), "150x45");
+		assert.equal(await size("w=3000"), "800x400", "never enlarged");
+		const png = await alice.download(`/api/images/${wide}/content?w=100`);
+		assert.equal((await sharp(png.bytes).metadata()).hasAlpha, true, "a PNG stays a PNG with its transparency");
+	});
+
+	it("refuses unknown parameters and values, and outputs over the pixel limit, with 400 JSON", async () => {
+		const bad: [string, string][] = [
+			["w=0", "VALIDATION_ERROR"],
+			["w=abc", "VALIDATION_ERROR"],
+			["w=20000", "VALIDATION_ERROR"],
+			["q=101", "VALIDATION_ERROR"],
+			["dpr=9", "VALIDATION_ERROR"],
+			["fit=squash&w=10&h=10", "VALIDATION_ERROR"],
+			["format=bmp", "VALIDATION_ERROR"],
+			["width=100", "VALIDATION_ERROR"],
+			["w=10000&dpr=2", "DIMENSION_OUT_OF_BOUNDS"],
+			["w=2500&h=2500&fit=fill", "OUTPUT_TOO_LARGE"]
+		];
+		for (const [query, type] of bad) {
+			const res = await alice.get(`/api/images/${dog}/content?${query}`);
+			assert.equal(res.status, 400, query);
+			assert.equal(res.body.type, type, query);
+		}
+		const conflict = await alice.get(`/api/images/${dog}/content.png?format=webp`);
+		assert.equal(conflict.status, 400);
+		assert.equal(conflict.body.type, "FORMAT_CONFLICT");
+		assert.equal((await alice.get(`/api/images/${dog}/content.bmp`)).status, 400);
+		assert.equal((await alice.get(`/api/images/${dog}/thumbnail?size=100`)).status, 400);
+	});
+
+	it("keeps private images private: 404 for others and on every share link", async () => {
+		for (const path of [`/p/${dog}`, `/p/${dog}.webp`, `/p/${dog}?w=100`, `/p/${dog}/thumbnail?size=240`]) {
+			assert.equal((await anon.get(path)).status, 404, path);
+		}
+		assert.equal((await bob.get(`/api/images/${dog}/content.webp`)).status, 404);
+		assert.equal((await bob.get(`/api/images/${dog}/thumbnail?size=240`)).status, 404);
+		assert.equal((await admin.download(`/api/images/${dog}/content.webp?w=50`)).status, 200);
+	});
+
+	it("serves public images on share links, negotiating format=auto with Vary: Accept", async () => {
+		assert.equal((await alice.patch(`/api/images/${wide}`, { visibility: "public" })).status, 200);
+		const byExt = await anon.download(`/p/${wide}.webp?w=120`);
+		assert.equal(byExt.status, 200);
+		assert.equal((await sharp(byExt.bytes).metadata()).format, "webp");
+		assert.equal(byExt.headers.get("cache-control"), "public, max-age=3600");
+		const negotiated = async (accept: string) => {
+			const res = await anon.download(`/p/${wide}?format=auto&w=120`, { accept });
+			assert.equal(res.status, 200);
+			assert.equal(res.headers.get("vary"), "Accept");
+			return [res.headers.get("content-type"), (await sharp(res.bytes).metadata()).format, res.headers.get("etag")];
+		};
+		const avif = await negotiated("image/avif,image/webp,*/*");
+		const webp = await negotiated("image/webp,*/*");
+		const fallback = await negotiated("*/*");
+		assert.deepEqual(avif.slice(0, 2), ["image/avif", "heif"]);
+		assert.deepEqual(webp.slice(0, 2), ["image/webp", "webp"]);
+		assert.deepEqual(fallback.slice(0, 2), ["image/png", "png"], "a PNG source falls back to PNG");
+		assert.equal(new Set([avif[2], webp[2], fallback[2]]).size, 3, "each negotiated format has its own ETag");
+		assert.equal((await anon.get(`/p/${wide}.bmp`)).body.type, "UNKNOWN_FORMAT");
+		const thumb = await anon.download(`/p/${wide}/thumbnail?size=240`);
+		assert.equal(thumb.status, 200);
+		assert.equal(thumb.headers.get("content-type"), "image/webp");
+	});
+
+	it("makes a thumbnail on the spot: shortest edge at the size, WebP, never enlarged", async () => {
+		const res = await alice.download(`/api/images/${wide}/thumbnail?size=240`);
+		assert.equal(res.status, 200);
+		const meta = await sharp(res.bytes).metadata();
+		assert.deepEqual([meta.format, meta.width, meta.height], ["webp", 480, 240]);
+		assert.match(res.headers.get("content-disposition")!, /wide\.webp$/);
+		const large = await sharp((await alice.download(`/api/images/${wide}/thumbnail?size=720`)).bytes).metadata();
+		assert.deepEqual([large.width, large.height], [800, 400], "the 400 px short edge is not enlarged to 720");
+	});
+
+	it("answers If-None-Match with 304 before any cache look-up or render", async () => {
+		const path = `/api/images/${dog}/content.webp?w=77`;
+		const first = await alice.download(path);
+		assert.equal(first.status, 200);
+		const before = await counters();
+		const etag = first.headers.get("etag")!;
+		const notModified = await alice.download(path, { "if-none-match": `W/${etag}` });
+		assert.equal(notModified.status, 304);
+		assert.equal(notModified.headers.get("etag"), etag);
+		assert.equal(notModified.bytes.length, 0);
+		const after = await counters();
+		assert.deepEqual([after.renders, after.hits, after.misses], [before.renders, before.hits, before.misses]);
+		// Another variant's ETag does not match.
+		assert.equal((await alice.download(`/api/images/${dog}/content.webp?w=78`, { "if-none-match": etag })).status, 200);
+	});
+
+	it("serves a cached variant with 200 and the same bytes without rendering", async () => {
+		const path = `/api/images/${dog}/content?format=jpeg&w=90&q=55`;
+		const first = await alice.download(path);
+		const before = await counters();
+		const again = await alice.download(path);
+		assert.equal(again.status, 200);
+		assert.ok(again.bytes.equals(first.bytes));
+		assert.equal(again.headers.get("etag"), first.headers.get("etag"));
+		const after = await counters();
+		assert.equal(after.renders, before.renders, "no sharp run");
+		assert.equal(after.hits, before.hits + 1);
+		// The same variant spelled differently is the same cache entry.
+		await alice.download(`/api/images/${dog}/content.jpg?w=90&q=55&fit=fill`);
+		assert.equal((await counters()).renders, before.renders);
+	});
+
+	it("renders once for concurrent identical requests", async () => {
+		const res = await alice.upload([await noisyJpeg()]);
+		const id = res.body.images[0].id;
+		const before = await counters();
+		const responses = await Promise.all(Array.from({ length: 6 }, () => alice.download(`/api/images/${id}/content.avif?w=1200`)));
+		assert.ok(responses.every(response => response.status === 200));
+		assert.ok(responses.every(response => response.bytes.equals(responses[0]!.bytes)));
+		const after = await counters();
+		assert.equal(after.renders, before.renders + 1);
+		assert.equal(after.misses, before.misses + 1);
+		assert.equal(after.joined + after.hits, before.joined + before.hits + 5);
+	});
+
+	it("caches variants of encrypted images encrypted, and those of plain ones as plain blobs", async () => {
+		const plain = await alice.download(`/api/images/${dog}/content.png?w=64`);
+		const plainSha = createHash("sha256").update(plain.bytes).digest("hex");
+		assert.ok(existsSync(join(server.dataDir, "blobs", plainSha.slice(0, 2), `sha256-${plainSha}`)), "content-addressed plain blob");
+
+		const upload = await bob.upload([fileFrom(join(SHARED_IMAGES, "hummingbird.jpg"))], { encrypted: "true" });
+		const id = upload.body.images[0].id;
+		const variant = await bob.download(`/api/images/${id}/content.png?w=64`);
+		assert.equal(variant.status, 200);
+		assert.equal((await sharp(variant.bytes).metadata()).width, 64);
+		// PNG rows deflate differently per image; a slice from the middle is specific to it.
+		const middle = variant.bytes.subarray(variant.bytes.length / 2, variant.bytes.length / 2 + 64);
+		assert.deepEqual(findFilesContaining(join(server.dataDir, "blobs"), middle), [], "no plaintext variant on disk");
+		const again = await bob.download(`/api/images/${id}/content.png?w=64`);
+		assert.ok(again.bytes.equals(variant.bytes), "decrypted from the cache intact");
+	});
+});
