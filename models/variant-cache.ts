@@ -71,7 +71,8 @@ export class VariantIndex {
 	/** The entry, marked as just used; null on a miss. */
 	get(key: string): CachedVariant | null {
 		const row = this.#db.prepare(`UPDATE variants SET used = ? WHERE key = ? RETURNING ${COLUMNS}`).get(this.#tick(), key);
-		return (row as CachedVariant | undefined) ?? null;
+		// node:sqlite rows have no prototype; callers get a plain object.
+		return row ? { ...(row as unknown as CachedVariant) } : null;
 	}
 
 	put(entry: CachedVariant): void {
@@ -103,7 +104,8 @@ export class VariantIndex {
 	}
 
 	totals(): { entries: number; bytes: number } {
-		return this.#db.prepare("SELECT count(*) AS entries, coalesce(sum(size), 0) AS bytes FROM variants").get() as { entries: number; bytes: number };
+		const row = this.#db.prepare("SELECT count(*) AS entries, coalesce(sum(size), 0) AS bytes FROM variants").get() as { entries: number; bytes: number };
+		return { entries: row.entries, bytes: row.bytes };
 	}
 
 	async ping(): Promise<boolean> {

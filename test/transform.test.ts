@@ -235,3 +235,30 @@ describe("transforms", () => {
 		assert.ok(again.bytes.equals(variant.bytes), "decrypted from the cache intact");
 	});
 });
+
+describe("transform cache bound", () => {
+	let server: RunningServer;
+	after(() => server.stop());
+
+	it("evicts the least recently used variants past TRANSFORM_CACHE_MAX_BYTES and deletes their blobs", async () => {
+		const maxBytes = 40_000;
+		server = await startServer({ TRANSFORM_CACHE_MAX_BYTES: String(maxBytes) });
+		const admin = await new Client(server.url).login("admin", ADMIN_PASSWORD);
+		const id = (await admin.upload([fileFrom(join(SHARED_IMAGES, "dog.jpg"))])).body.images[0].id;
+		const blobPath = (bytes: Buffer) => {
+			const sha = createHash("sha256").update(bytes).digest("hex");
+			return join(server.dataDir, "blobs", sha.slice(0, 2), `sha256-${sha}`);
+		};
+		const first = (await admin.download(`/api/images/${id}/content.webp?w=300`)).bytes;
+		assert.ok(existsSync(blobPath(first)));
+		assert.ok(first.length > maxBytes / 3, "three variants overflow the cache");
+		for (const width of [301, 302]) assert.equal((await admin.download(`/api/images/${id}/content.webp?w=${width}`)).status, 200);
+		const stats = (await admin.get("/api/transform/stats")).body;
+		assert.equal(stats.evictions, 1);
+		assert.ok(stats.bytes <= maxBytes, `${stats.bytes} cached bytes`);
+		assert.equal(existsSync(blobPath(first)), false, "the evicted variant's blob is gone");
+		const again = await admin.download(`/api/images/${id}/content.webp?w=300`);
+		assert.ok(again.bytes.equals(first));
+		assert.equal((await admin.get("/api/transform/stats")).body.renders, stats.renders + 1, "rendered again");
+	});
+});
