@@ -18,13 +18,16 @@ import { parseRange } from "../models/http-range.ts";
 import { parseSearchQuery } from "../models/search-query.ts";
 import { SqliteImageRepository } from "../models/sqlite-image-repository.ts";
 import {
+	checkOutputPixels,
+	compressName,
 	contentTypeOf,
 	FITS,
 	FORMAT_NAMES,
 	MAX_DIMENSION,
 	MAX_DPR,
 	normalizeTransform,
-	renditionSpec,
+	RENDITION_SIZES,
+	renditionByName,
 	variantFilename,
 	variantKey,
 	wantsTransform,
@@ -60,8 +63,9 @@ const TRANSFORM = {
 	dpr: { type: "number", min: 0.1, max: MAX_DPR, convert: true, optional: true }
 };
 const EXT = { type: "enum", values: Object.keys(FORMAT_NAMES) };
-/** Shortest-edge lengths of the renditions a client may ask for. */
-const RENDITION_SIZES = ["240", "720"];
+const SIZE = { type: "enum", values: RENDITION_SIZES.map(String) };
+/** What POST /images/:id/compress makes when not told otherwise. */
+const COMPRESS_DEFAULTS = { format: "webp", quality: 70 };
 
 /** Upload form fields, checked once before the first file is stored. */
 const UPLOAD_FIELDS = {
@@ -106,6 +110,7 @@ interface ImagesMethods {
 	serveVariant(ctx: ImagesContext, doc: ImageDoc, spec: TransformSpec, options: VariantOptions): Promise<Readable | null>;
 	serveDownload(ctx: ImagesContext, doc: ImageDoc, query: TransformQuery): Promise<Readable | null>;
 	publicImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
+	serveRendition(ctx: ImagesContext, doc: ImageDoc, name: string): Promise<Readable | null>;
 }
 
 interface VariantOptions {
@@ -257,10 +262,44 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 		thumbnail: {
 			rest: "GET /images/:id/thumbnail",
 			auth: "optional",
-			params: { $$strict: true, id: ID, size: { type: "enum", values: RENDITION_SIZES } },
+			params: { $$strict: true, id: ID, size: SIZE },
 			async handler(ctx: ImagesContext) {
-				const doc = await this.visibleImage(ctx, ctx.params.id);
-				return this.serveVariant(ctx, doc, renditionSpec(Number(ctx.params.size)), { negotiated: false, countsView: false });
+				return this.serveRendition(ctx, await this.visibleImage(ctx, ctx.params.id), ctx.params.size);
+			}
+		},
+
+		/** A rendition by name: "240", "720" or a compressed one ("compress-q70-webp"). */
+		rendition: {
+			rest: "GET /images/:id/renditions/:name",
+			auth: "optional",
+			params: { $$strict: true, id: ID, name: { type: "string", max: 40 } },
+			async handler(ctx: ImagesContext) {
+				return this.serveRendition(ctx, await this.visibleImage(ctx, ctx.params.id), ctx.params.name);
+			}
+		},
+
+		/**
+		 * Queues a compressed rendition (a re-encode at `quality` in `format`, same size) on the
+		 * `imgmesh.compress` channel: 202 with the job, whose result is the rendition named in it.
+		 */
+		compress: {
+			rest: "POST /images/:id/compress",
+			params: {
+				$$strict: true,
+				id: ID,
+				quality: { type: "number", integer: true, min: 1, max: 100, optional: true },
+				format: { ...EXT, optional: true }
+			},
+			async handler(ctx: ImagesContext) {
+				const doc = await this.editableImage(ctx, ctx.params.id);
+				const query = { format: ctx.params.format ?? COMPRESS_DEFAULTS.format, q: ctx.params.quality ?? COMPRESS_DEFAULTS.quality };
+				const spec = normalizeTransform(query, doc, { maxOutputPixels: config.transformMaxOutputPixels });
+				const name = compressName(spec);
+				await this.broker.sendToChannel("imgmesh.compress", { image: doc.id, source: variantSource(doc), spec });
+				const location = `/api/images/${doc.id}/renditions/${name}`;
+				ctx.meta.$statusCode = 202;
+				ctx.meta.$responseHeaders = { Location: location };
+				return { job: { id: `${doc.id}/${name}`, type: "compress", image: doc.id, rendition: name, status: "queued", location } };
 			}
 		},
 
@@ -280,10 +319,9 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 		/** GET /p/:id/thumbnail: a public image's rendition. */
 		publicThumbnail: {
 			auth: "public",
-			params: { $$strict: true, id: ID, size: { type: "enum", values: RENDITION_SIZES } },
+			params: { $$strict: true, id: ID, size: SIZE },
 			async handler(ctx: ImagesContext) {
-				const doc = await this.publicImage(ctx, ctx.params.id);
-				return this.serveVariant(ctx, doc, renditionSpec(Number(ctx.params.size)), { negotiated: false, countsView: false });
+				return this.serveRendition(ctx, await this.publicImage(ctx, ctx.params.id), ctx.params.size);
 			}
 		},
 
@@ -481,6 +519,14 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			if (!wantsTransform(query)) return this.serveContent(ctx, doc);
 			const spec = normalizeTransform(query, doc, { accept: ctx.meta.request?.accept, maxOutputPixels: config.transformMaxOutputPixels });
 			return this.serveVariant(ctx, doc, spec, { negotiated: query.format === "auto", countsView: true });
+		},
+
+		/** A rendition (not counted as a view): from the variant cache, or made on the spot. */
+		serveRendition(ctx: ImagesContext, doc: ImageDoc, name: string): Promise<Readable | null> {
+			const spec = renditionByName(name);
+			if (!spec) throw new NotFoundError("Rendition", name);
+			checkOutputPixels(spec, doc, config.transformMaxOutputPixels);
+			return this.serveVariant(ctx, doc, spec, { negotiated: false, countsView: false });
 		},
 
 		/**

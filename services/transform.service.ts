@@ -130,6 +130,27 @@ const transform: ServiceSchema<ServiceSettingSchema, TransformMethods, Transform
 		}
 	},
 
+	channels: {
+		/**
+		 * Compress jobs (POST /images/:id/compress): render the variant into the cache, where the
+		 * rendition named after it is served from. Idempotent: a second delivery is a cache hit.
+		 * An image deleted meanwhile (its original gone) leaves nothing to do.
+		 */
+		"imgmesh.compress": {
+			group: "transform",
+			maxInFlight: 1,
+			maxRetries: 3,
+			async handler(payload: VariantParams & { image: string }) {
+				try {
+					await this.broker.call("transform.variant", { source: payload.source, spec: payload.spec });
+				} catch (err) {
+					// By type, not class: errors from another node arrive as plain Moleculer errors.
+					if ((err as { type?: string }).type !== "NOT_FOUND") throw err;
+				}
+			}
+		}
+	},
+
 	methods: {
 		/** Renders (on any transform node), indexes the result here, then trims the LRU. */
 		async fill(ctx: Context, key: string, params: VariantParams): Promise<CachedVariant> {

@@ -2,7 +2,17 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { BadRequestError } from "../models/errors.ts";
-import { negotiateFormat, normalizeTransform, outputPixels, renditionSpec, variantFilename, variantKey, type TransformQuery } from "../models/transform-spec.ts";
+import {
+	compressName,
+	negotiateFormat,
+	normalizeTransform,
+	outputPixels,
+	renditionByName,
+	renditionSpec,
+	variantFilename,
+	variantKey,
+	type TransformQuery
+} from "../models/transform-spec.ts";
 
 const PHOTO = { format: "jpeg", width: 2000, height: 1333 };
 const OPTIONS = { maxOutputPixels: 10_000_000 };
@@ -85,6 +95,19 @@ describe("renditions and names", () => {
 	it("makes the shortest edge the rendition size, as WebP", () => {
 		assert.deepEqual(renditionSpec(240), { format: "webp", width: 240, height: 240, fit: "outside", quality: 80 });
 	});
+	it("names compressed renditions so that each name stands for exactly one spec", () => {
+		for (const query of [{ format: "webp", q: 70 }, { format: "jpg", q: 100 }, { format: "avif", q: 1 }, { format: "png", q: 5 }, { format: "tiff" }]) {
+			const spec = normalize(query);
+			assert.deepEqual(renditionByName(compressName(spec)), spec, JSON.stringify(query));
+		}
+		assert.equal(compressName(normalize({ format: "webp", q: 70 })), "compress-q70-webp");
+		assert.equal(compressName(normalize({ format: "png", q: 70 })), "compress-png");
+		assert.deepEqual(renditionByName("240"), renditionSpec(240));
+		for (const name of ["0240", "241", "compress-q70-jpg", "compress-q101-webp", "compress-q07-webp", "compress-webp", "compress-q5-png", "compress-q5-bmp", "x"]) {
+			assert.equal(renditionByName(name), null, name);
+		}
+	});
+
 	it("names a variant after the original with the output's extension", () => {
 		assert.equal(variantFilename("holiday.photo.JPG", "webp"), "holiday.photo.webp");
 		assert.equal(variantFilename("noext", "jpeg"), "noext.jpg");

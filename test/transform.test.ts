@@ -21,6 +21,8 @@ interface Counters {
 	misses: number;
 	joined: number;
 	renders: number;
+	/** Variants in the cache: a render counts once it starts, an entry once it is stored. */
+	entries: number;
 }
 
 /** An 800×400 PNG with transparency: wide, so every fit mode gives a different shape. */
@@ -216,6 +218,67 @@ describe("transforms", () => {
 		assert.equal(after.renders, before.renders + 1);
 		assert.equal(after.misses, before.misses + 1);
 		assert.equal(after.joined + after.hits, before.joined + before.hits + 5);
+	});
+
+	it("compresses in a background job: 202, then the rendition appears, rendered once however often asked", async () => {
+		/** Polls the counters until `done` holds (the job runs in the background). */
+		const until = async (done: (now: Counters) => boolean): Promise<Counters> => {
+			for (let tries = 0; tries < 600; tries++) {
+				const now = await counters();
+				if (done(now)) return now;
+				await new Promise(resolve => setTimeout(resolve, 50));
+			}
+			throw new Error(`the compress job did not run: ${JSON.stringify(await counters())}`);
+		};
+		const before = await counters();
+		const res = await alice.post(`/api/images/${dog}/compress`, {});
+		assert.equal(res.status, 202, JSON.stringify(res.body));
+		assert.deepEqual(res.body.job, {
+			id: `${dog}/compress-q70-webp`,
+			type: "compress",
+			image: dog,
+			rendition: "compress-q70-webp",
+			status: "queued",
+			location: `/api/images/${dog}/renditions/compress-q70-webp`
+		});
+		assert.equal(res.headers.get("location"), res.body.job.location);
+		const rendered = await until(now => now.entries === before.entries + 1);
+		assert.equal(rendered.renders, before.renders + 1);
+
+		const rendition = await alice.download(res.body.job.location);
+		assert.equal(rendition.status, 200);
+		const meta = await sharp(rendition.bytes).metadata();
+		const original = await sharp(join(SHARED_IMAGES, "dog.jpg")).metadata();
+		assert.deepEqual([meta.format, meta.width, meta.height], ["webp", original.width, original.height], "same size, new encoding");
+		assert.equal((await counters()).renders, rendered.renders, "served from what the job stored");
+
+		assert.equal((await alice.post(`/api/images/${dog}/compress`, {})).status, 202, "asking again is fine");
+		const again = await until(now => now.hits >= rendered.hits + 2);
+		assert.equal(again.renders, rendered.renders, "a repeated job is a cache hit");
+
+		const jpeg = await alice.post(`/api/images/${dog}/compress`, { quality: 40, format: "jpg" });
+		assert.equal(jpeg.body.job.rendition, "compress-q40-jpeg");
+		assert.equal((await alice.post(`/api/images/${dog}/compress`, { format: "png", quality: 10 })).body.job.rendition, "compress-png");
+		await until(now => now.entries === rendered.entries + 2);
+		const small = await alice.download(jpeg.body.job.location);
+		assert.equal((await sharp(small.bytes).metadata()).format, "jpeg");
+		assert.equal((await counters()).renders, rendered.renders + 2);
+	});
+
+	it("refuses bad compress requests and serves renditions only by known names", async () => {
+		assert.equal((await alice.post(`/api/images/${dog}/compress`, { quality: 0 })).status, 400);
+		assert.equal((await alice.post(`/api/images/${dog}/compress`, { format: "bmp" })).status, 400);
+		assert.equal((await alice.post(`/api/images/${dog}/compress`, { level: 3 })).status, 400);
+		assert.equal((await bob.post(`/api/images/${dog}/compress`, {})).status, 404, "only the owner compresses");
+		assert.equal((await anon.post(`/api/images/${dog}/compress`, {})).status, 401);
+		for (const name of ["bogus", "compress-q70-bmp", "compress-q0-webp", "compress-png-q3", "compress-q50-png", "compress-webp", "241"]) {
+			assert.equal((await alice.get(`/api/images/${dog}/renditions/${name}`)).status, 404, name);
+		}
+		const byName = await alice.download(`/api/images/${dog}/renditions/720`);
+		const thumbnail = await alice.download(`/api/images/${dog}/thumbnail?size=720`);
+		assert.equal(byName.status, 200);
+		assert.equal(byName.headers.get("etag"), thumbnail.headers.get("etag"));
+		assert.equal((await bob.get(`/api/images/${dog}/renditions/720`)).status, 404);
 	});
 
 	it("caches variants of encrypted images encrypted, and those of plain ones as plain blobs", async () => {
