@@ -52,13 +52,13 @@ function encode(image: Sharp, spec: TransformSpec, settings: PipelineSettings): 
 }
 
 /**
- * Renders one variant. `failOn: "error"` decodes images with recoverable defects (truncated
- * scans, odd markers: common in phone and scanner output) the way browsers do, and still refuses
- * ones libvips cannot decode. Orientation comes from EXIF and is applied; metadata (EXIF with
+ * Renders one variant. `failOn: "warning"`, as on ingest (models/renditions.ts): a JPEG with
+ * corrupt entropy data decodes to grey garbage with only a warning, and a 422 beats serving
+ * garbage under a cacheable ETag. Orientation comes from EXIF and is applied; metadata (EXIF with
  * GPS, XMP) is not copied to the output. Images are never enlarged.
  */
 export async function renderVariant(input: Buffer, spec: TransformSpec, settings: PipelineSettings): Promise<RenderedVariant> {
-	let image = sharp(input, { failOn: "error", limitInputPixels: settings.limitInputPixels }).autoOrient();
+	let image = sharp(input, { failOn: "warning", limitInputPixels: settings.limitInputPixels }).autoOrient();
 	if (spec.width !== null || spec.height !== null) {
 		image = image.resize({ width: spec.width ?? undefined, height: spec.height ?? undefined, fit: spec.fit, withoutEnlargement: true });
 	}

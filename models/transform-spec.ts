@@ -213,6 +213,11 @@ export interface VariantSource {
 	encrypted: boolean;
 }
 
+/** The variant source of an image document. */
+export function sourceOf(doc: { blob: string; sha256: string; encrypted: boolean }): VariantSource {
+	return { key: doc.blob, sha256: doc.sha256, encrypted: doc.encrypted };
+}
+
 /**
  * The cache key (and ETag) of a variant: the source's SHA-256, whether it is stored encrypted (a
  * variant of an encrypted original is cached encrypted, so the two never share an entry), the

@@ -15,8 +15,10 @@ import { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
 import { repositoryMixin } from "../mixins/repository.ts";
 import { InvalidImageError } from "../models/errors.ts";
+import type { ImageDoc } from "../models/image.ts";
+import { CHANNELS, DEAD_LETTER_CHANNEL } from "../models/jobs.ts";
 import { configureSharp, renderVariant, type PipelineSettings } from "../models/transform-pipeline.ts";
-import { FITS, OUTPUT_FORMATS, variantKey, type TransformSpec, type VariantSource } from "../models/transform-spec.ts";
+import { FITS, OUTPUT_FORMATS, sourceOf, variantKey, type TransformSpec, type VariantSource } from "../models/transform-spec.ts";
 import { VariantIndex, type CachedVariant } from "../models/variant-cache.ts";
 
 const config = getConfig();
@@ -134,19 +136,18 @@ const transform: ServiceSchema<ServiceSettingSchema, TransformMethods, Transform
 		/**
 		 * Compress jobs (POST /images/:id/compress): render the variant into the cache, where the
 		 * rendition named after it is served from. Idempotent: a second delivery is a cache hit.
-		 * An image deleted meanwhile (its original gone) leaves nothing to do.
+		 * An image deleted meanwhile leaves nothing to do.
 		 */
-		"imgmesh.compress": {
+		[CHANNELS.compress]: {
 			group: "transform",
-			maxInFlight: 1,
-			maxRetries: 3,
-			async handler(payload: VariantParams & { image: string }) {
-				try {
-					await this.broker.call("transform.variant", { source: payload.source, spec: payload.spec });
-				} catch (err) {
-					// By type, not class: errors from another node arrive as plain Moleculer errors.
-					if ((err as { type?: string }).type !== "NOT_FOUND") throw err;
-				}
+			context: true,
+			maxInFlight: config.workerMaxInFlight,
+			maxRetries: config.jobMaxAttempts,
+			deadLettering: { enabled: true, queueName: DEAD_LETTER_CHANNEL },
+			async handler(ctx: Context<{ id: string; spec: TransformSpec }>) {
+				const doc = await ctx.call<ImageDoc | null, { id: string }>("images.find", { id: ctx.params.id });
+				if (!doc) return;
+				await ctx.call("transform.variant", { source: sourceOf(doc), spec: ctx.params.spec });
 			}
 		}
 	},

@@ -11,10 +11,11 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
 import { Client, fileFrom, type UploadFile } from "./helpers/client.ts";
-import { findFilesContaining } from "./helpers/files.ts";
+import { findFilesContaining, settled } from "./helpers/jobs.ts";
 import { ADMIN_PASSWORD, SHARED_IMAGES, startServer, type RunningServer } from "./helpers/server.ts";
 
 const MAX_OUTPUT_PIXELS = 4_000_000;
+const CACHE_MAX_BYTES = 40_000;
 
 interface Counters {
 	hits: number;
@@ -57,7 +58,8 @@ describe("transforms", () => {
 	const counters = async (): Promise<Counters> => (await admin.get("/api/transform/stats")).body;
 
 	before(async () => {
-		server = await startServer({ TRANSFORM_MAX_OUTPUT_PIXELS: String(MAX_OUTPUT_PIXELS) });
+		// No worker: the ingest pipeline never makes renditions here, so every thumbnail is made on the spot.
+		server = await startServer({ TRANSFORM_MAX_OUTPUT_PIXELS: String(MAX_OUTPUT_PIXELS), SERVICES: "api,users,images,categories,storage,transform,health" });
 		anon = new Client(server.url);
 		admin = await anon.login("admin", ADMIN_PASSWORD);
 		alice = await anon.register("alice");
@@ -299,13 +301,30 @@ describe("transforms", () => {
 	});
 });
 
-describe("transform cache bound", () => {
+describe("transforms beside the ingest pipeline", () => {
 	let server: RunningServer;
 	after(() => server.stop());
 
+	it("serves the renditions the pipeline stored once the image is ready, without rendering", async () => {
+		server = await startServer({ TRANSFORM_CACHE_MAX_BYTES: String(CACHE_MAX_BYTES) });
+		const admin = await new Client(server.url).login("admin", ADMIN_PASSWORD);
+		const id = (await admin.upload([fileFrom(join(SHARED_IMAGES, "hummingbird.jpg"))])).body.images[0].id;
+		const doc = await settled(admin, id);
+		assert.equal(doc.status, "ready");
+		const before = (await admin.get("/api/transform/stats")).body;
+		for (const rendition of doc.renditions) {
+			const res = await admin.download(`/api/images/${id}/thumbnail?size=${rendition.name}`);
+			assert.equal(res.status, 200);
+			assert.equal(res.bytes.length, rendition.size);
+			const meta = await sharp(res.bytes).metadata();
+			assert.deepEqual([meta.format, meta.width, meta.height], ["webp", rendition.width, rendition.height]);
+			assert.equal((await admin.download(`/api/images/${id}/thumbnail?size=${rendition.name}`, { "if-none-match": res.headers.get("etag")! })).status, 304);
+		}
+		assert.equal((await admin.get("/api/transform/stats")).body.renders, before.renders);
+	});
+
 	it("evicts the least recently used variants past TRANSFORM_CACHE_MAX_BYTES and deletes their blobs", async () => {
-		const maxBytes = 40_000;
-		server = await startServer({ TRANSFORM_CACHE_MAX_BYTES: String(maxBytes) });
+		const maxBytes = CACHE_MAX_BYTES;
 		const admin = await new Client(server.url).login("admin", ADMIN_PASSWORD);
 		const id = (await admin.upload([fileFrom(join(SHARED_IMAGES, "dog.jpg"))])).body.images[0].id;
 		const blobPath = (bytes: Buffer) => {
