@@ -174,7 +174,6 @@ function contentHeaders(doc: ImageDoc): Record<string, string> {
 	return { ...deliveryHeaders(doc, doc.sha256, doc.filename), "Accept-Ranges": "bytes" };
 }
 
-
 const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 	name: "images",
 	mixins: [repositoryMixin(() => new SqliteImageRepository(join(config.dataDir, "images.db")), "The image metadata store")],
