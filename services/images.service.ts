@@ -17,7 +17,7 @@ import { parseMultipart, type UploadedFile } from "../models/multipart.ts";
 import { parseRange } from "../models/http-range.ts";
 import { parseSearchQuery } from "../models/search-query.ts";
 import { SqliteImageRepository } from "../models/sqlite-image-repository.ts";
-import { hashtagsOf, tagList } from "../models/tags.ts";
+import { hashtagsOf, normalizeLabel, tagList } from "../models/tags.ts";
 import type { RequestInfo } from "./api.service.ts";
 
 const config = getConfig();
@@ -268,6 +268,47 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			params: { $$strict: true, category: ID },
 			async handler(ctx: ImagesContext) {
 				return { updated: await this.repo.clearCategory(ctx.params.category) };
+			}
+		},
+
+		/** The original bytes for internal processing (e.g. the classifier): no view is counted. */
+		original: {
+			visibility: "public",
+			params: { $$strict: true, id: ID },
+			async handler(ctx: ImagesContext) {
+				const doc = await this.repo.get(ctx.params.id);
+				if (!doc) throw new NotFoundError("Image", ctx.params.id);
+				return ctx.call<Readable, object>("storage.get", { key: doc.blob });
+			}
+		},
+
+		/**
+		 * Replaces an image's automatic tags (the classifier's); user and hashtag tags stay, and an
+		 * automatic label that a user already gave is not added twice. Null if the image is gone.
+		 */
+		setAutoTags: {
+			visibility: "public",
+			params: {
+				$$strict: true,
+				id: ID,
+				model: { type: "string", min: 1, max: 64 },
+				tags: {
+					type: "array",
+					max: 50,
+					items: { type: "object", strict: true, props: { label: { type: "string", min: 1, max: 50 }, score: { type: "number", min: 0, max: 1 } } }
+				}
+			},
+			async handler(ctx: ImagesContext<{ id: string; model: string; tags: { label: string; score: number }[] }>) {
+				const { id, model, tags } = ctx.params;
+				const doc = await this.repo.get(id);
+				if (!doc) return null;
+				const kept = doc.tags.filter(tag => tag.source !== "auto");
+				const taken = new Set(kept.map(tag => tag.label));
+				const auto: Tag[] = tagList(tags.map(tag => tag.label))
+					.filter(label => !taken.has(label))
+					.map(label => ({ label, source: "auto", score: tags.find(tag => normalizeLabel(tag.label) === label)!.score, model }));
+				const updated = await this.repo.update(id, { tags: [...kept, ...auto] });
+				return updated && toPublicImage(updated);
 			}
 		},
 
