@@ -116,7 +116,23 @@ const SCHEMA = {
 	}
 };
 
-const check = new Validators.Fastest().compile(SCHEMA) as (value: unknown) => true | { message?: string }[];
+interface SchemaProblem {
+	type: string;
+	field?: string;
+	message?: string;
+	expected?: unknown;
+	actual?: unknown;
+}
+
+const check = new Validators.Fastest().compile(SCHEMA) as (value: unknown) => true | SchemaProblem[];
+
+/** fastest-validator's message, led by the field; its enum message would print the allowed values as the value. */
+function describeProblem(problem: SchemaProblem): string {
+	const field = problem.field ?? "(manifest)";
+	const got = problem.actual === undefined ? "" : ` (got ${JSON.stringify(problem.actual)})`;
+	if (problem.type === "enumValue") return `${field}: must be one of ${problem.expected}${got}`;
+	return `${field}: ${problem.message}${got}`;
+}
 
 function readJson(path: string): unknown {
 	let text: string;
@@ -154,7 +170,7 @@ export function loadManifest(path: string): LoadedManifest {
 	const raw = readJson(path);
 	const result = check(raw);
 	if (result !== true) {
-		const problems = result.map(problem => problem.message ?? String(problem));
+		const problems = result.map(describeProblem);
 		throw new ManifestError(path, problems);
 	}
 	const manifest = raw as ModelManifest;
