@@ -4,13 +4,13 @@
  * so sessions live here and the service's event loop only ever waits on messages.
  *
  * Protocol (see classifier-pool.ts): the worker answers its start with `ready` (or `failed`,
- * e.g. a manifest that does not fit the model), then each `run` of one or more decoded images
- * with `result` (one probability vector per image) or `error`.
+ * e.g. a manifest that does not fit the model), then each batch of decoded images with `result` (one probability vector per image) or `error`.
  */
-import ort from "onnxruntime-node";
+import type ort from "onnxruntime-node";
 import { parentPort, workerData } from "node:worker_threads";
 import { checkSessionMetadata, type LoadedManifest } from "./classifier-manifest.ts";
-import { allocateInput, channelMap, writeInput, type InputArray } from "./classifier-input.ts";
+import { allocateInput, channelMap, writeInput } from "./classifier-input.ts";
+import { inputDims, inputTensor, openSession } from "./classifier-onnx.ts";
 import { softmax } from "./classifier-labels.ts";
 
 export interface WorkerOptions {
@@ -27,20 +27,6 @@ export type WorkerReply =
 	| { type: "result"; probabilities: Float32Array[] }
 	| { type: "error"; message: string };
 
-/**
- * A tensor of the input's element type. float16 works around onnxruntime-node 1.30 on Node >= 23:
- * onnxruntime-common turns float16 data into a Float16Array, whose byte length the native binding
- * reads as 0 ("not enough space", microsoft/onnxruntime#32323); the binding accepts a Uint16Array
- * view of the same bytes.
- */
-function inputTensor(data: InputArray, dims: number[]): ort.Tensor {
-	if (data instanceof Float32Array) return new ort.Tensor("float32", data, dims);
-	const bits = new Uint16Array(data.buffer, data.byteOffset, data.length);
-	const tensor = new ort.Tensor("float16", bits, dims);
-	(tensor as unknown as { cpuData: Uint16Array }).cpuData = bits;
-	return tensor;
-}
-
 /** One image's probabilities out of a batch output, as float32 (softmax applied if the model does not). */
 function probabilitiesOf(output: ort.Tensor, index: number, classes: number, softmaxApplied: boolean): Float32Array {
 	const data = output.data as Float32Array | Float16Array;
@@ -55,22 +41,20 @@ async function main(): Promise<void> {
 	let session: ort.InferenceSession;
 	let dynamicBatch: boolean;
 	try {
-		session = await ort.InferenceSession.create(manifest.file, { intraOpNumThreads: threads, interOpNumThreads: 1, graphOptimizationLevel: "all" });
+		session = await openSession(manifest, threads);
 		({ dynamicBatch } = checkSessionMetadata(manifestPath, manifest, session.inputMetadata, session.outputMetadata));
 	} catch (err) {
 		reply({ type: "failed", message: (err as Error).message });
 		return;
 	}
 	const map = channelMap(manifest);
-	const { size, layout } = manifest.input;
 	const classes = manifest.classes.length;
 	port.on("message", async (request: WorkerRequest) => {
 		try {
 			const batch = request.images.length;
 			const data = allocateInput(manifest, batch);
 			request.images.forEach((rgb, index) => writeInput(rgb, data, index, manifest, map));
-			const dims = layout === "NCHW" ? [batch, 3, size, size] : [batch, size, size, 3];
-			const outputs = await session.run({ [manifest.input.name]: inputTensor(data, dims) }, [manifest.output.name]);
+			const outputs = await session.run({ [manifest.input.name]: inputTensor(data, inputDims(manifest, batch)) }, [manifest.output.name]);
 			const output = outputs[manifest.output.name]!;
 			const probabilities = request.images.map((_, index) => probabilitiesOf(output, index, classes, manifest.output.softmax));
 			reply({ type: "result", probabilities }, probabilities.map(p => p.buffer as ArrayBuffer));
