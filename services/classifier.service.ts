@@ -18,22 +18,21 @@
 import type { CallingOptions, Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { performance } from "node:perf_hooks";
 import type { Readable } from "node:stream";
+import { buffer } from "node:stream/consumers";
 import { getConfig } from "../config/index.ts";
 import type { AuthUser } from "../mixins/auth.ts";
 import { decodeForModel } from "../models/classifier-input.ts";
 import { classLabels, topLabels, type ScoredLabel } from "../models/classifier-labels.ts";
 import { loadManifest, type LoadedManifest } from "../models/classifier-manifest.ts";
 import { ClassifierPool } from "../models/classifier-pool.ts";
-import { InvalidImageError, NotFoundError, PayloadTooLargeError, UnavailableError } from "../models/errors.ts";
+import { InvalidImageError, NotFoundError, UnavailableError } from "../models/errors.ts";
 import type { ImageDoc } from "../models/image.ts";
+import { CHANNELS, DEAD_LETTER_CHANNEL, isLastAttempt, type Delivery } from "../models/jobs.ts";
 import { ImageSniffer } from "../models/image-sniffer.ts";
 import { parseMultipart, type UploadedFile } from "../models/multipart.ts";
 import type { RequestInfo } from "./api.service.ts";
 
 const config = getConfig();
-
-/** The job stream of the ingest pipeline's tagging step; payload `{id}`. */
-export const CLASSIFY_CHANNEL = "imgmesh.classify";
 
 type Meta = { user?: AuthUser | null; request?: RequestInfo; $statusCode?: number };
 type ClassifierContext<P = Record<string, any>> = Context<P, Meta>;
@@ -60,7 +59,8 @@ interface ClassifierVars {
 interface ClassifierMethods {
 	enabledModel(): { manifest: LoadedManifest; pool: ClassifierPool };
 	classifyBytes(image: Buffer): Promise<Classification>;
-	tagImage(caller: Caller, id: string): Promise<ImageDoc | null>;
+	tagImage(caller: Caller, id: string): Promise<Classification | null>;
+	readyUntagged(caller: Caller, id: string, reason: string): Promise<void>;
 }
 
 /** An uploaded file through the same checks as an upload (415/422/413), collected in memory. */
@@ -70,21 +70,6 @@ async function readUploadedImage(file: UploadedFile): Promise<Buffer> {
 	file.stream.pipe(sniffer);
 	const chunks: Buffer[] = [];
 	for await (const chunk of sniffer) chunks.push(chunk as Buffer);
-	return Buffer.concat(chunks);
-}
-
-/** A stored original, read whole (bounded: nothing larger than an upload may be stored). */
-async function readAll(stream: Readable): Promise<Buffer> {
-	const chunks: Buffer[] = [];
-	let size = 0;
-	for await (const chunk of stream) {
-		size += (chunk as Buffer).length;
-		if (size > config.maxUploadBytes) {
-			stream.destroy();
-			throw new PayloadTooLargeError(config.maxUploadBytes);
-		}
-		chunks.push(chunk as Buffer);
-	}
 	return Buffer.concat(chunks);
 }
 
@@ -121,13 +106,13 @@ const classifier: ServiceSchema<ServiceSettingSchema, ClassifierMethods, Classif
 				const user = ctx.meta.user!;
 				// Seeing a public image is not owning it: to others there is nothing to retag.
 				if (user.role !== "admin" && user.id !== doc.owner) throw new NotFoundError("Image", doc.id);
-				await this.broker.sendToChannel(CLASSIFY_CHANNEL, { id: doc.id });
+				await this.broker.sendToChannel(CHANNELS.classify, { id: doc.id }, { ctx });
 				ctx.meta.$statusCode = 202;
 				return { id: doc.id, queued: true };
 			}
 		},
 
-		/** Tags one image now and returns it (null if it is gone); used by the job and the REPL. */
+		/** Tags one image now; its labels, or null if it is gone or could not be tagged. For the REPL. */
 		tag: {
 			visibility: "public",
 			params: { $$strict: true, id: { type: "string", min: 1, max: 64 } },
@@ -148,17 +133,27 @@ const classifier: ServiceSchema<ServiceSettingSchema, ClassifierMethods, Classif
 	},
 
 	channels: {
-		[CLASSIFY_CHANNEL]: {
+		[CHANNELS.classify]: {
 			group: "classifier",
+			context: true,
 			maxInFlight: config.classifierSessions * config.classifierMaxBatch,
-			// Redelivery covers what this handler cannot: storage or metadata failures, a node that dies mid-work.
-			maxRetries: 5,
-			async handler(this: any, payload: { id?: unknown }) {
-				if (typeof payload?.id !== "string") {
-					this.logger.warn(`Dropping a ${CLASSIFY_CHANNEL} message without an image id:`, payload);
+			// Redelivery covers what tagImage does not retry itself: storage or metadata failures, a node that died mid-work.
+			maxRetries: config.jobMaxAttempts,
+			deadLettering: { enabled: true, queueName: DEAD_LETTER_CHANNEL },
+			async handler(this: any, ctx: Context<{ id: string }>, delivery?: Delivery) {
+				const { id } = ctx.params;
+				if (delivery?.exhausted) {
+					await this.readyUntagged(ctx, id, `tagging never finished in ${delivery.maxAttempts} attempt(s): the classifier stopped each time`);
 					return;
 				}
-				await this.tagImage(this.broker, payload.id);
+				try {
+					await this.tagImage(ctx, id);
+				} catch (err) {
+					this.logger.warn(`Tagging image ${id} failed (attempt ${delivery?.attempt ?? 1}): ${(err as Error).message}`);
+					// Out of attempts: the image is usable without automatic tags; the adapter dead-letters the job.
+					if (isLastAttempt(delivery)) await this.readyUntagged(ctx, id, `automatic tagging failed: ${(err as Error).message}`);
+					throw err;
+				}
 			}
 		}
 	},
@@ -181,18 +176,20 @@ const classifier: ServiceSchema<ServiceSettingSchema, ClassifierMethods, Classif
 		},
 
 		/**
-		 * Classifies a stored image and stores its automatic tags. Idempotent: a repeated job
-		 * replaces the same tags again. An image in the pipeline (`processing`) then becomes
-		 * ready; one the classifier cannot tag becomes ready too, with the reason.
+		 * Classifies a stored image and stores its automatic tags; an image in the pipeline
+		 * (`processing`) then becomes ready. Idempotent: a repeated job stores the same tags again
+		 * and finds the image ready already. Inference is retried CLASSIFIER_RETRIES times; an
+		 * image it still cannot tag (or decode) becomes ready untagged, with the reason.
 		 */
-		async tagImage(ctx: Caller, id: string): Promise<ImageDoc | null> {
-			let image: Buffer;
-			try {
-				image = await readAll(await ctx.call<Readable, { id: string }>("images.original", { id }));
-			} catch (err) {
-				if (err instanceof NotFoundError) return null; // deleted since: nothing to do
-				throw err;
+		async tagImage(ctx: Caller, id: string): Promise<Classification | null> {
+			const doc = await ctx.call<ImageDoc | null, { id: string }>("images.find", { id });
+			if (!doc) return null; // deleted since: nothing to do
+			if (!this.manifest) {
+				// A classifier node without a model (a configuration slip): the image must not wait for it.
+				await this.readyUntagged(ctx, id, "automatic tagging is disabled: no classifier model is configured");
+				return null;
 			}
+			const image = await buffer(await ctx.call<Readable, { key: string }>("storage.get", { key: doc.blob }));
 			let result: Classification | undefined;
 			let failure: Error | undefined;
 			for (let attempt = 0; attempt <= config.classifierRetries && !result; attempt++) {
@@ -206,16 +203,19 @@ const classifier: ServiceSchema<ServiceSettingSchema, ClassifierMethods, Classif
 			}
 			if (!result) {
 				this.logger.warn(`Could not tag image ${id}: ${failure!.message}`);
-				const doc = await ctx.call<ImageDoc | null, { id: string }>("images.get", { id }).catch(() => null);
-				if (doc?.status === "processing") {
-					await ctx.call("images.setStatus", { id, status: "ready", reason: `Automatic tagging failed: ${failure!.message}` });
-				}
-				return doc;
+				await this.readyUntagged(ctx, id, `automatic tagging failed: ${failure!.message}`);
+				return null;
 			}
 			const tags = result.labels.map(({ label, score }) => ({ label, score }));
-			const doc = await ctx.call<ImageDoc | null, object>("images.setAutoTags", { id, model: result.model, tags });
-			if (doc?.status === "processing") return ctx.call<ImageDoc, object>("images.setStatus", { id, status: "ready" });
-			return doc;
+			const tagged = await ctx.call<ImageDoc | null, object>("images.setAutoTags", { id, model: result.model, tags });
+			if (!tagged) return null;
+			await ctx.call("images.setStatus", { id, status: "ready", from: ["processing"] });
+			return result;
+		},
+
+		/** Finishes a pipeline image without automatic tags; `reason` stays on it as statusReason. */
+		async readyUntagged(ctx: Caller, id: string, reason: string): Promise<void> {
+			await ctx.call("images.setStatus", { id, status: "ready", reason: reason.slice(0, 1000), from: ["processing"] });
 		}
 	},
 
