@@ -16,7 +16,7 @@
  * A file is written chunk by chunk, awaiting each, and its `blobs` document is inserted only
  * after the file is complete: nothing is visible before that, and a failed upload has no write
  * in flight when its chunks are deleted. A crash between the file and its document leaves an
- * unreferenced file, never a document without its file.
+ * unreferenced file, never a document without its file; the next store to open sweeps it away.
  */
 import { pipeline, Readable } from "node:stream";
 import { Binary, type Collection, ObjectId } from "mongodb";
@@ -32,6 +32,8 @@ export interface GridFsBlobStoreOptions extends MongoOptions {
 }
 
 const BUCKET = "blobdata";
+/** Far longer than any upload takes (REQUEST_TIMEOUT_MS bounds them). */
+const ORPHAN_AGE_MS = 60 * 60 * 1000;
 /** GridFS's default chunk size: under the 16 MiB document limit with room to spare. */
 const CHUNK_BYTES = 255 * 1024;
 
@@ -96,6 +98,24 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 		await this.ensureIndexes(this.#files, [{ key: { filename: 1, uploadDate: 1 } }]);
 		await this.ensureIndexes(this.#chunks, [{ key: { files_id: 1, n: 1 }, unique: true }]);
 		await this.ensureIndexes(this.#blobs, [{ key: { encrypted: 1 } }]);
+		await this.#sweepOrphans();
+	}
+
+	/**
+	 * Deletes what a node that died mid-upload left: chunks and files that no blob document points
+	 * at, begun over ORPHAN_AGE_MS ago. A file id is an ObjectId, which carries its creation time;
+	 * younger files may belong to an upload still under way on another node.
+	 */
+	async #sweepOrphans(): Promise<void> {
+		const cutoff = ObjectId.createFromTime(Math.floor((Date.now() - ORPHAN_AGE_MS) / 1000));
+		const [chunked, filed, used] = await Promise.all([
+			this.#chunks.distinct("files_id", { files_id: { $lt: cutoff } }),
+			this.#files.distinct("_id", { _id: { $lt: cutoff } }),
+			this.#blobs.distinct("fileId")
+		]);
+		const inUse = new Set(used.map(String));
+		const orphans = new Map([...chunked, ...filed].filter(id => !inUse.has(String(id))).map(id => [String(id), id]));
+		for (const id of orphans.values()) await this.#deleteFile(id);
 	}
 
 	async put(source: Readable, options: PutOptions): Promise<BlobRef> {

@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import { after, before, describe, it } from "node:test";
-import { MongoClient, type ObjectId } from "mongodb";
+import { MongoClient, ObjectId } from "mongodb";
 import { Keyring } from "../models/envelope-crypto.ts";
 import { IntegrityError } from "../models/errors.ts";
 import { GridFsBlobStore } from "../models/gridfs-blob-store.ts";
@@ -12,6 +12,9 @@ import { blobStoreContract } from "./blob-store-contract.ts";
 import { type FerretDb, ferretDbSkipReason, startFerretDb } from "./helpers/ferretdb.ts";
 
 const TIMEOUT_MS = 2000;
+
+/** A GridFS chunk as the store writes it. */
+type Chunk = { _id: string; files_id: ObjectId; n: number; data: Buffer };
 const LIMIT = 16 * 1024 * 1024;
 
 /** Direct access to a store's database, to look at and damage what it wrote. */
@@ -98,6 +101,46 @@ describe("GridFS blob store (FerretDB)", { skip: ferretDbSkipReason() }, () => {
 			await assert.rejects(store.open(truncated.key), IntegrityError);
 		} finally {
 			await store.close();
+		}
+	});
+
+	it("sweeps away at start what a node that died mid-upload left, once it is old enough", async () => {
+		const url = server.databaseUrl();
+		const keyring = new Keyring(randomBytes(32));
+		const first = open(url, keyring);
+		const bytes = randomBytes(1000);
+		const { key } = await first.put(Readable.from([bytes]), { encrypt: false, ref: "image-1", maxBytes: LIMIT });
+		await first.close();
+		const hoursAgo = (hours: number) => ObjectId.createFromTime(Math.floor(Date.now() / 1000) - hours * 3600);
+		const leftovers = { oldFile: hoursAgo(2), oldChunksOnly: hoursAgo(3), recentFile: new ObjectId() };
+		await withDatabase(url, async client => {
+			const db = client.db();
+			for (const [name, id] of Object.entries(leftovers)) {
+				if (name !== "oldChunksOnly") await db.collection("blobdata.files").insertOne({ _id: id, length: 3, chunkSize: 261120, uploadDate: new Date(), filename: id.toHexString() });
+				await db.collection<Chunk>("blobdata.chunks").insertOne({ _id: `${id.toHexString()}-0`, files_id: id, n: 0, data: Buffer.from("abc") });
+			}
+			// The stored blob's file made old too: an old file is kept while a blob points at it.
+			const blob = await db.collection<{ _id: string; fileId: ObjectId }>("blobs").findOne({ _id: key });
+			const chunks = await db.collection("blobdata.chunks").find({ files_id: blob!.fileId }).toArray();
+			const file = await db.collection("blobdata.files").findOne({ _id: blob!.fileId });
+			const oldId = hoursAgo(5);
+			await db.collection("blobdata.files").insertOne({ ...file!, _id: oldId });
+			await db.collection<Chunk>("blobdata.chunks").insertMany(chunks.map(chunk => ({ ...(chunk as unknown as Chunk), _id: `${oldId.toHexString()}-${chunk.n}`, files_id: oldId })));
+			await db.collection<{ _id: string; fileId: ObjectId }>("blobs").updateOne({ _id: key }, { $set: { fileId: oldId } });
+		});
+		assert.equal(await storedObjectCount(url), 5, "two copies of the blob's file and three leftovers");
+
+		const reopened = open(url, keyring);
+		try {
+			assert.equal(await reopened.ping(), true, "the sweep runs before the first call");
+			const fileIds = await withDatabase(url, async client => (await client.db().collection("blobdata.chunks").distinct("files_id")).map(String));
+			assert.equal(fileIds.includes(String(leftovers.oldFile)), false);
+			assert.equal(fileIds.includes(String(leftovers.oldChunksOnly)), false);
+			assert.equal(fileIds.includes(String(leftovers.recentFile)), true, "maybe an upload still under way");
+			assert.deepEqual(await buffer(await reopened.open(key)), bytes);
+			assert.equal(await storedObjectCount(url), 3, "the blob's old file, its unused young copy and the recent leftover");
+		} finally {
+			await reopened.close();
 		}
 	});
 });
