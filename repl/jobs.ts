@@ -41,7 +41,8 @@ export async function retryDeadLetter(broker: ServiceBroker, queue: JobQueue, id
 	const letter = await queue.deadLetter(id);
 	if (!letter) return null;
 	const imageId = (letter.payload as { id?: unknown } | null)?.id;
-	const pipeline: string[] = Object.values(CHANNELS);
+	// The ingest pipeline's steps decide the image's status; other jobs (compress) do not.
+	const pipeline: string[] = [CHANNELS.process, CHANNELS.classify];
 	if (pipeline.includes(letter.channel) && typeof imageId === "string") {
 		await broker.call("images.setStatus", { id: imageId, status: "processing", from: ["failed"] });
 	}
