@@ -10,7 +10,8 @@
  *
  * It also runs the reconciler: at start and every RECONCILE_INTERVAL_MS it enqueues again the
  * images left `processing` (a message lost with Redis, a crashed producer, or — in embedded mode,
- * whose queue lives in memory — a restart).
+ * whose queue lives in memory — a restart), and trims the job streams of what every consumer
+ * group has acknowledged.
  */
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Readable } from "node:stream";
@@ -18,6 +19,7 @@ import { buffer } from "node:stream/consumers";
 import { getConfig } from "../config/index.ts";
 import type { BlobRef } from "../models/blob-store.ts";
 import type { ImageDoc, Rendition } from "../models/image.ts";
+import { withJobQueue } from "../models/job-queue.ts";
 import { CHANNELS, DEAD_LETTER_CHANNEL, isLastAttempt, renditionRef, type Delivery } from "../models/jobs.ts";
 import { renderImage, type RenderedRendition } from "../models/renditions.ts";
 
@@ -35,6 +37,7 @@ interface WorkerMethods {
 	handOff(ctx: JobContext, doc: ImageDoc): Promise<void>;
 	fail(ctx: JobContext, id: string, reason: string): Promise<void>;
 	reconcile(olderThanMs: number): Promise<void>;
+	trimStreams(): Promise<void>;
 }
 
 interface WorkerVars {
@@ -129,6 +132,16 @@ const worker: ServiceSchema<ServiceSettingSchema, WorkerMethods, WorkerVars> = {
 				// The next period tries again; a failed pass loses nothing.
 				this.logger.warn(`Reconciler pass failed: ${reasonOf(err)}`);
 			}
+		},
+
+		async trimStreams(): Promise<void> {
+			try {
+				await withJobQueue(this.broker, async queue => {
+					for (const channel of Object.values(CHANNELS)) await queue.trimAcknowledged(channel);
+				});
+			} catch (err) {
+				this.logger.warn(`Trimming the job streams failed: ${reasonOf(err)}`);
+			}
 		}
 	},
 
@@ -140,7 +153,10 @@ const worker: ServiceSchema<ServiceSettingSchema, WorkerMethods, WorkerVars> = {
 		const atStart = config.transporter ? config.reconcileStuckAfterMs : 0;
 		// Not awaited: a worker node must not wait for the images service to finish starting.
 		void this.broker.waitForServices(["images"]).then(() => this.reconcile(atStart));
-		this.reconcileTimer = setInterval(() => void this.reconcile(config.reconcileStuckAfterMs), config.reconcileIntervalMs);
+		this.reconcileTimer = setInterval(() => {
+			void this.reconcile(config.reconcileStuckAfterMs);
+			void this.trimStreams();
+		}, config.reconcileIntervalMs);
 		this.reconcileTimer.unref();
 	},
 
