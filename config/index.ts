@@ -69,6 +69,20 @@ export interface Config {
 	// --- classifier ---
 	/** Path of the classifier's model manifest (JSON); unset = no automatic tagging. */
 	classifierModel: string | undefined;
+	/** Inference sessions, each in its own worker thread (models run one batch at a time per session). */
+	classifierSessions: number;
+	/** onnxruntime intra-op threads per session; 0 = onnxruntime's default (one per core). */
+	classifierThreads: number;
+	/** Most images in one batch, for models with a dynamic batch dimension. */
+	classifierMaxBatch: number;
+	/** How long a lone request waits for others to share its batch (dynamic-batch models only). */
+	classifierBatchWindowMs: number;
+	/** Most labels per image. */
+	classifierTopK: number;
+	/** Labels scoring below this probability are dropped. */
+	classifierMinScore: number;
+	/** Extra attempts at classifying an image in the pipeline before its tag step is marked failed. */
+	classifierRetries: number;
 
 	// --- imports ---
 }
@@ -102,6 +116,14 @@ function list(env: NodeJS.ProcessEnv, name: string): string[] {
 		.split(",")
 		.map(item => item.trim())
 		.filter(Boolean);
+}
+
+function fraction(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+	const raw = env[name];
+	if (raw === undefined || raw === "") return fallback;
+	const value = Number(raw);
+	if (!Number.isFinite(value) || value < 0 || value > 1) throw new Error(`${name} must be a number from 0 to 1, got "${raw}"`);
+	return value;
 }
 
 const LOG_LEVELS: LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace"];
@@ -158,6 +180,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
 		// --- classifier ---
 		classifierModel: env.CLASSIFIER_MODEL ? resolve(env.CLASSIFIER_MODEL) : undefined,
+		classifierSessions: integer(env, "CLASSIFIER_SESSIONS", 1, 1),
+		classifierThreads: integer(env, "CLASSIFIER_THREADS", 0, 0),
+		classifierMaxBatch: integer(env, "CLASSIFIER_MAX_BATCH", 8, 1),
+		classifierBatchWindowMs: integer(env, "CLASSIFIER_BATCH_WINDOW_MS", 2, 0),
+		classifierTopK: integer(env, "CLASSIFIER_TOP_K", 5, 1),
+		classifierMinScore: fraction(env, "CLASSIFIER_MIN_SCORE", 0.2),
+		classifierRetries: integer(env, "CLASSIFIER_RETRIES", 2, 0),
 
 		// --- imports ---
 	};

@@ -37,7 +37,7 @@ import {
 	type TransformSpec
 } from "../models/transform-spec.ts";
 import type { CachedVariant } from "../models/variant-cache.ts";
-import { hashtagsOf, tagList } from "../models/tags.ts";
+import { hashtagsOf, normalizeLabel, tagList } from "../models/tags.ts";
 import type { RequestInfo } from "./api.service.ts";
 
 const config = getConfig();
@@ -416,7 +416,8 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 		},
 
 		/**
-		 * Sets the status (with `reason` when failed), only from the statuses in `from` when given.
+		 * Sets the status (with `reason` when failed, or when ready without something the pipeline
+		 * could not make, e.g. automatic tags), only from the statuses in `from` when given.
 		 * Emits image.ready / image.failed when the status became that. Null if there is no such
 		 * image or `from` did not match, so a duplicate message finds nothing to do.
 		 */
@@ -431,7 +432,7 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			},
 			async handler(ctx: ImagesContext<{ id: string; status: ImageStatus; reason?: string; from?: ImageStatus[] }>) {
 				const { id, status, reason, from } = ctx.params;
-				const change = await this.repo.setStatus(id, status, status === "failed" ? (reason ?? "unknown error") : null, from);
+				const change = await this.repo.setStatus(id, status, status === "failed" ? (reason ?? "unknown error") : (reason ?? null), from);
 				if (!change) return null;
 				if (change.before.status !== status && status !== "processing") ctx.emit(`image.${status}`, imageEvent(change.after));
 				return { id, status, statusReason: change.after.statusReason };
@@ -505,6 +506,36 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 				const stuck = await this.repo.claimStuck(before, ctx.params.limit);
 				for (const doc of stuck) await this.enqueue(ctx, doc);
 				return { requeued: stuck.map(doc => doc.id) };
+			}
+		},
+
+		/**
+		 * Replaces an image's automatic tags (the classifier's); user and hashtag tags stay, and an
+		 * automatic label that a user already gave is not added twice. Null if the image is gone.
+		 */
+		setAutoTags: {
+			visibility: "public",
+			params: {
+				$$strict: true,
+				id: ID,
+				model: { type: "string", min: 1, max: 64 },
+				tags: {
+					type: "array",
+					max: 50,
+					items: { type: "object", strict: true, props: { label: { type: "string", min: 1, max: 50 }, score: { type: "number", min: 0, max: 1 } } }
+				}
+			},
+			async handler(ctx: ImagesContext<{ id: string; model: string; tags: { label: string; score: number }[] }>) {
+				const { id, model, tags } = ctx.params;
+				const doc = await this.repo.get(id);
+				if (!doc) return null;
+				const kept = doc.tags.filter(tag => tag.source !== "auto");
+				const taken = new Set(kept.map(tag => tag.label));
+				const auto: Tag[] = tagList(tags.map(tag => tag.label))
+					.filter(label => !taken.has(label))
+					.map(label => ({ label, source: "auto", score: tags.find(tag => normalizeLabel(tag.label) === label)!.score, model }));
+				const updated = await this.repo.update(id, { tags: [...kept, ...auto] });
+				return updated && toPublicImage(updated);
 			}
 		},
 
@@ -619,8 +650,17 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			await Promise.all(renditions.map(r => ctx.call("storage.release", { key: r.blob, ref: renditionRef(id, r.name) })));
 		},
 
+		/**
+		 * Sends the image's job. A failure (the queue's Redis unreachable) is logged, not thrown: the
+		 * image is stored and stays `processing`, and the reconciler enqueues it later — failing the
+		 * upload would only make the client send it again.
+		 */
 		async enqueue(ctx: ImagesContext, doc: ImageDoc): Promise<void> {
-			await this.broker.sendToChannel(CHANNELS.process, { id: doc.id }, { ctx });
+			try {
+				await this.broker.sendToChannel(CHANNELS.process, { id: doc.id }, { ctx });
+			} catch (err) {
+				this.logger.error(`Could not enqueue image ${doc.id} (the reconciler will): ${(err as Error).message}`);
+			}
 		},
 
 		/** The original bytes with validators, ranges and view counting. */
