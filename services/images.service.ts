@@ -738,9 +738,18 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 				ctx.meta.$statusCode = 304;
 				return null;
 			}
-			const variant = await ctx.call<CachedVariant, object>("transform.variant", { source, spec });
-			headers["Content-Length"] = variant.size;
-			return ctx.call<Readable, object>("storage.get", { key: variant.blob });
+			// Another request's render may evict this variant between the look-up and the read: the
+			// second look-up then renders it again.
+			for (let attempt = 1; ; attempt++) {
+				const variant = await ctx.call<CachedVariant, object>("transform.variant", { source, spec });
+				try {
+					const bytes = await ctx.call<Readable, object>("storage.get", { key: variant.blob });
+					headers["Content-Length"] = variant.size;
+					return bytes;
+				} catch (err) {
+					if (attempt > 1 || (err as { type?: string }).type !== "NOT_FOUND") throw err;
+				}
+			}
 		}
 	},
 
