@@ -3,6 +3,7 @@
  * README's configuration table; nothing else in the code reads process.env.
  */
 import { mkdirSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 import { loadOrCreateSecrets } from "./secrets.ts";
 
@@ -50,6 +51,20 @@ export interface Config {
 	reconcileIntervalMs: number;
 	/** An image `processing` without any update for this long has lost its job and is enqueued again. */
 	reconcileStuckAfterMs: number;
+	/** Largest transform output (width × height); bigger requests get 400. */
+	transformMaxOutputPixels: number;
+	/** Bytes of transformed variants kept on the storage backend (LRU beyond that). */
+	transformCacheMaxBytes: number;
+	/** Variants rendered at once per transform node (non-AVIF). */
+	transformConcurrency: number;
+	/** AVIF encodes at once per transform node: each can hold a core for seconds. */
+	transformAvifConcurrency: number;
+	/** Renders waiting per bulkhead before requests are refused with 429. */
+	transformQueueSize: number;
+	/** AVIF encoder effort, 0 (fastest) to 9 (smallest). */
+	transformAvifEffort: number;
+	/** libvips threads per image. */
+	transformThreads: number;
 
 	// --- classifier ---
 	/** Path of the classifier's model manifest (JSON); unset = no automatic tagging. */
@@ -79,6 +94,12 @@ function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 0
 	if (!Number.isSafeInteger(value) || value < min) {
 		throw new Error(`${name} must be an integer >= ${min}, got "${raw}"`);
 	}
+	return value;
+}
+
+function bounded(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+	const value = integer(env, name, fallback, min);
+	if (value > max) throw new Error(`${name} must be at most ${max}, got ${value}`);
 	return value;
 }
 
@@ -149,6 +170,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		jobClaimIntervalMs: integer(env, "JOB_CLAIM_INTERVAL_MS", 1000, 10),
 		reconcileIntervalMs: integer(env, "RECONCILE_INTERVAL_MS", 60_000, 100),
 		reconcileStuckAfterMs: integer(env, "RECONCILE_STUCK_AFTER_MS", 10 * 60_000, 100),
+		transformMaxOutputPixels: integer(env, "TRANSFORM_MAX_OUTPUT_PIXELS", 50_000_000, 1),
+		transformCacheMaxBytes: integer(env, "TRANSFORM_CACHE_MAX_BYTES", 512 * 1024 * 1024, 0),
+		transformConcurrency: integer(env, "TRANSFORM_CONCURRENCY", availableParallelism(), 1),
+		transformAvifConcurrency: integer(env, "TRANSFORM_AVIF_CONCURRENCY", 1, 1),
+		transformQueueSize: integer(env, "TRANSFORM_QUEUE_SIZE", 100, 0),
+		transformAvifEffort: bounded(env, "TRANSFORM_AVIF_EFFORT", 3, 0, 9),
+		transformThreads: integer(env, "TRANSFORM_THREADS", 1, 1),
 
 		// --- classifier ---
 		classifierModel: env.CLASSIFIER_MODEL ? resolve(env.CLASSIFIER_MODEL) : undefined,
