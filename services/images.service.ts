@@ -82,6 +82,7 @@ interface ImagesMethods {
 	deleteImage(ctx: ImagesContext, doc: ImageDoc): Promise<void>;
 	releaseRenditions(ctx: ImagesContext, id: string, renditions: Rendition[]): Promise<void>;
 	enqueue(ctx: ImagesContext, doc: ImageDoc): Promise<void>;
+	commit(ctx: ImagesContext, doc: ImageDoc): Promise<void>;
 	serveContent(ctx: ImagesContext, doc: ImageDoc): Promise<Readable | null>;
 }
 
@@ -159,11 +160,7 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 						await Promise.all(staged.map(doc => ctx.call("storage.release", { key: doc.blob, ref: doc.id })));
 					}
 				);
-				for (const doc of files) {
-					await this.repo.insert(doc);
-					ctx.emit("image.uploaded", imageEvent(doc));
-					await this.enqueue(ctx, doc);
-				}
+				for (const doc of files) await this.commit(ctx, doc);
 				ctx.meta.$statusCode = 201;
 				return { images: files.map(toPublicImage) };
 			}
@@ -198,14 +195,11 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 				const source = { id, owner: { id: owner, username: ownerName }, filename };
 				const doc = await this.stage(ctx, ctx.stream, source, fields, category ?? null);
 				try {
-					await this.repo.insert(doc);
+					await this.commit(ctx, doc);
 				} catch (err) {
-					// A twin call got there first; the blob reference is the same id, so it is theirs too.
-					if (!(err instanceof ConflictError)) {
-						await ctx.call("storage.release", { key: doc.blob, ref: doc.id });
-						throw err;
-					}
-					const twin = await this.repo.get(id);
+					// A twin call got there first. Its blob reference is this id too, so it stays; any
+					// other failure is retried with the same id, which finds the stored blob again.
+					const twin = err instanceof ConflictError ? await this.repo.get(id) : null;
 					if (!twin) throw err;
 					return { image: toPublicImage(twin), created: false };
 				}
@@ -547,6 +541,13 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 
 		async releaseRenditions(ctx: ImagesContext, id: string, renditions: Rendition[]): Promise<void> {
 			await Promise.all(renditions.map(r => ctx.call("storage.release", { key: r.blob, ref: renditionRef(id, r.name) })));
+		},
+
+		/** Saves a staged image and hands it to the processing pipeline. */
+		async commit(ctx: ImagesContext, doc: ImageDoc): Promise<void> {
+			await this.repo.insert(doc);
+			ctx.emit("image.uploaded", imageEvent(doc));
+			await this.enqueue(ctx, doc);
 		},
 
 		async enqueue(ctx: ImagesContext, doc: ImageDoc): Promise<void> {

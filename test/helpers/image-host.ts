@@ -55,6 +55,8 @@ export class ImageHost {
 	/** Paths under /gated/ wait for the gate; this counts those that arrived. */
 	gatedArrivals = 0;
 	driveKey = "test-api-key";
+	/** Added latency of the /unique/ images. */
+	delayMs = 0;
 	url = "";
 
 	async start(): Promise<this> {
@@ -91,7 +93,10 @@ export class ImageHost {
 		let match: RegExpExecArray | null;
 		if ((match = /^\/(?:img|copy)\/(.+)$/.exec(path))) return this.send(res, 200, "image/jpeg", this.photo(match[1]!));
 		// Distinct small images, one per path.
-		if (path.startsWith("/unique/")) return this.send(res, 200, "image/jpeg", await labelledJpeg(path));
+		if (path.startsWith("/unique/")) {
+			if (this.delayMs) await new Promise(resolve => setTimeout(resolve, this.delayMs));
+			return this.send(res, 200, "image/jpeg", await labelledJpeg(path));
+		}
 		if (path.startsWith("/gated/")) return this.gated(res, await labelledJpeg(path));
 		switch (path) {
 			case "/flaky.jpg":
