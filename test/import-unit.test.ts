@@ -1,12 +1,13 @@
 /**
  * The pure parts of imports: which addresses a fetch may reach (in every spelling), how Drive
- * folder references are read, URL identity, and retry back-off.
+ * folder references are read, URL identity, retry back-off and the REPL command.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { parseFolderId } from "../models/google-drive.ts";
 import { addressClass, embeddedIpv4, mayConnect } from "../models/net-address.ts";
 import { backoffMs, FetchError, retryAfterMs } from "../models/safe-fetch.ts";
+import replCommands, { progressBar } from "../repl/imports.ts";
 import { normalizeUrl } from "../models/import-job.ts";
 
 describe("address classifier", () => {
@@ -113,5 +114,38 @@ describe("retry back-off", () => {
 		assert.equal(retryAfterMs("soon"), undefined);
 		assert.equal(backoffMs(0, 100, new FetchError("HTTP 429", "HTTP_429", true, 429, 5000)), 5000);
 		assert.equal(backoffMs(0, 100, new FetchError("HTTP 429", "HTTP_429", true, 429, 3_600_000)), 60_000);
+	});
+});
+
+describe("REPL imports command", () => {
+	it("draws progress bars", () => {
+		assert.equal(progressBar(0, 0), `[${".".repeat(24)}]   0%`);
+		assert.equal(progressBar(50, 100), `[${"#".repeat(12)}${".".repeat(12)}]  50%`);
+		assert.equal(progressBar(100, 100), `[${"#".repeat(24)}] 100%`);
+	});
+
+	it("lists jobs and cancels as an administrator", async () => {
+		const calls: { action: string; params: unknown; meta: unknown }[] = [];
+		const job = { id: "j1", ownerName: "alice", source: { type: "urls" }, status: "running", total: 10, processed: 5, succeeded: 4, duplicates: 1, failed: 0, cancelled: 0, rate: 2.5, eta: 2 };
+		const broker = {
+			async call(action: string, params: unknown, options: { meta: unknown }) {
+				calls.push({ action, params, meta: options.meta });
+				return action === "imports.list" ? { items: [job], total: 1 } : { job: { ...job, status: "cancelled" } };
+			}
+		};
+		const printed: string[] = [];
+		const log = console.log;
+		console.log = (text: string) => printed.push(text);
+		try {
+			const [command] = replCommands;
+			await command!.action(broker as never, {});
+			await command!.action(broker as never, { action: "cancel", id: "j1" });
+		} finally {
+			console.log = log;
+		}
+		assert.deepEqual(calls.map(call => call.action), ["imports.list", "imports.cancel"]);
+		assert.ok(calls.every(call => (call.meta as { user: { role: string } }).user.role === "admin"));
+		assert.match(printed[0]!, /^j1 .*running .*\[#{12}\.{12}\]  50% 5\/10 ok 4 dup 1 failed 0 2\.5\/s eta 2s$/);
+		assert.match(printed[1]!, /cancelled/);
 	});
 });
