@@ -128,6 +128,16 @@ const api: ServiceSchema<ApiSettingsSchema> = {
 				onBeforeCall: copyRequestInfo
 			},
 			{
+				// Creating an import takes up to 100,000 URLs: a body limit of its own, not raised for every route.
+				path: "/api/imports",
+				mappingPolicy: "restrict",
+				aliases: { "POST /": "imports.create" },
+				authentication: true,
+				authorization: true,
+				bodyParsers: { json: { strict: true, limit: "16mb" } },
+				onBeforeCall: copyRequestInfo
+			},
+			{
 				// Public share links live outside /api so they read well: /p/<image id>.
 				path: "/p",
 				mappingPolicy: "restrict",
