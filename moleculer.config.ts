@@ -9,7 +9,9 @@ import { channelsMiddleware } from "./mixins/channels.ts";
 export function brokerOptions(config: Config): BrokerOptions {
 	return {
 		nodeID: config.nodeId,
-		transporter: null,
+		// Distributed mode: nodes talk over Redis (TRANSPORTER); embedded mode has none.
+		// (A URL string is accepted at run time; the typings only list the transporter names.)
+		transporter: (config.transporter ?? null) as BrokerOptions["transporter"],
 		logger: { type: "Console", options: { level: config.logLevel, formatter: "short", colors: process.stdout.isTTY } },
 		logLevel: config.logLevel,
 		requestTimeout: config.requestTimeoutMs,

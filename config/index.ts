@@ -38,6 +38,18 @@ export interface Config {
 	namespace: string;
 
 	// --- durable jobs and processing ---
+	/** Messages one worker node processes at once, per channel (@moleculer/channels maxInFlight). */
+	workerMaxInFlight: number;
+	/** Deliveries of a job before it goes to the dead-letter stream (a hard cap, see mixins/channels.ts). */
+	jobMaxAttempts: number;
+	/** A job unacknowledged this long (its worker died or failed) is handed to another worker (Redis minIdleTime). */
+	jobRedeliverAfterMs: number;
+	/** How often each consumer looks for such jobs. */
+	jobClaimIntervalMs: number;
+	/** How often the reconciler looks for images stuck in `processing`. */
+	reconcileIntervalMs: number;
+	/** An image `processing` without any update for this long has lost its job and is enqueued again. */
+	reconcileStuckAfterMs: number;
 
 	// --- classifier ---
 	/** Path of the classifier's model manifest (JSON); unset = no automatic tagging. */
@@ -109,6 +121,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		namespace: env.NAMESPACE || "imgmesh",
 
 		// --- durable jobs and processing ---
+		workerMaxInFlight: integer(env, "WORKER_MAX_IN_FLIGHT", 2, 1),
+		jobMaxAttempts: integer(env, "JOB_MAX_ATTEMPTS", 3, 1),
+		jobRedeliverAfterMs: integer(env, "JOB_REDELIVER_AFTER_MS", 30_000, 100),
+		jobClaimIntervalMs: integer(env, "JOB_CLAIM_INTERVAL_MS", 1000, 10),
+		reconcileIntervalMs: integer(env, "RECONCILE_INTERVAL_MS", 60_000, 100),
+		reconcileStuckAfterMs: integer(env, "RECONCILE_STUCK_AFTER_MS", 10 * 60_000, 100),
 
 		// --- classifier ---
 		classifierModel: env.CLASSIFIER_MODEL ? resolve(env.CLASSIFIER_MODEL) : undefined,

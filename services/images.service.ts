@@ -11,7 +11,8 @@ import { repositoryMixin } from "../mixins/repository.ts";
 import type { BlobRef } from "../models/blob-store.ts";
 import { BadRequestError, NotFoundError, RangeNotSatisfiableError } from "../models/errors.ts";
 import { newId, nowIso } from "../models/ids.ts";
-import type { ImageDoc, ImageFilter, ImagePatch, ImageRepository, SortKey, Tag, Viewer, Visibility } from "../models/image.ts";
+import type { ImageDoc, ImageFilter, ImageMetadata, ImagePatch, ImageRepository, ImageStatus, Rendition, SortKey, Tag, Viewer, Visibility } from "../models/image.ts";
+import { CHANNELS, renditionRef } from "../models/jobs.ts";
 import { ImageSniffer } from "../models/image-sniffer.ts";
 import { parseMultipart, type UploadedFile } from "../models/multipart.ts";
 import { parseRange } from "../models/http-range.ts";
@@ -72,14 +73,26 @@ interface ImagesMethods {
 	uploadOptions(ctx: ImagesContext, rawFields: Readonly<Record<string, string>>): Promise<UploadOptions>;
 	resolveCategory(ctx: ImagesContext, ref: string | undefined): Promise<string | null>;
 	deleteImage(ctx: ImagesContext, doc: ImageDoc): Promise<void>;
+	releaseRenditions(ctx: ImagesContext, id: string, renditions: Rendition[]): Promise<void>;
+	enqueue(ctx: ImagesContext, doc: ImageDoc): Promise<void>;
 	serveContent(ctx: ImagesContext, doc: ImageDoc): Promise<Readable | null>;
 }
 
-/** What clients see: everything but the internal storage key. */
-function toPublicImage(doc: ImageDoc): Omit<ImageDoc, "blob"> {
-	const { blob: _internal, ...rest } = doc;
-	return rest;
+export type PublicRendition = Omit<Rendition, "blob">;
+export type PublicImage = Omit<ImageDoc, "blob" | "renditions"> & { renditions: PublicRendition[] };
+
+/** What clients see: everything but the internal storage keys. */
+function toPublicImage(doc: ImageDoc): PublicImage {
+	const { blob: _internal, renditions, ...rest } = doc;
+	return { ...rest, renditions: renditions.map(({ blob: _key, ...rendition }) => rendition) };
 }
+
+/** The event payload of every image.* event. */
+function imageEvent(doc: ImageDoc): { id: string; owner: string } {
+	return { id: doc.id, owner: doc.owner };
+}
+
+const STATUS = { type: "enum", values: ["processing", "ready", "failed"] };
 
 function baseName(filename: string): string {
 	const dot = filename.lastIndexOf(".");
@@ -138,7 +151,11 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 						await Promise.all(staged.map(doc => ctx.call("storage.release", { key: doc.blob, ref: doc.id })));
 					}
 				);
-				for (const doc of files) await this.repo.insert(doc);
+				for (const doc of files) {
+					await this.repo.insert(doc);
+					ctx.emit("image.uploaded", imageEvent(doc));
+					await this.enqueue(ctx, doc);
+				}
 				ctx.meta.$statusCode = 201;
 				return { images: files.map(toPublicImage) };
 			}
@@ -271,6 +288,110 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			}
 		},
 
+		// --- for the pipeline (services only): the metadata store is the source of truth of a job's progress
+
+		/** The whole document, storage keys included; null if there is no such image. */
+		find: {
+			visibility: "public",
+			params: { $$strict: true, id: ID },
+			async handler(ctx: ImagesContext): Promise<ImageDoc | null> {
+				return this.repo.get(ctx.params.id);
+			}
+		},
+
+		/**
+		 * Sets the status (with `reason` when failed), only from the statuses in `from` when given.
+		 * Emits image.ready / image.failed when the status became that. Null if there is no such
+		 * image or `from` did not match, so a duplicate message finds nothing to do.
+		 */
+		setStatus: {
+			visibility: "public",
+			params: {
+				$$strict: true,
+				id: ID,
+				status: STATUS,
+				reason: { type: "string", max: 1000, optional: true },
+				from: { type: "array", items: STATUS, optional: true }
+			},
+			async handler(ctx: ImagesContext<{ id: string; status: ImageStatus; reason?: string; from?: ImageStatus[] }>) {
+				const { id, status, reason, from } = ctx.params;
+				const change = await this.repo.setStatus(id, status, status === "failed" ? (reason ?? "unknown error") : null, from);
+				if (!change) return null;
+				if (change.before.status !== status && status !== "processing") ctx.emit(`image.${status}`, imageEvent(change.after));
+				return { id, status, statusReason: change.after.statusReason };
+			}
+		},
+
+		/**
+		 * Records the pipeline's metadata and renditions once (idempotent): a later call changes
+		 * nothing and answers `applied: false` with the renditions already recorded, so the caller
+		 * can release the blobs it stored in vain. Emits image.processed when applied.
+		 */
+		setProcessed: {
+			visibility: "public",
+			params: {
+				$$strict: true,
+				id: ID,
+				metadata: { type: "object" },
+				renditions: {
+					type: "array",
+					min: 1,
+					items: {
+						type: "object",
+						strict: true,
+						props: {
+							name: { type: "string", max: 32 },
+							width: { type: "number", integer: true, positive: true },
+							height: { type: "number", integer: true, positive: true },
+							format: { type: "string", max: 16 },
+							size: { type: "number", integer: true, min: 0 },
+							blob: { type: "string", max: 128 }
+						}
+					}
+				}
+			},
+			async handler(ctx: ImagesContext<{ id: string; metadata: ImageMetadata; renditions: Rendition[] }>) {
+				const { id, metadata, renditions } = ctx.params;
+				const result = await this.repo.setProcessed(id, metadata, renditions);
+				if (!result) return null;
+				if (result.applied) ctx.emit("image.processed", { ...imageEvent(result.doc), renditions: renditions.map(r => r.name) });
+				return { applied: result.applied, renditions: result.doc.renditions };
+			}
+		},
+
+		/** Runs the pipeline again from the start: drops metadata and renditions, status back to processing. */
+		reprocess: {
+			visibility: "public",
+			params: { $$strict: true, id: ID },
+			async handler(ctx: ImagesContext) {
+				const before = await this.repo.resetProcessing(ctx.params.id);
+				if (!before) throw new NotFoundError("Image", ctx.params.id);
+				await this.releaseRenditions(ctx, before.id, before.renditions);
+				await this.enqueue(ctx, before);
+				return { id: before.id, status: "processing" };
+			}
+		},
+
+		/**
+		 * The reconciler's query: images `processing` without an update for `olderThanMs` (all of
+		 * them with 0) are enqueued again. Each is claimed (its updatedAt bumped) as it is taken, so
+		 * reconcilers on several nodes do not enqueue the same image twice per period.
+		 */
+		requeueStuck: {
+			visibility: "public",
+			params: {
+				$$strict: true,
+				olderThanMs: { type: "number", integer: true, min: 0 },
+				limit: { type: "number", integer: true, min: 1, max: 10_000 }
+			},
+			async handler(ctx: ImagesContext<{ olderThanMs: number; limit: number }>) {
+				const before = new Date(Date.now() - ctx.params.olderThanMs).toISOString();
+				const stuck = await this.repo.claimStuck(before, ctx.params.limit);
+				for (const doc of stuck) await this.enqueue(ctx, doc);
+				return { requeued: stuck.map(doc => doc.id) };
+			}
+		},
+
 	},
 
 	methods: {
@@ -350,7 +471,11 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 				category,
 				tags: userTags(fields.tags, description),
 				views: 0,
-				status: "ready",
+				// The ingest pipeline (services/worker.service.ts) takes it to ready or failed.
+				status: "processing",
+				statusReason: null,
+				metadata: null,
+				renditions: [],
 				blob: ref.key,
 				createdAt: now,
 				updatedAt: now
@@ -359,8 +484,19 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 
 		async deleteImage(ctx: ImagesContext, doc: ImageDoc): Promise<void> {
 			// Metadata first: an orphaned blob is invisible, a document without bytes is not.
-			await this.repo.remove(doc.id);
+			const removed = await this.repo.remove(doc.id);
 			await ctx.call("storage.release", { key: doc.blob, ref: doc.id });
+			// The stored document, not the caller's copy: the pipeline may have added renditions since.
+			await this.releaseRenditions(ctx, doc.id, removed?.renditions ?? doc.renditions);
+			if (removed) ctx.emit("image.deleted", imageEvent(removed));
+		},
+
+		async releaseRenditions(ctx: ImagesContext, id: string, renditions: Rendition[]): Promise<void> {
+			await Promise.all(renditions.map(r => ctx.call("storage.release", { key: r.blob, ref: renditionRef(id, r.name) })));
+		},
+
+		async enqueue(ctx: ImagesContext, doc: ImageDoc): Promise<void> {
+			await this.broker.sendToChannel(CHANNELS.process, { id: doc.id }, { ctx });
 		},
 
 		/** The original bytes with validators, ranges and view counting. */
