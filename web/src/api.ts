@@ -47,9 +47,20 @@ export interface Image {
 	status: "processing" | "ready" | "failed";
 	statusReason?: string;
 	renditions?: Rendition[];
-	metadata?: Record<string, unknown>;
+	metadata?: ImageMetadata | null;
 	createdAt: string;
 	updatedAt: string;
+}
+/** What the pipeline read from the original. */
+export interface ImageMetadata {
+	space?: string;
+	orientation?: number | null;
+	density?: number | null;
+	hasAlpha?: boolean;
+	cameraMake?: string | null;
+	cameraModel?: string | null;
+	takenAt?: string | null;
+	hasGps?: boolean;
 }
 export interface Page<T> {
 	items: T[];

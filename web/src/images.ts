@@ -8,27 +8,32 @@
 import { fetchBlob, type Image } from "./api.ts";
 
 const objectUrls = new Set<string>();
-let thumbnailsMissing = false;
+/** Whether the node serves renditions: learnt from the first request, so at most one 404. */
+let thumbnails: Promise<boolean> | undefined;
 
 export function imageAlt(image: Image): string {
 	const tags = image.tags.map(tag => tag.label).slice(0, 5);
 	return tags.length ? `${image.name} (${tags.join(", ")})` : image.name;
 }
 
-/** The 240 or 720 rendition, or the original when the server has no renditions endpoint. */
-export async function renditionUrl(image: Image, size: 240 | 720): Promise<string> {
-	let blob: Blob;
-	if (thumbnailsMissing || !image.renditions?.length) blob = await fetchBlob(`/api/images/${image.id}/content`);
-	else {
-		try {
-			blob = await fetchBlob(`/api/images/${image.id}/thumbnail?size=${size}`);
-		} catch (err) {
-			if ((err as { status?: number }).status !== 404) throw err;
-			blob = await fetchBlob(`/api/images/${image.id}/content`);
-			thumbnailsMissing = true;
-		}
+async function fetchRendition(image: Image, size: 240 | 720): Promise<Blob> {
+	const original = () => fetchBlob(`/api/images/${image.id}/content`);
+	if (!image.renditions?.length) return original();
+	const thumbnail = () => fetchBlob(`/api/images/${image.id}/thumbnail?size=${size}`);
+	if (!thumbnails) {
+		const first = thumbnail();
+		thumbnails = first.then(
+			() => true,
+			(err: { status?: number }) => err.status !== 404
+		);
+		return first.catch(async err => ((await thumbnails) ? Promise.reject(err) : original()));
 	}
-	const url = URL.createObjectURL(blob);
+	return (await thumbnails) ? thumbnail() : original();
+}
+
+/** The 240 or 720 rendition, or the original when the image or the node has no renditions. */
+export async function renditionUrl(image: Image, size: 240 | 720): Promise<string> {
+	const url = URL.createObjectURL(await fetchRendition(image, size));
 	objectUrls.add(url);
 	return url;
 }

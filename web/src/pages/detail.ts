@@ -2,7 +2,7 @@
  * One image: the picture (720 px rendition, or the original), its metadata and tags, editing,
  * downloads as the original or converted, the public link, re-tagging and deletion.
  */
-import { api, currentUser, download, type Category, type Image } from "../api.ts";
+import { api, currentUser, download, type Category, type Image, type ImageMetadata } from "../api.ts";
 import { field, formatBytes, formatDate, h, option, toast } from "../dom.ts";
 import { imageAlt, releaseImages, renditionUrl } from "../images.ts";
 import { navigate, type Page } from "../router.ts";
@@ -14,12 +14,17 @@ function row(label: string, value: string | number | null | undefined): HTMLElem
 	return value === null || value === undefined || value === "" ? [] : [h("dt", {}, label), h("dd", {}, String(value))];
 }
 
-/** Pipeline metadata (EXIF and friends) flattened to readable rows; nested objects become dotted keys. */
-function metadataRows(metadata: Record<string, unknown> | undefined, prefix = ""): HTMLElement[] {
+/** What the pipeline read (EXIF camera and date, colour space); absent before processing. */
+function metadataRows(metadata: ImageMetadata | null | undefined): HTMLElement[] {
 	if (!metadata) return [];
-	return Object.entries(metadata).flatMap(([key, value]) =>
-		value && typeof value === "object" && !Array.isArray(value) ? metadataRows(value as Record<string, unknown>, `${prefix}${key}.`) : row(`${prefix}${key}`, Array.isArray(value) ? value.join(", ") : (value as string | number))
-	);
+	const camera = [metadata.cameraMake, metadata.cameraModel].filter(Boolean).join(" ");
+	return [
+		...row("Camera", camera),
+		...row("Taken", metadata.takenAt?.replace("T", " ")),
+		...row("Colour space", metadata.space),
+		...row("Density", metadata.density ? `${metadata.density} ppi` : null),
+		...row("GPS in original", metadata.hasGps ? "yes (never in renditions)" : null)
+	];
 }
 
 function tagList(image: Image): HTMLElement {
@@ -199,6 +204,7 @@ export const detailPage: Page = async (main, { id }) => {
 							...row("Uploaded", formatDate(image.createdAt)),
 							...row("File name", image.filename),
 							...metadataRows(image.metadata),
+							...row("Renditions", (image.renditions ?? []).map(r => `${r.width}×${r.height} ${r.format} (${formatBytes(r.size)})`).join(", ")),
 							...row("SHA-256", image.sha256)
 						),
 						h("h3", {}, "Tags"),
