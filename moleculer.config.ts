@@ -9,6 +9,8 @@ import { channelsMiddleware } from "./mixins/channels.ts";
 export function brokerOptions(config: Config): BrokerOptions {
 	return {
 		nodeID: config.nodeId,
+		// Clusters sharing one Redis stay apart; the job streams use the same name as their prefix.
+		namespace: config.namespace,
 		// Distributed mode: nodes talk over Redis (TRANSPORTER); embedded mode has none.
 		// (A URL string is accepted at run time; the typings only list the transporter names.)
 		transporter: (config.transporter ?? null) as BrokerOptions["transporter"],

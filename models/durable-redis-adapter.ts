@@ -69,6 +69,10 @@ export class DurableRedisAdapter extends RedisAdapter {
 				attempt: attempts[i] ?? null
 			}));
 			await Promise.all(messages.filter(m => m.attempt !== null).map(m => this.deliver(chan as Chan, m)));
+		} catch (err) {
+			// The read loop does not await this method: a rejection here would be unhandled. What
+			// was not acked stays pending and is claimed again after minIdleTime.
+			this.logger.error(`Could not process messages of ${chan.name}: ${err instanceof Error ? err.message : String(err)}`);
 		} finally {
 			this.removeChannelActiveMessages(chan.id, ids);
 		}

@@ -72,7 +72,7 @@ export interface ImageDoc {
 	tags: Tag[];
 	views: number;
 	status: ImageStatus;
-	/** Why the status is "failed"; null otherwise. */
+	/** Why the status is "failed", or what a "ready" image lacks (e.g. automatic tags that could not be made); null otherwise. */
 	statusReason: string | null;
 	/** Set by the pipeline; null until then. */
 	metadata: ImageMetadata | null;
@@ -152,7 +152,7 @@ export interface ImageRepository {
 	/** Sets category to null on every image of that category; returns how many changed. */
 	clearCategory(categoryId: string): Promise<number>;
 	/**
-	 * Sets status and reason (null unless failed). With `from`, only when the current status is
+	 * Sets status and reason (why it failed, or what a ready image lacks). With `from`, only when the current status is
 	 * one of those. Returns the image before and after, or null if there is no such image (or
 	 * `from` did not match).
 	 */

@@ -8,7 +8,9 @@
  */
 export const CHANNELS = {
 	process: "imgmesh.process",
-	classify: "imgmesh.classify"
+	classify: "imgmesh.classify",
+	/** POST /images/:id/compress: `{ id, spec }`, rendered by the transform service. */
+	compress: "imgmesh.compress"
 } as const;
 
 /** Where a job goes after JOB_MAX_ATTEMPTS failed deliveries (one stream for every channel). */

@@ -133,7 +133,11 @@ const api: ServiceSchema<ApiSettingsSchema> = {
 				// Public share links live outside /api so they read well: /p/<image id>.
 				path: "/p",
 				mappingPolicy: "restrict",
-				aliases: { "GET /:id": "images.publicContent" },
+				// `/:id` also takes `/<id>.<ext>` (ids have no dots): publicContent splits it.
+				aliases: {
+					"GET /:id": "images.publicContent",
+					"GET /:id/thumbnail": "images.publicThumbnail"
+				},
 				bodyParsers: false,
 				onBeforeCall: copyRequestInfo
 			}

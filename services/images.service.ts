@@ -18,7 +18,26 @@ import { parseMultipart, type UploadedFile } from "../models/multipart.ts";
 import { parseRange } from "../models/http-range.ts";
 import { parseSearchQuery } from "../models/search-query.ts";
 import { SqliteImageRepository } from "../models/sqlite-image-repository.ts";
-import { hashtagsOf, tagList } from "../models/tags.ts";
+import {
+	checkOutputPixels,
+	compressName,
+	contentTypeOf,
+	FITS,
+	FORMAT_NAMES,
+	MAX_DIMENSION,
+	MAX_DPR,
+	normalizeTransform,
+	RENDITION_SIZES,
+	renditionByName,
+	sourceOf,
+	variantFilename,
+	variantKey,
+	wantsTransform,
+	type TransformQuery,
+	type TransformSpec
+} from "../models/transform-spec.ts";
+import type { CachedVariant } from "../models/variant-cache.ts";
+import { hashtagsOf, normalizeLabel, tagList } from "../models/tags.ts";
 import type { RequestInfo } from "./api.service.ts";
 
 const config = getConfig();
@@ -33,6 +52,21 @@ const TAGS = [
 	{ type: "array", items: { type: "string", max: 50 }, max: 50, optional: true },
 	{ type: "string", max: 2000, optional: true }
 ];
+
+const SIDE = { type: "number", integer: true, min: 1, max: MAX_DIMENSION, convert: true, optional: true };
+/** Query parameters of a transformed download; their combination is checked by normalizeTransform. */
+const TRANSFORM = {
+	format: { type: "enum", values: [...Object.keys(FORMAT_NAMES), "auto"], optional: true },
+	w: SIDE,
+	h: SIDE,
+	fit: { type: "enum", values: FITS, optional: true },
+	q: { type: "number", integer: true, min: 1, max: 100, convert: true, optional: true },
+	dpr: { type: "number", min: 0.1, max: MAX_DPR, convert: true, optional: true }
+};
+const EXT = { type: "enum", values: Object.keys(FORMAT_NAMES) };
+const SIZE = { type: "enum", values: RENDITION_SIZES.map(String) };
+/** What POST /images/:id/compress makes when not told otherwise. */
+const COMPRESS_DEFAULTS = { format: "webp", quality: 70 };
 
 /** Upload form fields, checked once before the first file is stored. */
 const UPLOAD_FIELDS = {
@@ -76,6 +110,17 @@ interface ImagesMethods {
 	releaseRenditions(ctx: ImagesContext, id: string, renditions: Rendition[]): Promise<void>;
 	enqueue(ctx: ImagesContext, doc: ImageDoc): Promise<void>;
 	serveContent(ctx: ImagesContext, doc: ImageDoc): Promise<Readable | null>;
+	serveVariant(ctx: ImagesContext, doc: ImageDoc, spec: TransformSpec, options: VariantOptions): Promise<Readable | null>;
+	serveDownload(ctx: ImagesContext, doc: ImageDoc, query: TransformQuery): Promise<Readable | null>;
+	publicImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
+	serveRendition(ctx: ImagesContext, doc: ImageDoc, name: string): Promise<Readable | null>;
+	serveStoredRendition(ctx: ImagesContext, doc: ImageDoc, rendition: Rendition): Promise<Readable | null>;
+}
+
+interface VariantOptions {
+	/** The format was negotiated from Accept (format=auto): caches must key on it. */
+	negotiated: boolean;
+	countsView: boolean;
 }
 
 export type PublicRendition = Omit<Rendition, "blob">;
@@ -114,15 +159,19 @@ function etagMatches(header: string | undefined, etag: string): boolean {
 	return header.trim() === "*" || header.split(",").some(candidate => candidate.trim().replace(/^W\//, "") === etag);
 }
 
-function contentHeaders(doc: ImageDoc): Record<string, string> {
+/** Headers of any bytes derived from `doc` (the original or a variant), named `filename`. */
+function deliveryHeaders(doc: ImageDoc, etag: string, filename: string): Record<string, string> {
 	return {
-		ETag: `"${doc.sha256}"`,
-		"Accept-Ranges": "bytes",
+		ETag: `"${etag}"`,
 		// An id's bytes never change; privacy decides who may keep them.
 		"Cache-Control": doc.visibility === "public" ? "public, max-age=3600" : "private, max-age=3600",
-		"Content-Disposition": `inline; filename*=UTF-8''${encodeURIComponent(doc.filename)}`,
+		"Content-Disposition": `inline; filename*=UTF-8''${encodeURIComponent(filename)}`,
 		"X-Content-Type-Options": "nosniff"
 	};
+}
+
+function contentHeaders(doc: ImageDoc): Record<string, string> {
+	return { ...deliveryHeaders(doc, doc.sha256, doc.filename), "Accept-Ranges": "bytes" };
 }
 
 const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
@@ -202,24 +251,91 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			}
 		},
 
+		/** The original bytes, or a variant of them when any transform parameter is given. */
 		content: {
 			rest: "GET /images/:id/content",
 			auth: "optional",
-			params: { $$strict: true, id: ID },
+			params: { $$strict: true, id: ID, ...TRANSFORM },
 			async handler(ctx: ImagesContext) {
-				return this.serveContent(ctx, await this.visibleImage(ctx, ctx.params.id));
+				const { id, ...query } = ctx.params;
+				return this.serveDownload(ctx, await this.visibleImage(ctx, id), query);
 			}
 		},
 
-		/** GET /p/:id: a public image for anyone; a private one does not exist. */
+		/** GET /images/:id/content.<ext>: a variant in the format the extension names. */
+		contentAs: {
+			rest: "GET /images/:id/content.:ext",
+			auth: "optional",
+			params: { $$strict: true, id: ID, ext: EXT, ...TRANSFORM },
+			async handler(ctx: ImagesContext) {
+				const { id, ...query } = ctx.params;
+				return this.serveDownload(ctx, await this.visibleImage(ctx, id), query);
+			}
+		},
+
+		thumbnail: {
+			rest: "GET /images/:id/thumbnail",
+			auth: "optional",
+			params: { $$strict: true, id: ID, size: SIZE },
+			async handler(ctx: ImagesContext) {
+				return this.serveRendition(ctx, await this.visibleImage(ctx, ctx.params.id), ctx.params.size);
+			}
+		},
+
+		/** A rendition by name: "240", "720" or a compressed one ("compress-q70-webp"). */
+		rendition: {
+			rest: "GET /images/:id/renditions/:name",
+			auth: "optional",
+			params: { $$strict: true, id: ID, name: { type: "string", max: 40 } },
+			async handler(ctx: ImagesContext) {
+				return this.serveRendition(ctx, await this.visibleImage(ctx, ctx.params.id), ctx.params.name);
+			}
+		},
+
+		/**
+		 * Queues a compressed rendition (a re-encode at `quality` in `format`, same size) on the
+		 * `imgmesh.compress` channel: 202 with the job, whose result is the rendition named in it.
+		 */
+		compress: {
+			rest: "POST /images/:id/compress",
+			params: {
+				$$strict: true,
+				id: ID,
+				quality: { type: "number", integer: true, min: 1, max: 100, optional: true },
+				format: { ...EXT, optional: true }
+			},
+			async handler(ctx: ImagesContext) {
+				const doc = await this.editableImage(ctx, ctx.params.id);
+				const query = { format: ctx.params.format ?? COMPRESS_DEFAULTS.format, q: ctx.params.quality ?? COMPRESS_DEFAULTS.quality };
+				const spec = normalizeTransform(query, doc, { maxOutputPixels: config.transformMaxOutputPixels });
+				const name = compressName(spec);
+				await this.broker.sendToChannel(CHANNELS.compress, { id: doc.id, spec }, { ctx });
+				const location = `/api/images/${doc.id}/renditions/${name}`;
+				ctx.meta.$statusCode = 202;
+				ctx.meta.$responseHeaders = { Location: location };
+				return { job: { id: `${doc.id}/${name}`, type: "compress", image: doc.id, rendition: name, status: "queued", location } };
+			}
+		},
+
+		/** GET /p/:id and /p/:id.<ext>: a public image for anyone; a private one does not exist. */
 		publicContent: {
 			auth: "public",
-			params: { $$strict: true, id: ID },
+			params: { $$strict: true, id: ID, ...TRANSFORM },
 			async handler(ctx: ImagesContext) {
-				const doc = await this.repo.get(ctx.params.id);
-				if (!doc || doc.visibility !== "public") throw new NotFoundError("Image", ctx.params.id);
-				ctx.meta.user = null;
-				return this.serveContent(ctx, doc);
+				const { id: file, ...query } = ctx.params;
+				const dot = file.lastIndexOf(".");
+				const id = dot > 0 ? file.slice(0, dot) : file;
+				const ext = dot > 0 ? file.slice(dot + 1) : undefined;
+				return this.serveDownload(ctx, await this.publicImage(ctx, id), { ...query, ext });
+			}
+		},
+
+		/** GET /p/:id/thumbnail: a public image's rendition. */
+		publicThumbnail: {
+			auth: "public",
+			params: { $$strict: true, id: ID, size: SIZE },
+			async handler(ctx: ImagesContext) {
+				return this.serveRendition(ctx, await this.publicImage(ctx, ctx.params.id), ctx.params.size);
 			}
 		},
 
@@ -300,7 +416,8 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 		},
 
 		/**
-		 * Sets the status (with `reason` when failed), only from the statuses in `from` when given.
+		 * Sets the status (with `reason` when failed, or when ready without something the pipeline
+		 * could not make, e.g. automatic tags), only from the statuses in `from` when given.
 		 * Emits image.ready / image.failed when the status became that. Null if there is no such
 		 * image or `from` did not match, so a duplicate message finds nothing to do.
 		 */
@@ -315,7 +432,7 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			},
 			async handler(ctx: ImagesContext<{ id: string; status: ImageStatus; reason?: string; from?: ImageStatus[] }>) {
 				const { id, status, reason, from } = ctx.params;
-				const change = await this.repo.setStatus(id, status, status === "failed" ? (reason ?? "unknown error") : null, from);
+				const change = await this.repo.setStatus(id, status, status === "failed" ? (reason ?? "unknown error") : (reason ?? null), from);
 				if (!change) return null;
 				if (change.before.status !== status && status !== "processing") ctx.emit(`image.${status}`, imageEvent(change.after));
 				return { id, status, statusReason: change.after.statusReason };
@@ -392,6 +509,36 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			}
 		},
 
+		/**
+		 * Replaces an image's automatic tags (the classifier's); user and hashtag tags stay, and an
+		 * automatic label that a user already gave is not added twice. Null if the image is gone.
+		 */
+		setAutoTags: {
+			visibility: "public",
+			params: {
+				$$strict: true,
+				id: ID,
+				model: { type: "string", min: 1, max: 64 },
+				tags: {
+					type: "array",
+					max: 50,
+					items: { type: "object", strict: true, props: { label: { type: "string", min: 1, max: 50 }, score: { type: "number", min: 0, max: 1 } } }
+				}
+			},
+			async handler(ctx: ImagesContext<{ id: string; model: string; tags: { label: string; score: number }[] }>) {
+				const { id, model, tags } = ctx.params;
+				const doc = await this.repo.get(id);
+				if (!doc) return null;
+				const kept = doc.tags.filter(tag => tag.source !== "auto");
+				const taken = new Set(kept.map(tag => tag.label));
+				const auto: Tag[] = tagList(tags.map(tag => tag.label))
+					.filter(label => !taken.has(label))
+					.map(label => ({ label, source: "auto", score: tags.find(tag => normalizeLabel(tag.label) === label)!.score, model }));
+				const updated = await this.repo.update(id, { tags: [...kept, ...auto] });
+				return updated && toPublicImage(updated);
+			}
+		},
+
 	},
 
 	methods: {
@@ -406,6 +553,14 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			const viewer = this.viewerOf(ctx);
 			const visible = doc && (doc.visibility === "public" || viewer?.role === "admin" || viewer?.id === doc.owner);
 			if (!visible) throw new NotFoundError("Image", id);
+			return doc;
+		},
+
+		/** For share links: the image if it is public, and the request then counts as anonymous. */
+		async publicImage(ctx: ImagesContext, id: string): Promise<ImageDoc> {
+			const doc = await this.repo.get(id);
+			if (!doc || doc.visibility !== "public") throw new NotFoundError("Image", id);
+			ctx.meta.user = null;
 			return doc;
 		},
 
@@ -495,8 +650,17 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			await Promise.all(renditions.map(r => ctx.call("storage.release", { key: r.blob, ref: renditionRef(id, r.name) })));
 		},
 
+		/**
+		 * Sends the image's job. A failure (the queue's Redis unreachable) is logged, not thrown: the
+		 * image is stored and stays `processing`, and the reconciler enqueues it later — failing the
+		 * upload would only make the client send it again.
+		 */
 		async enqueue(ctx: ImagesContext, doc: ImageDoc): Promise<void> {
-			await this.broker.sendToChannel(CHANNELS.process, { id: doc.id }, { ctx });
+			try {
+				await this.broker.sendToChannel(CHANNELS.process, { id: doc.id }, { ctx });
+			} catch (err) {
+				this.logger.error(`Could not enqueue image ${doc.id} (the reconciler will): ${(err as Error).message}`);
+			}
 		},
 
 		/** The original bytes with validators, ranges and view counting. */
@@ -522,6 +686,61 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 				headers["Content-Length"] = doc.size;
 			}
 			return ctx.call<Readable, object>("storage.get", { key: doc.blob, ...(range ?? {}) });
+		},
+
+		serveDownload(ctx: ImagesContext, doc: ImageDoc, query: TransformQuery): Promise<Readable | null> {
+			if (!wantsTransform(query)) return this.serveContent(ctx, doc);
+			const spec = normalizeTransform(query, doc, { accept: ctx.meta.request?.accept, maxOutputPixels: config.transformMaxOutputPixels });
+			return this.serveVariant(ctx, doc, spec, { negotiated: query.format === "auto", countsView: true });
+		},
+
+		/**
+		 * A rendition (not counted as a view): the one the ingest pipeline stored on the image, or
+		 * else from the variant cache, made on the spot if needed (before the pipeline got to it,
+		 * or for a compressed rendition).
+		 */
+		async serveRendition(ctx: ImagesContext, doc: ImageDoc, name: string): Promise<Readable | null> {
+			const stored = doc.renditions.find(rendition => rendition.name === name);
+			if (stored) return this.serveStoredRendition(ctx, doc, stored);
+			const spec = renditionByName(name);
+			if (!spec) throw new NotFoundError("Rendition", name);
+			checkOutputPixels(spec, doc, config.transformMaxOutputPixels);
+			return this.serveVariant(ctx, doc, spec, { negotiated: false, countsView: false });
+		},
+
+		/** A rendition's bytes from storage; its storage key is unique to its bytes, so it is the ETag. */
+		async serveStoredRendition(ctx: ImagesContext, doc: ImageDoc, rendition: Rendition): Promise<Readable | null> {
+			const format = FORMAT_NAMES[rendition.format] ?? "webp";
+			const headers: Record<string, string | number> = deliveryHeaders(doc, rendition.blob, variantFilename(doc.filename, format));
+			ctx.meta.$responseHeaders = headers;
+			ctx.meta.$responseType = contentTypeOf(format);
+			if (etagMatches(ctx.meta.request?.ifNoneMatch, headers.ETag as string)) {
+				ctx.meta.$statusCode = 304;
+				return null;
+			}
+			headers["Content-Length"] = rendition.size;
+			return ctx.call<Readable, object>("storage.get", { key: rendition.blob });
+		},
+
+		/**
+		 * A variant of the image. Its ETag is the variant key, known from the request alone, so a
+		 * conditional request is answered 304 before any image is read or rendered.
+		 */
+		async serveVariant(ctx: ImagesContext, doc: ImageDoc, spec: TransformSpec, options: VariantOptions): Promise<Readable | null> {
+			const source = sourceOf(doc);
+			const headers: Record<string, string | number> = deliveryHeaders(doc, variantKey(source, spec, config.transformAvifEffort), variantFilename(doc.filename, spec.format));
+			if (options.negotiated) headers.Vary = "Accept";
+			ctx.meta.$responseHeaders = headers;
+			ctx.meta.$responseType = contentTypeOf(spec.format);
+			const countsView = options.countsView && ctx.meta.user?.id !== doc.owner;
+			if (countsView) await this.repo.incrementViews(doc.id);
+			if (etagMatches(ctx.meta.request?.ifNoneMatch, headers.ETag as string)) {
+				ctx.meta.$statusCode = 304;
+				return null;
+			}
+			const variant = await ctx.call<CachedVariant, object>("transform.variant", { source, spec });
+			headers["Content-Length"] = variant.size;
+			return ctx.call<Readable, object>("storage.get", { key: variant.blob });
 		}
 	},
 

@@ -133,6 +133,9 @@ const worker: ServiceSchema<ServiceSettingSchema, WorkerMethods, WorkerVars> = {
 	},
 
 	started() {
+		if (config.transporter && this.broker.getLocalService("api")) {
+			this.logger.warn("This node runs the gateway and the worker: image processing competes with requests. Run workers on their own nodes (SERVICES=worker).");
+		}
 		// Embedded mode keeps its queue in memory: after a restart every processing image has lost its job.
 		const atStart = config.transporter ? config.reconcileStuckAfterMs : 0;
 		// Not awaited: a worker node must not wait for the images service to finish starting.

@@ -1,7 +1,7 @@
 /**
  * The two @moleculer/channels 0.1.8 Redis defects, shown on the upstream adapter and fixed in
- * DurableRedisAdapter, against the real Redis at REDIS_URL (127.0.0.1:6379): each test uses its
- * own key prefix and deletes its keys.
+ * DurableRedisAdapter, against a real Redis (helpers/redis.ts): each test uses its own key prefix
+ * and deletes its keys.
  *
  * - stopping a consumer that owns a pending message must not lose the message;
  * - JOB_MAX_ATTEMPTS (maxRetries) is a hard cap on handler runs, then the dead-letter stream;
@@ -10,14 +10,14 @@
 import Channels from "@moleculer/channels";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
-import { after, afterEach, beforeEach, describe, it } from "node:test";
+import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { ServiceBroker, type Middleware } from "moleculer";
 import { DurableRedisAdapter, HEADER_ATTEMPTS, HEADER_ERROR } from "../models/durable-redis-adapter.ts";
 import type { Delivery } from "../models/jobs.ts";
 import { waitFor } from "./helpers/jobs.ts";
+import { testRedis, type TestRedis } from "./helpers/redis.ts";
 
-const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const CHANNEL = "jobs";
 const GROUP = "workers";
 const DEAD = "dead";
@@ -32,7 +32,8 @@ interface Options {
 }
 
 describe("Redis Streams adapter", () => {
-	const redis = new Redis(REDIS_URL);
+	let server: TestRedis;
+	let redis: Redis;
 	let prefix: string;
 	const brokers: ServiceBroker[] = [];
 
@@ -40,7 +41,7 @@ describe("Redis Streams adapter", () => {
 	async function consumer(Adapter: AdapterClass, nodeID: string, options: Options, handler: Handler): Promise<ServiceBroker> {
 		const adapter = new Adapter({
 			prefix,
-			redis: { url: REDIS_URL, consumerOptions: { claimInterval: 20, startID: "0", ...options } }
+			redis: { url: server.url, consumerOptions: { claimInterval: 20, startID: "0", ...options } }
 		});
 		const middleware = Channels.Middleware({ adapter } as unknown as Parameters<typeof Channels.Middleware>[0]) as unknown as Middleware;
 		const broker = new ServiceBroker({ nodeID, logger: false, middlewares: [middleware] });
@@ -70,6 +71,10 @@ describe("Redis Streams adapter", () => {
 		};
 	}
 
+	before(async () => {
+		server = await testRedis();
+		redis = new Redis(server.url);
+	});
 	beforeEach(() => {
 		prefix = `imgmesh-test-${randomUUID()}`;
 	});
@@ -78,7 +83,10 @@ describe("Redis Streams adapter", () => {
 		const keys = await redis.keys(`${prefix}.*`);
 		if (keys.length) await redis.del(...keys);
 	});
-	after(() => redis.quit());
+	after(async () => {
+		await redis.quit();
+		await server.stop();
+	});
 
 
 	describe("stopping a consumer that owns a pending message", () => {

@@ -34,10 +34,16 @@ export async function settled(client: Client, id: string, timeoutMs?: number): P
 
 /**
  * A JPEG of noise (so it compresses like a photo) with camera EXIF and GPS coordinates; stored
- * with `orientation` so that auto-orientation swaps its edges when 5-8.
+ * with `orientation` so that auto-orientation swaps its edges when 5-8. The noise is made at a
+ * quarter of the size and scaled up (making noise is slow; decoding the result is not).
  */
 export async function cameraJpeg(width: number, height: number, orientation = 1): Promise<Buffer> {
-	return sharp({ create: { width, height, channels: 3, background: "#808080", noise: { type: "gaussian", mean: 128, sigma: 40 } } })
+	const noise = { type: "gaussian", mean: 128, sigma: 40 } as const;
+	const tile = await sharp({ create: { width: Math.ceil(width / 4), height: Math.ceil(height / 4), channels: 3, background: "#808080", noise } })
+		.raw()
+		.toBuffer({ resolveWithObject: true });
+	return sharp(tile.data, { raw: tile.info })
+		.resize(width, height, { kernel: "nearest" })
 		.jpeg({ quality: 85 })
 		.withExif({
 			IFD0: { Make: "TestCam", Model: "Model 7", DateTime: "2024:05:01 12:30:00" },
@@ -54,6 +60,14 @@ export async function cameraJpeg(width: number, height: number, orientation = 1)
  */
 export function poisonJpeg(jpeg: Buffer): Buffer {
 	return Buffer.concat([jpeg.subarray(0, 2000), Buffer.alloc(jpeg.length - 2002, 0x5a), jpeg.subarray(-2)]);
+}
+
+/** Number of blob files in a data directory's fs blob store (blobs/<xx>/<key>). */
+export function blobFileCount(dataDir: string): number {
+	const root = `${dataDir}/blobs`;
+	return readdirSync(root, { withFileTypes: true })
+		.filter(entry => entry.isDirectory() && entry.name.length === 2)
+		.reduce((count, dir) => count + readdirSync(`${root}/${dir.name}`).length, 0);
 }
 
 /** Files under `dir` (recursively) whose bytes contain `needle`. */
