@@ -24,7 +24,7 @@ function usersSection(): HTMLElement {
 				const disabled = h("input", { type: "checkbox", "aria-label": `Disable ${user.username}`, checked: Boolean(user.disabled), disabled: self });
 				role.addEventListener("change", () => void patch(user, { role: role.value as User["role"] }));
 				disabled.addEventListener("change", () => void patch(user, { disabled: disabled.checked }));
-				return h("tr", {}, h("th", { scope: "row" }, user.username, user.name ? h("small", {}, ` ${user.name}`) : null), h("td", {}, role), h("td", {}, disabled));
+				return h("tr", {}, h("th", { scope: "row" }, user.username, user.name && user.name !== user.username ? h("small", {}, ` ${user.name}`) : null), h("td", {}, role), h("td", {}, disabled));
 			})
 		);
 	}
@@ -69,11 +69,12 @@ function categoriesSection(): HTMLElement {
 function statusSection(): HTMLElement {
 	const body = h("div", {}, h("p", { class: "muted" }, "Loading…"));
 	void (async () => {
-		const ready = await fetch("/api/ready").then(res => res.json() as Promise<Record<string, unknown>>);
+		const ready = await fetch("/api/ready").then(res => res.json() as Promise<{ status: string; node: string; checks: { service: string; ok: boolean; error?: string }[] }>);
 		const stats = await api<{ images: { count: number; bytes: number }; encrypted: { count: number; bytes: number }; users: number; totalViews: number; byVisibility: Record<string, { count: number }> }>("GET", "/stats");
 		body.replaceChildren(
 			h("h3", {}, "Readiness"),
-			h("pre", { class: "json" }, JSON.stringify(ready, null, 2)),
+			h("p", {}, `Node ${ready.node}: ${ready.status}`),
+			h("ul", { class: "plain checks" }, ...ready.checks.map(check => h("li", { class: check.ok ? "ok" : "bad" }, `${check.ok ? "✓" : "✗"} ${check.service}${check.error ? ` — ${check.error}` : ""}`))),
 			h("h3", {}, "Store"),
 			h("p", {}, `${stats.users} users · ${stats.images.count} images (${formatBytes(stats.images.bytes)}) · ${stats.encrypted.count} encrypted · ${stats.totalViews} views`),
 			h("p", {}, Object.entries(stats.byVisibility).map(([key, value]) => `${key}: ${value.count}`).join(" · "))
