@@ -343,6 +343,7 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 			await page.getByLabel(`Disable ${username}`).check();
 			await page.getByText(`${username} updated`).waitFor();
 			await page.getByText(/^Node .*: ready$/).waitFor();
+			await page.getByText(/^Node .*: \d+ hits, \d+ misses/).waitFor();
 			await shoot("admin");
 		} finally {
 			page = mine;

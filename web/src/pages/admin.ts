@@ -1,4 +1,4 @@
-/** Administration: users (role, disabled), categories, and the node's health and storage figures. */
+/** Administration: users (role, disabled), categories, and the node's health, storage and cache figures. */
 import { api, currentUser, type Category, type User } from "../api.ts";
 import { field, formatBytes, h, option, toast } from "../dom.ts";
 import type { Page } from "../router.ts";
@@ -65,11 +65,12 @@ function categoriesSection(): HTMLElement {
 	return h("section", { class: "card", "aria-labelledby": "categories-title" }, h("h2", { id: "categories-title" }, "Categories"), list, form);
 }
 
-/** What /api/ready and /api/stats say about this node and the whole store. */
+/** What /api/ready, /api/stats and /api/transform/stats say about this node and the whole store. */
 function statusSection(): HTMLElement {
 	const body = h("div", {}, h("p", { class: "muted" }, "Loading…"));
 	void (async () => {
 		const ready = await fetch("/api/ready").then(res => res.json() as Promise<{ status: string; node: string; checks: { service: string; ok: boolean; error?: string }[] }>);
+		const cache = await api<{ node: string; hits: number; misses: number; renders: number; evictions: number; entries: number; bytes: number; maxBytes: number }>("GET", "/transform/stats");
 		const stats = await api<{ images: { count: number; bytes: number }; encrypted: { count: number; bytes: number }; users: number; totalViews: number; byVisibility: Record<string, { count: number }> }>("GET", "/stats");
 		body.replaceChildren(
 			h("h3", {}, "Readiness"),
@@ -77,7 +78,9 @@ function statusSection(): HTMLElement {
 			h("ul", { class: "plain checks" }, ...ready.checks.map(check => h("li", { class: check.ok ? "ok" : "bad" }, `${check.ok ? "✓" : "✗"} ${check.service}${check.error ? ` — ${check.error}` : ""}`))),
 			h("h3", {}, "Store"),
 			h("p", {}, `${stats.users} users · ${stats.images.count} images (${formatBytes(stats.images.bytes)}) · ${stats.encrypted.count} encrypted · ${stats.totalViews} views`),
-			h("p", {}, Object.entries(stats.byVisibility).map(([key, value]) => `${key}: ${value.count}`).join(" · "))
+			h("p", {}, Object.entries(stats.byVisibility).map(([key, value]) => `${key}: ${value.count}`).join(" · ")),
+			h("h3", {}, "Transform cache"),
+			h("p", {}, `Node ${cache.node}: ${cache.hits} hits, ${cache.misses} misses, ${cache.renders} renders, ${cache.evictions} evictions · ${cache.entries} variants, ${formatBytes(cache.bytes)} of ${formatBytes(cache.maxBytes)}`)
 		);
 	})().catch(err => body.replaceChildren(h("p", { class: "error" }, (err as Error).message)));
 	return h("section", { class: "card", "aria-labelledby": "status-title" }, h("h2", { id: "status-title" }, "Cluster and queues"), body);

@@ -38,12 +38,13 @@ function statsPanel(): HTMLElement {
 					h("ul", { class: "plain" }, ...Object.entries(record).map(([key, value]) => h("li", {}, `${key}: ${value.count} (${formatBytes(value.bytes)})`)));
 				body.replaceChildren(
 					h("p", {}, `${stats.images.count} images, ${formatBytes(stats.images.bytes)}, ${stats.totalViews} views`),
-					h("h3", {}, "By format"),
-					rows(stats.byFormat),
-					h("h3", {}, "By category"),
-					rows(stats.byCategory),
-					h("h3", {}, "Top tags"),
-					h("p", { class: "tags" }, ...stats.topTags.map(tag => h("a", { href: `/?tag=${encodeURIComponent(tag.label)}`, class: "tag" }, `${tag.label} (${tag.count})`)))
+					h(
+						"div",
+						{ class: "stats-columns" },
+						h("section", {}, h("h3", {}, "By format"), rows(stats.byFormat)),
+						h("section", {}, h("h3", {}, "By category"), rows(stats.byCategory)),
+						h("section", {}, h("h3", {}, "Top tags"), h("p", { class: "tags" }, ...stats.topTags.map(tag => h("a", { href: `/?tag=${encodeURIComponent(tag.label)}`, class: "tag" }, `${tag.label} (${tag.count})`))))
+					)
 				);
 			} catch (err) {
 				body.replaceChildren(h("p", { class: "error" }, (err as Error).message));

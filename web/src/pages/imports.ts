@@ -8,7 +8,7 @@ import { navigate, type Page } from "../router.ts";
 
 interface ImportJob {
 	id: string;
-	source: "urls" | "google-drive";
+	source: { type: "urls" | "google-drive"; folder?: string; count?: number };
 	status: string;
 	total: number;
 	processed: number;
@@ -17,12 +17,17 @@ interface ImportJob {
 	failed: number;
 	errors?: { item: string; error: string }[];
 	bytes?: number;
-	rate?: number;
-	eta?: number;
+	/** Items per second since the job started, and seconds left at that rate; null until known. */
+	rate?: number | null;
+	eta?: number | null;
 	createdAt?: string;
 	startedAt?: string;
 	finishedAt?: string;
 }
+function sourceLabel(job: ImportJob): string {
+	return job.source.type === "urls" ? "URL list" : `Google Drive${job.source.folder ? ` folder ${job.source.folder}` : ""}`;
+}
+
 const TERMINAL = new Set(["completed", "completed_with_errors", "failed", "cancelled"]);
 
 function unavailable(err: unknown): boolean {
@@ -98,7 +103,7 @@ export const importsPage: Page = async main => {
 						"ul",
 						{ class: "plain jobs" },
 						...items.map(job =>
-							h("li", {}, h("a", { href: `/imports/${job.id}` }, `${job.source === "urls" ? "URL list" : "Google Drive"} · ${job.status}`), h("progress", { max: 100, value: percent(job), "aria-label": `Progress of import ${job.id}` }), h("small", {}, `${job.processed}/${job.total}${job.createdAt ? ` · ${formatDate(job.createdAt)}` : ""}`))
+							h("li", {}, h("a", { href: `/imports/${job.id}` }, `${sourceLabel(job)} · ${job.status.replaceAll("_", " ")}`), h("progress", { max: 100, value: percent(job), "aria-label": `Progress of import ${job.id}` }), h("small", {}, `${job.processed}/${job.total}${job.createdAt ? ` · ${formatDate(job.createdAt)}` : ""}`))
 						)
 					)
 		);
@@ -154,8 +159,8 @@ export const importPage: Page = async (main, { id }) => {
 	async function loadFailures(job: ImportJob): Promise<void> {
 		if (job.failed === shownFailures) return;
 		shownFailures = job.failed;
-		const items = await api<{ items: { item?: string; url?: string; error?: string }[] }>("GET", `/imports/${id}/items?state=failed`).then(
-			result => result.items.map(item => ({ item: item.item ?? item.url ?? "", error: item.error ?? "" })),
+		const items = await api<{ items: { key: string; error: string | null }[] }>("GET", `/imports/${id}/items?state=failed`).then(
+			result => result.items.map(item => ({ item: item.key, error: item.error ?? "" })),
 			() => job.errors ?? []
 		);
 		failures.replaceChildren(h("h2", { id: "failed-title" }, `Failed items (${job.failed})`), items.length ? h("ul", { class: "plain failures" }, ...items.map(item => h("li", {}, h("code", {}, item.item), ` — ${item.error}`))) : h("p", { class: "muted" }, "None."));
@@ -171,8 +176,8 @@ export const importPage: Page = async (main, { id }) => {
 			["Imported", String(job.succeeded)],
 			["Duplicates", String(job.duplicates)],
 			["Failed", String(job.failed)],
-			["Rate", job.rate !== undefined ? `${job.rate.toFixed(1)} images/s` : "–"],
-			["Time left", TERMINAL.has(job.status) ? "–" : duration(job.eta)],
+			["Rate", typeof job.rate === "number" ? `${job.rate.toFixed(1)} images/s` : "–"],
+			["Time left", TERMINAL.has(job.status) ? "–" : duration(job.eta ?? undefined)],
 			["Downloaded", job.bytes !== undefined ? formatBytes(job.bytes) : "–"]
 		];
 		counters.replaceChildren(...rows.flatMap(([key, value]) => [h("dt", {}, key), h("dd", {}, value)]));
@@ -214,7 +219,7 @@ export const importPage: Page = async (main, { id }) => {
 		const job = jobOf(await api("GET", `/imports/${id}`));
 		main.append(
 			h("p", {}, h("a", { href: "/imports" }, "← All imports")),
-			h("h1", {}, `Import ${job.source === "urls" ? "of URLs" : "from Google Drive"}`),
+			h("h1", {}, `Import: ${sourceLabel(job)}`),
 			h("section", { class: "card", "aria-label": "Progress" }, status, h("div", { class: "progress-line" }, bar, label), counters, h("div", { class: "actions" }, cancel, retry)),
 			failures
 		);
