@@ -179,11 +179,16 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 	it("uploads the photos with progress, keeping refused files with their error and a retry", async () => {
 		await page.getByRole("navigation").getByRole("link", { name: "Upload" }).click();
 		await page.getByRole("heading", { name: "Upload images" }).waitFor();
-		await page.locator("#pick-files").setInputFiles([
-			...PHOTOS.map(name => ({ name, mimeType: name.endsWith(".png") ? "image/png" : "image/jpeg", buffer: readFileSync(join(SHARED_IMAGES, name)) })),
-			{ name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("not an image") },
-			{ name: "broken.jpg", mimeType: "image/jpeg", buffer: Buffer.from("this is no JPEG") }
-		]);
+		await page.locator("#pick-files").setInputFiles(PHOTOS.map(name => ({ name, mimeType: name.endsWith(".png") ? "image/png" : "image/jpeg", buffer: readFileSync(join(SHARED_IMAGES, name)) })));
+		// Two more dropped on the drop zone.
+		const dropped = await page.evaluateHandle(() => {
+			const G = globalThis as any;
+			const transfer = new G.DataTransfer();
+			transfer.items.add(new G.File(["not an image"], "notes.txt", { type: "text/plain" }));
+			transfer.items.add(new G.File(["this is no JPEG"], "broken.jpg", { type: "image/jpeg" }));
+			return transfer;
+		});
+		await page.locator(".dropzone").dispatchEvent("drop", { dataTransfer: dropped });
 		const items = page.locator(".upload");
 		await items.nth(PHOTOS.length + 1).waitFor();
 		// The client-side check refuses the text file before any upload, with no retry to offer.
@@ -374,7 +379,8 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 		assert.equal(new URL(page.url()).pathname, "/signin");
 		await page.getByLabel("Username").fill(username);
 		await page.getByLabel("Password").fill("correct horse battery");
-		await page.getByRole("button", { name: "Sign in" }).click();
+		// Keyboard only: Enter submits.
+		await page.getByLabel("Password").press("Enter");
 		await page.getByRole("heading", { name: "Gallery" }).waitFor();
 	});
 
@@ -384,7 +390,10 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 		await openDetail("hummingbird");
 		await page.getByRole("button", { name: "Delete…" }).click();
 		const dialog = page.getByRole("dialog", { name: "Delete this image?" });
-		await dialog.getByRole("button", { name: "Cancel" }).click();
+		// The focus starts on Cancel, and Escape dismisses the dialog without deleting.
+		assert.equal(await dialog.getByRole("button", { name: "Cancel" }).evaluate((el: any) => el === el.ownerDocument.activeElement), true);
+		await page.keyboard.press("Escape");
+		await dialog.waitFor({ state: "hidden" });
 		await page.getByRole("heading", { level: 1, name: "hummingbird" }).waitFor();
 		await page.getByRole("button", { name: "Delete…" }).click();
 		await dialog.getByRole("button", { name: "Delete" }).click();

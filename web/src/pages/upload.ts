@@ -196,6 +196,8 @@ export const uploadPage: Page = main => {
 		event.preventDefault();
 		drop.classList.remove("over");
 		const entries = [...(event.dataTransfer?.items ?? [])].map(item => item.webkitGetAsEntry()).filter((entry): entry is FileSystemEntry => entry !== null);
+		// Entries let a dropped folder be walked; a drop without them (some browsers, synthetic events) still has its files.
+		if (entries.length === 0) addAll(event.dataTransfer?.files ?? []);
 		for (const entry of entries) addAll(await filesOf(entry));
 	});
 	start.addEventListener("click", () => {
