@@ -403,6 +403,22 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 		assert.equal((await owned.get("/api/images?q=hummingbird")).body.total, 0);
 	});
 
+	it("loads the next page of the gallery when the user scrolls to its end", async () => {
+		const owned = await new Client(server.url).login(username, "correct horse battery");
+		const kitten = readFileSync(join(SHARED_IMAGES, "kitten_224.png"));
+		const upload = await owned.upload(Array.from({ length: 26 }, (_, i) => ({ name: `pile-${i}.png`, bytes: kitten, type: "image/png" })), { name: "pile" });
+		assert.equal(upload.status, 201);
+		const total = (await owned.get("/api/images")).body.total as number;
+		// A phone: the end of the first page is well below the fold.
+		await page.setViewportSize(VIEWPORTS[0]);
+		await page.goto(`${server.url}/`);
+		await page.getByText(`${total} images`).waitFor();
+		assert.equal(await page.locator(".tile").count(), 24, "the first page");
+		await page.getByRole("button", { name: "Load more" }).scrollIntoViewIfNeeded();
+		await page.waitForFunction((n: number) => (globalThis as any).document.querySelectorAll(".tile").length === n, total);
+		assert.equal(await page.getByRole("button", { name: "Load more" }).isVisible(), false, "no page after the last");
+	});
+
 	it("logged no console errors and asked no host but the loopback one", () => {
 		assert.deepEqual(consoleErrors, []);
 		assert.deepEqual(foreignRequests, []);
