@@ -145,7 +145,7 @@ const worker: ServiceSchema<ServiceSettingSchema, WorkerMethods, WorkerVars> = {
 		async trimStreams(): Promise<void> {
 			try {
 				await withJobQueue(this.broker, async queue => {
-					for (const channel of Object.values(CHANNELS)) await queue.trimAcknowledged(channel);
+					for (const channel of await queue.channels()) await queue.trimAcknowledged(channel);
 				});
 			} catch (err) {
 				this.logger.warn(`Trimming the job streams failed: ${reasonOf(err)}`);
