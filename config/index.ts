@@ -65,7 +65,7 @@ export interface Config {
 	transformConcurrency: number;
 	/** AVIF encodes at once per transform node: each can hold a core for seconds. */
 	transformAvifConcurrency: number;
-	/** Renders waiting per bulkhead before requests are refused with 429. */
+	/** Renders waiting per bulkhead before requests are refused with 429 (at least 1: Moleculer reads 0 as unbounded). */
 	transformQueueSize: number;
 	/** AVIF encoder effort, 0 (fastest) to 9 (smallest). */
 	transformAvifEffort: number;
@@ -91,6 +91,21 @@ export interface Config {
 	classifierRetries: number;
 
 	// --- imports ---
+	/** Lets imports fetch from loopback/private addresses. Only tests set it. */
+	importAllowPrivateNetworks: boolean;
+	/** Concurrent downloads per node, and per source host on a node. */
+	importConcurrency: number;
+	importPerHostConcurrency: number;
+	/** Per download attempt: connect, headers and any stall in the body. */
+	importTimeoutMs: number;
+	importRetries: number;
+	importRetryBaseMs: number;
+	/** An item or listing held this long by a node that stopped renewing it is taken over. */
+	importLeaseMs: number;
+	/** An unfinished job without progress for this long is resumed by another node. */
+	importStallMs: number;
+	googleApiKey: string | undefined;
+	googleDriveApiUrl: string;
 }
 
 function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 0): number {
@@ -192,7 +207,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		transformCacheMaxBytes: integer(env, "TRANSFORM_CACHE_MAX_BYTES", 512 * 1024 * 1024, 0),
 		transformConcurrency: integer(env, "TRANSFORM_CONCURRENCY", availableParallelism(), 1),
 		transformAvifConcurrency: integer(env, "TRANSFORM_AVIF_CONCURRENCY", 1, 1),
-		transformQueueSize: integer(env, "TRANSFORM_QUEUE_SIZE", 100, 0),
+		transformQueueSize: integer(env, "TRANSFORM_QUEUE_SIZE", 100, 1),
 		transformAvifEffort: bounded(env, "TRANSFORM_AVIF_EFFORT", 3, 0, 9),
 		transformThreads: integer(env, "TRANSFORM_THREADS", 1, 1),
 
@@ -207,6 +222,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		classifierRetries: integer(env, "CLASSIFIER_RETRIES", 2, 0),
 
 		// --- imports ---
+		importAllowPrivateNetworks: boolean(env, "IMPORT_ALLOW_PRIVATE_NETWORKS", false),
+		importConcurrency: integer(env, "IMPORT_CONCURRENCY", 16, 1),
+		importPerHostConcurrency: integer(env, "IMPORT_PER_HOST_CONCURRENCY", 8, 1),
+		importTimeoutMs: integer(env, "IMPORT_TIMEOUT_MS", 30_000, 100),
+		importRetries: integer(env, "IMPORT_RETRIES", 3, 0),
+		importRetryBaseMs: integer(env, "IMPORT_RETRY_BASE_MS", 500, 0),
+		importLeaseMs: integer(env, "IMPORT_LEASE_MS", 5 * 60_000, 1000),
+		importStallMs: integer(env, "IMPORT_STALL_MS", 60_000, 500),
+		googleApiKey: env.GOOGLE_API_KEY || undefined,
+		googleDriveApiUrl: env.GOOGLE_DRIVE_API_URL || "https://www.googleapis.com/drive/v3"
 	};
 }
 

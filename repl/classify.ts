@@ -47,8 +47,9 @@ export async function retag(broker: ServiceBroker, query: string | undefined, pr
 		// Workers share the generator: each image is taken once.
 		for await (const image of images) {
 			try {
-				await broker.call("classifier.tag", { id: image.id });
-				report.tagged++;
+				const labels = await broker.call("classifier.tag", { id: image.id });
+				if (labels) report.tagged++;
+				else report.failed.push({ id: image.id, error: "not tagged: deleted meanwhile, or the classifier could not (see its log)" });
 			} catch (err) {
 				report.failed.push({ id: image.id, error: (err as Error).message });
 			}
