@@ -93,7 +93,10 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 		this.#chunks = this.db.collection<ChunkRecord>(`${BUCKET}.chunks`);
 	}
 
-	/** The indexes GridFS drivers expect (files are written here, not through the driver's upload stream). */
+	/**
+	 * The indexes GridFS readers expect (files are written here, not through the driver's upload
+	 * stream), then the sweep of what dead uploads left.
+	 */
 	protected async prepare(): Promise<void> {
 		await this.ensureIndexes(this.#files, [{ key: { filename: 1, uploadDate: 1 } }]);
 		await this.ensureIndexes(this.#chunks, [{ key: { files_id: 1, n: 1 }, unique: true }]);
