@@ -30,6 +30,24 @@ async function check(ctx: Context, service: string): Promise<{ service: string; 
 const health: ServiceSchema = {
 	name: "health",
 	settings: { rest: "/" },
+
+	// The gateway (moleculer-web) rebuilds its routes 500 ms, debounced, after services change;
+	// until it has, a new service's routes answer 404. A starting node with a gateway is not ready
+	// before the routes of all its services exist; later changes (nodes joining or leaving) do
+	// not make a running node unready.
+	created() {
+		this.routesPending = true;
+	},
+	events: {
+		"$services.changed"() {
+			if (!this.broker.started) this.routesPending = true;
+		},
+		"$api.aliases.regenerated"(ctx: Context) {
+			// Broadcast by every gateway of the cluster: only this node's own counts.
+			if (ctx.nodeID === this.broker.nodeID) this.routesPending = false;
+		}
+	},
+
 	actions: {
 		live: {
 			rest: "GET /health",
@@ -45,9 +63,10 @@ const health: ServiceSchema = {
 			params: { $$strict: true },
 			async handler(ctx: Context<unknown, { $statusCode?: number }>) {
 				const [checks, classifier] = await Promise.all([Promise.all(REQUIRED.map(service => check(ctx, service))), classifierState(ctx)]);
-				const ready = checks.every(result => result.ok) && (classifier.enabled === true || !getConfig().classifierModel);
+				const routes = this.broker.getLocalService("api") && this.routesPending ? "rebuilding" : "current";
+				const ready = checks.every(result => result.ok) && (classifier.enabled === true || !getConfig().classifierModel) && routes === "current";
 				if (!ready) ctx.meta.$statusCode = 503;
-				return { status: ready ? "ready" : "unavailable", node: this.broker.nodeID, checks, classifier };
+				return { status: ready ? "ready" : "unavailable", node: this.broker.nodeID, checks, classifier, routes };
 			}
 		}
 	}
