@@ -2,7 +2,7 @@
 import type { Context, ServiceSchema } from "moleculer";
 
 /** Services a node needs reachable (anywhere in the cluster) to serve requests. */
-const REQUIRED = ["users", "images", "categories", "storage"];
+export const REQUIRED = ["users", "images", "categories", "storage"];
 const PING_TIMEOUT_MS = 2000;
 
 async function check(ctx: Context, service: string): Promise<{ service: string; ok: boolean; error?: string }> {
@@ -12,6 +12,12 @@ async function check(ctx: Context, service: string): Promise<{ service: string; 
 	} catch (err) {
 		return { service, ok: false, error: (err as Error).message };
 	}
+}
+
+/** A gateway is ready once its REST routes reflect the live services (it rebuilds them debounced). */
+async function routesCheck(ctx: Context, nodeID: string): Promise<{ service: string; ok: boolean; error?: string }> {
+	const current = await ctx.call<boolean, object>("api.routesCurrent", {}, { nodeID });
+	return current ? { service: "api", ok: true } : { service: "api", ok: false, error: "REST routes are being rebuilt after a cluster change" };
 }
 
 const health: ServiceSchema = {
@@ -32,6 +38,7 @@ const health: ServiceSchema = {
 			params: { $$strict: true },
 			async handler(ctx: Context<unknown, { $statusCode?: number }>) {
 				const checks = await Promise.all(REQUIRED.map(service => check(ctx, service)));
+				if (this.broker.getLocalService("api")) checks.push(await routesCheck(ctx, this.broker.nodeID));
 				const ready = checks.every(result => result.ok);
 				if (!ready) ctx.meta.$statusCode = 503;
 				return { status: ready ? "ready" : "unavailable", node: this.broker.nodeID, checks };

@@ -121,6 +121,8 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 		upload: {
 			// `type: "stream"` hands the raw body to the action; RestSchema's typings lack the key.
 			rest: { method: "POST", path: "/images", type: "stream" } as { method: "POST"; path: string },
+			// A retry would re-send a request stream that is already partly read.
+			retryPolicy: { enabled: false },
 			params: { $$strict: true },
 			async handler(ctx: ImagesContext) {
 				// Fields cannot change once the first file arrives: check them and resolve the category once.
