@@ -58,6 +58,7 @@ function metrics(config: Config): BrokerOptions["metrics"] {
 export function brokerOptions(config: Config): BrokerOptions {
 	return {
 		nodeID: config.nodeId,
+		// Clusters sharing one Redis stay apart; the job streams use the same name as their prefix.
 		namespace: config.namespace,
 		transporter: transporter(config),
 		// Shared with the other nodes in INFO packets: the REPL's `cluster` command shows it.

@@ -325,8 +325,8 @@ export async function runUploads(options: {
 
 export interface GetTarget {
 	path: string;
-	/** Expected body length. */
-	bytes: number;
+	/** Expected body length; undefined = any length (e.g. an encoder's output). */
+	bytes?: number;
 }
 
 export interface GetLoadResult {
@@ -369,7 +369,7 @@ function getOnce(base: URL, target: GetTarget, headers: Record<string, string>, 
 /**
  * `connections` keep-alive connections each issuing GETs back to back over `targets`
  * (round-robin) for `durationMs` (after an unmeasured warm-up), or until `maxRequests`.
- * A response counts as ok only with status 200 and exactly the expected byte count.
+ * A response counts as ok only with status 200 and exactly the expected byte count (if given).
  */
 export async function runGetLoad(options: {
 	base: string;
@@ -409,9 +409,9 @@ export async function runGetLoad(options: {
 				try {
 					const res = await getOnce(base, target, headers, agent, timeoutMs);
 					if (!res.reused) newConnections++;
-					if (res.status !== 200 || res.bytes !== target.bytes) {
+					if (res.status !== 200 || (target.bytes !== undefined && res.bytes !== target.bytes)) {
 						errors++;
-						if (errorSamples.length < 5) errorSamples.push(`${target.path}: status ${res.status}, ${res.bytes}/${target.bytes} bytes`);
+						if (errorSamples.length < 5) errorSamples.push(`${target.path}: status ${res.status}, ${res.bytes}/${target.bytes ?? "any"} bytes`);
 						continue;
 					}
 					ok++;

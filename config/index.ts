@@ -3,6 +3,7 @@
  * README's configuration table; nothing else in the code reads process.env.
  */
 import { mkdirSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 import { loadOrCreateSecrets } from "./secrets.ts";
 
@@ -44,12 +45,67 @@ export interface Config {
 	metricsPort: number | undefined;
 
 	// --- durable jobs and processing ---
+	/** Messages one worker node processes at once, per channel (@moleculer/channels maxInFlight). */
+	workerMaxInFlight: number;
+	/** Deliveries of a job before it goes to the dead-letter stream (a hard cap, see mixins/channels.ts). */
+	jobMaxAttempts: number;
+	/** A job unacknowledged this long (its worker died or failed) is handed to another worker (Redis minIdleTime). */
+	jobRedeliverAfterMs: number;
+	/** How often each consumer looks for such jobs. */
+	jobClaimIntervalMs: number;
+	/** How often the reconciler looks for images stuck in `processing`. */
+	reconcileIntervalMs: number;
+	/** An image `processing` without any update for this long has lost its job and is enqueued again. */
+	reconcileStuckAfterMs: number;
+	/** Largest transform output (width × height); bigger requests get 400. */
+	transformMaxOutputPixels: number;
+	/** Bytes of transformed variants kept on the storage backend (LRU beyond that). */
+	transformCacheMaxBytes: number;
+	/** Variants rendered at once per transform node (non-AVIF). */
+	transformConcurrency: number;
+	/** AVIF encodes at once per transform node: each can hold a core for seconds. */
+	transformAvifConcurrency: number;
+	/** Renders waiting per bulkhead before requests are refused with 429 (at least 1: Moleculer reads 0 as unbounded). */
+	transformQueueSize: number;
+	/** AVIF encoder effort, 0 (fastest) to 9 (smallest). */
+	transformAvifEffort: number;
+	/** libvips threads per image. */
+	transformThreads: number;
 
 	// --- classifier ---
 	/** Path of the classifier's model manifest (JSON); unset = no automatic tagging. */
 	classifierModel: string | undefined;
+	/** Inference sessions, each in its own worker thread (models run one batch at a time per session). */
+	classifierSessions: number;
+	/** onnxruntime intra-op threads per session; 0 = onnxruntime's default (one per core). */
+	classifierThreads: number;
+	/** Most images in one batch, for models with a dynamic batch dimension. */
+	classifierMaxBatch: number;
+	/** How long a lone request waits for others to share its batch (dynamic-batch models only). */
+	classifierBatchWindowMs: number;
+	/** Most labels per image. */
+	classifierTopK: number;
+	/** Labels scoring below this probability are dropped. */
+	classifierMinScore: number;
+	/** Extra attempts at classifying an image in the pipeline before its tag step is marked failed. */
+	classifierRetries: number;
 
 	// --- imports ---
+	/** Lets imports fetch from loopback/private addresses. Only tests set it. */
+	importAllowPrivateNetworks: boolean;
+	/** Concurrent downloads per node, and per source host on a node. */
+	importConcurrency: number;
+	importPerHostConcurrency: number;
+	/** Per download attempt: connect, headers and any stall in the body. */
+	importTimeoutMs: number;
+	importRetries: number;
+	importRetryBaseMs: number;
+	/** An item or listing held this long by a node that stopped renewing it is taken over. */
+	importLeaseMs: number;
+	/** An unfinished job without progress for this long is resumed by another node. */
+	importStallMs: number;
+	googleApiKey: string | undefined;
+	googleDriveApiUrl: string;
 }
 
 function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 0): number {
@@ -59,6 +115,12 @@ function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 0
 	if (!Number.isSafeInteger(value) || value < min) {
 		throw new Error(`${name} must be an integer >= ${min}, got "${raw}"`);
 	}
+	return value;
+}
+
+function bounded(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+	const value = integer(env, name, fallback, min);
+	if (value > max) throw new Error(`${name} must be at most ${max}, got ${value}`);
 	return value;
 }
 
@@ -75,6 +137,14 @@ function list(env: NodeJS.ProcessEnv, name: string): string[] {
 		.split(",")
 		.map(item => item.trim())
 		.filter(Boolean);
+}
+
+function fraction(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+	const raw = env[name];
+	if (raw === undefined || raw === "") return fallback;
+	const value = Number(raw);
+	if (!Number.isFinite(value) || value < 0 || value > 1) throw new Error(`${name} must be a number from 0 to 1, got "${raw}"`);
+	return value;
 }
 
 const LOG_LEVELS: LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace"];
@@ -126,11 +196,41 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		metricsPort: env.METRICS_PORT ? integer(env, "METRICS_PORT", 0, 1) : undefined,
 
 		// --- durable jobs and processing ---
+		workerMaxInFlight: integer(env, "WORKER_MAX_IN_FLIGHT", 2, 1),
+		jobMaxAttempts: integer(env, "JOB_MAX_ATTEMPTS", 3, 1),
+		jobRedeliverAfterMs: integer(env, "JOB_REDELIVER_AFTER_MS", 30_000, 100),
+		jobClaimIntervalMs: integer(env, "JOB_CLAIM_INTERVAL_MS", 1000, 10),
+		reconcileIntervalMs: integer(env, "RECONCILE_INTERVAL_MS", 60_000, 100),
+		reconcileStuckAfterMs: integer(env, "RECONCILE_STUCK_AFTER_MS", 10 * 60_000, 100),
+		transformMaxOutputPixels: integer(env, "TRANSFORM_MAX_OUTPUT_PIXELS", 50_000_000, 1),
+		transformCacheMaxBytes: integer(env, "TRANSFORM_CACHE_MAX_BYTES", 512 * 1024 * 1024, 0),
+		transformConcurrency: integer(env, "TRANSFORM_CONCURRENCY", availableParallelism(), 1),
+		transformAvifConcurrency: integer(env, "TRANSFORM_AVIF_CONCURRENCY", 1, 1),
+		transformQueueSize: integer(env, "TRANSFORM_QUEUE_SIZE", 100, 1),
+		transformAvifEffort: bounded(env, "TRANSFORM_AVIF_EFFORT", 3, 0, 9),
+		transformThreads: integer(env, "TRANSFORM_THREADS", 1, 1),
 
 		// --- classifier ---
 		classifierModel: env.CLASSIFIER_MODEL ? resolve(env.CLASSIFIER_MODEL) : undefined,
+		classifierSessions: integer(env, "CLASSIFIER_SESSIONS", 1, 1),
+		classifierThreads: integer(env, "CLASSIFIER_THREADS", 0, 0),
+		classifierMaxBatch: integer(env, "CLASSIFIER_MAX_BATCH", 8, 1),
+		classifierBatchWindowMs: integer(env, "CLASSIFIER_BATCH_WINDOW_MS", 2, 0),
+		classifierTopK: integer(env, "CLASSIFIER_TOP_K", 5, 1),
+		classifierMinScore: fraction(env, "CLASSIFIER_MIN_SCORE", 0.2),
+		classifierRetries: integer(env, "CLASSIFIER_RETRIES", 2, 0),
 
 		// --- imports ---
+		importAllowPrivateNetworks: boolean(env, "IMPORT_ALLOW_PRIVATE_NETWORKS", false),
+		importConcurrency: integer(env, "IMPORT_CONCURRENCY", 16, 1),
+		importPerHostConcurrency: integer(env, "IMPORT_PER_HOST_CONCURRENCY", 8, 1),
+		importTimeoutMs: integer(env, "IMPORT_TIMEOUT_MS", 30_000, 100),
+		importRetries: integer(env, "IMPORT_RETRIES", 3, 0),
+		importRetryBaseMs: integer(env, "IMPORT_RETRY_BASE_MS", 500, 0),
+		importLeaseMs: integer(env, "IMPORT_LEASE_MS", 5 * 60_000, 1000),
+		importStallMs: integer(env, "IMPORT_STALL_MS", 60_000, 500),
+		googleApiKey: env.GOOGLE_API_KEY || undefined,
+		googleDriveApiUrl: env.GOOGLE_DRIVE_API_URL || "https://www.googleapis.com/drive/v3"
 	};
 }
 

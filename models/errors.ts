@@ -84,3 +84,10 @@ export class CallInterruptedError extends Errors.MoleculerError {
 		super("The connection to the cluster was lost during this call; it may or may not have completed", 503, "CALL_INTERRUPTED", nodeID ? { nodeID } : undefined);
 	}
 }
+
+/** A request lists more things (URLs, files) than one request may carry. */
+export class TooManyItemsError extends MoleculerClientError {
+	constructor(what: string, limit: number) {
+		super(`At most ${limit} ${what} per request`, 413, "TOO_MANY_ITEMS", { limit });
+	}
+}

@@ -17,6 +17,38 @@ export interface Tag {
 	model?: string;
 }
 
+/** A derived image made by the ingest pipeline (models/renditions.ts). */
+export interface Rendition {
+	/** "240", "720": the length of the shortest edge it was made for. */
+	name: string;
+	width: number;
+	height: number;
+	format: string;
+	size: number;
+	/** Storage key of the bytes; internal like ImageDoc.blob, never sent to clients. */
+	blob: string;
+}
+
+/** What the pipeline read from the original. Dimensions are after auto-orientation. */
+export interface ImageMetadata {
+	width: number;
+	height: number;
+	format: string;
+	/** EXIF orientation tag (1-8), or null when absent. */
+	orientation: number | null;
+	/** Colour space as libvips names it ("srgb", "cmyk", "b-w", ...). */
+	space: string;
+	hasAlpha: boolean;
+	/** Pixels per inch, when the file says. */
+	density: number | null;
+	cameraMake: string | null;
+	cameraModel: string | null;
+	/** EXIF DateTimeOriginal as written (local time of the camera, no zone): "2024-05-01T12:30:00". */
+	takenAt: string | null;
+	/** The original carries GPS coordinates (they never reach a rendition). */
+	hasGps: boolean;
+}
+
 export interface ImageDoc {
 	id: string;
 	/** User id of the owner. */
@@ -40,6 +72,12 @@ export interface ImageDoc {
 	tags: Tag[];
 	views: number;
 	status: ImageStatus;
+	/** Why the status is "failed", or what a "ready" image lacks (e.g. automatic tags that could not be made); null otherwise. */
+	statusReason: string | null;
+	/** Set by the pipeline; null until then. */
+	metadata: ImageMetadata | null;
+	/** Empty until the pipeline stored them. */
+	renditions: Rendition[];
 	/** Storage key of the original bytes; internal, never sent to clients. */
 	blob: string;
 	createdAt: string;
@@ -113,9 +151,32 @@ export interface ImageRepository {
 	stats(): Promise<ImageStats>;
 	/** Sets category to null on every image of that category; returns how many changed. */
 	clearCategory(categoryId: string): Promise<number>;
+	/**
+	 * Sets status and reason (why it failed, or what a ready image lacks). With `from`, only when the current status is
+	 * one of those. Returns the image before and after, or null if there is no such image (or
+	 * `from` did not match).
+	 */
+	setStatus(id: string, status: ImageStatus, reason: string | null, from?: ImageStatus[]): Promise<StatusChange | null>;
+	/**
+	 * Records the pipeline's results once: when the image already has renditions nothing changes
+	 * and `applied` is false (a duplicate run lost the race). Null if there is no such image.
+	 */
+	setProcessed(id: string, metadata: ImageMetadata, renditions: Rendition[]): Promise<{ doc: ImageDoc; applied: boolean } | null>;
+	/** Back to `processing` with no metadata and no renditions; returns the image as it was. */
+	resetProcessing(id: string): Promise<ImageDoc | null>;
+	/**
+	 * Images in `processing` not updated since `before` (ISO time), oldest first: their job was
+	 * lost. Each returned image gets updatedAt = now, so concurrent reconcilers do not both take it.
+	 */
+	claimStuck(before: string, limit: number): Promise<ImageDoc[]>;
 	/** True when the backend answers. */
 	ping(): Promise<boolean>;
 	close(): Promise<void>;
+}
+
+export interface StatusChange {
+	before: ImageDoc;
+	after: ImageDoc;
 }
 
 export interface CategoryRepository {

@@ -19,9 +19,13 @@ import type {
 	ImageFilter,
 	ImagePatch,
 	ImageRepository,
+	ImageMetadata,
 	ImageStats,
+	ImageStatus,
 	Page,
+	Rendition,
 	SortKey,
+	StatusChange,
 	Tag
 } from "./image.ts";
 import { searchIndexOf } from "./search-query.ts";
@@ -88,7 +92,13 @@ const MIGRATIONS = [
 		description TEXT NOT NULL,
 		created_at TEXT NOT NULL,
 		updated_at TEXT NOT NULL
-	);`
+	);`,
+	// Durable jobs: the ingest pipeline's results and why an image failed.
+	`ALTER TABLE images ADD COLUMN status_reason TEXT;
+	ALTER TABLE images ADD COLUMN metadata TEXT; -- JSON ImageMetadata, null until processed
+	ALTER TABLE images ADD COLUMN renditions TEXT NOT NULL DEFAULT '[]'; -- JSON array of Rendition
+	-- The reconciler's scan for stuck work; few rows are ever processing, so the index stays tiny.
+	CREATE INDEX images_processing ON images (updated_at, id) WHERE status = 'processing';`
 ];
 
 function openMigrated(file: string): DatabaseSync {
@@ -124,6 +134,9 @@ interface ImageRow {
 	tags: string;
 	views: number;
 	status: string;
+	status_reason: string | null;
+	metadata: string | null;
+	renditions: string;
 	blob: string;
 	created_at: string;
 	updated_at: string;
@@ -132,7 +145,7 @@ interface ImageRow {
 /** The ImageRow columns, for SELECT and RETURNING (search_text stays in the database). */
 const IMAGE_COLUMNS =
 	"id, owner, owner_name, name, description, filename, content_type, format, size, width, height, sha256, " +
-	"encrypted, visibility, category, tags, views, status, blob, created_at, updated_at";
+	"encrypted, visibility, category, tags, views, status, status_reason, metadata, renditions, blob, created_at, updated_at";
 
 function toRow(doc: ImageDoc): ImageRow {
 	return {
@@ -154,6 +167,9 @@ function toRow(doc: ImageDoc): ImageRow {
 		tags: JSON.stringify(doc.tags),
 		views: doc.views,
 		status: doc.status,
+		status_reason: doc.statusReason,
+		metadata: doc.metadata && JSON.stringify(doc.metadata),
+		renditions: JSON.stringify(doc.renditions),
 		blob: doc.blob,
 		created_at: doc.createdAt,
 		updated_at: doc.updatedAt
@@ -181,6 +197,9 @@ function fromRow(row: ImageRow): ImageDoc {
 		tags: JSON.parse(row.tags) as Tag[],
 		views: row.views,
 		status: row.status as ImageDoc["status"],
+		statusReason: row.status_reason,
+		metadata: row.metadata === null ? null : (JSON.parse(row.metadata) as ImageMetadata),
+		renditions: JSON.parse(row.renditions) as Rendition[],
 		blob: row.blob,
 		createdAt: row.created_at,
 		updatedAt: row.updated_at
@@ -344,9 +363,11 @@ export class SqliteImageRepository implements ImageRepository {
 				this.db
 					.prepare(
 						`INSERT INTO images (id, owner, owner_name, name, description, filename, content_type, format, size, width,
-							height, sha256, encrypted, visibility, category, tags, views, status, blob, created_at, updated_at, search_text)
+							height, sha256, encrypted, visibility, category, tags, views, status, status_reason, metadata, renditions, blob,
+							created_at, updated_at, search_text)
 						 VALUES (:id, :owner, :owner_name, :name, :description, :filename, :content_type, :format, :size, :width,
-							:height, :sha256, :encrypted, :visibility, :category, :tags, :views, :status, :blob, :created_at, :updated_at, :search_text)`
+							:height, :sha256, :encrypted, :visibility, :category, :tags, :views, :status, :status_reason, :metadata, :renditions, :blob,
+							:created_at, :updated_at, :search_text)`
 					)
 					.run({ ...toRow(doc), search_text: index.text });
 			} catch (err) {
@@ -430,6 +451,55 @@ export class SqliteImageRepository implements ImageRepository {
 			const now = nowIso();
 			for (const doc of docs) this.save({ ...doc, category: null, updatedAt: now });
 			return docs.length;
+		});
+	}
+
+	async setStatus(id: string, status: ImageStatus, reason: string | null, from?: ImageStatus[]): Promise<StatusChange | null> {
+		return transaction(this.db, () => {
+			const before = this.find(id);
+			if (!before || (from && !from.includes(before.status))) return null;
+			const after: ImageDoc = { ...before, status, statusReason: reason, updatedAt: nowIso() };
+			this.db
+				.prepare("UPDATE images SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?")
+				.run(status, reason, after.updatedAt, id);
+			return { before, after };
+		});
+	}
+
+	async setProcessed(id: string, metadata: ImageMetadata, renditions: Rendition[]): Promise<{ doc: ImageDoc; applied: boolean } | null> {
+		return transaction(this.db, () => {
+			const current = this.find(id);
+			if (!current) return null;
+			if (current.renditions.length > 0) return { doc: current, applied: false };
+			const doc: ImageDoc = { ...current, metadata, renditions, updatedAt: nowIso() };
+			this.db
+				.prepare("UPDATE images SET metadata = ?, renditions = ?, updated_at = ? WHERE id = ?")
+				.run(JSON.stringify(metadata), JSON.stringify(renditions), doc.updatedAt, id);
+			return { doc, applied: true };
+		});
+	}
+
+	async resetProcessing(id: string): Promise<ImageDoc | null> {
+		return transaction(this.db, () => {
+			const before = this.find(id);
+			if (!before) return null;
+			this.db
+				.prepare("UPDATE images SET status = 'processing', status_reason = NULL, metadata = NULL, renditions = '[]', updated_at = ? WHERE id = ?")
+				.run(nowIso(), id);
+			return before;
+		});
+	}
+
+	async claimStuck(before: string, limit: number): Promise<ImageDoc[]> {
+		return transaction(this.db, () => {
+			const stuck = this.all(
+				`SELECT ${IMAGE_COLUMNS} FROM images i WHERE i.status = 'processing' AND i.updated_at < ? ORDER BY i.updated_at, i.id LIMIT ?`,
+				[before, limit]
+			);
+			const now = nowIso();
+			const touch = this.db.prepare("UPDATE images SET updated_at = ? WHERE id = ?");
+			for (const doc of stuck) touch.run(now, doc.id);
+			return stuck.map(doc => ({ ...doc, updatedAt: now }));
 		});
 	}
 

@@ -1,7 +1,11 @@
-/** REPL `images stats` and `images find <query>`: the catalogue as an administrator sees it. */
+/**
+ * REPL `images stats`, `images find <query>`: the catalogue as an administrator sees it; and
+ * `images retag <query>|--all` (repl/classify.ts): classify images again.
+ */
 import type { ServiceBroker } from "moleculer";
 import { asOperator, restOf, type ReplArgs, type ReplCommand } from "../cluster/repl-commands.ts";
 import type { ImageDoc } from "../models/image.ts";
+import { retag } from "./classify.ts";
 
 const FIND_LIMIT = 50;
 
@@ -28,14 +32,27 @@ async function find(broker: ServiceBroker, query: string): Promise<void> {
 	);
 }
 
+async function retagImages(broker: ServiceBroker, query: string): Promise<void> {
+	const report = await retag(broker, query || undefined, ({ total, tagged, failed }) => {
+		process.stdout.write(`\rretagged ${tagged}/${total}${failed.length ? `, ${failed.length} failed` : ""}   `);
+	});
+	process.stdout.write("\n");
+	for (const { id, error } of report.failed) console.log(`  ${id}: ${error}`);
+}
+
+const USAGE = "images stats | images find <query> | images retag <query> | images retag --all (queries: the search syntax of GET /api/images?q=, e.g. tag:dog owner:alice date:2024)";
+
 const commands: ReplCommand[] = [
 	{
 		command: "images <op>",
-		description: "images stats | images find <query> (search syntax of GET /api/images?q=, e.g. tag:dog owner:alice date:2024)",
+		description: USAGE,
+		options: [{ option: "--all", description: "images retag: every image" }],
 		async action(broker: ServiceBroker, args: ReplArgs) {
+			const query = restOf(args, 2).replace(/(^|\s)--all(\s|$)/, " ").trim();
 			if (args.op === "stats") return stats(broker);
-			if (args.op === "find") return find(broker, restOf(args, 2));
-			console.log(`unknown: images ${args.op} (use: images stats | images find <query>)`);
+			if (args.op === "find") return find(broker, query);
+			if (args.op === "retag" && (query || args.options.all)) return retagImages(broker, query);
+			console.log(`usage: ${USAGE}`);
 		}
 	}
 ];

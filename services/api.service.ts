@@ -10,6 +10,7 @@ import { getConfig } from "../config/index.ts";
 import { AuthMixin } from "../mixins/auth.ts";
 import { UnavailableError } from "../models/errors.ts";
 import { REQUIRED } from "./health.service.ts";
+import { WebAppMixin } from "../mixins/web-app.ts";
 
 const config = getConfig();
 
@@ -127,6 +128,7 @@ type Gateway = {
 	sendError(req: IncomingMessage, res: ServerResponse, err: Error): void;
 };
 
+const webAppSend404 = (WebAppMixin.methods as { send404(this: unknown, req: IncomingMessage, res: ServerResponse): void }).send404;
 const generateAliases = (ApiGateway as unknown as { methods: { regenerateAutoAliases(this: Gateway, route: unknown): void } }).methods.regenerateAutoAliases;
 
 function liveServices(broker: ServiceBroker): string {
@@ -145,22 +147,24 @@ function routesCurrent(gateway: Gateway): boolean {
  * moleculer-web's answer to a path that matches no route. Auto-aliases go away with the last node
  * of their service and come back after it returns, e.g. around a Redis restart. While a required
  * service has no live node, or the routes lag behind the services, the path may well be a real
- * route: the answer is 503 (try again), not 404.
+ * route: the answer is 503 (try again), not 404. (Outside the API the web app answers.)
  */
-function send404(this: Gateway, req: IncomingMessage & { $next?: () => void }, res: ServerResponse): void {
+function send404(this: Gateway, req: IncomingMessage & { originalUrl?: string; $next?: () => void }, res: ServerResponse): void {
 	if (req.$next) return req.$next();
 	const live = liveServices(this.broker).split(",");
 	const missing = REQUIRED.filter(name => !live.includes(name));
-	const err =
-		missing.length || !routesCurrent(this)
-			? new UnavailableError("Part of the cluster is unavailable; try again shortly", { missing })
-			: Object.assign(new Error("Not found"), { name: "NotFoundError", code: 404, type: "NOT_FOUND" });
-	this.sendError(req, res, err);
+	const apiPath = /^\/(api|p)(\/|$)/.test(new URL(req.originalUrl ?? req.url ?? "/", "http://x").pathname);
+	if (apiPath && (missing.length || !routesCurrent(this))) {
+		return this.sendError(req, res, new UnavailableError("Part of the cluster is unavailable; try again shortly", { missing }));
+	}
+	// Everything else as the web app answers it (its client routes, or 404).
+	webAppSend404.call(this, req, res);
 }
 
 const api: ServiceSchema<ApiSettingsSchema> = {
 	name: "api",
-	mixins: [ApiGateway as unknown as Partial<ServiceSchema>, AuthMixin],
+	// WebAppMixin first: a mixin earlier in the list overrides later ones (its send404 wins).
+	mixins: [WebAppMixin, ApiGateway as unknown as Partial<ServiceSchema>, AuthMixin],
 	methods: {
 		send404,
 		regenerateAutoAliases(this: Gateway, route: unknown) {
@@ -212,10 +216,24 @@ const api: ServiceSchema<ApiSettingsSchema> = {
 				onBeforeCall: copyRequestInfo
 			},
 			{
+				// Creating an import takes up to 100,000 URLs: a body limit of its own, not raised for every route.
+				path: "/api/imports",
+				mappingPolicy: "restrict",
+				aliases: { "POST /": "imports.create" },
+				authentication: true,
+				authorization: true,
+				bodyParsers: { json: { strict: true, limit: "16mb" } },
+				onBeforeCall: copyRequestInfo
+			},
+			{
 				// Public share links live outside /api so they read well: /p/<image id>.
 				path: "/p",
 				mappingPolicy: "restrict",
-				aliases: { "GET /:id": "images.publicContent" },
+				// `/:id` also takes `/<id>.<ext>` (ids have no dots): publicContent splits it.
+				aliases: {
+					"GET /:id": "images.publicContent",
+					"GET /:id/thumbnail": "images.publicThumbnail"
+				},
 				bodyParsers: false,
 				onBeforeCall: copyRequestInfo
 			}

@@ -1,9 +1,22 @@
 /** Liveness (/api/health) and readiness (/api/ready) for load balancers and operators. */
 import type { Context, ServiceSchema } from "moleculer";
+import { getConfig } from "../config/index.ts";
 
 /** Services a node needs reachable (anywhere in the cluster) to serve requests. */
 export const REQUIRED = ["users", "images", "categories", "storage"];
 const PING_TIMEOUT_MS = 2000;
+
+/**
+ * The classifier's state. Required only when a model is configured (images would wait for tags
+ * that never come); with none, the API serves without it and this just says so.
+ */
+async function classifierState(ctx: Context): Promise<Record<string, unknown>> {
+	try {
+		return await ctx.call("classifier.status", {}, { timeout: PING_TIMEOUT_MS, retries: 0 });
+	} catch (err) {
+		return { enabled: false, reason: (err as Error).message };
+	}
+}
 
 async function check(ctx: Context, service: string): Promise<{ service: string; ok: boolean; error?: string }> {
 	try {
@@ -37,11 +50,11 @@ const health: ServiceSchema = {
 			auth: "public",
 			params: { $$strict: true },
 			async handler(ctx: Context<unknown, { $statusCode?: number }>) {
-				const checks = await Promise.all(REQUIRED.map(service => check(ctx, service)));
+				const [checks, classifier] = await Promise.all([Promise.all(REQUIRED.map(service => check(ctx, service))), classifierState(ctx)]);
 				if (this.broker.getLocalService("api")) checks.push(await routesCheck(ctx, this.broker.nodeID));
-				const ready = checks.every(result => result.ok);
+				const ready = checks.every(result => result.ok) && (classifier.enabled === true || !getConfig().classifierModel);
 				if (!ready) ctx.meta.$statusCode = 503;
-				return { status: ready ? "ready" : "unavailable", node: this.broker.nodeID, checks };
+				return { status: ready ? "ready" : "unavailable", node: this.broker.nodeID, checks, classifier };
 			}
 		}
 	}

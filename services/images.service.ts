@@ -4,20 +4,40 @@
  */
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
 import type { AuthUser } from "../mixins/auth.ts";
 import { repositoryMixin } from "../mixins/repository.ts";
 import type { BlobRef } from "../models/blob-store.ts";
-import { BadRequestError, NotFoundError, RangeNotSatisfiableError } from "../models/errors.ts";
+import { BadRequestError, ConflictError, NotFoundError, RangeNotSatisfiableError } from "../models/errors.ts";
 import { newId, nowIso } from "../models/ids.ts";
-import type { ImageDoc, ImageFilter, ImagePatch, ImageRepository, SortKey, Tag, Viewer, Visibility } from "../models/image.ts";
+import type { ImageDoc, ImageFilter, ImageMetadata, ImagePatch, ImageRepository, ImageStatus, Rendition, SortKey, Tag, Viewer, Visibility } from "../models/image.ts";
+import { CHANNELS, renditionRef } from "../models/jobs.ts";
 import { ImageSniffer } from "../models/image-sniffer.ts";
-import { parseMultipart, type UploadedFile } from "../models/multipart.ts";
+import { parseMultipart } from "../models/multipart.ts";
 import { parseRange } from "../models/http-range.ts";
 import { parseSearchQuery } from "../models/search-query.ts";
 import { SqliteImageRepository } from "../models/sqlite-image-repository.ts";
-import { hashtagsOf, tagList } from "../models/tags.ts";
+import {
+	checkOutputPixels,
+	compressName,
+	contentTypeOf,
+	FITS,
+	FORMAT_NAMES,
+	MAX_DIMENSION,
+	MAX_DPR,
+	normalizeTransform,
+	RENDITION_SIZES,
+	renditionByName,
+	sourceOf,
+	variantFilename,
+	variantKey,
+	wantsTransform,
+	type TransformQuery,
+	type TransformSpec
+} from "../models/transform-spec.ts";
+import type { CachedVariant } from "../models/variant-cache.ts";
+import { hashtagsOf, normalizeLabel, tagList } from "../models/tags.ts";
 import type { RequestInfo } from "./api.service.ts";
 
 const config = getConfig();
@@ -32,6 +52,21 @@ const TAGS = [
 	{ type: "array", items: { type: "string", max: 50 }, max: 50, optional: true },
 	{ type: "string", max: 2000, optional: true }
 ];
+
+const SIDE = { type: "number", integer: true, min: 1, max: MAX_DIMENSION, convert: true, optional: true };
+/** Query parameters of a transformed download; their combination is checked by normalizeTransform. */
+const TRANSFORM = {
+	format: { type: "enum", values: [...Object.keys(FORMAT_NAMES), "auto"], optional: true },
+	w: SIDE,
+	h: SIDE,
+	fit: { type: "enum", values: FITS, optional: true },
+	q: { type: "number", integer: true, min: 1, max: 100, convert: true, optional: true },
+	dpr: { type: "number", min: 0.1, max: MAX_DPR, convert: true, optional: true }
+};
+const EXT = { type: "enum", values: Object.keys(FORMAT_NAMES) };
+const SIZE = { type: "enum", values: RENDITION_SIZES.map(String) };
+/** What POST /images/:id/compress makes when not told otherwise. */
+const COMPRESS_DEFAULTS = { format: "webp", quality: 70 };
 
 /** Upload form fields, checked once before the first file is stored. */
 const UPLOAD_FIELDS = {
@@ -59,6 +94,13 @@ interface UploadFields {
 	encrypted?: "true" | "false";
 }
 
+/** Where staged bytes come from: who owns them, under which id and file name. */
+interface StagedSource {
+	id: string;
+	owner: { id: string; username: string };
+	filename: string;
+}
+
 interface ImagesVars {
 	repo: ImageRepository;
 	/** fastest-validator checker: true, or the list of problems. */
@@ -68,18 +110,42 @@ interface ImagesMethods {
 	viewerOf(ctx: ImagesContext): Viewer;
 	visibleImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
 	editableImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
-	stageUpload(ctx: ImagesContext, file: UploadedFile, fields: UploadFields, category: string | null): Promise<ImageDoc>;
+	stage(ctx: ImagesContext, stream: Readable, source: StagedSource, fields: UploadFields, category: string | null): Promise<ImageDoc>;
 	uploadOptions(ctx: ImagesContext, rawFields: Readonly<Record<string, string>>): Promise<UploadOptions>;
 	resolveCategory(ctx: ImagesContext, ref: string | undefined): Promise<string | null>;
 	deleteImage(ctx: ImagesContext, doc: ImageDoc): Promise<void>;
+	releaseRenditions(ctx: ImagesContext, id: string, renditions: Rendition[]): Promise<void>;
+	enqueue(ctx: ImagesContext, doc: ImageDoc): Promise<void>;
+	commit(ctx: ImagesContext, doc: ImageDoc): Promise<void>;
 	serveContent(ctx: ImagesContext, doc: ImageDoc): Promise<Readable | null>;
+	serveVariant(ctx: ImagesContext, doc: ImageDoc, spec: TransformSpec, options: VariantOptions): Promise<Readable | null>;
+	serveDownload(ctx: ImagesContext, doc: ImageDoc, query: TransformQuery): Promise<Readable | null>;
+	publicImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
+	serveRendition(ctx: ImagesContext, doc: ImageDoc, name: string): Promise<Readable | null>;
+	serveStoredRendition(ctx: ImagesContext, doc: ImageDoc, rendition: Rendition): Promise<Readable | null>;
 }
 
-/** What clients see: everything but the internal storage key. */
-function toPublicImage(doc: ImageDoc): Omit<ImageDoc, "blob"> {
-	const { blob: _internal, ...rest } = doc;
-	return rest;
+interface VariantOptions {
+	/** The format was negotiated from Accept (format=auto): caches must key on it. */
+	negotiated: boolean;
+	countsView: boolean;
 }
+
+export type PublicRendition = Omit<Rendition, "blob">;
+export type PublicImage = Omit<ImageDoc, "blob" | "renditions"> & { renditions: PublicRendition[] };
+
+/** What clients see: everything but the internal storage keys. */
+function toPublicImage(doc: ImageDoc): PublicImage {
+	const { blob: _internal, renditions, ...rest } = doc;
+	return { ...rest, renditions: renditions.map(({ blob: _key, ...rendition }) => rendition) };
+}
+
+/** The event payload of every image.* event. */
+function imageEvent(doc: ImageDoc): { id: string; owner: string } {
+	return { id: doc.id, owner: doc.owner };
+}
+
+const STATUS = { type: "enum", values: ["processing", "ready", "failed"] };
 
 function baseName(filename: string): string {
 	const dot = filename.lastIndexOf(".");
@@ -101,15 +167,19 @@ function etagMatches(header: string | undefined, etag: string): boolean {
 	return header.trim() === "*" || header.split(",").some(candidate => candidate.trim().replace(/^W\//, "") === etag);
 }
 
-function contentHeaders(doc: ImageDoc): Record<string, string> {
+/** Headers of any bytes derived from `doc` (the original or a variant), named `filename`. */
+function deliveryHeaders(doc: ImageDoc, etag: string, filename: string): Record<string, string> {
 	return {
-		ETag: `"${doc.sha256}"`,
-		"Accept-Ranges": "bytes",
+		ETag: `"${etag}"`,
 		// An id's bytes never change; privacy decides who may keep them.
 		"Cache-Control": doc.visibility === "public" ? "public, max-age=3600" : "private, max-age=3600",
-		"Content-Disposition": `inline; filename*=UTF-8''${encodeURIComponent(doc.filename)}`,
+		"Content-Disposition": `inline; filename*=UTF-8''${encodeURIComponent(filename)}`,
 		"X-Content-Type-Options": "nosniff"
 	};
+}
+
+function contentHeaders(doc: ImageDoc): Record<string, string> {
+	return { ...deliveryHeaders(doc, doc.sha256, doc.filename), "Accept-Ranges": "bytes" };
 }
 
 const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
@@ -134,15 +204,57 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 					async (file, rawFields) => {
 						options ??= this.uploadOptions(ctx, rawFields);
 						const { fields, category } = await options;
-						return this.stageUpload(ctx, file, fields, category);
+						const source = { id: newId(), owner: ctx.meta.user!, filename: file.filename };
+						return this.stage(ctx, file.stream, source, fields, category);
 					},
 					async staged => {
 						await Promise.all(staged.map(doc => ctx.call("storage.release", { key: doc.blob, ref: doc.id })));
 					}
 				);
-				for (const doc of files) await this.repo.insert(doc);
+				for (const doc of files) await this.commit(ctx, doc);
 				ctx.meta.$statusCode = 201;
 				return { images: files.map(toPublicImage) };
+			}
+		},
+
+		/**
+		 * Stores an image from `ctx.stream` on behalf of another service (imports): the same
+		 * checks, storage and metadata as an upload. Idempotent per id: a repeated call (a
+		 * redelivered message) returns the image the first one made, with `created: false`.
+		 */
+		ingest: {
+			visibility: "public",
+			params: {
+				$$strict: true,
+				id: ID,
+				owner: ID,
+				ownerName: { type: "string", min: 1, max: 64 },
+				filename: { type: "string", min: 1, max: 255 },
+				category: { type: "string", max: 64, optional: true, nullable: true },
+				tags: UPLOAD_FIELDS.tags,
+				visibility: VISIBILITY,
+				encrypted: UPLOAD_FIELDS.encrypted
+			},
+			async handler(ctx: ImagesContext<{ id: string; owner: string; ownerName: string; filename: string; category?: string | null } & UploadFields>) {
+				if (!(ctx.stream instanceof Readable)) throw new BadRequestError("images.ingest takes the bytes as a stream", "STREAM_REQUIRED");
+				const { id, owner, ownerName, filename, category, ...fields } = ctx.params;
+				const existing = await this.repo.get(id);
+				if (existing) {
+					ctx.stream.resume();
+					return { image: toPublicImage(existing), created: false };
+				}
+				const source = { id, owner: { id: owner, username: ownerName }, filename };
+				const doc = await this.stage(ctx, ctx.stream, source, fields, category ?? null);
+				try {
+					await this.commit(ctx, doc);
+				} catch (err) {
+					// A twin call got there first. Its blob reference is this id too, so it stays; any
+					// other failure is retried with the same id, which finds the stored blob again.
+					const twin = err instanceof ConflictError ? await this.repo.get(id) : null;
+					if (!twin) throw err;
+					return { image: toPublicImage(twin), created: false };
+				}
+				return { image: toPublicImage(doc), created: true };
 			}
 		},
 
@@ -187,24 +299,91 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			}
 		},
 
+		/** The original bytes, or a variant of them when any transform parameter is given. */
 		content: {
 			rest: "GET /images/:id/content",
 			auth: "optional",
-			params: { $$strict: true, id: ID },
+			params: { $$strict: true, id: ID, ...TRANSFORM },
 			async handler(ctx: ImagesContext) {
-				return this.serveContent(ctx, await this.visibleImage(ctx, ctx.params.id));
+				const { id, ...query } = ctx.params;
+				return this.serveDownload(ctx, await this.visibleImage(ctx, id), query);
 			}
 		},
 
-		/** GET /p/:id: a public image for anyone; a private one does not exist. */
+		/** GET /images/:id/content.<ext>: a variant in the format the extension names. */
+		contentAs: {
+			rest: "GET /images/:id/content.:ext",
+			auth: "optional",
+			params: { $$strict: true, id: ID, ext: EXT, ...TRANSFORM },
+			async handler(ctx: ImagesContext) {
+				const { id, ...query } = ctx.params;
+				return this.serveDownload(ctx, await this.visibleImage(ctx, id), query);
+			}
+		},
+
+		thumbnail: {
+			rest: "GET /images/:id/thumbnail",
+			auth: "optional",
+			params: { $$strict: true, id: ID, size: SIZE },
+			async handler(ctx: ImagesContext) {
+				return this.serveRendition(ctx, await this.visibleImage(ctx, ctx.params.id), ctx.params.size);
+			}
+		},
+
+		/** A rendition by name: "240", "720" or a compressed one ("compress-q70-webp"). */
+		rendition: {
+			rest: "GET /images/:id/renditions/:name",
+			auth: "optional",
+			params: { $$strict: true, id: ID, name: { type: "string", max: 40 } },
+			async handler(ctx: ImagesContext) {
+				return this.serveRendition(ctx, await this.visibleImage(ctx, ctx.params.id), ctx.params.name);
+			}
+		},
+
+		/**
+		 * Queues a compressed rendition (a re-encode at `quality` in `format`, same size) on the
+		 * `imgmesh.compress` channel: 202 with the job, whose result is the rendition named in it.
+		 */
+		compress: {
+			rest: "POST /images/:id/compress",
+			params: {
+				$$strict: true,
+				id: ID,
+				quality: { type: "number", integer: true, min: 1, max: 100, optional: true },
+				format: { ...EXT, optional: true }
+			},
+			async handler(ctx: ImagesContext) {
+				const doc = await this.editableImage(ctx, ctx.params.id);
+				const query = { format: ctx.params.format ?? COMPRESS_DEFAULTS.format, q: ctx.params.quality ?? COMPRESS_DEFAULTS.quality };
+				const spec = normalizeTransform(query, doc, { maxOutputPixels: config.transformMaxOutputPixels });
+				const name = compressName(spec);
+				await this.broker.sendToChannel(CHANNELS.compress, { id: doc.id, spec }, { ctx });
+				const location = `/api/images/${doc.id}/renditions/${name}`;
+				ctx.meta.$statusCode = 202;
+				ctx.meta.$responseHeaders = { Location: location };
+				return { job: { id: `${doc.id}/${name}`, type: "compress", image: doc.id, rendition: name, status: "queued", location } };
+			}
+		},
+
+		/** GET /p/:id and /p/:id.<ext>: a public image for anyone; a private one does not exist. */
 		publicContent: {
 			auth: "public",
-			params: { $$strict: true, id: ID },
+			params: { $$strict: true, id: ID, ...TRANSFORM },
 			async handler(ctx: ImagesContext) {
-				const doc = await this.repo.get(ctx.params.id);
-				if (!doc || doc.visibility !== "public") throw new NotFoundError("Image", ctx.params.id);
-				ctx.meta.user = null;
-				return this.serveContent(ctx, doc);
+				const { id: file, ...query } = ctx.params;
+				const dot = file.lastIndexOf(".");
+				const id = dot > 0 ? file.slice(0, dot) : file;
+				const ext = dot > 0 ? file.slice(dot + 1) : undefined;
+				return this.serveDownload(ctx, await this.publicImage(ctx, id), { ...query, ext });
+			}
+		},
+
+		/** GET /p/:id/thumbnail: a public image's rendition. */
+		publicThumbnail: {
+			auth: "public",
+			params: { $$strict: true, id: ID, size: SIZE },
+			async handler(ctx: ImagesContext) {
+				return this.serveRendition(ctx, await this.publicImage(ctx, ctx.params.id), ctx.params.size);
 			}
 		},
 
@@ -273,6 +452,140 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			}
 		},
 
+		// --- for the pipeline (services only): the metadata store is the source of truth of a job's progress
+
+		/** The whole document, storage keys included; null if there is no such image. */
+		find: {
+			visibility: "public",
+			params: { $$strict: true, id: ID },
+			async handler(ctx: ImagesContext): Promise<ImageDoc | null> {
+				return this.repo.get(ctx.params.id);
+			}
+		},
+
+		/**
+		 * Sets the status (with `reason` when failed, or when ready without something the pipeline
+		 * could not make, e.g. automatic tags), only from the statuses in `from` when given.
+		 * Emits image.ready / image.failed when the status became that. Null if there is no such
+		 * image or `from` did not match, so a duplicate message finds nothing to do.
+		 */
+		setStatus: {
+			visibility: "public",
+			params: {
+				$$strict: true,
+				id: ID,
+				status: STATUS,
+				reason: { type: "string", max: 1000, optional: true },
+				from: { type: "array", items: STATUS, optional: true }
+			},
+			async handler(ctx: ImagesContext<{ id: string; status: ImageStatus; reason?: string; from?: ImageStatus[] }>) {
+				const { id, status, reason, from } = ctx.params;
+				const change = await this.repo.setStatus(id, status, status === "failed" ? (reason ?? "unknown error") : (reason ?? null), from);
+				if (!change) return null;
+				if (change.before.status !== status && status !== "processing") ctx.emit(`image.${status}`, imageEvent(change.after));
+				return { id, status, statusReason: change.after.statusReason };
+			}
+		},
+
+		/**
+		 * Records the pipeline's metadata and renditions once (idempotent): a later call changes
+		 * nothing and answers `applied: false` with the renditions already recorded, so the caller
+		 * can release the blobs it stored in vain. Emits image.processed when applied.
+		 */
+		setProcessed: {
+			visibility: "public",
+			params: {
+				$$strict: true,
+				id: ID,
+				metadata: { type: "object" },
+				renditions: {
+					type: "array",
+					min: 1,
+					items: {
+						type: "object",
+						strict: true,
+						props: {
+							name: { type: "string", max: 32 },
+							width: { type: "number", integer: true, positive: true },
+							height: { type: "number", integer: true, positive: true },
+							format: { type: "string", max: 16 },
+							size: { type: "number", integer: true, min: 0 },
+							blob: { type: "string", max: 128 }
+						}
+					}
+				}
+			},
+			async handler(ctx: ImagesContext<{ id: string; metadata: ImageMetadata; renditions: Rendition[] }>) {
+				const { id, metadata, renditions } = ctx.params;
+				const result = await this.repo.setProcessed(id, metadata, renditions);
+				if (!result) return null;
+				if (result.applied) ctx.emit("image.processed", { ...imageEvent(result.doc), renditions: renditions.map(r => r.name) });
+				return { applied: result.applied, renditions: result.doc.renditions };
+			}
+		},
+
+		/** Runs the pipeline again from the start: drops metadata and renditions, status back to processing. */
+		reprocess: {
+			visibility: "public",
+			params: { $$strict: true, id: ID },
+			async handler(ctx: ImagesContext) {
+				const before = await this.repo.resetProcessing(ctx.params.id);
+				if (!before) throw new NotFoundError("Image", ctx.params.id);
+				await this.releaseRenditions(ctx, before.id, before.renditions);
+				await this.enqueue(ctx, before);
+				return { id: before.id, status: "processing" };
+			}
+		},
+
+		/**
+		 * The reconciler's query: images `processing` without an update since `before` (an ISO time)
+		 * are enqueued again. Each is claimed (its updatedAt bumped) as it is taken, so reconcilers
+		 * on several nodes do not enqueue the same image twice.
+		 */
+		requeueStuck: {
+			visibility: "public",
+			params: {
+				$$strict: true,
+				before: { type: "string", max: 40 },
+				limit: { type: "number", integer: true, min: 1, max: 10_000 }
+			},
+			async handler(ctx: ImagesContext<{ before: string; limit: number }>) {
+				const stuck = await this.repo.claimStuck(ctx.params.before, ctx.params.limit);
+				for (const doc of stuck) await this.enqueue(ctx, doc);
+				return { requeued: stuck.map(doc => doc.id) };
+			}
+		},
+
+		/**
+		 * Replaces an image's automatic tags (the classifier's); user and hashtag tags stay, and an
+		 * automatic label that a user already gave is not added twice. Null if the image is gone.
+		 */
+		setAutoTags: {
+			visibility: "public",
+			params: {
+				$$strict: true,
+				id: ID,
+				model: { type: "string", min: 1, max: 64 },
+				tags: {
+					type: "array",
+					max: 50,
+					items: { type: "object", strict: true, props: { label: { type: "string", min: 1, max: 50 }, score: { type: "number", min: 0, max: 1 } } }
+				}
+			},
+			async handler(ctx: ImagesContext<{ id: string; model: string; tags: { label: string; score: number }[] }>) {
+				const { id, model, tags } = ctx.params;
+				const doc = await this.repo.get(id);
+				if (!doc) return null;
+				const kept = doc.tags.filter(tag => tag.source !== "auto");
+				const taken = new Set(kept.map(tag => tag.label));
+				const auto: Tag[] = tagList(tags.map(tag => tag.label))
+					.filter(label => !taken.has(label))
+					.map(label => ({ label, source: "auto", score: tags.find(tag => normalizeLabel(tag.label) === label)!.score, model }));
+				const updated = await this.repo.update(id, { tags: [...kept, ...auto] });
+				return updated && toPublicImage(updated);
+			}
+		},
+
 	},
 
 	methods: {
@@ -287,6 +600,14 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			const viewer = this.viewerOf(ctx);
 			const visible = doc && (doc.visibility === "public" || viewer?.role === "admin" || viewer?.id === doc.owner);
 			if (!visible) throw new NotFoundError("Image", id);
+			return doc;
+		},
+
+		/** For share links: the image if it is public, and the request then counts as anonymous. */
+		async publicImage(ctx: ImagesContext, id: string): Promise<ImageDoc> {
+			const doc = await this.repo.get(id);
+			if (!doc || doc.visibility !== "public") throw new NotFoundError("Image", id);
+			ctx.meta.user = null;
 			return doc;
 		},
 
@@ -313,15 +634,18 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			return category.id;
 		},
 
-		/** Streams one uploaded file through the sniffer into storage; returns its (unsaved) document. */
-		async stageUpload(ctx: ImagesContext, file: UploadedFile, fields: UploadFields, category: string | null): Promise<ImageDoc> {
-			const id = newId();
+		/**
+		 * Streams one image (an uploaded or imported file) through the sniffer into storage;
+		 * returns its (unsaved) document.
+		 */
+		async stage(ctx: ImagesContext, stream: Readable, source: StagedSource, fields: UploadFields, category: string | null): Promise<ImageDoc> {
+			const { id, owner, filename } = source;
 			const sniffer = new ImageSniffer({ maxBytes: config.maxUploadBytes, maxPixels: config.maxInputPixels });
-			file.stream.on("error", err => sniffer.destroy(err));
+			stream.on("error", err => sniffer.destroy(err));
 			// Its verdict is read from `sniffer.errored` below; storage may not be listening yet
 			// when a small file is refused, and an unheard 'error' would crash the process.
 			sniffer.on("error", () => undefined);
-			file.stream.pipe(sniffer);
+			stream.pipe(sniffer);
 			const encrypted = fields.encrypted === "true";
 			let ref: BlobRef;
 			try {
@@ -333,14 +657,13 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			const probe = sniffer.probe;
 			const now = nowIso();
 			const description = fields.description ?? "";
-			const user = ctx.meta.user!;
 			return {
 				id,
-				owner: user.id,
-				ownerName: user.username,
-				name: fields.name || baseName(file.filename),
+				owner: owner.id,
+				ownerName: owner.username,
+				name: fields.name || baseName(filename),
 				description,
-				filename: file.filename.slice(0, 255),
+				filename: filename.slice(0, 255),
 				contentType: probe.contentType,
 				format: probe.format,
 				size: ref.size,
@@ -352,7 +675,11 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 				category,
 				tags: userTags(fields.tags, description),
 				views: 0,
-				status: "ready",
+				// The ingest pipeline (services/worker.service.ts) takes it to ready or failed.
+				status: "processing",
+				statusReason: null,
+				metadata: null,
+				renditions: [],
 				blob: ref.key,
 				createdAt: now,
 				updatedAt: now
@@ -361,8 +688,35 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 
 		async deleteImage(ctx: ImagesContext, doc: ImageDoc): Promise<void> {
 			// Metadata first: an orphaned blob is invisible, a document without bytes is not.
-			await this.repo.remove(doc.id);
+			const removed = await this.repo.remove(doc.id);
 			await ctx.call("storage.release", { key: doc.blob, ref: doc.id });
+			// The stored document, not the caller's copy: the pipeline may have added renditions since.
+			await this.releaseRenditions(ctx, doc.id, removed?.renditions ?? doc.renditions);
+			if (removed) ctx.emit("image.deleted", imageEvent(removed));
+		},
+
+		async releaseRenditions(ctx: ImagesContext, id: string, renditions: Rendition[]): Promise<void> {
+			await Promise.all(renditions.map(r => ctx.call("storage.release", { key: r.blob, ref: renditionRef(id, r.name) })));
+		},
+
+		/** Saves a staged image and hands it to the processing pipeline. */
+		async commit(ctx: ImagesContext, doc: ImageDoc): Promise<void> {
+			await this.repo.insert(doc);
+			ctx.emit("image.uploaded", imageEvent(doc));
+			await this.enqueue(ctx, doc);
+		},
+
+		/**
+		 * Sends the image's job. A failure (the queue's Redis unreachable) is logged, not thrown: the
+		 * image is stored and stays `processing`, and the reconciler enqueues it later — failing the
+		 * upload would only make the client send it again.
+		 */
+		async enqueue(ctx: ImagesContext, doc: ImageDoc): Promise<void> {
+			try {
+				await this.broker.sendToChannel(CHANNELS.process, { id: doc.id }, { ctx });
+			} catch (err) {
+				this.logger.error(`Could not enqueue image ${doc.id} (the reconciler will): ${(err as Error).message}`);
+			}
 		},
 
 		/** The original bytes with validators, ranges and view counting. */
@@ -388,6 +742,70 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 				headers["Content-Length"] = doc.size;
 			}
 			return ctx.call<Readable, object>("storage.get", { key: doc.blob, ...(range ?? {}) });
+		},
+
+		serveDownload(ctx: ImagesContext, doc: ImageDoc, query: TransformQuery): Promise<Readable | null> {
+			if (!wantsTransform(query)) return this.serveContent(ctx, doc);
+			const spec = normalizeTransform(query, doc, { accept: ctx.meta.request?.accept, maxOutputPixels: config.transformMaxOutputPixels });
+			return this.serveVariant(ctx, doc, spec, { negotiated: query.format === "auto", countsView: true });
+		},
+
+		/**
+		 * A rendition (not counted as a view): the one the ingest pipeline stored on the image, or
+		 * else from the variant cache, made on the spot if needed (before the pipeline got to it,
+		 * or for a compressed rendition).
+		 */
+		async serveRendition(ctx: ImagesContext, doc: ImageDoc, name: string): Promise<Readable | null> {
+			const stored = doc.renditions.find(rendition => rendition.name === name);
+			if (stored) return this.serveStoredRendition(ctx, doc, stored);
+			const spec = renditionByName(name);
+			if (!spec) throw new NotFoundError("Rendition", name);
+			checkOutputPixels(spec, doc, config.transformMaxOutputPixels);
+			return this.serveVariant(ctx, doc, spec, { negotiated: false, countsView: false });
+		},
+
+		/** A rendition's bytes from storage; its storage key is unique to its bytes, so it is the ETag. */
+		async serveStoredRendition(ctx: ImagesContext, doc: ImageDoc, rendition: Rendition): Promise<Readable | null> {
+			const format = FORMAT_NAMES[rendition.format] ?? "webp";
+			const headers: Record<string, string | number> = deliveryHeaders(doc, rendition.blob, variantFilename(doc.filename, format));
+			ctx.meta.$responseHeaders = headers;
+			ctx.meta.$responseType = contentTypeOf(format);
+			if (etagMatches(ctx.meta.request?.ifNoneMatch, headers.ETag as string)) {
+				ctx.meta.$statusCode = 304;
+				return null;
+			}
+			headers["Content-Length"] = rendition.size;
+			return ctx.call<Readable, object>("storage.get", { key: rendition.blob });
+		},
+
+		/**
+		 * A variant of the image. Its ETag is the variant key, known from the request alone, so a
+		 * conditional request is answered 304 before any image is read or rendered.
+		 */
+		async serveVariant(ctx: ImagesContext, doc: ImageDoc, spec: TransformSpec, options: VariantOptions): Promise<Readable | null> {
+			const source = sourceOf(doc);
+			const headers: Record<string, string | number> = deliveryHeaders(doc, variantKey(source, spec, config.transformAvifEffort), variantFilename(doc.filename, spec.format));
+			if (options.negotiated) headers.Vary = "Accept";
+			ctx.meta.$responseHeaders = headers;
+			ctx.meta.$responseType = contentTypeOf(spec.format);
+			const countsView = options.countsView && ctx.meta.user?.id !== doc.owner;
+			if (countsView) await this.repo.incrementViews(doc.id);
+			if (etagMatches(ctx.meta.request?.ifNoneMatch, headers.ETag as string)) {
+				ctx.meta.$statusCode = 304;
+				return null;
+			}
+			// Another request's render may evict this variant between the look-up and the read: the
+			// second look-up then renders it again.
+			for (let attempt = 1; ; attempt++) {
+				const variant = await ctx.call<CachedVariant, object>("transform.variant", { source, spec });
+				try {
+					const bytes = await ctx.call<Readable, object>("storage.get", { key: variant.blob });
+					headers["Content-Length"] = variant.size;
+					return bytes;
+				} catch (err) {
+					if (attempt > 1 || (err as { type?: string }).type !== "NOT_FOUND") throw err;
+				}
+			}
 		}
 	},
 

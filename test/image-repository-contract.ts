@@ -6,7 +6,19 @@
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { BadRequestError, ConflictError } from "../models/errors.ts";
-import type { Category, CategoryRepository, ImageDoc, ImageFilter, ImageRepository, ImageStats, SortKey, Tag, Viewer } from "../models/image.ts";
+import type {
+	Category,
+	CategoryRepository,
+	ImageDoc,
+	ImageFilter,
+	ImageMetadata,
+	ImageRepository,
+	ImageStats,
+	Rendition,
+	SortKey,
+	Tag,
+	Viewer
+} from "../models/image.ts";
 import { parseSearchQuery } from "../models/search-query.ts";
 
 export interface ContractFixture {
@@ -48,6 +60,9 @@ function image(overrides: Partial<ImageDoc> = {}): ImageDoc {
 		tags: [],
 		views: 0,
 		status: "ready",
+		statusReason: null,
+		metadata: null,
+		renditions: [],
 		blob: `blob-${sequence}`,
 		createdAt,
 		updatedAt: createdAt,
@@ -501,6 +516,73 @@ export function imageRepositoryContract(name: string, make: () => Promise<Contra
 				await assert.rejects(categories.update("city", { name: "nature" }), ConflictError);
 				assert.equal((await categories.get("city"))?.name, "City");
 				assert.equal((await categories.update("city", { name: "CITY" }))?.name, "CITY", "a case change of its own name is allowed");
+			});
+		});
+
+		describe("processing state", () => {
+			const metadata: ImageMetadata = {
+				width: 10,
+				height: 10,
+				format: "png",
+				orientation: 6,
+				space: "srgb",
+				hasAlpha: true,
+				density: 72,
+				cameraMake: "Canon",
+				cameraModel: "EOS 5D",
+				takenAt: "2024-05-01T12:30:00",
+				hasGps: true
+			};
+			const rendition = (name: string, blob: string): Rendition => ({ name, width: 240, height: 160, format: "webp", size: 99, blob });
+
+			it("stores metadata, renditions and the reason of a failure", async () => {
+				const doc = image({ status: "failed", statusReason: "corrupt", metadata, renditions: [rendition("240", "r1")] });
+				await images.insert(doc);
+				assert.deepEqual(await images.get(doc.id), doc);
+			});
+
+			it("changes the status only from the statuses given, and reports before and after", async () => {
+				const [doc] = await insert(image({ status: "processing" }));
+				assert.equal(await images.setStatus(doc!.id, "ready", null, ["failed"]), null);
+				const change = await images.setStatus(doc!.id, "failed", "bad pixels", ["processing"]);
+				assert.equal(change?.before.status, "processing");
+				assert.equal(change?.after.status, "failed");
+				assert.equal(change?.after.statusReason, "bad pixels");
+				assert.deepEqual(await images.get(doc!.id), change?.after);
+				assert.equal(await images.setStatus("missing", "ready", null), null);
+			});
+
+			it("records processing results once: a second run changes nothing", async () => {
+				const [doc] = await insert(image({ status: "processing" }));
+				const first = await images.setProcessed(doc!.id, metadata, [rendition("240", "a"), rendition("720", "b")]);
+				assert.equal(first?.applied, true);
+				const second = await images.setProcessed(doc!.id, { ...metadata, width: 1 }, [rendition("240", "c")]);
+				assert.equal(second?.applied, false);
+				assert.deepEqual(second?.doc.renditions.map(r => r.blob), ["a", "b"]);
+				const stored = await images.get(doc!.id);
+				assert.deepEqual(stored?.metadata, metadata);
+				assert.equal(stored?.status, "processing", "recording results does not finish the pipeline");
+				assert.equal(await images.setProcessed("missing", metadata, []), null);
+			});
+
+			it("resets an image for reprocessing and returns what it had", async () => {
+				const doc = image({ status: "failed", statusReason: "x", metadata, renditions: [rendition("240", "a")] });
+				await images.insert(doc);
+				assert.deepEqual(await images.resetProcessing(doc.id), doc);
+				const reset = await images.get(doc.id);
+				assert.deepEqual([reset?.status, reset?.statusReason, reset?.metadata, reset?.renditions], ["processing", null, null, []]);
+			});
+
+			it("hands each stuck image to one reconciler, oldest first", async () => {
+				const old1 = image({ status: "processing", updatedAt: "2024-01-01T00:00:00.000Z" });
+				const old2 = image({ status: "processing", updatedAt: "2024-01-01T00:00:01.000Z" });
+				const fresh = image({ status: "processing", updatedAt: "2999-01-01T00:00:00.000Z" });
+				const done = image({ status: "ready", updatedAt: "2024-01-01T00:00:00.000Z" });
+				await insert(old2, old1, fresh, done);
+				const cutoff = "2025-01-01T00:00:00.000Z";
+				assert.deepEqual((await images.claimStuck(cutoff, 1)).map(doc => doc.id), [old1.id]);
+				assert.deepEqual((await images.claimStuck(cutoff, 10)).map(doc => doc.id), [old2.id]);
+				assert.deepEqual(await images.claimStuck(cutoff, 10), [], "claimed images count as fresh");
 			});
 		});
 

@@ -61,9 +61,11 @@ describe("operator REPL", { skip: redisSkipReason() }, () => {
 		await redis?.stop();
 	});
 
-	it("loads every repl/*.ts module's commands", () => {
+	it("loads every repl/*.ts module's commands, one command per name", () => {
 		const names = commands.map(command => command.command.split(" ")[0]);
 		for (const name of ["cluster", "images", "user", "storage"]) assert.ok(names.includes(name), name);
+		// moleculer-repl skips a second command of the same name: every name must be unique.
+		assert.deepEqual(names.filter((name, i) => names.indexOf(name) !== i), []);
 	});
 
 	it("cluster: lists the nodes with their services and versions, and where each service runs", async () => {

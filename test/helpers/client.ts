@@ -71,12 +71,12 @@ export class Client {
 		return { status: res.status, headers: res.headers, bytes: Buffer.from(await res.arrayBuffer()) };
 	}
 
-	/** POST /api/images as multipart: fields first, then the files (the order the API asks for). */
-	async upload(files: UploadFile[], fields: Record<string, string> = {}): Promise<ApiResponse> {
+	/** POST /api/images (or `path`) as multipart: fields first, then the files (the order the API asks for). */
+	async upload(files: UploadFile[], fields: Record<string, string> = {}, path = "/api/images"): Promise<ApiResponse> {
 		const form = new FormData();
 		for (const [key, value] of Object.entries(fields)) form.append(key, value);
 		for (const file of files) form.append(file.field ?? "file", new Blob([file.bytes], { type: file.type ?? "application/octet-stream" }), file.name);
-		const res = await fetch(this.base + "/api/images", { method: "POST", headers: this.headers(), body: form });
+		const res = await fetch(this.base + path, { method: "POST", headers: this.headers(), body: form });
 		return { status: res.status, headers: res.headers, body: await parse(res) };
 	}
 

@@ -1,0 +1,192 @@
+/**
+ * Transform benchmark (`npm run bench:transform`, i.e. `node bench/transform.ts`): `w=512` and
+ * `format=webp|jpeg|avif` of a 2000x1333 JPEG, side by side in one run:
+ *
+ *  - raw sharp: the same operation (sharp 0.35, same quality and AVIF effort as imgmesh) in a
+ *    plain loop in this process, as many in parallel as the uncached HTTP runs: the compute bound.
+ *  - imgmesh uncached: GET /p/:id?w=512&format=… once per distinct source (N distinct JPEGs, so no
+ *    request hits the variant cache), C concurrent requests.
+ *  - ipx: ipx 3 (its own sharp 0.34) serving the same files from disk with the same operation
+ *    (`/w_512&f_…&q_…/<file>`), same client and concurrency; a child process like imgmesh.
+ *  - warm-up: each system first renders one more source per format, untimed (JIT, codecs).
+ *  - imgmesh cached: the same URLs again (all now cached) at K keep-alive connections for S s.
+ *
+ * ipx keeps no variant cache (it leaves caching to an HTTP cache in front), so it has no cached
+ * row. Prints a table and writes bench/results/transform-<timestamp>.json and -latest.json.
+ *
+ * Environment (defaults in brackets):
+ *   BENCH_SOURCES [24]        distinct source JPEGs for the WebP and JPEG runs
+ *   BENCH_AVIF_SOURCES [8]    distinct sources for the AVIF runs (each AVIF costs ~1 s of a core)
+ *   BENCH_CONCURRENCY [2]     concurrent requests (and raw sharp loops) of the uncached runs
+ *   BENCH_CONNECTIONS [16]    keep-alive connections of the cached run
+ *   BENCH_SECONDS [5]         measured duration of each cached run
+ *   BENCH_FORMATS [webp,jpeg,avif]
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
+import sharp from "sharp";
+import { loadConfig } from "../config/index.ts";
+import { renderVariant, type PipelineSettings } from "../models/transform-pipeline.ts";
+import { normalizeTransform, type OutputFormat, type TransformSpec } from "../models/transform-spec.ts";
+import { Client } from "../test/helpers/client.ts";
+import { freePort, SHARED_IMAGES, startServer } from "../test/helpers/server.ts";
+import { envInt, machineInfo, printTable, round, runGetLoad, saveResults, summarize, type GetLoadResult, type Summary } from "./lib.ts";
+
+const WIDTH = 2000;
+const HEIGHT = 1333;
+const OUTPUT_WIDTH = 512;
+
+const params = {
+	sources: envInt("BENCH_SOURCES", 24, 1),
+	avifSources: envInt("BENCH_AVIF_SOURCES", 8, 1),
+	concurrency: envInt("BENCH_CONCURRENCY", 2, 1),
+	connections: envInt("BENCH_CONNECTIONS", 16, 1),
+	seconds: envInt("BENCH_SECONDS", 5, 1),
+	formats: (process.env.BENCH_FORMATS ?? "webp,jpeg,avif").split(",").map(name => name.trim()) as OutputFormat[]
+};
+
+/** N distinct 2000x1333 JPEGs of a real photo: each differs in one pixel, so each has its own SHA-256. */
+async function makeSources(count: number): Promise<Buffer[]> {
+	const base = await sharp(join(SHARED_IMAGES, "binoculars-cc0.jpeg")).resize(WIDTH, HEIGHT, { fit: "cover" }).raw().toBuffer();
+	return Promise.all(
+		Array.from({ length: count }, (_, i) => {
+			const pixels = Buffer.from(base);
+			pixels.writeUInt16BE(i, 0);
+			return sharp(pixels, { raw: { width: WIDTH, height: HEIGHT, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
+		})
+	);
+}
+
+/** Runs `work` over every item, `concurrency` at a time; returns the wall time and each latency. */
+async function inParallel<T>(items: T[], concurrency: number, work: (item: T) => Promise<unknown>): Promise<{ elapsedS: number; latencies: number[] }> {
+	const latencies: number[] = [];
+	let next = 0;
+	const started = performance.now();
+	await Promise.all(
+		Array.from({ length: concurrency }, async () => {
+			while (next < items.length) {
+				const item = items[next++]!;
+				const t0 = performance.now();
+				await work(item);
+				latencies.push(performance.now() - t0);
+			}
+		})
+	);
+	return { elapsedS: (performance.now() - started) / 1000, latencies };
+}
+
+interface Row {
+	perS: number;
+	latencyMs: Summary;
+	errors: number;
+}
+
+function fromLoad(load: GetLoadResult): Row {
+	return { perS: load.reqPerS, latencyMs: load.latencyMs, errors: load.errors };
+}
+
+async function uncached(base: string, paths: string[], serverPid: number | undefined): Promise<Row> {
+	const targets = paths.map(path => ({ path }));
+	return fromLoad(await runGetLoad({ base, targets, connections: params.concurrency, durationMs: 600_000, warmupMs: 0, maxRequests: targets.length, serverPid }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// ipx, in a child process (`--ipx-server`) like imgmesh
+// ---------------------------------------------------------------------------------------------
+
+async function runIpxServer(): Promise<void> {
+	const { createIPX, createIPXNodeServer, ipxFSStorage } = await import("ipx");
+	const ipx = createIPX({ storage: ipxFSStorage({ dir: process.env.IPX_DIR! }) });
+	http.createServer(createIPXNodeServer(ipx)).listen(Number(process.env.IPX_PORT), "127.0.0.1", () => console.log("ready"));
+}
+
+async function startIpx(dir: string): Promise<{ url: string; child: ChildProcess }> {
+	const port = await freePort();
+	const child = spawn(process.execPath, [fileURLToPath(import.meta.url), "--ipx-server"], {
+		env: { PATH: process.env.PATH, IPX_DIR: dir, IPX_PORT: String(port) },
+		stdio: ["ignore", "pipe", "inherit"]
+	});
+	await new Promise<void>((resolve, reject) => {
+		child.stdout!.on("data", chunk => String(chunk).includes("ready") && resolve());
+		child.once("exit", code => reject(new Error(`ipx exited with ${code}`)));
+	});
+	return { url: `http://127.0.0.1:${port}`, child };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+	const config = loadConfig({ ...process.env, DATA_DIR: mkdtempSync(join(tmpdir(), "imgmesh-bench-config-")) });
+	const settings: PipelineSettings = { limitInputPixels: config.maxInputPixels, avifEffort: config.transformAvifEffort };
+	const dir = mkdtempSync(join(tmpdir(), "imgmesh-bench-transform-"));
+	const count = Math.max(params.sources, params.avifSources);
+	// One more source warms each system up (JIT, codec set-up) per format, untimed.
+	const warmup = count;
+	console.log(`bench:transform on ${machineInfo().cpus} x ${machineInfo().cpuModel}: ${count} distinct ${WIDTH}x${HEIGHT} JPEGs → w=${OUTPUT_WIDTH}`);
+	const sources = await makeSources(count + 1);
+	sources.forEach((bytes, i) => writeFileSync(join(dir, `src-${i}.jpg`), bytes));
+
+	const server = await startServer({ TRANSFORM_AVIF_EFFORT: String(config.transformAvifEffort) });
+	const ipx = await startIpx(dir);
+	const results: Record<string, any> = { benchmark: "transform", startedAt: new Date().toISOString(), machine: machineInfo(), parameters: params, formats: {} };
+	try {
+		const user = await new Client(server.url).register("bench");
+		const ids: string[] = [];
+		for (const [i, bytes] of sources.entries()) {
+			const res = await user.upload([{ name: `src-${i}.jpg`, bytes }], { visibility: "public" });
+			if (res.status !== 201) throw new Error(`upload: ${res.status} ${JSON.stringify(res.body)}`);
+			ids.push(res.body.images[0].id);
+		}
+		const rows: (string | number)[][] = [];
+		for (const format of params.formats) {
+			const n = format === "avif" ? params.avifSources : params.sources;
+			const spec: TransformSpec = normalizeTransform({ format, w: OUTPUT_WIDTH }, { format: "jpeg", width: WIDTH, height: HEIGHT }, { maxOutputPixels: Infinity });
+			const warmPath = `/p/${ids[warmup]}?w=${OUTPUT_WIDTH}&format=${format}`;
+			const ipxPath = (i: number) => `/w_${OUTPUT_WIDTH}&f_${format}&q_${spec.quality}/src-${i}.jpg`;
+			await renderVariant(sources[warmup]!, spec, settings);
+			await uncached(server.url, [warmPath], undefined);
+			await uncached(ipx.url, [ipxPath(warmup)], undefined);
+			const raw = await inParallel(sources.slice(0, n), params.concurrency, bytes => renderVariant(bytes, spec, settings));
+			const rawRow: Row = { perS: round(n / raw.elapsedS), latencyMs: summarize(raw.latencies), errors: 0 };
+			const paths = ids.slice(0, n).map(id => `/p/${id}?w=${OUTPUT_WIDTH}&format=${format}`);
+			const imgmeshUncached = await uncached(server.url, paths, server.process.pid);
+			const ipxUncached = await uncached(ipx.url, Array.from({ length: n }, (_, i) => ipxPath(i)), ipx.child.pid);
+			const cached = fromLoad(
+				await runGetLoad({
+					base: server.url,
+					targets: paths.map(path => ({ path })),
+					connections: params.connections,
+					durationMs: params.seconds * 1000,
+					warmupMs: 500,
+					maxRequests: 2_000_000,
+					serverPid: server.process.pid
+				})
+			);
+			const ratios = {
+				uncachedVsRawSharp: round(imgmeshUncached.perS / rawRow.perS),
+				uncachedVsIpx: round(imgmeshUncached.perS / ipxUncached.perS),
+				cachedVsUncached: round(cached.perS / imgmeshUncached.perS)
+			};
+			results.formats[format] = { sources: n, rawSharp: rawRow, imgmeshUncached, ipxUncached, imgmeshCached: cached, ratios };
+			const row = (name: string, r: Row) => [format, name, r.perS, r.latencyMs.p50, r.latencyMs.p99, r.errors];
+			rows.push(row("raw sharp loop", rawRow), row("imgmesh uncached", imgmeshUncached), row("ipx", ipxUncached), row("imgmesh cached", cached));
+			console.log(`${format}: uncached/raw ${ratios.uncachedVsRawSharp}, uncached/ipx ${ratios.uncachedVsIpx}, cached/uncached ${ratios.cachedVsUncached}`);
+		}
+		printTable(`w=${OUTPUT_WIDTH} of a ${WIDTH}x${HEIGHT} JPEG (uncached: ${params.concurrency} concurrent; cached: ${params.connections} connections)`, ["format", "server", "req/s", "p50 ms", "p99 ms", "errors"], rows);
+	} finally {
+		ipx.child.kill("SIGTERM");
+		await server.stop();
+		rmSync(dir, { recursive: true, force: true });
+		rmSync(config.dataDir, { recursive: true, force: true });
+	}
+	results.finishedAt = new Date().toISOString();
+	console.log(`\nResults: ${saveResults("transform", results)} (and bench/results/transform-latest.json)`);
+}
+
+if (process.argv[2] === "--ipx-server") await runIpxServer();
+else await main();

@@ -1,0 +1,176 @@
+/**
+ * The ingest pipeline's worker: consumes `imgmesh.process` jobs, reads the original from storage,
+ * makes metadata and renditions (models/renditions.ts), stores the renditions through storage
+ * (encrypted when the original is) and hands the image on to the classifier or marks it ready.
+ *
+ * Stateless: any number of worker nodes share the stream's consumer group, and everything a job
+ * needs is in the image document. Every step is idempotent (see models/jobs.ts). In distributed
+ * mode run workers on their own nodes (SERVICES=worker,storage): the sharp work then never
+ * competes with the gateway.
+ *
+ * It also runs the reconciler: at start and every RECONCILE_INTERVAL_MS it enqueues again the
+ * images left `processing` (a message lost with Redis, a crashed producer, or — in embedded mode,
+ * whose queue lives in memory — a restart), and trims the job streams of what every consumer
+ * group has acknowledged.
+ */
+import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import { Readable } from "node:stream";
+import { buffer } from "node:stream/consumers";
+import { getConfig } from "../config/index.ts";
+import type { BlobRef } from "../models/blob-store.ts";
+import type { ImageDoc, Rendition } from "../models/image.ts";
+import { withJobQueue } from "../models/job-queue.ts";
+import { CHANNELS, DEAD_LETTER_CHANNEL, isLastAttempt, renditionRef, type Delivery } from "../models/jobs.ts";
+import { renderImage, type RenderedRendition } from "../models/renditions.ts";
+
+const config = getConfig();
+
+/** Images re-enqueued per reconciler query (a pass runs as many as it takes). */
+const RECONCILE_BATCH = 500;
+
+type JobContext = Context<{ id: string }>;
+
+interface WorkerMethods {
+	processImage(ctx: JobContext, id: string): Promise<void>;
+	makeRenditions(ctx: JobContext, doc: ImageDoc): Promise<void>;
+	storeRendition(ctx: JobContext, doc: ImageDoc, rendition: RenderedRendition): Promise<Rendition>;
+	handOff(ctx: JobContext, doc: ImageDoc): Promise<void>;
+	fail(ctx: JobContext, id: string, reason: string): Promise<void>;
+	reconcile(olderThanMs: number): Promise<void>;
+	trimStreams(): Promise<void>;
+}
+
+interface WorkerVars {
+	reconcileTimer: NodeJS.Timeout | undefined;
+}
+
+function reasonOf(err: unknown): string {
+	return (err instanceof Error ? err.message : String(err)).slice(0, 1000);
+}
+
+const worker: ServiceSchema<ServiceSettingSchema, WorkerMethods, WorkerVars> = {
+	name: "worker",
+
+	channels: {
+		[CHANNELS.process]: {
+			group: "worker",
+			context: true,
+			maxInFlight: config.workerMaxInFlight,
+			maxRetries: config.jobMaxAttempts,
+			deadLettering: { enabled: true, queueName: DEAD_LETTER_CHANNEL },
+			async handler(this: any, ctx: JobContext, delivery?: Delivery) {
+				const { id } = ctx.params;
+				if (delivery?.exhausted) {
+					await this.fail(ctx, id, `processing never finished in ${delivery.maxAttempts} attempt(s): the worker stopped each time`);
+					return;
+				}
+				try {
+					await this.processImage(ctx, id);
+				} catch (err) {
+					this.logger.warn(`Processing image ${id} failed (attempt ${delivery?.attempt ?? 1}): ${reasonOf(err)}`);
+					// The image is failed on the last attempt; the adapter then dead-letters the job.
+					if (isLastAttempt(delivery)) await this.fail(ctx, id, reasonOf(err));
+					throw err;
+				}
+			}
+		}
+	},
+
+	methods: {
+		async processImage(ctx: JobContext, id: string): Promise<void> {
+			const doc = await ctx.call<ImageDoc | null, { id: string }>("images.find", { id });
+			// Deleted, or finished by an earlier delivery of this message: nothing to do.
+			if (!doc || doc.status !== "processing") return;
+			if (doc.renditions.length === 0) await this.makeRenditions(ctx, doc);
+			await this.handOff(ctx, doc);
+		},
+
+		async makeRenditions(ctx: JobContext, doc: ImageDoc): Promise<void> {
+			const original = await buffer(await ctx.call<Readable, { key: string }>("storage.get", { key: doc.blob }));
+			const { metadata, renditions } = await renderImage(original, { maxInputPixels: config.maxInputPixels });
+			const stored = await Promise.all(renditions.map(rendition => this.storeRendition(ctx, doc, rendition)));
+			const result = await ctx.call<{ applied: boolean; renditions: Rendition[] } | null, object>("images.setProcessed", {
+				id: doc.id,
+				metadata,
+				renditions: stored
+			});
+			if (result?.applied) return;
+			// Another delivery recorded its renditions first, or the image was deleted meanwhile:
+			// release what this run stored, except blobs the recorded set shares (identical plain bytes).
+			const kept = new Set(result?.renditions.map(r => r.blob));
+			const orphans = stored.filter(r => !kept.has(r.blob));
+			await Promise.all(orphans.map(r => ctx.call("storage.release", { key: r.blob, ref: renditionRef(doc.id, r.name) })));
+		},
+
+		async storeRendition(ctx: JobContext, doc: ImageDoc, rendition: RenderedRendition): Promise<Rendition> {
+			const ref = await ctx.call<BlobRef, object>(
+				"storage.put",
+				{ encrypt: doc.encrypted, ref: renditionRef(doc.id, rendition.name), maxBytes: rendition.bytes.length },
+				{ stream: Readable.from([rendition.bytes]) }
+			);
+			const { name, width, height, format } = rendition;
+			return { name, width, height, format, size: ref.size, blob: ref.key };
+		},
+
+		async handOff(ctx: JobContext, doc: ImageDoc): Promise<void> {
+			if (config.classifierModel) {
+				await this.broker.sendToChannel(CHANNELS.classify, { id: doc.id }, { ctx });
+				return;
+			}
+			await ctx.call("images.setStatus", { id: doc.id, status: "ready", from: ["processing"] });
+		},
+
+		async fail(ctx: JobContext, id: string, reason: string): Promise<void> {
+			await ctx.call("images.setStatus", { id, status: "failed", reason, from: ["processing"] });
+		},
+
+		async reconcile(olderThanMs: number): Promise<void> {
+			// One cutoff for the whole pass: images claimed by a batch are newer than it, so the
+			// batches go through the stuck images once each.
+			const before = new Date(Date.now() - olderThanMs).toISOString();
+			try {
+				let requeued = 0;
+				for (;;) {
+					const batch = await this.broker.call<{ requeued: string[] }, object>("images.requeueStuck", { before, limit: RECONCILE_BATCH });
+					requeued += batch.requeued.length;
+					if (batch.requeued.length < RECONCILE_BATCH) break;
+				}
+				if (requeued) this.logger.info(`Reconciler: enqueued ${requeued} image(s) stuck in processing again.`);
+			} catch (err) {
+				// The next period tries again; a failed pass loses nothing.
+				this.logger.warn(`Reconciler pass failed: ${reasonOf(err)}`);
+			}
+		},
+
+		async trimStreams(): Promise<void> {
+			try {
+				await withJobQueue(this.broker, async queue => {
+					for (const channel of await queue.channels()) await queue.trimAcknowledged(channel);
+				});
+			} catch (err) {
+				this.logger.warn(`Trimming the job streams failed: ${reasonOf(err)}`);
+			}
+		}
+	},
+
+	started() {
+		if (config.transporter && this.broker.getLocalService("api")) {
+			this.logger.warn("This node runs the gateway and the worker: image processing competes with requests. Run workers on their own nodes (SERVICES=worker).");
+		}
+		// Embedded mode keeps its queue in memory: after a restart every processing image has lost its job.
+		const atStart = config.transporter ? config.reconcileStuckAfterMs : 0;
+		// Not awaited: a worker node must not wait for the images service to finish starting.
+		void this.broker.waitForServices(["images"]).then(() => this.reconcile(atStart));
+		this.reconcileTimer = setInterval(() => {
+			void this.reconcile(config.reconcileStuckAfterMs);
+			void this.trimStreams();
+		}, config.reconcileIntervalMs);
+		this.reconcileTimer.unref();
+	},
+
+	stopped() {
+		clearInterval(this.reconcileTimer);
+	}
+};
+
+export default worker;
