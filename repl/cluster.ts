@@ -14,7 +14,7 @@ interface NodeInfo {
 	services: { name: string }[];
 }
 
-function nodeRow(node: NodeInfo, now: number) {
+function nodeRow(node: NodeInfo, uptime: number) {
 	return {
 		node: node.id + (node.local ? " (this REPL)" : ""),
 		status: node.available ? "up" : "DOWN",
@@ -23,7 +23,8 @@ function nodeRow(node: NodeInfo, now: number) {
 		moleculer: node.client?.version ?? "?",
 		"cpu %": node.cpu ?? "-",
 		host: node.hostname ?? "?",
-		"heartbeat s ago": node.local || !node.lastHeartbeatTime ? "-" : Math.round((now - node.lastHeartbeatTime) / 100) / 10
+		// Moleculer stamps heartbeats with this process's uptime in whole seconds.
+		"heartbeat s ago": node.local || !node.lastHeartbeatTime ? "-" : Math.max(0, uptime - node.lastHeartbeatTime)
 	};
 }
 
@@ -45,9 +46,9 @@ const commands: ReplCommand[] = [
 		options: [{ option: "-a, --all", description: "include nodes that went away" }],
 		async action(broker: ServiceBroker, args: ReplArgs) {
 			const nodes = broker.registry.getNodeList({ onlyAvailable: !args.options.all, withServices: true }) as unknown as NodeInfo[];
-			const now = Date.now();
+			const uptime = Math.round(process.uptime());
 			console.log(`namespace '${broker.namespace}', ${nodes.filter(node => node.available).length} node(s) up`);
-			console.table(nodes.sort((a, b) => a.id.localeCompare(b.id)).map(node => nodeRow(node, now)));
+			console.table(nodes.sort((a, b) => a.id.localeCompare(b.id)).map(node => nodeRow(node, uptime)));
 			console.table(serviceRows(nodes));
 		}
 	}
