@@ -15,7 +15,7 @@ import { after, before, describe, it } from "node:test";
 import jwt from "jsonwebtoken";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { Client } from "./helpers/client.ts";
-import { ImageHost, labelledJpeg } from "./helpers/image-host.ts";
+import { Gate, ImageHost, labelledJpeg } from "./helpers/image-host.ts";
 import { ADMIN_PASSWORD, SHARED_IMAGES, startServer, type RunningServer } from "./helpers/server.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -334,6 +334,15 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 		assert.ok(retry.ok(), String(retry.status()));
 		await page.getByText("Status: completed with errors").waitFor();
 
+		// Cancel: a job held on its only item ends cancelled.
+		host.gate = new Gate();
+		await page.getByRole("link", { name: "← All imports" }).click();
+		await page.getByLabel("Image URLs, one per line").fill(`${host.url}/gated/cancelled.jpg`);
+		await page.getByRole("button", { name: "Start import" }).click();
+		await page.getByRole("button", { name: "Cancel import" }).click();
+		await page.getByText("Status: cancelled").waitFor();
+		host.gate.open();
+
 		await page.getByRole("link", { name: "← All imports" }).click();
 		await page.getByLabel("Source").selectOption("google-drive");
 		await page.getByLabel("Folder URL or id").fill("https://drive.google.com/drive/folders/web-folder");
@@ -395,6 +404,14 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 		// Keyboard only: Enter submits.
 		await page.getByLabel("Password").press("Enter");
 		await page.getByRole("heading", { name: "Gallery" }).waitFor();
+	});
+
+	it("filters the gallery to public images", async () => {
+		await page.goto(`${server.url}/`);
+		await page.getByLabel("Show").selectOption("public");
+		await page.getByText("1 image", { exact: true }).waitFor();
+		assert.deepEqual(await page.locator(".tile .caption").allInnerTexts(), ["Good dog"]);
+		assert.equal(new URL(page.url()).search, "?scope=public");
 	});
 
 	it("deletes an image after confirmation", async () => {
