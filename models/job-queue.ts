@@ -80,8 +80,25 @@ export class JobQueue {
 		return `${this.prefix}.${channel}`;
 	}
 
-	/** One row per consumer group of every pipeline channel (one row without a group when none consumes it yet). */
-	async stats(channels: string[] = Object.values(CHANNELS)): Promise<QueueRow[]> {
+	/**
+	 * Every job channel with a stream under the prefix (whoever declared it: pipeline, compress,
+	 * imports, ...), plus the pipeline's own even before their first job; the dead letters excluded.
+	 */
+	async channels(): Promise<string[]> {
+		const found = new Set<string>(Object.values(CHANNELS));
+		let cursor = "0";
+		do {
+			const [next, keys] = await this.redis.scan(cursor, "MATCH", `${this.prefix}.*`, "COUNT", 1000, "TYPE", "stream");
+			for (const key of keys) found.add(key.slice(this.prefix.length + 1));
+			cursor = next;
+		} while (cursor !== "0");
+		found.delete(DEAD_LETTER_CHANNEL);
+		return [...found].sort();
+	}
+
+	/** One row per consumer group of each channel (one row without a group when none consumes it yet). */
+	async stats(channels?: string[]): Promise<QueueRow[]> {
+		channels ??= await this.channels();
 		const deadByChannel = new Map<string, number>();
 		for (const letter of await this.deadLetters(DEAD_LETTER_SCAN)) deadByChannel.set(letter.channel, (deadByChannel.get(letter.channel) ?? 0) + 1);
 		const rows: QueueRow[] = [];

@@ -536,20 +536,19 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 		},
 
 		/**
-		 * The reconciler's query: images `processing` without an update for `olderThanMs` (all of
-		 * them with 0) are enqueued again. Each is claimed (its updatedAt bumped) as it is taken, so
-		 * reconcilers on several nodes do not enqueue the same image twice per period.
+		 * The reconciler's query: images `processing` without an update since `before` (an ISO time)
+		 * are enqueued again. Each is claimed (its updatedAt bumped) as it is taken, so reconcilers
+		 * on several nodes do not enqueue the same image twice.
 		 */
 		requeueStuck: {
 			visibility: "public",
 			params: {
 				$$strict: true,
-				olderThanMs: { type: "number", integer: true, min: 0 },
+				before: { type: "string", max: 40 },
 				limit: { type: "number", integer: true, min: 1, max: 10_000 }
 			},
-			async handler(ctx: ImagesContext<{ olderThanMs: number; limit: number }>) {
-				const before = new Date(Date.now() - ctx.params.olderThanMs).toISOString();
-				const stuck = await this.repo.claimStuck(before, ctx.params.limit);
+			async handler(ctx: ImagesContext<{ before: string; limit: number }>) {
+				const stuck = await this.repo.claimStuck(ctx.params.before, ctx.params.limit);
 				for (const doc of stuck) await this.enqueue(ctx, doc);
 				return { requeued: stuck.map(doc => doc.id) };
 			}

@@ -25,7 +25,7 @@ import { renderImage, type RenderedRendition } from "../models/renditions.ts";
 
 const config = getConfig();
 
-/** Images re-enqueued per reconciler query; the next period takes the rest. */
+/** Images re-enqueued per reconciler query (a pass runs as many as it takes). */
 const RECONCILE_BATCH = 500;
 
 type JobContext = Context<{ id: string }>;
@@ -125,9 +125,17 @@ const worker: ServiceSchema<ServiceSettingSchema, WorkerMethods, WorkerVars> = {
 		},
 
 		async reconcile(olderThanMs: number): Promise<void> {
+			// One cutoff for the whole pass: images claimed by a batch are newer than it, so the
+			// batches go through the stuck images once each.
+			const before = new Date(Date.now() - olderThanMs).toISOString();
 			try {
-				const { requeued } = await this.broker.call<{ requeued: string[] }, object>("images.requeueStuck", { olderThanMs, limit: RECONCILE_BATCH });
-				if (requeued.length) this.logger.info(`Reconciler: enqueued ${requeued.length} image(s) stuck in processing again.`);
+				let requeued = 0;
+				for (;;) {
+					const batch = await this.broker.call<{ requeued: string[] }, object>("images.requeueStuck", { before, limit: RECONCILE_BATCH });
+					requeued += batch.requeued.length;
+					if (batch.requeued.length < RECONCILE_BATCH) break;
+				}
+				if (requeued) this.logger.info(`Reconciler: enqueued ${requeued} image(s) stuck in processing again.`);
 			} catch (err) {
 				// The next period tries again; a failed pass loses nothing.
 				this.logger.warn(`Reconciler pass failed: ${reasonOf(err)}`);
@@ -137,7 +145,7 @@ const worker: ServiceSchema<ServiceSettingSchema, WorkerMethods, WorkerVars> = {
 		async trimStreams(): Promise<void> {
 			try {
 				await withJobQueue(this.broker, async queue => {
-					for (const channel of Object.values(CHANNELS)) await queue.trimAcknowledged(channel);
+					for (const channel of await queue.channels()) await queue.trimAcknowledged(channel);
 				});
 			} catch (err) {
 				this.logger.warn(`Trimming the job streams failed: ${reasonOf(err)}`);

@@ -43,6 +43,7 @@ it("trims only the entries every consumer group has read and acknowledged", asyn
 		assert.equal(await queue.trimAcknowledged("jobs"), 1, "up to g1's last delivered entry");
 		assert.deepEqual((await redis.xrange(key, "-", "+")).map(([id]) => id), ids.slice(2), "g1 has not read the last two");
 
+		assert.deepEqual(await queue.channels(), ["imgmesh.classify", "imgmesh.compress", "imgmesh.process", "jobs"], "found by scanning, beside the pipeline's");
 		const stats = await queue.stats(["jobs"]);
 		assert.deepEqual(
 			stats.map(row => [row.group, row.length, row.pending, row.lag]),
