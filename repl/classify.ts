@@ -8,10 +8,11 @@
  * them), with a progress line; an image that fails is reported and the rest go on.
  */
 import type { ServiceBroker } from "moleculer";
+import type { AuthUser } from "../mixins/auth.ts";
 import type { ImageDoc, Page } from "../models/image.ts";
 
 /** The REPL sees every image, as an administrator would. */
-const OPERATOR = { user: { id: "repl", username: "repl", role: "admin" } };
+const OPERATOR: AuthUser = { id: "repl", username: "repl", role: "admin" };
 const PAGE_SIZE = 100;
 const CONCURRENCY = 4;
 
@@ -25,7 +26,7 @@ export interface RetagReport {
 async function* matching(broker: ServiceBroker, query: string | undefined, onTotal: (total: number) => void): AsyncGenerator<ImageDoc> {
 	let cursor: string | undefined;
 	do {
-		const page = await broker.call<Page<ImageDoc>, object>("images.list", { q: query, sort: "createdAt", limit: PAGE_SIZE, cursor }, { meta: OPERATOR });
+		const page = await broker.call<Page<ImageDoc>, object>("images.list", { q: query, sort: "createdAt", limit: PAGE_SIZE, cursor }, { meta: { user: OPERATOR } });
 		onTotal(page.total);
 		yield* page.items;
 		cursor = page.nextCursor ?? undefined;
