@@ -85,6 +85,21 @@ export interface Config {
 	classifierRetries: number;
 
 	// --- imports ---
+	/** Lets imports fetch from loopback/private addresses. Only tests set it. */
+	importAllowPrivateNetworks: boolean;
+	/** Concurrent downloads per node, and per source host on a node. */
+	importConcurrency: number;
+	importPerHostConcurrency: number;
+	/** Per download attempt: connect, headers and any stall in the body. */
+	importTimeoutMs: number;
+	importRetries: number;
+	importRetryBaseMs: number;
+	/** An item or listing held this long by a node that stopped renewing it is taken over. */
+	importLeaseMs: number;
+	/** An unfinished job without progress for this long is resumed by another node. */
+	importStallMs: number;
+	googleApiKey: string | undefined;
+	googleDriveApiUrl: string;
 }
 
 function integer(env: NodeJS.ProcessEnv, name: string, fallback: number, min = 0): number {
@@ -189,6 +204,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		classifierRetries: integer(env, "CLASSIFIER_RETRIES", 2, 0),
 
 		// --- imports ---
+		importAllowPrivateNetworks: boolean(env, "IMPORT_ALLOW_PRIVATE_NETWORKS", false),
+		importConcurrency: integer(env, "IMPORT_CONCURRENCY", 16, 1),
+		importPerHostConcurrency: integer(env, "IMPORT_PER_HOST_CONCURRENCY", 8, 1),
+		importTimeoutMs: integer(env, "IMPORT_TIMEOUT_MS", 30_000, 100),
+		importRetries: integer(env, "IMPORT_RETRIES", 3, 0),
+		importRetryBaseMs: integer(env, "IMPORT_RETRY_BASE_MS", 500, 0),
+		importLeaseMs: integer(env, "IMPORT_LEASE_MS", 5 * 60_000, 1000),
+		importStallMs: integer(env, "IMPORT_STALL_MS", 60_000, 500),
+		googleApiKey: env.GOOGLE_API_KEY || undefined,
+		googleDriveApiUrl: env.GOOGLE_DRIVE_API_URL || "https://www.googleapis.com/drive/v3"
 	};
 }
 

@@ -74,3 +74,10 @@ export class IntegrityError extends Errors.MoleculerServerError {
 		super(message, 500, "INTEGRITY_ERROR", data);
 	}
 }
+
+/** A request lists more things (URLs, files) than one request may carry. */
+export class TooManyItemsError extends MoleculerClientError {
+	constructor(what: string, limit: number) {
+		super(`At most ${limit} ${what} per request`, 413, "TOO_MANY_ITEMS", { limit });
+	}
+}

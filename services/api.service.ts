@@ -8,6 +8,7 @@ import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { getConfig } from "../config/index.ts";
 import { AuthMixin } from "../mixins/auth.ts";
+import { WebAppMixin } from "../mixins/web-app.ts";
 
 const config = getConfig();
 
@@ -104,7 +105,8 @@ const NEVER_EXPOSED = [/^api\./, /^\$node\./];
 
 const api: ServiceSchema<ApiSettingsSchema> = {
 	name: "api",
-	mixins: [ApiGateway as unknown as Partial<ServiceSchema>, AuthMixin],
+	// WebAppMixin first: a mixin earlier in the list overrides later ones (its send404 wins).
+	mixins: [WebAppMixin, ApiGateway as unknown as Partial<ServiceSchema>, AuthMixin],
 
 	settings: {
 		port: config.port,
@@ -125,6 +127,16 @@ const api: ServiceSchema<ApiSettingsSchema> = {
 				authentication: true,
 				authorization: true,
 				bodyParsers: { json: { strict: true, limit: "1mb" }, urlencoded: { extended: false, limit: "64kb" } },
+				onBeforeCall: copyRequestInfo
+			},
+			{
+				// Creating an import takes up to 100,000 URLs: a body limit of its own, not raised for every route.
+				path: "/api/imports",
+				mappingPolicy: "restrict",
+				aliases: { "POST /": "imports.create" },
+				authentication: true,
+				authorization: true,
+				bodyParsers: { json: { strict: true, limit: "16mb" } },
 				onBeforeCall: copyRequestInfo
 			},
 			{

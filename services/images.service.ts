@@ -4,17 +4,17 @@
  */
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
 import type { AuthUser } from "../mixins/auth.ts";
 import { repositoryMixin } from "../mixins/repository.ts";
 import type { BlobRef } from "../models/blob-store.ts";
-import { BadRequestError, NotFoundError, RangeNotSatisfiableError } from "../models/errors.ts";
+import { BadRequestError, ConflictError, NotFoundError, RangeNotSatisfiableError } from "../models/errors.ts";
 import { newId, nowIso } from "../models/ids.ts";
 import type { ImageDoc, ImageFilter, ImageMetadata, ImagePatch, ImageRepository, ImageStatus, Rendition, SortKey, Tag, Viewer, Visibility } from "../models/image.ts";
 import { CHANNELS, renditionRef } from "../models/jobs.ts";
 import { ImageSniffer } from "../models/image-sniffer.ts";
-import { parseMultipart, type UploadedFile } from "../models/multipart.ts";
+import { parseMultipart } from "../models/multipart.ts";
 import { parseRange } from "../models/http-range.ts";
 import { parseSearchQuery } from "../models/search-query.ts";
 import { SqliteImageRepository } from "../models/sqlite-image-repository.ts";
@@ -101,6 +101,13 @@ interface UploadFields {
 	encrypted?: "true" | "false";
 }
 
+/** Where staged bytes come from: who owns them, under which id and file name. */
+interface StagedSource {
+	id: string;
+	owner: { id: string; username: string };
+	filename: string;
+}
+
 interface ImagesVars {
 	repo: ImageRepository;
 	/** fastest-validator checker: true, or the list of problems. */
@@ -110,12 +117,13 @@ interface ImagesMethods {
 	viewerOf(ctx: ImagesContext): Viewer;
 	visibleImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
 	editableImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
-	stageUpload(ctx: ImagesContext, file: UploadedFile, fields: UploadFields, category: string | null): Promise<ImageDoc>;
+	stage(ctx: ImagesContext, stream: Readable, source: StagedSource, fields: UploadFields, category: string | null): Promise<ImageDoc>;
 	uploadOptions(ctx: ImagesContext, rawFields: Readonly<Record<string, string>>): Promise<UploadOptions>;
 	resolveCategory(ctx: ImagesContext, ref: string | undefined): Promise<string | null>;
 	deleteImage(ctx: ImagesContext, doc: ImageDoc): Promise<void>;
 	releaseRenditions(ctx: ImagesContext, id: string, renditions: Rendition[]): Promise<void>;
 	enqueue(ctx: ImagesContext, doc: ImageDoc): Promise<void>;
+	commit(ctx: ImagesContext, doc: ImageDoc): Promise<void>;
 	serveContent(ctx: ImagesContext, doc: ImageDoc): Promise<Readable | null>;
 	serveVariant(ctx: ImagesContext, doc: ImageDoc, spec: TransformSpec, options: VariantOptions): Promise<Readable | null>;
 	serveDownload(ctx: ImagesContext, doc: ImageDoc, query: TransformQuery): Promise<Readable | null>;
@@ -201,19 +209,57 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 					async (file, rawFields) => {
 						options ??= this.uploadOptions(ctx, rawFields);
 						const { fields, category } = await options;
-						return this.stageUpload(ctx, file, fields, category);
+						const source = { id: newId(), owner: ctx.meta.user!, filename: file.filename };
+						return this.stage(ctx, file.stream, source, fields, category);
 					},
 					async staged => {
 						await Promise.all(staged.map(doc => ctx.call("storage.release", { key: doc.blob, ref: doc.id })));
 					}
 				);
-				for (const doc of files) {
-					await this.repo.insert(doc);
-					ctx.emit("image.uploaded", imageEvent(doc));
-					await this.enqueue(ctx, doc);
-				}
+				for (const doc of files) await this.commit(ctx, doc);
 				ctx.meta.$statusCode = 201;
 				return { images: files.map(toPublicImage) };
+			}
+		},
+
+		/**
+		 * Stores an image from `ctx.stream` on behalf of another service (imports): the same
+		 * checks, storage and metadata as an upload. Idempotent per id: a repeated call (a
+		 * redelivered message) returns the image the first one made, with `created: false`.
+		 */
+		ingest: {
+			visibility: "public",
+			params: {
+				$$strict: true,
+				id: ID,
+				owner: ID,
+				ownerName: { type: "string", min: 1, max: 64 },
+				filename: { type: "string", min: 1, max: 255 },
+				category: { type: "string", max: 64, optional: true, nullable: true },
+				tags: UPLOAD_FIELDS.tags,
+				visibility: VISIBILITY,
+				encrypted: UPLOAD_FIELDS.encrypted
+			},
+			async handler(ctx: ImagesContext<{ id: string; owner: string; ownerName: string; filename: string; category?: string | null } & UploadFields>) {
+				if (!(ctx.stream instanceof Readable)) throw new BadRequestError("images.ingest takes the bytes as a stream", "STREAM_REQUIRED");
+				const { id, owner, ownerName, filename, category, ...fields } = ctx.params;
+				const existing = await this.repo.get(id);
+				if (existing) {
+					ctx.stream.resume();
+					return { image: toPublicImage(existing), created: false };
+				}
+				const source = { id, owner: { id: owner, username: ownerName }, filename };
+				const doc = await this.stage(ctx, ctx.stream, source, fields, category ?? null);
+				try {
+					await this.commit(ctx, doc);
+				} catch (err) {
+					// A twin call got there first. Its blob reference is this id too, so it stays; any
+					// other failure is retried with the same id, which finds the stored blob again.
+					const twin = err instanceof ConflictError ? await this.repo.get(id) : null;
+					if (!twin) throw err;
+					return { image: toPublicImage(twin), created: false };
+				}
+				return { image: toPublicImage(doc), created: true };
 			}
 		},
 
@@ -497,20 +543,19 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 		},
 
 		/**
-		 * The reconciler's query: images `processing` without an update for `olderThanMs` (all of
-		 * them with 0) are enqueued again. Each is claimed (its updatedAt bumped) as it is taken, so
-		 * reconcilers on several nodes do not enqueue the same image twice per period.
+		 * The reconciler's query: images `processing` without an update since `before` (an ISO time)
+		 * are enqueued again. Each is claimed (its updatedAt bumped) as it is taken, so reconcilers
+		 * on several nodes do not enqueue the same image twice.
 		 */
 		requeueStuck: {
 			visibility: "public",
 			params: {
 				$$strict: true,
-				olderThanMs: { type: "number", integer: true, min: 0 },
+				before: { type: "string", max: 40 },
 				limit: { type: "number", integer: true, min: 1, max: 10_000 }
 			},
-			async handler(ctx: ImagesContext<{ olderThanMs: number; limit: number }>) {
-				const before = new Date(Date.now() - ctx.params.olderThanMs).toISOString();
-				const stuck = await this.repo.claimStuck(before, ctx.params.limit);
+			async handler(ctx: ImagesContext<{ before: string; limit: number }>) {
+				const stuck = await this.repo.claimStuck(ctx.params.before, ctx.params.limit);
 				for (const doc of stuck) await this.enqueue(ctx, doc);
 				return { requeued: stuck.map(doc => doc.id) };
 			}
@@ -594,15 +639,18 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			return category.id;
 		},
 
-		/** Streams one uploaded file through the sniffer into storage; returns its (unsaved) document. */
-		async stageUpload(ctx: ImagesContext, file: UploadedFile, fields: UploadFields, category: string | null): Promise<ImageDoc> {
-			const id = newId();
+		/**
+		 * Streams one image (an uploaded or imported file) through the sniffer into storage;
+		 * returns its (unsaved) document.
+		 */
+		async stage(ctx: ImagesContext, stream: Readable, source: StagedSource, fields: UploadFields, category: string | null): Promise<ImageDoc> {
+			const { id, owner, filename } = source;
 			const sniffer = new ImageSniffer({ maxBytes: config.maxUploadBytes, maxPixels: config.maxInputPixels });
-			file.stream.on("error", err => sniffer.destroy(err));
+			stream.on("error", err => sniffer.destroy(err));
 			// Its verdict is read from `sniffer.errored` below; storage may not be listening yet
 			// when a small file is refused, and an unheard 'error' would crash the process.
 			sniffer.on("error", () => undefined);
-			file.stream.pipe(sniffer);
+			stream.pipe(sniffer);
 			const encrypted = fields.encrypted === "true";
 			let ref: BlobRef;
 			try {
@@ -614,14 +662,13 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			const probe = sniffer.probe;
 			const now = nowIso();
 			const description = fields.description ?? "";
-			const user = ctx.meta.user!;
 			return {
 				id,
-				owner: user.id,
-				ownerName: user.username,
-				name: fields.name || baseName(file.filename),
+				owner: owner.id,
+				ownerName: owner.username,
+				name: fields.name || baseName(filename),
 				description,
-				filename: file.filename.slice(0, 255),
+				filename: filename.slice(0, 255),
 				contentType: probe.contentType,
 				format: probe.format,
 				size: ref.size,
@@ -655,6 +702,13 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 
 		async releaseRenditions(ctx: ImagesContext, id: string, renditions: Rendition[]): Promise<void> {
 			await Promise.all(renditions.map(r => ctx.call("storage.release", { key: r.blob, ref: renditionRef(id, r.name) })));
+		},
+
+		/** Saves a staged image and hands it to the processing pipeline. */
+		async commit(ctx: ImagesContext, doc: ImageDoc): Promise<void> {
+			await this.repo.insert(doc);
+			ctx.emit("image.uploaded", imageEvent(doc));
+			await this.enqueue(ctx, doc);
 		},
 
 		/**
