@@ -22,6 +22,11 @@ export function brokerOptions(config: Config): BrokerOptions {
 		// Caches actions that opt in (`cache:`), e.g. the gateway's per-request identity look-up.
 		cacher: { type: "Memory", options: { ttl: 30, clone: false } },
 		tracking: { enabled: true, shutdownTimeout: 30_000 },
+		// Embedded mode's job queue (the channels Fake adapter) is a bulkheaded event per channel:
+		// Moleculer's default bound of 100 waiting would drop a burst's jobs (an import of 400
+		// images enqueues 400 at once). Jobs are tiny ({id}), so the queue is unbounded; bulkheads
+		// stay off unless an action or event enables its own (with its own bound).
+		bulkhead: { enabled: false, maxQueueSize: 0 },
 		registry: { strategy: "RoundRobin", preferLocal: true },
 		metrics: { enabled: false },
 		tracing: { enabled: false },
