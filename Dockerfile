@@ -1,5 +1,12 @@
-# imgmesh node image. TypeScript runs through Node's type stripping, so there is no build step
-# and no dev dependency in the image.
+# imgmesh node image. The server's TypeScript runs through Node's type stripping; only the web
+# app is built (tsc, a dev dependency), in a first stage, so no dev dependency is in the image.
+FROM node:24-slim AS web
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY web ./web
+RUN node web/build.ts
+
 FROM node:24-slim
 WORKDIR /app
 ENV NODE_ENV=production \
@@ -9,8 +16,11 @@ ENV NODE_ENV=production \
     # Same runtime tuning as `npm start` (see README, Benchmarks): freed large buffers go back to the OS.
     MALLOC_MMAP_THRESHOLD_=131072
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+# --ignore-scripts: `prepare` builds the web app, which needs the dev dependencies (done above);
+# no production dependency needs an install script (onnxruntime-node's would be skipped anyway).
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY . .
+COPY --from=web /app/dist/web ./dist/web
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME /data

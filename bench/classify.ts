@@ -1,38 +1,56 @@
 /**
- * Classifier benchmark (`npm run bench:classify`, i.e. `node bench/classify.ts`), for each shipped
- * ../shared model, side by side in one run:
+ * Classifier benchmark (`npm run bench:classify`, i.e. `node bench/classify.ts`), side by side in
+ * one run:
  *
  *  a. raw inference, the compute bound: onnxruntime `session.run` on one prepared input tensor,
- *     back to back, in this thread (the baseline).
+ *     back to back, in this thread (the baseline), for each shipped ../shared model.
  *  b. full classify of distinct 1125x750 JPEGs (variants of the two shared 1125x750 photos, made
  *     before timing; sharp's cache off): sharp decode + preprocessing + inference in the worker
  *     session, as the classifier service does it. Once one at a time (latency), once with
  *     BENCH_CONCURRENCY in flight (throughput: decoding overlaps inference).
- *  Event-loop delay of this thread is measured during a and b: raw runs stall it, the worker
- *  pool must not. The runs alternate in BENCH_ROUNDS rounds, so this noisy shared machine's load
- *  falls on all of them alike.
+ *     Event-loop lag of this thread is measured during a and b: raw runs stall it, the worker
+ *     pool must not. The runs alternate in BENCH_ROUNDS rounds, so this noisy shared machine's
+ *     load falls on all of them alike. Goal: full classify >= 0.5x raw inference throughput.
+ *  c. the async pipeline end to end (first model) on the local Redis, in a namespace of its own:
+ *     a gateway node (api, users, images, categories, storage, health, worker) and 1, then 2
+ *     classifier nodes (SERVICES=classifier), started like `npm start`. A broker in this process
+ *     hears image.ready. One image at a time, upload start -> ready is compared with the sum of
+ *     the steps: the upload's response time, plus the worker's sharp work (renderImage) and a full
+ *     classify each measured alone in this process (goal: overhead <= 15 %); then images/s for
+ *     BENCH_PIPELINE_IMAGES uploads BENCH_UPLOAD_CONCURRENCY at a time.
  *
- * Goal: full classify throughput >= 0.5x raw inference (preprocessing costs no more than
- * inference). Prints a table; writes bench/results/classify-<timestamp>.json and classify-latest.json.
+ * Prints tables; writes bench/results/classify-<timestamp>.json and classify-latest.json.
  *
  * Environment (defaults in brackets):
- *   BENCH_IMAGES [200]        images per measured run
- *   BENCH_VARIANTS [40]       distinct JPEGs made for part b (cycled)
- *   BENCH_CONCURRENCY [4]     classifications in flight in part b's throughput run
- *   BENCH_THREADS [0]         onnxruntime intra-op threads (0 = its default), for a and b alike
- *   BENCH_ROUNDS [5]          rounds; each round runs every kind of run once, in turn
+ *   BENCH_PARTS [classify,pipeline]  parts to run (classify = a and b, pipeline = c)
+ *   BENCH_IMAGES [200]               images per measured run of a and b
+ *   BENCH_VARIANTS [40]              distinct JPEGs made (cycled)
+ *   BENCH_CONCURRENCY [4]            classifications in flight in b's throughput run
+ *   BENCH_THREADS [0]                onnxruntime intra-op threads (0 = its default), everywhere
+ *   BENCH_ROUNDS [5]                 rounds of a and b; each round runs every kind once, in turn
+ *   BENCH_PIPELINE_SEQUENTIAL [20]   images sent one at a time in c (latency)
+ *   BENCH_PIPELINE_IMAGES [60]       images sent in c's throughput run
+ *   BENCH_UPLOAD_CONCURRENCY [4]     uploads in flight in c's throughput run
+ *   BENCH_CLASSIFIERS [1,2]          classifier process counts in c, one cluster each
+ *   REDIS_URL [redis://127.0.0.1:6379]
  */
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { randomUUID } from "node:crypto";
+import { tmpdir } from "node:os";
 import { createHistogram, performance } from "node:perf_hooks";
+import { ServiceBroker, type BrokerOptions, type Context } from "moleculer";
 import { fileURLToPath } from "node:url";
 import sharp from "sharp";
 import { allocateInput, channelMap, decodeForModel, writeInput } from "../models/classifier-input.ts";
 import { loadManifest, type LoadedManifest } from "../models/classifier-manifest.ts";
 import { ClassifierPool } from "../models/classifier-pool.ts";
 import { inputDims, inputTensor, openSession } from "../models/classifier-onnx.ts";
-import { SHARED_IMAGES } from "../test/helpers/server.ts";
-import { envInt, machineInfo, printTable, round, saveResults, summarize, type Summary } from "./lib.ts";
+import { renderImage } from "../models/renditions.ts";
+import { Client } from "../test/helpers/client.ts";
+import { startNode, type Node } from "../test/helpers/jobs.ts";
+import { SHARED_IMAGES, startServer, type RunningServer } from "../test/helpers/server.ts";
+import { envInt, machineInfo, printTable, round, saveResults, summarize, uploadMultipart, type Summary } from "./lib.ts";
 
 const MODELS = ["mobilenet-v2-uint8.json", "squeezenet-fp16.json"].map(file => fileURLToPath(new URL(`../config/models/${file}`, import.meta.url)));
 const PHOTOS = ["mug-cc0.jpeg", "binoculars-cc0.jpeg"];
@@ -43,8 +61,14 @@ const params = {
 	variants: envInt("BENCH_VARIANTS", 40, 1),
 	concurrency: envInt("BENCH_CONCURRENCY", 4, 1),
 	threads: envInt("BENCH_THREADS", 0, 0),
-	rounds: envInt("BENCH_ROUNDS", 5, 1)
+	rounds: envInt("BENCH_ROUNDS", 5, 1),
+	parts: (process.env.BENCH_PARTS ?? "classify,pipeline").split(",").map(part => part.trim()),
+	pipelineSequential: envInt("BENCH_PIPELINE_SEQUENTIAL", 20, 1),
+	pipelineImages: envInt("BENCH_PIPELINE_IMAGES", 60, 1),
+	uploadConcurrency: envInt("BENCH_UPLOAD_CONCURRENCY", 4, 1),
+	classifiers: (process.env.BENCH_CLASSIFIERS ?? "1,2").split(",").map(Number).filter(n => Number.isInteger(n) && n > 0)
 };
+const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
 interface RunResult {
 	latencyMs: Summary;
@@ -155,11 +179,140 @@ async function benchModel(manifestPath: string, variants: Buffer[]) {
 	}
 }
 
+// ---------------------------------------------------------------------------------------------
+// c. The async pipeline end to end, on a local Redis cluster
+// ---------------------------------------------------------------------------------------------
+
+/** A broker in this process joined to the cluster: the time each image.ready event arrives, by image id. */
+async function readyListener(namespace: string) {
+	const readyAt = new Map<string, number>();
+	const waiting = new Map<string, () => void>();
+	const broker = new ServiceBroker({ nodeID: "bench", namespace, transporter: REDIS_URL as BrokerOptions["transporter"], logger: false });
+	broker.createService({
+		name: "bench-classify",
+		events: {
+			"image.ready"(ctx: Context<{ id: string }>) {
+				readyAt.set(ctx.params.id, performance.now());
+				waiting.get(ctx.params.id)?.();
+			}
+		}
+	});
+	await broker.start();
+	const ready = (id: string) => (readyAt.has(id) ? Promise.resolve() : new Promise<void>(resolve => waiting.set(id, resolve)));
+	return { broker, readyAt, ready };
+}
+
+interface PipelineRun {
+	classifiers: number;
+	/** One image at a time: upload response, and upload start -> image.ready. */
+	uploadMs: Summary;
+	endToEndMs: Summary;
+	/** The same images' steps alone, timed right after each went through. */
+	renderMs: Summary;
+	classifyMs: Summary;
+	/** PIPELINE_IMAGES uploaded BENCH_UPLOAD_CONCURRENCY at a time, first upload -> last image.ready. */
+	throughput: { images: number; elapsedS: number; imagesPerS: number };
+}
+
+/**
+ * One cluster: a gateway node with everything but the classifier (the worker included) and
+ * `classifiers` classifier nodes, started like `npm start`, on Redis under a namespace of its own.
+ */
+async function pipelineRun(manifestPath: string, files: Buffer[], classifiers: number, steps: Awaited<ReturnType<typeof stepTimer>>): Promise<PipelineRun> {
+	const namespace = `imgmesh-bench-classify-${randomUUID()}`;
+	const dataDir = mkdtempSync(join(tmpdir(), "imgmesh-bench-classify-"));
+	const cluster = { TRANSPORTER: REDIS_URL, NAMESPACE: namespace, CLASSIFIER_MODEL: manifestPath, CLASSIFIER_THREADS: String(params.threads), RATE_LIMIT_PER_MINUTE: "0" };
+	const listener = await readyListener(namespace);
+	const nodes: Node[] = [];
+	let gateway: RunningServer | undefined;
+	try {
+		// One after the other: the first one writes the data directory's generated secrets.
+		for (let i = 0; i < classifiers; i++) nodes.push(await startNode(dataDir, { ...cluster, SERVICES: "classifier", NODE_ID: `classifier-${i}` }));
+		gateway = await startServer({ ...cluster, SERVICES: "api,users,images,categories,storage,health,worker", NODE_ID: "gateway" }, { dataDir });
+		const client = await new Client(gateway.url).register("bench");
+		const url = `${gateway.url}/api/images`;
+		const upload = async (bytes: Buffer, index: number) => {
+			const res = await uploadMultipart(url, {}, { filename: `v${index}.jpg`, contentType: "image/jpeg", source: bytes }, { token: client.token });
+			if (res.status !== 201) throw new Error(`upload: ${res.status} ${JSON.stringify(res.body)}`);
+			return { id: (res.body as { images: { id: string }[] }).images[0]!.id, ms: res.ms };
+		};
+		const uploadMs: number[] = [];
+		const endToEndMs: number[] = [];
+		for (let i = 0; i < params.pipelineSequential; i++) {
+			const t0 = performance.now();
+			const { id, ms } = await upload(files[i % files.length]!, i);
+			await listener.ready(id);
+			uploadMs.push(ms);
+			endToEndMs.push(listener.readyAt.get(id)! - t0);
+			await steps.measure(files[i % files.length]!);
+		}
+		const started = performance.now();
+		const ids: string[] = [];
+		let next = 0;
+		await Promise.all(
+			Array.from({ length: params.uploadConcurrency }, async () => {
+				while (next < params.pipelineImages) {
+					const index = next++;
+					ids.push((await upload(files[index % files.length]!, index)).id);
+				}
+			})
+		);
+		await Promise.all(ids.map(id => listener.ready(id)));
+		const elapsedS = (Math.max(...ids.map(id => listener.readyAt.get(id)!)) - started) / 1000;
+		return {
+			classifiers,
+			uploadMs: summarize(uploadMs),
+			endToEndMs: summarize(endToEndMs),
+			...steps.summary(),
+			throughput: { images: ids.length, elapsedS: round(elapsedS), imagesPerS: round(ids.length / elapsedS) }
+		};
+	} finally {
+		await gateway?.stop({ keepData: true });
+		await Promise.all(nodes.map(node => node.stop()));
+		await listener.broker.stop();
+		rmSync(dataDir, { recursive: true, force: true });
+	}
+}
+
+/**
+ * The pipeline's steps alone, in this process: the worker's sharp work (renderImage) and a full
+ * classify. Timed right after each image went through the pipeline, so both see the same load.
+ */
+async function stepTimer(manifestPath: string) {
+	const manifest = loadManifest(manifestPath);
+	const pool = await ClassifierPool.open(manifestPath, manifest, { sessions: 1, threads: params.threads, maxBatch: 8, batchWindowMs: 2 });
+	const renderMs: number[] = [];
+	const classifyMs: number[] = [];
+	const time = async (into: number[] | null, work: () => Promise<unknown>) => {
+		const t0 = performance.now();
+		await work();
+		into?.push(performance.now() - t0);
+	};
+	return {
+		/** Times both steps on `file`; `record` false for warm-up. */
+		async measure(file: Buffer, record = true) {
+			await time(record ? renderMs : null, () => renderImage(file, { maxInputPixels: MAX_PIXELS }));
+			await time(record ? classifyMs : null, async () => pool.classify(await decodeForModel(file, manifest, MAX_PIXELS)));
+		},
+		summary: () => ({ renderMs: summarize(renderMs), classifyMs: summarize(classifyMs) }),
+		close: () => pool.close()
+	};
+}
+
 async function main(): Promise<void> {
 	sharp.cache(false);
 	const startedAt = new Date();
 	console.log(`Preparing ${params.variants} distinct 1125x750 JPEGs...`);
 	const variants = await makeVariants(params.variants);
+	const results: Record<string, unknown> = { benchmark: "classify", startedAt: startedAt.toISOString(), machine: machineInfo(), parameters: params };
+	if (params.parts.includes("classify")) results.models = await classifyParts(variants);
+	if (params.parts.includes("pipeline")) results.pipeline = await pipelinePart(variants);
+	const path = saveResults("classify", results);
+	console.log(`\nSaved ${path}`);
+}
+
+/** Parts a and b for every model. */
+async function classifyParts(variants: Buffer[]) {
 	const models = [];
 	for (const path of MODELS) {
 		console.log(`Benchmarking ${path}...`);
@@ -180,8 +333,47 @@ async function main(): Promise<void> {
 		["model", "raw images/s", "full images/s", "ratio", "goal met"],
 		models.map(m => [m.model, m.raw.imagesPerS, m.concurrent.imagesPerS, m.ratio, m.ratio >= 0.5 ? "yes" : "NO"])
 	);
-	const path = saveResults("classify", { benchmark: "classify", startedAt: startedAt.toISOString(), machine: machineInfo(), parameters: params, models });
-	console.log(`\nSaved ${path}`);
+	return models;
+}
+
+/** Part c with the first model: the pipeline with 1 and 2 classifier processes, next to its steps alone. */
+async function pipelinePart(variants: Buffer[]) {
+	const manifestPath = MODELS[0]!;
+	const runs: PipelineRun[] = [];
+	for (const classifiers of params.classifiers) {
+		console.log(`Pipeline with ${classifiers} classifier process(es)...`);
+		const steps = await stepTimer(manifestPath);
+		try {
+			for (const file of variants.slice(0, 3)) await steps.measure(file, false); // warm-up
+			runs.push(await pipelineRun(manifestPath, variants, classifiers, steps));
+		} finally {
+			await steps.close();
+		}
+	}
+	const withOverhead = runs.map(run => {
+		const sumOfSteps = run.uploadMs.p50 + run.renderMs.p50 + run.classifyMs.p50;
+		return { ...run, sumOfStepsP50Ms: round(sumOfSteps), overhead: round(run.endToEndMs.p50 / sumOfSteps - 1, 3) };
+	});
+	printTable(
+		`Pipeline end to end (${params.pipelineSequential} images one at a time): upload -> image.ready vs the sum of its steps (p50)`,
+		["classifier processes", "upload ms", "render ms (alone)", "classify ms (alone)", "sum ms", "end to end ms", "overhead", "goal <= 15%"],
+		withOverhead.map(run => [
+			run.classifiers,
+			run.uploadMs.p50,
+			run.renderMs.p50,
+			run.classifyMs.p50,
+			run.sumOfStepsP50Ms,
+			run.endToEndMs.p50,
+			`${round(run.overhead * 100, 1)} %`,
+			run.overhead <= 0.15 ? "yes" : "NO"
+		])
+	);
+	printTable(
+		`Pipeline throughput: ${params.pipelineImages} images, ${params.uploadConcurrency} uploads in flight, first upload -> last image.ready`,
+		["classifier processes", "elapsed s", "images/s"],
+		runs.map(run => [run.classifiers, run.throughput.elapsedS, run.throughput.imagesPerS])
+	);
+	return { model: loadManifest(manifestPath).id, runs: withOverhead };
 }
 
 main().catch(err => {

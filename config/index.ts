@@ -59,7 +59,7 @@ export interface Config {
 	transformConcurrency: number;
 	/** AVIF encodes at once per transform node: each can hold a core for seconds. */
 	transformAvifConcurrency: number;
-	/** Renders waiting per bulkhead before requests are refused with 429. */
+	/** Renders waiting per bulkhead before requests are refused with 429 (at least 1: Moleculer reads 0 as unbounded). */
 	transformQueueSize: number;
 	/** AVIF encoder effort, 0 (fastest) to 9 (smallest). */
 	transformAvifEffort: number;
@@ -189,7 +189,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		transformCacheMaxBytes: integer(env, "TRANSFORM_CACHE_MAX_BYTES", 512 * 1024 * 1024, 0),
 		transformConcurrency: integer(env, "TRANSFORM_CONCURRENCY", availableParallelism(), 1),
 		transformAvifConcurrency: integer(env, "TRANSFORM_AVIF_CONCURRENCY", 1, 1),
-		transformQueueSize: integer(env, "TRANSFORM_QUEUE_SIZE", 100, 0),
+		transformQueueSize: integer(env, "TRANSFORM_QUEUE_SIZE", 100, 1),
 		transformAvifEffort: bounded(env, "TRANSFORM_AVIF_EFFORT", 3, 0, 9),
 		transformThreads: integer(env, "TRANSFORM_THREADS", 1, 1),
 

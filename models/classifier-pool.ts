@@ -123,7 +123,11 @@ export class ClassifierPool {
 		this.sessions.splice(index, 1);
 		for (const pending of session.running ?? []) pending.reject(err);
 		session.running = null;
-		if (!this.closed) this.startSession().catch(() => undefined);
+		if (this.closed) return;
+		this.startSession().catch((restartError: Error) => {
+			// No session left and none can start: waiting requests would wait forever.
+			if (this.sessions.length === 0) for (const pending of this.queue.splice(0)) pending.reject(restartError);
+		});
 	}
 
 	private finish(session: Session, reply: Extract<WorkerReply, { type: "result" | "error" }>): void {

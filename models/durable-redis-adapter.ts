@@ -16,6 +16,12 @@
  *    never finished: the worker died) reaches the handler flagged `exhausted` so it can record the
  *    failure without redoing the work. The upstream sweep is switched off.
  *
+ * Also: an entry that cannot be deserialized is dead-lettered at once (upstream let the
+ * exception escape the read loop as an unhandled rejection, on every worker that claimed it).
+ *
+ * And: while a handler runs, its entry's idle time is refreshed (XCLAIM JUSTID, which leaves the
+ * delivery counter alone), so only a consumer that is gone has its jobs claimed by others.
+ *
  * The handler's second argument carries `{ payload, headers, attempt, maxAttempts, exhausted }`
  * (models/jobs.ts Delivery).
  */
@@ -40,8 +46,8 @@ interface Message {
 	headers: Record<string, unknown> | undefined;
 	/** The serialized payload, moved as is to the dead-letter stream. */
 	serialized: Buffer;
-	/** The entry's delivery counter, or null when it is no longer pending (another consumer acked it). */
-	attempt: number | null;
+	/** The entry's delivery counter. */
+	attempt: number;
 }
 
 export class DurableRedisAdapter extends RedisAdapter {
@@ -56,19 +62,20 @@ export class DurableRedisAdapter extends RedisAdapter {
 	}
 
 	async processMessage(chan: RedisChannel, message: any[]): Promise<void> {
-		const parsed = this.parseMessage(message) as { ids: string[]; parsedMessages: unknown[]; parsedHeaders: (Record<string, unknown> | undefined)[]; serializedMessages: Buffer[] };
-		const { ids } = parsed;
+		// XREADGROUP / XAUTOCLAIM reply: [[stream, [[id, [field, value, ...]], ...]]].
+		const entries = message[0][1] as [Buffer, Buffer[]][];
+		const ids = entries.map(([id]) => id.toString());
 		this.addChannelActiveMessages(chan.id, ids);
 		try {
 			const attempts = await this.deliveryCounts(chan, ids);
-			const messages: Message[] = ids.map((id, i) => ({
-				id,
-				payload: parsed.parsedMessages[i],
-				headers: parsed.parsedHeaders[i],
-				serialized: parsed.serializedMessages[i]!,
-				attempt: attempts[i] ?? null
-			}));
-			await Promise.all(messages.filter(m => m.attempt !== null).map(m => this.deliver(chan as Chan, m)));
+			await Promise.all(
+				entries.map(([, fields], i) => {
+					const attempt = attempts[i];
+					// No longer pending: another consumer acknowledged it meanwhile.
+					if (attempt === undefined) return undefined;
+					return this.handleEntry(chan as Chan, ids[i]!, attempt, fields);
+				})
+			);
 		} catch (err) {
 			// The read loop does not await this method: a rejection here would be unhandled. What
 			// was not acked stays pending and is claimed again after minIdleTime.
@@ -114,8 +121,26 @@ export class DurableRedisAdapter extends RedisAdapter {
 		});
 	}
 
+	/** Fields of an entry as the upstream adapter writes them: payload, then optionally headers. */
+	private async handleEntry(chan: Chan, id: string, attempt: number, fields: Buffer[]): Promise<void> {
+		const serialized = fields[1]!;
+		let message: Message;
+		try {
+			const headers = fields[2]?.toString() === "headers" ? (this.serializer.deserialize(fields[3]) as Record<string, unknown>) : undefined;
+			message = { id, payload: this.serializer.deserialize(serialized), headers, serialized, attempt };
+		} catch (err) {
+			// Unreadable (not written by a producer of ours): no handler can take it, and leaving it
+			// pending would have every worker trip over it again.
+			const unreadable = { id, payload: undefined, headers: undefined, serialized, attempt };
+			await this.deadLetter(chan, unreadable, `unreadable message: ${err instanceof Error ? err.message : String(err)}`);
+			await this.client(this.pubName).xack(chan.name, chan.group, id);
+			return;
+		}
+		await this.deliver(chan, message);
+	}
+
 	private async deliver(chan: Chan, m: Message): Promise<void> {
-		const attempt = m.attempt!;
+		const attempt = m.attempt;
 		const exhausted = attempt > chan.maxAttempts;
 		const delivery: Delivery & { payload: unknown; headers?: Record<string, unknown> } = {
 			payload: m.payload,
@@ -124,6 +149,10 @@ export class DurableRedisAdapter extends RedisAdapter {
 			maxAttempts: chan.maxAttempts,
 			exhausted
 		};
+		// While the handler runs, its entry is kept fresh: minIdleTime then means "the consumer
+		// is gone", not "the job takes long". Without it a job running longer than minIdleTime was
+		// claimed again (even by the same consumer), ran twice at once and used up its attempts.
+		const keepAlive = setInterval(() => void this.touch(chan, m.id), Math.max(10, Math.floor(chan.redis.minIdleTime / 3)));
 		try {
 			await chan.handler(m.payload, delivery);
 			if (exhausted) await this.deadLetter(chan, m, `no delivery finished in ${chan.maxAttempts} attempt(s)`);
@@ -132,8 +161,19 @@ export class DurableRedisAdapter extends RedisAdapter {
 			// Not acked: the entry stays pending and XAUTOCLAIM delivers it again after minIdleTime.
 			if (attempt < chan.maxAttempts) return;
 			await this.deadLetter(chan, m, err instanceof Error ? err.message : String(err));
+		} finally {
+			clearInterval(keepAlive);
 		}
 		await this.client(this.pubName).xack(chan.name, chan.group, m.id);
+	}
+
+	/** Resets the idle time of an entry this consumer works on; JUSTID leaves the delivery counter alone. */
+	private async touch(chan: Chan, id: string): Promise<void> {
+		try {
+			await this.client(this.claimName).xclaim(chan.name, chan.group, chan.id, 0, id, "JUSTID");
+		} catch (err) {
+			this.logger.warn(`Could not refresh the idle time of ${id} on ${chan.name}: ${err instanceof Error ? err.message : String(err)}`);
+		}
 	}
 
 	private async deadLetter(chan: Chan, m: Message, reason: string): Promise<void> {

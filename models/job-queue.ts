@@ -3,8 +3,9 @@
  * the REPL's `queue` and `jobs dead|retry` commands show and do. Stream keys are
  * `<NAMESPACE>.<channel>`, as DurableRedisAdapter names them.
  */
-import type { Redis } from "ioredis";
-import { HEADER_ATTEMPTS, HEADER_ERROR } from "./durable-redis-adapter.ts";
+import { Redis } from "ioredis";
+import type { ServiceBroker } from "moleculer";
+import { DurableRedisAdapter, HEADER_ATTEMPTS, HEADER_ERROR } from "./durable-redis-adapter.ts";
 import { CHANNELS, DEAD_LETTER_CHANNEL } from "./jobs.ts";
 
 /** Dead letters read at most (the dead-letter stream is meant to stay short: retry or drop them). */
@@ -35,6 +36,30 @@ export interface DeadLetter {
 	attempts: number | null;
 }
 
+/** "<ms>-<seq>" stream ids compared as numbers. */
+function idBefore(a: string, b: string): boolean {
+	const [aMs, aSeq] = a.split("-").map(BigInt);
+	const [bMs, bSeq] = b.split("-").map(BigInt);
+	return aMs! < bMs! || (aMs === bMs && aSeq! < bSeq!);
+}
+
+/**
+ * Runs `work` on the job streams of the broker's Redis channel adapter, over a connection of its
+ * own; null in embedded mode (the in-process queue has no streams).
+ */
+export async function withJobQueue<T>(broker: ServiceBroker, work: (queue: JobQueue) => Promise<T>): Promise<T | null> {
+	const adapter = (broker as ServiceBroker & { channelAdapter?: unknown }).channelAdapter;
+	if (!(adapter instanceof DurableRedisAdapter)) return null;
+	// mixins/channels.ts gives the adapter `redis: { url, consumerOptions }`.
+	const { url } = adapter.opts.redis as unknown as { url: string };
+	const redis = new Redis(url);
+	try {
+		return await work(new JobQueue(redis, String(adapter.opts.prefix)));
+	} finally {
+		redis.disconnect();
+	}
+}
+
 /** Pairs a Redis reply's flat [field, value, ...] list into an object. */
 function fields(flat: unknown[]): Record<string, unknown> {
 	const result: Record<string, unknown> = {};
@@ -55,8 +80,25 @@ export class JobQueue {
 		return `${this.prefix}.${channel}`;
 	}
 
-	/** One row per consumer group of every pipeline channel (one row without a group when none consumes it yet). */
-	async stats(channels: string[] = Object.values(CHANNELS)): Promise<QueueRow[]> {
+	/**
+	 * Every job channel with a stream under the prefix (whoever declared it: pipeline, compress,
+	 * imports, ...), plus the pipeline's own even before their first job; the dead letters excluded.
+	 */
+	async channels(): Promise<string[]> {
+		const found = new Set<string>(Object.values(CHANNELS));
+		let cursor = "0";
+		do {
+			const [next, keys] = await this.redis.scan(cursor, "MATCH", `${this.prefix}.*`, "COUNT", 1000, "TYPE", "stream");
+			for (const key of keys) found.add(key.slice(this.prefix.length + 1));
+			cursor = next;
+		} while (cursor !== "0");
+		found.delete(DEAD_LETTER_CHANNEL);
+		return [...found].sort();
+	}
+
+	/** One row per consumer group of each channel (one row without a group when none consumes it yet). */
+	async stats(channels?: string[]): Promise<QueueRow[]> {
+		channels ??= await this.channels();
 		const deadByChannel = new Map<string, number>();
 		for (const letter of await this.deadLetters(DEAD_LETTER_SCAN)) deadByChannel.set(letter.channel, (deadByChannel.get(letter.channel) ?? 0) + 1);
 		const rows: QueueRow[] = [];
@@ -89,6 +131,25 @@ export class JobQueue {
 
 	async deadLetter(id: string): Promise<DeadLetter | null> {
 		return this.parse(await this.redis.xrange(this.key(DEAD_LETTER_CHANNEL), id, id))[0] ?? null;
+	}
+
+	/**
+	 * Deletes the entries of a channel's stream that every consumer group has read and
+	 * acknowledged (streams are never trimmed otherwise); returns how many went. Nothing goes while
+	 * no group exists: the first worker's group starts at the beginning. Safe to run anywhere, any time.
+	 */
+	async trimAcknowledged(channel: string): Promise<number> {
+		const key = this.key(channel);
+		if (!(await this.redis.exists(key))) return 0;
+		const groups = ((await this.redis.xinfo("GROUPS", key)) as unknown[][]).map(fields);
+		let floor: string | null = null;
+		for (const group of groups) {
+			const [count, oldest] = (await this.redis.xpending(key, String(group.name))) as [number, string | null];
+			// The oldest unacknowledged entry stays; without any, everything up to the last delivered one may go.
+			const keep = count > 0 && oldest ? oldest : String(group["last-delivered-id"]);
+			if (floor === null || idBefore(keep, floor)) floor = keep;
+		}
+		return floor === null ? 0 : this.redis.xtrim(key, "MINID", floor);
 	}
 
 	/** Removes a dead letter (after it was sent again); true if it was there. */

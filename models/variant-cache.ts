@@ -85,8 +85,11 @@ export class VariantIndex {
 		this.#db.prepare("DELETE FROM variants WHERE key = ?").run(key);
 	}
 
-	/** Drops least recently used entries until the total is within `maxBytes`; returns them. */
-	evictBeyond(maxBytes: number): CachedVariant[] {
+	/**
+	 * Drops least recently used entries until the total is within `maxBytes`, or only `keep` is
+	 * left over it (the entry just made, which its requests are about to read); returns them.
+	 */
+	evictBeyond(maxBytes: number, keep?: string): CachedVariant[] {
 		return transaction(this.#db, () => {
 			const { total } = this.#db.prepare("SELECT coalesce(sum(size), 0) AS total FROM variants").get() as { total: number };
 			const evicted: CachedVariant[] = [];
@@ -94,6 +97,7 @@ export class VariantIndex {
 			if (excess <= 0) return evicted;
 			for (const row of this.#db.prepare(`SELECT ${COLUMNS} FROM variants ORDER BY used`).iterate() as Iterable<CachedVariant>) {
 				if (excess <= 0) break;
+				if (row.key === keep) continue;
 				evicted.push({ ...row });
 				excess -= row.size;
 			}

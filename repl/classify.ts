@@ -9,18 +9,14 @@
  * them), with a progress line; an image that fails is reported and the rest go on.
  */
 import type { ServiceBroker } from "moleculer";
+import type { AuthUser } from "../mixins/auth.ts";
 import type { ImageDoc, Page } from "../models/image.ts";
+import type { ReplCommand } from "./jobs.ts";
 
 /** The REPL sees every image, as an administrator would. */
-const OPERATOR = { user: { id: "repl", username: "repl", role: "admin" } };
+const OPERATOR: AuthUser = { id: "repl", username: "repl", role: "admin" };
 const PAGE_SIZE = 100;
 const CONCURRENCY = 4;
-
-interface RetagArgs {
-	action: string;
-	query?: string[];
-	options: { all?: boolean };
-}
 
 export interface RetagReport {
 	total: number;
@@ -32,7 +28,7 @@ export interface RetagReport {
 async function* matching(broker: ServiceBroker, query: string | undefined, onTotal: (total: number) => void): AsyncGenerator<ImageDoc> {
 	let cursor: string | undefined;
 	do {
-		const page = await broker.call<Page<ImageDoc>, object>("images.list", { q: query, sort: "createdAt", limit: PAGE_SIZE, cursor }, { meta: OPERATOR });
+		const page = await broker.call<Page<ImageDoc>, object>("images.list", { q: query, sort: "createdAt", limit: PAGE_SIZE, cursor }, { meta: { user: OPERATOR } });
 		onTotal(page.total);
 		yield* page.items;
 		cursor = page.nextCursor ?? undefined;
@@ -47,8 +43,9 @@ export async function retag(broker: ServiceBroker, query: string | undefined, pr
 		// Workers share the generator: each image is taken once.
 		for await (const image of images) {
 			try {
-				await broker.call("classifier.tag", { id: image.id });
-				report.tagged++;
+				const labels = await broker.call("classifier.tag", { id: image.id });
+				if (labels) report.tagged++;
+				else report.failed.push({ id: image.id, error: "not tagged: deleted meanwhile, or the classifier could not (see its log)" });
 			} catch (err) {
 				report.failed.push({ id: image.id, error: (err as Error).message });
 			}
@@ -59,14 +56,14 @@ export async function retag(broker: ServiceBroker, query: string | undefined, pr
 	return report;
 }
 
-export default [
+const commands: ReplCommand[] = [
 	{
 		command: "images <action> [query...]",
 		description: "images retag <search query> | images retag --all: classify images again, replacing their automatic tags",
 		options: [{ option: "--all", description: "retag every image" }],
-		async action(broker: ServiceBroker, args: RetagArgs) {
-			const query = (args.query ?? []).join(" ").trim();
-			if (args.action !== "retag" || (!query && !args.options.all)) {
+		async action(broker, args) {
+			const query = ((args.query as string[] | undefined) ?? []).join(" ").trim();
+			if (args.action !== "retag" || (!query && !args.options?.all)) {
 				console.log("Usage: images retag <search query> | images retag --all");
 				return;
 			}
@@ -78,3 +75,5 @@ export default [
 		}
 	}
 ];
+
+export default commands;

@@ -8,11 +8,9 @@
  * letters have stream ids, `<ms>-<n>`, so the two never mix). These call the imports service
  * as an administrator and work in both modes.
  */
-import { Redis } from "ioredis";
 import type { ServiceBroker } from "moleculer";
-import { DurableRedisAdapter } from "../models/durable-redis-adapter.ts";
-import { JobQueue, type DeadLetter } from "../models/job-queue.ts";
 import type { ImportJob } from "../models/import-job.ts";
+import { withJobQueue, type DeadLetter, type JobQueue } from "../models/job-queue.ts";
 import { CHANNELS } from "../models/jobs.ts";
 
 /** A moleculer-repl custom command. */
@@ -62,20 +60,6 @@ async function changeImport(broker: ServiceBroker, action: "cancel" | "retry", i
 	console.log(importLine(result.job) + (result.requeued === undefined ? "" : `  (${result.requeued} item(s) re-queued)`));
 }
 
-/** Runs `work` on the job streams of the broker's Redis channel adapter; null in embedded mode. */
-export async function withJobQueue<T>(broker: ServiceBroker, work: (queue: JobQueue) => Promise<T>): Promise<T | null> {
-	const adapter = (broker as ServiceBroker & { channelAdapter?: unknown }).channelAdapter;
-	if (!(adapter instanceof DurableRedisAdapter)) return null;
-	// mixins/channels.ts gives the adapter `redis: { url, consumerOptions }`.
-	const { url } = adapter.opts.redis as unknown as { url: string };
-	const redis = new Redis(url);
-	try {
-		return await work(new JobQueue(redis, String(adapter.opts.prefix)));
-	} finally {
-		redis.disconnect();
-	}
-}
-
 /**
  * Sends a dead letter back to its channel, then removes it (a crash in between leaves it there to
  * retry again; the pipeline's steps are idempotent). Null if there is no such dead letter.
@@ -84,7 +68,8 @@ export async function retryDeadLetter(broker: ServiceBroker, queue: JobQueue, id
 	const letter = await queue.deadLetter(id);
 	if (!letter) return null;
 	const imageId = (letter.payload as { id?: unknown } | null)?.id;
-	const pipeline: string[] = Object.values(CHANNELS);
+	// The ingest pipeline's steps decide the image's status; other jobs (compress) do not.
+	const pipeline: string[] = [CHANNELS.process, CHANNELS.classify];
 	if (pipeline.includes(letter.channel) && typeof imageId === "string") {
 		await broker.call("images.setStatus", { id: imageId, status: "processing", from: ["failed"] });
 	}

@@ -6,7 +6,8 @@
 import type { ServiceBroker } from "moleculer";
 import type { AuthUser } from "../mixins/auth.ts";
 import type { ImageStatus, Page } from "../models/image.ts";
-import { withJobQueue, type ReplCommand } from "./jobs.ts";
+import { withJobQueue } from "../models/job-queue.ts";
+import type { ReplCommand } from "./jobs.ts";
 
 const PAGE = 100;
 /** The REPL acts as an admin: it sees every image. */

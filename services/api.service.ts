@@ -8,6 +8,7 @@ import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { getConfig } from "../config/index.ts";
 import { AuthMixin } from "../mixins/auth.ts";
+import { WebAppMixin } from "../mixins/web-app.ts";
 
 const config = getConfig();
 
@@ -104,7 +105,8 @@ const NEVER_EXPOSED = [/^api\./, /^\$node\./];
 
 const api: ServiceSchema<ApiSettingsSchema> = {
 	name: "api",
-	mixins: [ApiGateway as unknown as Partial<ServiceSchema>, AuthMixin],
+	// WebAppMixin first: a mixin earlier in the list overrides later ones (its send404 wins).
+	mixins: [WebAppMixin, ApiGateway as unknown as Partial<ServiceSchema>, AuthMixin],
 
 	settings: {
 		port: config.port,

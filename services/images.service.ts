@@ -536,20 +536,19 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 		},
 
 		/**
-		 * The reconciler's query: images `processing` without an update for `olderThanMs` (all of
-		 * them with 0) are enqueued again. Each is claimed (its updatedAt bumped) as it is taken, so
-		 * reconcilers on several nodes do not enqueue the same image twice per period.
+		 * The reconciler's query: images `processing` without an update since `before` (an ISO time)
+		 * are enqueued again. Each is claimed (its updatedAt bumped) as it is taken, so reconcilers
+		 * on several nodes do not enqueue the same image twice.
 		 */
 		requeueStuck: {
 			visibility: "public",
 			params: {
 				$$strict: true,
-				olderThanMs: { type: "number", integer: true, min: 0 },
+				before: { type: "string", max: 40 },
 				limit: { type: "number", integer: true, min: 1, max: 10_000 }
 			},
-			async handler(ctx: ImagesContext<{ olderThanMs: number; limit: number }>) {
-				const before = new Date(Date.now() - ctx.params.olderThanMs).toISOString();
-				const stuck = await this.repo.claimStuck(before, ctx.params.limit);
+			async handler(ctx: ImagesContext<{ before: string; limit: number }>) {
+				const stuck = await this.repo.claimStuck(ctx.params.before, ctx.params.limit);
 				for (const doc of stuck) await this.enqueue(ctx, doc);
 				return { requeued: stuck.map(doc => doc.id) };
 			}
@@ -793,9 +792,18 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 				ctx.meta.$statusCode = 304;
 				return null;
 			}
-			const variant = await ctx.call<CachedVariant, object>("transform.variant", { source, spec });
-			headers["Content-Length"] = variant.size;
-			return ctx.call<Readable, object>("storage.get", { key: variant.blob });
+			// Another request's render may evict this variant between the look-up and the read: the
+			// second look-up then renders it again.
+			for (let attempt = 1; ; attempt++) {
+				const variant = await ctx.call<CachedVariant, object>("transform.variant", { source, spec });
+				try {
+					const bytes = await ctx.call<Readable, object>("storage.get", { key: variant.blob });
+					headers["Content-Length"] = variant.size;
+					return bytes;
+				} catch (err) {
+					if (attempt > 1 || (err as { type?: string }).type !== "NOT_FOUND") throw err;
+				}
+			}
 		}
 	},
 

@@ -158,7 +158,7 @@ const transform: ServiceSchema<ServiceSettingSchema, TransformMethods, Transform
 			const action = params.spec.format === "avif" ? "transform.renderAvif" : "transform.render";
 			const variant = await ctx.call<CachedVariant, RenderParams>(action, { ...params, key, ref: this.repo.refOf(key) });
 			this.repo.put(variant);
-			for (const evicted of this.repo.evictBeyond(config.transformCacheMaxBytes)) {
+			for (const evicted of this.repo.evictBeyond(config.transformCacheMaxBytes, key)) {
 				this.counters.evictions++;
 				await ctx.call("storage.release", { key: evicted.blob, ref: this.repo.refOf(evicted.key) });
 			}

@@ -10,7 +10,8 @@
  *
  * It also runs the reconciler: at start and every RECONCILE_INTERVAL_MS it enqueues again the
  * images left `processing` (a message lost with Redis, a crashed producer, or — in embedded mode,
- * whose queue lives in memory — a restart).
+ * whose queue lives in memory — a restart), and trims the job streams of what every consumer
+ * group has acknowledged.
  */
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Readable } from "node:stream";
@@ -18,12 +19,13 @@ import { buffer } from "node:stream/consumers";
 import { getConfig } from "../config/index.ts";
 import type { BlobRef } from "../models/blob-store.ts";
 import type { ImageDoc, Rendition } from "../models/image.ts";
+import { withJobQueue } from "../models/job-queue.ts";
 import { CHANNELS, DEAD_LETTER_CHANNEL, isLastAttempt, renditionRef, type Delivery } from "../models/jobs.ts";
 import { renderImage, type RenderedRendition } from "../models/renditions.ts";
 
 const config = getConfig();
 
-/** Images re-enqueued per reconciler query; the next period takes the rest. */
+/** Images re-enqueued per reconciler query (a pass runs as many as it takes). */
 const RECONCILE_BATCH = 500;
 
 type JobContext = Context<{ id: string }>;
@@ -35,6 +37,7 @@ interface WorkerMethods {
 	handOff(ctx: JobContext, doc: ImageDoc): Promise<void>;
 	fail(ctx: JobContext, id: string, reason: string): Promise<void>;
 	reconcile(olderThanMs: number): Promise<void>;
+	trimStreams(): Promise<void>;
 }
 
 interface WorkerVars {
@@ -122,12 +125,30 @@ const worker: ServiceSchema<ServiceSettingSchema, WorkerMethods, WorkerVars> = {
 		},
 
 		async reconcile(olderThanMs: number): Promise<void> {
+			// One cutoff for the whole pass: images claimed by a batch are newer than it, so the
+			// batches go through the stuck images once each.
+			const before = new Date(Date.now() - olderThanMs).toISOString();
 			try {
-				const { requeued } = await this.broker.call<{ requeued: string[] }, object>("images.requeueStuck", { olderThanMs, limit: RECONCILE_BATCH });
-				if (requeued.length) this.logger.info(`Reconciler: enqueued ${requeued.length} image(s) stuck in processing again.`);
+				let requeued = 0;
+				for (;;) {
+					const batch = await this.broker.call<{ requeued: string[] }, object>("images.requeueStuck", { before, limit: RECONCILE_BATCH });
+					requeued += batch.requeued.length;
+					if (batch.requeued.length < RECONCILE_BATCH) break;
+				}
+				if (requeued) this.logger.info(`Reconciler: enqueued ${requeued} image(s) stuck in processing again.`);
 			} catch (err) {
 				// The next period tries again; a failed pass loses nothing.
 				this.logger.warn(`Reconciler pass failed: ${reasonOf(err)}`);
+			}
+		},
+
+		async trimStreams(): Promise<void> {
+			try {
+				await withJobQueue(this.broker, async queue => {
+					for (const channel of await queue.channels()) await queue.trimAcknowledged(channel);
+				});
+			} catch (err) {
+				this.logger.warn(`Trimming the job streams failed: ${reasonOf(err)}`);
 			}
 		}
 	},
@@ -140,7 +161,10 @@ const worker: ServiceSchema<ServiceSettingSchema, WorkerMethods, WorkerVars> = {
 		const atStart = config.transporter ? config.reconcileStuckAfterMs : 0;
 		// Not awaited: a worker node must not wait for the images service to finish starting.
 		void this.broker.waitForServices(["images"]).then(() => this.reconcile(atStart));
-		this.reconcileTimer = setInterval(() => void this.reconcile(config.reconcileStuckAfterMs), config.reconcileIntervalMs);
+		this.reconcileTimer = setInterval(() => {
+			void this.reconcile(config.reconcileStuckAfterMs);
+			void this.trimStreams();
+		}, config.reconcileIntervalMs);
 		this.reconcileTimer.unref();
 	},
 

@@ -202,6 +202,20 @@ describe("classifier sessions", () => {
 		});
 	});
 
+	it("replaces a session whose thread dies: its batch fails, the next requests run", async () => {
+		await withPool(MOBILENET, POOL, async (pool, manifest) => {
+			const rgb = await decodeForModel(await solid(90, 120, 200), manifest, 1e8);
+			const inFlight = pool.classify(rgb);
+			// The thread dies mid-inference (as if the native code crashed).
+			const sessions = (pool as unknown as { sessions: { worker: { terminate(): Promise<number> } }[] }).sessions;
+			void sessions[0]!.worker.terminate();
+			await assert.rejects(inFlight, /The classifier session stopped/);
+			const probabilities = await pool.classify(rgb);
+			assert.equal(probabilities.length, 1000);
+			assert.equal(pool.stats().sessions, 1);
+		});
+	});
+
 	it("runs a model whose batch is fixed at 1 one image at a time", async () => {
 		await withPool(MOBILENET, POOL, async (pool, manifest) => {
 			const rgb = await decodeForModel(await solid(90, 120, 200), manifest, 1e8);

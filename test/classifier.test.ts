@@ -11,6 +11,7 @@ import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Client, fileFrom } from "./helpers/client.ts";
 import { settled } from "./helpers/jobs.ts";
+import { failingModel } from "./helpers/onnx-model.ts";
 import { ADMIN_PASSWORD, SHARED_IMAGES, startServer, type RunningServer } from "./helpers/server.ts";
 
 const MODELS_DIR = fileURLToPath(new URL("../config/models/", import.meta.url));
@@ -52,7 +53,7 @@ async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean
 async function startWithModel(env: Record<string, string>): Promise<{ server: RunningServer; alice: Client }> {
 	const server = await startServer(env);
 	const alice = await new Client(server.url).register("alice");
-	await eventually(() => alice.upload([photo("kitten_224.png")], {}, "/api/classify"), res => res.status !== 404);
+	await eventually(() => alice.post("/api/classify", {}), res => res.status !== 404);
 	return { server, alice };
 }
 
@@ -230,6 +231,51 @@ describe("classifier: no model configured", () => {
 		assert.equal(res.body.status, "ready");
 		assert.equal(res.body.classifier.enabled, false);
 		assert.match(res.body.classifier.reason, /CLASSIFIER_MODEL/);
+	});
+});
+
+describe("classifier: a model that fails at run time", () => {
+	const dir = mkdtempSync(join(tmpdir(), "imgmesh-failing-"));
+	let server: RunningServer;
+	let alice: Client;
+
+	before(async () => {
+		writeFileSync(join(dir, "failing.onnx"), failingModel(8));
+		writeFileSync(join(dir, "labels.txt"), "anything\n");
+		const manifest = {
+			id: "failing",
+			file: "failing.onnx",
+			labels: "labels.txt",
+			input: { name: "pixels", type: "float32", layout: "NHWC", size: 8, channels: "RGB", scale: 1, mean: [0, 0, 0], std: [1, 1, 1], resize: "stretch" },
+			output: { name: "score", softmax: true }
+		};
+		writeFileSync(join(dir, "failing.json"), JSON.stringify(manifest));
+		({ server, alice } = await startWithModel({ CLASSIFIER_MODEL: join(dir, "failing.json"), CLASSIFIER_RETRIES: "1" }));
+	});
+	after(async () => {
+		await server.stop();
+		rmSync(dir, { recursive: true, force: true });
+	});
+
+	const runs = async () => (await alice.get("/api/ready")).body.classifier.runs as number;
+
+	it("retries, then makes the image ready without automatic tags, saying why", async () => {
+		const before = await runs();
+		const upload = await alice.upload([photo("mug-cc0.jpeg")], { tags: "kitchen" });
+		const doc = await settled(alice, upload.body.images[0].id);
+		assert.equal(doc.status, "ready", "the image stays usable");
+		assert.match(doc.statusReason, /^automatic tagging failed: Inference failed: .*Gather/);
+		assert.deepEqual(doc.tags, [{ label: "kitchen", source: "user" }]);
+		assert.deepEqual(doc.renditions.map((r: { name: string }) => r.name), ["240", "720"]);
+		assert.equal(await runs(), before + 2, "one attempt and CLASSIFIER_RETRIES=1 retry");
+		const content = await alice.download(`/api/images/${doc.id}/content`);
+		assert.equal(content.status, 200);
+	});
+
+	it("answers /api/classify with a 500 that leaks nothing", async () => {
+		const res = await alice.upload([photo("dog.jpg")], {}, "/api/classify");
+		assert.equal(res.status, 500);
+		assert.deepEqual(res.body, { name: "InternalServerError", message: "Internal server error", code: 500, type: "INTERNAL_ERROR" });
 	});
 });
 

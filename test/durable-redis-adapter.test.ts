@@ -120,6 +120,38 @@ describe("Redis Streams adapter", () => {
 		});
 	});
 
+	it("dead-letters an unreadable message without running the handler, and goes on", async () => {
+		const handled: unknown[] = [];
+		await consumer(DurableRedisAdapter, "a", { minIdleTime: 50 }, async payload => {
+			handled.push(payload);
+		});
+		await redis.xadd(stream(), "*", "payload", "{not json");
+		await publish({ n: 2 });
+		const [dead] = await waitFor("the dead letter", async () => ((await deadLetters()).length ? deadLetters() : undefined));
+		await waitFor("the next message", async () => (handled.length ? true : undefined));
+		assert.deepEqual(handled, [{ n: 2 }]);
+		assert.equal(dead![1][1], "{not json", "moved as it was");
+		assert.match(String(headersOf(dead!)[HEADER_ERROR]), /^unreadable message/);
+		await waitFor("both acknowledged", async () => ((await pendingCount()) === 0 ? true : undefined));
+	});
+
+	it("does not hand out a job again while its handler is still working on it", async () => {
+		const calls: Delivery[] = [];
+		let finished = false;
+		await consumer(DurableRedisAdapter, "a", { minIdleTime: 200 }, async (_payload, delivery) => {
+			calls.push({ attempt: delivery.attempt });
+			// Five times minIdleTime: without the keep-alive the entry is claimed again meanwhile.
+			await new Promise(resolve => setTimeout(resolve, 1000));
+			finished = true;
+		});
+		await consumer(DurableRedisAdapter, "b", { minIdleTime: 200 }, async (_payload, delivery) => {
+			calls.push({ attempt: delivery.attempt });
+		});
+		await publish({ n: 1 });
+		await waitFor("the job to be acknowledged", async () => (finished && (await pendingCount()) === 0 ? true : undefined));
+		assert.deepEqual(calls, [{ attempt: 1 }]);
+	});
+
 	describe("a message that always fails", () => {
 		it("upstream 0.1.8 runs the handler past maxRetries", async () => {
 			const calls: Delivery[] = [];

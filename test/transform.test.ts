@@ -306,7 +306,7 @@ describe("transforms beside the ingest pipeline", () => {
 	after(() => server.stop());
 
 	it("serves the renditions the pipeline stored once the image is ready, without rendering", async () => {
-		server = await startServer({ TRANSFORM_CACHE_MAX_BYTES: String(CACHE_MAX_BYTES) });
+		server = await startServer({ TRANSFORM_CACHE_MAX_BYTES: String(CACHE_MAX_BYTES), TRANSFORM_AVIF_CONCURRENCY: "1", TRANSFORM_QUEUE_SIZE: "1" });
 		const admin = await new Client(server.url).login("admin", ADMIN_PASSWORD);
 		const id = (await admin.upload([fileFrom(join(SHARED_IMAGES, "hummingbird.jpg"))])).body.images[0].id;
 		const doc = await settled(admin, id);
@@ -342,5 +342,20 @@ describe("transforms beside the ingest pipeline", () => {
 		const again = await admin.download(`/api/images/${id}/content.webp?w=300`);
 		assert.ok(again.bytes.equals(first));
 		assert.equal((await admin.get("/api/transform/stats")).body.renders, stats.renders + 1, "rendered again");
+		const oversized = await admin.download(`/api/images/${id}/content.png`);
+		assert.equal(oversized.status, 200, "a variant larger than the whole cache is still served");
+		assert.ok(oversized.bytes.length > maxBytes);
+		assert.equal((await sharp(oversized.bytes).metadata()).format, "png");
+	});
+
+	it("bounds AVIF work: one encode at a time, one waiting, the rest refused with 429 while other formats go on", async () => {
+		const admin = await new Client(server.url).login("admin", ADMIN_PASSWORD);
+		const id = (await admin.upload([await noisyJpeg()])).body.images[0].id;
+		// Distinct variants, so single flight does not merge them; each encode takes a while.
+		const avif = Array.from({ length: 4 }, (_, i) => admin.get(`/api/images/${id}/content.avif?w=${1200 + i}`));
+		const webp = await admin.download(`/api/images/${id}/content.webp?w=64`);
+		assert.equal(webp.status, 200, "the AVIF queue does not hold up WebP");
+		const statuses = (await Promise.all(avif)).map(res => (res.status === 429 ? `429 ${res.body.type}` : String(res.status)));
+		assert.deepEqual(statuses.toSorted(), ["200", "200", "429 QUEUE_FULL", "429 QUEUE_FULL"]);
 	});
 });

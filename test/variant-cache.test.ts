@@ -22,6 +22,9 @@ describe("VariantIndex", () => {
 		assert.deepEqual(index.evictBeyond(150).map(evicted => evicted.key), ["b", "c"]);
 		assert.equal(index.get("b"), null);
 		assert.deepEqual(index.totals(), { entries: 1, bytes: 100 });
+		index.put(entry("huge", 500));
+		assert.deepEqual(index.evictBeyond(150, "huge").map(evicted => evicted.key), ["a"], "the entry just made stays, even alone over the bound");
+		assert.deepEqual(index.evictBeyond(150).map(evicted => evicted.key), ["huge"]);
 		await index.close();
 	});
 

@@ -1,0 +1,75 @@
+/**
+ * Serves the browser app (dist/web, built by `npm run build`) from the gateway, so there is no
+ * separate front-end server. Files under /assets/<content hash>/ never change: cached for a
+ * year. index.html is revalidated on every load so a new build shows at once, and it answers
+ * every client route (/images/abc, /imports/…), which only the app itself can resolve.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { Errors, type ServiceSchema } from "moleculer";
+import type { ApiSettingsSchema } from "moleculer-web";
+import { fileURLToPath } from "node:url";
+
+export const WEB_DIR = fileURLToPath(new URL("../dist/web/", import.meta.url));
+
+/** Only the app's own files; API answers carry their own policies. */
+const CONTENT_SECURITY_POLICY = "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
+function setHeaders(res: ServerResponse, path: string): void {
+	res.setHeader("X-Content-Type-Options", "nosniff");
+	if (path.includes("/assets/")) {
+		res.setHeader("Cache-Control", "public, max-age=31536000, immutable");
+	} else {
+		res.setHeader("Cache-Control", "no-cache");
+		res.setHeader("Content-Security-Policy", CONTENT_SECURITY_POLICY);
+		res.setHeader("Referrer-Policy", "same-origin");
+	}
+}
+
+/** The answer moleculer-web's own send404 gives. */
+const notFound = () => new Errors.MoleculerClientError("Not found", 404, "NOT_FOUND");
+
+type Request = IncomingMessage & { originalUrl?: string; $next?: () => void };
+type Serve = (req: Request, res: ServerResponse, next: () => void) => void;
+type Gateway = { serve: Serve; sendError(req: IncomingMessage, res: ServerResponse, err: Error): void };
+
+/** The path as the client sent it (moleculer-web rewrites req.url to be relative to a route). */
+function pathOf(req: Request): string {
+	return new URL(req.originalUrl ?? req.url ?? "/", "http://x").pathname;
+}
+
+/** Paths of the API: an unknown one there is an API 404, never a file. */
+function isApiPath(path: string): boolean {
+	return /^\/(api|p)(\/|$)/.test(path);
+}
+
+/** A browser navigating to a client route: GET of an extension-less path outside the API. */
+function isAppRoute(req: Request): boolean {
+	if (req.method !== "GET" && req.method !== "HEAD") return false;
+	const path = pathOf(req);
+	if (isApiPath(path) || path.startsWith("/assets/") || path.split("/").pop()!.includes(".")) return false;
+	return req.headers.accept?.includes("text/html") ?? false;
+}
+
+export const WebAppMixin: Partial<ServiceSchema<Partial<ApiSettingsSchema>>> = {
+	settings: {
+		assets: { folder: WEB_DIR, options: { index: "index.html", cacheControl: false, setHeaders } }
+	},
+	created() {
+		// moleculer-web tries files for any unrouted request, even under /api with the route prefix
+		// cut off (GET /api/index.html would be the app): files are served outside the API only.
+		const gateway = this as unknown as Gateway;
+		const serve = gateway.serve;
+		gateway.serve = (req, res, next) => (isApiPath(pathOf(req)) ? next() : serve(req, res, next));
+	},
+	methods: {
+		/** moleculer-web calls this for what neither a route nor a file answered. */
+		send404(this: Gateway, req: Request, res: ServerResponse) {
+			if (req.$next) return req.$next();
+			if (isAppRoute(req)) {
+				req.url = "/index.html";
+				return this.serve(req, res, () => this.sendError(req, res, notFound()));
+			}
+			this.sendError(req, res, notFound());
+		}
+	}
+};

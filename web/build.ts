@@ -1,0 +1,65 @@
+/**
+ * Builds the web app into dist/web: tsc type-checks web/src and emits native ES modules (the
+ * browser loads them as they are, so no bundler is needed), then everything but index.html goes
+ * under assets/<content hash>/ so the gateway can cache it forever, and index.html (never
+ * cached) points at that folder. `--if-missing` does nothing when a build is already there, for
+ * `npm start` on a fresh clone.
+ */
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+import sharp from "sharp";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const WEB = join(ROOT, "web");
+const OUT = join(ROOT, "dist", "web");
+const STAGING = join(ROOT, "dist", "web-build");
+
+function filesUnder(dir: string): string[] {
+	return readdirSync(dir, { withFileTypes: true, recursive: true })
+		.filter(entry => entry.isFile())
+		.map(entry => join(entry.parentPath, entry.name))
+		.sort();
+}
+
+/**
+ * /favicon.ico, which browsers ask for by themselves (e.g. when showing a bare image): an ICO
+ * holding one 32 px PNG drawn from favicon.svg.
+ */
+async function favicon(): Promise<Buffer> {
+	const png = await sharp(join(WEB, "favicon.svg")).resize(32, 32).png().toBuffer();
+	const header = Buffer.alloc(22);
+	header.writeUInt16LE(1, 2); // type: icon
+	header.writeUInt16LE(1, 4); // one image
+	header.writeUInt8(32, 6); // width
+	header.writeUInt8(32, 7); // height
+	header.writeUInt16LE(1, 10); // colour planes
+	header.writeUInt16LE(32, 12); // bits per pixel
+	header.writeUInt32LE(png.length, 14);
+	header.writeUInt32LE(header.length, 18); // offset of the PNG
+	return Buffer.concat([header, png]);
+}
+
+async function build(): Promise<void> {
+	rmSync(STAGING, { recursive: true, force: true });
+	// typescript's exports map hides bin/tsc: find it next to its package.json.
+	const tsc = join(dirname(createRequire(import.meta.url).resolve("typescript/package.json")), "bin", "tsc");
+	execFileSync(process.execPath, [tsc, "-p", join(WEB, "tsconfig.json")], { stdio: "inherit" });
+	for (const file of ["styles.css", "favicon.svg"]) cpSync(join(WEB, file), join(STAGING, file));
+	const hash = createHash("sha256");
+	for (const file of filesUnder(STAGING)) hash.update(relative(STAGING, file)).update(readFileSync(file));
+	const version = hash.digest("hex").slice(0, 12);
+	rmSync(OUT, { recursive: true, force: true });
+	mkdirSync(join(OUT, "assets"), { recursive: true });
+	cpSync(STAGING, join(OUT, "assets", version), { recursive: true });
+	rmSync(STAGING, { recursive: true, force: true });
+	const html = readFileSync(join(WEB, "index.html"), "utf8").replaceAll("%ASSETS%", `/assets/${version}`);
+	writeFileSync(join(OUT, "index.html"), html);
+	writeFileSync(join(OUT, "favicon.ico"), await favicon());
+	console.log(`web: built dist/web (assets/${version})`);
+}
+
+if (!(process.argv.includes("--if-missing") && existsSync(join(OUT, "index.html")))) await build();

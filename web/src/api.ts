@@ -1,0 +1,216 @@
+/**
+ * The REST client: the session (token in memory, mirrored to sessionStorage so a reload keeps
+ * it but a closed tab forgets it), JSON calls with Bearer auth, XHR uploads with progress and
+ * authenticated blob fetches (an <img> cannot send an Authorization header).
+ */
+
+export type Role = "user" | "admin";
+export interface User {
+	id: string;
+	username: string;
+	name?: string;
+	role: Role;
+	disabled?: boolean;
+	createdAt?: string;
+}
+export interface Tag {
+	label: string;
+	source: "user" | "hashtag" | "auto";
+	score?: number;
+	model?: string;
+}
+export interface Rendition {
+	name: string;
+	width: number;
+	height: number;
+	format: string;
+	size: number;
+}
+export interface Image {
+	id: string;
+	owner: string;
+	ownerName: string;
+	name: string;
+	description: string;
+	filename: string;
+	contentType: string;
+	format: string;
+	size: number;
+	width: number;
+	height: number;
+	sha256: string;
+	encrypted: boolean;
+	visibility: "private" | "public";
+	category: string | null;
+	tags: Tag[];
+	views: number;
+	status: "processing" | "ready" | "failed";
+	statusReason?: string;
+	renditions?: Rendition[];
+	metadata?: ImageMetadata | null;
+	createdAt: string;
+	updatedAt: string;
+}
+/** What the pipeline read from the original. */
+export interface ImageMetadata {
+	space?: string;
+	orientation?: number | null;
+	density?: number | null;
+	hasAlpha?: boolean;
+	cameraMake?: string | null;
+	cameraModel?: string | null;
+	takenAt?: string | null;
+	hasGps?: boolean;
+}
+export interface Page<T> {
+	items: T[];
+	nextCursor: string | null;
+	total: number;
+}
+export interface Category {
+	id: string;
+	name: string;
+	description: string;
+}
+
+/** An error answer of the API: `{name, message, code, type, data}`. */
+export class ApiError extends Error {
+	readonly status: number;
+	readonly type: string | null;
+	readonly data: unknown;
+	constructor(status: number, body: { message?: string; type?: string | null; data?: unknown } | null) {
+		super(body?.message ?? `Request failed (${status})`);
+		this.status = status;
+		this.type = body?.type ?? null;
+		this.data = body?.data;
+	}
+}
+
+const STORAGE_KEY = "imgmesh.session";
+interface Session {
+	token: string;
+	user: User;
+}
+let session: Session | null = readStoredSession();
+const listeners = new Set<(reason?: string) => void>();
+
+function readStoredSession(): Session | null {
+	try {
+		const raw = sessionStorage.getItem(STORAGE_KEY);
+		return raw ? (JSON.parse(raw) as Session) : null;
+	} catch {
+		return null;
+	}
+}
+
+export function currentUser(): User | null {
+	return session?.user ?? null;
+}
+
+export function token(): string | null {
+	return session?.token ?? null;
+}
+
+let endedReason: string | undefined;
+/** Why the last session ended, once (the sign-in page shows it). */
+export function takeEndedReason(): string | undefined {
+	const reason = endedReason;
+	endedReason = undefined;
+	return reason;
+}
+
+export function setSession(next: Session | null, reason?: string): void {
+	session = next;
+	endedReason = reason;
+	if (next) sessionStorage.setItem(STORAGE_KEY, JSON.stringify(next));
+	else sessionStorage.removeItem(STORAGE_KEY);
+	for (const listener of listeners) listener(reason);
+}
+
+/** Called on sign in/out; `reason` says why a session ended (e.g. an expired token). */
+export function onSessionChange(listener: (reason?: string) => void): void {
+	listeners.add(listener);
+}
+
+function authHeaders(): Record<string, string> {
+	return session ? { authorization: `Bearer ${session.token}` } : {};
+}
+
+/** A 401 on a signed-in request means the token died (expired, user disabled): sign out. */
+function checkSession(status: number, body: { message?: string } | null): void {
+	if (status === 401 && session) setSession(null, body?.message === "Token expired" ? "Your session expired. Please sign in again." : "Please sign in again.");
+}
+
+async function parse(res: Response): Promise<any> {
+	const text = await res.text();
+	if (!text) return null;
+	return res.headers.get("content-type")?.includes("application/json") ? JSON.parse(text) : text;
+}
+
+export async function api<T = any>(method: string, path: string, body?: unknown): Promise<T> {
+	const headers: Record<string, string> = authHeaders();
+	if (body !== undefined) headers["content-type"] = "application/json";
+	const res = await fetch(`/api${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+	const data = await parse(res);
+	if (!res.ok) {
+		checkSession(res.status, data);
+		throw new ApiError(res.status, data);
+	}
+	return data as T;
+}
+
+/** GET of bytes with auth, as a Blob. */
+export async function fetchBlob(path: string): Promise<Blob> {
+	const res = await fetch(path, { headers: authHeaders() });
+	if (!res.ok) {
+		const data = await parse(res).catch(() => null);
+		checkSession(res.status, data);
+		throw new ApiError(res.status, typeof data === "object" ? data : null);
+	}
+	return res.blob();
+}
+
+/** Saves bytes fetched with auth under a file name, through a temporary object URL. */
+export async function download(path: string, filename: string): Promise<void> {
+	const url = URL.createObjectURL(await fetchBlob(path));
+	const a = document.createElement("a");
+	a.href = url;
+	a.download = filename;
+	document.body.append(a);
+	a.click();
+	a.remove();
+	setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+export interface UploadHandle {
+	done: Promise<{ images: Image[] }>;
+	abort(): void;
+}
+
+/** POST /api/images with XHR, the only browser API that reports upload progress. */
+export function upload(form: FormData, onProgress: (loaded: number, total: number) => void): UploadHandle {
+	const xhr = new XMLHttpRequest();
+	const done = new Promise<{ images: Image[] }>((resolve, reject) => {
+		xhr.open("POST", "/api/images");
+		const headers = authHeaders();
+		if (headers.authorization) xhr.setRequestHeader("authorization", headers.authorization);
+		xhr.responseType = "json";
+		xhr.upload.onprogress = event => event.lengthComputable && onProgress(event.loaded, event.total);
+		xhr.onload = () => {
+			if (xhr.status === 201) return resolve(xhr.response);
+			checkSession(xhr.status, xhr.response);
+			reject(new ApiError(xhr.status, xhr.response));
+		};
+		xhr.onerror = () => reject(new Error("Network error"));
+		xhr.onabort = () => reject(new Error("Cancelled"));
+		xhr.send(form);
+	});
+	return { done, abort: () => xhr.abort() };
+}
+
+export function query(params: Record<string, string | number | undefined | null>): string {
+	const search = new URLSearchParams();
+	for (const [key, value] of Object.entries(params)) if (value !== undefined && value !== null && value !== "") search.set(key, String(value));
+	const text = search.toString();
+	return text ? `?${text}` : "";
+}

@@ -1,0 +1,70 @@
+/** Entry point: the header, the routes and the sign-in guard. */
+import { currentUser, onSessionChange, setSession, type User } from "./api.ts";
+import { h, render, toast } from "./dom.ts";
+import { adminPage } from "./pages/admin.ts";
+import { detailPage } from "./pages/detail.ts";
+import { galleryPage } from "./pages/gallery.ts";
+import { importPage, importsPage } from "./pages/imports.ts";
+import { signInPage } from "./pages/signin.ts";
+import { uploadPage } from "./pages/upload.ts";
+import { interceptLinks, navigate, route, setGuard, show } from "./router.ts";
+
+const PUBLIC_PATHS = new Set(["/signin", "/register"]);
+
+function navLink(href: string, label: string): HTMLElement {
+	const current = location.pathname === href || (href !== "/" && location.pathname.startsWith(href));
+	return h("li", {}, h("a", { href, "aria-current": current ? "page" : undefined }, label));
+}
+
+function renderHeader(): void {
+	const user: User | null = currentUser();
+	const header = document.getElementById("top")!;
+	render(
+		header,
+		h(
+			"nav",
+			{ "aria-label": "Main" },
+			h("a", { href: "/", class: "brand" }, "imgmesh"),
+			user
+				? h(
+						"ul",
+						{},
+						navLink("/", "Gallery"),
+						navLink("/upload", "Upload"),
+						navLink("/imports", "Imports"),
+						user.role === "admin" ? navLink("/admin", "Admin") : null,
+						h("li", { class: "me" }, h("span", {}, user.username), h("button", { type: "button", class: "link", onclick: () => setSession(null) }, "Sign out"))
+					)
+				: h("ul", {}, navLink("/signin", "Sign in"), navLink("/register", "Register"))
+		)
+	);
+}
+
+route("/", galleryPage);
+route("/signin", signInPage("signin"));
+route("/register", signInPage("register"));
+route("/upload", uploadPage);
+route("/images/:id", detailPage);
+route("/imports", importsPage);
+route("/imports/:id", importPage);
+route("/admin", adminPage);
+
+setGuard(path => {
+	const user = currentUser();
+	if (!user && !PUBLIC_PATHS.has(path)) return `/signin`;
+	if (user && PUBLIC_PATHS.has(path)) return "/";
+	if (path === "/admin" && user?.role !== "admin") return "/";
+	return null;
+});
+
+onSessionChange(reason => {
+	if (reason) toast(reason, "error");
+	navigate(currentUser() ? "/" : "/signin", true);
+});
+document.addEventListener("page", () => {
+	renderHeader();
+	document.getElementById("main")!.focus({ preventScroll: true });
+});
+
+interceptLinks();
+void show();

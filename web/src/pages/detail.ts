@@ -1,0 +1,242 @@
+/**
+ * One image: the picture (720 px rendition, or the original), its metadata and tags, editing,
+ * downloads as the original or converted, the public link, re-tagging and deletion.
+ */
+import { api, currentUser, download, type Category, type Image, type ImageMetadata } from "../api.ts";
+import { field, formatBytes, formatDate, h, option, toast } from "../dom.ts";
+import { imageAlt, releaseImages, renditionUrl } from "../images.ts";
+import { navigate, type Page } from "../router.ts";
+
+const FORMATS = ["webp", "jpeg", "png", "avif", "gif", "tiff"];
+const POLL_MS = 1500;
+
+function row(label: string, value: string | number | null | undefined): HTMLElement[] {
+	return value === null || value === undefined || value === "" ? [] : [h("dt", {}, label), h("dd", {}, String(value))];
+}
+
+/** What the pipeline read (EXIF camera and date, colour space); absent before processing. */
+function metadataRows(metadata: ImageMetadata | null | undefined): HTMLElement[] {
+	if (!metadata) return [];
+	const camera = [metadata.cameraMake, metadata.cameraModel].filter(Boolean).join(" ");
+	return [
+		...row("Camera", camera),
+		...row("Taken", metadata.takenAt?.replace("T", " ")),
+		...row("Colour space", metadata.space),
+		...row("Density", metadata.density ? `${metadata.density} ppi` : null),
+		...row("GPS in original", metadata.hasGps ? "yes (never in renditions)" : null)
+	];
+}
+
+function tagList(image: Image): HTMLElement {
+	if (image.tags.length === 0) return h("p", { class: "muted" }, "No tags yet.");
+	return h(
+		"ul",
+		{ class: "tags", "aria-label": "Tags" },
+		...image.tags.map(tag =>
+			h(
+				"li",
+				{ class: `tag ${tag.source}`, "data-source": tag.source },
+				h("a", { href: `/?tag=${encodeURIComponent(tag.label)}` }, tag.label),
+				h("small", {}, tag.source === "auto" ? ` auto ${Math.round((tag.score ?? 0) * 100)} %${tag.model ? ` · ${tag.model}` : ""}` : ` ${tag.source}`)
+			)
+		)
+	);
+}
+
+function editForm(image: Image, categories: Category[], onSaved: (image: Image) => void): HTMLElement {
+	const name = h("input", { name: "name", value: image.name, required: true, maxlength: 200 });
+	const description = h("textarea", { name: "description", rows: 3, maxlength: 5000 }, image.description);
+	const tags = h("input", { name: "tags", value: image.tags.filter(tag => tag.source === "user").map(tag => tag.label).join(", ") });
+	const category = h("select", { name: "category" }, option("", "None"), ...categories.map(c => option(c.id, c.name, c.id === image.category)));
+	const visibility = h("select", { name: "visibility" }, option("private", "Private", image.visibility === "private"), option("public", "Public", image.visibility === "public"));
+	const save = h("button", { type: "submit" }, "Save changes");
+	const form = h(
+		"form",
+		{ class: "card", "aria-labelledby": "edit-title" },
+		h("h2", { id: "edit-title" }, "Edit"),
+		field("Name", name),
+		field("Description", description, "#hashtags become tags"),
+		field("Tags", tags, "Comma separated; automatic tags are kept"),
+		field("Category", category),
+		field("Visibility", visibility),
+		save
+	);
+	form.addEventListener("submit", async event => {
+		event.preventDefault();
+		save.disabled = true;
+		try {
+			const updated = await api<Image>("PATCH", `/images/${image.id}`, {
+				name: name.value.trim(),
+				description: description.value,
+				tags: tags.value,
+				category: category.value || null,
+				visibility: visibility.value
+			});
+			toast("Saved");
+			onSaved(updated);
+		} catch (err) {
+			toast((err as Error).message, "error");
+			save.disabled = false;
+		}
+	});
+	return form;
+}
+
+function downloadForm(image: Image): HTMLElement {
+	const format = h("select", { name: "format" }, option("", `Original (${image.format})`), ...FORMATS.map(f => option(f, f.toUpperCase())));
+	const width = h("input", { name: "w", type: "number", min: 1, max: 10000, placeholder: String(image.width), inputmode: "numeric" });
+	const button = h("button", { type: "submit" }, "Download");
+	const form = h("form", { class: "card", "aria-labelledby": "download-title" }, h("h2", { id: "download-title" }, "Download"), field("Format", format), field("Width (px)", width, "Empty keeps the original size"), button);
+	form.addEventListener("submit", async event => {
+		event.preventDefault();
+		const base = image.name.replace(/[\\/:*?"<>|]+/g, "_") || "image";
+		const ext = format.value;
+		const path = ext || width.value ? `/api/images/${image.id}/content.${ext || image.format}${width.value ? `?w=${Number(width.value)}` : ""}` : `/api/images/${image.id}/content`;
+		button.disabled = true;
+		try {
+			await download(path, `${base}.${ext || image.format}`);
+		} catch (err) {
+			const status = (err as { status?: number }).status;
+			toast(status === 404 ? "This server cannot convert images yet" : (err as Error).message, "error");
+		} finally {
+			button.disabled = false;
+		}
+	});
+	return form;
+}
+
+function shareBox(image: Image): HTMLElement {
+	if (image.visibility !== "public") return h("p", { class: "muted" }, "Make the image public to share a link to it.");
+	const url = `${location.origin}/p/${image.id}`;
+	const input = h("input", { value: url, readonly: true, name: "public-link" });
+	const copy = h("button", { type: "button", class: "secondary" }, "Copy link");
+	copy.addEventListener("click", async () => {
+		input.select();
+		try {
+			await navigator.clipboard.writeText(url);
+			toast("Link copied");
+		} catch {
+			toast("Press Ctrl+C to copy the selected link");
+		}
+	});
+	return h("div", {}, field("Public link", input), h("div", { class: "actions" }, copy, h("a", { href: url, target: "_blank", rel: "noopener" }, "Open")));
+}
+
+function deleteButton(image: Image): HTMLElement {
+	const dialog = h(
+		"dialog",
+		{ "aria-labelledby": "delete-title" },
+		h("h2", { id: "delete-title" }, "Delete this image?"),
+		h("p", {}, `“${image.name}” will be deleted for good.`),
+		h("form", { method: "dialog", class: "actions" }, h("button", { value: "cancel", class: "secondary", autofocus: true }, "Cancel"), h("button", { value: "delete", class: "danger" }, "Delete"))
+	);
+	dialog.addEventListener("close", async () => {
+		if (dialog.returnValue !== "delete") return;
+		try {
+			await api("DELETE", `/images/${image.id}`);
+			toast("Image deleted");
+			navigate("/");
+		} catch (err) {
+			toast((err as Error).message, "error");
+		}
+	});
+	const open = h("button", { type: "button", class: "danger" }, "Delete…");
+	open.addEventListener("click", () => dialog.showModal());
+	return h("div", {}, open, dialog);
+}
+
+export const detailPage: Page = async (main, { id }) => {
+	let categories: Category[] = [];
+	let timer: number | undefined;
+	const picture = h("img", { alt: "", class: "full" });
+	let shownSize: string | undefined;
+
+	async function showImage(image: Image): Promise<void> {
+		const key = `${image.id}:${image.status}`;
+		if (shownSize === key) return;
+		shownSize = key;
+		picture.alt = imageAlt(image);
+		try {
+			picture.src = await renditionUrl(image, 720);
+		} catch (err) {
+			picture.replaceWith(h("p", { class: "error" }, (err as Error).message));
+		}
+	}
+
+	function draw(image: Image): void {
+		const mine = currentUser()?.id === image.owner || currentUser()?.role === "admin";
+		const retag = h("button", { type: "button", class: "secondary" }, "Re-tag");
+		retag.addEventListener("click", async () => {
+			try {
+				await api("POST", `/images/${image.id}/retag`);
+				toast("Re-tagging started");
+				void refresh();
+			} catch (err) {
+				toast((err as { status?: number }).status === 404 ? "This server has no classifier endpoint yet" : (err as Error).message, "error");
+			}
+		});
+		void showImage(image);
+		main.replaceChildren(
+			h("div", { class: "page-head" }, h("h1", {}, image.name), image.status !== "ready" ? h("span", { class: `badge ${image.status}`, role: "status" }, image.status === "processing" ? "Processing" : "Failed") : null),
+			h(
+				"div",
+				{ class: "detail" },
+				h("figure", {}, picture, image.description ? h("figcaption", {}, image.description) : null),
+				h(
+					"div",
+					{ class: "side" },
+					h(
+						"section",
+						{ class: "card", "aria-labelledby": "info-title" },
+						h("h2", { id: "info-title" }, "Details"),
+						h(
+							"dl",
+							{ class: "meta" },
+							...row("Dimensions", `${image.width} × ${image.height}`),
+							...row("Format", image.format),
+							...row("Size", formatBytes(image.size)),
+							...row("Views", image.views),
+							...row("Owner", image.ownerName),
+							...row("Category", image.category),
+							...row("Visibility", image.visibility),
+							...row("Encrypted", image.encrypted ? "yes" : "no"),
+							...row("Status", image.statusReason ? `${image.status}: ${image.statusReason}` : image.status),
+							...row("Uploaded", formatDate(image.createdAt)),
+							...row("File name", image.filename),
+							...metadataRows(image.metadata),
+							...row("Renditions", (image.renditions ?? []).map(r => `${r.width}×${r.height} ${r.format} (${formatBytes(r.size)})`).join(", ")),
+							...row("SHA-256", image.sha256)
+						),
+						h("h3", {}, "Tags"),
+						tagList(image),
+						mine ? h("div", { class: "actions" }, retag) : null
+					),
+					h("section", { class: "card", "aria-label": "Share" }, h("h2", {}, "Share"), shareBox(image)),
+					downloadForm(image),
+					mine ? editForm(image, categories, draw) : null,
+					mine ? h("section", { class: "card", "aria-label": "Danger zone" }, deleteButton(image)) : null
+				)
+			)
+		);
+		clearTimeout(timer);
+		if (image.status === "processing") timer = window.setTimeout(() => void refresh(), POLL_MS);
+	}
+
+	async function refresh(): Promise<void> {
+		try {
+			draw(await api<Image>("GET", `/images/${id}`));
+		} catch (err) {
+			main.replaceChildren(h("h1", {}, "Image not found"), h("p", {}, (err as Error).message), h("a", { href: "/" }, "Back to the gallery"));
+		}
+	}
+
+	categories = await api<{ items: Category[] }>("GET", "/categories").then(
+		result => result.items,
+		() => []
+	);
+	await refresh();
+	return () => {
+		clearTimeout(timer);
+		releaseImages();
+	};
+};
