@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { parseFolderId } from "../models/google-drive.ts";
 import { addressClass, embeddedIpv4, mayConnect } from "../models/net-address.ts";
-import { backoffMs, FetchError, retryAfterMs } from "../models/safe-fetch.ts";
+import { backoffMs, FetchError, FetchLimiter, retryAfterMs } from "../models/safe-fetch.ts";
 import replCommands, { progressBar } from "../repl/jobs.ts";
 import { normalizeUrl } from "../models/import-job.ts";
 
@@ -114,6 +114,35 @@ describe("retry back-off", () => {
 		assert.equal(retryAfterMs("soon"), undefined);
 		assert.equal(backoffMs(0, 100, new FetchError("HTTP 429", "HTTP_429", true, 429, 5000)), 5000);
 		assert.equal(backoffMs(0, 100, new FetchError("HTTP 429", "HTTP_429", true, 429, 3_600_000)), 60_000);
+	});
+});
+
+describe("download limits", () => {
+	it("bounds downloads per node and per source host", async () => {
+		const limiter = new FetchLimiter(3, 2);
+		const active = new Map<string, number>();
+		const peak = new Map<string, number>();
+		let peakTotal = 0;
+		const releases: (() => void)[] = [];
+		const task = (url: string) =>
+			limiter.run(url, async () => {
+				const host = new URL(url).host;
+				active.set(host, (active.get(host) ?? 0) + 1);
+				peak.set(host, Math.max(peak.get(host) ?? 0, active.get(host)!));
+				peakTotal = Math.max(peakTotal, [...active.values()].reduce((a, b) => a + b, 0));
+				await new Promise<void>(resolve => releases.push(resolve));
+				active.set(host, active.get(host)! - 1);
+			});
+		const all = Promise.all([...Array.from({ length: 5 }, (_, i) => task(`http://a.test/${i}`)), task("http://b.test/1"), task("http://b.test/2")]);
+		// Release whatever runs, one at a time, until everything has run.
+		for (let done = 0; done < 7; done++) {
+			await new Promise(resolve => setImmediate(resolve));
+			releases.shift()!();
+		}
+		await all;
+		assert.equal(peak.get("a.test"), 2);
+		assert.equal(peakTotal, 3);
+		assert.ok(peak.get("b.test")! >= 1);
 	});
 });
 
