@@ -75,10 +75,12 @@ export function brokerOptions(config: Config): BrokerOptions {
 		// 5 s one call tests it again.
 		circuitBreaker: { enabled: true, threshold: 0.5, minRequestCount: 10, windowTime: 30, halfOpenTime: 5000, check: endpointFault as (err: Error) => boolean },
 		// Off by default. CPU-heavy actions (image transforms, classification) opt in with
-		// `bulkhead: { enabled: true }` on the action and inherit these limits: one call per core
-		// runs, up to 100 wait, more are refused at once with QueueIsFullError (429, retried on
-		// another node).
-		bulkhead: { enabled: false, concurrency: availableParallelism(), maxQueueSize: 100 },
+		// `bulkhead: { enabled: true, concurrency, maxQueueSize }` on the action: past their queue
+		// they refuse at once with QueueIsFullError (429, retried on another node). The default
+		// queue is unbounded because embedded mode's job queue (the channels Fake adapter) is a
+		// bulkheaded event per channel that sets only its concurrency: a bound of 100 waiting
+		// would drop a burst's jobs (an import of 400 images enqueues 400 at once; jobs are {id}).
+		bulkhead: { enabled: false, concurrency: availableParallelism(), maxQueueSize: 0 },
 		// Every action validates its params: unknown fields are rejected by `$$strict`.
 		validator: true,
 		// Caches actions that opt in (`cache:`), e.g. the gateway's per-request identity look-up.
