@@ -4,13 +4,12 @@
  */
 import jwt from "jsonwebtoken";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { join } from "node:path";
 import { getConfig } from "../config/index.ts";
+import { openUserRepository } from "../models/backends.ts";
 import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from "../models/errors.ts";
 import { newId, nowIso } from "../models/ids.ts";
 import type { Role } from "../models/image.ts";
 import { DUMMY_HASH_PROMISE, hashPassword, verifyPassword } from "../models/password.ts";
-import { SqliteUserRepository } from "../models/sqlite-user-repository.ts";
 import { repositoryMixin } from "../mixins/repository.ts";
 import { toPublicUser, type PublicUser, type UserRecord, type UserRepository } from "../models/user.ts";
 import type { AuthUser } from "../mixins/auth.ts";
@@ -37,7 +36,7 @@ type UsersContext = Context<Record<string, any>, { user?: AuthUser | null; $stat
 
 const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 	name: "users",
-	mixins: [repositoryMixin(() => new SqliteUserRepository(join(getConfig().dataDir, "users.db")), "The user store")],
+	mixins: [repositoryMixin(() => openUserRepository(getConfig()), "The user store")],
 	settings: { rest: "/" },
 
 	actions: {
