@@ -5,21 +5,26 @@
  *  - raw sharp: the same operation (sharp 0.35, same quality and AVIF effort as imgmesh) in a
  *    plain loop in this process, as many in parallel as the uncached HTTP runs: the compute bound.
  *  - imgmesh uncached: GET /p/:id?w=512&format=… once per distinct source (N distinct JPEGs, so no
- *    request hits the variant cache), C concurrent requests.
+ *    request hits the variant cache), C concurrent requests. The node runs with
+ *    TRANSFORM_AVIF_CONCURRENCY=C so that AVIF gets the same parallelism as the other two (its
+ *    default, 1, caps AVIF at one core on purpose).
  *  - ipx: ipx 3 (its own sharp 0.34) serving the same files from disk with the same operation
  *    (`/w_512&f_…&q_…/<file>`), same client and concurrency; a child process like imgmesh.
  *  - warm-up: each system first renders one more source per format, untimed (JIT, codecs).
+ *  - rounds: the three uncached runs alternate R times on fresh sources, so load from outside
+ *    the bench hits each alike; the table shows each system's median round.
  *  - imgmesh cached: the same URLs again (all now cached) at K keep-alive connections for S s.
  *
  * ipx keeps no variant cache (it leaves caching to an HTTP cache in front), so it has no cached
  * row. Prints a table and writes bench/results/transform-<timestamp>.json and -latest.json.
  *
  * Environment (defaults in brackets):
- *   BENCH_SOURCES [24]        distinct source JPEGs for the WebP and JPEG runs
- *   BENCH_AVIF_SOURCES [8]    distinct sources for the AVIF runs (each AVIF costs ~1 s of a core)
+ *   BENCH_SOURCES [24]        distinct source JPEGs per round for the WebP and JPEG runs
+ *   BENCH_AVIF_SOURCES [8]    distinct sources per round for the AVIF runs (each costs ~0.5 s of a core)
  *   BENCH_CONCURRENCY [2]     concurrent requests (and raw sharp loops) of the uncached runs
  *   BENCH_CONNECTIONS [16]    keep-alive connections of the cached run
  *   BENCH_SECONDS [5]         measured duration of each cached run
+ *   BENCH_ROUNDS [3]          alternating rounds of the uncached runs
  *   BENCH_FORMATS [webp,jpeg,avif]
  */
 import { spawn, type ChildProcess } from "node:child_process";
@@ -34,6 +39,7 @@ import { loadConfig } from "../config/index.ts";
 import { renderVariant, type PipelineSettings } from "../models/transform-pipeline.ts";
 import { normalizeTransform, type OutputFormat, type TransformSpec } from "../models/transform-spec.ts";
 import { Client } from "../test/helpers/client.ts";
+import { settled } from "../test/helpers/jobs.ts";
 import { freePort, SHARED_IMAGES, startServer } from "../test/helpers/server.ts";
 import { envInt, machineInfo, printTable, round, runGetLoad, saveResults, summarize, type GetLoadResult, type Summary } from "./lib.ts";
 
@@ -47,16 +53,22 @@ const params = {
 	concurrency: envInt("BENCH_CONCURRENCY", 2, 1),
 	connections: envInt("BENCH_CONNECTIONS", 16, 1),
 	seconds: envInt("BENCH_SECONDS", 5, 1),
+	rounds: envInt("BENCH_ROUNDS", 3, 1),
 	formats: (process.env.BENCH_FORMATS ?? "webp,jpeg,avif").split(",").map(name => name.trim()) as OutputFormat[]
 };
 
-/** N distinct 2000x1333 JPEGs of a real photo: each differs in one pixel, so each has its own SHA-256. */
+/**
+ * N distinct 2000x1333 JPEGs of a real photo, each with a white 8x8 block in its own place: a
+ * difference JPEG quantization cannot erase, so each has its own SHA-256 (and cache key).
+ */
 async function makeSources(count: number): Promise<Buffer[]> {
 	const base = await sharp(join(SHARED_IMAGES, "binoculars-cc0.jpeg")).resize(WIDTH, HEIGHT, { fit: "cover" }).raw().toBuffer();
+	const blocksPerRow = WIDTH / 8;
 	return Promise.all(
 		Array.from({ length: count }, (_, i) => {
 			const pixels = Buffer.from(base);
-			pixels.writeUInt16BE(i, 0);
+			const [x, y] = [(i % blocksPerRow) * 8, Math.floor(i / blocksPerRow) * 8];
+			for (let row = y; row < y + 8; row++) pixels.fill(255, (row * WIDTH + x) * 3, (row * WIDTH + x + 8) * 3);
 			return sharp(pixels, { raw: { width: WIDTH, height: HEIGHT, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
 		})
 	);
@@ -84,10 +96,18 @@ interface Row {
 	perS: number;
 	latencyMs: Summary;
 	errors: number;
+	/** CPU time of the rendering process per image: steadier than req/s on a shared machine. */
+	cpuMsPerOp: number | null;
 }
 
 function fromLoad(load: GetLoadResult): Row {
-	return { perS: load.reqPerS, latencyMs: load.latencyMs, errors: load.errors };
+	const cpuMsPerOp = load.serverCpuS === null || load.ok === 0 ? null : round((load.serverCpuS * 1000) / load.ok);
+	return { perS: load.reqPerS, latencyMs: load.latencyMs, errors: load.errors, cpuMsPerOp };
+}
+
+/** The round with the median throughput. */
+function median(rounds: Row[]): Row {
+	return rounds.toSorted((a, b) => a.perS - b.perS)[Math.floor(rounds.length / 2)]!;
 }
 
 async function uncached(base: string, paths: string[], serverPid: number | undefined): Promise<Row> {
@@ -124,14 +144,14 @@ async function main(): Promise<void> {
 	const config = loadConfig({ ...process.env, DATA_DIR: mkdtempSync(join(tmpdir(), "imgmesh-bench-config-")) });
 	const settings: PipelineSettings = { limitInputPixels: config.maxInputPixels, avifEffort: config.transformAvifEffort };
 	const dir = mkdtempSync(join(tmpdir(), "imgmesh-bench-transform-"));
-	const count = Math.max(params.sources, params.avifSources);
+	const count = Math.max(params.sources, params.avifSources) * params.rounds;
 	// One more source warms each system up (JIT, codec set-up) per format, untimed.
 	const warmup = count;
 	console.log(`bench:transform on ${machineInfo().cpus} x ${machineInfo().cpuModel}: ${count} distinct ${WIDTH}x${HEIGHT} JPEGs → w=${OUTPUT_WIDTH}`);
 	const sources = await makeSources(count + 1);
 	sources.forEach((bytes, i) => writeFileSync(join(dir, `src-${i}.jpg`), bytes));
 
-	const server = await startServer({ TRANSFORM_AVIF_EFFORT: String(config.transformAvifEffort) });
+	const server = await startServer({ TRANSFORM_AVIF_EFFORT: String(config.transformAvifEffort), TRANSFORM_AVIF_CONCURRENCY: String(params.concurrency) });
 	const ipx = await startIpx(dir);
 	const results: Record<string, any> = { benchmark: "transform", startedAt: new Date().toISOString(), machine: machineInfo(), parameters: params, formats: {} };
 	try {
@@ -142,6 +162,8 @@ async function main(): Promise<void> {
 			if (res.status !== 201) throw new Error(`upload: ${res.status} ${JSON.stringify(res.body)}`);
 			ids.push(res.body.images[0].id);
 		}
+		// The ingest pipeline (renditions) must be done before anything is timed.
+		for (const id of ids) await settled(user, id, 300_000);
 		const rows: (string | number)[][] = [];
 		for (const format of params.formats) {
 			const n = format === "avif" ? params.avifSources : params.sources;
@@ -151,11 +173,23 @@ async function main(): Promise<void> {
 			await renderVariant(sources[warmup]!, spec, settings);
 			await uncached(server.url, [warmPath], undefined);
 			await uncached(ipx.url, [ipxPath(warmup)], undefined);
-			const raw = await inParallel(sources.slice(0, n), params.concurrency, bytes => renderVariant(bytes, spec, settings));
-			const rawRow: Row = { perS: round(n / raw.elapsedS), latencyMs: summarize(raw.latencies), errors: 0 };
-			const paths = ids.slice(0, n).map(id => `/p/${id}?w=${OUTPUT_WIDTH}&format=${format}`);
-			const imgmeshUncached = await uncached(server.url, paths, server.process.pid);
-			const ipxUncached = await uncached(ipx.url, Array.from({ length: n }, (_, i) => ipxPath(i)), ipx.child.pid);
+			const rounds: { raw: Row; imgmesh: Row; ipx: Row }[] = [];
+			const indexes = Array.from({ length: n * params.rounds }, (_, i) => i);
+			for (let r = 0; r < params.rounds; r++) {
+				const slice = indexes.slice(r * n, (r + 1) * n);
+				const cpuBefore = process.cpuUsage();
+				const raw = await inParallel(slice, params.concurrency, i => renderVariant(sources[i]!, spec, settings));
+				const cpu = process.cpuUsage(cpuBefore);
+				rounds.push({
+					raw: { perS: round(n / raw.elapsedS), latencyMs: summarize(raw.latencies), errors: 0, cpuMsPerOp: round((cpu.user + cpu.system) / 1000 / n) },
+					imgmesh: await uncached(server.url, slice.map(i => `/p/${ids[i]}?w=${OUTPUT_WIDTH}&format=${format}`), server.process.pid),
+					ipx: await uncached(ipx.url, slice.map(ipxPath), ipx.child.pid)
+				});
+			}
+			const rawRow = median(rounds.map(r => r.raw));
+			const imgmeshUncached = median(rounds.map(r => r.imgmesh));
+			const ipxUncached = median(rounds.map(r => r.ipx));
+			const paths = indexes.map(i => `/p/${ids[i]}?w=${OUTPUT_WIDTH}&format=${format}`);
 			const cached = fromLoad(
 				await runGetLoad({
 					base: server.url,
@@ -172,12 +206,12 @@ async function main(): Promise<void> {
 				uncachedVsIpx: round(imgmeshUncached.perS / ipxUncached.perS),
 				cachedVsUncached: round(cached.perS / imgmeshUncached.perS)
 			};
-			results.formats[format] = { sources: n, rawSharp: rawRow, imgmeshUncached, ipxUncached, imgmeshCached: cached, ratios };
-			const row = (name: string, r: Row) => [format, name, r.perS, r.latencyMs.p50, r.latencyMs.p99, r.errors];
+			results.formats[format] = { sourcesPerRound: n, rawSharp: rawRow, imgmeshUncached, ipxUncached, imgmeshCached: cached, ratios, rounds };
+			const row = (name: string, r: Row) => [format, name, r.perS, r.latencyMs.p50, r.latencyMs.p99, r.cpuMsPerOp ?? "-", r.errors];
 			rows.push(row("raw sharp loop", rawRow), row("imgmesh uncached", imgmeshUncached), row("ipx", ipxUncached), row("imgmesh cached", cached));
 			console.log(`${format}: uncached/raw ${ratios.uncachedVsRawSharp}, uncached/ipx ${ratios.uncachedVsIpx}, cached/uncached ${ratios.cachedVsUncached}`);
 		}
-		printTable(`w=${OUTPUT_WIDTH} of a ${WIDTH}x${HEIGHT} JPEG (uncached: ${params.concurrency} concurrent; cached: ${params.connections} connections)`, ["format", "server", "req/s", "p50 ms", "p99 ms", "errors"], rows);
+		printTable(`w=${OUTPUT_WIDTH} of a ${WIDTH}x${HEIGHT} JPEG (uncached: ${params.concurrency} concurrent, median of ${params.rounds} rounds; cached: ${params.connections} connections)`, ["format", "server", "req/s", "p50 ms", "p99 ms", "CPU ms/req", "errors"], rows);
 	} finally {
 		ipx.child.kill("SIGTERM");
 		await server.stop();

@@ -205,6 +205,14 @@ export function renditionByName(name: string): TransformSpec | null {
 	return { format, width: null, height: null, fit: "inside", quality: quality === undefined ? null : Number(quality) };
 }
 
+/** What a variant's bytes come with. */
+export interface VariantInfo {
+	format: OutputFormat;
+	width: number;
+	height: number;
+	size: number;
+}
+
 /** The stored original a variant is made from. */
 export interface VariantSource {
 	/** Storage key of the original. */

@@ -10,16 +10,12 @@
 import { randomBytes } from "node:crypto";
 import type { DatabaseSync } from "node:sqlite";
 import { closeDatabase, migrate, openDatabase, transaction } from "./sqlite.ts";
-import type { OutputFormat } from "./transform-spec.ts";
+import type { VariantInfo } from "./transform-spec.ts";
 
-export interface CachedVariant {
+export interface CachedVariant extends VariantInfo {
 	key: string;
 	/** Storage key of the bytes. */
 	blob: string;
-	size: number;
-	format: OutputFormat;
-	width: number;
-	height: number;
 }
 
 const MIGRATIONS = [

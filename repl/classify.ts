@@ -1,6 +1,5 @@
 /**
- * Operator REPL commands for automatic tagging (moleculer-repl custom commands; repl.ts loads
- * every repl/*.ts default export):
+ * Automatic tagging from the operator REPL (`images retag`, a sub-command of repl/images.ts):
  *
  *   images retag <search query>   classify the matching images again (same syntax as ?q=)
  *   images retag --all            classify every image again
@@ -9,18 +8,13 @@
  * them), with a progress line; an image that fails is reported and the rest go on.
  */
 import type { ServiceBroker } from "moleculer";
+import type { AuthUser } from "../mixins/auth.ts";
 import type { ImageDoc, Page } from "../models/image.ts";
 
 /** The REPL sees every image, as an administrator would. */
-const OPERATOR = { user: { id: "repl", username: "repl", role: "admin" } };
+const OPERATOR: AuthUser = { id: "repl", username: "repl", role: "admin" };
 const PAGE_SIZE = 100;
 const CONCURRENCY = 4;
-
-interface RetagArgs {
-	action: string;
-	query?: string[];
-	options: { all?: boolean };
-}
 
 export interface RetagReport {
 	total: number;
@@ -32,7 +26,7 @@ export interface RetagReport {
 async function* matching(broker: ServiceBroker, query: string | undefined, onTotal: (total: number) => void): AsyncGenerator<ImageDoc> {
 	let cursor: string | undefined;
 	do {
-		const page = await broker.call<Page<ImageDoc>, object>("images.list", { q: query, sort: "createdAt", limit: PAGE_SIZE, cursor }, { meta: OPERATOR });
+		const page = await broker.call<Page<ImageDoc>, object>("images.list", { q: query, sort: "createdAt", limit: PAGE_SIZE, cursor }, { meta: { user: OPERATOR } });
 		onTotal(page.total);
 		yield* page.items;
 		cursor = page.nextCursor ?? undefined;
@@ -60,22 +54,5 @@ export async function retag(broker: ServiceBroker, query: string | undefined, pr
 	return report;
 }
 
-export default [
-	{
-		command: "images <action> [query...]",
-		description: "images retag <search query> | images retag --all: classify images again, replacing their automatic tags",
-		options: [{ option: "--all", description: "retag every image" }],
-		async action(broker: ServiceBroker, args: RetagArgs) {
-			const query = (args.query ?? []).join(" ").trim();
-			if (args.action !== "retag" || (!query && !args.options.all)) {
-				console.log("Usage: images retag <search query> | images retag --all");
-				return;
-			}
-			const report = await retag(broker, query || undefined, ({ total, tagged, failed }) => {
-				process.stdout.write(`\rretagged ${tagged}/${total}${failed.length ? `, ${failed.length} failed` : ""}   `);
-			});
-			process.stdout.write("\n");
-			for (const { id, error } of report.failed) console.log(`  ${id}: ${error}`);
-		}
-	}
-];
+/** Its command is `images retag` of repl/images.ts: one REPL command per name (moleculer-repl skips a second). */
+export default [];

@@ -3,7 +3,7 @@ import type { Context, ServiceSchema } from "moleculer";
 import { getConfig } from "../config/index.ts";
 
 /** Services a node needs reachable (anywhere in the cluster) to serve requests. */
-const REQUIRED = ["users", "images", "categories", "storage"];
+export const REQUIRED = ["users", "images", "categories", "storage"];
 const PING_TIMEOUT_MS = 2000;
 
 /**
@@ -27,27 +27,15 @@ async function check(ctx: Context, service: string): Promise<{ service: string; 
 	}
 }
 
+/** A gateway is ready once its REST routes reflect the live services (it rebuilds them debounced). */
+async function routesCheck(ctx: Context, nodeID: string): Promise<{ service: string; ok: boolean; error?: string }> {
+	const current = await ctx.call<boolean, object>("api.routesCurrent", {}, { nodeID });
+	return current ? { service: "api", ok: true } : { service: "api", ok: false, error: "REST routes are being rebuilt after a cluster change" };
+}
+
 const health: ServiceSchema = {
 	name: "health",
 	settings: { rest: "/" },
-
-	// The gateway (moleculer-web) rebuilds its routes 500 ms, debounced, after services change;
-	// until it has, a new service's routes answer 404. A starting node with a gateway is not ready
-	// before the routes of all its services exist; later changes (nodes joining or leaving) do
-	// not make a running node unready.
-	created() {
-		this.routesPending = true;
-	},
-	events: {
-		"$services.changed"() {
-			if (!this.broker.started) this.routesPending = true;
-		},
-		"$api.aliases.regenerated"(ctx: Context) {
-			// Broadcast by every gateway of the cluster: only this node's own counts.
-			if (ctx.nodeID === this.broker.nodeID) this.routesPending = false;
-		}
-	},
-
 	actions: {
 		live: {
 			rest: "GET /health",
@@ -63,10 +51,10 @@ const health: ServiceSchema = {
 			params: { $$strict: true },
 			async handler(ctx: Context<unknown, { $statusCode?: number }>) {
 				const [checks, classifier] = await Promise.all([Promise.all(REQUIRED.map(service => check(ctx, service))), classifierState(ctx)]);
-				const routes = this.broker.getLocalService("api") && this.routesPending ? "rebuilding" : "current";
-				const ready = checks.every(result => result.ok) && (classifier.enabled === true || !getConfig().classifierModel) && routes === "current";
+				if (this.broker.getLocalService("api")) checks.push(await routesCheck(ctx, this.broker.nodeID));
+				const ready = checks.every(result => result.ok) && (classifier.enabled === true || !getConfig().classifierModel);
 				if (!ready) ctx.meta.$statusCode = 503;
-				return { status: ready ? "ready" : "unavailable", node: this.broker.nodeID, checks, classifier, routes };
+				return { status: ready ? "ready" : "unavailable", node: this.broker.nodeID, checks, classifier };
 			}
 		}
 	}

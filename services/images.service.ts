@@ -33,15 +33,22 @@ import {
 	variantKey,
 	wantsTransform,
 	type TransformQuery,
-	type TransformSpec
+	type TransformSpec,
+	type VariantInfo
 } from "../models/transform-spec.ts";
-import type { CachedVariant } from "../models/variant-cache.ts";
 import { hashtagsOf, normalizeLabel, tagList } from "../models/tags.ts";
 import type { RequestInfo } from "./api.service.ts";
 
 const config = getConfig();
 
-type Meta = { user?: AuthUser | null; request?: RequestInfo; $statusCode?: number; $responseType?: string; $responseHeaders?: Record<string, string | number> };
+type Meta = {
+	user?: AuthUser | null;
+	request?: RequestInfo;
+	$statusCode?: number;
+	$responseType?: string;
+	$responseHeaders?: Record<string, string | number>;
+	$variant?: VariantInfo;
+};
 type ImagesContext<P = Record<string, any>> = Context<P, Meta>;
 
 const ID = { type: "string", min: 1, max: 64 };
@@ -190,6 +197,8 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 		upload: {
 			// `type: "stream"` hands the raw body to the action; RestSchema's typings lack the key.
 			rest: { method: "POST", path: "/images", type: "stream" } as { method: "POST"; path: string },
+			// A retry would re-send a request stream that is already partly read.
+			retryPolicy: { enabled: false },
 			params: { $$strict: true },
 			async handler(ctx: ImagesContext) {
 				// Fields cannot change once the first file arrives: check them and resolve the category once.
@@ -791,18 +800,10 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 				ctx.meta.$statusCode = 304;
 				return null;
 			}
-			// Another request's render may evict this variant between the look-up and the read: the
-			// second look-up then renders it again.
-			for (let attempt = 1; ; attempt++) {
-				const variant = await ctx.call<CachedVariant, object>("transform.variant", { source, spec });
-				try {
-					const bytes = await ctx.call<Readable, object>("storage.get", { key: variant.blob });
-					headers["Content-Length"] = variant.size;
-					return bytes;
-				} catch (err) {
-					if (attempt > 1 || (err as { type?: string }).type !== "NOT_FOUND") throw err;
-				}
-			}
+			const bytes = await ctx.call<Readable, object>("transform.variant", { source, spec });
+			// Sent back by transform.variant in its ctx.meta, merged into ours.
+			headers["Content-Length"] = ctx.meta.$variant!.size;
+			return bytes;
 		}
 	},
 

@@ -33,6 +33,8 @@ const storage: ServiceSchema<ServiceSettingSchema, {}, StorageVars> = {
 		/** Stores the bytes of `ctx.stream`; returns the BlobRef. */
 		put: {
 			visibility: "public",
+			// A retry would re-send a request stream that is already partly read.
+			retryPolicy: { enabled: false },
 			params: { $$strict: true, encrypt: "boolean", ref: REF, maxBytes: { type: "number", integer: true, min: 0 } },
 			async handler(ctx: Context<PutOptions>) {
 				if (!(ctx.stream instanceof Readable)) throw new BadRequestError("storage.put takes the bytes as a stream", "STREAM_REQUIRED");

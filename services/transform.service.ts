@@ -5,9 +5,10 @@
  * event loop never decodes an image.
  *
  * `variant` answers from the cache or renders once per key however many requests wait for it
- * (single flight); the renders themselves go through `render` / `renderAvif`, whose bulkheads
- * bound how many images this node encodes at once — AVIF separately, so that a burst of AVIF
- * requests queues behind its own small limit instead of starving every other format.
+ * (single flight), answering before the result is stored. The renders go through `render` /
+ * `renderAvif`, whose bulkheads bound how many images this node encodes at once — AVIF
+ * separately, so that a burst of AVIF requests queues behind its own small limit instead of
+ * starving every other format.
  */
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { join } from "node:path";
@@ -18,8 +19,8 @@ import { InvalidImageError } from "../models/errors.ts";
 import type { ImageDoc } from "../models/image.ts";
 import { CHANNELS, DEAD_LETTER_CHANNEL } from "../models/jobs.ts";
 import { configureSharp, renderVariant, type PipelineSettings } from "../models/transform-pipeline.ts";
-import { FITS, OUTPUT_FORMATS, sourceOf, variantKey, type TransformSpec, type VariantSource } from "../models/transform-spec.ts";
-import { VariantIndex, type CachedVariant } from "../models/variant-cache.ts";
+import { FITS, OUTPUT_FORMATS, sourceOf, variantKey, type TransformSpec, type VariantInfo, type VariantSource } from "../models/transform-spec.ts";
+import { VariantIndex } from "../models/variant-cache.ts";
 
 const config = getConfig();
 
@@ -45,10 +46,20 @@ interface VariantParams {
 	source: VariantSource;
 	spec: TransformSpec;
 }
-interface RenderParams extends VariantParams {
-	key: string;
-	/** The storage reference the rendered blob is held under. */
-	ref: string;
+
+/** The actions that stream a variant's bytes send its VariantInfo along as `ctx.meta.$variant`. */
+type VariantContext<P> = Context<P, { $variant?: VariantInfo }>;
+
+interface Rendered {
+	info: VariantInfo;
+	data: Buffer;
+}
+
+/** One render of a variant key and its trip into the cache, shared by every request for it. */
+interface Flight {
+	rendered: Promise<Rendered>;
+	/** Settles once the variant is in the cache (rejects if storing failed). */
+	stored: Promise<void>;
 }
 
 /** What this node did since it started; `renders` counts sharp pipeline runs. */
@@ -64,13 +75,15 @@ interface TransformCounters {
 interface TransformVars {
 	repo: VariantIndex;
 	settings: PipelineSettings;
-	/** Renders in progress by variant key: one per key, however many requests wait. */
-	inFlight: Map<string, Promise<CachedVariant>>;
+	/** Renders not yet in the cache, by variant key: one per key, however many requests wait. */
+	inFlight: Map<string, Flight>;
 	counters: TransformCounters;
 }
 interface TransformMethods {
-	fill(ctx: Context, key: string, params: VariantParams): Promise<CachedVariant>;
-	renderAndStore(ctx: Context<RenderParams>): Promise<CachedVariant>;
+	openCached(ctx: Context, key: string): Promise<{ stream: Readable; info: VariantInfo } | null>;
+	flight(ctx: Context, key: string, params: VariantParams): Flight;
+	store(key: string, source: VariantSource, rendered: Rendered): Promise<void>;
+	render(ctx: VariantContext<VariantParams>): Promise<Readable>;
 }
 
 async function readAll(stream: Readable): Promise<Buffer> {
@@ -82,9 +95,9 @@ function renderAction(concurrency: number) {
 	return {
 		visibility: "public" as const,
 		bulkhead: { enabled: true, concurrency, maxQueueSize: config.transformQueueSize },
-		params: { $$strict: true, source: SOURCE, spec: SPEC, key: { type: "string", length: 64 }, ref: { type: "string", max: 128 } },
-		async handler(this: TransformMethods, ctx: Context<RenderParams>) {
-			return this.renderAndStore(ctx);
+		params: { $$strict: true, source: SOURCE, spec: SPEC },
+		async handler(this: TransformMethods, ctx: VariantContext<VariantParams>) {
+			return this.render(ctx);
 		}
 	};
 }
@@ -95,26 +108,24 @@ const transform: ServiceSchema<ServiceSettingSchema, TransformMethods, Transform
 	settings: { rest: "/transform" },
 
 	actions: {
-		/** The cached variant of `source` for `spec`, rendering it first when it is not cached. */
+		/**
+		 * The bytes of the variant of `source` for `spec` as a stream, with `ctx.meta.$variant`:
+		 * from the cache, or rendered (once, however many ask at the same time). A fresh render is
+		 * sent as soon as it is made; storing it in the cache does not hold up the response.
+		 */
 		variant: {
 			visibility: "public",
 			params: { $$strict: true, source: SOURCE, spec: SPEC },
-			async handler(ctx: Context<VariantParams>): Promise<CachedVariant> {
+			async handler(ctx: VariantContext<VariantParams>): Promise<Readable> {
 				const key = variantKey(ctx.params.source, ctx.params.spec, this.settings.avifEffort);
-				const cached = this.repo.get(key);
+				const cached = await this.openCached(ctx, key);
 				if (cached) {
-					this.counters.hits++;
-					return cached;
+					ctx.meta.$variant = cached.info;
+					return cached.stream;
 				}
-				const pending = this.inFlight.get(key);
-				if (pending) {
-					this.counters.joined++;
-					return pending;
-				}
-				this.counters.misses++;
-				const filled = this.fill(ctx, key, ctx.params).finally(() => this.inFlight.delete(key));
-				this.inFlight.set(key, filled);
-				return filled;
+				const { info, data } = await this.flight(ctx, key, ctx.params).rendered;
+				ctx.meta.$variant = info;
+				return Readable.from([data]);
 			}
 		},
 
@@ -126,8 +137,9 @@ const transform: ServiceSchema<ServiceSettingSchema, TransformMethods, Transform
 			rest: "GET /stats",
 			auth: "admin",
 			params: { $$strict: true },
-			handler(): TransformCounters & { node: string; entries: number; bytes: number; maxBytes: number } {
-				return { node: this.broker.nodeID, ...this.counters, ...this.repo.totals(), maxBytes: config.transformCacheMaxBytes };
+			handler(): TransformCounters & { node: string; pending: number; entries: number; bytes: number; maxBytes: number } {
+				const cache = { ...this.repo.totals(), maxBytes: config.transformCacheMaxBytes };
+				return { node: this.broker.nodeID, ...this.counters, pending: this.inFlight.size, ...cache };
 			}
 		}
 	},
@@ -147,30 +159,82 @@ const transform: ServiceSchema<ServiceSettingSchema, TransformMethods, Transform
 			async handler(ctx: Context<{ id: string; spec: TransformSpec }>) {
 				const doc = await ctx.call<ImageDoc | null, { id: string }>("images.find", { id: ctx.params.id });
 				if (!doc) return;
-				await ctx.call("transform.variant", { source: sourceOf(doc), spec: ctx.params.spec });
+				const params = { source: sourceOf(doc), spec: ctx.params.spec };
+				const key = variantKey(params.source, params.spec, this.settings.avifEffort);
+				if (this.repo.get(key)) {
+					this.counters.hits++;
+					return;
+				}
+				// Done once stored: a failure to store fails the job, which is then retried.
+				await this.flight(ctx, key, params).stored;
 			}
 		}
 	},
 
 	methods: {
-		/** Renders (on any transform node), indexes the result here, then trims the LRU. */
-		async fill(ctx: Context, key: string, params: VariantParams): Promise<CachedVariant> {
-			const action = params.spec.format === "avif" ? "transform.renderAvif" : "transform.render";
-			const variant = await ctx.call<CachedVariant, RenderParams>(action, { ...params, key, ref: this.repo.refOf(key) });
-			this.repo.put(variant);
-			for (const evicted of this.repo.evictBeyond(config.transformCacheMaxBytes, key)) {
-				this.counters.evictions++;
-				await ctx.call("storage.release", { key: evicted.blob, ref: this.repo.refOf(evicted.key) });
+		/**
+		 * The cached bytes, or null on a miss. An entry whose blob is gone (evicted by a render
+		 * that finished between the look-up and the read) counts as a miss and leaves the index.
+		 */
+		async openCached(ctx: Context, key: string): Promise<{ stream: Readable; info: VariantInfo } | null> {
+			const cached = this.repo.get(key);
+			if (!cached) return null;
+			try {
+				const stream = await ctx.call<Readable, { key: string }>("storage.get", { key: cached.blob });
+				this.counters.hits++;
+				const { format, width, height, size } = cached;
+				return { stream, info: { format, width, height, size } };
+			} catch (err) {
+				if ((err as { type?: string }).type !== "NOT_FOUND") throw err;
+				this.repo.remove(key);
+				return null;
 			}
-			return variant;
+		},
+
+		/** The render of `key` in progress, or a new one (on any transform node) stored when done. */
+		flight(ctx: Context, key: string, params: VariantParams): Flight {
+			const current = this.inFlight.get(key);
+			if (current) {
+				this.counters.joined++;
+				return current;
+			}
+			this.counters.misses++;
+			const action = params.spec.format === "avif" ? "transform.renderAvif" : "transform.render";
+			const rendered = (async (): Promise<Rendered> => {
+				const sub: VariantContext<VariantParams> = ctx as VariantContext<VariantParams>;
+				const data = await readAll(await sub.call<Readable, VariantParams>(action, params));
+				// The render action's ctx.meta comes back merged into ours.
+				return { info: sub.meta.$variant!, data };
+			})();
+			const stored = rendered.then(result => this.store(key, params.source, result));
+			const flight = { rendered, stored };
+			this.inFlight.set(key, flight);
+			// Until it is stored, requests for the key join this flight instead of rendering again.
+			stored
+				.catch(err => this.logger.warn(`Variant ${key} was served but not cached: ${(err as Error).message}`))
+				.finally(() => this.inFlight.delete(key));
+			return flight;
 		},
 
 		/**
-		 * Reads the original, renders, and stores the bytes encrypted when the original is: a
-		 * variant of an encrypted image never reaches the disk in plaintext.
+		 * Stores a rendered variant, encrypted when its original is (a variant of an encrypted image
+		 * never reaches the disk in plaintext), indexes it and trims the LRU. Not tied to the
+		 * request that caused it, which may be answered already.
 		 */
-		async renderAndStore(ctx: Context<RenderParams>): Promise<CachedVariant> {
-			const { source, spec, key, ref } = ctx.params;
+		async store(key: string, source: VariantSource, { info, data }: Rendered): Promise<void> {
+			const ref = this.repo.refOf(key);
+			const put = { encrypt: source.encrypted, ref, maxBytes: data.length };
+			const stored = await this.broker.call<{ key: string }, typeof put>("storage.put", put, { stream: Readable.from([data]) });
+			this.repo.put({ key, blob: stored.key, ...info });
+			for (const evicted of this.repo.evictBeyond(config.transformCacheMaxBytes, key)) {
+				this.counters.evictions++;
+				await this.broker.call("storage.release", { key: evicted.blob, ref: this.repo.refOf(evicted.key) });
+			}
+		},
+
+		/** Reads the original and renders it: the CPU-bound part, behind the bulkheads. */
+		async render(ctx: VariantContext<VariantParams>): Promise<Readable> {
+			const { source, spec } = ctx.params;
 			const input = await readAll(await ctx.call<Readable, { key: string }>("storage.get", { key: source.key }));
 			this.counters.renders++;
 			let rendered;
@@ -180,12 +244,8 @@ const transform: ServiceSchema<ServiceSettingSchema, TransformMethods, Transform
 				throw new InvalidImageError(`The image cannot be transformed: ${(err as Error).message}`, "TRANSFORM_FAILED");
 			}
 			const { data, format, width, height } = rendered;
-			const stored = await ctx.call<{ key: string }, object>(
-				"storage.put",
-				{ encrypt: source.encrypted, ref, maxBytes: data.length },
-				{ stream: Readable.from([data]) }
-			);
-			return { key, blob: stored.key, size: data.length, format, width, height };
+			ctx.meta.$variant = { format, width, height, size: data.length };
+			return Readable.from([data]);
 		}
 	},
 

@@ -2,11 +2,12 @@
  * Transformed downloads over REST with real sharp: every output format, fit modes and dpr,
  * parameter bounds, share links, thumbnails made on the spot, the variant cache (304 and hits
  * without rendering, one render for concurrent identical requests) and encrypted variants.
- * Renders are counted by the transform service's own counters (GET /api/transform/stats).
+ * Renders are counted by the transform service's own counters (GET /api/transform/stats). A fresh
+ * variant is answered before it is stored: tests that look at the cache wait for `pending` 0.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
@@ -24,7 +25,24 @@ interface Counters {
 	renders: number;
 	/** Variants in the cache: a render counts once it starts, an entry once it is stored. */
 	entries: number;
+	/** Renders not yet stored in the cache. */
+	pending: number;
+	evictions: number;
+	bytes: number;
 }
+
+/** The transform counters once `done` holds (work in the background: storing, compress jobs). */
+async function until(admin: Client, done: (now: Counters) => boolean): Promise<Counters> {
+	for (let tries = 0; tries < 600; tries++) {
+		const now: Counters = (await admin.get("/api/transform/stats")).body;
+		if (done(now)) return now;
+		await new Promise(resolve => setTimeout(resolve, 50));
+	}
+	throw new Error("the transform node did not get there");
+}
+
+/** The counters once every render is stored. */
+const idle = (admin: Client) => until(admin, now => now.pending === 0);
 
 /** An 800×400 PNG with transparency: wide, so every fit mode gives a different shape. */
 async function widePng(): Promise<UploadFile> {
@@ -55,7 +73,7 @@ describe("transforms", () => {
 	let dog: string;
 	let wide: string;
 
-	const counters = async (): Promise<Counters> => (await admin.get("/api/transform/stats")).body;
+	const counters = () => idle(admin);
 
 	before(async () => {
 		// No worker: the ingest pipeline never makes renditions here, so every thumbnail is made on the spot.
@@ -223,15 +241,6 @@ describe("transforms", () => {
 	});
 
 	it("compresses in a background job: 202, then the rendition appears, rendered once however often asked", async () => {
-		/** Polls the counters until `done` holds (the job runs in the background). */
-		const until = async (done: (now: Counters) => boolean): Promise<Counters> => {
-			for (let tries = 0; tries < 600; tries++) {
-				const now = await counters();
-				if (done(now)) return now;
-				await new Promise(resolve => setTimeout(resolve, 50));
-			}
-			throw new Error(`the compress job did not run: ${JSON.stringify(await counters())}`);
-		};
 		const before = await counters();
 		const res = await alice.post(`/api/images/${dog}/compress`, {});
 		assert.equal(res.status, 202, JSON.stringify(res.body));
@@ -244,7 +253,7 @@ describe("transforms", () => {
 			location: `/api/images/${dog}/renditions/compress-q70-webp`
 		});
 		assert.equal(res.headers.get("location"), res.body.job.location);
-		const rendered = await until(now => now.entries === before.entries + 1);
+		const rendered = await until(admin, now => now.entries === before.entries + 1);
 		assert.equal(rendered.renders, before.renders + 1);
 
 		const rendition = await alice.download(res.body.job.location);
@@ -255,13 +264,13 @@ describe("transforms", () => {
 		assert.equal((await counters()).renders, rendered.renders, "served from what the job stored");
 
 		assert.equal((await alice.post(`/api/images/${dog}/compress`, {})).status, 202, "asking again is fine");
-		const again = await until(now => now.hits >= rendered.hits + 2);
+		const again = await until(admin, now => now.hits >= rendered.hits + 2);
 		assert.equal(again.renders, rendered.renders, "a repeated job is a cache hit");
 
 		const jpeg = await alice.post(`/api/images/${dog}/compress`, { quality: 40, format: "jpg" });
 		assert.equal(jpeg.body.job.rendition, "compress-q40-jpeg");
 		assert.equal((await alice.post(`/api/images/${dog}/compress`, { format: "png", quality: 10 })).body.job.rendition, "compress-png");
-		await until(now => now.entries === rendered.entries + 2);
+		await until(admin, now => now.entries === rendered.entries + 2);
 		const small = await alice.download(jpeg.body.job.location);
 		assert.equal((await sharp(small.bytes).metadata()).format, "jpeg");
 		assert.equal((await counters()).renders, rendered.renders + 2);
@@ -285,6 +294,7 @@ describe("transforms", () => {
 
 	it("caches variants of encrypted images encrypted, and those of plain ones as plain blobs", async () => {
 		const plain = await alice.download(`/api/images/${dog}/content.png?w=64`);
+		await counters();
 		const plainSha = createHash("sha256").update(plain.bytes).digest("hex");
 		assert.ok(existsSync(join(server.dataDir, "blobs", plainSha.slice(0, 2), `sha256-${plainSha}`)), "content-addressed plain blob");
 
@@ -293,25 +303,29 @@ describe("transforms", () => {
 		const variant = await bob.download(`/api/images/${id}/content.png?w=64`);
 		assert.equal(variant.status, 200);
 		assert.equal((await sharp(variant.bytes).metadata()).width, 64);
+		const stored = await counters();
 		// PNG rows deflate differently per image; a slice from the middle is specific to it.
 		const middle = variant.bytes.subarray(variant.bytes.length / 2, variant.bytes.length / 2 + 64);
 		assert.deepEqual(findFilesContaining(join(server.dataDir, "blobs"), middle), [], "no plaintext variant on disk");
 		const again = await bob.download(`/api/images/${id}/content.png?w=64`);
 		assert.ok(again.bytes.equals(variant.bytes), "decrypted from the cache intact");
+		assert.equal((await counters()).hits, stored.hits + 1);
 	});
 });
 
 describe("transforms beside the ingest pipeline", () => {
 	let server: RunningServer;
+	before(async () => {
+		server = await startServer({ TRANSFORM_CACHE_MAX_BYTES: String(CACHE_MAX_BYTES), TRANSFORM_AVIF_CONCURRENCY: "1", TRANSFORM_QUEUE_SIZE: "1" });
+	});
 	after(() => server.stop());
 
 	it("serves the renditions the pipeline stored once the image is ready, without rendering", async () => {
-		server = await startServer({ TRANSFORM_CACHE_MAX_BYTES: String(CACHE_MAX_BYTES), TRANSFORM_AVIF_CONCURRENCY: "1", TRANSFORM_QUEUE_SIZE: "1" });
 		const admin = await new Client(server.url).login("admin", ADMIN_PASSWORD);
 		const id = (await admin.upload([fileFrom(join(SHARED_IMAGES, "hummingbird.jpg"))])).body.images[0].id;
 		const doc = await settled(admin, id);
 		assert.equal(doc.status, "ready");
-		const before = (await admin.get("/api/transform/stats")).body;
+		const before = await idle(admin);
 		for (const rendition of doc.renditions) {
 			const res = await admin.download(`/api/images/${id}/thumbnail?size=${rendition.name}`);
 			assert.equal(res.status, 200);
@@ -320,7 +334,7 @@ describe("transforms beside the ingest pipeline", () => {
 			assert.deepEqual([meta.format, meta.width, meta.height], ["webp", rendition.width, rendition.height]);
 			assert.equal((await admin.download(`/api/images/${id}/thumbnail?size=${rendition.name}`, { "if-none-match": res.headers.get("etag")! })).status, 304);
 		}
-		assert.equal((await admin.get("/api/transform/stats")).body.renders, before.renders);
+		assert.equal((await idle(admin)).renders, before.renders);
 	});
 
 	it("evicts the least recently used variants past TRANSFORM_CACHE_MAX_BYTES and deletes their blobs", async () => {
@@ -332,20 +346,33 @@ describe("transforms beside the ingest pipeline", () => {
 			return join(server.dataDir, "blobs", sha.slice(0, 2), `sha256-${sha}`);
 		};
 		const first = (await admin.download(`/api/images/${id}/content.webp?w=300`)).bytes;
+		await idle(admin);
 		assert.ok(existsSync(blobPath(first)));
 		assert.ok(first.length > maxBytes / 3, "three variants overflow the cache");
-		for (const width of [301, 302]) assert.equal((await admin.download(`/api/images/${id}/content.webp?w=${width}`)).status, 200);
-		const stats = (await admin.get("/api/transform/stats")).body;
+		for (const width of [301, 302]) {
+			assert.equal((await admin.download(`/api/images/${id}/content.webp?w=${width}`)).status, 200);
+			await idle(admin);
+		}
+		const stats = await idle(admin);
 		assert.equal(stats.evictions, 1);
 		assert.ok(stats.bytes <= maxBytes, `${stats.bytes} cached bytes`);
 		assert.equal(existsSync(blobPath(first)), false, "the evicted variant's blob is gone");
 		const again = await admin.download(`/api/images/${id}/content.webp?w=300`);
 		assert.ok(again.bytes.equals(first));
-		assert.equal((await admin.get("/api/transform/stats")).body.renders, stats.renders + 1, "rendered again");
+		assert.equal((await idle(admin)).renders, stats.renders + 1, "rendered again");
 		const oversized = await admin.download(`/api/images/${id}/content.png`);
-		assert.equal(oversized.status, 200, "a variant larger than the whole cache is still served");
+		assert.equal(oversized.status, 200);
 		assert.ok(oversized.bytes.length > maxBytes);
-		assert.equal((await sharp(oversized.bytes).metadata()).format, "png");
+		const kept = await idle(admin);
+		assert.ok((await admin.download(`/api/images/${id}/content.png`)).bytes.equals(oversized.bytes));
+		assert.equal((await idle(admin)).hits, kept.hits + 1, "a variant larger than the whole cache stays until the next one");
+
+		// A cached variant whose blob is lost is rendered again, not a 404.
+		rmSync(blobPath(oversized.bytes));
+		const lost = await admin.download(`/api/images/${id}/content.png`);
+		assert.equal(lost.status, 200);
+		assert.ok(lost.bytes.equals(oversized.bytes));
+		assert.equal((await idle(admin)).renders, kept.renders + 1);
 	});
 
 	it("bounds AVIF work: one encode at a time, one waiting, the rest refused with 429 while other formats go on", async () => {

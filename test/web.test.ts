@@ -9,13 +9,13 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
-import { createServer, type Server } from "node:http";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import jwt from "jsonwebtoken";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { Client } from "./helpers/client.ts";
+import { Gate, ImageHost, labelledJpeg } from "./helpers/image-host.ts";
 import { ADMIN_PASSWORD, SHARED_IMAGES, startServer, type RunningServer } from "./helpers/server.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -81,8 +81,8 @@ describe("web app served by the gateway", () => {
 
 describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing (apt-get install chromium)` }, () => {
 	let server: RunningServer;
-	let images: Server;
-	let imagesUrl: string;
+	/** A local web site and fake Google Drive API for the imports. */
+	let host: ImageHost;
 	let browser: Browser;
 	let context: BrowserContext;
 	let page: Page;
@@ -136,15 +136,9 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 	before(async () => {
 		mkdirSync(ARTIFACTS, { recursive: true });
 		execFileSync(process.execPath, [join(ROOT, "web", "build.ts")], { cwd: ROOT, stdio: "ignore" });
-		// A local source for URL imports.
-		images = createServer((req, res) => {
-			const name = decodeURIComponent(req.url!.slice(1));
-			if (!PHOTOS.includes(name)) return void res.writeHead(404).end();
-			res.writeHead(200, { "content-type": name.endsWith(".png") ? "image/png" : "image/jpeg" }).end(readFileSync(join(SHARED_IMAGES, name)));
-		});
-		await new Promise<void>(resolve => images.listen(0, "127.0.0.1", resolve));
-		imagesUrl = `http://127.0.0.1:${(images.address() as { port: number }).port}`;
-		server = await startServer({ JWT_SECRET, IMPORT_ALLOW_PRIVATE_NETWORKS: "true", ...(HAS_MODEL ? { CLASSIFIER_MODEL: MODEL } : {}) });
+		host = await new ImageHost().start();
+		host.folders.set("web-folder", { files: new Map([["drive-a", await labelledJpeg("drive a")], ["drive-b", await labelledJpeg("drive b")]]), subfolders: [] });
+		server = await startServer({ JWT_SECRET, IMPORT_ALLOW_PRIVATE_NETWORKS: "true", GOOGLE_DRIVE_API_URL: `${host.url}/drive/v3`, ...(HAS_MODEL ? { CLASSIFIER_MODEL: MODEL } : {}) });
 		await routesUp(server);
 		const probe = await new Client(server.url).register("probe-user");
 		features.imports = (await probe.get("/api/imports")).status !== 404;
@@ -158,7 +152,7 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 	after(async () => {
 		await browser?.close();
 		await server?.stop();
-		images?.close();
+		await host?.stop();
 	});
 
 	it("sends a signed-out visitor to sign in, and registers", async () => {
@@ -316,22 +310,50 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 		assert.equal(webp.bytes.subarray(8, 12).toString("latin1"), "WEBP");
 	});
 
-	it("imports a URL list with a live progress bar up to 100 %", async t => {
+	it("imports a URL list with a live progress bar up to 100 %, and a Google Drive folder", async t => {
 		if (!features.imports) return t.skip("the node has no /api/imports yet");
 		await page.getByRole("navigation").getByRole("link", { name: "Imports" }).click();
-		await page.getByLabel("Image URLs, one per line").fill(["dog.jpg", "mug-cc0.jpeg", "missing.jpg"].map(name => `${imagesUrl}/${name}`).join("\n"));
+		// One item is held back by the host until the test opens its gate: the job is seen mid-flight.
+		await page.getByLabel("Image URLs, one per line").fill(["/img/dog.jpg", "/gated/held.jpg", "/missing.jpg"].map(path => host.url + path).join("\n"));
 		await shoot("imports");
 		await page.getByRole("button", { name: "Start import" }).click();
+		const counters = page.locator(".counters");
+		await counters.getByText("2 / 3").waitFor();
+		const bar = page.getByLabel("Import progress");
+		assert.equal(await bar.evaluate((el: any) => el.value), 66);
+		assert.equal(await page.getByRole("button", { name: "Cancel import" }).isVisible(), true);
+		await shoot("import-running");
+		host.gate.open();
 		await page.getByText("Status: completed with errors").waitFor();
-		assert.equal(await page.getByLabel("Import progress").evaluate((el: any) => el.value), 100);
+		assert.equal(await bar.evaluate((el: any) => el.value), 100);
+		await counters.getByText("3 / 3").waitFor();
 		await page.getByText("missing.jpg").waitFor();
 		await shoot("import-job");
 		// Retry sends the failed item again; it fails again, and the job ends again.
 		const [retry] = await Promise.all([page.waitForResponse(res => res.url().endsWith("/retry")), page.getByRole("button", { name: "Retry failed items" }).click()]);
 		assert.ok(retry.ok(), String(retry.status()));
 		await page.getByText("Status: completed with errors").waitFor();
+
+		// Cancel: a job held on its only item ends cancelled.
+		host.gate = new Gate();
+		await page.getByRole("link", { name: "← All imports" }).click();
+		await page.getByLabel("Image URLs, one per line").fill(`${host.url}/gated/cancelled.jpg`);
+		await page.getByRole("button", { name: "Start import" }).click();
+		await page.getByRole("button", { name: "Cancel import" }).click();
+		await page.getByText("Status: cancelled").waitFor();
+		host.gate.open();
+
+		await page.getByRole("link", { name: "← All imports" }).click();
+		await page.getByLabel("Source").selectOption("google-drive");
+		await page.getByLabel("Folder URL or id").fill("https://drive.google.com/drive/folders/web-folder");
+		await page.getByLabel("Google API key (optional)").fill(host.driveKey);
+		await page.getByRole("button", { name: "Start import" }).click();
+		await page.getByText("Status: completed", { exact: true }).waitFor();
+		assert.equal(await bar.evaluate((el: any) => el.value), 100);
+		await counters.getByText("2 / 2").waitFor();
 		await page.getByRole("link", { name: "← All imports" }).click();
 		await page.getByRole("link", { name: /URL list · completed with errors/ }).waitFor();
+		await page.getByRole("link", { name: /Google Drive folder web-folder · completed/ }).waitFor();
 	});
 
 	it("lets an admin manage users and categories and see the node's status", async () => {
@@ -382,6 +404,14 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 		// Keyboard only: Enter submits.
 		await page.getByLabel("Password").press("Enter");
 		await page.getByRole("heading", { name: "Gallery" }).waitFor();
+	});
+
+	it("filters the gallery to public images", async () => {
+		await page.goto(`${server.url}/`);
+		await page.getByLabel("Show").selectOption("public");
+		await page.getByText("1 image", { exact: true }).waitFor();
+		assert.deepEqual(await page.locator(".tile .caption").allInnerTexts(), ["Good dog"]);
+		assert.equal(new URL(page.url()).search, "?scope=public");
 	});
 
 	it("deletes an image after confirmation", async () => {

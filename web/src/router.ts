@@ -11,6 +11,8 @@ interface Route {
 
 const routes: Route[] = [];
 let cleanup: (() => void) | void = undefined;
+/** Counts navigations, so that a page finishing after the user left it is cleaned up at once. */
+let navigation = 0;
 let guard: (path: string) => string | null = () => null;
 
 export function route(path: string, page: Page): void {
@@ -37,18 +39,23 @@ export async function show(): Promise<void> {
 	}
 	cleanup?.();
 	cleanup = undefined;
-	const main = document.getElementById("main")!;
-	main.replaceChildren();
+	// Each page gets its own container: a page still loading when the user moves on renders into
+	// a detached element instead of over the next page.
+	const view = document.createElement("div");
+	document.getElementById("main")!.replaceChildren(view);
+	const shown = ++navigation;
 	const path = location.pathname;
 	for (const { pattern, keys, page } of routes) {
 		const match = pattern.exec(path);
 		if (!match) continue;
 		const params = Object.fromEntries(keys.map((key, i) => [key, decodeURIComponent(match[i + 1])]));
-		cleanup = await page(main, params, new URLSearchParams(location.search));
+		const done = await page(view, params, new URLSearchParams(location.search));
+		if (shown !== navigation) return done?.();
+		cleanup = done;
 		document.dispatchEvent(new CustomEvent("page", { detail: path }));
 		return;
 	}
-	main.append(Object.assign(document.createElement("h1"), { textContent: "Page not found" }));
+	view.append(Object.assign(document.createElement("h1"), { textContent: "Page not found" }));
 }
 
 /** Same-origin links navigate without a reload. */
