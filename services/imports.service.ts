@@ -476,6 +476,9 @@ const imports: ServiceSchema<ServiceSettingSchema, ImportsMethods, ImportsVars> 
 	},
 
 	created() {
+		if (config.mongoUrl) {
+			this.logger.warn("Import jobs are kept in SQLite under DATA_DIR even with MONGO_URL: every node running `imports` must share DATA_DIR.");
+		}
 		this.limiter = new FetchLimiter(config.importConcurrency, config.importPerHostConcurrency);
 		this.tmpDir = join(config.dataDir, "tmp", "imports");
 		mkdirSync(this.tmpDir, { recursive: true });
