@@ -29,8 +29,8 @@
  *   BENCH_MAX_MINUTES [30]          hard limit on the whole run
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { createHash, randomFillSync } from "node:crypto";
-import { createReadStream, createWriteStream, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync } from "node:fs";
 import { mkdir, rename, rm, stat } from "node:fs/promises";
 import http from "node:http";
 import { tmpdir } from "node:os";
@@ -38,7 +38,6 @@ import { basename, join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
-import sharp from "sharp";
 import { Client } from "../test/helpers/client.ts";
 import { SHARED_IMAGES, startServer, type RunningServer } from "../test/helpers/server.ts";
 import {
@@ -47,6 +46,8 @@ import {
 	cpuSeconds,
 	envInt,
 	machineInfo,
+	makeBigPng,
+	makeJpegs,
 	printTable,
 	readProcMemory,
 	round,
@@ -57,14 +58,13 @@ import {
 	startRssSampler,
 	uploadMultipart,
 	waitForIdle,
+	type BenchImage,
 	type GetLoadResult,
-	type MultipartFile,
 	type UploadRunResult
 } from "./lib.ts";
 
 const THIS_FILE = fileURLToPath(import.meta.url);
 const RSS_LIMIT_MIB = 150;
-const MAX_PIXELS = 100_000_000;
 
 // ---------------------------------------------------------------------------------------------
 // Cleanup: temp dirs and child processes go on success, failure, signals and the time limit.
@@ -193,87 +193,6 @@ async function startBaseline(uploadDir: string, serveDir: string): Promise<Basel
 // ---------------------------------------------------------------------------------------------
 // Test data
 // ---------------------------------------------------------------------------------------------
-
-/** Deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-	let state = seed >>> 0;
-	return () => {
-		state = (state + 0x6d2b79f5) >>> 0;
-		let t = state;
-		t = Math.imul(t ^ (t >>> 15), t | 1);
-		t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-		return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-	};
-}
-
-interface BenchImage extends MultipartFile {
-	path: string;
-	bytes: number;
-	width: number;
-	height: number;
-}
-
-/**
- * `count` distinct real JPEGs: random crops of the shared JPEG photos, resized to 256..1080 px
- * wide, sometimes mirrored, re-encoded at quality 70..92; unique by SHA-256.
- */
-async function makeJpegs(dir: string, count: number): Promise<BenchImage[]> {
-	const names = readdirSync(SHARED_IMAGES)
-		.filter(name => /\.jpe?g$/i.test(name))
-		.sort();
-	if (names.length === 0) throw new Error(`no JPEG photos in ${SHARED_IMAGES}`);
-	const sources = await Promise.all(
-		names.map(async name => {
-			const bytes = readFileSync(join(SHARED_IMAGES, name));
-			const meta = await sharp(bytes).metadata();
-			return { name: name.replace(/\.[^.]+$/, ""), bytes, width: meta.width!, height: meta.height! };
-		})
-	);
-	const seen = new Set<string>();
-	const images: BenchImage[] = new Array(count);
-	let next = 0;
-	const variant = async (index: number): Promise<BenchImage> => {
-		const src = sources[index % sources.length];
-		for (let attempt = 0; attempt < 5; attempt++) {
-			const random = prng(index + 1 + attempt * 1_000_003);
-			const width = Math.max(64, Math.floor(src.width * (0.5 + 0.5 * random())));
-			const height = Math.max(64, Math.floor(src.height * (0.5 + 0.5 * random())));
-			const left = Math.floor((src.width - width) * random());
-			const top = Math.floor((src.height - height) * random());
-			const targetWidth = Math.min(width, 256 + Math.floor(random() * (1080 - 256)));
-			const quality = 70 + Math.floor(random() * 23);
-			let image = sharp(src.bytes).extract({ left, top, width, height }).resize({ width: targetWidth });
-			if (random() < 0.5) image = image.flop();
-			const { data, info } = await image.jpeg({ quality }).toBuffer({ resolveWithObject: true });
-			const hash = createHash("sha256").update(data).digest("hex");
-			if (seen.has(hash)) continue;
-			seen.add(hash);
-			const filename = `${src.name}-${String(index).padStart(4, "0")}.jpg`;
-			const path = join(dir, filename);
-			writeFileSync(path, data);
-			return { filename, contentType: "image/jpeg", source: data, path, bytes: data.length, width: info.width, height: info.height };
-		}
-		throw new Error(`could not make a distinct JPEG for index ${index}`);
-	};
-	const worker = async () => {
-		while (next < count) {
-			const index = next++;
-			images[index] = await variant(index);
-		}
-	};
-	await Promise.all([worker(), worker()]);
-	return images;
-}
-
-/** A PNG of random RGB noise, side x side, stored uncompressed (~3 bytes per pixel). */
-async function makeBigPng(path: string, side: number): Promise<void> {
-	if (side * side > MAX_PIXELS) throw new Error(`BENCH_BIG_SIDE ${side}: ${side}x${side} is over ${MAX_PIXELS} pixels`);
-	const raw = Buffer.allocUnsafe(side * side * 3);
-	for (let offset = 0; offset < raw.length; offset += 64 * MiB) randomFillSync(raw, offset, Math.min(64 * MiB, raw.length - offset));
-	await sharp(raw, { raw: { width: side, height: side, channels: 3 } })
-		.png({ compressionLevel: 0, adaptiveFiltering: false })
-		.toFile(path);
-}
 
 async function sha256File(path: string): Promise<string> {
 	const hash = createHash("sha256");

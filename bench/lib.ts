@@ -1,15 +1,18 @@
 /**
  * Small helpers shared by the benches: env parameters, percentiles, tables, process memory from
- * /proc, machine info, result files, and two light load generators on node:http (multipart
+ * /proc, machine info, result files, the test images (distinct JPEGs, big noise PNGs), and two light load generators on node:http (multipart
  * uploads streamed from memory or disk, and a keep-alive GET load). Only 127.0.0.1 is targeted.
  */
 import { execFileSync } from "node:child_process";
-import { createReadStream, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createHash, randomFillSync } from "node:crypto";
+import { createReadStream, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
+import sharp from "sharp";
+import { SHARED_IMAGES } from "../test/helpers/server.ts";
 
 export const MB = 1_000_000;
 export const MiB = 1024 * 1024;
@@ -475,3 +478,91 @@ export async function waitForIdle(pid: number, maxMs = 20_000, windowMs = 500, t
 	}
 	return false;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Test images, made before timing
+// ---------------------------------------------------------------------------------------------
+
+const MAX_PIXELS = 100_000_000;
+
+/** Deterministic PRNG (mulberry32). */
+function prng(seed: number): () => number {
+	let state = seed >>> 0;
+	return () => {
+		state = (state + 0x6d2b79f5) >>> 0;
+		let t = state;
+		t = Math.imul(t ^ (t >>> 15), t | 1);
+		t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+		return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+	};
+}
+
+export interface BenchImage extends MultipartFile {
+	path: string;
+	bytes: number;
+	width: number;
+	height: number;
+}
+
+/**
+ * `count` distinct real JPEGs: random crops of the shared JPEG photos, resized to 256..1080 px
+ * wide, sometimes mirrored, re-encoded at quality 70..92; unique by SHA-256.
+ */
+export async function makeJpegs(dir: string, count: number): Promise<BenchImage[]> {
+	const names = readdirSync(SHARED_IMAGES)
+		.filter(name => /\.jpe?g$/i.test(name))
+		.sort();
+	if (names.length === 0) throw new Error(`no JPEG photos in ${SHARED_IMAGES}`);
+	const sources = await Promise.all(
+		names.map(async name => {
+			const bytes = readFileSync(join(SHARED_IMAGES, name));
+			const meta = await sharp(bytes).metadata();
+			return { name: name.replace(/\.[^.]+$/, ""), bytes, width: meta.width!, height: meta.height! };
+		})
+	);
+	const seen = new Set<string>();
+	const images: BenchImage[] = new Array(count);
+	let next = 0;
+	const variant = async (index: number): Promise<BenchImage> => {
+		const src = sources[index % sources.length];
+		for (let attempt = 0; attempt < 5; attempt++) {
+			const random = prng(index + 1 + attempt * 1_000_003);
+			const width = Math.max(64, Math.floor(src.width * (0.5 + 0.5 * random())));
+			const height = Math.max(64, Math.floor(src.height * (0.5 + 0.5 * random())));
+			const left = Math.floor((src.width - width) * random());
+			const top = Math.floor((src.height - height) * random());
+			const targetWidth = Math.min(width, 256 + Math.floor(random() * (1080 - 256)));
+			const quality = 70 + Math.floor(random() * 23);
+			let image = sharp(src.bytes).extract({ left, top, width, height }).resize({ width: targetWidth });
+			if (random() < 0.5) image = image.flop();
+			const { data, info } = await image.jpeg({ quality }).toBuffer({ resolveWithObject: true });
+			const hash = createHash("sha256").update(data).digest("hex");
+			if (seen.has(hash)) continue;
+			seen.add(hash);
+			const filename = `${src.name}-${String(index).padStart(4, "0")}.jpg`;
+			const path = join(dir, filename);
+			writeFileSync(path, data);
+			return { filename, contentType: "image/jpeg", source: data, path, bytes: data.length, width: info.width, height: info.height };
+		}
+		throw new Error(`could not make a distinct JPEG for index ${index}`);
+	};
+	const worker = async () => {
+		while (next < count) {
+			const index = next++;
+			images[index] = await variant(index);
+		}
+	};
+	await Promise.all([worker(), worker()]);
+	return images;
+}
+
+/** A PNG of random RGB noise, side x side, stored uncompressed (~3 bytes per pixel). */
+export async function makeBigPng(path: string, side: number): Promise<void> {
+	if (side * side > MAX_PIXELS) throw new Error(`BENCH_BIG_SIDE ${side}: ${side}x${side} is over ${MAX_PIXELS} pixels`);
+	const raw = Buffer.allocUnsafe(side * side * 3);
+	for (let offset = 0; offset < raw.length; offset += 64 * MiB) randomFillSync(raw, offset, Math.min(64 * MiB, raw.length - offset));
+	await sharp(raw, { raw: { width: side, height: side, channels: 3 } })
+		.png({ compressionLevel: 0, adaptiveFiltering: false })
+		.toFile(path);
+}
+

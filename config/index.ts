@@ -37,6 +37,18 @@ export interface Config {
 	/** Moleculer transporter URL (`redis://host:port`); unset = embedded, no transporter. */
 	transporter: string | undefined;
 	namespace: string;
+	/** Seconds between a node's heartbeats (Moleculer discovery). */
+	heartbeatInterval: number;
+	/** Seconds without a heartbeat after which a node counts as gone and gets no more calls. */
+	heartbeatTimeout: number;
+	/** Port of this node's Prometheus metrics endpoint (`/metrics`); unset = no metrics. */
+	metricsPort: number | undefined;
+	/** MongoDB connection string; set = images, categories and users live in MongoDB, not SQLite. */
+	mongoUrl: string | undefined;
+	/** How long a MongoDB call waits for a reachable server before failing with 503. */
+	mongoTimeoutMs: number;
+	/** Where blobs live: files under DATA_DIR, or GridFS in the MONGO_URL database. */
+	storage: StorageBackend;
 
 	// --- durable jobs and processing ---
 	/** Messages one worker node processes at once, per channel (@moleculer/channels maxInFlight). */
@@ -149,6 +161,23 @@ function logLevel(env: NodeJS.ProcessEnv): LogLevel {
 	return raw;
 }
 
+/** At least two missed heartbeats, so one late packet never expires a healthy node. */
+function heartbeatTimeout(env: NodeJS.ProcessEnv): number {
+	const interval = integer(env, "HEARTBEAT_INTERVAL", 5, 1);
+	const timeout = integer(env, "HEARTBEAT_TIMEOUT", 15, 1);
+	if (timeout < 2 * interval) throw new Error(`HEARTBEAT_TIMEOUT (${timeout}) must be at least twice HEARTBEAT_INTERVAL (${interval})`);
+	return timeout;
+}
+
+export type StorageBackend = "fs" | "gridfs";
+
+function storageBackend(env: NodeJS.ProcessEnv): StorageBackend {
+	const raw = (env.STORAGE || "fs").toLowerCase();
+	if (raw !== "fs" && raw !== "gridfs") throw new Error(`STORAGE must be fs or gridfs, got "${raw}"`);
+	if (raw === "gridfs" && !env.MONGO_URL) throw new Error("STORAGE=gridfs keeps blobs in MongoDB: set MONGO_URL too");
+	return raw;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 	const dataDir = resolve(env.DATA_DIR || "./data");
 	mkdirSync(dataDir, { recursive: true });
@@ -177,6 +206,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		// --- distributed mode (cluster: transporter, MongoDB, GridFS, metrics) ---
 		transporter: env.TRANSPORTER || undefined,
 		namespace: env.NAMESPACE || "imgmesh",
+		heartbeatInterval: integer(env, "HEARTBEAT_INTERVAL", 5, 1),
+		heartbeatTimeout: heartbeatTimeout(env),
+		metricsPort: env.METRICS_PORT ? integer(env, "METRICS_PORT", 0, 1) : undefined,
+		mongoUrl: env.MONGO_URL || undefined,
+		mongoTimeoutMs: integer(env, "MONGO_TIMEOUT_MS", 1500, 100),
+		storage: storageBackend(env),
 
 		// --- durable jobs and processing ---
 		workerMaxInFlight: integer(env, "WORKER_MAX_IN_FLIGHT", 2, 1),

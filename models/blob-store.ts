@@ -39,6 +39,12 @@ export interface BlobInfo {
 	refs: number;
 }
 
+export interface RewrapReport {
+	rewrapped: number;
+	/** Blobs left as they were, with the reason. */
+	failed: { key: string; error: string }[];
+}
+
 export interface BlobStore {
 	/**
 	 * Streams `source` into the store. Nothing is visible until the bytes are complete and
@@ -53,6 +59,13 @@ export interface BlobStore {
 	stat(key: string): Promise<BlobInfo | null>;
 	/** Drops one reference; deletes the blob when none remain. Returns true if the blob is gone. */
 	release(key: string, ref: string): Promise<boolean>;
+	/**
+	 * Re-wraps the data key of every encrypted blob not yet under the current master key (after a
+	 * rotation, with the old key among the keyring's old keys); running it again is harmless. A
+	 * blob that fails (corrupt, or under a key the keyring lacks) is listed and skipped, so one bad
+	 * blob cannot keep the old master key in service forever.
+	 */
+	rewrapAll(): Promise<RewrapReport>;
 	ping(): Promise<boolean>;
 	close(): Promise<void>;
 }

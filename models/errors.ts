@@ -75,6 +75,16 @@ export class IntegrityError extends Errors.MoleculerServerError {
 	}
 }
 
+/**
+ * A call to another node whose answer was lost with the transporter connection. The callee may
+ * or may not have run it, so it is never retried automatically (see moleculer.config.ts).
+ */
+export class CallInterruptedError extends Errors.MoleculerError {
+	constructor(nodeID?: string) {
+		super("The connection to the cluster was lost during this call; it may or may not have completed", 503, "CALL_INTERRUPTED", nodeID ? { nodeID } : undefined);
+	}
+}
+
 /** A request lists more things (URLs, files) than one request may carry. */
 export class TooManyItemsError extends MoleculerClientError {
 	constructor(what: string, limit: number) {

@@ -14,14 +14,15 @@
  * this process: one process, and one FsBlobStore, per root. Distributed deployments use a shared
  * backend instead.
  */
-import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { constants, mkdirSync, rmSync } from "node:fs";
 import { access, copyFile, type FileHandle, mkdir, open, rename, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { DatabaseSync } from "node:sqlite";
-import { type Readable, Transform, type TransformCallback } from "node:stream";
+import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import type { BlobInfo, BlobRef, BlobStore, ByteRange, PutOptions } from "./blob-store.ts";
+import type { BlobInfo, BlobRef, BlobStore, ByteRange, PutOptions, RewrapReport } from "./blob-store.ts";
+import { blobIdOf, isEncryptedKey, newEncryptedKey, PlaintextMeter, plainKey, satisfiableRange } from "./blob-support.ts";
 import {
 	decryptRange,
 	EnvelopeEncryptor,
@@ -33,18 +34,13 @@ import {
 	parseHeader,
 	rewrapHeader
 } from "./envelope-crypto.ts";
-import { IntegrityError, NotFoundError, PayloadTooLargeError, RangeNotSatisfiableError } from "./errors.ts";
+import { IntegrityError, NotFoundError } from "./errors.ts";
+import { KeyedLock } from "./keyed-lock.ts";
 import { closeDatabase, migrate, openDatabase, transaction } from "./sqlite.ts";
 
 export interface FsBlobStoreOptions {
 	root: string;
 	keyring: Keyring;
-}
-
-export interface RewrapReport {
-	rewrapped: number;
-	/** Blobs left as they were, with the reason. */
-	failed: { key: string; error: string }[];
 }
 
 /** Schema versions, in order (see migrate). Append; never edit a released step. */
@@ -62,58 +58,10 @@ const MIGRATIONS = [
 	) STRICT, WITHOUT ROWID;`
 ];
 
-// Encrypted ids are hex, not base64url, so that two keys never differ only by letter case
-// (file names would collide on a case-insensitive file system).
-const ENCRYPTED_PREFIX = "enc-";
-const KEY_PATTERN = /^(?:sha256-(?<sha256>[0-9a-f]{64})|enc-(?<enc>[0-9a-f]{32}))$/;
-
 interface StagedUpload {
 	tempPath: string;
 	sha256: string;
 	size: number;
-}
-
-/** Counts and hashes the plaintext on its way to disk, and stops it past the size limit. */
-class PlaintextMeter extends Transform {
-	readonly #hash = createHash("sha256");
-	readonly #maxBytes: number;
-	#size = 0;
-
-	constructor(maxBytes: number) {
-		super();
-		this.#maxBytes = maxBytes;
-	}
-
-	/** Size and SHA-256 of everything that went through; call once, after the end. */
-	result(): { size: number; sha256: string } {
-		return { size: this.#size, sha256: this.#hash.digest("hex") };
-	}
-
-	override _transform(data: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-		this.#size += data.length;
-		if (this.#size > this.#maxBytes) return callback(new PayloadTooLargeError(this.#maxBytes));
-		this.#hash.update(data);
-		callback(null, data);
-	}
-}
-
-/** Runs async work one at a time per key, in call order. */
-class KeyedLock {
-	readonly #tails = new Map<string, Promise<void>>();
-
-	async run<T>(key: string, work: () => Promise<T>): Promise<T> {
-		const result = (this.#tails.get(key) ?? Promise.resolve()).then(work);
-		const tail = result.then(
-			() => undefined,
-			() => undefined
-		);
-		this.#tails.set(key, tail);
-		try {
-			return await result;
-		} finally {
-			if (this.#tails.get(key) === tail) this.#tails.delete(key);
-		}
-	}
 }
 
 async function fsyncDirectory(path: string): Promise<void> {
@@ -134,16 +82,6 @@ async function makeDurable(path: string, header: Buffer | undefined): Promise<vo
 	} finally {
 		await file.close();
 	}
-}
-
-/**
- * The range to send of a blob of `size` bytes (undefined: all of it). As in HTTP, an end past
- * the last byte means "to the end"; a start past it cannot be satisfied.
- */
-function satisfiableRange(range: ByteRange | undefined, size: number): ByteRange | undefined {
-	if (!range) return undefined;
-	if (range.start >= size || range.end < range.start) throw new RangeNotSatisfiableError(size);
-	return { start: range.start, end: Math.min(range.end, size - 1) };
 }
 
 export class FsBlobStore implements BlobStore {
@@ -169,7 +107,7 @@ export class FsBlobStore implements BlobStore {
 
 	async put(source: Readable, options: PutOptions): Promise<BlobRef> {
 		const staged = await this.#stage(source, options);
-		const key = options.encrypt ? `${ENCRYPTED_PREFIX}${randomBytes(16).toString("hex")}` : `sha256-${staged.sha256}`;
+		const key = options.encrypt ? newEncryptedKey() : plainKey(staged.sha256);
 		const blob: BlobRef = { key, sha256: staged.sha256, size: staged.size, encrypted: options.encrypt };
 		await this.#locks.run(key, () => this.#commit(blob, staged.tempPath, options.ref));
 		return blob;
@@ -178,7 +116,7 @@ export class FsBlobStore implements BlobStore {
 	async open(key: string, range?: ByteRange): Promise<Readable> {
 		const file = await this.#openBlobFile(key);
 		try {
-			return key.startsWith(ENCRYPTED_PREFIX) ? await this.#readEncrypted(file, range) : await this.#readPlain(file, range);
+			return isEncryptedKey(key) ? await this.#readEncrypted(file, range) : await this.#readPlain(file, range);
 		} catch (err) {
 			await file.close();
 			throw err;
@@ -208,12 +146,6 @@ export class FsBlobStore implements BlobStore {
 		});
 	}
 
-	/**
-	 * Re-wraps the data key of every encrypted blob not yet under the current master key (after a
-	 * rotation, with the old key among the keyring's old keys); running it again is harmless. A
-	 * blob that fails (corrupt, or under a key the keyring lacks) is listed and skipped, so one bad
-	 * blob cannot keep the old master key in service forever.
-	 */
 	async rewrapAll(): Promise<RewrapReport> {
 		const rows = this.#db.prepare("SELECT key FROM blobs WHERE encrypted = 1").all() as { key: string }[];
 		const report: RewrapReport = { rewrapped: 0, failed: [] };
@@ -353,9 +285,7 @@ export class FsBlobStore implements BlobStore {
 
 	/** Where a blob lives; null for anything that is not a well-formed key (never a path outside root). */
 	#pathOf(key: string): string | null {
-		const groups = KEY_PATTERN.exec(key)?.groups;
-		if (!groups) return null;
-		const id = groups.sha256 ?? groups.enc!;
-		return join(this.#root, id.slice(0, 2), key);
+		const id = blobIdOf(key);
+		return id && join(this.#root, id.slice(0, 2), key);
 	}
 }

@@ -50,6 +50,27 @@ export interface ImportJob {
 	updatedAt: string;
 }
 
+/** A job as created: queued, nothing listed or counted yet. */
+export function newImportJob(fields: Pick<ImportJob, "id" | "owner" | "ownerName" | "source" | "options">, now: string): ImportJob {
+	return {
+		...fields,
+		status: "queued",
+		total: 0,
+		processed: 0,
+		succeeded: 0,
+		duplicates: 0,
+		failed: 0,
+		cancelled: 0,
+		bytes: 0,
+		error: null,
+		listed: false,
+		createdAt: now,
+		startedAt: null,
+		finishedAt: null,
+		updatedAt: now
+	};
+}
+
 export interface ImportItem {
 	jobId: string;
 	seq: number;

@@ -9,8 +9,9 @@
  * fragments from this file.
  */
 import type { DatabaseSync, SQLInputValue } from "node:sqlite";
-import { BadRequestError, ConflictError } from "./errors.ts";
+import { ConflictError } from "./errors.ts";
 import { nowIso } from "./ids.ts";
+import { checkLimit, type Cursor, decodeCursor, definedFields, encodeCursor, type SortSpec, sortSpecOf } from "./image-paging.ts";
 import type {
 	Category,
 	CategoryRepository,
@@ -24,7 +25,6 @@ import type {
 	ImageStatus,
 	Page,
 	Rendition,
-	SortKey,
 	StatusChange,
 	Tag
 } from "./image.ts";
@@ -105,11 +105,6 @@ function openMigrated(file: string): DatabaseSync {
 	const db = openDatabase(file);
 	migrate(db, "images", MIGRATIONS);
 	return db;
-}
-
-/** Patches may carry keys set to undefined (absent request fields): those change nothing. */
-function definedFields<T extends object>(patch: T): Partial<T> {
-	return Object.fromEntries(Object.entries(patch).filter(([, value]) => value !== undefined)) as Partial<T>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -266,70 +261,17 @@ function queryConditions(start: Conditions, query: SearchQuery): Conditions {
 	return where;
 }
 
-interface SortSpec {
-	column: string;
-	descending: boolean;
-	/** The type of valueOf's result: cursors carrying anything else are rejected. */
-	valueType: "string" | "number";
-	valueOf(doc: ImageDoc): string | number;
-}
-
-/** The only sort orders, each tie-broken by id in the same direction. */
-const SORTS: Record<SortKey, SortSpec> = {
-	createdAt: { column: "i.created_at", descending: false, valueType: "string", valueOf: doc => doc.createdAt },
-	"-createdAt": { column: "i.created_at", descending: true, valueType: "string", valueOf: doc => doc.createdAt },
-	views: { column: "i.views", descending: false, valueType: "number", valueOf: doc => doc.views },
-	"-views": { column: "i.views", descending: true, valueType: "number", valueOf: doc => doc.views },
-	name: { column: "i.name", descending: false, valueType: "string", valueOf: doc => doc.name }
-};
-
-function sortSpecOf(sort: SortKey): SortSpec {
-	if (!Object.hasOwn(SORTS, sort)) throw new BadRequestError(`Unknown sort "${String(sort)}"`, "INVALID_SORT");
-	return SORTS[sort];
-}
+/** The column of each sort field: fixed names, never input. */
+const SORT_COLUMNS: Record<SortSpec["field"], string> = { createdAt: "i.created_at", views: "i.views", name: "i.name" };
 
 function orderBySql(spec: SortSpec): string {
 	const direction = spec.descending ? "DESC" : "ASC";
-	return `ORDER BY ${spec.column} ${direction}, i.id ${direction}`;
+	return `ORDER BY ${SORT_COLUMNS[spec.field]} ${direction}, i.id ${direction}`;
 }
 
 /** Rows strictly after the cursor's row in the sort order: a row value comparison. */
 function afterCursor(where: Conditions, spec: SortSpec, cursor: Cursor): Conditions {
-	return and(where, `(${spec.column}, i.id) ${spec.descending ? "<" : ">"} (?, ?)`, cursor.value, cursor.id);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Images: cursors. A cursor is the last item's sort position, so a page starts right after that
-// item wherever it now is: inserts and deletes elsewhere never shift the next page.
-
-interface Cursor {
-	sort: SortKey;
-	value: string | number;
-	id: string;
-}
-
-function encodeCursor(sort: SortKey, spec: SortSpec, doc: ImageDoc): string {
-	const cursor: Cursor = { sort, value: spec.valueOf(doc), id: doc.id };
-	return Buffer.from(JSON.stringify(cursor)).toString("base64url");
-}
-
-/** Rejects anything this repository did not produce for this sort order. */
-function decodeCursor(text: string, sort: SortKey, spec: SortSpec): Cursor {
-	let cursor: Partial<Cursor> | null = null;
-	try {
-		cursor = JSON.parse(Buffer.from(text, "base64url").toString("utf8")) as Partial<Cursor> | null;
-	} catch {
-		// Not JSON: rejected below like any other malformed cursor.
-	}
-	const valid =
-		cursor !== null &&
-		typeof cursor === "object" &&
-		cursor.sort === sort &&
-		typeof cursor.id === "string" &&
-		typeof cursor.value === spec.valueType &&
-		(spec.valueType === "string" || Number.isFinite(cursor.value));
-	if (!valid) throw new BadRequestError("Invalid cursor: pass nextCursor from a page of the same sort order", "INVALID_CURSOR");
-	return cursor as Cursor;
+	return and(where, `(${SORT_COLUMNS[spec.field]}, i.id) ${spec.descending ? "<" : ">"} (?, ?)`, cursor.value, cursor.id);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -405,7 +347,7 @@ export class SqliteImageRepository implements ImageRepository {
 	}
 
 	async search(filter: ImageFilter): Promise<Page<ImageDoc>> {
-		if (!Number.isInteger(filter.limit) || filter.limit < 1) throw new BadRequestError("limit must be a positive integer", "INVALID_LIMIT");
+		checkLimit(filter.limit);
 		const spec = sortSpecOf(filter.sort);
 		const matching = filterConditions(filter);
 		const page = filter.cursor ? afterCursor(matching, spec, decodeCursor(filter.cursor, filter.sort, spec)) : matching;

@@ -1,6 +1,5 @@
 /**
- * Operator REPL commands for automatic tagging (moleculer-repl custom commands; repl.ts loads
- * every repl/*.ts default export):
+ * Automatic tagging from the operator REPL (`images retag`, a sub-command of repl/images.ts):
  *
  *   images retag <search query>   classify the matching images again (same syntax as ?q=)
  *   images retag --all            classify every image again
@@ -11,7 +10,6 @@
 import type { ServiceBroker } from "moleculer";
 import type { AuthUser } from "../mixins/auth.ts";
 import type { ImageDoc, Page } from "../models/image.ts";
-import type { ReplCommand } from "./jobs.ts";
 
 /** The REPL sees every image, as an administrator would. */
 const OPERATOR: AuthUser = { id: "repl", username: "repl", role: "admin" };
@@ -56,24 +54,5 @@ export async function retag(broker: ServiceBroker, query: string | undefined, pr
 	return report;
 }
 
-const commands: ReplCommand[] = [
-	{
-		command: "images <action> [query...]",
-		description: "images retag <search query> | images retag --all: classify images again, replacing their automatic tags",
-		options: [{ option: "--all", description: "retag every image" }],
-		async action(broker, args) {
-			const query = ((args.query as string[] | undefined) ?? []).join(" ").trim();
-			if (args.action !== "retag" || (!query && !args.options?.all)) {
-				console.log("Usage: images retag <search query> | images retag --all");
-				return;
-			}
-			const report = await retag(broker, query || undefined, ({ total, tagged, failed }) => {
-				process.stdout.write(`\rretagged ${tagged}/${total}${failed.length ? `, ${failed.length} failed` : ""}   `);
-			});
-			process.stdout.write("\n");
-			for (const { id, error } of report.failed) console.log(`  ${id}: ${error}`);
-		}
-	}
-];
-
-export default commands;
+/** Its command is `images retag` of repl/images.ts: one REPL command per name (moleculer-repl skips a second). */
+export default [];

@@ -2,8 +2,14 @@
  * REPL: `jobs dead` lists the dead-letter stream; `jobs retry <id>` sends a dead letter back to
  * its channel (an image's job also puts the image back to `processing`, or the worker would
  * skip it). Distributed mode only: embedded mode's in-process queue keeps no dead letters.
+ *
+ * Import jobs: `jobs` lists them (every user's, newest first) with progress bars; `jobs cancel
+ * <id>` cancels one; `jobs retry <id>` with an import job's id re-runs its failed items (dead
+ * letters have stream ids, `<ms>-<n>`, so the two never mix). These call the imports service
+ * as an administrator and work in both modes.
  */
 import type { ServiceBroker } from "moleculer";
+import type { ImportJob } from "../models/import-job.ts";
 import { withJobQueue, type DeadLetter, type JobQueue } from "../models/job-queue.ts";
 import { CHANNELS } from "../models/jobs.ts";
 
@@ -16,6 +22,43 @@ export interface ReplCommand {
 }
 
 const EMBEDDED = "Embedded mode: jobs run on an in-process queue (no streams, no dead letters).";
+const USAGE = "Usage: jobs | jobs cancel <import id> | jobs retry <import id> | jobs dead | jobs retry <dead letter id>";
+/** Dead letters are Redis stream entries: `<milliseconds>-<sequence>`. */
+const STREAM_ID = /^\d+-\d+$/;
+
+const OPERATOR = { user: { id: "repl", username: "repl", role: "admin" } };
+const BAR_WIDTH = 24;
+
+/** What imports.list/cancel/retry answer, as far as the REPL shows it. */
+type ImportJobView = Pick<ImportJob, "id" | "ownerName" | "status" | "total" | "processed" | "succeeded" | "duplicates" | "failed" | "cancelled"> & {
+	source: { type: string };
+	rate: number | null;
+	eta: number | null;
+};
+
+export function progressBar(done: number, total: number): string {
+	const share = total > 0 ? Math.min(1, done / total) : 0;
+	const filled = Math.round(share * BAR_WIDTH);
+	return `[${"#".repeat(filled)}${".".repeat(BAR_WIDTH - filled)}] ${String(Math.floor(share * 100)).padStart(3)}%`;
+}
+
+function importLine(job: ImportJobView): string {
+	const counts = `${job.processed}/${job.total} ok ${job.succeeded} dup ${job.duplicates} failed ${job.failed}` + (job.cancelled ? ` dropped ${job.cancelled}` : "");
+	const speed = job.rate === null ? "" : ` ${job.rate}/s` + (job.eta ? ` eta ${job.eta}s` : "");
+	return `${job.id}  ${job.ownerName.padEnd(12)} ${job.source.type.padEnd(12)} ${job.status.padEnd(21)} ${progressBar(job.processed + job.cancelled, job.total)} ${counts}${speed}`;
+}
+
+async function listImports(broker: ServiceBroker): Promise<void> {
+	const page = await broker.call<{ items: ImportJobView[]; total: number }, object>("imports.list", { limit: 100 }, { meta: OPERATOR });
+	if (page.items.length === 0) return console.log("No import jobs.");
+	for (const job of page.items) console.log(importLine(job));
+	if (page.total > page.items.length) console.log(`(${page.total - page.items.length} older jobs not shown)`);
+}
+
+async function changeImport(broker: ServiceBroker, action: "cancel" | "retry", id: string): Promise<void> {
+	const result = await broker.call<{ job: ImportJobView; requeued?: number }, object>(`imports.${action}`, { id }, { meta: OPERATOR });
+	console.log(importLine(result.job) + (result.requeued === undefined ? "" : `  (${result.requeued} item(s) re-queued)`));
+}
 
 /**
  * Sends a dead letter back to its channel, then removes it (a crash in between leaves it there to
@@ -37,9 +80,13 @@ export async function retryDeadLetter(broker: ServiceBroker, queue: JobQueue, id
 
 const commands: ReplCommand[] = [
 	{
-		command: "jobs <what> [id]",
-		description: "jobs dead: list dead letters | jobs retry <id>: send a dead letter back to its channel",
+		command: "jobs [what] [id]",
+		description: "jobs: import jobs with progress | jobs cancel|retry <import id> | jobs dead: dead letters | jobs retry <dead letter id>",
 		async action(broker, args) {
+			const id = args.id === undefined ? undefined : String(args.id);
+			if (args.what === undefined) return listImports(broker);
+			if (args.what === "cancel" && id) return changeImport(broker, "cancel", id);
+			if (args.what === "retry" && id && !STREAM_ID.test(id)) return changeImport(broker, "retry", id);
 			const done = await withJobQueue(broker, async queue => {
 				if (args.what === "dead") {
 					console.table((await queue.deadLetters()).map(letter => ({ ...letter, payload: JSON.stringify(letter.payload) })));
@@ -47,7 +94,7 @@ const commands: ReplCommand[] = [
 					const letter = await retryDeadLetter(broker, queue, String(args.id));
 					console.log(letter ? `Sent ${JSON.stringify(letter.payload)} back to ${letter.channel}.` : `No dead letter ${args.id}.`);
 				} else {
-					console.log("Usage: jobs dead | jobs retry <id>");
+					console.log(USAGE);
 				}
 				return true;
 			});

@@ -3,11 +3,13 @@
  * service's own `rest` definitions; every error leaves as JSON `{name, message, code, type, data}`
  * with `code` as the status.
  */
-import type { Context, ServiceSchema } from "moleculer";
+import type { Context, ServiceBroker, ServiceSchema } from "moleculer";
 import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { getConfig } from "../config/index.ts";
 import { AuthMixin } from "../mixins/auth.ts";
+import { UnavailableError } from "../models/errors.ts";
+import { REQUIRED } from "./health.service.ts";
 import { WebAppMixin } from "../mixins/web-app.ts";
 
 const config = getConfig();
@@ -70,12 +72,23 @@ interface HttpError {
 	status?: number;
 }
 
+/**
+ * Moleculer's errors for "no live node can take this call now" (the service's nodes are gone or
+ * their circuits open, or this node lost the transporter) are 404 and 502 by default; for an HTTP
+ * client they all mean: unavailable, try again later.
+ */
+const CLUSTER_UNAVAILABLE = new Set(["ServiceNotFoundError", "ServiceNotAvailableError", "BrokerDisconnectedError"]);
+
 /** Maps any error to a status and a JSON body; server faults never leak their details. */
 function errorResponse(err: HttpError): { status: number; body: Record<string, unknown> } {
 	const raw = typeof err.code === "number" ? err.code : err.status;
 	let status = typeof raw === "number" && raw >= 400 && raw <= 599 ? raw : 500;
 	// Moleculer reports invalid params as 422; for a request that is a malformed request.
 	if (err.name === "ValidationError") status = 400;
+	if (err.name && CLUSTER_UNAVAILABLE.has(err.name)) {
+		status = 503;
+		err = { ...err, name: err.name, message: err.message, type: "SERVICE_UNAVAILABLE" };
+	}
 	if (status >= 500 && status !== 503 && status !== 504) {
 		return { status, body: { name: "InternalServerError", message: "Internal server error", code: status, type: "INTERNAL_ERROR" } };
 	}
@@ -103,10 +116,83 @@ function sendJsonError(this: { logger: any }, req: IncomingMessage, res: ServerR
 
 const NEVER_EXPOSED = [/^api\./, /^\$node\./];
 
+type Gateway = {
+	name: string;
+	broker: ServiceBroker;
+	/** Names of the live services, as last seen. */
+	liveServices?: string;
+	/** Changes of that list seen so far. */
+	servicesChanges?: number;
+	/** How many of them the current REST aliases reflect. */
+	aliasedChanges?: number;
+	sendError(req: IncomingMessage, res: ServerResponse, err: Error): void;
+};
+
+const webAppSend404 = (WebAppMixin.methods as { send404(this: unknown, req: IncomingMessage, res: ServerResponse): void }).send404;
+const generateAliases = (ApiGateway as unknown as { methods: { regenerateAutoAliases(this: Gateway, route: unknown): void } }).methods.regenerateAutoAliases;
+
+function liveServices(broker: ServiceBroker): string {
+	return [...new Set(broker.registry.getServiceList({ onlyAvailable: true }).map(service => service.name))].sort().join(",");
+}
+
+/**
+ * moleculer-web rebuilds the auto-aliases a moment (debounced) after the services change; until
+ * then the routes of a service that just (re)appeared are missing. A counter of changes tells.
+ */
+function routesCurrent(gateway: Gateway): boolean {
+	return gateway.aliasedChanges === (gateway.servicesChanges ?? 0);
+}
+
+/**
+ * moleculer-web's answer to a path that matches no route. Auto-aliases go away with the last node
+ * of their service and come back after it returns, e.g. around a Redis restart. While a required
+ * service has no live node, or the routes lag behind the services, the path may well be a real
+ * route: the answer is 503 (try again), not 404. (Outside the API the web app answers.)
+ */
+function send404(this: Gateway, req: IncomingMessage & { originalUrl?: string; $next?: () => void }, res: ServerResponse): void {
+	if (req.$next) return req.$next();
+	const live = liveServices(this.broker).split(",");
+	const missing = REQUIRED.filter(name => !live.includes(name));
+	const apiPath = /^\/(api|p)(\/|$)/.test(new URL(req.originalUrl ?? req.url ?? "/", "http://x").pathname);
+	if (apiPath && (missing.length || !routesCurrent(this))) {
+		return this.sendError(req, res, new UnavailableError("Part of the cluster is unavailable; try again shortly", { missing }));
+	}
+	// Everything else as the web app answers it (its client routes, or 404).
+	webAppSend404.call(this, req, res);
+}
+
 const api: ServiceSchema<ApiSettingsSchema> = {
 	name: "api",
 	// WebAppMixin first: a mixin earlier in the list overrides later ones (its send404 wins).
 	mixins: [WebAppMixin, ApiGateway as unknown as Partial<ServiceSchema>, AuthMixin],
+	methods: {
+		send404,
+		regenerateAutoAliases(this: Gateway, route: unknown) {
+			const changes = this.servicesChanges ?? 0;
+			generateAliases.call(this, route);
+			this.aliasedChanges = changes;
+		}
+	},
+	events: {
+		// Only a change of which services are live changes the routes (not a node joining with
+		// services already served, nor the REPL's service-less node).
+		"$services.changed"(this: Gateway) {
+			const live = liveServices(this.broker);
+			if (live === this.liveServices) return;
+			this.liveServices = live;
+			this.servicesChanges = (this.servicesChanges ?? 0) + 1;
+		}
+	},
+	actions: {
+		/** Whether this gateway's REST routes reflect the live services (readiness; never on REST). */
+		routesCurrent: {
+			visibility: "public",
+			params: { $$strict: true },
+			handler() {
+				return routesCurrent(this as unknown as Gateway);
+			}
+		}
+	},
 
 	settings: {
 		port: config.port,

@@ -1,12 +1,11 @@
 /** Categories: admins curate them, everyone lists them, images point at them by id (slug). */
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { join } from "node:path";
 import { getConfig } from "../config/index.ts";
 import { repositoryMixin } from "../mixins/repository.ts";
+import { openCategoryRepository } from "../models/backends.ts";
 import { BadRequestError, NotFoundError } from "../models/errors.ts";
 import { nowIso } from "../models/ids.ts";
 import type { Category, CategoryRepository } from "../models/image.ts";
-import { SqliteCategoryRepository } from "../models/sqlite-image-repository.ts";
 
 const ID = { type: "string", min: 1, max: 64 };
 const NAME = { type: "string", min: 1, max: 64, trim: true };
@@ -34,7 +33,7 @@ type CategoriesContext = Context<Record<string, any>, { $statusCode?: number; $l
 
 const categories: ServiceSchema<ServiceSettingSchema, CategoriesMethods, CategoriesVars> = {
 	name: "categories",
-	mixins: [repositoryMixin(() => new SqliteCategoryRepository(join(getConfig().dataDir, "images.db")), "The category store")],
+	mixins: [repositoryMixin(() => openCategoryRepository(getConfig()), "The category store")],
 	settings: { rest: "/categories" },
 
 	actions: {

@@ -3,7 +3,7 @@ import type { Context, ServiceSchema } from "moleculer";
 import { getConfig } from "../config/index.ts";
 
 /** Services a node needs reachable (anywhere in the cluster) to serve requests. */
-const REQUIRED = ["users", "images", "categories", "storage"];
+export const REQUIRED = ["users", "images", "categories", "storage"];
 const PING_TIMEOUT_MS = 2000;
 
 /**
@@ -27,6 +27,12 @@ async function check(ctx: Context, service: string): Promise<{ service: string; 
 	}
 }
 
+/** A gateway is ready once its REST routes reflect the live services (it rebuilds them debounced). */
+async function routesCheck(ctx: Context, nodeID: string): Promise<{ service: string; ok: boolean; error?: string }> {
+	const current = await ctx.call<boolean, object>("api.routesCurrent", {}, { nodeID });
+	return current ? { service: "api", ok: true } : { service: "api", ok: false, error: "REST routes are being rebuilt after a cluster change" };
+}
+
 const health: ServiceSchema = {
 	name: "health",
 	settings: { rest: "/" },
@@ -45,6 +51,7 @@ const health: ServiceSchema = {
 			params: { $$strict: true },
 			async handler(ctx: Context<unknown, { $statusCode?: number }>) {
 				const [checks, classifier] = await Promise.all([Promise.all(REQUIRED.map(service => check(ctx, service))), classifierState(ctx)]);
+				if (this.broker.getLocalService("api")) checks.push(await routesCheck(ctx, this.broker.nodeID));
 				const ready = checks.every(result => result.ok) && (classifier.enabled === true || !getConfig().classifierModel);
 				if (!ready) ctx.meta.$statusCode = 503;
 				return { status: ready ? "ready" : "unavailable", node: this.broker.nodeID, checks, classifier };

@@ -3,11 +3,11 @@
  * ETag/Range, views and stats. Bytes live in the storage service; metadata in the repository.
  */
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { join } from "node:path";
 import { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
 import type { AuthUser } from "../mixins/auth.ts";
 import { repositoryMixin } from "../mixins/repository.ts";
+import { openImageRepository } from "../models/backends.ts";
 import type { BlobRef } from "../models/blob-store.ts";
 import { BadRequestError, ConflictError, NotFoundError, RangeNotSatisfiableError } from "../models/errors.ts";
 import { newId, nowIso } from "../models/ids.ts";
@@ -17,7 +17,6 @@ import { ImageSniffer } from "../models/image-sniffer.ts";
 import { parseMultipart } from "../models/multipart.ts";
 import { parseRange } from "../models/http-range.ts";
 import { parseSearchQuery } from "../models/search-query.ts";
-import { SqliteImageRepository } from "../models/sqlite-image-repository.ts";
 import {
 	checkOutputPixels,
 	compressName,
@@ -191,13 +190,15 @@ function contentHeaders(doc: ImageDoc): Record<string, string> {
 
 const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 	name: "images",
-	mixins: [repositoryMixin(() => new SqliteImageRepository(join(config.dataDir, "images.db")), "The image metadata store")],
+	mixins: [repositoryMixin(() => openImageRepository(config), "The image metadata store")],
 	settings: { rest: "/" },
 
 	actions: {
 		upload: {
 			// `type: "stream"` hands the raw body to the action; RestSchema's typings lack the key.
 			rest: { method: "POST", path: "/images", type: "stream" } as { method: "POST"; path: string },
+			// A retry would re-send a request stream that is already partly read.
+			retryPolicy: { enabled: false },
 			params: { $$strict: true },
 			async handler(ctx: ImagesContext) {
 				// Fields cannot change once the first file arrives: check them and resolve the category once.

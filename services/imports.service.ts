@@ -23,7 +23,7 @@ import { BadRequestError, NotFoundError, TooManyItemsError } from "../models/err
 import { downloadUrl, listDriveImages, parseFolderId, type DriveSource } from "../models/google-drive.ts";
 import { newId, nowIso } from "../models/ids.ts";
 import type { Visibility } from "../models/image.ts";
-import { fileNameOf, normalizeUrl, type ImportItem, type ImportJob, type ImportRepository, type ItemResult, type NewItem } from "../models/import-job.ts";
+import { fileNameOf, newImportJob, normalizeUrl, type ImportItem, type ImportJob, type ImportRepository, type ItemResult, type NewItem } from "../models/import-job.ts";
 import { downloadToFile, FetchLimiter, type FetchOptions } from "../models/safe-fetch.ts";
 import { SqliteImportRepository } from "../models/sqlite-import-repository.ts";
 
@@ -305,28 +305,8 @@ const imports: ServiceSchema<ServiceSettingSchema, ImportsMethods, ImportsVars> 
 			}
 			const category = params.category ? (await ctx.call<{ id: string }, { ref: string }>("categories.resolve", { ref: params.category })).id : null;
 			const tags = Array.isArray(params.tags) ? params.tags.join(",") : params.tags;
-			const now = nowIso();
-			const job: ImportJob = {
-				id: newId(),
-				owner: user.id,
-				ownerName: user.username,
-				source,
-				options: { category, tags, visibility: params.visibility ?? "private", encrypted: params.encrypted ?? false },
-				status: "queued",
-				total: 0,
-				processed: 0,
-				succeeded: 0,
-				duplicates: 0,
-				failed: 0,
-				cancelled: 0,
-				bytes: 0,
-				error: null,
-				listed: false,
-				createdAt: now,
-				startedAt: null,
-				finishedAt: null,
-				updatedAt: now
-			};
+			const options = { category, tags, visibility: params.visibility ?? "private", encrypted: params.encrypted ?? false };
+			const job = newImportJob({ id: newId(), owner: user.id, ownerName: user.username, source, options }, nowIso());
 			await this.repo.createJob(job, params.urls);
 			await this.broker.sendToChannel(IMPORT_CHANNEL, { jobId: job.id, list: true } satisfies Message);
 			return job;

@@ -4,21 +4,19 @@
  * them); uploads arrive and downloads leave as streams.
  */
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { join } from "node:path";
 import { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
 import { repositoryMixin } from "../mixins/repository.ts";
-import type { ByteRange, PutOptions } from "../models/blob-store.ts";
-import { Keyring } from "../models/envelope-crypto.ts";
+import { openBlobStore } from "../models/backends.ts";
+import type { BlobStore, ByteRange, PutOptions } from "../models/blob-store.ts";
 import { BadRequestError } from "../models/errors.ts";
-import { FsBlobStore } from "../models/fs-blob-store.ts";
 
 const KEY = { type: "string", min: 1, max: 128 };
 const REF = { type: "string", min: 1, max: 128 };
 const OFFSET = { type: "number", integer: true, min: 0, optional: true };
 
 interface StorageVars {
-	repo: FsBlobStore;
+	repo: BlobStore;
 }
 
 /** An inclusive range from optional bounds: a missing start is 0, a missing end is the last byte. */
@@ -27,22 +25,16 @@ function rangeOf(start: number | undefined, end: number | undefined): ByteRange 
 	return { start: start ?? 0, end: end ?? Number.MAX_SAFE_INTEGER };
 }
 
-function openStore(): FsBlobStore {
-	const config = getConfig();
-	return new FsBlobStore({
-		root: join(config.dataDir, "blobs"),
-		keyring: new Keyring(config.storageMasterKey, config.storageOldMasterKeys)
-	});
-}
-
 const storage: ServiceSchema<ServiceSettingSchema, {}, StorageVars> = {
 	name: "storage",
-	mixins: [repositoryMixin(openStore, "Blob storage")],
+	mixins: [repositoryMixin(() => openBlobStore(getConfig()), "Blob storage")],
 
 	actions: {
 		/** Stores the bytes of `ctx.stream`; returns the BlobRef. */
 		put: {
 			visibility: "public",
+			// A retry would re-send a request stream that is already partly read.
+			retryPolicy: { enabled: false },
 			params: { $$strict: true, encrypt: "boolean", ref: REF, maxBytes: { type: "number", integer: true, min: 0 } },
 			async handler(ctx: Context<PutOptions>) {
 				if (!(ctx.stream instanceof Readable)) throw new BadRequestError("storage.put takes the bytes as a stream", "STREAM_REQUIRED");

@@ -4,15 +4,14 @@
  */
 import jwt from "jsonwebtoken";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
-import { join } from "node:path";
 import { getConfig } from "../config/index.ts";
+import { openUserRepository } from "../models/backends.ts";
 import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from "../models/errors.ts";
 import { newId, nowIso } from "../models/ids.ts";
 import type { Role } from "../models/image.ts";
 import { DUMMY_HASH_PROMISE, hashPassword, verifyPassword } from "../models/password.ts";
-import { SqliteUserRepository } from "../models/sqlite-user-repository.ts";
 import { repositoryMixin } from "../mixins/repository.ts";
-import { toPublicUser, type UserRecord, type UserRepository } from "../models/user.ts";
+import { toPublicUser, type PublicUser, type UserRecord, type UserRepository } from "../models/user.ts";
 import type { AuthUser } from "../mixins/auth.ts";
 
 const USERNAME = { type: "string", min: 3, max: 32, pattern: /^[a-z0-9_.-]+$/, messages: { stringPattern: "Username may only contain a-z, 0-9, '_', '.' and '-'" } };
@@ -24,6 +23,8 @@ interface UsersVars {
 	repo: UserRepository;
 }
 interface UsersMethods {
+	createUser(username: string, password: string, name: string | undefined, role: Role): Promise<UserRecord>;
+	changeAccount(ctx: Context, id: string, patch: { role?: Role; disabled?: boolean }): Promise<PublicUser>;
 	issueToken(user: UserRecord): { token: string; expiresIn: number };
 	requireUser(ctx: Context): Promise<UserRecord>;
 	userChanged(ctx: Context, id: string): Promise<void>;
@@ -35,7 +36,7 @@ type UsersContext = Context<Record<string, any>, { user?: AuthUser | null; $stat
 
 const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 	name: "users",
-	mixins: [repositoryMixin(() => new SqliteUserRepository(join(getConfig().dataDir, "users.db")), "The user store")],
+	mixins: [repositoryMixin(() => openUserRepository(getConfig()), "The user store")],
 	settings: { rest: "/" },
 
 	actions: {
@@ -45,20 +46,19 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 			params: { $$strict: true, username: USERNAME, password: PASSWORD, name: DISPLAY_NAME },
 			async handler(ctx: UsersContext) {
 				const { username, password, name } = ctx.params;
-				const now = nowIso();
-				const user: UserRecord = {
-					id: newId(),
-					username,
-					name: name || username,
-					role: "user",
-					disabled: false,
-					passwordHash: await hashPassword(password),
-					createdAt: now,
-					updatedAt: now
-				};
-				await this.repo.insert(user);
+				const user = await this.createUser(username, password, name, "user");
 				ctx.meta.$statusCode = 201;
 				return { user: toPublicUser(user), token: this.issueToken(user).token };
+			}
+		},
+
+		/** Operator (REPL) account creation; never exposed over REST. */
+		create: {
+			visibility: "public",
+			params: { $$strict: true, username: USERNAME, password: PASSWORD, name: DISPLAY_NAME, role: { type: "enum", values: ["user", "admin"] } },
+			async handler(ctx: UsersContext) {
+				const { username, password, name, role } = ctx.params;
+				return toPublicUser(await this.createUser(username, password, name, role));
 			}
 		},
 
@@ -133,10 +133,24 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 				if (id === ctx.meta.user?.id && (role === "user" || disabled === true)) {
 					throw new ForbiddenError("Admins cannot demote or disable themselves", "SELF_LOCKOUT");
 				}
-				const updated = await this.repo.update(id, { role, disabled });
-				if (!updated) throw new NotFoundError("User", id);
-				await this.userChanged(ctx, id);
-				return toPublicUser(updated);
+				return this.changeAccount(ctx, id, { role, disabled });
+			}
+		},
+
+		/** Operator (REPL) role and access changes by username; never exposed over REST. */
+		updateByName: {
+			visibility: "public",
+			params: {
+				$$strict: true,
+				username: { type: "string", max: 64 },
+				role: { type: "enum", values: ["user", "admin"], optional: true },
+				disabled: { type: "boolean", optional: true }
+			},
+			async handler(ctx: UsersContext) {
+				const { username, role, disabled } = ctx.params as { username: string; role?: Role; disabled?: boolean };
+				const user = await this.repo.findByUsername(username);
+				if (!user) throw new NotFoundError("User", username);
+				return this.changeAccount(ctx, user.id, { role, disabled });
 			}
 		},
 
@@ -173,6 +187,30 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 	},
 
 	methods: {
+		async createUser(username: string, password: string, name: string | undefined, role: Role): Promise<UserRecord> {
+			const now = nowIso();
+			const user: UserRecord = {
+				id: newId(),
+				username,
+				name: name || username,
+				role,
+				disabled: false,
+				passwordHash: await hashPassword(password),
+				createdAt: now,
+				updatedAt: now
+			};
+			await this.repo.insert(user);
+			return user;
+		},
+
+		/** Role or access change; cached identities everywhere forget the user at once. */
+		async changeAccount(ctx: Context, id: string, patch: { role?: Role; disabled?: boolean }): Promise<PublicUser> {
+			const updated = await this.repo.update(id, patch);
+			if (!updated) throw new NotFoundError("User", id);
+			await this.userChanged(ctx, id);
+			return toPublicUser(updated);
+		},
+
 		issueToken(user: UserRecord) {
 			const { jwtSecret, jwtExpiresIn } = getConfig();
 			const token = jwt.sign({ username: user.username, role: user.role }, jwtSecret, {

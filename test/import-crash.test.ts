@@ -1,6 +1,6 @@
 /**
- * An import worker killed with SIGKILL in the middle of a job (distributed mode over the real
- * Redis on 127.0.0.1:6379, a namespace of its own): another worker resumes the job, which
+ * An import worker killed with SIGKILL in the middle of a job (distributed mode over a real
+ * Redis, a namespace of its own): another worker resumes the job, which
  * completes with every item counted exactly once and one image per item. (Most of the run time
  * is the gateway noticing that the killed node is gone.)
  */
@@ -8,18 +8,20 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Redis } from "ioredis";
 import { after, before, describe, it } from "node:test";
 import { Client } from "./helpers/client.ts";
 import { ImageHost } from "./helpers/image-host.ts";
 import { startNode, waitFor, type Node } from "./helpers/jobs.ts";
+import { testRedis, type TestRedis } from "./helpers/redis.ts";
 import { startServer, type RunningServer } from "./helpers/server.ts";
 
 const ITEMS = 120;
 
 describe("import worker killed mid-job", () => {
-	const cluster = { TRANSPORTER: "redis://127.0.0.1:6379", NAMESPACE: `imports-crash-${process.pid}-${Date.now()}` };
-	const workerEnv = {
-		...cluster,
+	const namespace = `imports-crash-${process.pid}-${Date.now()}`;
+	const settings = {
+		NAMESPACE: namespace,
 		SERVICES: "imports,images,storage",
 		IMPORT_ALLOW_PRIVATE_NETWORKS: "true",
 		IMPORT_CONCURRENCY: "4",
@@ -27,11 +29,17 @@ describe("import worker killed mid-job", () => {
 		IMPORT_STALL_MS: "1000"
 	};
 	const dataDir = mkdtempSync(join(tmpdir(), "imgmesh-import-crash-"));
+	let redis: TestRedis;
+	let cluster: Record<string, string>;
+	let workerEnv: Record<string, string>;
 	let host: ImageHost;
 	let gateway: RunningServer;
 	const workers: Node[] = [];
 
 	before(async () => {
+		redis = await testRedis();
+		cluster = { TRANSPORTER: redis.url, NAMESPACE: namespace };
+		workerEnv = { ...settings, ...cluster };
 		host = await new ImageHost().start();
 		host.delayMs = 30;
 		workers.push(await startNode(dataDir, { ...workerEnv, NODE_ID: "import-worker-1" }));
@@ -43,6 +51,11 @@ describe("import worker killed mid-job", () => {
 		await gateway?.stop({ keepData: true });
 		await host?.stop();
 		rmSync(dataDir, { recursive: true, force: true });
+		const client = new Redis(redis.url);
+		const keys = await client.keys(`${namespace}.*`);
+		if (keys.length) await client.del(...keys);
+		await client.quit();
+		await redis.stop();
 	});
 
 	it("completes on another worker with every item counted once", async () => {

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
-import type { ImportJob, ImportRepository, NewItem } from "../models/import-job.ts";
+import { newImportJob, type ImportJob, type ImportRepository, type NewItem } from "../models/import-job.ts";
 
 export interface ImportContractFixture {
 	repo: ImportRepository;
@@ -17,27 +17,8 @@ const LEASE = 60_000;
 let nextId = 0;
 
 function newJob(owner = "u-alice", createdAt = new Date().toISOString()): ImportJob {
-	return {
-		id: `job-${++nextId}`,
-		owner,
-		ownerName: owner.slice(2),
-		source: { type: "urls", count: 0 },
-		options: { category: null, visibility: "private", encrypted: false },
-		status: "queued",
-		total: 0,
-		processed: 0,
-		succeeded: 0,
-		duplicates: 0,
-		failed: 0,
-		cancelled: 0,
-		bytes: 0,
-		error: null,
-		listed: false,
-		createdAt,
-		startedAt: null,
-		finishedAt: null,
-		updatedAt: createdAt
-	};
+	const options = { category: null, visibility: "private" as const, encrypted: false };
+	return newImportJob({ id: `job-${++nextId}`, owner, ownerName: owner.slice(2), source: { type: "urls", count: 0 }, options }, createdAt);
 }
 
 const items = (n: number, prefix = "http://e.com/"): NewItem[] => Array.from({ length: n }, (_, i) => ({ key: `${prefix}${i}`, url: `${prefix}${i}`, name: `${i}.jpg` }));

@@ -6,8 +6,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { parseFolderId } from "../models/google-drive.ts";
 import { addressClass, embeddedIpv4, mayConnect } from "../models/net-address.ts";
-import { backoffMs, FetchError, retryAfterMs } from "../models/safe-fetch.ts";
-import replCommands, { progressBar } from "../repl/imports.ts";
+import { backoffMs, FetchError, FetchLimiter, retryAfterMs } from "../models/safe-fetch.ts";
+import replCommands, { progressBar } from "../repl/jobs.ts";
 import { normalizeUrl } from "../models/import-job.ts";
 
 describe("address classifier", () => {
@@ -117,14 +117,43 @@ describe("retry back-off", () => {
 	});
 });
 
-describe("REPL imports command", () => {
+describe("download limits", () => {
+	it("bounds downloads per node and per source host", async () => {
+		const limiter = new FetchLimiter(3, 2);
+		const active = new Map<string, number>();
+		const peak = new Map<string, number>();
+		let peakTotal = 0;
+		const releases: (() => void)[] = [];
+		const task = (url: string) =>
+			limiter.run(url, async () => {
+				const host = new URL(url).host;
+				active.set(host, (active.get(host) ?? 0) + 1);
+				peak.set(host, Math.max(peak.get(host) ?? 0, active.get(host)!));
+				peakTotal = Math.max(peakTotal, [...active.values()].reduce((a, b) => a + b, 0));
+				await new Promise<void>(resolve => releases.push(resolve));
+				active.set(host, active.get(host)! - 1);
+			});
+		const all = Promise.all([...Array.from({ length: 5 }, (_, i) => task(`http://a.test/${i}`)), task("http://b.test/1"), task("http://b.test/2")]);
+		// Release whatever runs, one at a time, until everything has run.
+		for (let done = 0; done < 7; done++) {
+			await new Promise(resolve => setImmediate(resolve));
+			releases.shift()!();
+		}
+		await all;
+		assert.equal(peak.get("a.test"), 2);
+		assert.equal(peakTotal, 3);
+		assert.ok(peak.get("b.test")! >= 1);
+	});
+});
+
+describe("REPL jobs command, import jobs", () => {
 	it("draws progress bars", () => {
 		assert.equal(progressBar(0, 0), `[${".".repeat(24)}]   0%`);
 		assert.equal(progressBar(50, 100), `[${"#".repeat(12)}${".".repeat(12)}]  50%`);
 		assert.equal(progressBar(100, 100), `[${"#".repeat(24)}] 100%`);
 	});
 
-	it("lists jobs and cancels as an administrator", async () => {
+	it("lists, cancels and retries import jobs as an administrator", async () => {
 		const calls: { action: string; params: unknown; meta: unknown }[] = [];
 		const job = { id: "j1", ownerName: "alice", source: { type: "urls" }, status: "running", total: 10, processed: 5, succeeded: 4, duplicates: 1, failed: 0, cancelled: 0, rate: 2.5, eta: 2 };
 		const broker = {
@@ -139,13 +168,17 @@ describe("REPL imports command", () => {
 		try {
 			const [command] = replCommands;
 			await command!.action(broker as never, {});
-			await command!.action(broker as never, { action: "cancel", id: "j1" });
+			await command!.action(broker as never, { what: "cancel", id: "j1" });
+			await command!.action(broker as never, { what: "retry", id: "j1" });
+			// A stream id is a dead letter's, not an import's (and embedded mode keeps none).
+			await command!.action(broker as never, { what: "retry", id: "1700000000000-0" });
 		} finally {
 			console.log = log;
 		}
-		assert.deepEqual(calls.map(call => call.action), ["imports.list", "imports.cancel"]);
+		assert.deepEqual(calls.map(call => call.action), ["imports.list", "imports.cancel", "imports.retry"]);
 		assert.ok(calls.every(call => (call.meta as { user: { role: string } }).user.role === "admin"));
 		assert.match(printed[0]!, /^j1 .*running .*\[#{12}\.{12}\]  50% 5\/10 ok 4 dup 1 failed 0 2\.5\/s eta 2s$/);
 		assert.match(printed[1]!, /cancelled/);
+		assert.match(printed[3]!, /^Embedded mode/);
 	});
 });

@@ -84,6 +84,7 @@ describe("imports", () => {
 			`${host.url}/img/dog.jpg`, // the same URL again
 			`${host.url}/copy/hummingbird.jpg`, // the same bytes at another URL
 			`${host.url}/flaky.jpg`, // 503 once, then fine
+			`${host.url}/busy.jpg`, // 429 once, then fine
 			`${host.url}/to-dog`, // a redirect to an image already imported
 			`${host.url}/missing.jpg`,
 			`${host.url}/slow.jpg`,
@@ -103,7 +104,7 @@ describe("imports", () => {
 		assert.equal(job.status, "completed_with_errors");
 		assert.equal(job.total, urls.length);
 		assert.equal(job.processed, urls.length);
-		assert.equal(job.succeeded, 5);
+		assert.equal(job.succeeded, 6);
 		assert.equal(job.duplicates, 3);
 		assert.equal(job.failed, 9);
 		assert.equal(job.errors.length, 9);
@@ -120,10 +121,11 @@ describe("imports", () => {
 		assert.match(errorOf("/loop"), /TOO_MANY_REDIRECTS/);
 		assert.match(errorOf("/file.jpg"), /UNSUPPORTED_SCHEME/);
 		assert.match(errorOf("not a url"), /INVALID_URL/);
-		// A 404 is final: one request. The timeout and the 503 were retried once.
+		// A 404 is final: one request. The timeout, the 503 and the 429 were retried once.
 		assert.equal(host.hitsOf("/missing.jpg"), 1);
 		assert.equal(host.hitsOf("/slow.jpg"), 2);
 		assert.equal(host.hitsOf("/flaky.jpg"), 2);
+		assert.equal(host.hitsOf("/busy.jpg"), 2);
 
 		const dogs = byKey("/img/dog.jpg");
 		assert.equal(dogs.length, 2);
@@ -137,7 +139,7 @@ describe("imports", () => {
 
 		// Exactly one image per distinct content, stored like an upload.
 		const listed = await alice.get("/api/images?limit=100");
-		assert.equal(listed.body.total, 5);
+		assert.equal(listed.body.total, 6);
 		const dog = (await alice.get(`/api/images/${dogs[0].imageId}`)).body;
 		assert.equal(dog.sha256, sha256(readFileSync(join(SHARED_IMAGES, "dog.jpg"))));
 		assert.equal(dog.filename, "dog.jpg");
@@ -151,7 +153,7 @@ describe("imports", () => {
 		// Running the same list again makes no new image: every item is a duplicate or fails again.
 		const again = await finished(alice, (await alice.post("/api/imports", { source: "urls", urls: good })).body.job.id);
 		assert.equal(again.duplicates, good.length);
-		assert.equal((await alice.get("/api/images?limit=100")).body.total, 5);
+		assert.equal((await alice.get("/api/images?limit=100")).body.total, 6);
 	});
 
 	it("imports a Google Drive folder: 2,500 files over 3 pages plus a subfolder", async () => {
@@ -223,6 +225,7 @@ describe("imports", () => {
 		assert.equal((await alice.get(`/api/images/${item.imageId}`)).body.format, "png");
 		assert.equal((await bob.get(`/api/imports/${job.id}`)).status, 404);
 		assert.equal((await admin.get(`/api/imports/${job.id}`)).status, 200);
+		assert.equal((await bob.post("/api/images/from-url", { url: `${host.url}/unique/bob.jpg` })).status, 202);
 		const mine = (await bob.get("/api/imports")).body.items.map((j: { owner: string }) => j.owner);
 		assert.ok(mine.length > 0 && new Set(mine).size === 1);
 		const all = (await admin.get("/api/imports?limit=100")).body.items.map((j: { owner: string }) => j.owner);

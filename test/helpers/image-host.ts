@@ -103,6 +103,10 @@ export class ImageHost {
 				// Fails once with 503 and an immediate Retry-After, then works.
 				if (this.hitsOf(path) === 1) return this.send(res, 503, "text/plain", "busy", { "retry-after": "0" });
 				return this.send(res, 200, "image/jpeg", this.photo("binoculars-cc0.jpeg"));
+			case "/busy.jpg":
+				// Rate limited once (429 with Retry-After), then served.
+				if (this.hitsOf(path) === 1) return this.send(res, 429, "text/plain", "slow down", { "retry-after": "0" });
+				return this.send(res, 200, "image/jpeg", await labelledJpeg(path));
 			case "/slow.jpg":
 				return; // never answers
 			case "/page.html":

@@ -65,8 +65,12 @@ async function waitFor(url: string, child: ChildProcess, output: () => string, t
 export interface StartOptions {
 	/** Start again on the data a previous node left. */
 	dataDir?: string;
-	/** Path that must answer 200 before the node counts as started. */
-	readyPath?: string;
+	/**
+	 * Path that must answer 200 before the node counts as started; `null` for a node without the
+	 * gateway (SERVICES without `api`): it counts as started once spawned, and the caller waits
+	 * for it through the cluster (test/helpers/cluster.ts).
+	 */
+	readyPath?: string | null;
 }
 
 export async function startServer(env: Record<string, string> = {}, options: StartOptions = {}): Promise<RunningServer> {
@@ -96,13 +100,15 @@ export async function startServer(env: Record<string, string> = {}, options: Sta
 	const url = `http://127.0.0.1:${port}`;
 	const output = () => log;
 	const stop = async ({ keepData = false } = {}) => {
-		if (child.exitCode === null) {
+		// A node killed by a signal has a null exitCode and has already emitted 'exit'.
+		if (child.exitCode === null && child.signalCode === null) {
 			const exited = new Promise(resolve => child.once("exit", resolve));
 			child.kill("SIGTERM");
 			await exited;
 		}
 		if (!keepData) rmSync(dataDir, { recursive: true, force: true });
 	};
+	if (options.readyPath === null) return { url, dataDir, process: child, output, stop };
 	try {
 		await waitFor(url + (options.readyPath ?? "/api/ready"), child, output, 30_000);
 	} catch (err) {

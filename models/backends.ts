@@ -1,0 +1,44 @@
+/**
+ * Which backend stores what, decided by the configuration: SQLite files under DATA_DIR (embedded
+ * mode), or MongoDB when MONGO_URL is set, so that any number of nodes share the metadata; blobs
+ * in files under DATA_DIR, or in GridFS with STORAGE=gridfs, so that nodes need no shared disk.
+ * The services' repositoryMixin open functions call these and nothing else.
+ */
+import { join } from "node:path";
+import type { Config } from "../config/index.ts";
+import type { BlobStore } from "./blob-store.ts";
+import { Keyring } from "./envelope-crypto.ts";
+import { FsBlobStore } from "./fs-blob-store.ts";
+import { GridFsBlobStore } from "./gridfs-blob-store.ts";
+import type { CategoryRepository, ImageRepository } from "./image.ts";
+import { MongoCategoryRepository, MongoImageRepository } from "./mongo-image-repository.ts";
+import type { MongoOptions } from "./mongo.ts";
+import { MongoUserRepository } from "./mongo-user-repository.ts";
+import { SqliteCategoryRepository, SqliteImageRepository } from "./sqlite-image-repository.ts";
+import { SqliteUserRepository } from "./sqlite-user-repository.ts";
+import type { UserRepository } from "./user.ts";
+
+function mongoOptions(config: Config): MongoOptions | null {
+	return config.mongoUrl ? { url: config.mongoUrl, timeoutMs: config.mongoTimeoutMs } : null;
+}
+
+export function openImageRepository(config: Config): ImageRepository {
+	const mongo = mongoOptions(config);
+	return mongo ? new MongoImageRepository(mongo) : new SqliteImageRepository(join(config.dataDir, "images.db"));
+}
+
+export function openCategoryRepository(config: Config): CategoryRepository {
+	const mongo = mongoOptions(config);
+	return mongo ? new MongoCategoryRepository(mongo) : new SqliteCategoryRepository(join(config.dataDir, "images.db"));
+}
+
+export function openUserRepository(config: Config): UserRepository {
+	const mongo = mongoOptions(config);
+	return mongo ? new MongoUserRepository(mongo) : new SqliteUserRepository(join(config.dataDir, "users.db"));
+}
+
+export function openBlobStore(config: Config): BlobStore {
+	const keyring = new Keyring(config.storageMasterKey, config.storageOldMasterKeys);
+	const mongo = config.storage === "gridfs" ? mongoOptions(config) : null;
+	return mongo ? new GridFsBlobStore({ ...mongo, keyring }) : new FsBlobStore({ root: join(config.dataDir, "blobs"), keyring });
+}
