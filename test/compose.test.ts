@@ -43,7 +43,8 @@ describe("docker-compose.yml", () => {
 		assert.ok(Number(/^mongo:(\d+)/.exec(compose.services.mongo.image!)![1]) >= 7);
 		assert.match(compose.services.redis.image!, /^redis:/);
 		const serving = (name: string) => compose.services[name].environment!.SERVICES.split(",");
-		assert.deepEqual(serving("gateway"), ["api", "health"]);
+		assert.deepEqual(serving("gateway"), ["api", "health", "images", "storage"]);
+		assert.equal(compose.services.gateway.environment!.STORAGE, "gridfs", "the gateway writes uploads straight into GridFS");
 		assert.ok(serving("data").includes("storage") && serving("data").includes("images"));
 		assert.deepEqual(serving("worker"), ["worker", "transform", "classifier"]);
 	});
