@@ -5,26 +5,18 @@
  * image), optionally only those with a status.
  */
 import type { ServiceBroker } from "moleculer";
-import { asOperator, type ReplCommand } from "../cluster/repl-commands.ts";
-import type { ImageStatus, Page } from "../models/image.ts";
+import { imagesMatching, type ReplCommand } from "../cluster/repl-commands.ts";
+import type { ImageStatus } from "../models/image.ts";
 import { withJobQueue } from "../models/job-queue.ts";
-
-const PAGE = 100;
 
 /** Reprocesses every image the query finds (with `status`, only those); returns their ids. */
 export async function reprocessImages(broker: ServiceBroker, query: string, status?: ImageStatus): Promise<string[]> {
 	const ids: string[] = [];
-	let cursor: string | undefined;
-	do {
-		const params = { limit: PAGE, ...(query ? { q: query } : {}), ...(cursor ? { cursor } : {}) };
-		const page = await broker.call<Page<{ id: string; status: ImageStatus }>, object>("images.list", params, asOperator);
-		for (const image of page.items) {
-			if (status && image.status !== status) continue;
-			await broker.call("images.reprocess", { id: image.id });
-			ids.push(image.id);
-		}
-		cursor = page.nextCursor ?? undefined;
-	} while (cursor);
+	for await (const image of imagesMatching(broker, query)) {
+		if (status && image.status !== status) continue;
+		await broker.call("images.reprocess", { id: image.id });
+		ids.push(image.id);
+	}
 	return ids;
 }
 
