@@ -107,8 +107,13 @@ function sendJsonError(this: { logger: any }, req: IncomingMessage, res: ServerR
 		return;
 	}
 	// Discard a body nobody read (e.g. an upload refused for its token), so that the client,
-	// still sending, gets to read this answer instead of a reset connection.
-	if (!req.complete) req.resume();
+	// still sending, gets to read this answer instead of a reset connection. A stream call that
+	// failed half-way (the cluster connection lost) leaves its reader attached, pausing the body
+	// at every chunk it can no longer forward: drop it, or the body never drains.
+	if (!req.complete) {
+		req.removeAllListeners("data");
+		req.resume();
+	}
 	res.statusCode = status;
 	res.setHeader("Content-Type", "application/json; charset=utf-8");
 	res.end(JSON.stringify(body));
