@@ -26,7 +26,7 @@
  *   BENCH_IMAGES [200]               images per measured run of a and b
  *   BENCH_VARIANTS [40]              distinct JPEGs made (cycled)
  *   BENCH_CONCURRENCY [4]            classifications in flight in b's throughput run
- *   BENCH_THREADS [0]                onnxruntime intra-op threads (0 = its default), everywhere
+ *   BENCH_THREADS [1]                onnxruntime intra-op threads (0 = its default), everywhere (as CLASSIFIER_THREADS)
  *   BENCH_ROUNDS [5]                 rounds of a and b; each round runs every kind once, in turn
  *   BENCH_PIPELINE_SEQUENTIAL [20]   images sent one at a time in c (latency)
  *   BENCH_PIPELINE_IMAGES [60]       images sent in c's throughput run
@@ -60,7 +60,7 @@ const params = {
 	images: envInt("BENCH_IMAGES", 200, 10),
 	variants: envInt("BENCH_VARIANTS", 40, 1),
 	concurrency: envInt("BENCH_CONCURRENCY", 4, 1),
-	threads: envInt("BENCH_THREADS", 0, 0),
+	threads: envInt("BENCH_THREADS", 1, 0),
 	rounds: envInt("BENCH_ROUNDS", 5, 1),
 	parts: (process.env.BENCH_PARTS ?? "classify,pipeline").split(",").map(part => part.trim()),
 	pipelineSequential: envInt("BENCH_PIPELINE_SEQUENTIAL", 20, 1),

@@ -231,7 +231,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		// --- classifier ---
 		classifierModel: env.CLASSIFIER_MODEL ? resolve(env.CLASSIFIER_MODEL) : undefined,
 		classifierSessions: integer(env, "CLASSIFIER_SESSIONS", 1, 1),
-		classifierThreads: integer(env, "CLASSIFIER_THREADS", 0, 0),
+		// One intra-op thread per session (sessions give the parallelism): onnxruntime's default of
+		// one per core made inference fight the decoding beside it, 75 vs 106-118 images/s on 2 cores
+		// (bench:classify, README).
+		classifierThreads: integer(env, "CLASSIFIER_THREADS", 1, 0),
 		classifierMaxBatch: integer(env, "CLASSIFIER_MAX_BATCH", 8, 1),
 		classifierBatchWindowMs: integer(env, "CLASSIFIER_BATCH_WINDOW_MS", 2, 0),
 		classifierTopK: integer(env, "CLASSIFIER_TOP_K", 5, 1),
