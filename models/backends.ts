@@ -11,10 +11,13 @@ import { Keyring } from "./envelope-crypto.ts";
 import { FsBlobStore } from "./fs-blob-store.ts";
 import { GridFsBlobStore } from "./gridfs-blob-store.ts";
 import type { CategoryRepository, ImageRepository } from "./image.ts";
+import type { ImportRepository } from "./import-job.ts";
 import { MongoCategoryRepository, MongoImageRepository } from "./mongo-image-repository.ts";
+import { MongoImportRepository } from "./mongo-import-repository.ts";
 import type { MongoOptions } from "./mongo.ts";
 import { MongoUserRepository } from "./mongo-user-repository.ts";
 import { SqliteCategoryRepository, SqliteImageRepository } from "./sqlite-image-repository.ts";
+import { SqliteImportRepository } from "./sqlite-import-repository.ts";
 import { SqliteUserRepository } from "./sqlite-user-repository.ts";
 import type { UserRepository } from "./user.ts";
 
@@ -35,6 +38,11 @@ export function openCategoryRepository(config: Config): CategoryRepository {
 export function openUserRepository(config: Config): UserRepository {
 	const mongo = mongoOptions(config);
 	return mongo ? new MongoUserRepository(mongo) : new SqliteUserRepository(join(config.dataDir, "users.db"));
+}
+
+export function openImportRepository(config: Config): ImportRepository {
+	const mongo = mongoOptions(config);
+	return mongo ? new MongoImportRepository(mongo) : new SqliteImportRepository(join(config.dataDir, "imports.db"));
 }
 
 export function openBlobStore(config: Config): BlobStore {
