@@ -158,7 +158,8 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 			}
 			if (parts.length > 0) await this.urls.insertMany(parts);
 			const { id, ...fields } = job;
-			await this.jobs.insertOne({ _id: id, ...fields, leaseUntil: 0 });
+			// Absent options (no tags, no Drive API key) stay absent rather than turning into null.
+			await this.jobs.insertOne({ _id: id, ...fields, leaseUntil: 0 }, { ignoreUndefined: true });
 		});
 	}
 
@@ -273,13 +274,16 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 	/**
 	 * Not atomic: the window is counted, then filled, so dispatchers on two nodes at the same
 	 * moment can each fill the room they saw (at most twice the window; nothing runs twice).
-	 * A closed job that still has queued items (its canceller died) gets them dropped here.
+	 * A closed, unsettled job gets the queued items a dying canceller left dropped here, and settles.
 	 */
 	async dispatch(jobId: string, batch: number, window: number, leaseMs: number): Promise<number[][]> {
 		return this.run(async () => {
 			const job = await this.jobs.findOne({ _id: jobId });
 			if (!job || !OPEN.includes(job.status)) {
-				if (job && job.finishedAt === null) await this.dropQueued(jobId);
+				if (job && job.finishedAt === null) {
+					await this.dropQueued(jobId);
+					await this.settle(jobId);
+				}
 				return [];
 			}
 			return this.writes.run(jobId, async () => {
@@ -327,10 +331,14 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 				)
 			);
 			if (!won) return false;
-			await this.writes.run(jobId, () =>
-				this.jobs.updateOne({ _id: jobId }, { $inc: { processed: 1, [OUTCOME_COUNTER[result.state]]: 1, bytes }, $set: { updatedAt: now } })
+			const counted = await this.writes.run(jobId, () =>
+				this.jobs.findOneAndUpdate(
+					{ _id: jobId },
+					{ $inc: { processed: 1, [OUTCOME_COUNTER[result.state]]: 1, bytes }, $set: { updatedAt: now } },
+					{ returnDocument: "after" }
+				)
 			);
-			await this.settle(jobId);
+			if (counted) await this.settle(jobId, counted);
 			return true;
 		});
 	}
@@ -472,11 +480,12 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 
 	/**
 	 * Settles a listed job whose items are all done, by an update conditional on the counters it
-	 * was decided from. Returns the job as it now is.
+	 * was decided from: `seen` (the job as the caller's own update left it) or the job read now.
+	 * Returns the job as it now is.
 	 */
-	private async settle(jobId: string): Promise<ImportJob | null> {
+	private async settle(jobId: string, seen?: JobRecord): Promise<ImportJob | null> {
 		return this.writes.run(jobId, async () => {
-			const job = await this.jobs.findOne({ _id: jobId });
+			const job = seen ?? (await this.jobs.findOne({ _id: jobId }));
 			if (!job || !job.listed || job.finishedAt !== null || job.processed + job.cancelled < job.total) return job && jobOf(job);
 			const now = nowIso();
 			const settled = await this.jobs.findOneAndUpdate(
