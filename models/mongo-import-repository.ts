@@ -5,7 +5,8 @@
  * single-document atomic updates:
  * - an item changes state by a conditional findOneAndUpdate ({_id, state in allowed}); only the
  *   caller whose update matched counts it, by one `$inc` of processed and its outcome counter
- *   together on the job, so processed = succeeded + duplicates + failed in every state of the job;
+ *   together on the job, so processed = succeeded + duplicates + failed in every state of the job,
+ *   and that count is idempotent (count()), so a reconciler finishes the count of a dead node;
  * - leases are `leaseUntil` (epoch ms) compared in the filter;
  * - a job settles by an update conditional on the counters it was decided from (processed +
  *   cancelled = total among them), so a concurrent change makes it fail and the changer settles;
@@ -30,6 +31,7 @@ import {
 	type ImportRepository,
 	type ImportStatus,
 	type ItemFilter,
+	type ItemOutcome,
 	type ItemResult,
 	type ItemState,
 	type NewItem,
@@ -41,12 +43,16 @@ import { isDuplicateKey, MongoBackend, type MongoOptions } from "./mongo.ts";
 interface JobRecord extends Omit<ImportJob, "id"> {
 	_id: string;
 	leaseUntil: number;
+	/** Items counted in the counters whose records still say `uncounted` (see count()). */
+	counting: number[];
 }
 
 interface ItemRecord extends ImportItem {
 	/** `<jobId>/<seq>` */
 	_id: string;
 	leaseUntil: number;
+	/** Finished but not yet known to be counted in the job (see count()). */
+	uncounted: boolean;
 	/** Which bulk update last moved the item (dispatch, retry): how a caller learns what it won. */
 	move?: string;
 }
@@ -144,7 +150,7 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 			// claimStalled.
 			{ key: { finishedAt: 1, updatedAt: 1 } }
 		]);
-		await this.ensureIndexes(this.items, [{ key: { jobId: 1, seq: 1 } }, { key: { jobId: 1, state: 1, seq: 1 } }, { key: { jobId: 1, key: 1 } }]);
+		await this.ensureIndexes(this.items, [{ key: { jobId: 1, seq: 1 } }, { key: { jobId: 1, state: 1, seq: 1 } }, { key: { jobId: 1, key: 1 } }, { key: { jobId: 1, uncounted: 1 } }]);
 		await this.ensureIndexes(this.urls, [{ key: { jobId: 1, part: 1 } }]);
 	}
 
@@ -159,7 +165,7 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 			if (parts.length > 0) await this.urls.insertMany(parts);
 			const { id, ...fields } = job;
 			// Absent options (no tags, no Drive API key) stay absent rather than turning into null.
-			await this.jobs.insertOne({ _id: id, ...fields, leaseUntil: 0 }, { ignoreUndefined: true });
+			await this.jobs.insertOne({ _id: id, ...fields, leaseUntil: 0, counting: [] }, { ignoreUndefined: true });
 		});
 	}
 
@@ -230,7 +236,7 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 				for (const item of items) {
 					if (uniqueKeys && known.has(item.key)) continue;
 					known.add(item.key);
-					records.push({ _id: itemId(jobId, seq), jobId, seq: seq++, ...item, state: "queued", imageId: null, error: null, bytes: 0, attempts: 0, leaseUntil: 0, updatedAt: now });
+					records.push({ _id: itemId(jobId, seq), jobId, seq: seq++, ...item, state: "queued", imageId: null, error: null, bytes: 0, attempts: 0, leaseUntil: 0, uncounted: false, updatedAt: now });
 				}
 				const reserved = await this.jobs.updateOne(
 					{ _id: jobId, status: { $in: OPEN } },
@@ -315,30 +321,32 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 		);
 	}
 
-	/**
-	 * Not atomic: the item's change and the job's `$inc` are two writes. A node dying between
-	 * them leaves the item finished but uncounted, and its job unfinished (it cannot settle).
-	 */
+	/** The item's change marks it uncounted; count() then counts it exactly once. */
 	async finishItem(jobId: string, seq: number, result: ItemResult): Promise<boolean> {
 		const id = itemId(jobId, seq);
 		return this.run(async () => {
 			const now = nowIso();
 			const bytes = result.bytes ?? 0;
-			const won = await this.writes.run(id, () =>
+			const finished = await this.writes.run(id, () =>
 				this.items.findOneAndUpdate(
 					{ _id: id, state: { $in: UNFINISHED } },
-					{ $set: { state: result.state, imageId: result.imageId ?? null, error: result.error?.slice(0, 500) ?? null, bytes, leaseUntil: 0, updatedAt: now } }
-				)
-			);
-			if (!won) return false;
-			const counted = await this.writes.run(jobId, () =>
-				this.jobs.findOneAndUpdate(
-					{ _id: jobId },
-					{ $inc: { processed: 1, [OUTCOME_COUNTER[result.state]]: 1, bytes }, $set: { updatedAt: now } },
+					{
+						$set: {
+							state: result.state,
+							imageId: result.imageId ?? null,
+							error: result.error?.slice(0, 500) ?? null,
+							bytes,
+							leaseUntil: 0,
+							uncounted: true,
+							updatedAt: now
+						}
+					},
 					{ returnDocument: "after" }
 				)
 			);
-			if (counted) await this.settle(jobId, counted);
+			if (!finished) return false;
+			const job = await this.count(finished);
+			if (job) await this.settle(jobId, job);
 			return true;
 		});
 	}
@@ -372,6 +380,7 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 	/**
 	 * Not atomic: the items go back to queued, then the job uncounts them; a node dying between
 	 * the two leaves them counted as failed, so their second outcome is counted on top.
+	 * Their seqs leave `counting`, where a count that died half-way may have left them.
 	 */
 	async retryFailed(jobId: string): Promise<number[]> {
 		return this.run(() =>
@@ -379,13 +388,14 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 				const job = await this.jobs.findOne({ _id: jobId });
 				if (!job?.finishedAt) return [];
 				const failed = await this.items.find({ jobId: jobId, state: "failed" }).sort({ seq: 1 }).toArray();
-				const seqs = await this.move(failed, "failed", { state: "queued", error: null, leaseUntil: 0 });
+				const seqs = await this.move(failed, "failed", { state: "queued", error: null, leaseUntil: 0, uncounted: false });
 				if (seqs.length === 0) return [];
 				// A cancelled job keeps its dropped items dropped, and stays cancelled when done again.
 				await this.jobs.updateOne(
 					{ _id: jobId },
 					{
 						$inc: { processed: -seqs.length, failed: -seqs.length },
+						$pull: { counting: { $in: seqs } },
 						$set: { status: job.status === "cancelled" ? "cancelled" : "running", error: null, finishedAt: null, updatedAt: nowIso() }
 					}
 				);
@@ -396,17 +406,20 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 
 	/**
 	 * Each stalled job is claimed by a conditional touch of updatedAt: other nodes see it fresh
-	 * until it stalls again. A job whose items are all counted but that never settled (its last
-	 * finisher died in between) settles here instead of being resumed.
+	 * until it stalls again. First the items whose finisher died before counting them are
+	 * counted (those finished before `before`: a live finisher counts within milliseconds), and a
+	 * job that is then complete settles instead of being resumed.
 	 */
 	async claimStalled(before: string): Promise<ImportJob[]> {
 		return this.run(async () => {
 			const stalled = await this.jobs.find({ finishedAt: null, updatedAt: { $lt: before }, leaseUntil: { $lt: Date.now() } }).toArray();
 			const claimed: ImportJob[] = [];
-			for (const { _id, updatedAt } of stalled) {
-				if ((await this.settle(_id))?.finishedAt) continue;
+			for (const { _id } of stalled) {
+				for (const item of await this.items.find({ jobId: _id, uncounted: true, updatedAt: { $lt: before } }).toArray()) await this.count(item);
+				const job = await this.settle(_id);
+				if (!job || job.finishedAt) continue;
 				const record = await this.writes.run(_id, () =>
-					this.jobs.findOneAndUpdate({ _id, updatedAt, finishedAt: null }, { $set: { updatedAt: nowIso() } }, { returnDocument: "after" })
+					this.jobs.findOneAndUpdate({ _id, updatedAt: job.updatedAt, finishedAt: null }, { $set: { updatedAt: nowIso() } }, { returnDocument: "after" })
 				);
 				if (record) claimed.push(jobOf(record));
 			}
@@ -452,6 +465,25 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 	async releaseContent(owner: string, sha256: string, imageId: string): Promise<void> {
 		const id = `${sha256}:${owner}`;
 		await this.run(() => this.writes.run(id, () => this.contents.deleteOne({ _id: id, imageId })));
+	}
+
+	/**
+	 * Counts a finished item in its job exactly once, however often it is called (a finisher, then
+	 * a reconciler after the finisher died): the job's `$inc` of processed and the outcome counter
+	 * is conditional on the item's seq not being in `counting` and adds it there in the same
+	 * update; then the item is marked counted and the seq leaves `counting`. Returns the job.
+	 */
+	private async count(item: ItemRecord): Promise<JobRecord | null> {
+		const { jobId, seq } = item;
+		const counter = OUTCOME_COUNTER[item.state as ItemOutcome];
+		await this.writes.run(jobId, () =>
+			this.jobs.updateOne(
+				{ _id: jobId, counting: { $ne: seq } },
+				{ $inc: { processed: 1, [counter]: 1, bytes: item.bytes }, $push: { counting: seq }, $set: { updatedAt: nowIso() } }
+			)
+		);
+		await this.writes.run(item._id, () => this.items.updateOne({ _id: item._id }, { $set: { uncounted: false } }));
+		return this.writes.run(jobId, () => this.jobs.findOneAndUpdate({ _id: jobId }, { $pull: { counting: seq } }, { returnDocument: "after" }));
 	}
 
 	/**
