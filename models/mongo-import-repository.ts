@@ -17,7 +17,6 @@
  * FerretDB v1 runs conditional updates and $inc as a read then a write, so this process's writes
  * to one job, item or content claim are serialized, as in the other MongoDB repositories.
  */
-import { randomUUID } from "node:crypto";
 import type { Collection, Filter } from "mongodb";
 import { nowIso } from "./ids.ts";
 import type { Page } from "./image.ts";
@@ -53,8 +52,6 @@ interface ItemRecord extends ImportItem {
 	leaseUntil: number;
 	/** Finished but not yet known to be counted in the job (see count()). */
 	uncounted: boolean;
-	/** Which bulk update last moved the item (dispatch, retry): how a caller learns what it won. */
-	move?: string;
 }
 
 /** A URL list in parts of URLS_PER_PART, far below the 16 MB document limit (URLs are ≤ 4 KB). */
@@ -298,7 +295,7 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 				const room = Math.floor((window - dispatched) / batch) * batch;
 				if (room <= 0) return [];
 				const queued = await this.items.find({ jobId: jobId, state: "queued" }).sort({ seq: 1 }).limit(room).toArray();
-				const seqs = await this.move(queued, "queued", { state: "dispatched", leaseUntil: Date.now() + leaseMs });
+				const seqs = await this.move(queued, { state: "queued" }, { state: "dispatched", leaseUntil: Date.now() + leaseMs });
 				const batches: number[][] = [];
 				for (let i = 0; i < seqs.length; i += batch) batches.push(seqs.slice(i, i + batch));
 				return batches;
@@ -388,7 +385,7 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 				const job = await this.jobs.findOne({ _id: jobId });
 				if (!job?.finishedAt) return [];
 				const failed = await this.items.find({ jobId: jobId, state: "failed" }).sort({ seq: 1 }).toArray();
-				const seqs = await this.move(failed, "failed", { state: "queued", error: null, leaseUntil: 0, uncounted: false });
+				const seqs = await this.move(failed, { state: "failed" }, { state: "queued", error: null, leaseUntil: 0, uncounted: false });
 				if (seqs.length === 0) return [];
 				// A cancelled job keeps its dropped items dropped, and stays cancelled when done again.
 				await this.jobs.updateOne(
@@ -429,11 +426,9 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 
 	async requeueExpired(jobId: string): Promise<number> {
 		return this.run(async () => {
-			const { modifiedCount } = await this.items.updateMany(
-				{ jobId: jobId, state: { $in: ["dispatched", "running"] }, leaseUntil: { $lt: Date.now() } },
-				{ $set: { state: "queued", updatedAt: nowIso() } }
-			);
-			return modifiedCount;
+			const expired: Filter<ItemRecord> = { state: { $in: ["dispatched", "running"] }, leaseUntil: { $lt: Date.now() } };
+			const items = await this.items.find({ ...expired, jobId: jobId }).toArray();
+			return (await this.move(items, expired, { state: "queued" })).length;
 		});
 	}
 
@@ -487,22 +482,26 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 	}
 
 	/**
-	 * Moves items still in `from` and returns the sequence numbers of those this call moved: the
-	 * update marks them with a fresh token, so items another node moved meanwhile are not claimed.
+	 * Moves each item that still matches `from` by its own conditional update, under the item's
+	 * lock, and returns the seqs of those it moved, in the given order. Not one updateMany:
+	 * FerretDB v1 writes back the whole documents it read, which would undo an item's concurrent
+	 * finish (and count it again when it reruns).
 	 */
-	private async move(items: ItemRecord[], from: ItemState, fields: Partial<ItemRecord>): Promise<number[]> {
-		if (items.length === 0) return [];
-		const move = randomUUID();
-		const ids = items.map(item => item._id);
-		await this.items.updateMany({ _id: { $in: ids }, state: from }, { $set: { ...fields, move, updatedAt: nowIso() } });
-		const moved = await this.items.find({ _id: { $in: ids }, move }).sort({ seq: 1 }).toArray();
-		return moved.map(item => item.seq);
+	private async move(items: ItemRecord[], from: Filter<ItemRecord>, fields: Partial<ItemRecord>): Promise<number[]> {
+		const updatedAt = nowIso();
+		const moved = await Promise.all(
+			items.map(item =>
+				this.writes.run(item._id, async () => (await this.items.updateOne({ ...from, _id: item._id }, { $set: { ...fields, updatedAt } })).modifiedCount === 1)
+			)
+		);
+		return items.filter((_, i) => moved[i]).map(item => item.seq);
 	}
 
 	/**
 	 * Drops a closed job's queued and dispatched items. `cancelled` is set from the count of
 	 * cancelled items, never incremented, so a repeat (or a caller that died in between) counts
-	 * each item once. Callers hold no lock on the job.
+	 * each item once. Callers hold no lock on the job. One updateMany, as a job may have 100,000
+	 * queued items: on FerretDB v1 it can undo an item's start or finish racing with the cancel.
 	 */
 	private async dropQueued(jobId: string): Promise<void> {
 		await this.items.updateMany({ jobId: jobId, state: { $in: ["queued", "dispatched"] } }, { $set: { state: "cancelled", updatedAt: nowIso() } });
