@@ -283,10 +283,7 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 		return this.run(async () => {
 			const job = await this.jobs.findOne({ _id: jobId });
 			if (!job || !OPEN.includes(job.status)) {
-				if (job && job.finishedAt === null) {
-					await this.dropQueued(jobId);
-					await this.settle(jobId);
-				}
+				if (job && job.finishedAt === null) await this.dropQueued(jobId);
 				return [];
 			}
 			return this.writes.run(jobId, async () => {
@@ -369,8 +366,7 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 			);
 			if (cancelled.matchedCount === 0) return this.getJob(jobId);
 			// Running items still finish and count; the job is over once they have.
-			await this.dropQueued(jobId);
-			return this.settle(jobId);
+			return this.dropQueued(jobId);
 		});
 	}
 
@@ -498,15 +494,17 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 	}
 
 	/**
-	 * Drops a closed job's queued and dispatched items. `cancelled` is set from the count of
-	 * cancelled items, never incremented, so a repeat (or a caller that died in between) counts
-	 * each item once. Callers hold no lock on the job. One updateMany, as a job may have 100,000
-	 * queued items: on FerretDB v1 it can undo an item's start or finish racing with the cancel.
+	 * Drops a closed job's queued and dispatched items and settles the job if it can; returns it.
+	 * `cancelled` is set from the count of cancelled items, never incremented, so a repeat (or a
+	 * caller that died in between) counts each item once. Callers hold no lock on the job.
+	 * One updateMany, as a job may have 100,000 queued items: on FerretDB v1 it can undo an
+	 * item's start or finish racing with the cancel.
 	 */
-	private async dropQueued(jobId: string): Promise<void> {
+	private async dropQueued(jobId: string): Promise<ImportJob | null> {
 		await this.items.updateMany({ jobId: jobId, state: { $in: ["queued", "dispatched"] } }, { $set: { state: "cancelled", updatedAt: nowIso() } });
 		const cancelled = await this.items.countDocuments({ jobId: jobId, state: "cancelled" });
 		await this.writes.run(jobId, () => this.jobs.updateOne({ _id: jobId }, { $max: { cancelled } }));
+		return this.settle(jobId);
 	}
 
 	/**
