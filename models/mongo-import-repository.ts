@@ -131,6 +131,8 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 	private readonly urls: Collection<UrlsRecord>;
 	private readonly contents: Collection<ContentRecord>;
 	private readonly writes = new KeyedLock();
+	/** Items this process has finished and is counting: the reconciler leaves them alone. */
+	private readonly counting = new Set<string>();
 
 	constructor(options: MongoOptions) {
 		super(options, "The import job store");
@@ -339,8 +341,13 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 				)
 			);
 			if (!finished) return false;
-			const job = await this.count(finished);
-			if (job) await this.settle(jobId, job);
+			this.counting.add(id);
+			try {
+				const job = await this.count(finished);
+				if (job) await this.settle(jobId, job);
+			} finally {
+				this.counting.delete(id);
+			}
 			return true;
 		});
 	}
@@ -400,15 +407,17 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 	/**
 	 * Each stalled job is claimed by a conditional touch of updatedAt: other nodes see it fresh
 	 * until it stalls again. First the items whose finisher died before counting them are
-	 * counted (those finished before `before`: a live finisher counts within milliseconds), and a
-	 * job that is then complete settles instead of being resumed.
+	 * counted: those finished before `before` that this process is not counting (another node
+	 * silent that long is taken for dead, as with leases). A job that is then complete settles
+	 * instead of being resumed.
 	 */
 	async claimStalled(before: string): Promise<ImportJob[]> {
 		return this.run(async () => {
 			const stalled = await this.jobs.find({ finishedAt: null, updatedAt: { $lt: before }, leaseUntil: { $lt: Date.now() } }).toArray();
 			const claimed: ImportJob[] = [];
 			for (const { _id } of stalled) {
-				for (const item of await this.items.find({ jobId: _id, uncounted: true, updatedAt: { $lt: before } }).toArray()) await this.count(item);
+				const uncounted = await this.items.find({ jobId: _id, uncounted: true, updatedAt: { $lt: before } }).toArray();
+				for (const item of uncounted) if (!this.counting.has(item._id)) await this.count(item);
 				const job = await this.settle(_id);
 				if (!job || job.finishedAt) continue;
 				const record = await this.writes.run(_id, () =>
