@@ -366,6 +366,17 @@ async function partsUploadAndGet(results: Record<string, any>): Promise<void> {
 	if (meshUpload.errors || meshGet.errors) results.imgmeshOutputTail = tail(server.output());
 }
 
+/**
+ * Part c runs on two nodes: the upload path alone (every service but the worker), which the
+ * memory requirement bounds, and the whole embedded node, whose worker renders the 240/720 px
+ * renditions of the same image right after it is stored: that decode is the pipeline's memory,
+ * not the upload's, and is reported beside it.
+ */
+const BIG_UPLOAD_NODES = [
+	{ key: "uploadPath", label: "upload path (all services but the worker)", env: { SERVICES: "api,users,images,categories,storage,health,transform,classifier,imports" }, bounded: true },
+	{ key: "embedded", label: "whole embedded node (the worker renders it right after)", env: {}, bounded: false }
+] as const;
+
 async function partBigUpload(results: Record<string, any>): Promise<boolean> {
 	const dir = tempDir("imgmesh-bench-big-");
 	const side = params.bigSide;
@@ -374,9 +385,35 @@ async function partBigUpload(results: Record<string, any>): Promise<boolean> {
 	await makeBigPng(path, side);
 	const size = statSync(path).size;
 	const sha256 = await sha256File(path);
-	console.log(`  ${round(size / MB, 1)} MB (${round(size / MiB, 1)} MiB); starting a fresh imgmesh with MAX_UPLOAD_BYTES=268435456 ...`);
+	results.bigUpload = { file: { width: side, height: side, megapixels: round((side * side) / 1e6, 2), bytes: size, sha256 }, limitMiB: RSS_LIMIT_MIB };
+	let pass = true;
+	for (const node of BIG_UPLOAD_NODES) {
+		console.log(`  ${round(size / MB, 1)} MB (${round(size / MiB, 1)} MiB) to a fresh imgmesh, ${node.label} ...`);
+		const run = await measureBigUpload({ path, size, sha256 }, node.env);
+		run.pass = run.storedIntact && (!node.bounded || run.peakHwmKb < RSS_LIMIT_MIB * 1024);
+		results.bigUpload[node.key] = run;
+		pass &&= run.pass;
+	}
+	const [bounded, whole] = BIG_UPLOAD_NODES.map(node => results.bigUpload[node.key]);
+	const row = (metric: string, pick: (run: any) => string | number) => [metric, pick(bounded), pick(whole)];
+	printTable(`c. Server memory while uploading one ${round(size / MB, 1)} MB PNG (${side}x${side}), streamed from disk`, ["metric", BIG_UPLOAD_NODES[0].label, BIG_UPLOAD_NODES[1].label], [
+		row("upload status", run => `${run.status ?? "failed"}${run.storedIntact ? " (stored intact)" : ` ${run.error ?? ""}`}`),
+		row("upload time s", run => round(run.elapsedS, 2)),
+		row("upload MB/s", run => run.mbPerS),
+		row("idle RSS MiB (before upload)", run => (run.idleRssKb ? mib(run.idleRssKb) : "n/a")),
+		row("max sampled VmRSS MiB (50 ms)", run => mib(run.maxSampledRssKb)),
+		row("peak RSS (VmHWM) MiB", run => mib(run.peakHwmKb)),
+		row("RSS after upload MiB", run => (run.finalRssKb ? mib(run.finalRssKb) : "n/a")),
+		row(`requirement peak < ${RSS_LIMIT_MIB} MiB`, run => (run === whole ? "(not bounded)" : run.pass ? "PASS" : "FAIL"))
+	]);
+	rmSync(dir, { recursive: true, force: true });
+	tempDirs.delete(dir);
+	return pass;
+}
 
-	const server = await startServer({ MAX_UPLOAD_BYTES: "268435456" });
+/** One fresh node, one upload of the big file, its memory sampled every 50 ms until just after. */
+async function measureBigUpload(file: { path: string; size: number; sha256: string }, env: Record<string, string>): Promise<Record<string, any>> {
+	const server = await startServer({ MAX_UPLOAD_BYTES: "268435456", ...env });
 	servers.add(server);
 	const pid = server.process.pid!;
 	const user = await new Client(server.url).register("bench-big");
@@ -392,54 +429,38 @@ async function partBigUpload(results: Record<string, any>): Promise<boolean> {
 		res = await uploadMultipart(
 			`${server.url}/api/images`,
 			{ visibility: "private" },
-			{ filename: basename(path), contentType: "image/png", source: { path, size } },
+			{ filename: basename(file.path), contentType: "image/png", source: { path: file.path, size: file.size } },
 			{ token: user.token, timeoutMs: 120_000 }
 		);
 	} catch (err) {
 		uploadError = (err as Error).message;
 	}
 	const elapsedS = (performance.now() - started) / 1000;
-	await sleep(300); // anything the server still does right after answering
+	// What the server does right after answering (the worker's renditions) counts too.
+	await sleep(3000);
 	const rss = sampler.stop();
 	const final = readProcMemory(pid);
 	const peakKb = Math.max(rss.hwmKb, rss.maxSampledRssKb, final?.hwmKb ?? 0);
 	const doc = res?.body?.images?.[0];
-	const stored = res?.status === 201 && doc?.size === size && doc?.sha256 === sha256;
-	const pass = stored && peakKb < RSS_LIMIT_MIB * 1024;
-	results.bigUpload = {
-		file: { width: side, height: side, megapixels: round((side * side) / 1e6, 2), bytes: size, sha256 },
+	const stored = res?.status === 201 && doc?.size === file.size && doc?.sha256 === file.sha256;
+	const run: Record<string, any> = {
 		status: res?.status ?? null,
 		error: uploadError ?? (stored ? undefined : JSON.stringify(res?.body).slice(0, 500)),
 		storedIntact: stored,
 		elapsedS: round(elapsedS, 3),
-		mbPerS: round(size / MB / elapsedS),
+		mbPerS: round(file.size / MB / elapsedS),
 		idleRssKb: idle?.rssKb ?? null,
 		idleHwmKb: idle?.hwmKb ?? null,
 		peakHwmKb: peakKb,
 		maxSampledRssKb: rss.maxSampledRssKb,
 		samples: rss.samples,
 		finalRssKb: final?.rssKb ?? null,
-		limitMiB: RSS_LIMIT_MIB,
-		pass,
 		rssTimeline: rss.timeline
 	};
-	if (!stored) results.bigUpload.imgmeshOutputTail = tail(server.output());
-	printTable(`c. Server memory while uploading one ${round(size / MB, 1)} MB PNG (${side}x${side}), streamed from disk`, ["metric", "value"], [
-		["upload status", `${res?.status ?? "failed"}${stored ? " (stored intact: size and sha256 match)" : ` ${results.bigUpload.error ?? ""}`}`],
-		["upload time s", round(elapsedS, 2)],
-		["upload MB/s", results.bigUpload.mbPerS],
-		["idle RSS MiB (before upload)", idle ? mib(idle.rssKb) : "n/a"],
-		["idle peak (VmHWM) MiB", idle ? mib(idle.hwmKb) : "n/a"],
-		["max sampled VmRSS MiB (50 ms)", mib(rss.maxSampledRssKb)],
-		["peak RSS (VmHWM) MiB", mib(peakKb)],
-		["RSS after upload MiB", final ? mib(final.rssKb) : "n/a"],
-		[`requirement peak < ${RSS_LIMIT_MIB} MiB`, pass ? "PASS" : "FAIL"]
-	]);
+	if (!stored) run.imgmeshOutputTail = tail(server.output());
 	await server.stop();
 	servers.delete(server);
-	rmSync(dir, { recursive: true, force: true });
-	tempDirs.delete(dir);
-	return pass;
+	return run;
 }
 
 async function main(): Promise<number> {

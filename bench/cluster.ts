@@ -9,7 +9,11 @@
  *     crosses Redis as a Moleculer stream (`ctx.stream`, 256 KiB chunks) from the gateway to the
  *     images node; MB/s and the peak RSS of the nodes it crosses are reported;
  *  d. the cost of one hop: sequential calls from a service-less node in this process, a
- *     transporter PING round trip and a `users.count` call on the users node.
+ *     transporter PING round trip and a `users.count` call on the users node;
+ *  e. part c's uploads on MongoDB + GridFS (FerretDB) two ways: streamed through Redis to a data
+ *     node as in c, and with `images` and `storage` on the gateway node itself, which then writes
+ *     the bytes straight into GridFS (they keep no local state on GridFS) and only metadata calls
+ *     cross Redis. Skipped, with a note, when FerretDB is not built.
  *
  * Prints tables with cluster / embedded ratios and writes bench/results/cluster-<timestamp>.json
  * and cluster-latest.json. A quick check: BENCH_UPLOADS=40 BENCH_SECONDS=3 BENCH_LARGE_MB=1,5
@@ -28,6 +32,7 @@ import { performance } from "node:perf_hooks";
 import type { ServiceBroker } from "moleculer";
 import { Client } from "../test/helpers/client.ts";
 import { clusterEnv, startNode, startObserver, startRedis, waitForRoutes, type RedisServer } from "../test/helpers/cluster.ts";
+import { ferretDbSkipReason, startFerretDb } from "../test/helpers/ferretdb.ts";
 import { startServer, type RunningServer } from "../test/helpers/server.ts";
 import {
 	MB,
@@ -61,6 +66,7 @@ const params = {
 const NODE_ENV = { MAX_UPLOAD_BYTES: String(128 * 1024 * 1024), LOG_LEVEL: "error" };
 const ratio = (a: number, b: number) => (b > 0 ? round(a / b, 3) : null);
 const mib = (kb: number) => round(kb / 1024, 1);
+const CLUSTER_LABEL = "3 nodes over Redis";
 
 interface Setup {
 	label: string;
@@ -76,22 +82,48 @@ interface Cluster {
 	setup: Setup;
 }
 
-async function startCluster(): Promise<Cluster> {
+/** Three nodes; `gatewayServices` beyond api+health are hosted on the gateway too. */
+async function startCluster(backendEnv: Record<string, string> = {}, gatewayServices: string[] = []): Promise<Cluster> {
 	const redis = await startRedis();
-	const env = { ...clusterEnv(redis), ...NODE_ENV };
-	const [data, users] = await Promise.all([
-		startNode(env, ["storage", "images", "categories"], { nodeId: "bench-data" }),
-		startNode(env, ["users"], { nodeId: "bench-users" })
-	]);
-	const gateway = await startNode(env, ["api", "health"], { nodeId: "bench-gateway" });
+	const env = { ...clusterEnv(redis), ...NODE_ENV, ...backendEnv };
+	// Users first: on MongoDB it creates the admin account the others would race to create.
+	const users = await startNode(env, ["users"], { nodeId: "bench-users" });
+	const data = await startNode(env, ["storage", "images", "categories"], { nodeId: "bench-data" });
+	const gateway = await startNode(env, ["api", "health", ...gatewayServices], { nodeId: "bench-gateway" });
 	await waitForRoutes(gateway.url);
 	const observer = await startObserver(env);
 	return {
 		redis,
 		nodes: [gateway, data, users],
 		observer,
-		setup: { label: "3 nodes over Redis", url: gateway.url, pids: { gateway: gateway.process.pid!, images: data.process.pid!, users: users.process.pid! } }
+		setup: { label: CLUSTER_LABEL, url: gateway.url, pids: { gateway: gateway.process.pid!, images: data.process.pid!, users: users.process.pid! } }
 	};
+}
+
+async function stopCluster(cluster: Cluster): Promise<void> {
+	await cluster.observer.stop();
+	await Promise.all(cluster.nodes.map(node => node.stop()));
+	await cluster.redis.stop();
+}
+
+/** Part e: large uploads on GridFS, streamed through Redis vs written by the gateway itself. */
+async function gridFsUploadPaths(files: { mb: number; path: string; size: number }[]) {
+	const skipped = ferretDbSkipReason();
+	if (skipped) return { skipped };
+	const mongo = await startFerretDb();
+	try {
+		const run = async (gatewayServices: string[]) => {
+			const cluster = await startCluster({ MONGO_URL: mongo.databaseUrl(), STORAGE: "gridfs" }, gatewayServices);
+			try {
+				return await largeUploads(cluster.setup, files);
+			} finally {
+				await stopCluster(cluster);
+			}
+		};
+		return { throughRedis: await run([]), direct: await run(["images", "storage"]) };
+	} finally {
+		await mongo.stop();
+	}
 }
 
 async function uploadsAndGets(setup: Setup, images: BenchImage[]) {
@@ -200,6 +232,10 @@ async function main(): Promise<number> {
 		const clusterLarge = await largeUploads(cluster.setup, large);
 		console.log("d. hops ...");
 		results.hops = await hops(cluster.observer);
+		await stopCluster(cluster);
+		cluster = undefined;
+		console.log("e. large uploads on GridFS, through Redis and direct ...");
+		results.gridfs = await gridFsUploadPaths(large);
 		results.embedded = { ...singleRun, large: singleLarge };
 		results.cluster = { ...clusterRun, large: clusterLarge };
 
@@ -209,7 +245,7 @@ async function main(): Promise<number> {
 			["setup", "uploads/s", "upload MB/s", "upload p99 ms", "upload errors", "GET req/s", "GET p99 ms", "GET errors"],
 			[
 				row(single.label, singleRun),
-				row(cluster.setup.label, clusterRun),
+				row(CLUSTER_LABEL, clusterRun),
 				[
 					"cluster / embedded",
 					ratio(clusterRun.upload.imagesPerS, singleRun.upload.imagesPerS) ?? "n/a",
@@ -234,13 +270,18 @@ async function main(): Promise<number> {
 			["transporter PING round trip", results.hops.ping.p50, results.hops.ping.p90, results.hops.ping.p99, results.hops.ping.max],
 			["users.count on another node", results.hops.usersCount.p50, results.hops.usersCount.p90, results.hops.usersCount.p99, results.hops.usersCount.max]
 		]);
+		if ("skipped" in results.gridfs) console.log(`\ne. skipped: ${results.gridfs.skipped}`);
+		else {
+			const { throughRedis, direct } = results.gridfs as { throughRedis: typeof clusterLarge; direct: typeof clusterLarge };
+			printTable(
+				"e. One large upload at a time on MongoDB + GridFS (FerretDB): streamed through Redis to the data node vs images+storage on the gateway",
+				["MB", "through Redis MB/s", "direct MB/s", "gateway peak RSS MiB (direct)", "direct / through Redis"],
+				throughRedis.map((one, i) => [one.mb, one.mbPerS, direct[i].mbPerS, direct[i].peakRssMiB.gateway, ratio(direct[i].mbPerS, one.mbPerS) ?? "n/a"])
+			);
+		}
 	} finally {
 		await embedded?.stop();
-		if (cluster) {
-			await cluster.observer.stop();
-			await Promise.all(cluster.nodes.map(node => node.stop()));
-			await cluster.redis.stop();
-		}
+		if (cluster) await stopCluster(cluster);
 		rmSync(dir, { recursive: true, force: true });
 		clearTimeout(watchdog);
 	}

@@ -6,6 +6,7 @@
 import { readdirSync } from "node:fs";
 import type { ServiceBroker } from "moleculer";
 import type { AuthUser } from "../mixins/auth.ts";
+import type { ImageDoc, Page } from "../models/image.ts";
 
 /** Parsed arguments moleculer-repl hands to a command: positionals by name, flags in `options`. */
 export interface ReplArgs {
@@ -51,4 +52,21 @@ export const asOperator = { meta: { user: OPERATOR } };
 /** The words after the first `skip` words of the command line, e.g. the query of `images find …`. */
 export function restOf(args: ReplArgs, skip: number): string {
 	return args.rawCommand.trim().split(/\s+/).slice(skip).join(" ");
+}
+
+const IMAGE_PAGE = 100;
+
+/**
+ * Every image a search finds (the query syntax of GET /api/images?q=; every image when empty),
+ * oldest first, page by page, as the operator; `onTotal` hears the match count with each page.
+ */
+export async function* imagesMatching(broker: ServiceBroker, query: string | undefined, onTotal?: (total: number) => void): AsyncGenerator<ImageDoc> {
+	let cursor: string | undefined;
+	do {
+		const params = { sort: "createdAt", limit: IMAGE_PAGE, ...(query ? { q: query } : {}), ...(cursor ? { cursor } : {}) };
+		const page = await broker.call<Page<ImageDoc>, object>("images.list", params, asOperator);
+		onTotal?.(page.total);
+		yield* page.items;
+		cursor = page.nextCursor ?? undefined;
+	} while (cursor);
 }

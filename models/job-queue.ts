@@ -3,7 +3,7 @@
  * the REPL's `queue` and `jobs dead|retry` commands show and do. Stream keys are
  * `<NAMESPACE>.<channel>`, as DurableRedisAdapter names them.
  */
-import { Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import type { ServiceBroker } from "moleculer";
 import { DurableRedisAdapter, HEADER_ATTEMPTS, HEADER_ERROR } from "./durable-redis-adapter.ts";
 import { CHANNELS, DEAD_LETTER_CHANNEL } from "./jobs.ts";
@@ -52,6 +52,8 @@ export async function withJobQueue<T>(broker: ServiceBroker, work: (queue: JobQu
 	if (!(adapter instanceof DurableRedisAdapter)) return null;
 	// mixins/channels.ts gives the adapter `redis: { url, consumerOptions }`.
 	const { url } = adapter.opts.redis as unknown as { url: string };
+	// Imported here, in distributed mode only: ioredis would cost every embedded node RSS.
+	const { Redis } = await import("ioredis");
 	const redis = new Redis(url);
 	try {
 		return await work(new JobQueue(redis, String(adapter.opts.prefix)));

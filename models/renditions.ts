@@ -46,7 +46,9 @@ export interface RenderOptions {
  * garbage thumbnails; the original stays downloadable either way.
  */
 function decoder(input: Buffer, options: RenderOptions): Sharp {
-	return sharp(input, { failOn: "warning", limitInputPixels: options.maxInputPixels });
+	// sequentialRead: libvips streams the decode top to bottom instead of first decoding the whole
+	// image into memory for random access (which a shrink to thumbnails never needs).
+	return sharp(input, { failOn: "warning", limitInputPixels: options.maxInputPixels, sequentialRead: true });
 }
 
 function metadataOf(info: Metadata): ImageMetadata {
@@ -69,20 +71,28 @@ function boxFor(metadata: ImageMetadata, edge: number): ResizeOptions {
 	return metadata.width <= metadata.height ? { width: target } : { height: target };
 }
 
-async function rendition(base: Sharp, metadata: ImageMetadata, edge: number): Promise<RenderedRendition> {
-	const { data, info } = await base
-		.clone()
-		.resize(boxFor(metadata, edge))
-		.webp(WEBP)
-		.toBuffer({ resolveWithObject: true });
+async function rendition(pixels: Sharp, metadata: ImageMetadata, edge: number): Promise<RenderedRendition> {
+	const { data, info } = await pixels.resize(boxFor(metadata, edge)).webp(WEBP).toBuffer({ resolveWithObject: true });
 	return { name: String(edge), width: info.width, height: info.height, format: RENDITION_FORMAT, bytes: data };
 }
 
-/** Metadata and every rendition of one original. Throws sharp's error for an undecodable input. */
+/**
+ * Metadata and every rendition of one original. Throws sharp's error for an undecodable input.
+ *
+ * The original is decoded once, auto-oriented and shrunk to the largest rendition's size (JPEG
+ * and WebP shrink on load); every rendition is made from those few pixels. Decoding once per
+ * rendition held a 100-megapixel PNG (no shrink-on-load) in memory twice at the same time:
+ * over 1 GiB for one upload.
+ */
 export async function renderImage(input: Buffer, options: RenderOptions): Promise<RenderedImage> {
 	const metadata = metadataOf(await decoder(input, options).metadata());
-	// One pipeline per rendition from a shared, auto-oriented source: each decode shrinks on load.
-	const base = decoder(input, options).rotate();
-	const renditions = await Promise.all(RENDITION_EDGES.map(edge => rendition(base, metadata, edge)));
+	const largest = Math.max(...RENDITION_EDGES);
+	const { data, info } = await decoder(input, options)
+		.rotate()
+		.resize(boxFor(metadata, largest))
+		.raw({ depth: "uchar" })
+		.toBuffer({ resolveWithObject: true });
+	const pixels = () => sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } });
+	const renditions = await Promise.all(RENDITION_EDGES.map(edge => rendition(pixels(), metadata, edge)));
 	return { metadata, renditions };
 }

@@ -8,12 +8,8 @@
  * them), with a progress line; an image that fails is reported and the rest go on.
  */
 import type { ServiceBroker } from "moleculer";
-import type { AuthUser } from "../mixins/auth.ts";
-import type { ImageDoc, Page } from "../models/image.ts";
+import { imagesMatching } from "../cluster/repl-commands.ts";
 
-/** The REPL sees every image, as an administrator would. */
-const OPERATOR: AuthUser = { id: "repl", username: "repl", role: "admin" };
-const PAGE_SIZE = 100;
 const CONCURRENCY = 4;
 
 export interface RetagReport {
@@ -22,21 +18,10 @@ export interface RetagReport {
 	failed: { id: string; error: string }[];
 }
 
-/** Every image matching `query` (all of them when undefined), oldest first, page by page. */
-async function* matching(broker: ServiceBroker, query: string | undefined, onTotal: (total: number) => void): AsyncGenerator<ImageDoc> {
-	let cursor: string | undefined;
-	do {
-		const page = await broker.call<Page<ImageDoc>, object>("images.list", { q: query, sort: "createdAt", limit: PAGE_SIZE, cursor }, { meta: { user: OPERATOR } });
-		onTotal(page.total);
-		yield* page.items;
-		cursor = page.nextCursor ?? undefined;
-	} while (cursor);
-}
-
 /** Retags the images matching `query` (all when undefined); `progress` is told after each one. */
 export async function retag(broker: ServiceBroker, query: string | undefined, progress: (report: RetagReport) => void): Promise<RetagReport> {
 	const report: RetagReport = { total: 0, tagged: 0, failed: [] };
-	const images = matching(broker, query, total => (report.total = total));
+	const images = imagesMatching(broker, query, total => (report.total = total));
 	const worker = async () => {
 		// Workers share the generator: each image is taken once.
 		for await (const image of images) {

@@ -1,11 +1,13 @@
 /**
- * REPL `images stats`, `images find <query>`: the catalogue as an administrator sees it; and
- * `images retag <query>|--all` (repl/classify.ts): classify images again.
+ * REPL `images stats`, `images find <query>`: the catalogue as an administrator sees it;
+ * `images retag <query>|--all` (repl/classify.ts): classify images again; and
+ * `images reprocess <query> [--status <status>]` (repl/queue.ts): run the ingest pipeline again.
  */
 import type { ServiceBroker } from "moleculer";
 import { asOperator, restOf, type ReplArgs, type ReplCommand } from "../cluster/repl-commands.ts";
-import type { ImageDoc } from "../models/image.ts";
+import type { ImageDoc, ImageStatus } from "../models/image.ts";
 import { retag } from "./classify.ts";
+import { reprocessImages } from "./queue.ts";
 
 const FIND_LIMIT = 50;
 
@@ -40,18 +42,29 @@ async function retagImages(broker: ServiceBroker, query: string): Promise<void> 
 	for (const { id, error } of report.failed) console.log(`  ${id}: ${error}`);
 }
 
-const USAGE = "images stats | images find <query> | images retag <query> | images retag --all (queries: the search syntax of GET /api/images?q=, e.g. tag:dog owner:alice date:2024)";
+const USAGE =
+	"images stats | images find <query> | images retag <query> | images retag --all | images reprocess <query> [--status failed] (queries: the search syntax of GET /api/images?q=, e.g. tag:dog owner:alice date:2024)";
 
 const commands: ReplCommand[] = [
 	{
 		command: "images <op>",
 		description: USAGE,
-		options: [{ option: "--all", description: "images retag: every image" }],
+		options: [
+			{ option: "--all", description: "images retag: every image" },
+			{ option: "--status <status>", description: "images reprocess: only images with this status (processing, ready, failed)" }
+		],
 		async action(broker: ServiceBroker, args: ReplArgs) {
-			const query = restOf(args, 2).replace(/(^|\s)--all(\s|$)/, " ").trim();
+			const query = restOf(args, 2)
+				.replace(/(^|\s)--all(\s|$)/, " ")
+				.replace(/(^|\s)--status\s+\S+/, " ")
+				.trim();
 			if (args.op === "stats") return stats(broker);
 			if (args.op === "find") return find(broker, query);
 			if (args.op === "retag" && (query || args.options.all)) return retagImages(broker, query);
+			if (args.op === "reprocess") {
+				const ids = await reprocessImages(broker, query, args.options.status as ImageStatus | undefined);
+				return console.log(`Reprocessing ${ids.length} image(s).`);
+			}
 			console.log(`usage: ${USAGE}`);
 		}
 	}

@@ -9,24 +9,16 @@
  * as an administrator and work in both modes.
  */
 import type { ServiceBroker } from "moleculer";
+import { asOperator, type ReplCommand } from "../cluster/repl-commands.ts";
 import type { ImportJob } from "../models/import-job.ts";
 import { withJobQueue, type DeadLetter, type JobQueue } from "../models/job-queue.ts";
 import { CHANNELS } from "../models/jobs.ts";
-
-/** A moleculer-repl custom command. */
-export interface ReplCommand {
-	command: string;
-	description: string;
-	options?: { option: string; description: string }[];
-	action(broker: ServiceBroker, args: Record<string, any>): Promise<void>;
-}
 
 const EMBEDDED = "Embedded mode: jobs run on an in-process queue (no streams, no dead letters).";
 const USAGE = "Usage: jobs | jobs cancel <import id> | jobs retry <import id> | jobs dead | jobs retry <dead letter id>";
 /** Dead letters are Redis stream entries: `<milliseconds>-<sequence>`. */
 const STREAM_ID = /^\d+-\d+$/;
 
-const OPERATOR = { user: { id: "repl", username: "repl", role: "admin" } };
 const BAR_WIDTH = 24;
 
 /** What imports.list/cancel/retry answer, as far as the REPL shows it. */
@@ -49,14 +41,14 @@ function importLine(job: ImportJobView): string {
 }
 
 async function listImports(broker: ServiceBroker): Promise<void> {
-	const page = await broker.call<{ items: ImportJobView[]; total: number }, object>("imports.list", { limit: 100 }, { meta: OPERATOR });
+	const page = await broker.call<{ items: ImportJobView[]; total: number }, object>("imports.list", { limit: 100 }, asOperator);
 	if (page.items.length === 0) return console.log("No import jobs.");
 	for (const job of page.items) console.log(importLine(job));
 	if (page.total > page.items.length) console.log(`(${page.total - page.items.length} older jobs not shown)`);
 }
 
 async function changeImport(broker: ServiceBroker, action: "cancel" | "retry", id: string): Promise<void> {
-	const result = await broker.call<{ job: ImportJobView; requeued?: number }, object>(`imports.${action}`, { id }, { meta: OPERATOR });
+	const result = await broker.call<{ job: ImportJobView; requeued?: number }, object>(`imports.${action}`, { id }, asOperator);
 	console.log(importLine(result.job) + (result.requeued === undefined ? "" : `  (${result.requeued} item(s) re-queued)`));
 }
 

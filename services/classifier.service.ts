@@ -18,9 +18,9 @@
 import type { CallingOptions, Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { performance } from "node:perf_hooks";
 import type { Readable } from "node:stream";
-import { buffer } from "node:stream/consumers";
 import { getConfig } from "../config/index.ts";
 import type { AuthUser } from "../mixins/auth.ts";
+import { readWhole } from "../models/blob-support.ts";
 import { decodeForModel } from "../models/classifier-input.ts";
 import { classLabels, topLabels, type ScoredLabel } from "../models/classifier-labels.ts";
 import { loadManifest, type LoadedManifest } from "../models/classifier-manifest.ts";
@@ -189,7 +189,7 @@ const classifier: ServiceSchema<ServiceSettingSchema, ClassifierMethods, Classif
 				await this.readyUntagged(ctx, id, "automatic tagging is disabled: no classifier model is configured");
 				return null;
 			}
-			const image = await buffer(await ctx.call<Readable, { key: string }>("storage.get", { key: doc.blob }));
+			const image = await readWhole(await ctx.call<Readable, { key: string }>("storage.get", { key: doc.blob }), doc.size);
 			let result: Classification | undefined;
 			let failure: Error | undefined;
 			for (let attempt = 0; attempt <= config.classifierRetries && !result; attempt++) {

@@ -801,8 +801,9 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 				return null;
 			}
 			const bytes = await ctx.call<Readable, object>("transform.variant", { source, spec });
-			// Sent back by transform.variant in its ctx.meta, merged into ours.
-			headers["Content-Length"] = ctx.meta.$variant!.size;
+			// The size comes back in transform.variant's ctx.meta, merged into ours; from another node
+			// that merge also replaces $responseHeaders with a copy, so they are set again here.
+			ctx.meta.$responseHeaders = { ...headers, "Content-Length": ctx.meta.$variant!.size };
 			return bytes;
 		}
 	},

@@ -17,7 +17,7 @@ import { getConfig } from "../config/index.ts";
 import { repositoryMixin } from "../mixins/repository.ts";
 import { InvalidImageError } from "../models/errors.ts";
 import type { ImageDoc } from "../models/image.ts";
-import { CHANNELS, DEAD_LETTER_CHANNEL } from "../models/jobs.ts";
+import { CHANNELS, DEAD_LETTER_CHANNEL, type Delivery } from "../models/jobs.ts";
 import { configureSharp, renderVariant, type PipelineSettings } from "../models/transform-pipeline.ts";
 import { FITS, OUTPUT_FORMATS, sourceOf, variantKey, type TransformSpec, type VariantInfo, type VariantSource } from "../models/transform-spec.ts";
 import { VariantIndex } from "../models/variant-cache.ts";
@@ -156,7 +156,10 @@ const transform: ServiceSchema<ServiceSettingSchema, TransformMethods, Transform
 			maxInFlight: config.workerMaxInFlight,
 			maxRetries: config.jobMaxAttempts,
 			deadLettering: { enabled: true, queueName: DEAD_LETTER_CHANNEL },
-			async handler(ctx: Context<{ id: string; spec: TransformSpec }>) {
+			async handler(ctx: Context<{ id: string; spec: TransformSpec }>, delivery?: Delivery) {
+				// Every earlier delivery died with its node (a render that kills it?): do not try again;
+				// the adapter dead-letters the job.
+				if (delivery?.exhausted) return;
 				const doc = await ctx.call<ImageDoc | null, { id: string }>("images.find", { id: ctx.params.id });
 				if (!doc) return;
 				const params = { source: sourceOf(doc), spec: ctx.params.spec };

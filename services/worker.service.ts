@@ -15,8 +15,8 @@
  */
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Readable } from "node:stream";
-import { buffer } from "node:stream/consumers";
 import { getConfig } from "../config/index.ts";
+import { readWhole } from "../models/blob-support.ts";
 import type { BlobRef } from "../models/blob-store.ts";
 import type { ImageDoc, Rendition } from "../models/image.ts";
 import { withJobQueue } from "../models/job-queue.ts";
@@ -86,7 +86,7 @@ const worker: ServiceSchema<ServiceSettingSchema, WorkerMethods, WorkerVars> = {
 		},
 
 		async makeRenditions(ctx: JobContext, doc: ImageDoc): Promise<void> {
-			const original = await buffer(await ctx.call<Readable, { key: string }>("storage.get", { key: doc.blob }));
+			const original = await readWhole(await ctx.call<Readable, { key: string }>("storage.get", { key: doc.blob }), doc.size);
 			const { metadata, renditions } = await renderImage(original, { maxInputPixels: config.maxInputPixels });
 			const stored = await Promise.all(renditions.map(rendition => this.storeRendition(ctx, doc, rendition)));
 			const result = await ctx.call<{ applied: boolean; renditions: Rendition[] } | null, object>("images.setProcessed", {

@@ -12,9 +12,9 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { after, before, describe, it } from "node:test";
 import type { ServiceBroker } from "moleculer";
-import { Client, fileFrom, type ApiResponse } from "./helpers/client.ts";
-import { clusterEnv, nodesWith, redisSkipReason, startNode, startObserver, startRedis, waitForCluster, waitForRoutes, type RedisServer } from "./helpers/cluster.ts";
-import { ADMIN_PASSWORD, SHARED_IMAGES, freePort, type RunningServer } from "./helpers/server.ts";
+import { Client, type ApiResponse } from "./helpers/client.ts";
+import { assertCoreRestFlow, clusterEnv, nodesWith, redisSkipReason, startNode, startObserver, startRedis, waitForCluster, waitForRoutes, type RedisServer } from "./helpers/cluster.ts";
+import { SHARED_IMAGES, freePort, type RunningServer } from "./helpers/server.ts";
 
 const DATA_SERVICES = ["storage", "images", "categories"];
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
@@ -150,36 +150,7 @@ describe("cluster over Redis", { skip, timeout: 240_000 }, () => {
 		assert.deepEqual(nodesWith(observer, "api"), ["gateway-1"]);
 		assert.deepEqual(nodesWith(observer, "images"), ["data-1"]);
 		assert.deepEqual(nodesWith(observer, "users"), ["users-1"]);
-		const anon = new Client(gateway.url);
-		const admin = await anon.login("admin", ADMIN_PASSWORD);
-		assert.equal((await admin.post("/api/categories", { name: "Animals" })).status, 201);
-
-		const upload = await alice.upload([fileFrom(join(SHARED_IMAGES, "dog.jpg")), fileFrom(join(SHARED_IMAGES, "chelsea.png"))], {
-			category: "animals",
-			description: "Across nodes #cluster",
-			visibility: "public"
-		});
-		assert.equal(upload.status, 201, JSON.stringify(upload.body));
-		const [dog, chelsea] = upload.body.images;
-		assert.equal(dog.sha256, sha256(DOG));
-
-		const listed = await alice.get("/api/images");
-		assert.equal(listed.body.total, 2);
-		const found = await alice.get("/api/images?q=tag:cluster category:animals chelsea");
-		assert.deepEqual(found.body.items.map((image: { id: string }) => image.id), [chelsea.id]);
-
-		const content = await anon.download(`/api/images/${dog.id}/content`);
-		assert.equal(content.status, 200);
-		assert.ok(content.bytes.equals(DOG));
-		const range = await anon.download(`/p/${dog.id}`, { range: "bytes=0-99" });
-		assert.equal(range.status, 206);
-		assert.ok(range.bytes.equals(DOG.subarray(0, 100)));
-
-		assert.equal((await alice.delete(`/api/images/${dog.id}`)).status, 204);
-		assert.equal((await alice.get(`/api/images/${dog.id}`)).status, 404);
-		assert.equal((await anon.download(`/p/${dog.id}`)).status, 404);
-		const stats = await admin.get("/api/stats");
-		assert.equal(stats.body.users, 2, "images asks the users node for the count");
+		await assertCoreRestFlow(gateway.url, alice);
 
 		// The gateway's Prometheus endpoint (METRICS_PORT) counts the calls it made to other nodes.
 		const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
@@ -233,9 +204,10 @@ describe("cluster over Redis", { skip, timeout: 240_000 }, () => {
 			await redis.start();
 		}
 		const ackedAtRestart = traffic.acked.size;
-		await waitForCluster("uploads succeed again", () => traffic.acked.size >= ackedAtRestart + 20, 90_000).catch(err => {
-			console.log("DIAG", traffic.statuses.join(","), traffic.errors.join(" | "), "\nGATEWAY", gateway.output().slice(-6000), "\nDATA", data.output().slice(-4000));
-			throw err;
+		await waitForCluster("uploads succeed again", () => traffic.acked.size >= ackedAtRestart + 20, 90_000).catch((err: Error) => {
+			// What the nodes said is what explains a recovery that did not happen.
+			const diagnosis = `statuses ${traffic.statuses.join(",")}\nerrors ${traffic.errors.join(" | ")}\ngateway:\n${gateway.output().slice(-6000)}\ndata:\n${data.output().slice(-4000)}`;
+			throw new Error(`${err.message}\n${diagnosis}`);
 		});
 		await traffic.stop();
 		// The requests in flight when Redis died may also have had their upload cut (status 0);

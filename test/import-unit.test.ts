@@ -167,11 +167,12 @@ describe("REPL jobs command, import jobs", () => {
 		console.log = (text: string) => printed.push(text);
 		try {
 			const [command] = replCommands;
-			await command!.action(broker as never, {});
-			await command!.action(broker as never, { what: "cancel", id: "j1" });
-			await command!.action(broker as never, { what: "retry", id: "j1" });
+			const line = (rawCommand: string, positionals: Record<string, string> = {}) => ({ options: {}, rawCommand, ...positionals });
+			await command!.action(broker as never, line("jobs"));
+			await command!.action(broker as never, line("jobs cancel j1", { what: "cancel", id: "j1" }));
+			await command!.action(broker as never, line("jobs retry j1", { what: "retry", id: "j1" }));
 			// A stream id is a dead letter's, not an import's (and embedded mode keeps none).
-			await command!.action(broker as never, { what: "retry", id: "1700000000000-0" });
+			await command!.action(broker as never, line("jobs retry 1700000000000-0", { what: "retry", id: "1700000000000-0" }));
 		} finally {
 			console.log = log;
 		}

@@ -15,17 +15,6 @@ import { ImageHost } from "./helpers/image-host.ts";
 import { waitFor } from "./helpers/jobs.ts";
 import { ADMIN_PASSWORD, type RunningServer, SHARED_IMAGES, startServer } from "./helpers/server.ts";
 
-/**
- * /api/ready answers once every service answers its ping, but the gateway builds its routes up to
- * 500 ms (moleculer-web's debounce) after the last service registered: on MongoDB the users
- * service starts last, so wait until its routes exist.
- */
-async function startRoutedServer(env: Record<string, string>): Promise<RunningServer> {
-	const server = await startServer(env);
-	while ((await fetch(`${server.url}/api/auth/me`)).status === 404) await new Promise(resolve => setTimeout(resolve, 50));
-	return server;
-}
-
 describe("a node on MongoDB + GridFS (FerretDB)", { skip: ferretDbSkipReason() }, () => {
 	let mongo: FerretDb;
 	let mongoUrl: string;
@@ -46,7 +35,7 @@ describe("a node on MongoDB + GridFS (FerretDB)", { skip: ferretDbSkipReason() }
 			JWT_SECRET: randomBytes(32).toString("hex"),
 			STORAGE_MASTER_KEY: randomBytes(32).toString("hex")
 		};
-		node = await startRoutedServer(env);
+		node = await startServer(env);
 		alice = await new Client(node.url).register("alice");
 	});
 	after(async () => {
@@ -96,7 +85,7 @@ describe("a node on MongoDB + GridFS (FerretDB)", { skip: ferretDbSkipReason() }
 	});
 
 	it("lets a second node with an empty DATA_DIR serve the same users and images", async () => {
-		const second = await startRoutedServer(env);
+		const second = await startServer(env);
 		try {
 			const admin = await new Client(second.url).login("admin", ADMIN_PASSWORD);
 			const { body } = await admin.get("/api/images");

@@ -4,14 +4,16 @@
  * and an in-process observer node without services that sees the registry and calls actions the
  * way the operator REPL does. Each cluster gets a unique NAMESPACE and short heartbeats.
  */
+import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
-import { mkdtempSync } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import { ServiceBroker } from "moleculer";
-import { ADMIN_PASSWORD, freePort, startServer, type RunningServer } from "./server.ts";
+import { Client, fileFrom } from "./client.ts";
+import { ADMIN_PASSWORD, SHARED_IMAGES, freePort, startServer, type RunningServer } from "./server.ts";
 
 /**
  * Why the Redis suites cannot run here, or undefined when they can. With CI=true a missing
@@ -148,4 +150,44 @@ export async function waitForRoutes(gatewayUrl: string, paths = ["/api/categorie
 			await new Promise(resolve => setTimeout(resolve, 100));
 		}
 	}
+}
+
+/**
+ * The core REST flow through a cluster's gateway, as `alice` (a registered user) and the admin:
+ * a category, a two-file upload, listing, search, content and a public range, delete, stats (whose
+ * user count comes from the users node).
+ */
+export async function assertCoreRestFlow(gatewayUrl: string, alice: Client): Promise<void> {
+	const DOG = readFileSync(join(SHARED_IMAGES, "dog.jpg"));
+	const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+	const anon = new Client(gatewayUrl);
+	const admin = await anon.login("admin", ADMIN_PASSWORD);
+	assert.equal((await admin.post("/api/categories", { name: "Animals" })).status, 201);
+
+	const upload = await alice.upload([fileFrom(join(SHARED_IMAGES, "dog.jpg")), fileFrom(join(SHARED_IMAGES, "chelsea.png"))], {
+		category: "animals",
+		description: "Across nodes #cluster",
+		visibility: "public"
+	});
+	assert.equal(upload.status, 201, JSON.stringify(upload.body));
+	const [dog, chelsea] = upload.body.images;
+	assert.equal(dog.sha256, sha256(DOG));
+
+	const listed = await alice.get("/api/images");
+	assert.equal(listed.body.total, 2);
+	const found = await alice.get("/api/images?q=tag:cluster category:animals chelsea");
+	assert.deepEqual(found.body.items.map((image: { id: string }) => image.id), [chelsea.id]);
+
+	const content = await anon.download(`/api/images/${dog.id}/content`);
+	assert.equal(content.status, 200);
+	assert.ok(content.bytes.equals(DOG));
+	const range = await anon.download(`/p/${dog.id}`, { range: "bytes=0-99" });
+	assert.equal(range.status, 206);
+	assert.ok(range.bytes.equals(DOG.subarray(0, 100)));
+
+	assert.equal((await alice.delete(`/api/images/${dog.id}`)).status, 204);
+	assert.equal((await alice.get(`/api/images/${dog.id}`)).status, 404);
+	assert.equal((await anon.download(`/p/${dog.id}`)).status, 404);
+	const stats = await admin.get("/api/stats");
+	assert.equal(stats.body.users, 2, "images asks the users node for the count");
 }

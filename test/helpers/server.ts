@@ -12,6 +12,8 @@ import { fileURLToPath } from "node:url";
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 export const SHARED_IMAGES = join(ROOT, "..", "shared", "images");
 export const ADMIN_PASSWORD = "admin-password-for-tests";
+/** Graceful shutdown waits up to 30 s for calls in flight (moleculer.config.ts), plus margin. */
+const STOP_TIMEOUT_MS = 45_000;
 
 export interface RunningServer {
 	url: string;
@@ -104,7 +106,15 @@ export async function startServer(env: Record<string, string> = {}, options: Sta
 		if (child.exitCode === null && child.signalCode === null) {
 			const exited = new Promise(resolve => child.once("exit", resolve));
 			child.kill("SIGTERM");
-			await exited;
+			// A node that ignores SIGTERM is a bug to report, not a reason to hang the test run.
+			let timer: NodeJS.Timeout | undefined;
+			const gaveUp = await Promise.race([exited.then(() => false), new Promise<boolean>(resolve => (timer = setTimeout(() => resolve(true), STOP_TIMEOUT_MS)))]);
+			clearTimeout(timer);
+			if (gaveUp) {
+				child.kill("SIGKILL");
+				await exited;
+				throw new Error(`imgmesh did not stop within ${STOP_TIMEOUT_MS} ms of SIGTERM:\n${output().slice(-4000)}`);
+			}
 		}
 		if (!keepData) rmSync(dataDir, { recursive: true, force: true });
 	};
