@@ -118,7 +118,7 @@ describe("a node on MongoDB + GridFS (FerretDB)", { skip: ferretDbSkipReason() }
 	// Last: it adds images the tests above do not expect.
 	it("keeps import jobs in MongoDB: a second node with an empty DATA_DIR follows them to the end", async () => {
 		const host = await new ImageHost().start();
-		const second = await startRoutedServer(env);
+		const second = await startServer(env);
 		try {
 			const urls = ["/img/dog.jpg", "/copy/dog.jpg", "/missing.jpg"].map(path => host.url + path);
 			const created = await alice.post("/api/imports", { source: "urls", urls });
