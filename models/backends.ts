@@ -11,8 +11,10 @@ import type { BlobStore } from "./blob-store.ts";
 import { Keyring } from "./envelope-crypto.ts";
 import { FsBlobStore } from "./fs-blob-store.ts";
 import type { CategoryRepository, ImageRepository } from "./image.ts";
+import type { ImportRepository } from "./import-job.ts";
 import type { MongoOptions } from "./mongo.ts";
 import { SqliteCategoryRepository, SqliteImageRepository } from "./sqlite-image-repository.ts";
+import { SqliteImportRepository } from "./sqlite-import-repository.ts";
 import { SqliteUserRepository } from "./sqlite-user-repository.ts";
 import type { UserRepository } from "./user.ts";
 
@@ -21,6 +23,7 @@ import type { UserRepository } from "./user.ts";
 const load = createRequire(import.meta.url);
 const mongoImages = () => load("./mongo-image-repository.ts") as typeof import("./mongo-image-repository.ts");
 const mongoUsers = () => load("./mongo-user-repository.ts") as typeof import("./mongo-user-repository.ts");
+const mongoImports = () => load("./mongo-import-repository.ts") as typeof import("./mongo-import-repository.ts");
 const gridFs = () => load("./gridfs-blob-store.ts") as typeof import("./gridfs-blob-store.ts");
 
 function mongoOptions(config: Config): MongoOptions | null {
@@ -40,6 +43,11 @@ export function openCategoryRepository(config: Config): CategoryRepository {
 export function openUserRepository(config: Config): UserRepository {
 	const mongo = mongoOptions(config);
 	return mongo ? new (mongoUsers().MongoUserRepository)(mongo) : new SqliteUserRepository(join(config.dataDir, "users.db"));
+}
+
+export function openImportRepository(config: Config): ImportRepository {
+	const mongo = mongoOptions(config);
+	return mongo ? new (mongoImports().MongoImportRepository)(mongo) : new SqliteImportRepository(join(config.dataDir, "imports.db"));
 }
 
 export function openBlobStore(config: Config): BlobStore {

@@ -1,11 +1,13 @@
 /**
- * Import jobs: the document shapes and the backend-neutral repository contract. SQLite implements
- * it now (sqlite-import-repository.ts); one contract test suite runs against every implementation.
+ * Import jobs: the document shapes and the backend-neutral repository contract, implemented on
+ * SQLite (sqlite-import-repository.ts) and MongoDB (mongo-import-repository.ts); one contract test
+ * suite runs against both.
  *
  * The repository is where exactly-once lives: an item moves queued -> running -> one terminal
- * state by conditional updates, and the job counters change in the same atomic step as the item,
- * so processed = succeeded + duplicates + failed always holds and no item is counted twice.
+ * state by conditional updates, and only the caller whose update moved it counts it, so
+ * processed = succeeded + duplicates + failed always holds and no item is counted twice.
  */
+import { BadRequestError } from "./errors.ts";
 import type { Page, Visibility } from "./image.ts";
 
 export type ImportStatus = "queued" | "listing" | "running" | "completed" | "completed_with_errors" | "failed" | "cancelled";
@@ -136,6 +138,27 @@ export function fileNameOf(url: string): string {
 		return "image";
 	}
 }
+
+/** A job page cursor: the last job's creation time and id (jobs are listed newest first). */
+export function encodeJobCursor(createdAt: string, id: string): string {
+	return Buffer.from(`${createdAt}|${id}`).toString("base64url");
+}
+
+export function decodeJobCursor(cursor: string): [createdAt: string, id: string] {
+	const parts = Buffer.from(cursor, "base64url").toString("utf8").split("|");
+	if (parts.length !== 2 || !parts[0] || !parts[1]) throw new BadRequestError("Invalid cursor", "INVALID_CURSOR");
+	return parts as [string, string];
+}
+
+/** The item cursor: the last item's sequence number. */
+export function decodeItemCursor(cursor: string | undefined): number {
+	const after = cursor === undefined ? -1 : Number(cursor);
+	if (!Number.isSafeInteger(after)) throw new BadRequestError("Invalid cursor", "INVALID_CURSOR");
+	return after;
+}
+
+/** The job counter an outcome counts in. */
+export const OUTCOME_COUNTER = { succeeded: "succeeded", duplicate: "duplicates", failed: "failed" } as const;
 
 export interface ImportRepository {
 	/** Stores a new job (status queued); for URL lists also the URLs, listed later by a worker. */

@@ -4,10 +4,9 @@
  * Leases are epoch milliseconds; document times are ISO strings.
  */
 import type { DatabaseSync, SQLInputValue } from "node:sqlite";
-import { BadRequestError } from "./errors.ts";
 import { nowIso } from "./ids.ts";
 import type { Page } from "./image.ts";
-import type { ContentClaim, ImportItem, ImportJob, ImportRepository, ItemFilter, ItemResult, NewItem } from "./import-job.ts";
+import { type ContentClaim, decodeItemCursor, decodeJobCursor, encodeJobCursor, type ImportItem, OUTCOME_COUNTER, type ImportJob, type ImportRepository, type ItemFilter, type ItemResult, type NewItem } from "./import-job.ts";
 import { closeDatabase, migrate, openDatabase, transaction } from "./sqlite.ts";
 
 const MIGRATIONS = [
@@ -159,12 +158,6 @@ const SETTLE = `
 		finished_at = COALESCE(finished_at, :now), updated_at = :now
 	WHERE id = :id AND listed = 1 AND processed + cancelled >= total AND finished_at IS NULL`;
 
-function decodeJobCursor(cursor: string): [string, string] {
-	const parts = Buffer.from(cursor, "base64url").toString("utf8").split("|");
-	if (parts.length !== 2 || !parts[0] || !parts[1]) throw new BadRequestError("Invalid cursor", "INVALID_CURSOR");
-	return parts as [string, string];
-}
-
 export class SqliteImportRepository implements ImportRepository {
 	private readonly db: DatabaseSync;
 
@@ -209,7 +202,7 @@ export class SqliteImportRepository implements ImportRepository {
 		const last = rows.at(-1);
 		return {
 			items: rows.map(jobOf),
-			nextCursor: hasMore && last ? Buffer.from(`${last.created_at}|${last.id}`).toString("base64url") : null,
+			nextCursor: hasMore && last ? encodeJobCursor(last.created_at, last.id) : null,
 			total
 		};
 	}
@@ -321,7 +314,7 @@ export class SqliteImportRepository implements ImportRepository {
 				.run(result.state, result.imageId ?? null, result.error?.slice(0, 500) ?? null, result.bytes ?? 0, now, jobId, seq).changes;
 			if (Number(changed) === 0) return false;
 			// The column name is one of three fixed outcomes, never input.
-			const counter = { succeeded: "succeeded", duplicate: "duplicates", failed: "failed" }[result.state];
+			const counter = OUTCOME_COUNTER[result.state];
 			this.db
 				.prepare(`UPDATE import_jobs SET processed = processed + 1, ${counter} = ${counter} + 1, bytes = bytes + ?, updated_at = ? WHERE id = ?`)
 				.run(result.bytes ?? 0, now, jobId);
@@ -331,8 +324,7 @@ export class SqliteImportRepository implements ImportRepository {
 	}
 
 	async listItems(jobId: string, filter: ItemFilter): Promise<Page<ImportItem>> {
-		const after = filter.cursor === undefined ? -1 : Number(filter.cursor);
-		if (!Number.isSafeInteger(after)) throw new BadRequestError("Invalid cursor", "INVALID_CURSOR");
+		const after = decodeItemCursor(filter.cursor);
 		const stateSql = filter.state ? "AND state = ?" : "";
 		const stateParams: SQLInputValue[] = filter.state ? [filter.state] : [];
 		const rows = this.db

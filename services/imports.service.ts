@@ -19,13 +19,13 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { getConfig } from "../config/index.ts";
 import type { AuthUser } from "../mixins/auth.ts";
 import { repositoryMixin } from "../mixins/repository.ts";
+import { openImportRepository } from "../models/backends.ts";
 import { BadRequestError, NotFoundError, TooManyItemsError } from "../models/errors.ts";
 import { downloadUrl, listDriveImages, parseFolderId, type DriveSource } from "../models/google-drive.ts";
 import { newId, nowIso } from "../models/ids.ts";
 import type { Visibility } from "../models/image.ts";
 import { fileNameOf, newImportJob, normalizeUrl, type ImportItem, type ImportJob, type ImportRepository, type ItemResult, type NewItem } from "../models/import-job.ts";
 import { downloadToFile, FetchLimiter, type FetchOptions } from "../models/safe-fetch.ts";
-import { SqliteImportRepository } from "../models/sqlite-import-repository.ts";
 
 const config = getConfig();
 
@@ -140,7 +140,7 @@ function sse(event: string, data: unknown): string {
 
 const imports: ServiceSchema<ServiceSettingSchema, ImportsMethods, ImportsVars> = {
 	name: "imports",
-	mixins: [repositoryMixin(() => new SqliteImportRepository(join(config.dataDir, "imports.db")), "The import job store")],
+	mixins: [repositoryMixin(() => openImportRepository(config), "The import job store")],
 	settings: { rest: "/" },
 
 	channels: {
@@ -476,9 +476,6 @@ const imports: ServiceSchema<ServiceSettingSchema, ImportsMethods, ImportsVars> 
 	},
 
 	created() {
-		if (config.mongoUrl) {
-			this.logger.warn("Import jobs are kept in SQLite under DATA_DIR even with MONGO_URL: every node running `imports` must share DATA_DIR.");
-		}
 		this.limiter = new FetchLimiter(config.importConcurrency, config.importPerHostConcurrency);
 		this.tmpDir = join(config.dataDir, "tmp", "imports");
 		mkdirSync(this.tmpDir, { recursive: true });

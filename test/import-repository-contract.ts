@@ -57,6 +57,23 @@ export function importRepositoryContract(name: string, open: () => Promise<Impor
 			assert.equal(await repo.getJob("nope"), null);
 		});
 
+		it("gives a job back as it was stored, absent options staying absent", async () => {
+			const job = newImportJob(
+				{
+					id: `job-${++nextId}`,
+					owner: "u-alice",
+					ownerName: "alice",
+					source: { type: "google-drive", folder: "f1", recursive: false, apiKey: undefined },
+					options: { category: "nature", tags: undefined, visibility: "public", encrypted: true }
+				},
+				new Date().toISOString()
+			);
+			await repo.createJob(job);
+			const stored = (await repo.getJob(job.id))!;
+			assert.deepEqual(stored, JSON.parse(JSON.stringify(job)));
+			assert.equal("tags" in stored.options, false);
+		});
+
 		it("gives the listing to one node at a time and resumes a re-listing without repeats", async () => {
 			const job = newJob();
 			await repo.createJob(job);

@@ -1,7 +1,7 @@
 /**
  * A real node on MongoDB and GridFS (FerretDB): the REST flow keeps nothing on the node's disk,
- * a second node with an empty DATA_DIR serves the same images, and MongoDB going away turns into
- * 503s and a failing /api/ready until it is back.
+ * a second node with an empty DATA_DIR serves the same images and follows the same import jobs,
+ * and MongoDB going away turns into 503s and a failing /api/ready until it is back.
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -11,6 +11,8 @@ import { after, before, describe, it } from "node:test";
 import { MongoClient } from "mongodb";
 import { Client, fileFrom } from "./helpers/client.ts";
 import { type FerretDb, ferretDbSkipReason, startFerretDb } from "./helpers/ferretdb.ts";
+import { ImageHost } from "./helpers/image-host.ts";
+import { waitFor } from "./helpers/jobs.ts";
 import { ADMIN_PASSWORD, type RunningServer, SHARED_IMAGES, startServer } from "./helpers/server.ts";
 
 describe("a node on MongoDB + GridFS (FerretDB)", { skip: ferretDbSkipReason() }, () => {
@@ -28,6 +30,8 @@ describe("a node on MongoDB + GridFS (FerretDB)", { skip: ferretDbSkipReason() }
 			MONGO_URL: mongoUrl,
 			STORAGE: "gridfs",
 			MONGO_TIMEOUT_MS: "500",
+			// The import test's web site is on loopback.
+			IMPORT_ALLOW_PRIVATE_NETWORKS: "true",
 			JWT_SECRET: randomBytes(32).toString("hex"),
 			STORAGE_MASTER_KEY: randomBytes(32).toString("hex")
 		};
@@ -109,6 +113,33 @@ describe("a node on MongoDB + GridFS (FerretDB)", { skip: ferretDbSkipReason() }
 		}
 		assert.equal((await alice.get("/api/ready")).status, 200);
 		assert.equal((await alice.get("/api/images")).body.total, 1);
+	});
+
+	// Last: it adds images the tests above do not expect.
+	it("keeps import jobs in MongoDB: a second node with an empty DATA_DIR follows them to the end", async () => {
+		const host = await new ImageHost().start();
+		const second = await startServer(env);
+		try {
+			const urls = ["/img/dog.jpg", "/copy/dog.jpg", "/missing.jpg"].map(path => host.url + path);
+			const created = await alice.post("/api/imports", { source: "urls", urls });
+			assert.equal(created.status, 202, JSON.stringify(created.body));
+			const elsewhere = new Client(second.url).withToken(alice.token);
+			const job = await waitFor("the import to finish", async () => {
+				const res = await elsewhere.get(`/api/imports/${created.body.job.id}`);
+				assert.equal(res.status, 200, JSON.stringify(res.body));
+				return res.body.finishedAt ? res.body : undefined;
+			});
+			assert.deepEqual(
+				[job.status, job.total, job.processed, job.succeeded, job.duplicates, job.failed],
+				["completed_with_errors", 3, 3, 1, 1, 1],
+				"the same bytes from a second URL are a duplicate"
+			);
+			const failed = await elsewhere.get(`/api/imports/${job.id}/items?state=failed`);
+			assert.deepEqual(failed.body.items.map((item: { key: string }) => item.key), [`${host.url}/missing.jpg`]);
+		} finally {
+			await second.stop();
+			await host.stop();
+		}
 	});
 });
 

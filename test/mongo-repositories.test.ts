@@ -4,11 +4,10 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { MongoClient } from "mongodb";
 import { UnavailableError } from "../models/errors.ts";
 import type { Category } from "../models/image.ts";
 import { MongoCategoryRepository, MongoImageRepository } from "../models/mongo-image-repository.ts";
-import { type FerretDb, ferretDbSkipReason, startFerretDb } from "./helpers/ferretdb.ts";
+import { dropDatabase, type FerretDb, ferretDbSkipReason, startFerretDb } from "./helpers/ferretdb.ts";
 import { MongoUserRepository } from "../models/mongo-user-repository.ts";
 import { imageRepositoryContract } from "./image-repository-contract.ts";
 import { userRepositoryContract } from "./user-repository-contract.ts";
@@ -21,16 +20,6 @@ describe("MongoDB repositories (FerretDB)", { skip: ferretDbSkipReason() }, () =
 		server = await startFerretDb();
 	});
 	after(() => server.stop());
-
-	/** Drops the test's database once its repositories are closed. */
-	async function dropDatabase(url: string): Promise<void> {
-		const client = new MongoClient(url);
-		try {
-			await client.db().dropDatabase();
-		} finally {
-			await client.close();
-		}
-	}
 
 	// Both repositories in one database, as the services run them.
 	imageRepositoryContract("MongoDB", async () => {

@@ -75,6 +75,16 @@ export async function startFerretDb(): Promise<FerretDb> {
 	};
 }
 
+/** Drops a test's database once its repositories are closed. */
+export async function dropDatabase(url: string): Promise<void> {
+	const client = new MongoClient(url);
+	try {
+		await client.db().dropDatabase();
+	} finally {
+		await client.close();
+	}
+}
+
 async function launch(dir: string, port: number): Promise<ChildProcess> {
 	const child = spawn(
 		FERRETDB_BINARY,
