@@ -8,7 +8,7 @@ import type { BrokerOptions, Errors } from "moleculer";
 import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { getConfig, type Config } from "./config/index.ts";
-import { channelsMiddleware } from "./mixins/channels.ts";
+import { channelsMiddleware } from "./cluster/channels.ts";
 import pkg from "./package.json" with { type: "json" };
 
 /**

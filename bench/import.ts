@@ -10,7 +10,7 @@
  *
  * Next to each figure: the original system's published 50-100 images/minute (3 replicas), and
  * this machine's raw compute bound for the same per-image work, measured in the same run: the
- * SHA-256, the header read, models/renditions.ts's renderImage (metadata + 240/720 WebP) and the
+ * SHA-256, the header read, models/pipeline/renditions.ts's renderImage (metadata + 240/720 WebP) and the
  * classifier's decode + inference (the same model, in a ClassifierPool session as the service
  * runs it) on the same bytes in this process, as many images at once as there are cores, no I/O,
  * no queue.
@@ -34,10 +34,10 @@ import { performance } from "node:perf_hooks";
 import { DatabaseSync } from "node:sqlite";
 import { Redis } from "ioredis";
 import sharp from "sharp";
-import { decodeForModel } from "../models/classifier-input.ts";
-import { loadManifest } from "../models/classifier-manifest.ts";
-import { ClassifierPool } from "../models/classifier-pool.ts";
-import { renderImage } from "../models/renditions.ts";
+import { decodeForModel } from "../models/classifier/input.ts";
+import { loadManifest } from "../models/classifier/manifest.ts";
+import { ClassifierPool } from "../models/classifier/pool.ts";
+import { renderImage } from "../models/pipeline/renditions.ts";
 import { Client } from "../test/helpers/client.ts";
 import { startNode, type Node } from "../test/helpers/jobs.ts";
 import { SHARED_IMAGES, startServer, type RunningServer } from "../test/helpers/server.ts";

@@ -3,7 +3,7 @@
  * for N real-size JPEGs, with 1 and with 2 worker processes, next to the compute bound measured
  * in the same run.
  *
- *  - compute bound: models/renditions.ts renderImage (metadata + auto-orient + 240/720 WebP, the
+ *  - compute bound: models/pipeline/renditions.ts renderImage (metadata + auto-orient + 240/720 WebP, the
  *    worker's whole sharp work) over the same files in a plain loop in this process, with as many
  *    in flight as one worker takes (WORKER_MAX_IN_FLIGHT, 2). No HTTP, storage, queue or database.
  *  - pipeline: a distributed cluster on the local Redis with a namespace of its own: one gateway
@@ -29,7 +29,7 @@ import { performance } from "node:perf_hooks";
 import { randomUUID } from "node:crypto";
 import { ServiceBroker, type BrokerOptions, type Context } from "moleculer";
 import sharp from "sharp";
-import { renderImage } from "../models/renditions.ts";
+import { renderImage } from "../models/pipeline/renditions.ts";
 import { Client } from "../test/helpers/client.ts";
 import { startNode, type Node } from "../test/helpers/jobs.ts";
 import { SHARED_IMAGES, startServer, type RunningServer } from "../test/helpers/server.ts";

@@ -26,7 +26,7 @@
  */
 import { Transporters, type Transit } from "moleculer";
 import { Redis, type RedisOptions } from "ioredis";
-import { CallInterruptedError } from "../models/errors.ts";
+import { CallInterruptedError } from "../models/shared/errors.ts";
 
 export interface SafeRedisOptions {
 	/** `redis://[user:password@]host:port[/db]` */

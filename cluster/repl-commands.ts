@@ -6,7 +6,7 @@
 import { readdirSync } from "node:fs";
 import type { ServiceBroker } from "moleculer";
 import type { AuthUser } from "../mixins/auth.ts";
-import type { ImageDoc, Page } from "../models/image.ts";
+import type { ImageDoc, Page } from "../models/images/image.ts";
 
 /** Parsed arguments moleculer-repl hands to a command: positionals by name, flags in `options`. */
 export interface ReplArgs {

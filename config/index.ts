@@ -53,7 +53,7 @@ export interface Config {
 	// --- durable jobs and processing ---
 	/** Messages one worker node processes at once, per channel (@moleculer/channels maxInFlight). */
 	workerMaxInFlight: number;
-	/** Deliveries of a job before it goes to the dead-letter stream (a hard cap, see mixins/channels.ts). */
+	/** Deliveries of a job before it goes to the dead-letter stream (a hard cap, see cluster/channels.ts). */
 	jobMaxAttempts: number;
 	/** A job unacknowledged this long (its worker died or failed) is handed to another worker (Redis minIdleTime). */
 	jobRedeliverAfterMs: number;

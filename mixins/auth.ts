@@ -9,8 +9,8 @@ import type { Context, ServiceSchema } from "moleculer";
 import { createSecretKey } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import { getConfig } from "../config/index.ts";
-import { ForbiddenError, UnauthorizedError } from "../models/errors.ts";
-import type { Role } from "../models/image.ts";
+import { ForbiddenError, UnauthorizedError } from "../models/shared/errors.ts";
+import type { Role } from "../models/images/image.ts";
 
 export interface AuthUser {
 	id: string;

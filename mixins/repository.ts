@@ -3,7 +3,7 @@
  * and checked by a `ping` action that readiness probes call.
  */
 import type { ServiceSchema } from "moleculer";
-import { UnavailableError } from "../models/errors.ts";
+import { UnavailableError } from "../models/shared/errors.ts";
 
 export interface Backend {
 	ping(): Promise<boolean>;

@@ -7,24 +7,24 @@
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import type { Config } from "../config/index.ts";
-import type { BlobStore } from "./blob-store.ts";
-import { Keyring } from "./envelope-crypto.ts";
-import { FsBlobStore } from "./fs-blob-store.ts";
-import type { CategoryRepository, ImageRepository } from "./image.ts";
-import type { ImportRepository } from "./import-job.ts";
-import type { MongoOptions } from "./mongo.ts";
-import { SqliteCategoryRepository, SqliteImageRepository } from "./sqlite-image-repository.ts";
-import { SqliteImportRepository } from "./sqlite-import-repository.ts";
-import { SqliteUserRepository } from "./sqlite-user-repository.ts";
-import type { UserRepository } from "./user.ts";
+import type { BlobStore } from "./storage/blob-store.ts";
+import { Keyring } from "./storage/envelope-crypto.ts";
+import { FsBlobStore } from "./storage/fs-blob-store.ts";
+import type { CategoryRepository, ImageRepository } from "./images/image.ts";
+import type { ImportRepository } from "./imports/import-job.ts";
+import type { MongoOptions } from "./db/mongo.ts";
+import { SqliteCategoryRepository, SqliteImageRepository } from "./images/sqlite-repository.ts";
+import { SqliteImportRepository } from "./imports/sqlite-repository.ts";
+import { SqliteUserRepository } from "./users/sqlite-repository.ts";
+import type { UserRepository } from "./users/user.ts";
 
 // The MongoDB modules load only when MONGO_URL is set: the driver costs an embedded node ~12 MiB
 // of RSS, and embedded mode is held to a memory budget (README, Benchmarks).
 const load = createRequire(import.meta.url);
-const mongoImages = () => load("./mongo-image-repository.ts") as typeof import("./mongo-image-repository.ts");
-const mongoUsers = () => load("./mongo-user-repository.ts") as typeof import("./mongo-user-repository.ts");
-const mongoImports = () => load("./mongo-import-repository.ts") as typeof import("./mongo-import-repository.ts");
-const gridFs = () => load("./gridfs-blob-store.ts") as typeof import("./gridfs-blob-store.ts");
+const mongoImages = () => load("./images/mongo-repository.ts") as typeof import("./images/mongo-repository.ts");
+const mongoUsers = () => load("./users/mongo-repository.ts") as typeof import("./users/mongo-repository.ts");
+const mongoImports = () => load("./imports/mongo-repository.ts") as typeof import("./imports/mongo-repository.ts");
+const gridFs = () => load("./storage/gridfs-blob-store.ts") as typeof import("./storage/gridfs-blob-store.ts");
 
 function mongoOptions(config: Config): MongoOptions | null {
 	return config.mongoUrl ? { url: config.mongoUrl, timeoutMs: config.mongoTimeoutMs } : null;

@@ -5,7 +5,7 @@
  */
 import type { ServiceBroker } from "moleculer";
 import { asOperator, restOf, type ReplArgs, type ReplCommand } from "../cluster/repl-commands.ts";
-import type { ImageDoc, ImageStatus } from "../models/image.ts";
+import type { ImageDoc, ImageStatus } from "../models/images/image.ts";
 import { retag } from "./classify.ts";
 import { reprocessImages } from "./queue.ts";
 

@@ -10,9 +10,9 @@
  */
 import type { ServiceBroker } from "moleculer";
 import { asOperator, type ReplCommand } from "../cluster/repl-commands.ts";
-import type { ImportJob } from "../models/import-job.ts";
-import { withJobQueue, type DeadLetter, type JobQueue } from "../models/job-queue.ts";
-import { CHANNELS } from "../models/jobs.ts";
+import type { ImportJob } from "../models/imports/import-job.ts";
+import { withJobQueue, type DeadLetter, type JobQueue } from "../cluster/job-streams.ts";
+import { CHANNELS } from "../models/pipeline/channels.ts";
 
 const EMBEDDED = "Embedded mode: jobs run on an in-process queue (no streams, no dead letters).";
 const USAGE = "Usage: jobs | jobs cancel <import id> | jobs retry <import id> | jobs dead | jobs retry <dead letter id>";

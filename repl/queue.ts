@@ -6,8 +6,8 @@
  */
 import type { ServiceBroker } from "moleculer";
 import { imagesMatching, type ReplCommand } from "../cluster/repl-commands.ts";
-import type { ImageStatus } from "../models/image.ts";
-import { withJobQueue } from "../models/job-queue.ts";
+import type { ImageStatus } from "../models/images/image.ts";
+import { withJobQueue } from "../cluster/job-streams.ts";
 
 /** Reprocesses every image the query finds (with `status`, only those); returns their ids. */
 export async function reprocessImages(broker: ServiceBroker, query: string, status?: ImageStatus): Promise<string[]> {

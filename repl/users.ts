@@ -6,7 +6,7 @@
 import type { ServiceBroker } from "moleculer";
 import { randomBytes } from "node:crypto";
 import type { ReplArgs, ReplCommand } from "../cluster/repl-commands.ts";
-import type { PublicUser } from "../models/user.ts";
+import type { PublicUser } from "../models/users/user.ts";
 
 const USAGE = "user add <username> [--admin] | user role <username> user|admin | user disable <username> | user enable <username> | user list";
 

@@ -8,7 +8,7 @@ import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { getConfig } from "../config/index.ts";
 import { AuthMixin } from "../mixins/auth.ts";
-import { UnavailableError } from "../models/errors.ts";
+import { UnavailableError } from "../models/shared/errors.ts";
 import { REQUIRED } from "./health.service.ts";
 import { WebAppMixin } from "../mixins/web-app.ts";
 

@@ -3,9 +3,9 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { getConfig } from "../config/index.ts";
 import { repositoryMixin } from "../mixins/repository.ts";
 import { openCategoryRepository } from "../models/backends.ts";
-import { BadRequestError, NotFoundError } from "../models/errors.ts";
-import { nowIso } from "../models/ids.ts";
-import type { Category, CategoryRepository } from "../models/image.ts";
+import { BadRequestError, NotFoundError } from "../models/shared/errors.ts";
+import { nowIso } from "../models/shared/ids.ts";
+import type { Category, CategoryRepository } from "../models/images/image.ts";
 
 const ID = { type: "string", min: 1, max: 64 };
 const NAME = { type: "string", min: 1, max: 64, trim: true };

@@ -1,7 +1,7 @@
 /**
  * Automatic tagging with an ONNX image classifier (model described by the CLASSIFIER_MODEL
- * manifest, see models/classifier-manifest.ts). Can run alone on dedicated nodes
- * (SERVICES=classifier): inference runs in worker threads (models/classifier-pool.ts), so its
+ * manifest, see models/classifier/manifest.ts). Can run alone on dedicated nodes
+ * (SERVICES=classifier): inference runs in worker threads (models/classifier/pool.ts), so its
  * event loop stays free, and the `imgmesh.classify` job stream spreads images over every
  * classifier node.
  *
@@ -20,16 +20,16 @@ import { performance } from "node:perf_hooks";
 import type { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
 import type { AuthUser } from "../mixins/auth.ts";
-import { readWhole } from "../models/blob-support.ts";
-import { decodeForModel } from "../models/classifier-input.ts";
-import { classLabels, topLabels, type ScoredLabel } from "../models/classifier-labels.ts";
-import { loadManifest, type LoadedManifest } from "../models/classifier-manifest.ts";
-import { ClassifierPool } from "../models/classifier-pool.ts";
-import { InvalidImageError, NotFoundError, UnavailableError } from "../models/errors.ts";
-import type { ImageDoc } from "../models/image.ts";
-import { CHANNELS, DEAD_LETTER_CHANNEL, isLastAttempt, type Delivery } from "../models/jobs.ts";
-import { ImageSniffer } from "../models/image-sniffer.ts";
-import { parseMultipart, type UploadedFile } from "../models/multipart.ts";
+import { readWhole } from "../models/storage/blob-support.ts";
+import { decodeForModel } from "../models/classifier/input.ts";
+import { classLabels, topLabels, type ScoredLabel } from "../models/classifier/labels.ts";
+import { loadManifest, type LoadedManifest } from "../models/classifier/manifest.ts";
+import { ClassifierPool } from "../models/classifier/pool.ts";
+import { InvalidImageError, NotFoundError, UnavailableError } from "../models/shared/errors.ts";
+import type { ImageDoc } from "../models/images/image.ts";
+import { CHANNELS, DEAD_LETTER_CHANNEL, isLastAttempt, type Delivery } from "../models/pipeline/channels.ts";
+import { ImageSniffer } from "../models/http/image-sniffer.ts";
+import { parseMultipart, type UploadedFile } from "../models/http/multipart.ts";
 import type { RequestInfo } from "./api.service.ts";
 
 const config = getConfig();

@@ -8,15 +8,15 @@ import { getConfig } from "../config/index.ts";
 import type { AuthUser } from "../mixins/auth.ts";
 import { repositoryMixin } from "../mixins/repository.ts";
 import { openImageRepository } from "../models/backends.ts";
-import type { BlobRef } from "../models/blob-store.ts";
-import { BadRequestError, ConflictError, NotFoundError, RangeNotSatisfiableError } from "../models/errors.ts";
-import { newId, nowIso } from "../models/ids.ts";
-import type { ImageDoc, ImageFilter, ImageMetadata, ImagePatch, ImageRepository, ImageStatus, Rendition, SortKey, Tag, Viewer, Visibility } from "../models/image.ts";
-import { CHANNELS, renditionRef } from "../models/jobs.ts";
-import { ImageSniffer } from "../models/image-sniffer.ts";
-import { parseMultipart } from "../models/multipart.ts";
-import { parseRange } from "../models/http-range.ts";
-import { parseSearchQuery } from "../models/search-query.ts";
+import type { BlobRef } from "../models/storage/blob-store.ts";
+import { BadRequestError, ConflictError, NotFoundError, RangeNotSatisfiableError } from "../models/shared/errors.ts";
+import { newId, nowIso } from "../models/shared/ids.ts";
+import type { ImageDoc, ImageFilter, ImageMetadata, ImagePatch, ImageRepository, ImageStatus, Rendition, SortKey, Tag, Viewer, Visibility } from "../models/images/image.ts";
+import { CHANNELS, renditionRef } from "../models/pipeline/channels.ts";
+import { ImageSniffer } from "../models/http/image-sniffer.ts";
+import { parseMultipart } from "../models/http/multipart.ts";
+import { parseRange } from "../models/http/range.ts";
+import { parseSearchQuery } from "../models/images/search-query.ts";
 import {
 	checkOutputPixels,
 	compressName,
@@ -35,8 +35,8 @@ import {
 	type TransformQuery,
 	type TransformSpec,
 	type VariantInfo
-} from "../models/transform-spec.ts";
-import { hashtagsOf, normalizeLabel, tagList } from "../models/tags.ts";
+} from "../models/transform/spec.ts";
+import { hashtagsOf, normalizeLabel, tagList } from "../models/images/tags.ts";
 import type { RequestInfo } from "./api.service.ts";
 
 const config = getConfig();

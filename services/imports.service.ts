@@ -20,12 +20,12 @@ import { getConfig } from "../config/index.ts";
 import type { AuthUser } from "../mixins/auth.ts";
 import { repositoryMixin } from "../mixins/repository.ts";
 import { openImportRepository } from "../models/backends.ts";
-import { BadRequestError, NotFoundError, TooManyItemsError } from "../models/errors.ts";
-import { downloadUrl, listDriveImages, parseFolderId, type DriveSource } from "../models/google-drive.ts";
-import { newId, nowIso } from "../models/ids.ts";
-import type { Visibility } from "../models/image.ts";
-import { fileNameOf, newImportJob, normalizeUrl, type ImportItem, type ImportJob, type ImportRepository, type ItemResult, type NewItem } from "../models/import-job.ts";
-import { downloadToFile, FetchLimiter, type FetchOptions } from "../models/safe-fetch.ts";
+import { BadRequestError, NotFoundError, TooManyItemsError } from "../models/shared/errors.ts";
+import { downloadUrl, listDriveImages, parseFolderId, type DriveSource } from "../models/imports/google-drive.ts";
+import { newId, nowIso } from "../models/shared/ids.ts";
+import type { Visibility } from "../models/images/image.ts";
+import { fileNameOf, newImportJob, normalizeUrl, type ImportItem, type ImportJob, type ImportRepository, type ItemResult, type NewItem } from "../models/imports/import-job.ts";
+import { downloadToFile, FetchLimiter, type FetchOptions } from "../models/imports/safe-fetch.ts";
 
 const config = getConfig();
 

@@ -8,8 +8,8 @@ import { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
 import { repositoryMixin } from "../mixins/repository.ts";
 import { openBlobStore } from "../models/backends.ts";
-import type { BlobStore, ByteRange, PutOptions } from "../models/blob-store.ts";
-import { BadRequestError } from "../models/errors.ts";
+import type { BlobStore, ByteRange, PutOptions } from "../models/storage/blob-store.ts";
+import { BadRequestError } from "../models/shared/errors.ts";
 
 const KEY = { type: "string", min: 1, max: 128 };
 const REF = { type: "string", min: 1, max: 128 };

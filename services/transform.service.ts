@@ -15,12 +15,12 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
 import { repositoryMixin } from "../mixins/repository.ts";
-import { InvalidImageError } from "../models/errors.ts";
-import type { ImageDoc } from "../models/image.ts";
-import { CHANNELS, DEAD_LETTER_CHANNEL, type Delivery } from "../models/jobs.ts";
-import { configureSharp, renderVariant, type PipelineSettings } from "../models/transform-pipeline.ts";
-import { FITS, OUTPUT_FORMATS, sourceOf, variantKey, type TransformSpec, type VariantInfo, type VariantSource } from "../models/transform-spec.ts";
-import { VariantIndex } from "../models/variant-cache.ts";
+import { InvalidImageError } from "../models/shared/errors.ts";
+import type { ImageDoc } from "../models/images/image.ts";
+import { CHANNELS, DEAD_LETTER_CHANNEL, type Delivery } from "../models/pipeline/channels.ts";
+import { configureSharp, renderVariant, type PipelineSettings } from "../models/transform/render.ts";
+import { FITS, OUTPUT_FORMATS, sourceOf, variantKey, type TransformSpec, type VariantInfo, type VariantSource } from "../models/transform/spec.ts";
+import { VariantIndex } from "../models/transform/variant-cache.ts";
 
 const config = getConfig();
 

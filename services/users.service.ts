@@ -6,12 +6,12 @@ import jwt from "jsonwebtoken";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { getConfig } from "../config/index.ts";
 import { openUserRepository } from "../models/backends.ts";
-import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from "../models/errors.ts";
-import { newId, nowIso } from "../models/ids.ts";
-import type { Role } from "../models/image.ts";
-import { DUMMY_HASH_PROMISE, hashPassword, verifyPassword } from "../models/password.ts";
+import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from "../models/shared/errors.ts";
+import { newId, nowIso } from "../models/shared/ids.ts";
+import type { Role } from "../models/images/image.ts";
+import { DUMMY_HASH_PROMISE, hashPassword, verifyPassword } from "../models/users/password.ts";
 import { repositoryMixin } from "../mixins/repository.ts";
-import { toPublicUser, type PublicUser, type UserRecord, type UserRepository } from "../models/user.ts";
+import { toPublicUser, type PublicUser, type UserRecord, type UserRepository } from "../models/users/user.ts";
 import type { AuthUser } from "../mixins/auth.ts";
 
 const USERNAME = { type: "string", min: 3, max: 32, pattern: /^[a-z0-9_.-]+$/, messages: { stringPattern: "Username may only contain a-z, 0-9, '_', '.' and '-'" } };

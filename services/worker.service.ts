@@ -1,10 +1,10 @@
 /**
  * The ingest pipeline's worker: consumes `imgmesh.process` jobs, reads the original from storage,
- * makes metadata and renditions (models/renditions.ts), stores the renditions through storage
+ * makes metadata and renditions (models/pipeline/renditions.ts), stores the renditions through storage
  * (encrypted when the original is) and hands the image on to the classifier or marks it ready.
  *
  * Stateless: any number of worker nodes share the stream's consumer group, and everything a job
- * needs is in the image document. Every step is idempotent (see models/jobs.ts). In distributed
+ * needs is in the image document. Every step is idempotent (see models/pipeline/channels.ts). In distributed
  * mode run workers on their own nodes (SERVICES=worker,storage): the sharp work then never
  * competes with the gateway.
  *
@@ -16,12 +16,12 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
-import { readWhole } from "../models/blob-support.ts";
-import type { BlobRef } from "../models/blob-store.ts";
-import type { ImageDoc, Rendition } from "../models/image.ts";
-import { withJobQueue } from "../models/job-queue.ts";
-import { CHANNELS, DEAD_LETTER_CHANNEL, isLastAttempt, renditionRef, type Delivery } from "../models/jobs.ts";
-import { renderImage, type RenderedRendition } from "../models/renditions.ts";
+import { readWhole } from "../models/storage/blob-support.ts";
+import type { BlobRef } from "../models/storage/blob-store.ts";
+import type { ImageDoc, Rendition } from "../models/images/image.ts";
+import { withJobQueue } from "../cluster/job-streams.ts";
+import { CHANNELS, DEAD_LETTER_CHANNEL, isLastAttempt, renditionRef, type Delivery } from "../models/pipeline/channels.ts";
+import { renderImage, type RenderedRendition } from "../models/pipeline/renditions.ts";
 
 const config = getConfig();
 

@@ -12,9 +12,9 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
-import { checkSessionMetadata, loadManifest } from "../../models/classifier-manifest.ts";
+import { checkSessionMetadata, loadManifest } from "../../models/classifier/manifest.ts";
 
-const HERE = fileURLToPath(new URL(".", import.meta.url));
+const HERE = fileURLToPath(new URL("./", import.meta.url));
 const ZOO = "https://github.com/onnx/models/raw/main/validated/vision/classification";
 const TIMEOUT_MS = 120_000;
 

@@ -1,0 +1,37 @@
+/**
+ * Durable work queues: @moleculer/channels as a broker middleware. Embedded mode (no
+ * transporter) uses its in-process Fake adapter (no persistence and no retries: the reconciler
+ * in services/worker.service.ts re-enqueues what a restart lost). Distributed mode uses Redis
+ * Streams with consumer groups on the transporter's Redis, through DurableRedisAdapter (upstream
+ * 0.1.8 with its consumer-removal and retry-cap defects fixed). Services declare `channels:` in
+ * their schema and send with `broker.sendToChannel(name, payload)`.
+ */
+import Channels from "@moleculer/channels";
+import type { Middleware } from "moleculer";
+import type { Config } from "../config/index.ts";
+import { DurableRedisAdapter } from "./durable-redis-adapter.ts";
+
+export function channelsAdapter(config: Config): InstanceType<typeof Channels.Adapters.Base> {
+	if (!config.transporter?.startsWith("redis")) return new Channels.Adapters.Fake({ prefix: config.namespace });
+	return new DurableRedisAdapter({
+		prefix: config.namespace,
+		maxInFlight: config.workerMaxInFlight,
+		maxRetries: config.jobMaxAttempts,
+		redis: {
+			url: config.transporter,
+			consumerOptions: {
+				// A job whose worker died (or failed it) is claimed by another worker after this long.
+				minIdleTime: config.jobRedeliverAfterMs,
+				claimInterval: config.jobClaimIntervalMs,
+				// A group created after jobs were sent (the first worker ever starting) still sees them.
+				startID: "0"
+			}
+		}
+	});
+}
+
+export function channelsMiddleware(config: Config): Middleware {
+	// The typings demand every middleware option; the middleware fills in defaults for the rest.
+	const options = { adapter: channelsAdapter(config) } as unknown as Parameters<typeof Channels.Middleware>[0];
+	return Channels.Middleware(options) as unknown as Middleware;
+}

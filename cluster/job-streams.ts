@@ -1,0 +1,178 @@
+/**
+ * Operator views of the durable job streams (distributed mode), read straight from Redis: what
+ * the REPL's `queue` and `jobs dead|retry` commands show and do. Stream keys are
+ * `<NAMESPACE>.<channel>`, as DurableRedisAdapter names them.
+ */
+import type { Redis } from "ioredis";
+import type { ServiceBroker } from "moleculer";
+import { DurableRedisAdapter, HEADER_ATTEMPTS, HEADER_ERROR } from "./durable-redis-adapter.ts";
+import { CHANNELS, DEAD_LETTER_CHANNEL } from "../models/pipeline/channels.ts";
+
+/** Dead letters read at most (the dead-letter stream is meant to stay short: retry or drop them). */
+const DEAD_LETTER_SCAN = 10_000;
+
+export interface QueueRow {
+	channel: string;
+	group: string | null;
+	/** Entries in the stream (acknowledged ones included, until trimmed). */
+	length: number;
+	/** Delivered to a consumer and not yet acknowledged. */
+	pending: number;
+	/** Consumers registered in the group (a crashed node's consumer stays until its entries are claimed). */
+	consumers: number;
+	/** Entries not yet delivered to the group; null when Redis cannot tell (after deletions). */
+	lag: number | null;
+	/** Dead letters that came from this channel. */
+	dead: number;
+}
+
+export interface DeadLetter {
+	/** Id of the entry in the dead-letter stream (what `jobs retry` takes). */
+	id: string;
+	channel: string;
+	group: string;
+	payload: unknown;
+	error: string | null;
+	attempts: number | null;
+}
+
+/** "<ms>-<seq>" stream ids compared as numbers. */
+function idBefore(a: string, b: string): boolean {
+	const [aMs, aSeq] = a.split("-").map(BigInt);
+	const [bMs, bSeq] = b.split("-").map(BigInt);
+	return aMs! < bMs! || (aMs === bMs && aSeq! < bSeq!);
+}
+
+/**
+ * Runs `work` on the job streams of the broker's Redis channel adapter, over a connection of its
+ * own; null in embedded mode (the in-process queue has no streams).
+ */
+export async function withJobQueue<T>(broker: ServiceBroker, work: (queue: JobQueue) => Promise<T>): Promise<T | null> {
+	const adapter = (broker as ServiceBroker & { channelAdapter?: unknown }).channelAdapter;
+	if (!(adapter instanceof DurableRedisAdapter)) return null;
+	// cluster/channels.ts gives the adapter `redis: { url, consumerOptions }`.
+	const { url } = adapter.opts.redis as unknown as { url: string };
+	// Imported here, in distributed mode only: ioredis would cost every embedded node RSS.
+	const { Redis } = await import("ioredis");
+	const redis = new Redis(url);
+	try {
+		return await work(new JobQueue(redis, String(adapter.opts.prefix)));
+	} finally {
+		redis.disconnect();
+	}
+}
+
+/** Pairs a Redis reply's flat [field, value, ...] list into an object. */
+function fields(flat: unknown[]): Record<string, unknown> {
+	const result: Record<string, unknown> = {};
+	for (let i = 0; i + 1 < flat.length; i += 2) result[String(flat[i])] = flat[i + 1];
+	return result;
+}
+
+export class JobQueue {
+	private readonly redis: Redis;
+	private readonly prefix: string;
+
+	constructor(redis: Redis, prefix: string) {
+		this.redis = redis;
+		this.prefix = prefix;
+	}
+
+	key(channel: string): string {
+		return `${this.prefix}.${channel}`;
+	}
+
+	/**
+	 * Every job channel with a stream under the prefix (whoever declared it: pipeline, compress,
+	 * imports, ...), plus the pipeline's own even before their first job; the dead letters excluded.
+	 */
+	async channels(): Promise<string[]> {
+		const found = new Set<string>(Object.values(CHANNELS));
+		let cursor = "0";
+		do {
+			const [next, keys] = await this.redis.scan(cursor, "MATCH", `${this.prefix}.*`, "COUNT", 1000, "TYPE", "stream");
+			for (const key of keys) found.add(key.slice(this.prefix.length + 1));
+			cursor = next;
+		} while (cursor !== "0");
+		found.delete(DEAD_LETTER_CHANNEL);
+		return [...found].sort();
+	}
+
+	/** One row per consumer group of each channel (one row without a group when none consumes it yet). */
+	async stats(channels?: string[]): Promise<QueueRow[]> {
+		channels ??= await this.channels();
+		const deadByChannel = new Map<string, number>();
+		for (const letter of await this.deadLetters(DEAD_LETTER_SCAN)) deadByChannel.set(letter.channel, (deadByChannel.get(letter.channel) ?? 0) + 1);
+		const rows: QueueRow[] = [];
+		for (const channel of channels) {
+			const key = this.key(channel);
+			const length = await this.redis.xlen(key);
+			const dead = deadByChannel.get(channel) ?? 0;
+			const groups = length === 0 && !(await this.redis.exists(key)) ? [] : ((await this.redis.xinfo("GROUPS", key)) as unknown[][]);
+			if (groups.length === 0) rows.push({ channel, group: null, length, pending: 0, consumers: 0, lag: length, dead });
+			for (const raw of groups) {
+				const group = fields(raw);
+				rows.push({
+					channel,
+					group: String(group.name),
+					length,
+					pending: Number(group.pending),
+					consumers: Number(group.consumers),
+					lag: group.lag === null || group.lag === undefined ? null : Number(group.lag),
+					dead
+				});
+			}
+		}
+		return rows;
+	}
+
+	/** The oldest `limit` dead letters. */
+	async deadLetters(limit = 100): Promise<DeadLetter[]> {
+		return this.parse(await this.redis.xrange(this.key(DEAD_LETTER_CHANNEL), "-", "+", "COUNT", limit));
+	}
+
+	async deadLetter(id: string): Promise<DeadLetter | null> {
+		return this.parse(await this.redis.xrange(this.key(DEAD_LETTER_CHANNEL), id, id))[0] ?? null;
+	}
+
+	/**
+	 * Deletes the entries of a channel's stream that every consumer group has read and
+	 * acknowledged (streams are never trimmed otherwise); returns how many went. Nothing goes while
+	 * no group exists: the first worker's group starts at the beginning. Safe to run anywhere, any time.
+	 */
+	async trimAcknowledged(channel: string): Promise<number> {
+		const key = this.key(channel);
+		if (!(await this.redis.exists(key))) return 0;
+		const groups = ((await this.redis.xinfo("GROUPS", key)) as unknown[][]).map(fields);
+		let floor: string | null = null;
+		for (const group of groups) {
+			const [count, oldest] = (await this.redis.xpending(key, String(group.name))) as [number, string | null];
+			// The oldest unacknowledged entry stays; without any, everything up to the last delivered one may go.
+			const keep = count > 0 && oldest ? oldest : String(group["last-delivered-id"]);
+			if (floor === null || idBefore(keep, floor)) floor = keep;
+		}
+		return floor === null ? 0 : this.redis.xtrim(key, "MINID", floor);
+	}
+
+	/** Removes a dead letter (after it was sent again); true if it was there. */
+	async dropDeadLetter(id: string): Promise<boolean> {
+		return (await this.redis.xdel(this.key(DEAD_LETTER_CHANNEL), id)) > 0;
+	}
+
+	/** Dead-letter entries as DurableRedisAdapter wrote them: fields payload and headers (JSON). */
+	private parse(entries: [string, string[]][]): DeadLetter[] {
+		return entries.map(([id, flat]) => {
+			const entry = fields(flat);
+			const headers = JSON.parse(String(entry.headers ?? "{}")) as Record<string, unknown>;
+			const channel = String(headers["x-original-channel"] ?? "");
+			return {
+				id,
+				channel: channel.startsWith(`${this.prefix}.`) ? channel.slice(this.prefix.length + 1) : channel,
+				group: String(headers["x-original-group"] ?? ""),
+				payload: JSON.parse(String(entry.payload)),
+				error: headers[HEADER_ERROR] === undefined ? null : String(headers[HEADER_ERROR]),
+				attempts: headers[HEADER_ATTEMPTS] === undefined ? null : Number(headers[HEADER_ATTEMPTS])
+			};
+		});
+	}
+}

@@ -1,0 +1,616 @@
+/**
+ * ImageRepository and CategoryRepository on node:sqlite (embedded mode). Both live in one schema
+ * and may share a database file with other repositories.
+ *
+ * Search runs on side tables kept in step with each image row inside the same transaction:
+ * image_tags (one row per distinct tag label) and image_words (one row per distinct keyword of
+ * the searchable fields, see searchIndexOf), plus the normalized search_text column for phrases.
+ * Every value reaches SQL as a bound parameter; the only SQL assembled at run time joins fixed
+ * fragments from this file.
+ */
+import type { DatabaseSync, SQLInputValue } from "node:sqlite";
+import { ConflictError } from "../shared/errors.ts";
+import { nowIso } from "../shared/ids.ts";
+import { checkLimit, type Cursor, decodeCursor, definedFields, encodeCursor, type SortSpec, sortSpecOf } from "./paging.ts";
+import type {
+	Category,
+	CategoryRepository,
+	CountAndBytes,
+	ImageDoc,
+	ImageFilter,
+	ImagePatch,
+	ImageRepository,
+	ImageMetadata,
+	ImageStats,
+	ImageStatus,
+	Page,
+	Rendition,
+	StatusChange,
+	Tag
+} from "./image.ts";
+import { searchIndexOf } from "./search-query.ts";
+import type { SearchIndex, SearchQuery } from "./search-query.ts";
+import { closeDatabase, migrate, openDatabase, transaction, uniqueViolationOf } from "../db/sqlite.ts";
+
+/** Schema versions, in order (see migrate). Append; never edit a released step. */
+const MIGRATIONS = [
+	`CREATE TABLE images (
+		id TEXT PRIMARY KEY,
+		owner TEXT NOT NULL,
+		owner_name TEXT NOT NULL,
+		name TEXT NOT NULL,
+		description TEXT NOT NULL,
+		filename TEXT NOT NULL,
+		content_type TEXT NOT NULL,
+		format TEXT NOT NULL,
+		size INTEGER NOT NULL,
+		width INTEGER NOT NULL,
+		height INTEGER NOT NULL,
+		sha256 TEXT NOT NULL,
+		encrypted INTEGER NOT NULL,
+		visibility TEXT NOT NULL,
+		category TEXT,
+		tags TEXT NOT NULL, -- JSON array of Tag; image_tags indexes the labels
+		views INTEGER NOT NULL,
+		status TEXT NOT NULL,
+		blob TEXT NOT NULL,
+		created_at TEXT NOT NULL,
+		updated_at TEXT NOT NULL,
+		search_text TEXT NOT NULL
+	);
+	-- Sort indexes end with id, the tie-breaker, so keyset pages are index range scans.
+	CREATE INDEX images_created ON images (created_at, id);
+	CREATE INDEX images_views ON images (views, id);
+	CREATE INDEX images_name ON images (name, id);
+	CREATE INDEX images_owner ON images (owner, created_at, id);
+	CREATE INDEX images_owner_name ON images (owner_name);
+	-- Anonymous browsing (public, newest first) reads this index alone; visibility by itself
+	-- has too few values to be worth an index.
+	CREATE INDEX images_visibility ON images (visibility, created_at, id);
+	CREATE INDEX images_category ON images (category);
+	CREATE INDEX images_sha256 ON images (sha256);
+
+	CREATE TABLE image_tags (
+		label TEXT NOT NULL,
+		image_id TEXT NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+		PRIMARY KEY (label, image_id)
+	) WITHOUT ROWID;
+	CREATE INDEX image_tags_image ON image_tags (image_id);
+
+	CREATE TABLE image_words (
+		word TEXT NOT NULL,
+		image_id TEXT NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+		PRIMARY KEY (word, image_id)
+	) WITHOUT ROWID;
+	CREATE INDEX image_words_image ON image_words (image_id);
+
+	CREATE TABLE categories (
+		id TEXT PRIMARY KEY,
+		name TEXT NOT NULL,
+		-- name.toLowerCase() from JS: SQLite's own lower() only knows ASCII.
+		name_key TEXT NOT NULL UNIQUE,
+		description TEXT NOT NULL,
+		created_at TEXT NOT NULL,
+		updated_at TEXT NOT NULL
+	);`,
+	// Durable jobs: the ingest pipeline's results and why an image failed.
+	`ALTER TABLE images ADD COLUMN status_reason TEXT;
+	ALTER TABLE images ADD COLUMN metadata TEXT; -- JSON ImageMetadata, null until processed
+	ALTER TABLE images ADD COLUMN renditions TEXT NOT NULL DEFAULT '[]'; -- JSON array of Rendition
+	-- The reconciler's scan for stuck work; few rows are ever processing, so the index stays tiny.
+	CREATE INDEX images_processing ON images (updated_at, id) WHERE status = 'processing';`
+];
+
+function openMigrated(file: string): DatabaseSync {
+	const db = openDatabase(file);
+	migrate(db, "images", MIGRATIONS);
+	return db;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Images: row mapping
+
+interface ImageRow {
+	id: string;
+	owner: string;
+	owner_name: string;
+	name: string;
+	description: string;
+	filename: string;
+	content_type: string;
+	format: string;
+	size: number;
+	width: number;
+	height: number;
+	sha256: string;
+	encrypted: number;
+	visibility: string;
+	category: string | null;
+	tags: string;
+	views: number;
+	status: string;
+	status_reason: string | null;
+	metadata: string | null;
+	renditions: string;
+	blob: string;
+	created_at: string;
+	updated_at: string;
+}
+
+/** The ImageRow columns, for SELECT and RETURNING (search_text stays in the database). */
+const IMAGE_COLUMNS =
+	"id, owner, owner_name, name, description, filename, content_type, format, size, width, height, sha256, " +
+	"encrypted, visibility, category, tags, views, status, status_reason, metadata, renditions, blob, created_at, updated_at";
+
+function toRow(doc: ImageDoc): ImageRow {
+	return {
+		id: doc.id,
+		owner: doc.owner,
+		owner_name: doc.ownerName,
+		name: doc.name,
+		description: doc.description,
+		filename: doc.filename,
+		content_type: doc.contentType,
+		format: doc.format,
+		size: doc.size,
+		width: doc.width,
+		height: doc.height,
+		sha256: doc.sha256,
+		encrypted: doc.encrypted ? 1 : 0,
+		visibility: doc.visibility,
+		category: doc.category,
+		tags: JSON.stringify(doc.tags),
+		views: doc.views,
+		status: doc.status,
+		status_reason: doc.statusReason,
+		metadata: doc.metadata && JSON.stringify(doc.metadata),
+		renditions: JSON.stringify(doc.renditions),
+		blob: doc.blob,
+		created_at: doc.createdAt,
+		updated_at: doc.updatedAt
+	};
+}
+
+/** The enum-typed columns only ever hold values written from an ImageDoc. */
+function fromRow(row: ImageRow): ImageDoc {
+	return {
+		id: row.id,
+		owner: row.owner,
+		ownerName: row.owner_name,
+		name: row.name,
+		description: row.description,
+		filename: row.filename,
+		contentType: row.content_type,
+		format: row.format,
+		size: row.size,
+		width: row.width,
+		height: row.height,
+		sha256: row.sha256,
+		encrypted: row.encrypted === 1,
+		visibility: row.visibility as ImageDoc["visibility"],
+		category: row.category,
+		tags: JSON.parse(row.tags) as Tag[],
+		views: row.views,
+		status: row.status as ImageDoc["status"],
+		statusReason: row.status_reason,
+		metadata: row.metadata === null ? null : (JSON.parse(row.metadata) as ImageMetadata),
+		renditions: JSON.parse(row.renditions) as Rendition[],
+		blob: row.blob,
+		createdAt: row.created_at,
+		updatedAt: row.updated_at
+	};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Images: search SQL
+
+/** A conjunction of SQL conditions with their parameters, in placeholder order. */
+interface Conditions {
+	clauses: string[];
+	params: SQLInputValue[];
+}
+
+function and(conditions: Conditions, clause: string, ...params: SQLInputValue[]): Conditions {
+	return { clauses: [...conditions.clauses, clause], params: [...conditions.params, ...params] };
+}
+
+function whereSql(conditions: Conditions): string {
+	return conditions.clauses.length === 0 ? "" : `WHERE ${conditions.clauses.join(" AND ")}`;
+}
+
+function placeholders(count: number): string {
+	return Array.from({ length: count }, () => "?").join(", ");
+}
+
+/** The highest code point: prefix + it is above every string that starts with prefix. */
+const MAX_CHAR = "\u{10FFFF}";
+
+/** Everything of the filter except the cursor (that is also what `total` counts). */
+function filterConditions(filter: ImageFilter): Conditions {
+	let where = accessConditions(filter.viewer);
+	if (filter.visibility) where = and(where, "i.visibility = ?", filter.visibility);
+	if (filter.category !== undefined) where = and(where, "i.category = ?", filter.category);
+	if (filter.ownerName !== undefined) where = and(where, "i.owner_name = ?", filter.ownerName);
+	if (filter.tags && filter.tags.length > 0) where = withAnyTag(where, filter.tags);
+	return filter.query ? queryConditions(where, filter.query) : where;
+}
+
+function accessConditions(viewer: ImageFilter["viewer"]): Conditions {
+	const none: Conditions = { clauses: [], params: [] };
+	if (viewer === null) return and(none, "i.visibility = ?", "public");
+	if (viewer.role === "admin") return none;
+	return and(none, "(i.visibility = ? OR i.owner = ?)", "public", viewer.id);
+}
+
+function withAnyTag(where: Conditions, labels: string[]): Conditions {
+	return and(where, `i.id IN (SELECT image_id FROM image_tags WHERE label IN (${placeholders(labels.length)}))`, ...labels);
+}
+
+function queryConditions(start: Conditions, query: SearchQuery): Conditions {
+	let where = start;
+	for (const word of query.words) where = and(where, "i.id IN (SELECT image_id FROM image_words WHERE word = ?)", word);
+	if (query.prefix) {
+		where = and(where, "i.id IN (SELECT image_id FROM image_words WHERE word >= ? AND word < ?)", query.prefix, query.prefix + MAX_CHAR);
+	}
+	for (const phrase of query.phrases) where = and(where, "instr(i.search_text, ?) > 0", phrase);
+	for (const labels of query.tagGroups) where = withAnyTag(where, labels);
+	if (query.category !== undefined) where = and(where, "i.category = ?", query.category);
+	if (query.ownerName !== undefined) where = and(where, "i.owner_name = ?", query.ownerName);
+	if (query.createdFrom) where = and(where, "i.created_at >= ?", query.createdFrom);
+	if (query.createdBefore) where = and(where, "i.created_at < ?", query.createdBefore);
+	return where;
+}
+
+/** The column of each sort field: fixed names, never input. */
+const SORT_COLUMNS: Record<SortSpec["field"], string> = { createdAt: "i.created_at", views: "i.views", name: "i.name" };
+
+function orderBySql(spec: SortSpec): string {
+	const direction = spec.descending ? "DESC" : "ASC";
+	return `ORDER BY ${SORT_COLUMNS[spec.field]} ${direction}, i.id ${direction}`;
+}
+
+/** Rows strictly after the cursor's row in the sort order: a row value comparison. */
+function afterCursor(where: Conditions, spec: SortSpec, cursor: Cursor): Conditions {
+	return and(where, `(${SORT_COLUMNS[spec.field]}, i.id) ${spec.descending ? "<" : ">"} (?, ?)`, cursor.value, cursor.id);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Images: repository
+
+/** What each stats() grouping groups by: fixed SQL expressions, never input. */
+const STAT_GROUPS = {
+	byFormat: "format",
+	byCategory: "COALESCE(category, 'none')",
+	byVisibility: "visibility"
+} as const;
+
+const TOP_TAGS = 10;
+
+/** A plain object: node:sqlite rows have a null prototype. */
+function countAndBytes(row: CountAndBytes): CountAndBytes {
+	return { count: row.count, bytes: row.bytes };
+}
+
+export class SqliteImageRepository implements ImageRepository {
+	private readonly db: DatabaseSync;
+
+	constructor(file: string) {
+		this.db = openMigrated(file);
+	}
+
+	async insert(doc: ImageDoc): Promise<void> {
+		transaction(this.db, () => {
+			const index = searchIndexOf(doc);
+			try {
+				this.db
+					.prepare(
+						`INSERT INTO images (id, owner, owner_name, name, description, filename, content_type, format, size, width,
+							height, sha256, encrypted, visibility, category, tags, views, status, status_reason, metadata, renditions, blob,
+							created_at, updated_at, search_text)
+						 VALUES (:id, :owner, :owner_name, :name, :description, :filename, :content_type, :format, :size, :width,
+							:height, :sha256, :encrypted, :visibility, :category, :tags, :views, :status, :status_reason, :metadata, :renditions, :blob,
+							:created_at, :updated_at, :search_text)`
+					)
+					.run({ ...toRow(doc), search_text: index.text });
+			} catch (err) {
+				if (uniqueViolationOf(err) === "images.id") throw new ConflictError(`Image ${doc.id} already exists`, "IMAGE_EXISTS");
+				throw err;
+			}
+			this.writeSideTables(doc, index);
+		});
+	}
+
+	async get(id: string): Promise<ImageDoc | null> {
+		return this.find(id);
+	}
+
+	async update(id: string, patch: ImagePatch): Promise<ImageDoc | null> {
+		return transaction(this.db, () => {
+			const current = this.find(id);
+			return current && this.save({ ...current, ...definedFields(patch), updatedAt: nowIso() });
+		});
+	}
+
+	async remove(id: string): Promise<ImageDoc | null> {
+		// The side tables follow through ON DELETE CASCADE.
+		const row = this.db.prepare(`DELETE FROM images WHERE id = ? RETURNING ${IMAGE_COLUMNS}`).get(id);
+		return row ? fromRow(row as unknown as ImageRow) : null;
+	}
+
+	async listByOwner(owner: string): Promise<ImageDoc[]> {
+		return this.all(`SELECT ${IMAGE_COLUMNS} FROM images i WHERE i.owner = ? ORDER BY i.created_at, i.id`, [owner]);
+	}
+
+	async incrementViews(id: string, by = 1): Promise<number | null> {
+		const row = this.db.prepare("UPDATE images SET views = views + ? WHERE id = ? RETURNING views").get(by, id);
+		return row ? (row as { views: number }).views : null;
+	}
+
+	async search(filter: ImageFilter): Promise<Page<ImageDoc>> {
+		checkLimit(filter.limit);
+		const spec = sortSpecOf(filter.sort);
+		const matching = filterConditions(filter);
+		const page = filter.cursor ? afterCursor(matching, spec, decodeCursor(filter.cursor, filter.sort, spec)) : matching;
+		// One row more than asked tells whether a next page exists.
+		const items = this.all(`SELECT ${IMAGE_COLUMNS} FROM images i ${whereSql(page)} ${orderBySql(spec)} LIMIT ?`, [
+			...page.params,
+			filter.limit + 1
+		]);
+		const hasMore = items.length > filter.limit;
+		if (hasMore) items.length = filter.limit;
+		return {
+			items,
+			nextCursor: hasMore ? encodeCursor(filter.sort, spec, items.at(-1)!) : null,
+			total: this.count(matching)
+		};
+	}
+
+	async stats(): Promise<ImageStats> {
+		const totals = this.db
+			.prepare("SELECT COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes, COALESCE(SUM(views), 0) AS views FROM images")
+			.get() as unknown as CountAndBytes & { views: number };
+		const encrypted = this.db
+			.prepare("SELECT COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes FROM images WHERE encrypted = 1")
+			.get() as unknown as CountAndBytes;
+		const topTags = this.db
+			.prepare("SELECT label, COUNT(*) AS count FROM image_tags GROUP BY label ORDER BY count DESC, label LIMIT ?")
+			.all(TOP_TAGS) as unknown as ImageStats["topTags"];
+		return {
+			images: countAndBytes(totals),
+			byFormat: this.countsBy(STAT_GROUPS.byFormat),
+			byCategory: this.countsBy(STAT_GROUPS.byCategory),
+			byVisibility: this.countsBy(STAT_GROUPS.byVisibility),
+			encrypted: countAndBytes(encrypted),
+			totalViews: totals.views,
+			topTags: topTags.map(({ label, count }) => ({ label, count }))
+		};
+	}
+
+	async clearCategory(categoryId: string): Promise<number> {
+		// Through save(), because the category id is part of the search index.
+		return transaction(this.db, () => {
+			const docs = this.all(`SELECT ${IMAGE_COLUMNS} FROM images i WHERE i.category = ?`, [categoryId]);
+			const now = nowIso();
+			for (const doc of docs) this.save({ ...doc, category: null, updatedAt: now });
+			return docs.length;
+		});
+	}
+
+	async setStatus(id: string, status: ImageStatus, reason: string | null, from?: ImageStatus[]): Promise<StatusChange | null> {
+		return transaction(this.db, () => {
+			const before = this.find(id);
+			if (!before || (from && !from.includes(before.status))) return null;
+			const after: ImageDoc = { ...before, status, statusReason: reason, updatedAt: nowIso() };
+			this.db
+				.prepare("UPDATE images SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?")
+				.run(status, reason, after.updatedAt, id);
+			return { before, after };
+		});
+	}
+
+	async setProcessed(id: string, metadata: ImageMetadata, renditions: Rendition[]): Promise<{ doc: ImageDoc; applied: boolean } | null> {
+		return transaction(this.db, () => {
+			const current = this.find(id);
+			if (!current) return null;
+			if (current.renditions.length > 0) return { doc: current, applied: false };
+			const doc: ImageDoc = { ...current, metadata, renditions, updatedAt: nowIso() };
+			this.db
+				.prepare("UPDATE images SET metadata = ?, renditions = ?, updated_at = ? WHERE id = ?")
+				.run(JSON.stringify(metadata), JSON.stringify(renditions), doc.updatedAt, id);
+			return { doc, applied: true };
+		});
+	}
+
+	async resetProcessing(id: string): Promise<ImageDoc | null> {
+		return transaction(this.db, () => {
+			const before = this.find(id);
+			if (!before) return null;
+			this.db
+				.prepare("UPDATE images SET status = 'processing', status_reason = NULL, metadata = NULL, renditions = '[]', updated_at = ? WHERE id = ?")
+				.run(nowIso(), id);
+			return before;
+		});
+	}
+
+	async claimStuck(before: string, limit: number): Promise<ImageDoc[]> {
+		return transaction(this.db, () => {
+			const stuck = this.all(
+				`SELECT ${IMAGE_COLUMNS} FROM images i WHERE i.status = 'processing' AND i.updated_at < ? ORDER BY i.updated_at, i.id LIMIT ?`,
+				[before, limit]
+			);
+			const now = nowIso();
+			const touch = this.db.prepare("UPDATE images SET updated_at = ? WHERE id = ?");
+			for (const doc of stuck) touch.run(now, doc.id);
+			return stuck.map(doc => ({ ...doc, updatedAt: now }));
+		});
+	}
+
+	async ping(): Promise<boolean> {
+		return this.db.prepare("SELECT 1 AS ok").get() !== undefined;
+	}
+
+	async close(): Promise<void> {
+		closeDatabase(this.db);
+	}
+
+	private find(id: string): ImageDoc | null {
+		const row = this.db.prepare(`SELECT ${IMAGE_COLUMNS} FROM images i WHERE i.id = ?`).get(id);
+		return row ? fromRow(row as unknown as ImageRow) : null;
+	}
+
+	private all(sql: string, params: SQLInputValue[]): ImageDoc[] {
+		return (this.db.prepare(sql).all(...params) as unknown as ImageRow[]).map(fromRow);
+	}
+
+	private count(where: Conditions): number {
+		const row = this.db.prepare(`SELECT COUNT(*) AS n FROM images i ${whereSql(where)}`).get(...where.params) as { n: number };
+		return row.n;
+	}
+
+	/**
+	 * Writes the editable fields (ImagePatch plus updatedAt) and reindexes. Never writes views:
+	 * a concurrent incrementViews must not be overwritten by a stale count.
+	 */
+	private save(doc: ImageDoc): ImageDoc {
+		const row = toRow(doc);
+		const index = searchIndexOf(doc);
+		this.db
+			.prepare(
+				`UPDATE images SET name = :name, description = :description, tags = :tags, category = :category,
+					visibility = :visibility, status = :status, updated_at = :updated_at, search_text = :search_text
+				 WHERE id = :id`
+			)
+			.run({
+				id: row.id,
+				name: row.name,
+				description: row.description,
+				tags: row.tags,
+				category: row.category,
+				visibility: row.visibility,
+				status: row.status,
+				updated_at: row.updated_at,
+				search_text: index.text
+			});
+		this.writeSideTables(doc, index);
+		return doc;
+	}
+
+	/** Replaces the image's tag and keyword rows. Call inside the transaction that writes the row. */
+	private writeSideTables(doc: ImageDoc, index: SearchIndex): void {
+		this.db.prepare("DELETE FROM image_tags WHERE image_id = ?").run(doc.id);
+		this.db.prepare("DELETE FROM image_words WHERE image_id = ?").run(doc.id);
+		const insertTag = this.db.prepare("INSERT OR IGNORE INTO image_tags (label, image_id) VALUES (?, ?)");
+		for (const tag of doc.tags) insertTag.run(tag.label, doc.id);
+		const insertWord = this.db.prepare("INSERT INTO image_words (word, image_id) VALUES (?, ?)");
+		for (const word of index.keywords) insertWord.run(word, doc.id);
+	}
+
+	private countsBy(groupExpression: (typeof STAT_GROUPS)[keyof typeof STAT_GROUPS]): Record<string, CountAndBytes> {
+		const rows = this.db
+			.prepare(`SELECT ${groupExpression} AS key, COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes FROM images GROUP BY key`)
+			.all() as unknown as ({ key: string } & CountAndBytes)[];
+		return Object.fromEntries(rows.map(row => [row.key, countAndBytes(row)]));
+	}
+}
+
+// ---------------------------------------------------------------------------------------------
+// Categories
+
+interface CategoryRow {
+	id: string;
+	name: string;
+	description: string;
+	created_at: string;
+	updated_at: string;
+}
+
+const CATEGORY_COLUMNS = "id, name, description, created_at, updated_at";
+
+function categoryFromRow(row: CategoryRow): Category {
+	return { id: row.id, name: row.name, description: row.description, createdAt: row.created_at, updatedAt: row.updated_at };
+}
+
+function categoryParams(category: Category): Record<string, string> {
+	return {
+		id: category.id,
+		name: category.name,
+		name_key: category.name.toLowerCase(),
+		description: category.description,
+		created_at: category.createdAt,
+		updated_at: category.updatedAt
+	};
+}
+
+/** Runs a write, turning a taken id or name into a ConflictError. */
+function withCategoryConflicts<T>(category: Category, write: () => T): T {
+	try {
+		return write();
+	} catch (err) {
+		const column = uniqueViolationOf(err);
+		if (column === "categories.id") throw new ConflictError(`Category "${category.id}" already exists`, "CATEGORY_EXISTS", { id: category.id });
+		if (column === "categories.name_key") {
+			throw new ConflictError(`A category named "${category.name}" already exists`, "CATEGORY_EXISTS", { name: category.name });
+		}
+		throw err;
+	}
+}
+
+export class SqliteCategoryRepository implements CategoryRepository {
+	private readonly db: DatabaseSync;
+
+	constructor(file: string) {
+		this.db = openMigrated(file);
+	}
+
+	async list(): Promise<Category[]> {
+		const rows = this.db.prepare(`SELECT ${CATEGORY_COLUMNS} FROM categories ORDER BY name_key, id`).all() as unknown as CategoryRow[];
+		return rows.map(categoryFromRow);
+	}
+
+	async get(id: string): Promise<Category | null> {
+		return this.find(id);
+	}
+
+	async insert(category: Category): Promise<void> {
+		withCategoryConflicts(category, () =>
+			this.db
+				.prepare(
+					`INSERT INTO categories (id, name, name_key, description, created_at, updated_at)
+					 VALUES (:id, :name, :name_key, :description, :created_at, :updated_at)`
+				)
+				.run(categoryParams(category))
+		);
+	}
+
+	async update(id: string, patch: Partial<Pick<Category, "name" | "description">>): Promise<Category | null> {
+		return transaction(this.db, () => {
+			const current = this.find(id);
+			if (!current) return null;
+			const next: Category = { ...current, ...definedFields(patch), updatedAt: nowIso() };
+			const { created_at: _unchanged, ...params } = categoryParams(next);
+			withCategoryConflicts(next, () =>
+				this.db
+					.prepare("UPDATE categories SET name = :name, name_key = :name_key, description = :description, updated_at = :updated_at WHERE id = :id")
+					.run(params)
+			);
+			return next;
+		});
+	}
+
+	async remove(id: string): Promise<boolean> {
+		return Number(this.db.prepare("DELETE FROM categories WHERE id = ?").run(id).changes) > 0;
+	}
+
+	async ping(): Promise<boolean> {
+		return this.db.prepare("SELECT 1 AS ok").get() !== undefined;
+	}
+
+	async close(): Promise<void> {
+		closeDatabase(this.db);
+	}
+
+	private find(id: string): Category | null {
+		const row = this.db.prepare(`SELECT ${CATEGORY_COLUMNS} FROM categories WHERE id = ?`).get(id);
+		return row ? categoryFromRow(row as unknown as CategoryRow) : null;
+	}
+}

@@ -1,0 +1,226 @@
+/**
+ * Import jobs: the document shapes and the backend-neutral repository contract, implemented on
+ * SQLite (sqlite-repository.ts) and MongoDB (mongo-repository.ts); one contract test
+ * suite runs against both.
+ *
+ * The repository is where exactly-once lives: an item moves queued -> running -> one terminal
+ * state by conditional updates, and only the caller whose update moved it counts it, so
+ * processed = succeeded + duplicates + failed always holds and no item is counted twice.
+ */
+import { BadRequestError } from "../shared/errors.ts";
+import type { Page, Visibility } from "../images/image.ts";
+
+export type ImportStatus = "queued" | "listing" | "running" | "completed" | "completed_with_errors" | "failed" | "cancelled";
+
+export type ItemState = "queued" | "dispatched" | "running" | "succeeded" | "duplicate" | "failed" | "cancelled";
+export type ItemOutcome = "succeeded" | "duplicate" | "failed";
+
+/** What to import and how; `apiKey` is kept for the workers but never shown to clients. */
+export type ImportSource =
+	| { type: "urls"; count: number }
+	| { type: "google-drive"; folder: string; recursive: boolean; apiKey?: string };
+
+/** Options applied to every imported image. */
+export interface ImportOptions {
+	category: string | null;
+	tags?: string;
+	visibility: Visibility;
+	encrypted: boolean;
+}
+
+export interface ImportJob {
+	id: string;
+	owner: string;
+	ownerName: string;
+	source: ImportSource;
+	options: ImportOptions;
+	status: ImportStatus;
+	/** Items listed so far (final once listing is done). */
+	total: number;
+	processed: number;
+	succeeded: number;
+	duplicates: number;
+	failed: number;
+	cancelled: number;
+	bytes: number;
+	/** Why the job as a whole failed (e.g. the folder could not be listed). */
+	error: string | null;
+	listed: boolean;
+	createdAt: string;
+	startedAt: string | null;
+	finishedAt: string | null;
+	updatedAt: string;
+}
+
+/** A job as created: queued, nothing listed or counted yet. */
+export function newImportJob(fields: Pick<ImportJob, "id" | "owner" | "ownerName" | "source" | "options">, now: string): ImportJob {
+	return {
+		...fields,
+		status: "queued",
+		total: 0,
+		processed: 0,
+		succeeded: 0,
+		duplicates: 0,
+		failed: 0,
+		cancelled: 0,
+		bytes: 0,
+		error: null,
+		listed: false,
+		createdAt: now,
+		startedAt: null,
+		finishedAt: null,
+		updatedAt: now
+	};
+}
+
+export interface ImportItem {
+	jobId: string;
+	seq: number;
+	/** Identity for exactly-once: the normalized URL or `gdrive:<file id>`. */
+	key: string;
+	/** Where the bytes come from. */
+	url: string;
+	/** File name to give the image. */
+	name: string;
+	state: ItemState;
+	imageId: string | null;
+	error: string | null;
+	bytes: number;
+	attempts: number;
+	updatedAt: string;
+}
+
+export interface NewItem {
+	key: string;
+	url: string;
+	name: string;
+}
+
+export interface ItemResult {
+	state: ItemOutcome;
+	imageId?: string | null;
+	error?: string;
+	bytes?: number;
+}
+
+export interface ContentClaim {
+	imageId: string;
+	/** The image was stored (not merely being stored right now). */
+	committed: boolean;
+}
+
+export interface ItemFilter {
+	state?: ItemState;
+	limit: number;
+	cursor?: string;
+}
+
+/**
+ * The identity of a URL for exactly-once: scheme and host lower-cased, default port and fragment
+ * dropped, query parameters sorted. An unparsable URL keeps its text (its item will fail).
+ */
+export function normalizeUrl(raw: string): string {
+	try {
+		const url = new URL(raw.trim());
+		url.hash = "";
+		url.searchParams.sort();
+		return url.href;
+	} catch {
+		return raw.trim();
+	}
+}
+
+export function fileNameOf(url: string): string {
+	try {
+		const last = decodeURIComponent(new URL(url).pathname.split("/").pop() ?? "");
+		return last.slice(0, 255) || "image";
+	} catch {
+		return "image";
+	}
+}
+
+/** A job page cursor: the last job's creation time and id (jobs are listed newest first). */
+export function encodeJobCursor(createdAt: string, id: string): string {
+	return Buffer.from(`${createdAt}|${id}`).toString("base64url");
+}
+
+export function decodeJobCursor(cursor: string): [createdAt: string, id: string] {
+	const parts = Buffer.from(cursor, "base64url").toString("utf8").split("|");
+	if (parts.length !== 2 || !parts[0] || !parts[1]) throw new BadRequestError("Invalid cursor", "INVALID_CURSOR");
+	return parts as [string, string];
+}
+
+/** The item cursor: the last item's sequence number. */
+export function decodeItemCursor(cursor: string | undefined): number {
+	const after = cursor === undefined ? -1 : Number(cursor);
+	if (!Number.isSafeInteger(after)) throw new BadRequestError("Invalid cursor", "INVALID_CURSOR");
+	return after;
+}
+
+/** The job counter an outcome counts in. */
+export const OUTCOME_COUNTER = { succeeded: "succeeded", duplicate: "duplicates", failed: "failed" } as const;
+
+export interface ImportRepository {
+	/** Stores a new job (status queued); for URL lists also the URLs, listed later by a worker. */
+	createJob(job: ImportJob, urls?: string[]): Promise<void>;
+	getJob(id: string): Promise<ImportJob | null>;
+	/** Newest first; `owner` null lists every user's jobs. */
+	listJobs(owner: string | null, limit: number, cursor?: string): Promise<Page<ImportJob>>;
+	/** The URLs a URL-list job was created with. */
+	sourceUrls(jobId: string): Promise<string[]>;
+
+	/**
+	 * Takes the listing lease of a queued/listing job (one lister at a time; an expired lease may
+	 * be taken over). Returns the job, or null when it is not the caller's to list.
+	 */
+	claimListing(jobId: string, leaseMs: number): Promise<ImportJob | null>;
+	/**
+	 * Appends listed items, skipping keys the job already has when `uniqueKeys` (a re-listing
+	 * after a crash). Returns the sequence numbers of the items it added.
+	 */
+	addItems(jobId: string, items: NewItem[], uniqueKeys: boolean, leaseMs: number): Promise<number[]>;
+	/** Listing is done: the total is final; the job completes if every item is already done. */
+	finishListing(jobId: string): Promise<ImportJob | null>;
+	/** The job failed as a whole (listing failed); remaining queued items are dropped. */
+	failJob(jobId: string, error: string): Promise<void>;
+
+	/**
+	 * Moves queued items to dispatched (with a lease) so that they can be put on the queue, in
+	 * batches of `batch`, keeping at most `window` items of the job dispatched at once: a queue
+	 * of any size never floods the transport, and every node shares the job.
+	 */
+	dispatch(jobId: string, batch: number, window: number, leaseMs: number): Promise<number[][]>;
+	/**
+	 * Moves an item to running with a lease, if it is queued or dispatched, or running with an
+	 * expired lease (its worker died). Returns the item, or null when someone else has it or it
+	 * is done.
+	 */
+	startItem(jobId: string, seq: number, leaseMs: number): Promise<ImportItem | null>;
+	/** Records an item's outcome and counts it, once: false when it was already finished. */
+	finishItem(jobId: string, seq: number, result: ItemResult): Promise<boolean>;
+	listItems(jobId: string, filter: ItemFilter): Promise<Page<ImportItem>>;
+
+	/** Cancels a job that is not finished: queued items are dropped. Returns the job. */
+	cancel(jobId: string): Promise<ImportJob | null>;
+	/** Re-queues the failed items of a finished job; returns their sequence numbers. */
+	retryFailed(jobId: string): Promise<number[]>;
+
+	/** Unfinished jobs with no progress since `before` (ISO time), taking them for a resume. */
+	claimStalled(before: string): Promise<ImportJob[]>;
+	/** Dispatched or running items whose lease ran out (lost message, dead worker) go back to queued. */
+	requeueExpired(jobId: string): Promise<number>;
+
+	/**
+	 * Claims some content (sha256) of an owner for an image id, atomically. Returns the claim that
+	 * holds: `imageId`'s, unless another image claimed the same bytes first. An uncommitted claim
+	 * made before `staleBefore` (epoch ms; its worker died) is taken over.
+	 */
+	claimContent(owner: string, sha256: string, imageId: string, staleBefore: number): Promise<ContentClaim>;
+	/** The claimed image is stored: the claim holds until released. */
+	commitContent(owner: string, sha256: string, imageId: string): Promise<void>;
+	/** Gives a claim up (its image failed or is gone) so that the bytes can be claimed again. */
+	releaseContent(owner: string, sha256: string, imageId: string): Promise<void>;
+
+	ping(): Promise<boolean>;
+	close(): Promise<void>;
+}

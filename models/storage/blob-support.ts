@@ -1,0 +1,87 @@
+/**
+ * What every BlobStore adapter shares: the key format, the metering of uploads and the range
+ * rules, so that keys, limits and ranges mean the same whatever holds the bytes.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { Transform, type Readable, type TransformCallback } from "node:stream";
+import type { ByteRange } from "./blob-store.ts";
+import { IntegrityError, PayloadTooLargeError, RangeNotSatisfiableError } from "../shared/errors.ts";
+
+// Encrypted ids are hex, not base64url, so that two keys never differ only by letter case
+// (file names would collide on a case-insensitive file system).
+const ENCRYPTED_PREFIX = "enc-";
+const KEY_PATTERN = /^(?:sha256-(?<sha256>[0-9a-f]{64})|enc-(?<enc>[0-9a-f]{32}))$/;
+
+/** The key of plain bytes: their hash, so identical bytes share one blob. */
+export function plainKey(sha256: string): string {
+	return `sha256-${sha256}`;
+}
+
+/** A fresh random key: encrypted blobs are never shared. */
+export function newEncryptedKey(): string {
+	return `${ENCRYPTED_PREFIX}${randomBytes(16).toString("hex")}`;
+}
+
+export function isEncryptedKey(key: string): boolean {
+	return key.startsWith(ENCRYPTED_PREFIX);
+}
+
+/** The hex id inside a well-formed key; null for anything else. */
+export function blobIdOf(key: string): string | null {
+	const groups = KEY_PATTERN.exec(key)?.groups;
+	return groups ? (groups.sha256 ?? groups.enc!) : null;
+}
+
+/** Counts and hashes the plaintext on its way to storage, and stops it past the size limit. */
+export class PlaintextMeter extends Transform {
+	readonly #hash = createHash("sha256");
+	readonly #maxBytes: number;
+	#size = 0;
+
+	constructor(maxBytes: number) {
+		super();
+		this.#maxBytes = maxBytes;
+	}
+
+	/** Size and SHA-256 of everything that went through; call once, after the end. */
+	result(): { size: number; sha256: string } {
+		return { size: this.#size, sha256: this.#hash.digest("hex") };
+	}
+
+	override _transform(data: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+		this.#size += data.length;
+		if (this.#size > this.#maxBytes) return callback(new PayloadTooLargeError(this.#maxBytes));
+		this.#hash.update(data);
+		callback(null, data);
+	}
+}
+
+/**
+ * The range to send of a blob of `size` bytes (undefined: all of it). As in HTTP, an end past
+ * the last byte means "to the end"; a start past it cannot be satisfied.
+ */
+export function satisfiableRange(range: ByteRange | undefined, size: number): ByteRange | undefined {
+	if (!range) return undefined;
+	if (range.start >= size || range.end < range.start) throw new RangeNotSatisfiableError(size);
+	return { start: range.start, end: Math.min(range.end, size - 1) };
+}
+
+/**
+ * A stored blob read whole into one buffer of its known size. Collecting the chunks and then
+ * concatenating them (stream/consumers' buffer()) holds the bytes twice at the end: 400 MB of
+ * memory for the 200 MB original a worker decodes.
+ */
+export async function readWhole(stream: Readable, size: number): Promise<Buffer> {
+	const bytes = Buffer.allocUnsafe(size);
+	let filled = 0;
+	for await (const chunk of stream as AsyncIterable<Buffer>) {
+		if (filled + chunk.length > size) {
+			stream.destroy();
+			throw new IntegrityError("A stored blob is longer than its recorded size", { size });
+		}
+		chunk.copy(bytes, filled);
+		filled += chunk.length;
+	}
+	if (filled !== size) throw new IntegrityError("A stored blob is shorter than its recorded size", { size, read: filled });
+	return bytes;
+}

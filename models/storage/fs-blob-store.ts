@@ -1,0 +1,291 @@
+/**
+ * BlobStore on the local file system (embedded and single-node mode).
+ *
+ * Layout under `root`:
+ *   blobs.db           references: which refs (image ids) hold which blob (node:sqlite)
+ *   tmp/               uploads in progress; emptied at start, as only a crash leaves files here
+ *   <xx>/<key>         one file per blob, fanned out by the first two hex digits of its id
+ *
+ * A blob file appears by an fsynced rename, before its database row; it is deleted after its last
+ * row. A crash in between leaves at most an unreferenced file (invisible; a later put of the same
+ * bytes replaces it), never a row without its file.
+ *
+ * The per-key lock that keeps a put from interleaving with a release of the same key lives in
+ * this process: one process, and one FsBlobStore, per root. Distributed deployments use a shared
+ * backend instead.
+ */
+import { randomUUID } from "node:crypto";
+import { constants, mkdirSync, rmSync } from "node:fs";
+import { access, copyFile, type FileHandle, mkdir, open, rename, rm } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import type { DatabaseSync } from "node:sqlite";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { BlobInfo, BlobRef, BlobStore, ByteRange, PutOptions, RewrapReport } from "./blob-store.ts";
+import { blobIdOf, isEncryptedKey, newEncryptedKey, PlaintextMeter, plainKey, satisfiableRange } from "./blob-support.ts";
+import {
+	decryptRange,
+	EnvelopeEncryptor,
+	envelopeLength,
+	type Envelope,
+	HEADER_SIZE,
+	type Keyring,
+	openEnvelope,
+	parseHeader,
+	rewrapHeader
+} from "./envelope-crypto.ts";
+import { IntegrityError, NotFoundError } from "../shared/errors.ts";
+import { KeyedLock } from "../shared/keyed-lock.ts";
+import { closeDatabase, migrate, openDatabase, transaction } from "../db/sqlite.ts";
+
+export interface FsBlobStoreOptions {
+	root: string;
+	keyring: Keyring;
+}
+
+/** Schema versions, in order (see migrate). Append; never edit a released step. */
+const MIGRATIONS = [
+	`CREATE TABLE blobs (
+		key TEXT PRIMARY KEY,
+		sha256 TEXT NOT NULL,
+		size INTEGER NOT NULL,
+		encrypted INTEGER NOT NULL
+	) STRICT;
+	CREATE TABLE refs (
+		key TEXT NOT NULL REFERENCES blobs (key) ON DELETE CASCADE,
+		ref TEXT NOT NULL,
+		PRIMARY KEY (key, ref)
+	) STRICT, WITHOUT ROWID;`
+];
+
+interface StagedUpload {
+	tempPath: string;
+	sha256: string;
+	size: number;
+}
+
+async function fsyncDirectory(path: string): Promise<void> {
+	const directory = await open(path, "r");
+	try {
+		await directory.sync();
+	} finally {
+		await directory.close();
+	}
+}
+
+/** Flushes a written file to disk, first putting the envelope header (if any) at its start. */
+async function makeDurable(path: string, header: Buffer | undefined): Promise<void> {
+	const file = await open(path, "r+");
+	try {
+		if (header) await file.write(header, 0, header.length, 0);
+		await file.sync();
+	} finally {
+		await file.close();
+	}
+}
+
+export class FsBlobStore implements BlobStore {
+	readonly #root: string;
+	readonly #tmpDir: string;
+	readonly #keyring: Keyring;
+	readonly #db: DatabaseSync;
+	readonly #locks = new KeyedLock();
+
+	constructor(options: FsBlobStoreOptions) {
+		this.#root = options.root;
+		this.#tmpDir = join(options.root, "tmp");
+		this.#keyring = options.keyring;
+		mkdirSync(this.#root, { recursive: true });
+		rmSync(this.#tmpDir, { recursive: true, force: true });
+		mkdirSync(this.#tmpDir);
+		this.#db = openDatabase(join(this.#root, "blobs.db"));
+		// A lost commit of a reference could let a release delete bytes another image still uses:
+		// references are worth the extra fsync per commit.
+		this.#db.exec("PRAGMA synchronous = FULL");
+		migrate(this.#db, "blobs", MIGRATIONS);
+	}
+
+	async put(source: Readable, options: PutOptions): Promise<BlobRef> {
+		const staged = await this.#stage(source, options);
+		const key = options.encrypt ? newEncryptedKey() : plainKey(staged.sha256);
+		const blob: BlobRef = { key, sha256: staged.sha256, size: staged.size, encrypted: options.encrypt };
+		await this.#locks.run(key, () => this.#commit(blob, staged.tempPath, options.ref));
+		return blob;
+	}
+
+	async open(key: string, range?: ByteRange): Promise<Readable> {
+		const file = await this.#openBlobFile(key);
+		try {
+			return isEncryptedKey(key) ? await this.#readEncrypted(file, range) : await this.#readPlain(file, range);
+		} catch (err) {
+			await file.close();
+			throw err;
+		}
+	}
+
+	async stat(key: string): Promise<BlobInfo | null> {
+		const row = this.#db
+			.prepare("SELECT size, encrypted, (SELECT count(*) FROM refs WHERE refs.key = blobs.key) AS refs FROM blobs WHERE key = ?")
+			.get(key) as { size: number; encrypted: number; refs: number } | undefined;
+		return row ? { key, size: row.size, encrypted: row.encrypted === 1, refs: row.refs } : null;
+	}
+
+	async release(key: string, ref: string): Promise<boolean> {
+		const path = this.#pathOf(key);
+		if (!path) return true;
+		return this.#locks.run(key, async () => {
+			const gone = transaction(this.#db, () => {
+				this.#db.prepare("DELETE FROM refs WHERE key = ? AND ref = ?").run(key, ref);
+				const { remaining } = this.#db.prepare("SELECT count(*) AS remaining FROM refs WHERE key = ?").get(key) as { remaining: number };
+				if (remaining > 0) return false;
+				this.#db.prepare("DELETE FROM blobs WHERE key = ?").run(key);
+				return true;
+			});
+			if (gone) await rm(path, { force: true });
+			return gone;
+		});
+	}
+
+	async rewrapAll(): Promise<RewrapReport> {
+		const rows = this.#db.prepare("SELECT key FROM blobs WHERE encrypted = 1").all() as { key: string }[];
+		const report: RewrapReport = { rewrapped: 0, failed: [] };
+		for (const { key } of rows) {
+			try {
+				if (await this.#locks.run(key, () => this.#rewrap(key))) report.rewrapped++;
+			} catch (err) {
+				if (!(err instanceof IntegrityError)) throw err;
+				report.failed.push({ key, error: err.message });
+			}
+		}
+		return report;
+	}
+
+	async ping(): Promise<boolean> {
+		try {
+			this.#db.prepare("SELECT 1").get();
+			await access(this.#tmpDir, constants.W_OK);
+			return true;
+		} catch {
+			return false;
+		}
+	}
+
+	async close(): Promise<void> {
+		if (this.#db.isOpen) closeDatabase(this.#db);
+	}
+
+	/** Streams the upload into a durable temp file; on any failure the temp file is gone. */
+	async #stage(source: Readable, options: PutOptions): Promise<StagedUpload> {
+		const tempPath = join(this.#tmpDir, randomUUID());
+		const meter = new PlaintextMeter(options.maxBytes);
+		const encryptor = options.encrypt ? new EnvelopeEncryptor(this.#keyring) : null;
+		// Opened here rather than by the write stream, so the file exists before any failure can
+		// happen and the cleanup below cannot run ahead of its creation. The stream owns the handle
+		// from then on and closes it, on failure too.
+		const file = await open(tempPath, "wx", 0o600);
+		try {
+			const sink = file.createWriteStream();
+			await pipeline(encryptor ? [source, meter, encryptor, sink] : [source, meter, sink]);
+			await makeDurable(tempPath, encryptor?.header);
+		} catch (err) {
+			await rm(tempPath, { force: true });
+			throw err;
+		}
+		return { tempPath, ...meter.result() };
+	}
+
+	/** Makes a staged upload visible under its key and records the reference. Runs under the key's lock. */
+	async #commit(blob: BlobRef, tempPath: string, ref: string): Promise<void> {
+		try {
+			if (!this.#hasBlob(blob.key)) await this.#install(tempPath, this.#pathOf(blob.key)!);
+			transaction(this.#db, () => {
+				this.#db
+					.prepare("INSERT OR IGNORE INTO blobs (key, sha256, size, encrypted) VALUES (?, ?, ?, ?)")
+					.run(blob.key, blob.sha256, blob.size, blob.encrypted ? 1 : 0);
+				this.#db.prepare("INSERT OR IGNORE INTO refs (key, ref) VALUES (?, ?)").run(blob.key, ref);
+			});
+		} finally {
+			// Already renamed away when installed; the duplicate of a stored blob otherwise.
+			await rm(tempPath, { force: true });
+		}
+	}
+
+	/** Atomically moves a durable temp file to `path`, making the new directory entries durable too. */
+	async #install(tempPath: string, path: string): Promise<void> {
+		const directory = dirname(path);
+		if (await mkdir(directory, { recursive: true })) await fsyncDirectory(this.#root);
+		await rename(tempPath, path);
+		await fsyncDirectory(directory);
+	}
+
+	async #rewrap(key: string): Promise<boolean> {
+		if (!this.#hasBlob(key)) return false;
+		const path = this.#pathOf(key)!;
+		const file = await open(path, "r");
+		let header: Buffer;
+		try {
+			header = await this.#readHeader(file);
+		} finally {
+			await file.close();
+		}
+		if (parseHeader(header).keyId === this.#keyring.currentId) return false;
+		// Rewritten in a copy renamed over the original: a torn write of the header in place would
+		// lose the data key, and with it the image.
+		const tempPath = join(this.#tmpDir, randomUUID());
+		try {
+			await copyFile(path, tempPath, constants.COPYFILE_FICLONE);
+			await makeDurable(tempPath, rewrapHeader(header, this.#keyring));
+			await this.#install(tempPath, path);
+		} finally {
+			await rm(tempPath, { force: true });
+		}
+		return true;
+	}
+
+	async #readPlain(file: FileHandle, range: ByteRange | undefined): Promise<Readable> {
+		const { size } = await file.stat();
+		return file.createReadStream({ ...satisfiableRange(range, size) });
+	}
+
+	async #readEncrypted(file: FileHandle, range: ByteRange | undefined): Promise<Readable> {
+		const envelope = openEnvelope(await this.#readHeader(file), this.#keyring);
+		await this.#checkLength(file, envelope);
+		const plaintextRange = satisfiableRange(range, envelope.plaintextSize);
+		return decryptRange(envelope, plaintextRange, (start, end) => file.createReadStream({ start, end }));
+	}
+
+	async #readHeader(file: FileHandle): Promise<Buffer> {
+		const header = Buffer.alloc(HEADER_SIZE);
+		const { bytesRead } = await file.read(header, 0, HEADER_SIZE, 0);
+		if (bytesRead < HEADER_SIZE) throw new IntegrityError("Encrypted blob is truncated inside its header");
+		return header;
+	}
+
+	/** Catches truncation or padding up front, before a reader gets any byte. */
+	async #checkLength(file: FileHandle, envelope: Envelope): Promise<void> {
+		const { size } = await file.stat();
+		const expected = envelopeLength(envelope);
+		if (size !== expected) throw new IntegrityError(`Encrypted blob is ${size} bytes, its header says ${expected}`);
+	}
+
+	async #openBlobFile(key: string): Promise<FileHandle> {
+		const path = this.#pathOf(key);
+		if (!path) throw new NotFoundError("Blob", key);
+		try {
+			return await open(path, "r");
+		} catch (err) {
+			if ((err as NodeJS.ErrnoException).code === "ENOENT") throw new NotFoundError("Blob", key);
+			throw err;
+		}
+	}
+
+	#hasBlob(key: string): boolean {
+		return this.#db.prepare("SELECT 1 FROM blobs WHERE key = ?").get(key) !== undefined;
+	}
+
+	/** Where a blob lives; null for anything that is not a well-formed key (never a path outside root). */
+	#pathOf(key: string): string | null {
+		const id = blobIdOf(key);
+		return id && join(this.#root, id.slice(0, 2), key);
+	}
+}

@@ -1,0 +1,289 @@
+/**
+ * BlobStore on MongoDB GridFS (distributed mode): every node reads and writes the same blobs, so a
+ * cluster needs no shared disk. Same keys, references and envelopes as FsBlobStore.
+ *
+ * Collections:
+ *   blobdata.files, blobdata.chunks   the GridFS layout: one file per blob, the bytes as stored;
+ *                                     chunk ids are `<file id>-<n>`, so a reader fetches each
+ *                                     chunk by _id (any GridFS reader can still read the files)
+ *   blobs                             one document per key: sha256, size, encrypted, the GridFS
+ *                                     file id, the references and, for encrypted blobs, the header
+ *
+ * An encrypted blob's GridFS file is its whole envelope with the header slot left zero (the
+ * encryptor knows the header only at the end); the real header lives in its `blobs` document, so
+ * re-wrapping a data key rewrites one small document and no chunk.
+ *
+ * A file is written chunk by chunk, awaiting each, and its `blobs` document is inserted only
+ * after the file is complete: nothing is visible before that, and a failed upload has no write
+ * in flight when its chunks are deleted. A crash between the file and its document leaves an
+ * unreferenced file, never a document without its file; the next store to open sweeps it away.
+ */
+import { pipeline, Readable } from "node:stream";
+import { Binary, type Collection, ObjectId } from "mongodb";
+import type { BlobInfo, BlobRef, BlobStore, ByteRange, PutOptions, RewrapReport } from "./blob-store.ts";
+import { blobIdOf, newEncryptedKey, PlaintextMeter, plainKey, satisfiableRange } from "./blob-support.ts";
+import { decryptRange, EnvelopeEncryptor, envelopeLength, type Keyring, openEnvelope, parseHeader, rewrapHeader } from "./envelope-crypto.ts";
+import { IntegrityError, NotFoundError } from "../shared/errors.ts";
+import { KeyedLock } from "../shared/keyed-lock.ts";
+import { isDuplicateKey, MongoBackend, type MongoOptions } from "../db/mongo.ts";
+
+export interface GridFsBlobStoreOptions extends MongoOptions {
+	keyring: Keyring;
+}
+
+const BUCKET = "blobdata";
+/** Far longer than any upload takes (REQUEST_TIMEOUT_MS bounds them). */
+const ORPHAN_AGE_MS = 60 * 60 * 1000;
+/** GridFS's default chunk size: under the 16 MiB document limit with room to spare. */
+const CHUNK_BYTES = 255 * 1024;
+
+interface BlobRecord {
+	_id: string;
+	sha256: string;
+	size: number;
+	encrypted: boolean;
+	fileId: ObjectId;
+	refs: string[];
+	/** The envelope header of an encrypted blob. */
+	header?: Binary;
+}
+
+interface FileRecord {
+	_id: ObjectId;
+	length: number;
+	chunkSize: number;
+	uploadDate: Date;
+	filename: string;
+}
+
+interface ChunkRecord {
+	/** `<file id>-<n>`, so a chunk is found by _id (see #download). */
+	_id: string;
+	files_id: ObjectId;
+	n: number;
+	data: Binary;
+}
+
+function chunkId(fileId: ObjectId, n: number): string {
+	return `${fileId.toHexString()}-${n}`;
+}
+
+interface Staged {
+	sha256: string;
+	size: number;
+	header: Buffer | undefined;
+}
+
+export class GridFsBlobStore extends MongoBackend implements BlobStore {
+	readonly #keyring: Keyring;
+	readonly #blobs: Collection<BlobRecord>;
+	readonly #files: Collection<FileRecord>;
+	readonly #chunks: Collection<ChunkRecord>;
+	/**
+	 * Serializes this process's reference changes per key. MongoDB would not need it, but FerretDB
+	 * v1 runs $addToSet and $pull as a read then a write, which loses concurrent changes.
+	 */
+	readonly #locks = new KeyedLock();
+
+	constructor(options: GridFsBlobStoreOptions) {
+		super(options, "Blob storage");
+		this.#keyring = options.keyring;
+		this.#blobs = this.db.collection<BlobRecord>("blobs");
+		this.#files = this.db.collection<FileRecord>(`${BUCKET}.files`);
+		this.#chunks = this.db.collection<ChunkRecord>(`${BUCKET}.chunks`);
+	}
+
+	/**
+	 * The indexes GridFS readers expect (files are written here, not through the driver's upload
+	 * stream), then the sweep of what dead uploads left.
+	 */
+	protected async prepare(): Promise<void> {
+		await this.ensureIndexes(this.#files, [{ key: { filename: 1, uploadDate: 1 } }]);
+		await this.ensureIndexes(this.#chunks, [{ key: { files_id: 1, n: 1 }, unique: true }]);
+		await this.ensureIndexes(this.#blobs, [{ key: { encrypted: 1 } }]);
+		await this.#sweepOrphans();
+	}
+
+	/**
+	 * Deletes what a node that died mid-upload left: chunks and files that no blob document points
+	 * at, begun over ORPHAN_AGE_MS ago. A file id is an ObjectId, which carries its creation time;
+	 * younger files may belong to an upload still under way on another node.
+	 */
+	async #sweepOrphans(): Promise<void> {
+		const cutoff = ObjectId.createFromTime(Math.floor((Date.now() - ORPHAN_AGE_MS) / 1000));
+		const [chunked, filed, used] = await Promise.all([
+			this.#chunks.distinct("files_id", { files_id: { $lt: cutoff } }),
+			this.#files.distinct("_id", { _id: { $lt: cutoff } }),
+			this.#blobs.distinct("fileId")
+		]);
+		const inUse = new Set(used.map(String));
+		const orphans = new Map([...chunked, ...filed].filter(id => !inUse.has(String(id))).map(id => [String(id), id]));
+		for (const id of orphans.values()) await this.#deleteFile(id);
+	}
+
+	async put(source: Readable, options: PutOptions): Promise<BlobRef> {
+		const fileId = new ObjectId();
+		const staged = await this.run(() => this.#stage(fileId, source, options));
+		const key = options.encrypt ? newEncryptedKey() : plainKey(staged.sha256);
+		const blob: BlobRef = { key, sha256: staged.sha256, size: staged.size, encrypted: options.encrypt };
+		await this.run(async () => {
+			let kept: boolean;
+			try {
+				kept = await this.#locks.run(key, () => this.#attach(blob, fileId, staged.header, options.ref));
+			} catch (err) {
+				await this.#deleteFile(fileId).catch(() => {});
+				throw err;
+			}
+			// The same bytes were stored already: this copy is not needed.
+			if (!kept) await this.#deleteFile(fileId);
+		});
+		return blob;
+	}
+
+	async open(key: string, range?: ByteRange): Promise<Readable> {
+		const record = await this.run(() => this.#find(key));
+		if (!record) throw new NotFoundError("Blob", key);
+		if (!record.header) return this.#download(record.fileId, record.size, satisfiableRange(range, record.size));
+		const envelope = openEnvelope(Buffer.from(record.header.buffer), this.#keyring);
+		// Catches truncation or padding up front, before a reader gets any byte.
+		const file = await this.run(() => this.#files.findOne({ _id: record.fileId }));
+		const expected = envelopeLength(envelope);
+		if (file?.length !== expected) throw new IntegrityError(`Encrypted blob is ${file?.length ?? 0} bytes, its header says ${expected}`);
+		const wanted = satisfiableRange(range, envelope.plaintextSize);
+		return decryptRange(envelope, wanted, (start, end) => this.#download(record.fileId, expected, { start, end }));
+	}
+
+	async stat(key: string): Promise<BlobInfo | null> {
+		const record = await this.run(() => this.#find(key));
+		return record && { key, size: record.size, encrypted: record.encrypted, refs: record.refs.length };
+	}
+
+	async release(key: string, ref: string): Promise<boolean> {
+		if (blobIdOf(key) === null) return true;
+		return this.run(() =>
+			this.#locks.run(key, async () => {
+				const record = await this.#blobs.findOneAndUpdate({ _id: key }, { $pull: { refs: ref } }, { returnDocument: "after" });
+				if (!record) return true;
+				if (record.refs.length > 0) return false;
+				// Only while still unreferenced: a put on another node may have just added one.
+				const gone = await this.#blobs.findOneAndDelete({ _id: key, refs: { $size: 0 } });
+				if (!gone) return false;
+				await this.#deleteFile(gone.fileId);
+				return true;
+			})
+		);
+	}
+
+	async rewrapAll(): Promise<RewrapReport> {
+		const keys: string[] = await this.run(() => this.#blobs.distinct("_id", { encrypted: true }));
+		const report: RewrapReport = { rewrapped: 0, failed: [] };
+		for (const key of keys) {
+			try {
+				if (await this.run(() => this.#locks.run(key, () => this.#rewrap(key)))) report.rewrapped++;
+			} catch (err) {
+				if (!(err instanceof IntegrityError)) throw err;
+				report.failed.push({ key, error: err.message });
+			}
+		}
+		return report;
+	}
+
+	async #rewrap(key: string): Promise<boolean> {
+		const record = await this.#blobs.findOne({ _id: key });
+		if (!record?.header) return false;
+		const header = Buffer.from(record.header.buffer);
+		if (parseHeader(header).keyId === this.#keyring.currentId) return false;
+		await this.#blobs.updateOne({ _id: key }, { $set: { header: new Binary(rewrapHeader(header, this.#keyring)) } });
+		return true;
+	}
+
+	async #find(key: string): Promise<BlobRecord | null> {
+		return blobIdOf(key) === null ? null : this.#blobs.findOne({ _id: key });
+	}
+
+	/**
+	 * Writes the (encrypted) bytes as GridFS file `fileId`, then its files document. On any
+	 * failure its chunks are deleted before the error goes on.
+	 */
+	async #stage(fileId: ObjectId, source: Readable, options: PutOptions): Promise<Staged> {
+		const meter = new PlaintextMeter(options.maxBytes);
+		const encryptor = options.encrypt ? new EnvelopeEncryptor(this.#keyring) : null;
+		// Errors of any stage end the iteration below with that error.
+		const body: Readable = encryptor ? pipeline(source, meter, encryptor, () => {}) : pipeline(source, meter, () => {});
+		let length = 0;
+		try {
+			let n = 0;
+			for await (const chunk of chunksOf(body, CHUNK_BYTES)) {
+				await this.#chunks.insertOne({ _id: chunkId(fileId, n), files_id: fileId, n: n++, data: new Binary(chunk) });
+				length += chunk.length;
+			}
+			await this.#files.insertOne({ _id: fileId, length, chunkSize: CHUNK_BYTES, uploadDate: new Date(), filename: fileId.toHexString() });
+		} catch (err) {
+			body.destroy();
+			await this.#deleteFile(fileId).catch(() => {});
+			throw err;
+		}
+		return { ...meter.result(), header: encryptor?.header };
+	}
+
+	/**
+	 * Records `ref` on the blob, creating its document (pointing at `fileId`) when the key is new.
+	 * Returns whether `fileId` is now in use. Runs under the key's lock.
+	 */
+	async #attach(blob: BlobRef, fileId: ObjectId, header: Buffer | undefined, ref: string): Promise<boolean> {
+		for (;;) {
+			const { matchedCount } = await this.#blobs.updateOne({ _id: blob.key }, { $addToSet: { refs: ref } });
+			if (matchedCount === 1) return false;
+			const record: BlobRecord = { _id: blob.key, sha256: blob.sha256, size: blob.size, encrypted: blob.encrypted, fileId, refs: [ref] };
+			try {
+				await this.#blobs.insertOne(header ? { ...record, header: new Binary(header) } : record);
+				return true;
+			} catch (err) {
+				// Another node stored the same bytes first: add the reference to its blob.
+				if (!isDuplicateKey(err)) throw err;
+			}
+		}
+	}
+
+	async #deleteFile(fileId: ObjectId): Promise<void> {
+		await this.#files.deleteOne({ _id: fileId });
+		await this.#chunks.deleteMany({ files_id: fileId });
+	}
+
+	/**
+	 * Streams the stored bytes start..end (inclusive; all `length` of them without a range). Each
+	 * chunk is fetched by _id, not by the driver's GridFS reader: FerretDB v1 answers its
+	 * `files_id` query by scanning every chunk of every blob.
+	 */
+	#download(fileId: ObjectId, length: number, range: ByteRange | undefined): Readable {
+		const { start, end } = range ?? { start: 0, end: length - 1 };
+		const chunks = this.#chunks;
+		return Readable.from(
+			(async function* () {
+				for (let n = Math.floor(start / CHUNK_BYTES); n * CHUNK_BYTES <= end; n++) {
+					const chunk = await chunks.findOne({ _id: chunkId(fileId, n) });
+					const data = chunk ? Buffer.from(chunk.data.buffer) : Buffer.alloc(0);
+					if (data.length !== Math.min(CHUNK_BYTES, length - n * CHUNK_BYTES)) throw new IntegrityError(`Chunk ${n} of blob file ${fileId} is missing or cut`);
+					yield data.subarray(Math.max(start - n * CHUNK_BYTES, 0), end - n * CHUNK_BYTES + 1);
+				}
+			})()
+		);
+	}
+}
+
+/** Re-cuts a stream into pieces of exactly `size` bytes (the last one shorter, none if empty). */
+async function* chunksOf(stream: Readable, size: number): AsyncGenerator<Buffer> {
+	let pending: Buffer[] = [];
+	let pendingBytes = 0;
+	for await (const data of stream as AsyncIterable<Buffer>) {
+		pending.push(data);
+		pendingBytes += data.length;
+		while (pendingBytes >= size) {
+			const joined = Buffer.concat(pending);
+			yield joined.subarray(0, size);
+			pending = [joined.subarray(size)];
+			pendingBytes -= size;
+		}
+	}
+	if (pendingBytes > 0) yield Buffer.concat(pending);
+}

@@ -1,0 +1,119 @@
+/**
+ * The index of the transform cache: which variant key is held by which storage blob, how big it
+ * is and when it was last served. The bytes themselves live on the storage backend (fs or
+ * GridFS, plain or encrypted like their original); this index is what makes the cache an LRU
+ * bounded in bytes. node:sqlite in DATA_DIR, one per transform node.
+ *
+ * Each index holds its blobs under its own storage reference (`variant-<index id>-<key>`), so
+ * transform nodes that do not share a DATA_DIR never release a blob another node still indexes.
+ */
+import { randomBytes } from "node:crypto";
+import type { DatabaseSync } from "node:sqlite";
+import { closeDatabase, migrate, openDatabase, transaction } from "../db/sqlite.ts";
+import type { VariantInfo } from "./spec.ts";
+
+export interface CachedVariant extends VariantInfo {
+	key: string;
+	/** Storage key of the bytes. */
+	blob: string;
+}
+
+const MIGRATIONS = [
+	`CREATE TABLE variant_index (id TEXT NOT NULL) STRICT;
+	CREATE TABLE variants (
+		key TEXT PRIMARY KEY,
+		blob TEXT NOT NULL,
+		size INTEGER NOT NULL,
+		format TEXT NOT NULL,
+		width INTEGER NOT NULL,
+		height INTEGER NOT NULL,
+		used INTEGER NOT NULL
+	) STRICT;
+	CREATE INDEX variants_used ON variants (used);`
+];
+
+const COLUMNS = "key, blob, size, format, width, height";
+
+export class VariantIndex {
+	readonly #db: DatabaseSync;
+	readonly #id: string;
+	/** Monotonic use counter: clock steps or equal timestamps cannot reorder the LRU. */
+	#clock: number;
+
+	constructor(file: string) {
+		this.#db = openDatabase(file);
+		migrate(this.#db, "variants", MIGRATIONS);
+		this.#id = transaction(this.#db, () => {
+			const row = this.#db.prepare("SELECT id FROM variant_index").get() as { id: string } | undefined;
+			if (row) return row.id;
+			const id = randomBytes(8).toString("hex");
+			this.#db.prepare("INSERT INTO variant_index (id) VALUES (?)").run(id);
+			return id;
+		});
+		const row = this.#db.prepare("SELECT max(used) AS used FROM variants").get() as { used: number | null };
+		this.#clock = Math.max(Date.now(), row.used ?? 0);
+	}
+
+	/** The storage reference this index holds a variant's blob under. */
+	refOf(key: string): string {
+		return `variant-${this.#id}-${key}`;
+	}
+
+	#tick(): number {
+		this.#clock = Math.max(this.#clock + 1, Date.now());
+		return this.#clock;
+	}
+
+	/** The entry, marked as just used; null on a miss. */
+	get(key: string): CachedVariant | null {
+		const row = this.#db.prepare(`UPDATE variants SET used = ? WHERE key = ? RETURNING ${COLUMNS}`).get(this.#tick(), key);
+		// node:sqlite rows have no prototype; callers get a plain object.
+		return row ? { ...(row as unknown as CachedVariant) } : null;
+	}
+
+	put(entry: CachedVariant): void {
+		this.#db
+			.prepare(`INSERT OR REPLACE INTO variants (${COLUMNS}, used) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+			.run(entry.key, entry.blob, entry.size, entry.format, entry.width, entry.height, this.#tick());
+	}
+
+	remove(key: string): void {
+		this.#db.prepare("DELETE FROM variants WHERE key = ?").run(key);
+	}
+
+	/**
+	 * Drops least recently used entries until the total is within `maxBytes`, or only `keep` is
+	 * left over it (the entry just made, which its requests are about to read); returns them.
+	 */
+	evictBeyond(maxBytes: number, keep?: string): CachedVariant[] {
+		return transaction(this.#db, () => {
+			const { total } = this.#db.prepare("SELECT coalesce(sum(size), 0) AS total FROM variants").get() as { total: number };
+			const evicted: CachedVariant[] = [];
+			let excess = total - maxBytes;
+			if (excess <= 0) return evicted;
+			for (const row of this.#db.prepare(`SELECT ${COLUMNS} FROM variants ORDER BY used`).iterate() as Iterable<CachedVariant>) {
+				if (excess <= 0) break;
+				if (row.key === keep) continue;
+				evicted.push({ ...row });
+				excess -= row.size;
+			}
+			const remove = this.#db.prepare("DELETE FROM variants WHERE key = ?");
+			for (const entry of evicted) remove.run(entry.key);
+			return evicted;
+		});
+	}
+
+	totals(): { entries: number; bytes: number } {
+		const row = this.#db.prepare("SELECT count(*) AS entries, coalesce(sum(size), 0) AS bytes FROM variants").get() as { entries: number; bytes: number };
+		return { entries: row.entries, bytes: row.bytes };
+	}
+
+	async ping(): Promise<boolean> {
+		this.#db.prepare("SELECT 1").get();
+		return true;
+	}
+
+	async close(): Promise<void> {
+		closeDatabase(this.#db);
+	}
+}

@@ -1,0 +1,88 @@
+/** UserRepository on MongoDB (distributed mode); the same contract as the SQLite one. */
+import type { Collection, Filter } from "mongodb";
+import { ConflictError } from "../shared/errors.ts";
+import { definedFields } from "../images/paging.ts";
+import { nowIso } from "../shared/ids.ts";
+import { isDuplicateKey, MongoBackend, type MongoOptions } from "../db/mongo.ts";
+import type { UserPatch, UserRecord, UserRepository } from "./user.ts";
+
+interface UserDocument extends Omit<UserRecord, "id"> {
+	_id: string;
+}
+
+function fromDocument(doc: UserDocument): UserRecord {
+	return {
+		id: doc._id,
+		username: doc.username,
+		name: doc.name,
+		role: doc.role === "admin" ? "admin" : "user",
+		disabled: doc.disabled,
+		passwordHash: doc.passwordHash,
+		createdAt: doc.createdAt,
+		updatedAt: doc.updatedAt
+	};
+}
+
+export class MongoUserRepository extends MongoBackend implements UserRepository {
+	private readonly users: Collection<UserDocument>;
+
+	constructor(options: MongoOptions) {
+		super(options, "The user store");
+		this.users = this.db.collection<UserDocument>("users");
+	}
+
+	protected async prepare(): Promise<void> {
+		await this.ensureIndexes(this.users, [{ key: { username: 1 }, unique: true }]);
+	}
+
+	async insert(user: UserRecord): Promise<void> {
+		await this.run(async () => {
+			const { id, ...fields } = user;
+			try {
+				await this.users.insertOne({ _id: id, ...fields });
+			} catch (err) {
+				if (isDuplicateKey(err)) throw new ConflictError("Username is already taken", "USERNAME_TAKEN");
+				throw err;
+			}
+		});
+	}
+
+	async get(id: string): Promise<UserRecord | null> {
+		return this.findOne({ _id: id });
+	}
+
+	async findByUsername(username: string): Promise<UserRecord | null> {
+		return this.findOne({ username: username });
+	}
+
+	async update(id: string, patch: UserPatch): Promise<UserRecord | null> {
+		return this.run(async () => {
+			// Usernames never change, so an update cannot collide with another user.
+			const doc = await this.users.findOneAndUpdate(
+				{ _id: id },
+				{ $set: { ...definedFields(patch), updatedAt: nowIso() } },
+				{ returnDocument: "after" }
+			);
+			return doc && fromDocument(doc);
+		});
+	}
+
+	async remove(id: string): Promise<boolean> {
+		return this.run(async () => (await this.users.deleteOne({ _id: id })).deletedCount === 1);
+	}
+
+	async list(): Promise<UserRecord[]> {
+		return this.run(async () => (await this.users.find({}).sort({ username: 1 }).toArray()).map(fromDocument));
+	}
+
+	async count(): Promise<number> {
+		return this.run(() => this.users.countDocuments({}));
+	}
+
+	private async findOne(filter: Filter<UserDocument>): Promise<UserRecord | null> {
+		return this.run(async () => {
+			const doc = await this.users.findOne(filter);
+			return doc && fromDocument(doc);
+		});
+	}
+}

@@ -1,0 +1,76 @@
+/**
+ * The repository contract suites against MongoDB (FerretDB): one server for the file, a fresh
+ * database for every test.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { UnavailableError } from "../../models/shared/errors.ts";
+import type { Category } from "../../models/images/image.ts";
+import { MongoCategoryRepository, MongoImageRepository } from "../../models/images/mongo-repository.ts";
+import { dropDatabase, type FerretDb, ferretDbSkipReason, startFerretDb } from "../helpers/ferretdb.ts";
+import { MongoUserRepository } from "../../models/users/mongo-repository.ts";
+import { imageRepositoryContract } from "./image-repository.contract.ts";
+import { userRepositoryContract } from "./user-repository.contract.ts";
+
+const TIMEOUT_MS = 2000;
+
+describe("MongoDB repositories (FerretDB)", { skip: ferretDbSkipReason() }, () => {
+	let server: FerretDb;
+	before(async () => {
+		server = await startFerretDb();
+	});
+	after(() => server.stop());
+
+	// Both repositories in one database, as the services run them.
+	imageRepositoryContract("MongoDB", async () => {
+		const url = server.databaseUrl();
+		const images = new MongoImageRepository({ url, timeoutMs: TIMEOUT_MS });
+		const categories = new MongoCategoryRepository({ url, timeoutMs: TIMEOUT_MS });
+		return {
+			images,
+			categories,
+			async cleanup() {
+				await images.close();
+				await categories.close();
+				await dropDatabase(url);
+			}
+		};
+	});
+
+	userRepositoryContract("MongoDB", async () => {
+		const url = server.databaseUrl();
+		const users = new MongoUserRepository({ url, timeoutMs: TIMEOUT_MS });
+		return {
+			users,
+			async cleanup() {
+				await users.close();
+				await dropDatabase(url);
+			}
+		};
+	});
+
+	// Last: it stops the server the other tests use.
+	it("fails with UnavailableError while MongoDB is down and recovers by itself, indexes included", async () => {
+		const url = server.databaseUrl();
+		const nature: Category = { id: "nature", name: "Nature", description: "", createdAt: "2024-01-01T00:00:00.000Z", updatedAt: "2024-01-01T00:00:00.000Z" };
+		const running = new MongoCategoryRepository({ url, timeoutMs: 300 });
+		await running.insert(nature);
+		await server.down();
+		// Opened while the server is down: its indexes cannot be made yet.
+		const late = new MongoCategoryRepository({ url, timeoutMs: 300 });
+		try {
+			await assert.rejects(running.list(), UnavailableError);
+			await assert.rejects(running.ping(), UnavailableError);
+			await assert.rejects(late.insert({ ...nature, id: "other" }), UnavailableError);
+			await server.up();
+			assert.deepEqual(await running.list(), [nature], "the data survived");
+			assert.equal(await late.ping(), true);
+			await assert.rejects(late.insert({ ...nature, id: "nature-2", name: "NATURE" }), { name: "ConflictError", data: { name: "NATURE" } }, "the unique name index exists");
+		} finally {
+			await server.up();
+			await running.close();
+			await late.close();
+			await dropDatabase(url);
+		}
+	});
+});

@@ -1,0 +1,330 @@
+/**
+ * Bulk imports over REST against a real node and a local web site (127.0.0.1): URL lists with
+ * every failure mode, exactly-once duplicates, a fake Google Drive with paging and subfolders,
+ * cancel, retry and live progress over Server-Sent Events. One more node runs without
+ * IMPORT_ALLOW_PRIVATE_NETWORKS to show that loopback is refused.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { Client } from "../helpers/client.ts";
+import { Gate, ImageHost, uniqueJpegs } from "../helpers/image-host.ts";
+import { ADMIN_PASSWORD, SHARED_IMAGES, startServer, type RunningServer } from "../helpers/server.ts";
+
+const MAX_BYTES = 1_000_000;
+const TERMINAL = ["completed", "completed_with_errors", "failed", "cancelled"];
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+
+/** Polls the job until it has finished; the bound only turns a hang into a readable failure. */
+async function finished(client: Client, id: string): Promise<any> {
+	for (let i = 0; i < 1200; i++) {
+		const res = await client.get(`/api/imports/${id}`);
+		assert.equal(res.status, 200, JSON.stringify(res.body));
+		if (res.body.finishedAt) {
+			assert.ok(TERMINAL.includes(res.body.status), res.body.status);
+			return res.body;
+		}
+		await new Promise(resolve => setTimeout(resolve, 100));
+	}
+	throw new Error(`import ${id} did not finish`);
+}
+
+async function allItems(client: Client, id: string, state?: string): Promise<any[]> {
+	const items: any[] = [];
+	let cursor: string | null = null;
+	do {
+		const query = new URLSearchParams({ limit: "1000", ...(state ? { state } : {}), ...(cursor ? { cursor } : {}) });
+		const res = await client.get(`/api/imports/${id}/items?${query}`);
+		assert.equal(res.status, 200, JSON.stringify(res.body));
+		items.push(...res.body.items);
+		cursor = res.body.nextCursor;
+	} while (cursor);
+	return items;
+}
+
+function assertCountsAddUp(job: any): void {
+	assert.equal(job.processed, job.succeeded + job.duplicates + job.failed, JSON.stringify(job));
+}
+
+const IMPORT_ENV = {
+	IMPORT_ALLOW_PRIVATE_NETWORKS: "true",
+	MAX_UPLOAD_BYTES: String(MAX_BYTES),
+	IMPORT_TIMEOUT_MS: "1500",
+	IMPORT_RETRIES: "1",
+	IMPORT_RETRY_BASE_MS: "10"
+};
+
+describe("imports", () => {
+	let host: ImageHost;
+	let server: RunningServer;
+	let alice: Client;
+	let bob: Client;
+	let admin: Client;
+
+	before(async () => {
+		host = await new ImageHost().start();
+		server = await startServer({ ...IMPORT_ENV, GOOGLE_DRIVE_API_URL: `${host.url}/drive/v3` });
+		const anon = new Client(server.url);
+		admin = await anon.login("admin", ADMIN_PASSWORD);
+		alice = await anon.register("alice");
+		bob = await anon.register("bob");
+	});
+	after(async () => {
+		host.gate.open();
+		await server?.stop();
+		await host?.stop();
+	});
+
+	it("imports a URL list: good images, failures of every kind, duplicates counted once", async () => {
+		const good = ["dog.jpg", "hummingbird.jpg", "mug-cc0.jpeg", "chelsea.png"].map(name => `${host.url}/img/${name}`);
+		const urls = [
+			...good,
+			`${host.url}/img/dog.jpg`, // the same URL again
+			`${host.url}/copy/hummingbird.jpg`, // the same bytes at another URL
+			`${host.url}/flaky.jpg`, // 503 once, then fine
+			`${host.url}/busy.jpg`, // 429 once, then fine
+			`${host.url}/to-dog`, // a redirect to an image already imported
+			`${host.url}/missing.jpg`,
+			`${host.url}/slow.jpg`,
+			`${host.url}/page.html`,
+			`${host.url}/huge.jpg`,
+			`${host.url}/to-metadata`,
+			`${host.url}/to-mapped-metadata`,
+			`${host.url}/loop`,
+			"ftp://127.0.0.1/file.jpg",
+			"not a url"
+		];
+		const created = await alice.post("/api/imports", { source: "urls", urls, tags: ["imported"], visibility: "public" });
+		assert.equal(created.status, 202, JSON.stringify(created.body));
+		assert.equal(created.body.job.status, "queued");
+		const job = await finished(alice, created.body.job.id);
+		assertCountsAddUp(job);
+		assert.equal(job.status, "completed_with_errors");
+		assert.equal(job.total, urls.length);
+		assert.equal(job.processed, urls.length);
+		assert.equal(job.succeeded, 6);
+		assert.equal(job.duplicates, 3);
+		assert.equal(job.failed, 9);
+		assert.equal(job.errors.length, 9);
+
+		const items = await allItems(alice, job.id);
+		const byKey = (suffix: string) => items.filter(item => item.key.endsWith(suffix));
+		const errorOf = (suffix: string) => byKey(suffix)[0].error as string;
+		assert.match(errorOf("/missing.jpg"), /HTTP_404/);
+		assert.match(errorOf("/slow.jpg"), /TIMEOUT/);
+		assert.match(errorOf("/page.html"), /UNSUPPORTED_MEDIA_TYPE/);
+		assert.match(errorOf("/huge.jpg"), /TOO_LARGE|PAYLOAD_TOO_LARGE/);
+		assert.match(errorOf("/to-metadata"), /ADDRESS_REFUSED/);
+		assert.match(errorOf("/to-mapped-metadata"), /ADDRESS_REFUSED/);
+		assert.match(errorOf("/loop"), /TOO_MANY_REDIRECTS/);
+		assert.match(errorOf("/file.jpg"), /UNSUPPORTED_SCHEME/);
+		assert.match(errorOf("not a url"), /INVALID_URL/);
+		// A 404 is final: one request. The timeout, the 503 and the 429 were retried once.
+		assert.equal(host.hitsOf("/missing.jpg"), 1);
+		assert.equal(host.hitsOf("/slow.jpg"), 2);
+		assert.equal(host.hitsOf("/flaky.jpg"), 2);
+		assert.equal(host.hitsOf("/busy.jpg"), 2);
+
+		const dogs = byKey("/img/dog.jpg");
+		assert.equal(dogs.length, 2);
+		assert.deepEqual(dogs.map(item => item.state).sort(), ["duplicate", "succeeded"]);
+		assert.equal(dogs[0].imageId, dogs[1].imageId, "the duplicate points at the image");
+		const copy = byKey("/copy/hummingbird.jpg")[0];
+		const original = byKey("/img/hummingbird.jpg")[0];
+		assert.deepEqual([original.state, copy.state].sort(), ["duplicate", "succeeded"]);
+		assert.equal(copy.imageId, original.imageId);
+		assert.equal(byKey("/to-dog")[0].imageId, dogs[0].imageId, "a redirect to the same bytes is a duplicate too");
+
+		// Exactly one image per distinct content, stored like an upload.
+		const listed = await alice.get("/api/images?limit=100");
+		assert.equal(listed.body.total, 6);
+		const dog = (await alice.get(`/api/images/${dogs[0].imageId}`)).body;
+		assert.equal(dog.sha256, sha256(readFileSync(join(SHARED_IMAGES, "dog.jpg"))));
+		assert.equal(dog.filename, "dog.jpg");
+		assert.equal(dog.visibility, "public");
+		assert.deepEqual(dog.tags.map((tag: { label: string }) => tag.label), ["imported"]);
+		assert.equal(job.bytes, listed.body.items.reduce((sum: number, image: { size: number }) => sum + image.size, 0));
+
+		// Filtering items by state.
+		assert.equal((await allItems(alice, job.id, "failed")).length, 9);
+
+		// Running the same list again makes no new image: every item is a duplicate or fails again.
+		const again = await finished(alice, (await alice.post("/api/imports", { source: "urls", urls: good })).body.job.id);
+		assert.equal(again.duplicates, good.length);
+		assert.equal((await alice.get("/api/images?limit=100")).body.total, 6);
+	});
+
+	it("imports a Google Drive folder: 2,500 files over 3 pages plus a subfolder", async () => {
+		const bytes = await uniqueJpegs(2503);
+		host.folders.set("rootFolder0001", { files: new Map(bytes.slice(0, 2500).map((b, i) => [`file${i}`, b])), subfolders: ["subFolder0001"] });
+		host.folders.set("subFolder0001", { files: new Map(bytes.slice(2500).map((b, i) => [`sub${i}`, b])), subfolders: [] });
+		host.driveRequests.length = 0;
+		const res = await bob.post("/api/imports", {
+			source: "google-drive",
+			folder: "https://drive.google.com/drive/folders/rootFolder0001?usp=sharing",
+			apiKey: host.driveKey,
+			recursive: true
+		});
+		assert.equal(res.status, 202, JSON.stringify(res.body));
+		assert.equal(res.body.job.source.apiKey, undefined, "the API key is never shown");
+		const job = await finished(bob, res.body.job.id);
+		assert.equal(job.status, "completed", JSON.stringify(job.errors));
+		assert.equal(job.total, 2503);
+		assert.equal(job.succeeded, 2503);
+		assertCountsAddUp(job);
+
+		const lists = host.driveRequests.filter(url => url.pathname === "/drive/v3/files");
+		const imagePages = lists.filter(url => url.searchParams.get("q") === "'rootFolder0001' in parents and mimeType contains 'image/' and trashed=false");
+		assert.equal(imagePages.length, 3);
+		assert.deepEqual(imagePages.map(url => url.searchParams.get("pageToken")), [null, "1000", "2000"]);
+		assert.ok(lists.every(url => url.searchParams.get("pageSize") === "1000"));
+		const downloaded = new Set(host.driveRequests.filter(url => url.searchParams.get("alt") === "media").map(url => url.pathname));
+		assert.equal(downloaded.size, 2503);
+		assert.equal((await bob.get("/api/images?owner=bob&limit=1")).body.total, 2503);
+
+		// The folder again, without recursion: 2,500 duplicates, nothing downloaded.
+		host.driveRequests.length = 0;
+		const rerun = await finished(bob, (await bob.post("/api/imports", { source: "google-drive", folder: "rootFolder0001", apiKey: host.driveKey })).body.job.id);
+		assert.equal(rerun.total, 2500);
+		assert.equal(rerun.duplicates, 2500);
+		assert.equal(host.driveRequests.filter(url => url.searchParams.get("alt") === "media").length, 0);
+	});
+
+	it("fails a Drive import whose folder cannot be listed, and refuses bad folder references", async () => {
+		const job = await finished(bob, (await bob.post("/api/imports", { source: "google-drive", folder: "noSuchFolder01", apiKey: host.driveKey })).body.job.id);
+		assert.equal(job.status, "failed");
+		assert.match(job.error, /HTTP_404/);
+		const bad = await bob.post("/api/imports", { source: "google-drive", folder: "https://example.com/nothing-here", apiKey: "k" });
+		assert.equal(bad.status, 400);
+		assert.equal(bad.body.type, "INVALID_FOLDER");
+		const noKey = await bob.post("/api/imports", { source: "google-drive", folder: "rootFolder0001" });
+		assert.equal(noKey.status, 400);
+		assert.equal(noKey.body.type, "API_KEY_REQUIRED");
+	});
+
+	it("refuses bad requests with clear errors", async () => {
+		const tooMany = await alice.post("/api/imports", { source: "urls", urls: Array.from({ length: 100_001 }, (_, i) => `http://e.com/${i}`) });
+		assert.equal(tooMany.status, 413);
+		assert.equal(tooMany.body.type, "TOO_MANY_ITEMS");
+		assert.equal((await alice.post("/api/imports", { source: "urls", urls: [] })).status, 400);
+		assert.equal((await alice.post("/api/imports", { source: "urls", urls: [42] })).status, 400);
+		assert.equal((await alice.post("/api/imports", { source: "dropbox", urls: ["http://e.com/a"] })).status, 400);
+		assert.equal((await alice.post("/api/imports", { source: "urls", urls: ["http://e.com/a"], extra: 1 })).status, 400);
+		assert.equal((await new Client(server.url).post("/api/imports", { source: "urls", urls: ["http://e.com/a"] })).status, 401);
+		assert.equal((await alice.get("/api/imports/nope")).status, 404);
+	});
+
+	it("imports one image by URL and shows jobs to their owner and admins only", async () => {
+		const res = await alice.post("/api/images/from-url", { url: `${host.url}/img/kitten_224.png`, category: undefined });
+		assert.equal(res.status, 202, JSON.stringify(res.body));
+		const job = await finished(alice, res.body.job.id);
+		assert.equal(job.succeeded, 1);
+		const [item] = await allItems(alice, job.id);
+		assert.equal((await alice.get(`/api/images/${item.imageId}`)).body.format, "png");
+		assert.equal((await bob.get(`/api/imports/${job.id}`)).status, 404);
+		assert.equal((await admin.get(`/api/imports/${job.id}`)).status, 200);
+		assert.equal((await bob.post("/api/images/from-url", { url: `${host.url}/unique/bob.jpg` })).status, 202);
+		const mine = (await bob.get("/api/imports")).body.items.map((j: { owner: string }) => j.owner);
+		assert.ok(mine.length > 0 && new Set(mine).size === 1);
+		const all = (await admin.get("/api/imports?limit=100")).body.items.map((j: { owner: string }) => j.owner);
+		assert.ok(new Set(all).size >= 2);
+	});
+
+	it("streams progress over Server-Sent Events until the final state", async () => {
+		host.gate = new Gate();
+		host.gatedArrivals = 0;
+		const urls = Array.from({ length: 6 }, (_, i) => `${host.url}/gated/${100 + i}.jpg`);
+		const { body } = await alice.post("/api/imports", { source: "urls", urls });
+		const res = await fetch(`${server.url}/api/imports/${body.job.id}/events`, { headers: { authorization: `Bearer ${alice.token}` } });
+		assert.equal(res.status, 200);
+		assert.match(res.headers.get("content-type")!, /^text\/event-stream/);
+		const events: { event: string; data: any }[] = [];
+		const decoder = new TextDecoder();
+		let buffer = "";
+		for await (const chunk of res.body!) {
+			buffer += decoder.decode(chunk, { stream: true });
+			let end: number;
+			while ((end = buffer.indexOf("\n\n")) >= 0) {
+				const frame = buffer.slice(0, end);
+				buffer = buffer.slice(end + 2);
+				const event = /^event: (.+)$/m.exec(frame)![1]!;
+				events.push({ event, data: JSON.parse(/^data: (.+)$/m.exec(frame)![1]!) });
+				// Let the downloads through once the stream has shown the job waiting on them.
+				if (event === "progress" && host.gatedArrivals > 0) host.gate.open();
+			}
+		}
+		const progress = events.filter(e => e.event === "progress");
+		assert.ok(progress.length >= 1, JSON.stringify(events));
+		assert.ok(progress.every(e => e.data.processed < urls.length));
+		assert.equal(events.at(-1)!.event, "done");
+		assert.equal(events.at(-1)!.data.status, "completed");
+		assert.equal(events.at(-1)!.data.succeeded, urls.length);
+	});
+
+	it("cancels a running job: queued items are dropped, finished ones stay", async () => {
+		host.gate = new Gate();
+		host.gatedArrivals = 0;
+		const urls = Array.from({ length: 300 }, (_, i) => `${host.url}/gated/${1000 + i}.jpg`);
+		const { body } = await alice.post("/api/imports", { source: "urls", urls });
+		while (host.gatedArrivals === 0) await new Promise(resolve => setTimeout(resolve, 20));
+		const cancelled = await alice.delete(`/api/imports/${body.job.id}`);
+		assert.equal(cancelled.status, 200);
+		host.gate.open();
+		const job = await finished(alice, body.job.id);
+		assert.equal(job.status, "cancelled");
+		assertCountsAddUp(job);
+		assert.ok(job.cancelled > 0 && job.processed > 0, JSON.stringify(job));
+		assert.equal(job.processed + job.cancelled, urls.length);
+		assert.equal((await allItems(alice, job.id, "cancelled")).length, job.cancelled);
+		// Nothing that was dropped got fetched later.
+		assert.equal(host.gatedArrivals, job.processed);
+	});
+
+	it("retries only the failed items", async () => {
+		const urls = [`${host.url}/unique/kept.jpg`, `${host.url}/unique/a.jpg`, `${host.url}/unique/b.jpg`];
+		host.broken.add("/unique/a.jpg").add("/unique/b.jpg");
+		const first = await finished(alice, (await alice.post("/api/imports", { source: "urls", urls })).body.job.id);
+		assert.equal(first.status, "completed_with_errors");
+		assert.equal(first.failed, 2);
+		host.broken.clear();
+		const retried = await alice.post(`/api/imports/${first.id}/retry`);
+		assert.equal(retried.status, 202);
+		assert.equal(retried.body.requeued, 2);
+		const done = await finished(alice, first.id);
+		assert.equal(done.status, "completed");
+		assertCountsAddUp(done);
+		assert.deepEqual([done.processed, done.succeeded, done.failed, done.errors.length], [3, 3, 0, 0]);
+		assert.equal(host.hitsOf("/unique/kept.jpg"), 1, "the item that worked was not fetched again");
+		assert.equal(host.hitsOf("/unique/a.jpg"), 2);
+		// Nothing failed any more: nothing to retry.
+		assert.equal((await alice.post(`/api/imports/${first.id}/retry`)).body.requeued, 0);
+	});
+});
+
+describe("imports without IMPORT_ALLOW_PRIVATE_NETWORKS", () => {
+	let host: ImageHost;
+	let server: RunningServer;
+	let alice: Client;
+
+	before(async () => {
+		host = await new ImageHost().start();
+		server = await startServer({ MAX_UPLOAD_BYTES: String(MAX_BYTES), IMPORT_RETRIES: "0" });
+		alice = await new Client(server.url).register("alice");
+	});
+	after(async () => {
+		await server?.stop();
+		await host?.stop();
+	});
+
+	it("refuses loopback, by address or by name, without connecting", async () => {
+		const port = new URL(host.url).port;
+		const urls = [`${host.url}/img/dog.jpg`, `http://localhost:${port}/img/dog.jpg`, `http://[::1]:${port}/img/dog.jpg`, `http://[::ffff:127.0.0.1]:${port}/img/dog.jpg`, `http://0.0.0.0:${port}/img/dog.jpg`];
+		const job = await finished(alice, (await alice.post("/api/imports", { source: "urls", urls })).body.job.id);
+		assert.equal(job.status, "failed");
+		assert.equal(job.failed, urls.length);
+		for (const error of job.errors) assert.match(error.error, /ADDRESS_REFUSED/, error.item);
+		assert.equal(host.hitsOf("/img/dog.jpg"), 0);
+	});
+});

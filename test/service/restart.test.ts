@@ -1,0 +1,55 @@
+/**
+ * Nothing is lost across a restart: generated secrets are reused (tokens stay valid, encrypted
+ * images still decrypt), metadata and blobs persist, and the secrets file is private.
+ */
+import assert from "node:assert/strict";
+import { readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import { Client, fileFrom } from "../helpers/client.ts";
+import { SHARED_IMAGES, startServer, type RunningServer } from "../helpers/server.ts";
+
+describe("restart", () => {
+	let server: RunningServer | undefined;
+	after(async () => {
+		await server?.stop();
+	});
+
+	it("keeps users, tokens, images and encrypted bytes across a restart", async () => {
+		// No JWT_SECRET or STORAGE_MASTER_KEY: the node generates them.
+		server = await startServer();
+		const dataDir = server.dataDir;
+		const secrets = join(dataDir, "secrets.json");
+		assert.equal(statSync(secrets).mode & 0o777, 0o600);
+		const generated = JSON.parse(readFileSync(secrets, "utf8"));
+		assert.ok(generated.jwtSecret && generated.storageMasterKey);
+
+		const alice = await new Client(server.url).register("alice");
+		const bytes = readFileSync(join(SHARED_IMAGES, "dog.jpg"));
+		const upload = await alice.upload([fileFrom(join(SHARED_IMAGES, "dog.jpg"))], { encrypted: "true", tags: "kept" });
+		assert.equal(upload.status, 201);
+		const id = upload.body.images[0].id;
+
+		await server.stop({ keepData: true });
+		server = await startServer({}, { dataDir });
+		assert.deepEqual(JSON.parse(readFileSync(secrets, "utf8")), generated, "secrets are reused, not regenerated");
+
+		const same = new Client(server.url, alice.token);
+		assert.equal((await same.get("/api/auth/me")).status, 200, "the old token is still valid");
+		const download = await same.download(`/api/images/${id}/content`);
+		assert.equal(download.status, 200);
+		assert.ok(download.bytes.equals(bytes));
+		assert.equal((await same.get("/api/images?q=tag:kept")).body.total, 1);
+	});
+
+	it("refuses to start with a clear message when configuration is invalid", async () => {
+		for (const [env, message] of [
+			[{ PORT: "eighty" }, /PORT must be an integer/],
+			[{ STORAGE_MASTER_KEY: "too-short" }, /STORAGE_MASTER_KEY must be 32 bytes/],
+			[{ JWT_SECRET: "short" }, /JWT_SECRET must be at least 32 characters/],
+			[{ SERVICES: "api,nope" }, /SERVICES names unknown services: nope/]
+		] as const) {
+			await assert.rejects(startServer(env), (err: Error) => message.test(err.message), JSON.stringify(env));
+		}
+	});
+});

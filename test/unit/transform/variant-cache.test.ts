@@ -1,0 +1,46 @@
+/** The transform cache index: LRU order by use, eviction by bytes, and persistence. */
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import { VariantIndex, type CachedVariant } from "../../../models/transform/variant-cache.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "imgmesh-variants-"));
+const entry = (key: string, size: number): CachedVariant => ({ key, blob: `sha256-${key}`, size, format: "webp", width: 10, height: 10 });
+
+describe("VariantIndex", () => {
+	after(() => rmSync(dir, { recursive: true, force: true }));
+
+	it("evicts the least recently used entries until the total fits", async () => {
+		const index = new VariantIndex(join(dir, "lru.db"));
+		index.put(entry("a", 100));
+		index.put(entry("b", 100));
+		index.put(entry("c", 100));
+		assert.deepEqual(index.get("a"), entry("a", 100), "a is now the most recently used");
+		assert.deepEqual(index.evictBeyond(300), []);
+		assert.deepEqual(index.evictBeyond(150).map(evicted => evicted.key), ["b", "c"]);
+		assert.equal(index.get("b"), null);
+		assert.deepEqual(index.totals(), { entries: 1, bytes: 100 });
+		index.put(entry("huge", 500));
+		assert.deepEqual(index.evictBeyond(150, "huge").map(evicted => evicted.key), ["a"], "the entry just made stays, even alone over the bound");
+		assert.deepEqual(index.evictBeyond(150).map(evicted => evicted.key), ["huge"]);
+		await index.close();
+	});
+
+	it("keeps its entries, order and storage reference across a reopen", async () => {
+		const file = join(dir, "reopen.db");
+		const first = new VariantIndex(file);
+		first.put(entry("old", 10));
+		first.put(entry("new", 10));
+		const ref = first.refOf("old");
+		await first.close();
+		const second = new VariantIndex(file);
+		assert.equal(second.refOf("old"), ref);
+		assert.match(ref, /^variant-[0-9a-f]{16}-old$/);
+		assert.deepEqual(second.evictBeyond(10).map(evicted => evicted.key), ["old"]);
+		const other = new VariantIndex(join(dir, "other.db"));
+		assert.notEqual(other.refOf("old"), ref, "another index holds its blobs under its own reference");
+		await Promise.all([second.close(), other.close()]);
+	});
+});
