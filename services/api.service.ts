@@ -7,10 +7,10 @@ import type { Context, ServiceBroker, ServiceSchema } from "moleculer";
 import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { getConfig } from "../config/index.ts";
-import { AuthMixin } from "../mixins/auth.ts";
+import { AuthMixin } from "../mixins/auth.mixin.ts";
 import { UnavailableError } from "../models/shared/errors.ts";
 import { REQUIRED } from "./health.service.ts";
-import { WebAppMixin } from "../mixins/web-app.ts";
+import { WebAppMixin } from "../mixins/web-app.mixin.ts";
 
 const config = getConfig();
 

@@ -1,7 +1,7 @@
 /** Categories: admins curate them, everyone lists them, images point at them by id (slug). */
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { getConfig } from "../config/index.ts";
-import { repositoryMixin } from "../mixins/repository.ts";
+import { repositoryMixin } from "../mixins/repository.mixin.ts";
 import { openCategoryRepository } from "../models/backends.ts";
 import { BadRequestError, NotFoundError } from "../models/shared/errors.ts";
 import { nowIso } from "../models/shared/ids.ts";

@@ -19,7 +19,7 @@ import type { CallingOptions, Context, ServiceSchema, ServiceSettingSchema } fro
 import { performance } from "node:perf_hooks";
 import type { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
-import type { AuthUser } from "../mixins/auth.ts";
+import type { AuthUser } from "../mixins/auth.mixin.ts";
 import { readWhole } from "../models/storage/blob-support.ts";
 import { decodeForModel } from "../models/classifier/input.ts";
 import { classLabels, topLabels, type ScoredLabel } from "../models/classifier/labels.ts";

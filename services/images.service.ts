@@ -5,8 +5,8 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
-import type { AuthUser } from "../mixins/auth.ts";
-import { repositoryMixin } from "../mixins/repository.ts";
+import type { AuthUser } from "../mixins/auth.mixin.ts";
+import { repositoryMixin } from "../mixins/repository.mixin.ts";
 import { openImageRepository } from "../models/backends.ts";
 import type { BlobRef } from "../models/storage/blob-store.ts";
 import { BadRequestError, ConflictError, NotFoundError, RangeNotSatisfiableError } from "../models/shared/errors.ts";

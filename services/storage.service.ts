@@ -6,7 +6,7 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
-import { repositoryMixin } from "../mixins/repository.ts";
+import { repositoryMixin } from "../mixins/repository.mixin.ts";
 import { openBlobStore } from "../models/backends.ts";
 import type { BlobStore, ByteRange, PutOptions } from "../models/storage/blob-store.ts";
 import { BadRequestError } from "../models/shared/errors.ts";

@@ -14,7 +14,7 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
-import { repositoryMixin } from "../mixins/repository.ts";
+import { repositoryMixin } from "../mixins/repository.mixin.ts";
 import { InvalidImageError } from "../models/shared/errors.ts";
 import type { ImageDoc } from "../models/images/image.ts";
 import { CHANNELS, DEAD_LETTER_CHANNEL, type Delivery } from "../models/pipeline/channels.ts";
