@@ -5,7 +5,7 @@
  */
 import { readdirSync } from "node:fs";
 import type { ServiceBroker } from "moleculer";
-import type { AuthUser } from "../mixins/auth.mixin.ts";
+import type { AuthUser } from "../models/users/user.ts";
 import type { ImageDoc, Page } from "../models/images/image.ts";
 
 /** Parsed arguments moleculer-repl hands to a command: positionals by name, flags in `options`. */

@@ -10,13 +10,7 @@ import { createSecretKey } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import { getConfig } from "../config/index.ts";
 import { ForbiddenError, UnauthorizedError } from "../models/shared/errors.ts";
-import type { Role } from "../models/images/image.ts";
-
-export interface AuthUser {
-	id: string;
-	username: string;
-	role: Role;
-}
+import type { AuthUser } from "../models/users/user.ts";
 
 type AuthLevel = "public" | "optional" | "user" | "admin";
 

@@ -11,16 +11,9 @@ import { AuthMixin } from "../mixins/auth.mixin.ts";
 import { UnavailableError } from "../models/shared/errors.ts";
 import { REQUIRED } from "./health.service.ts";
 import { WebAppMixin } from "../mixins/web-app.mixin.ts";
+import { errorResponse, type HttpError, type RequestInfo, requestInfoOf } from "../models/http/request.ts";
 
 const config = getConfig();
-
-/** Request headers that actions need (conditional and range requests, uploads). */
-export interface RequestInfo {
-	contentType?: string;
-	range?: string;
-	ifNoneMatch?: string;
-	accept?: string;
-}
 
 /**
  * The client address for rate limiting: the socket peer, unless a trusted proxy is configured,
@@ -55,47 +48,7 @@ function rateLimitSettings() {
 }
 
 function copyRequestInfo(ctx: Context<unknown, { request?: RequestInfo }>, _route: unknown, req: IncomingMessage): void {
-	ctx.meta.request = {
-		contentType: req.headers["content-type"],
-		range: req.headers.range,
-		ifNoneMatch: req.headers["if-none-match"],
-		accept: req.headers.accept
-	};
-}
-
-interface HttpError {
-	name?: string;
-	message?: string;
-	code?: unknown;
-	type?: string;
-	data?: unknown;
-	status?: number;
-}
-
-/**
- * Moleculer's errors for "no live node can take this call now" (the service's nodes are gone or
- * their circuits open, or this node lost the transporter) are 404 and 502 by default; for an HTTP
- * client they all mean: unavailable, try again later.
- */
-const CLUSTER_UNAVAILABLE = new Set(["ServiceNotFoundError", "ServiceNotAvailableError", "BrokerDisconnectedError"]);
-
-/** Maps any error to a status and a JSON body; server faults never leak their details. */
-function errorResponse(err: HttpError): { status: number; body: Record<string, unknown> } {
-	const raw = typeof err.code === "number" ? err.code : err.status;
-	let status = typeof raw === "number" && raw >= 400 && raw <= 599 ? raw : 500;
-	// Moleculer reports invalid params as 422; for a request that is a malformed request.
-	if (err.name === "ValidationError") status = 400;
-	if (err.name && CLUSTER_UNAVAILABLE.has(err.name)) {
-		status = 503;
-		err = { ...err, name: err.name, message: err.message, type: "SERVICE_UNAVAILABLE" };
-	}
-	if (status >= 500 && status !== 503 && status !== 504) {
-		return { status, body: { name: "InternalServerError", message: "Internal server error", code: status, type: "INTERNAL_ERROR" } };
-	}
-	return {
-		status,
-		body: { name: err.name ?? "Error", message: err.message ?? "Error", code: status, type: err.type ?? null, data: err.data ?? null }
-	};
+	ctx.meta.request = requestInfoOf(req);
 }
 
 function sendJsonError(this: { logger: any }, req: IncomingMessage, res: ServerResponse, err: HttpError): void {

@@ -19,7 +19,7 @@ import type { CallingOptions, Context, ServiceSchema, ServiceSettingSchema } fro
 import { performance } from "node:perf_hooks";
 import type { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
-import type { AuthUser } from "../mixins/auth.mixin.ts";
+import type { AuthUser } from "../models/users/user.ts";
 import { readWhole } from "../models/storage/blob-support.ts";
 import { decodeForModel } from "../models/classifier/input.ts";
 import { classLabels, topLabels, type ScoredLabel } from "../models/classifier/labels.ts";
@@ -30,7 +30,7 @@ import type { ImageDoc } from "../models/images/image.ts";
 import { CHANNELS, DEAD_LETTER_CHANNEL, isLastAttempt, type Delivery } from "../models/pipeline/channels.ts";
 import { ImageSniffer } from "../models/http/image-sniffer.ts";
 import { parseMultipart, type UploadedFile } from "../models/http/multipart.ts";
-import type { RequestInfo } from "./api.service.ts";
+import type { RequestInfo } from "../models/http/request.ts";
 
 const config = getConfig();
 

@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
 import { getConfig } from "../config/index.ts";
-import type { AuthUser } from "../mixins/auth.mixin.ts";
+import type { AuthUser } from "../models/users/user.ts";
 import { repositoryMixin } from "../mixins/repository.mixin.ts";
 import { openImportRepository } from "../models/backends.ts";
 import { BadRequestError, NotFoundError, TooManyItemsError } from "../models/shared/errors.ts";

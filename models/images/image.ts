@@ -3,12 +3,12 @@
  * implements it now (sqlite-repository.ts); MongoDB implements the same interface for
  * distributed mode, and one contract test suite runs against every implementation.
  */
+import type { Viewer } from "../shared/access.ts";
 import type { SearchQuery } from "./search-query.ts";
 
 export type Visibility = "private" | "public";
 export type ImageStatus = "processing" | "ready" | "failed";
 export type TagSource = "user" | "hashtag" | "auto";
-export type Role = "user" | "admin";
 
 export interface Tag {
 	label: string;
@@ -87,12 +87,10 @@ export interface ImageDoc {
 /** Fields an owner or admin may change. */
 export type ImagePatch = Partial<Pick<ImageDoc, "name" | "description" | "tags" | "category" | "visibility" | "status">>;
 
-/** Who is asking: decides which private images are visible. null = anonymous. */
-export type Viewer = { id: string; role: Role } | null;
-
 export type SortKey = "createdAt" | "-createdAt" | "views" | "-views" | "name";
 
 export interface ImageFilter {
+	/** Who is asking: decides which private images are visible. */
 	viewer: Viewer;
 	query?: SearchQuery;
 	/** Any of these tags (lower-case labels). */

@@ -3,6 +3,7 @@
  * process-wide sharp settings. Pure apart from sharp itself: bytes in, bytes out.
  */
 import sharp, { type Sharp } from "sharp";
+import { renderRendition, renditionEdgeOf } from "../pipeline/renditions.ts";
 import type { OutputFormat, TransformSpec } from "./spec.ts";
 
 export interface PipelineSettings {
@@ -58,6 +59,12 @@ function encode(image: Sharp, spec: TransformSpec, settings: PipelineSettings): 
  * GPS, XMP) is not copied to the output. Images are never enlarged.
  */
 export async function renderVariant(input: Buffer, spec: TransformSpec, settings: PipelineSettings): Promise<RenderedVariant> {
+	const edge = renditionEdgeOf(spec);
+	if (edge !== null) {
+		// A thumbnail: the pipeline's own steps, so it matches the stored one byte for byte.
+		const { bytes, width, height } = await renderRendition(input, edge, { maxInputPixels: settings.limitInputPixels });
+		return { data: bytes, format: spec.format, width, height };
+	}
 	let image = sharp(input, { failOn: "warning", limitInputPixels: settings.limitInputPixels }).autoOrient();
 	if (spec.width !== null || spec.height !== null) {
 		image = image.resize({ width: spec.width ?? undefined, height: spec.height ?? undefined, fit: spec.fit, withoutEnlargement: true });

@@ -28,8 +28,8 @@ export const MAX_DIMENSION = 16383;
 export const MAX_DPR = 4;
 
 /** Formats where `q` means something; the others are lossless here and ignore it. */
-const LOSSY: ReadonlySet<OutputFormat> = new Set(["jpeg", "webp", "avif"]);
-const DEFAULT_QUALITY: Readonly<Partial<Record<OutputFormat, number>>> = { jpeg: 80, webp: 80, avif: 50 };
+export const LOSSY: ReadonlySet<OutputFormat> = new Set(["jpeg", "webp", "avif"]);
+export const DEFAULT_QUALITY: Readonly<Partial<Record<OutputFormat, number>>> = { jpeg: 80, webp: 80, avif: 50 };
 
 const CONTENT_TYPES: Readonly<Record<OutputFormat, string>> = {
 	jpeg: "image/jpeg",
@@ -172,37 +172,6 @@ export function checkOutputPixels(spec: TransformSpec, source: SourceImage, maxO
 	if (pixels > maxOutputPixels) {
 		throw new BadRequestError(`The output would have ${pixels} pixels; the limit is ${maxOutputPixels}`, "OUTPUT_TOO_LARGE", { maxOutputPixels });
 	}
-}
-
-/** Shortest-edge lengths of the standard renditions, which are also their names. */
-export const RENDITION_SIZES = [240, 720] as const;
-
-/** A rendition: shortest edge `size` px (never enlarged), WebP at its default quality. */
-export function renditionSpec(size: number): TransformSpec {
-	return { format: "webp", width: size, height: size, fit: "outside", quality: DEFAULT_QUALITY.webp! };
-}
-
-/** The name of a compressed rendition: `compress-q70-webp`, or `compress-png` for lossless formats. */
-export function compressName(spec: TransformSpec): string {
-	return spec.quality === null ? `compress-${spec.format}` : `compress-q${spec.quality}-${spec.format}`;
-}
-
-const COMPRESS_NAME = /^compress-(?:q(?<quality>[1-9]\d?|100)-)?(?<format>[a-z]+)$/;
-
-/**
- * The spec a rendition name stands for: "240" and "720" (thumbnails) or a compressed rendition's
- * name; null for any other name. A name maps to exactly one spec, so a rendition needs no record
- * of its own to be found, and can always be made again.
- */
-export function renditionByName(name: string): TransformSpec | null {
-	const size = Number(name);
-	if ((RENDITION_SIZES as readonly number[]).includes(size) && String(size) === name) return renditionSpec(size);
-	const match = COMPRESS_NAME.exec(name);
-	const format = match && (OUTPUT_FORMATS as readonly string[]).includes(match.groups!.format!) ? (match.groups!.format as OutputFormat) : null;
-	if (!format) return null;
-	const quality = match!.groups!.quality;
-	if (LOSSY.has(format) !== (quality !== undefined)) return null;
-	return { format, width: null, height: null, fit: "inside", quality: quality === undefined ? null : Number(quality) };
 }
 
 /** What a variant's bytes come with. */

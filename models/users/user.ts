@@ -1,5 +1,5 @@
 /** Users: the stored shape, the public shape and the backend-neutral repository contract. */
-import type { Role } from "../images/image.ts";
+import type { Role } from "../shared/access.ts";
 
 export interface UserRecord {
 	id: string;
@@ -10,6 +10,13 @@ export interface UserRecord {
 	passwordHash: string;
 	createdAt: string;
 	updatedAt: string;
+}
+
+/** The caller of a request, as the gateway authenticated it. */
+export interface AuthUser {
+	id: string;
+	username: string;
+	role: Role;
 }
 
 /** What clients see of a user: never the password hash. */

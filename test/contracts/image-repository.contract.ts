@@ -16,9 +16,9 @@ import type {
 	ImageStats,
 	Rendition,
 	SortKey,
-	Tag,
-	Viewer
+	Tag
 } from "../../models/images/image.ts";
+import type { Viewer } from "../../models/shared/access.ts";
 import { parseSearchQuery } from "../../models/images/search-query.ts";
 
 export interface ContractFixture {

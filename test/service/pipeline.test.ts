@@ -147,3 +147,32 @@ describe("reconciler (embedded)", () => {
 		}
 	});
 });
+
+describe("renditions", () => {
+	it("serves a thumbnail made on the spot with the same bytes and ETag as the one the pipeline stores later", async () => {
+		// No worker at first: the image stays processing, so its thumbnails are made on request.
+		const first = await startServer({ SERVICES: "api,images,users,categories,storage,transform,health" });
+		let server: RunningServer | undefined;
+		try {
+			const alice = await new Client(first.url).register("alice");
+			const id = (await alice.upload([fileFrom(join(SHARED_IMAGES, "dog.jpg"))])).body.images[0].id;
+			const onTheSpot = await Promise.all(["240", "720"].map(size => alice.download(`/api/images/${id}/thumbnail?size=${size}`)));
+			assert.equal((await alice.get(`/api/images/${id}`)).body.renditions.length, 0, "nothing was stored yet");
+			await first.stop({ keepData: true });
+
+			server = await startServer({}, { dataDir: first.dataDir });
+			const owner = new Client(server.url, alice.token);
+			assert.equal((await settled(owner, id)).renditions.length, 2);
+			for (const [index, size] of ["240", "720"].entries()) {
+				const stored = await owner.download(`/api/images/${id}/thumbnail?size=${size}`);
+				assert.equal(stored.status, 200);
+				assert.equal(stored.headers.get("etag"), onTheSpot[index]!.headers.get("etag"), `ETag of the ${size} thumbnail`);
+				assert.ok(stored.bytes.equals(onTheSpot[index]!.bytes), `bytes of the ${size} thumbnail`);
+				const revalidated = await owner.download(`/api/images/${id}/thumbnail?size=${size}`, { "if-none-match": onTheSpot[index]!.headers.get("etag")! });
+				assert.equal(revalidated.status, 304, "a client's copy made on the spot stays valid");
+			}
+		} finally {
+			await (server ?? first).stop();
+		}
+	});
+});

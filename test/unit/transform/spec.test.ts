@@ -2,17 +2,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { BadRequestError } from "../../../models/shared/errors.ts";
-import {
-	compressName,
-	negotiateFormat,
-	normalizeTransform,
-	outputPixels,
-	renditionByName,
-	renditionSpec,
-	variantFilename,
-	variantKey,
-	type TransformQuery
-} from "../../../models/transform/spec.ts";
+import { compressName, renditionByName, renditionEdgeOf, renditionSpec } from "../../../models/pipeline/renditions.ts";
+import { negotiateFormat, normalizeTransform, outputPixels, variantFilename, variantKey, type TransformQuery } from "../../../models/transform/spec.ts";
 
 const PHOTO = { format: "jpeg", width: 2000, height: 1333 };
 const OPTIONS = { maxOutputPixels: 10_000_000 };
@@ -103,6 +94,9 @@ describe("renditions and names", () => {
 		assert.equal(compressName(normalize({ format: "webp", q: 70 })), "compress-q70-webp");
 		assert.equal(compressName(normalize({ format: "png", q: 70 })), "compress-png");
 		assert.deepEqual(renditionByName("240"), renditionSpec(240));
+		assert.equal(renditionEdgeOf(renditionSpec(720)), 720);
+		assert.equal(renditionEdgeOf(normalize({ format: "webp", w: 240, h: 240, fit: "outside", q: 81 })), null);
+		assert.equal(renditionEdgeOf(normalize({ format: "webp", w: 240 })), null);
 		for (const name of ["0240", "241", "compress-q70-jpg", "compress-q101-webp", "compress-q07-webp", "compress-webp", "compress-q5-png", "compress-q5-bmp", "x"]) {
 			assert.equal(renditionByName(name), null, name);
 		}

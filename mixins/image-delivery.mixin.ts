@@ -1,0 +1,194 @@
+/**
+ * Delivery of image bytes, mixed into the images service: the original (validators, ranges, view
+ * counting), variants made by the transform service, thumbnails and other renditions, and the
+ * anonymous public links (/p/:id). Every answer carries a strong ETag, so a conditional request
+ * is answered 304 before any byte is read.
+ */
+import type { Readable } from "node:stream";
+import { getConfig } from "../config/index.ts";
+import { deliveryHeaders, etagMatches } from "../models/http/conditional.ts";
+import { parseRange } from "../models/http/range.ts";
+import type { ImageDoc, Rendition } from "../models/images/image.ts";
+import { EXT, THUMBNAIL_SIZE, TRANSFORM } from "../models/images/params.ts";
+import { renditionByName } from "../models/pipeline/renditions.ts";
+import { NotFoundError, RangeNotSatisfiableError } from "../models/shared/errors.ts";
+import { ID } from "../models/shared/params.ts";
+import {
+	checkOutputPixels,
+	contentTypeOf,
+	FORMAT_NAMES,
+	normalizeTransform,
+	sourceOf,
+	variantFilename,
+	variantKey,
+	wantsTransform,
+	type TransformQuery,
+	type TransformSpec
+} from "../models/transform/spec.ts";
+import { imagesMixin, type ImagesContext, type VariantOptions } from "../types/images-service.ts";
+
+const config = getConfig();
+
+export const ImageDeliveryMixin = imagesMixin({
+	actions: {
+		/** The original bytes, or a variant of them when any transform parameter is given. */
+		content: {
+			rest: "GET /images/:id/content",
+			auth: "optional",
+			params: { $$strict: true, id: ID, ...TRANSFORM },
+			async handler(ctx: ImagesContext) {
+				const { id, ...query } = ctx.params;
+				return this.serveDownload(ctx, await this.visibleImage(ctx, id), query);
+			}
+		},
+
+		/** GET /images/:id/content.<ext>: a variant in the format the extension names. */
+		contentAs: {
+			rest: "GET /images/:id/content.:ext",
+			auth: "optional",
+			params: { $$strict: true, id: ID, ext: EXT, ...TRANSFORM },
+			async handler(ctx: ImagesContext) {
+				const { id, ...query } = ctx.params;
+				return this.serveDownload(ctx, await this.visibleImage(ctx, id), query);
+			}
+		},
+
+		thumbnail: {
+			rest: "GET /images/:id/thumbnail",
+			auth: "optional",
+			params: { $$strict: true, id: ID, size: THUMBNAIL_SIZE },
+			async handler(ctx: ImagesContext) {
+				return this.serveRendition(ctx, await this.visibleImage(ctx, ctx.params.id), ctx.params.size);
+			}
+		},
+
+		/** A rendition by name: "240", "720" or a compressed one ("compress-q70-webp"). */
+		rendition: {
+			rest: "GET /images/:id/renditions/:name",
+			auth: "optional",
+			params: { $$strict: true, id: ID, name: { type: "string", max: 40 } },
+			async handler(ctx: ImagesContext) {
+				return this.serveRendition(ctx, await this.visibleImage(ctx, ctx.params.id), ctx.params.name);
+			}
+		},
+
+		/** GET /p/:id and /p/:id.<ext>: a public image for anyone; a private one does not exist. */
+		publicContent: {
+			auth: "public",
+			params: { $$strict: true, id: ID, ...TRANSFORM },
+			async handler(ctx: ImagesContext) {
+				const { id: file, ...query } = ctx.params;
+				const dot = file.lastIndexOf(".");
+				const id = dot > 0 ? file.slice(0, dot) : file;
+				const ext = dot > 0 ? file.slice(dot + 1) : undefined;
+				return this.serveDownload(ctx, await this.publicImage(ctx, id), { ...query, ext });
+			}
+		},
+
+		/** GET /p/:id/thumbnail: a public image's rendition. */
+		publicThumbnail: {
+			auth: "public",
+			params: { $$strict: true, id: ID, size: THUMBNAIL_SIZE },
+			async handler(ctx: ImagesContext) {
+				return this.serveRendition(ctx, await this.publicImage(ctx, ctx.params.id), ctx.params.size);
+			}
+		}
+	},
+
+	methods: {
+		/** For share links: the image if it is public, and the request then counts as anonymous. */
+		async publicImage(ctx: ImagesContext, id: string): Promise<ImageDoc> {
+			const doc = await this.repo.get(id);
+			if (!doc || doc.visibility !== "public") throw new NotFoundError("Image", id);
+			ctx.meta.user = null;
+			return doc;
+		},
+
+		serveDownload(ctx: ImagesContext, doc: ImageDoc, query: TransformQuery): Promise<Readable | null> {
+			if (!wantsTransform(query)) return this.serveContent(ctx, doc);
+			const spec = normalizeTransform(query, doc, { accept: ctx.meta.request?.accept, maxOutputPixels: config.transformMaxOutputPixels });
+			return this.serveVariant(ctx, doc, spec, { negotiated: query.format === "auto", countsView: true });
+		},
+
+		/** The original bytes with validators, ranges and view counting. */
+		async serveContent(ctx: ImagesContext, doc: ImageDoc): Promise<Readable | null> {
+			const headers: Record<string, string | number> = { ...deliveryHeaders(doc.visibility, doc.sha256, doc.filename), "Accept-Ranges": "bytes" };
+			ctx.meta.$responseHeaders = headers;
+			ctx.meta.$responseType = doc.contentType;
+			const countsView = ctx.meta.user?.id !== doc.owner;
+			if (etagMatches(ctx.meta.request?.ifNoneMatch, headers.ETag as string)) {
+				if (countsView) await this.repo.incrementViews(doc.id);
+				ctx.meta.$statusCode = 304;
+				return null;
+			}
+			const range = parseRange(ctx.meta.request?.range, doc.size);
+			if (range === "unsatisfiable") throw new RangeNotSatisfiableError(doc.size);
+			// A range request continuing a download is not another view.
+			if (countsView && (!range || range.start === 0)) await this.repo.incrementViews(doc.id);
+			if (range) {
+				ctx.meta.$statusCode = 206;
+				headers["Content-Range"] = `bytes ${range.start}-${range.end}/${doc.size}`;
+				headers["Content-Length"] = range.end - range.start + 1;
+			} else {
+				headers["Content-Length"] = doc.size;
+			}
+			return ctx.call<Readable, object>("storage.get", { key: doc.blob, ...(range ?? {}) });
+		},
+
+		/**
+		 * A rendition (not counted as a view): the one the ingest pipeline stored on the image, or
+		 * else from the variant cache, made on the spot if needed (before the pipeline got to it,
+		 * or for a compressed rendition).
+		 */
+		async serveRendition(ctx: ImagesContext, doc: ImageDoc, name: string): Promise<Readable | null> {
+			const stored = doc.renditions.find(rendition => rendition.name === name);
+			if (stored) return this.serveStoredRendition(ctx, doc, stored);
+			const spec = renditionByName(name);
+			if (!spec) throw new NotFoundError("Rendition", name);
+			checkOutputPixels(spec, doc, config.transformMaxOutputPixels);
+			return this.serveVariant(ctx, doc, spec, { negotiated: false, countsView: false });
+		},
+
+		/**
+		 * A stored rendition's bytes. Its ETag is the variant key of its spec, as for the same
+		 * rendition made on the spot: the two are the same bytes, so a client's copy of either
+		 * stays valid.
+		 */
+		async serveStoredRendition(ctx: ImagesContext, doc: ImageDoc, rendition: Rendition): Promise<Readable | null> {
+			const format = FORMAT_NAMES[rendition.format] ?? "webp";
+			const etag = variantKey(sourceOf(doc), renditionByName(rendition.name)!, config.transformAvifEffort);
+			const headers = deliveryHeaders(doc.visibility, etag, variantFilename(doc.filename, format));
+			ctx.meta.$responseHeaders = headers;
+			ctx.meta.$responseType = contentTypeOf(format);
+			if (etagMatches(ctx.meta.request?.ifNoneMatch, headers.ETag as string)) {
+				ctx.meta.$statusCode = 304;
+				return null;
+			}
+			headers["Content-Length"] = rendition.size;
+			return ctx.call<Readable, object>("storage.get", { key: rendition.blob });
+		},
+
+		/**
+		 * A variant of the image. Its ETag is the variant key, known from the request alone, so a
+		 * conditional request is answered 304 before any image is read or rendered.
+		 */
+		async serveVariant(ctx: ImagesContext, doc: ImageDoc, spec: TransformSpec, options: VariantOptions): Promise<Readable | null> {
+			const source = sourceOf(doc);
+			const headers = deliveryHeaders(doc.visibility, variantKey(source, spec, config.transformAvifEffort), variantFilename(doc.filename, spec.format));
+			if (options.negotiated) headers.Vary = "Accept";
+			ctx.meta.$responseHeaders = headers;
+			ctx.meta.$responseType = contentTypeOf(spec.format);
+			const countsView = options.countsView && ctx.meta.user?.id !== doc.owner;
+			if (countsView) await this.repo.incrementViews(doc.id);
+			if (etagMatches(ctx.meta.request?.ifNoneMatch, headers.ETag as string)) {
+				ctx.meta.$statusCode = 304;
+				return null;
+			}
+			const bytes = await ctx.call<Readable, object>("transform.variant", { source, spec });
+			// The size comes back in transform.variant's ctx.meta, merged into ours; from another node
+			// that merge also replaces $responseHeaders with a copy, so they are set again here.
+			ctx.meta.$responseHeaders = { ...headers, "Content-Length": ctx.meta.$variant!.size };
+			return bytes;
+		}
+	}
+});

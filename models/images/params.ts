@@ -1,0 +1,36 @@
+/** Validator fragments of the images actions (REST and internal), in one place. */
+import { RENDITION_EDGES } from "../pipeline/renditions.ts";
+import { TEXT } from "../shared/params.ts";
+import { FITS, FORMAT_NAMES, MAX_DIMENSION, MAX_DPR } from "../transform/spec.ts";
+
+export const VISIBILITY = { type: "enum", values: ["private", "public"], optional: true };
+export const STATUS = { type: "enum", values: ["processing", "ready", "failed"] };
+export const TAGS = [
+	{ type: "array", items: { type: "string", max: 50 }, max: 50, optional: true },
+	{ type: "string", max: 2000, optional: true }
+];
+
+const SIDE = { type: "number", integer: true, min: 1, max: MAX_DIMENSION, convert: true, optional: true };
+
+/** Query parameters of a transformed download; their combination is checked by normalizeTransform. */
+export const TRANSFORM = {
+	format: { type: "enum", values: [...Object.keys(FORMAT_NAMES), "auto"], optional: true },
+	w: SIDE,
+	h: SIDE,
+	fit: { type: "enum", values: FITS, optional: true },
+	q: { type: "number", integer: true, min: 1, max: 100, convert: true, optional: true },
+	dpr: { type: "number", min: 0.1, max: MAX_DPR, convert: true, optional: true }
+};
+export const EXT = { type: "enum", values: Object.keys(FORMAT_NAMES) };
+export const THUMBNAIL_SIZE = { type: "enum", values: RENDITION_EDGES.map(String) };
+
+/** Upload form fields, checked once before the first file is stored. */
+export const UPLOAD_FIELDS = {
+	$$strict: true,
+	name: TEXT(200),
+	description: TEXT(5000),
+	category: TEXT(64),
+	tags: { type: "string", max: 2000, optional: true },
+	visibility: VISIBILITY,
+	encrypted: { type: "enum", values: ["true", "false"], optional: true }
+};

@@ -1,0 +1,65 @@
+/**
+ * The shape of the images service as its parts see it: services/images.service.ts and the mixins
+ * it is assembled from (mixins/image-delivery.mixin.ts, mixins/image-pipeline.mixin.ts) share
+ * these methods and state.
+ */
+import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import type { Readable } from "node:stream";
+import type { RequestInfo } from "../models/http/request.ts";
+import type { ImageDoc, ImageRepository, Rendition } from "../models/images/image.ts";
+import type { StagedSource, UploadOptions } from "../models/images/new-image.ts";
+import type { Viewer } from "../models/shared/access.ts";
+import type { TransformQuery, TransformSpec, VariantInfo } from "../models/transform/spec.ts";
+import type { AuthUser } from "../models/users/user.ts";
+
+export interface ImagesMeta {
+	user?: AuthUser | null;
+	request?: RequestInfo;
+	$statusCode?: number;
+	$responseType?: string;
+	$responseHeaders?: Record<string, string | number>;
+	$variant?: VariantInfo;
+}
+export type ImagesContext<P = Record<string, any>> = Context<P, ImagesMeta>;
+
+export interface ImagesVars {
+	repo: ImageRepository;
+	/** fastest-validator checker: true, or the list of problems. */
+	checkUploadFields: (value: Record<string, unknown>) => unknown;
+}
+
+export interface VariantOptions {
+	/** The format was negotiated from Accept (format=auto): caches must key on it. */
+	negotiated: boolean;
+	countsView: boolean;
+}
+
+export interface ImagesMethods {
+	// services/images.service.ts
+	viewerOf(ctx: ImagesContext): Viewer;
+	visibleImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
+	editableImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
+	stage(ctx: ImagesContext, stream: Readable, source: StagedSource, options: UploadOptions): Promise<ImageDoc>;
+	uploadOptions(ctx: ImagesContext, rawFields: Readonly<Record<string, string>>): Promise<UploadOptions>;
+	resolveCategory(ctx: ImagesContext, ref: string | undefined): Promise<string | null>;
+	deleteImage(ctx: ImagesContext, doc: ImageDoc): Promise<void>;
+	commit(ctx: ImagesContext, doc: ImageDoc): Promise<void>;
+	// mixins/image-pipeline.mixin.ts
+	enqueue(ctx: ImagesContext, doc: ImageDoc): Promise<void>;
+	releaseRenditions(ctx: ImagesContext, id: string, renditions: Rendition[]): Promise<void>;
+	// mixins/image-delivery.mixin.ts
+	publicImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
+	serveDownload(ctx: ImagesContext, doc: ImageDoc, query: TransformQuery): Promise<Readable | null>;
+	serveContent(ctx: ImagesContext, doc: ImageDoc): Promise<Readable | null>;
+	serveRendition(ctx: ImagesContext, doc: ImageDoc, name: string): Promise<Readable | null>;
+	serveStoredRendition(ctx: ImagesContext, doc: ImageDoc, rendition: Rendition): Promise<Readable | null>;
+	serveVariant(ctx: ImagesContext, doc: ImageDoc, spec: TransformSpec, options: VariantOptions): Promise<Readable | null>;
+}
+
+/**
+ * A part of the images service: written against the whole service's `this`, mixed in as any
+ * schema (Moleculer's mixin typings know nothing of the service they end up in).
+ */
+export function imagesMixin(schema: Partial<ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars>>): Partial<ServiceSchema> {
+	return schema as Partial<ServiceSchema>;
+}
