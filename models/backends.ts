@@ -10,10 +10,12 @@ import type { Config } from "../config/index.ts";
 import type { BlobStore } from "./storage/blob-store.ts";
 import { Keyring } from "./storage/envelope-crypto.ts";
 import { FsBlobStore } from "./storage/fs-blob-store.ts";
-import type { CategoryRepository, ImageRepository } from "./images/image.ts";
+import type { CategoryRepository } from "./categories/category.ts";
+import { SqliteCategoryRepository } from "./categories/sqlite-repository.ts";
+import type { ImageRepository } from "./images/image.ts";
 import type { ImportRepository } from "./imports/import-job.ts";
 import type { MongoOptions } from "./db/mongo.ts";
-import { SqliteCategoryRepository, SqliteImageRepository } from "./images/sqlite-repository.ts";
+import { SqliteImageRepository } from "./images/sqlite-repository.ts";
 import { SqliteImportRepository } from "./imports/sqlite-repository.ts";
 import { SqliteUserRepository } from "./users/sqlite-repository.ts";
 import type { UserRepository } from "./users/user.ts";
@@ -22,6 +24,7 @@ import type { UserRepository } from "./users/user.ts";
 // of RSS, and embedded mode is held to a memory budget (README, Benchmarks).
 const load = createRequire(import.meta.url);
 const mongoImages = () => load("./images/mongo-repository.ts") as typeof import("./images/mongo-repository.ts");
+const mongoCategories = () => load("./categories/mongo-repository.ts") as typeof import("./categories/mongo-repository.ts");
 const mongoUsers = () => load("./users/mongo-repository.ts") as typeof import("./users/mongo-repository.ts");
 const mongoImports = () => load("./imports/mongo-repository.ts") as typeof import("./imports/mongo-repository.ts");
 const gridFs = () => load("./storage/gridfs-blob-store.ts") as typeof import("./storage/gridfs-blob-store.ts");
@@ -37,7 +40,7 @@ export function openImageRepository(config: Config): ImageRepository {
 
 export function openCategoryRepository(config: Config): CategoryRepository {
 	const mongo = mongoOptions(config);
-	return mongo ? new (mongoImages().MongoCategoryRepository)(mongo) : new SqliteCategoryRepository(join(config.dataDir, "images.db"));
+	return mongo ? new (mongoCategories().MongoCategoryRepository)(mongo) : new SqliteCategoryRepository(join(config.dataDir, "images.db"));
 }
 
 export function openUserRepository(config: Config): UserRepository {

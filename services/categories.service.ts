@@ -5,22 +5,11 @@ import { repositoryMixin } from "../mixins/repository.mixin.ts";
 import { openCategoryRepository } from "../models/backends.ts";
 import { BadRequestError, NotFoundError } from "../models/shared/errors.ts";
 import { nowIso } from "../models/shared/ids.ts";
-import type { Category, CategoryRepository } from "../models/images/image.ts";
+import { ID } from "../models/shared/params.ts";
+import { slugify, type Category, type CategoryRepository } from "../models/categories/category.ts";
 
-const ID = { type: "string", min: 1, max: 64 };
 const NAME = { type: "string", min: 1, max: 64, trim: true };
 const DESCRIPTION = { type: "string", max: 1000, trim: true, optional: true };
-
-/** "Street Art & Murals" -> "street-art-murals". */
-function slugify(name: string): string {
-	return name
-		.normalize("NFKD")
-		.replace(/[\u0300-\u036f]/g, "")
-		.toLowerCase()
-		.replace(/[^a-z0-9]+/g, "-")
-		.replace(/^-+|-+$/g, "")
-		.slice(0, 64);
-}
 
 interface CategoriesMethods {
 	existing(id: string): Promise<Category>;

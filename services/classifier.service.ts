@@ -20,11 +20,13 @@ import { performance } from "node:perf_hooks";
 import type { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
 import type { AuthUser } from "../models/users/user.ts";
+import { ID } from "../models/shared/params.ts";
 import { readWhole } from "../models/storage/blob-support.ts";
 import { decodeForModel } from "../models/classifier/input.ts";
 import { classLabels, topLabels, type ScoredLabel } from "../models/classifier/labels.ts";
 import { loadManifest, type LoadedManifest } from "../models/classifier/manifest.ts";
 import { ClassifierPool } from "../models/classifier/pool.ts";
+import { canManage } from "../models/shared/access.ts";
 import { InvalidImageError, NotFoundError, UnavailableError } from "../models/shared/errors.ts";
 import type { ImageDoc } from "../models/images/image.ts";
 import { CHANNELS, DEAD_LETTER_CHANNEL, isLastAttempt, type Delivery } from "../models/pipeline/channels.ts";
@@ -99,13 +101,12 @@ const classifier: ServiceSchema<ServiceSettingSchema, ClassifierMethods, Classif
 
 		retag: {
 			rest: "POST /images/:id/retag",
-			params: { $$strict: true, id: { type: "string", min: 1, max: 64 } },
+			params: { $$strict: true, id: ID },
 			async handler(ctx: ClassifierContext<{ id: string }>) {
 				this.enabledModel();
 				const doc = await ctx.call<ImageDoc, { id: string }>("images.get", { id: ctx.params.id });
-				const user = ctx.meta.user!;
 				// Seeing a public image is not owning it: to others there is nothing to retag.
-				if (user.role !== "admin" && user.id !== doc.owner) throw new NotFoundError("Image", doc.id);
+				if (!canManage(ctx.meta.user!, doc)) throw new NotFoundError("Image", doc.id);
 				await this.broker.sendToChannel(CHANNELS.classify, { id: doc.id }, { ctx });
 				ctx.meta.$statusCode = 202;
 				return { id: doc.id, queued: true };
@@ -115,7 +116,7 @@ const classifier: ServiceSchema<ServiceSettingSchema, ClassifierMethods, Classif
 		/** Tags one image now; its labels, or null if it is gone or could not be tagged. For the REPL. */
 		tag: {
 			visibility: "public",
-			params: { $$strict: true, id: { type: "string", min: 1, max: 64 } },
+			params: { $$strict: true, id: ID },
 			async handler(ctx: ClassifierContext<{ id: string }>) {
 				this.enabledModel();
 				return this.tagImage(ctx, ctx.params.id);

@@ -20,6 +20,8 @@ import { getConfig } from "../config/index.ts";
 import type { AuthUser } from "../models/users/user.ts";
 import { repositoryMixin } from "../mixins/repository.mixin.ts";
 import { openImportRepository } from "../models/backends.ts";
+import { canManage, ownerScope } from "../models/shared/access.ts";
+import { ID } from "../models/shared/params.ts";
 import { BadRequestError, NotFoundError, TooManyItemsError } from "../models/shared/errors.ts";
 import { downloadUrl, listDriveImages, parseFolderId, type DriveSource } from "../models/imports/google-drive.ts";
 import { newId, nowIso } from "../models/shared/ids.ts";
@@ -48,7 +50,7 @@ type Meta = { user?: AuthUser | null; $statusCode?: number; $responseType?: stri
 type ImportsContext<P = Record<string, any>> = Context<P, Meta>;
 type Message = { jobId: string; list: true } | { jobId: string; items: number[] };
 
-const ID = { type: "string", min: 1, max: 64 };
+
 const OPTIONS = {
 	category: { type: "string", max: 64, optional: true },
 	tags: [
@@ -196,7 +198,7 @@ const imports: ServiceSchema<ServiceSettingSchema, ImportsMethods, ImportsVars> 
 			},
 			async handler(ctx: ImportsContext<{ limit?: number; cursor?: string }>) {
 				const user = ctx.meta.user!;
-				const page = await this.repo.listJobs(user.role === "admin" ? null : user.id, ctx.params.limit ?? 50, ctx.params.cursor);
+				const page = await this.repo.listJobs(ownerScope(user), ctx.params.limit ?? 50, ctx.params.cursor);
 				return { ...page, items: await Promise.all(page.items.map(job => this.view(job))) };
 			}
 		},
@@ -315,8 +317,7 @@ const imports: ServiceSchema<ServiceSettingSchema, ImportsMethods, ImportsVars> 
 		/** The job if the caller owns it or is an admin; 404 otherwise. */
 		async ownJob(ctx: ImportsContext, id: string): Promise<ImportJob> {
 			const job = await this.repo.getJob(id);
-			const user = ctx.meta.user!;
-			if (!job || (job.owner !== user.id && user.role !== "admin")) throw new NotFoundError("Import", id);
+			if (!job || !canManage(ctx.meta.user!, job)) throw new NotFoundError("Import", id);
 			return job;
 		},
 

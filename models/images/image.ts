@@ -128,15 +128,6 @@ export interface ImageStats {
 	topTags: { label: string; count: number }[];
 }
 
-export interface Category {
-	/** URL-safe slug derived from the name at creation; never changes. */
-	id: string;
-	name: string;
-	description: string;
-	createdAt: string;
-	updatedAt: string;
-}
-
 export interface ImageRepository {
 	insert(doc: ImageDoc): Promise<void>;
 	get(id: string): Promise<ImageDoc | null>;
@@ -175,15 +166,4 @@ export interface ImageRepository {
 export interface StatusChange {
 	before: ImageDoc;
 	after: ImageDoc;
-}
-
-export interface CategoryRepository {
-	list(): Promise<Category[]>;
-	get(id: string): Promise<Category | null>;
-	/** Throws ConflictError when the id or name is taken. */
-	insert(category: Category): Promise<void>;
-	update(id: string, patch: Partial<Pick<Category, "name" | "description">>): Promise<Category | null>;
-	remove(id: string): Promise<boolean>;
-	ping(): Promise<boolean>;
-	close(): Promise<void>;
 }

@@ -1,6 +1,6 @@
 /**
- * ImageRepository and CategoryRepository on MongoDB (distributed mode), behaving exactly like the
- * SQLite ones: the same contract suite runs against both.
+ * ImageRepository on MongoDB (distributed mode), behaving exactly like the SQLite one: the same
+ * contract suite runs against both.
  *
  * An image document is the ImageDoc (id as _id) plus what search needs, recomputed by every write
  * from searchIndexOf: `keywords` (distinct keywords), `searchText` (normalized text for phrases),
@@ -15,8 +15,6 @@ import type { Collection, Document, Filter, Sort } from "mongodb";
 import { ConflictError } from "../shared/errors.ts";
 import { nowIso } from "../shared/ids.ts";
 import type {
-	Category,
-	CategoryRepository,
 	CountAndBytes,
 	ImageDoc,
 	ImageFilter,
@@ -30,10 +28,12 @@ import type {
 	StatusChange,
 	Tag
 } from "./image.ts";
-import { checkLimit, type Cursor, decodeCursor, definedFields, encodeCursor, type SortSpec, sortSpecOf } from "./paging.ts";
+import { definedFields } from "../shared/fields.ts";
+import { type Cursor, pageOf, pageRequest, type SortSpec } from "./paging.ts";
+import { searchConditions, type SearchCondition } from "./search-filter.ts";
 import { KeyedLock } from "../shared/keyed-lock.ts";
 import { isDuplicateKey, literalPattern, MongoBackend, type MongoOptions } from "../db/mongo.ts";
-import { type SearchQuery, searchIndexOf } from "./search-query.ts";
+import { searchIndexOf } from "./search-query.ts";
 
 /** What a write may change: everything but the id, and the views (only incrementViews counts them). */
 type Change = Partial<Omit<ImageDoc, "id" | "views">>;
@@ -103,35 +103,29 @@ function matchAll(conditions: Conditions): Filter<ImageRecord> {
 	return conditions.length === 0 ? {} : { $and: conditions };
 }
 
-/** Everything of the filter except the cursor (that is also what `total` counts). */
-function filterConditions(filter: ImageFilter): Conditions {
-	const where = accessConditions(filter.viewer);
-	if (filter.visibility) where.push({ visibility: filter.visibility });
-	if (filter.category !== undefined) where.push({ category: filter.category });
-	if (filter.ownerName !== undefined) where.push({ ownerName: filter.ownerName });
-	if (filter.tags && filter.tags.length > 0) where.push({ tagLabels: { $in: filter.tags } });
-	if (filter.query) where.push(...queryConditions(filter.query));
-	return where;
+function compiled(condition: SearchCondition): Filter<ImageRecord> {
+	switch (condition.kind) {
+		case "equals":
+			return { [condition.field]: condition.value };
+		case "publicOrOwnedBy":
+			return { $or: [{ visibility: "public" }, { owner: condition.owner }] };
+		case "anyTag":
+			return { tagLabels: { $in: condition.labels } };
+		case "word":
+			return { keywords: condition.word };
+		case "wordPrefix":
+			// An anchored literal regex rather than a $gte/$lt pair: on an array both bounds could be
+			// met by different elements, and an anchored prefix still uses the keywords index.
+			return { keywords: { $regex: `^${literalPattern(condition.prefix)}` } };
+		case "phrase":
+			return { searchText: { $regex: literalPattern(condition.phrase) } };
+		case "created":
+			return { createdAt: { ...(condition.from && { $gte: condition.from }), ...(condition.before && { $lt: condition.before }) } };
+	}
 }
 
-function accessConditions(viewer: ImageFilter["viewer"]): Conditions {
-	if (viewer === null) return [{ visibility: "public" }];
-	if (viewer.role === "admin") return [];
-	return [{ $or: [{ visibility: "public" }, { owner: viewer.id }] }];
-}
-
-function queryConditions(query: SearchQuery): Conditions {
-	const where: Conditions = query.words.map(word => ({ keywords: word }));
-	// An anchored literal regex rather than a $gte/$lt pair: on an array both bounds could be met
-	// by different elements, and an anchored prefix still uses the keywords index.
-	if (query.prefix) where.push({ keywords: { $regex: `^${literalPattern(query.prefix)}` } });
-	for (const phrase of query.phrases) where.push({ searchText: { $regex: literalPattern(phrase) } });
-	for (const labels of query.tagGroups) where.push({ tagLabels: { $in: labels } });
-	if (query.category !== undefined) where.push({ category: query.category });
-	if (query.ownerName !== undefined) where.push({ ownerName: query.ownerName });
-	if (query.createdFrom) where.push({ createdAt: { $gte: query.createdFrom } });
-	if (query.createdBefore) where.push({ createdAt: { $lt: query.createdBefore } });
-	return where;
+function compile(conditions: SearchCondition[]): Conditions {
+	return conditions.map(compiled);
 }
 
 function sortOf(spec: SortSpec): Sort {
@@ -268,20 +262,15 @@ export class MongoImageRepository extends MongoBackend implements ImageRepositor
 	}
 
 	async search(filter: ImageFilter): Promise<Page<ImageDoc>> {
-		checkLimit(filter.limit);
-		const spec = sortSpecOf(filter.sort);
-		const matching = filterConditions(filter);
-		const page = filter.cursor ? [...matching, afterCursor(spec, decodeCursor(filter.cursor, filter.sort, spec))] : matching;
+		const { spec, after } = pageRequest(filter);
+		const matching = compile(searchConditions(filter));
+		const page = after ? [...matching, afterCursor(spec, after)] : matching;
 		return this.run(async () => {
-			// One document more than asked tells whether a next page exists.
 			const [records, total] = await Promise.all([
 				this.images.find(matchAll(page)).sort(sortOf(spec)).limit(filter.limit + 1).toArray(),
 				this.images.countDocuments(matchAll(matching))
 			]);
-			const items = records.map(fromRecord);
-			const hasMore = items.length > filter.limit;
-			if (hasMore) items.length = filter.limit;
-			return { items, nextCursor: hasMore ? encodeCursor(filter.sort, spec, items.at(-1)!) : null, total };
+			return { ...pageOf(records.map(fromRecord), filter, spec), total };
 		});
 	}
 
@@ -389,90 +378,5 @@ export class MongoImageRepository extends MongoBackend implements ImageRepositor
 			);
 			if (written) return { before, after: fromRecord(written) };
 		}
-	}
-}
-
-// ---------------------------------------------------------------------------------------------
-// Categories
-
-interface CategoryRecord extends Omit<Category, "id"> {
-	_id: string;
-	/** name.toLowerCase(): unique, so names differing only in letter case conflict. */
-	nameKey: string;
-}
-
-function categoryFromRecord(record: CategoryRecord): Category {
-	return { id: record._id, name: record.name, description: record.description, createdAt: record.createdAt, updatedAt: record.updatedAt };
-}
-
-function nameTaken(category: Category): ConflictError {
-	return new ConflictError(`A category named "${category.name}" already exists`, "CATEGORY_EXISTS", { name: category.name });
-}
-
-export class MongoCategoryRepository extends MongoBackend implements CategoryRepository {
-	private readonly categories: Collection<CategoryRecord>;
-
-	constructor(options: MongoOptions) {
-		super(options, "The category store");
-		this.categories = this.db.collection<CategoryRecord>("categories");
-	}
-
-	protected async prepare(): Promise<void> {
-		await this.ensureIndexes(this.categories, [{ key: { nameKey: 1 }, unique: true }]);
-	}
-
-	async list(): Promise<Category[]> {
-		return this.run(async () => {
-			const records = await this.categories.find({}).sort({ nameKey: 1, _id: 1 }).toArray();
-			return records.map(categoryFromRecord);
-		});
-	}
-
-	async get(id: string): Promise<Category | null> {
-		return this.run(async () => {
-			const record = await this.categories.findOne({ _id: id });
-			return record && categoryFromRecord(record);
-		});
-	}
-
-	async insert(category: Category): Promise<void> {
-		await this.run(async () => {
-			const { id, ...fields } = category;
-			try {
-				await this.categories.insertOne({ _id: id, ...fields, nameKey: category.name.toLowerCase() });
-			} catch (err) {
-				if (!isDuplicateKey(err)) throw err;
-				// FerretDB's duplicate key error names neither the index nor the key: ask which is taken.
-				if (!(await this.categories.findOne({ _id: id }))) throw nameTaken(category);
-				throw new ConflictError(`Category "${id}" already exists`, "CATEGORY_EXISTS", { id });
-			}
-		});
-	}
-
-	async update(id: string, patch: Partial<Pick<Category, "name" | "description">>): Promise<Category | null> {
-		return this.run(async () => {
-			const record = await this.categories.findOne({ _id: id });
-			if (!record) return null;
-			const next: Category = { ...categoryFromRecord(record), ...definedFields(patch), updatedAt: nowIso() };
-			// Checked first because FerretDB v1 reports a unique index violated by an update as a
-			// generic error; the index still settles a race on MongoDB.
-			const nameKey = next.name.toLowerCase();
-			if (await this.categories.findOne({ nameKey: nameKey, _id: { $ne: id } })) throw nameTaken(next);
-			try {
-				const { matchedCount } = await this.categories.updateOne(
-					{ _id: id },
-					{ $set: { name: next.name, nameKey, description: next.description, updatedAt: next.updatedAt } }
-				);
-				return matchedCount === 1 ? next : null;
-			} catch (err) {
-				// Its own id exists: only the name can be taken.
-				if (isDuplicateKey(err)) throw nameTaken(next);
-				throw err;
-			}
-		});
-	}
-
-	async remove(id: string): Promise<boolean> {
-		return this.run(async () => (await this.categories.deleteOne({ _id: id })).deletedCount === 1);
 	}
 }

@@ -5,7 +5,7 @@
  * elsewhere never shift the next page.
  */
 import { BadRequestError } from "../shared/errors.ts";
-import type { ImageDoc, SortKey } from "./image.ts";
+import type { ImageDoc, ImageFilter, Page, SortKey } from "./image.ts";
 
 export interface SortSpec {
 	field: "createdAt" | "views" | "name";
@@ -23,12 +23,12 @@ const SORTS: Record<SortKey, SortSpec> = {
 	name: { field: "name", descending: false, valueType: "string" }
 };
 
-export function sortSpecOf(sort: SortKey): SortSpec {
+function sortSpecOf(sort: SortKey): SortSpec {
 	if (!Object.hasOwn(SORTS, sort)) throw new BadRequestError(`Unknown sort "${String(sort)}"`, "INVALID_SORT");
 	return SORTS[sort];
 }
 
-export function checkLimit(limit: number): void {
+function checkLimit(limit: number): void {
 	if (!Number.isInteger(limit) || limit < 1) throw new BadRequestError("limit must be a positive integer", "INVALID_LIMIT");
 }
 
@@ -38,13 +38,13 @@ export interface Cursor {
 	id: string;
 }
 
-export function encodeCursor(sort: SortKey, spec: SortSpec, doc: ImageDoc): string {
+function encodeCursor(sort: SortKey, spec: SortSpec, doc: ImageDoc): string {
 	const cursor: Cursor = { sort, value: doc[spec.field], id: doc.id };
 	return Buffer.from(JSON.stringify(cursor)).toString("base64url");
 }
 
 /** Rejects anything a repository did not produce for this sort order. */
-export function decodeCursor(text: string, sort: SortKey, spec: SortSpec): Cursor {
+function decodeCursor(text: string, sort: SortKey, spec: SortSpec): Cursor {
 	let cursor: Partial<Cursor> | null = null;
 	try {
 		cursor = JSON.parse(Buffer.from(text, "base64url").toString("utf8")) as Partial<Cursor> | null;
@@ -62,7 +62,19 @@ export function decodeCursor(text: string, sort: SortKey, spec: SortSpec): Curso
 	return cursor as Cursor;
 }
 
-/** Patches may carry keys set to undefined (absent request fields): those change nothing. */
-export function definedFields<T extends object>(patch: T): Partial<T> {
-	return Object.fromEntries(Object.entries(patch).filter(([, value]) => value !== undefined)) as Partial<T>;
+/** The sort order of a search and the position its page continues from, checked. */
+export function pageRequest(filter: ImageFilter): { spec: SortSpec; after: Cursor | null } {
+	checkLimit(filter.limit);
+	const spec = sortSpecOf(filter.sort);
+	return { spec, after: filter.cursor ? decodeCursor(filter.cursor, filter.sort, spec) : null };
+}
+
+/**
+ * A page from the first `limit + 1` matches in sort order: backends fetch one more than asked,
+ * which tells whether a next page exists.
+ */
+export function pageOf(matches: ImageDoc[], filter: ImageFilter, spec: SortSpec): Omit<Page<ImageDoc>, "total"> {
+	const hasMore = matches.length > filter.limit;
+	const items = hasMore ? matches.slice(0, filter.limit) : matches;
+	return { items, nextCursor: hasMore ? encodeCursor(filter.sort, spec, items.at(-1)!) : null };
 }

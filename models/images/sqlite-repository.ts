@@ -1,6 +1,6 @@
 /**
- * ImageRepository and CategoryRepository on node:sqlite (embedded mode). Both live in one schema
- * and may share a database file with other repositories.
+ * ImageRepository on node:sqlite (embedded mode). Categories share its schema and file
+ * (models/categories/sqlite-repository.ts).
  *
  * Search runs on side tables kept in step with each image row inside the same transaction:
  * image_tags (one row per distinct tag label) and image_words (one row per distinct keyword of
@@ -11,10 +11,10 @@
 import type { DatabaseSync, SQLInputValue } from "node:sqlite";
 import { ConflictError } from "../shared/errors.ts";
 import { nowIso } from "../shared/ids.ts";
-import { checkLimit, type Cursor, decodeCursor, definedFields, encodeCursor, type SortSpec, sortSpecOf } from "./paging.ts";
+import { definedFields } from "../shared/fields.ts";
+import { type Cursor, pageOf, pageRequest, type SortSpec } from "./paging.ts";
+import { searchConditions, type SearchCondition } from "./search-filter.ts";
 import type {
-	Category,
-	CategoryRepository,
 	CountAndBytes,
 	ImageDoc,
 	ImageFilter,
@@ -29,7 +29,7 @@ import type {
 	Tag
 } from "./image.ts";
 import { searchIndexOf } from "./search-query.ts";
-import type { SearchIndex, SearchQuery } from "./search-query.ts";
+import type { SearchIndex } from "./search-query.ts";
 import { closeDatabase, migrate, openDatabase, transaction, uniqueViolationOf } from "../db/sqlite.ts";
 
 /** Schema versions, in order (see migrate). Append; never edit a released step. */
@@ -101,7 +101,8 @@ const MIGRATIONS = [
 	CREATE INDEX images_processing ON images (updated_at, id) WHERE status = 'processing';`
 ];
 
-function openMigrated(file: string): DatabaseSync {
+/** The images database, migrated; categories live in it too (models/categories/sqlite-repository.ts). */
+export function openImagesDatabase(file: string): DatabaseSync {
 	const db = openDatabase(file);
 	migrate(db, "images", MIGRATIONS);
 	return db;
@@ -225,40 +226,40 @@ function placeholders(count: number): string {
 /** The highest code point: prefix + it is above every string that starts with prefix. */
 const MAX_CHAR = "\u{10FFFF}";
 
-/** Everything of the filter except the cursor (that is also what `total` counts). */
-function filterConditions(filter: ImageFilter): Conditions {
-	let where = accessConditions(filter.viewer);
-	if (filter.visibility) where = and(where, "i.visibility = ?", filter.visibility);
-	if (filter.category !== undefined) where = and(where, "i.category = ?", filter.category);
-	if (filter.ownerName !== undefined) where = and(where, "i.owner_name = ?", filter.ownerName);
-	if (filter.tags && filter.tags.length > 0) where = withAnyTag(where, filter.tags);
-	return filter.query ? queryConditions(where, filter.query) : where;
-}
-
-function accessConditions(viewer: ImageFilter["viewer"]): Conditions {
-	const none: Conditions = { clauses: [], params: [] };
-	if (viewer === null) return and(none, "i.visibility = ?", "public");
-	if (viewer.role === "admin") return none;
-	return and(none, "(i.visibility = ? OR i.owner = ?)", "public", viewer.id);
-}
+/** Columns of the equality conditions: fixed names, never input. */
+const EQUALS_COLUMNS: Record<Extract<SearchCondition, { kind: "equals" }>["field"], string> = {
+	visibility: "i.visibility",
+	category: "i.category",
+	ownerName: "i.owner_name"
+};
 
 function withAnyTag(where: Conditions, labels: string[]): Conditions {
 	return and(where, `i.id IN (SELECT image_id FROM image_tags WHERE label IN (${placeholders(labels.length)}))`, ...labels);
 }
 
-function queryConditions(start: Conditions, query: SearchQuery): Conditions {
-	let where = start;
-	for (const word of query.words) where = and(where, "i.id IN (SELECT image_id FROM image_words WHERE word = ?)", word);
-	if (query.prefix) {
-		where = and(where, "i.id IN (SELECT image_id FROM image_words WHERE word >= ? AND word < ?)", query.prefix, query.prefix + MAX_CHAR);
+function withCondition(where: Conditions, condition: SearchCondition): Conditions {
+	switch (condition.kind) {
+		case "equals":
+			return and(where, `${EQUALS_COLUMNS[condition.field]} = ?`, condition.value);
+		case "publicOrOwnedBy":
+			return and(where, "(i.visibility = ? OR i.owner = ?)", "public", condition.owner);
+		case "anyTag":
+			return withAnyTag(where, condition.labels);
+		case "word":
+			return and(where, "i.id IN (SELECT image_id FROM image_words WHERE word = ?)", condition.word);
+		case "wordPrefix":
+			return and(where, "i.id IN (SELECT image_id FROM image_words WHERE word >= ? AND word < ?)", condition.prefix, condition.prefix + MAX_CHAR);
+		case "phrase":
+			return and(where, "instr(i.search_text, ?) > 0", condition.phrase);
+		case "created": {
+			const from = condition.from ? and(where, "i.created_at >= ?", condition.from) : where;
+			return condition.before ? and(from, "i.created_at < ?", condition.before) : from;
+		}
 	}
-	for (const phrase of query.phrases) where = and(where, "instr(i.search_text, ?) > 0", phrase);
-	for (const labels of query.tagGroups) where = withAnyTag(where, labels);
-	if (query.category !== undefined) where = and(where, "i.category = ?", query.category);
-	if (query.ownerName !== undefined) where = and(where, "i.owner_name = ?", query.ownerName);
-	if (query.createdFrom) where = and(where, "i.created_at >= ?", query.createdFrom);
-	if (query.createdBefore) where = and(where, "i.created_at < ?", query.createdBefore);
-	return where;
+}
+
+function compile(conditions: SearchCondition[]): Conditions {
+	return conditions.reduce(withCondition, { clauses: [], params: [] });
 }
 
 /** The column of each sort field: fixed names, never input. */
@@ -295,7 +296,7 @@ export class SqliteImageRepository implements ImageRepository {
 	private readonly db: DatabaseSync;
 
 	constructor(file: string) {
-		this.db = openMigrated(file);
+		this.db = openImagesDatabase(file);
 	}
 
 	async insert(doc: ImageDoc): Promise<void> {
@@ -347,22 +348,11 @@ export class SqliteImageRepository implements ImageRepository {
 	}
 
 	async search(filter: ImageFilter): Promise<Page<ImageDoc>> {
-		checkLimit(filter.limit);
-		const spec = sortSpecOf(filter.sort);
-		const matching = filterConditions(filter);
-		const page = filter.cursor ? afterCursor(matching, spec, decodeCursor(filter.cursor, filter.sort, spec)) : matching;
-		// One row more than asked tells whether a next page exists.
-		const items = this.all(`SELECT ${IMAGE_COLUMNS} FROM images i ${whereSql(page)} ${orderBySql(spec)} LIMIT ?`, [
-			...page.params,
-			filter.limit + 1
-		]);
-		const hasMore = items.length > filter.limit;
-		if (hasMore) items.length = filter.limit;
-		return {
-			items,
-			nextCursor: hasMore ? encodeCursor(filter.sort, spec, items.at(-1)!) : null,
-			total: this.count(matching)
-		};
+		const { spec, after } = pageRequest(filter);
+		const matching = compile(searchConditions(filter));
+		const page = after ? afterCursor(matching, spec, after) : matching;
+		const matches = this.all(`SELECT ${IMAGE_COLUMNS} FROM images i ${whereSql(page)} ${orderBySql(spec)} LIMIT ?`, [...page.params, filter.limit + 1]);
+		return { ...pageOf(matches, filter, spec), total: this.count(matching) };
 	}
 
 	async stats(): Promise<ImageStats> {
@@ -510,107 +500,5 @@ export class SqliteImageRepository implements ImageRepository {
 			.prepare(`SELECT ${groupExpression} AS key, COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes FROM images GROUP BY key`)
 			.all() as unknown as ({ key: string } & CountAndBytes)[];
 		return Object.fromEntries(rows.map(row => [row.key, countAndBytes(row)]));
-	}
-}
-
-// ---------------------------------------------------------------------------------------------
-// Categories
-
-interface CategoryRow {
-	id: string;
-	name: string;
-	description: string;
-	created_at: string;
-	updated_at: string;
-}
-
-const CATEGORY_COLUMNS = "id, name, description, created_at, updated_at";
-
-function categoryFromRow(row: CategoryRow): Category {
-	return { id: row.id, name: row.name, description: row.description, createdAt: row.created_at, updatedAt: row.updated_at };
-}
-
-function categoryParams(category: Category): Record<string, string> {
-	return {
-		id: category.id,
-		name: category.name,
-		name_key: category.name.toLowerCase(),
-		description: category.description,
-		created_at: category.createdAt,
-		updated_at: category.updatedAt
-	};
-}
-
-/** Runs a write, turning a taken id or name into a ConflictError. */
-function withCategoryConflicts<T>(category: Category, write: () => T): T {
-	try {
-		return write();
-	} catch (err) {
-		const column = uniqueViolationOf(err);
-		if (column === "categories.id") throw new ConflictError(`Category "${category.id}" already exists`, "CATEGORY_EXISTS", { id: category.id });
-		if (column === "categories.name_key") {
-			throw new ConflictError(`A category named "${category.name}" already exists`, "CATEGORY_EXISTS", { name: category.name });
-		}
-		throw err;
-	}
-}
-
-export class SqliteCategoryRepository implements CategoryRepository {
-	private readonly db: DatabaseSync;
-
-	constructor(file: string) {
-		this.db = openMigrated(file);
-	}
-
-	async list(): Promise<Category[]> {
-		const rows = this.db.prepare(`SELECT ${CATEGORY_COLUMNS} FROM categories ORDER BY name_key, id`).all() as unknown as CategoryRow[];
-		return rows.map(categoryFromRow);
-	}
-
-	async get(id: string): Promise<Category | null> {
-		return this.find(id);
-	}
-
-	async insert(category: Category): Promise<void> {
-		withCategoryConflicts(category, () =>
-			this.db
-				.prepare(
-					`INSERT INTO categories (id, name, name_key, description, created_at, updated_at)
-					 VALUES (:id, :name, :name_key, :description, :created_at, :updated_at)`
-				)
-				.run(categoryParams(category))
-		);
-	}
-
-	async update(id: string, patch: Partial<Pick<Category, "name" | "description">>): Promise<Category | null> {
-		return transaction(this.db, () => {
-			const current = this.find(id);
-			if (!current) return null;
-			const next: Category = { ...current, ...definedFields(patch), updatedAt: nowIso() };
-			const { created_at: _unchanged, ...params } = categoryParams(next);
-			withCategoryConflicts(next, () =>
-				this.db
-					.prepare("UPDATE categories SET name = :name, name_key = :name_key, description = :description, updated_at = :updated_at WHERE id = :id")
-					.run(params)
-			);
-			return next;
-		});
-	}
-
-	async remove(id: string): Promise<boolean> {
-		return Number(this.db.prepare("DELETE FROM categories WHERE id = ?").run(id).changes) > 0;
-	}
-
-	async ping(): Promise<boolean> {
-		return this.db.prepare("SELECT 1 AS ok").get() !== undefined;
-	}
-
-	async close(): Promise<void> {
-		closeDatabase(this.db);
-	}
-
-	private find(id: string): Category | null {
-		const row = this.db.prepare(`SELECT ${CATEGORY_COLUMNS} FROM categories WHERE id = ?`).get(id);
-		return row ? categoryFromRow(row as unknown as CategoryRow) : null;
 	}
 }

@@ -1,7 +1,8 @@
 /** UserRepository on MongoDB (distributed mode); the same contract as the SQLite one. */
 import type { Collection, Filter } from "mongodb";
+import { roleOf } from "../shared/access.ts";
 import { ConflictError } from "../shared/errors.ts";
-import { definedFields } from "../images/paging.ts";
+import { definedFields } from "../shared/fields.ts";
 import { nowIso } from "../shared/ids.ts";
 import { isDuplicateKey, MongoBackend, type MongoOptions } from "../db/mongo.ts";
 import type { UserPatch, UserRecord, UserRepository } from "./user.ts";
@@ -15,7 +16,7 @@ function fromDocument(doc: UserDocument): UserRecord {
 		id: doc._id,
 		username: doc.username,
 		name: doc.name,
-		role: doc.role === "admin" ? "admin" : "user",
+		role: roleOf(doc.role),
 		disabled: doc.disabled,
 		passwordHash: doc.passwordHash,
 		createdAt: doc.createdAt,

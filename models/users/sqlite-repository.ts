@@ -1,5 +1,6 @@
 /** UserRepository on node:sqlite (embedded mode). */
 import type { DatabaseSync } from "node:sqlite";
+import { roleOf } from "../shared/access.ts";
 import { ConflictError } from "../shared/errors.ts";
 import { closeDatabase, migrate, openDatabase, uniqueViolationOf } from "../db/sqlite.ts";
 import type { UserPatch, UserRecord, UserRepository } from "./user.ts";
@@ -34,7 +35,7 @@ function fromRow(row: UserRow): UserRecord {
 		id: row.id,
 		username: row.username,
 		name: row.name,
-		role: row.role === "admin" ? "admin" : "user",
+		role: roleOf(row.role),
 		disabled: row.disabled === 1,
 		passwordHash: row.password_hash,
 		createdAt: row.created_at,

@@ -6,9 +6,8 @@
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import { BadRequestError, ConflictError } from "../../models/shared/errors.ts";
+import type { Category, CategoryRepository } from "../../models/categories/category.ts";
 import type {
-	Category,
-	CategoryRepository,
 	ImageDoc,
 	ImageFilter,
 	ImageMetadata,

@@ -5,8 +5,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { UnavailableError } from "../../models/shared/errors.ts";
-import type { Category } from "../../models/images/image.ts";
-import { MongoCategoryRepository, MongoImageRepository } from "../../models/images/mongo-repository.ts";
+import type { Category } from "../../models/categories/category.ts";
+import { MongoCategoryRepository } from "../../models/categories/mongo-repository.ts";
+import { MongoImageRepository } from "../../models/images/mongo-repository.ts";
 import { dropDatabase, type FerretDb, ferretDbSkipReason, startFerretDb } from "../helpers/ferretdb.ts";
 import { MongoUserRepository } from "../../models/users/mongo-repository.ts";
 import { imageRepositoryContract } from "./image-repository.contract.ts";

@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { it } from "node:test";
 import { closeDatabase, migrate, openDatabase } from "../../models/db/sqlite.ts";
-import { SqliteCategoryRepository, SqliteImageRepository } from "../../models/images/sqlite-repository.ts";
+import { SqliteCategoryRepository } from "../../models/categories/sqlite-repository.ts";
+import { SqliteImageRepository } from "../../models/images/sqlite-repository.ts";
 import { imageRepositoryContract } from "./image-repository.contract.ts";
 
 async function tempDatabaseFile(): Promise<{ file: string; removeDir(): Promise<void> }> {

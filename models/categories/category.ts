@@ -1,0 +1,36 @@
+/**
+ * Categories: the stored shape and the backend-neutral repository contract, implemented on SQLite
+ * (sqlite-repository.ts, in the images database) and MongoDB (mongo-repository.ts). Admins curate
+ * them; images point at them by id, a slug of the name at creation.
+ */
+
+export interface Category {
+	/** URL-safe slug derived from the name at creation; never changes. */
+	id: string;
+	name: string;
+	description: string;
+	createdAt: string;
+	updatedAt: string;
+}
+
+/** "Street Art & Murals" -> "street-art-murals". */
+export function slugify(name: string): string {
+	return name
+		.normalize("NFKD")
+		.replace(/[\u0300-\u036f]/g, "")
+		.toLowerCase()
+		.replace(/[^a-z0-9]+/g, "-")
+		.replace(/^-+|-+$/g, "")
+		.slice(0, 64);
+}
+
+export interface CategoryRepository {
+	list(): Promise<Category[]>;
+	get(id: string): Promise<Category | null>;
+	/** Throws ConflictError when the id or name is taken. */
+	insert(category: Category): Promise<void>;
+	update(id: string, patch: Partial<Pick<Category, "name" | "description">>): Promise<Category | null>;
+	remove(id: string): Promise<boolean>;
+	ping(): Promise<boolean>;
+	close(): Promise<void>;
+}

@@ -1,0 +1,52 @@
+/**
+ * An image search (the typed filter of GET /images plus the parsed `q`) as a backend-neutral list
+ * of conditions that must all hold. Each repository only compiles these into its own query
+ * language, so what a search means, the access rule included, is decided once, here.
+ */
+import { accessScope } from "../shared/access.ts";
+import type { ImageFilter } from "./image.ts";
+
+export type SearchCondition =
+	/** The field equals the value (ownerName is the owner's username). */
+	| { kind: "equals"; field: "visibility" | "category" | "ownerName"; value: string }
+	/** Public, or owned by `owner`: what a signed-in user who is not an admin may see. */
+	| { kind: "publicOrOwnedBy"; owner: string }
+	/** At least one of these tag labels. */
+	| { kind: "anyTag"; labels: string[] }
+	/** This keyword is indexed for the image. */
+	| { kind: "word"; word: string }
+	/** Some indexed keyword starts with this. */
+	| { kind: "wordPrefix"; prefix: string }
+	/** The normalized text contains this normalized phrase. */
+	| { kind: "phrase"; phrase: string }
+	/** Created at or after `from`, and before `before` (ISO times); either may be absent. */
+	| { kind: "created"; from?: string; before?: string };
+
+/** Everything of the filter except the cursor (that is also what a page's `total` counts). */
+export function searchConditions(filter: ImageFilter): SearchCondition[] {
+	const where = accessConditions(filter);
+	if (filter.visibility) where.push({ kind: "equals", field: "visibility", value: filter.visibility });
+	if (filter.category !== undefined) where.push({ kind: "equals", field: "category", value: filter.category });
+	if (filter.ownerName !== undefined) where.push({ kind: "equals", field: "ownerName", value: filter.ownerName });
+	if (filter.tags && filter.tags.length > 0) where.push({ kind: "anyTag", labels: filter.tags });
+	if (filter.query) where.push(...queryConditions(filter.query));
+	return where;
+}
+
+function accessConditions(filter: ImageFilter): SearchCondition[] {
+	const scope = accessScope(filter.viewer);
+	if (scope.all) return [];
+	if (scope.owner === null) return [{ kind: "equals", field: "visibility", value: "public" }];
+	return [{ kind: "publicOrOwnedBy", owner: scope.owner }];
+}
+
+function queryConditions(query: NonNullable<ImageFilter["query"]>): SearchCondition[] {
+	const where: SearchCondition[] = query.words.map(word => ({ kind: "word", word }));
+	if (query.prefix) where.push({ kind: "wordPrefix", prefix: query.prefix });
+	for (const phrase of query.phrases) where.push({ kind: "phrase", phrase });
+	for (const labels of query.tagGroups) where.push({ kind: "anyTag", labels });
+	if (query.category !== undefined) where.push({ kind: "equals", field: "category", value: query.category });
+	if (query.ownerName !== undefined) where.push({ kind: "equals", field: "ownerName", value: query.ownerName });
+	if (query.createdFrom || query.createdBefore) where.push({ kind: "created", from: query.createdFrom, before: query.createdBefore });
+	return where;
+}
