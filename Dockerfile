@@ -13,7 +13,7 @@ ENV NODE_ENV=production \
     ONNXRUNTIME_NODE_INSTALL=skip \
     DATA_DIR=/data \
     PORT=3000 \
-    # Same runtime tuning as `npm start` (see README, Benchmarks): freed large buffers go back to the OS.
+    # Same runtime tuning as `npm start` (see docs/benchmarks.md): freed large buffers go back to the OS.
     MALLOC_MMAP_THRESHOLD_=131072
 COPY package.json package-lock.json ./
 # --ignore-scripts: `prepare` builds the web app, which needs the dev dependencies (done above);

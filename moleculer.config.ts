@@ -66,7 +66,7 @@ export function brokerOptions(config: Config): BrokerOptions {
 		// Shared with the other nodes in INFO packets: the REPL's `cluster` command shows it.
 		metadata: { imgmesh: pkg.version },
 		// Buffers travel as base64 instead of JSON's array of numbers: with 1 MiB chunks (below)
-		// a streamed upload crosses Redis about 3x faster (README, Scale out). Otherwise plain JSON.
+		// a streamed upload crosses Redis about 3x faster (docs/distributed.md). Otherwise plain JSON.
 		serializer: "JSONExt",
 		logger: { type: "Console", options: { level: config.logLevel, formatter: "short", colors: process.stdout.isTTY } },
 		logLevel: config.logLevel,

@@ -154,15 +154,12 @@ export function machineInfo(): Record<string, unknown> {
 	};
 }
 
-/** Writes bench/results/<name>-<timestamp>.json and <name>-latest.json; returns the first path. */
+/** Writes bench/results/<name>-latest.json (only the latest run is kept: git has the history); returns its path. */
 export function saveResults(name: string, data: unknown): string {
 	const dir = join(ROOT, "bench", "results");
 	mkdirSync(dir, { recursive: true });
-	const stamp = new Date().toISOString().replace(/[:.]/g, "-");
-	const text = JSON.stringify(data, null, 2) + "\n";
-	const path = join(dir, `${name}-${stamp}.json`);
-	writeFileSync(path, text);
-	writeFileSync(join(dir, `${name}-latest.json`), text);
+	const path = join(dir, `${name}-latest.json`);
+	writeFileSync(path, JSON.stringify(data, null, 2) + "\n");
 	return path;
 }
 

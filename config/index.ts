@@ -1,6 +1,6 @@
 /**
  * All configuration, read once from the environment. Every variable is documented in the
- * README's configuration table; nothing else in the code reads process.env.
+ * configuration table in docs/configuration.md; nothing else in the code reads process.env.
  */
 import { mkdirSync } from "node:fs";
 import { availableParallelism } from "node:os";
@@ -233,7 +233,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		classifierSessions: integer(env, "CLASSIFIER_SESSIONS", 1, 1),
 		// One intra-op thread per session (sessions give the parallelism): onnxruntime's default of
 		// one per core made inference fight the decoding beside it, 75 vs 106-118 images/s on 2 cores
-		// (bench:classify, README).
+		// (bench:classify, docs/classifier.md).
 		classifierThreads: integer(env, "CLASSIFIER_THREADS", 1, 0),
 		classifierMaxBatch: integer(env, "CLASSIFIER_MAX_BATCH", 8, 1),
 		classifierBatchWindowMs: integer(env, "CLASSIFIER_BATCH_WINDOW_MS", 2, 0),

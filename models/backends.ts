@@ -21,7 +21,7 @@ import { SqliteUserRepository } from "./users/sqlite-repository.ts";
 import type { UserRepository } from "./users/user.ts";
 
 // The MongoDB modules load only when MONGO_URL is set: the driver costs an embedded node ~12 MiB
-// of RSS, and embedded mode is held to a memory budget (README, Benchmarks).
+// of RSS, and embedded mode is held to a memory budget (docs/benchmarks.md).
 const load = createRequire(import.meta.url);
 const mongoImages = () => load("./images/mongo-repository.ts") as typeof import("./images/mongo-repository.ts");
 const mongoCategories = () => load("./categories/mongo-repository.ts") as typeof import("./categories/mongo-repository.ts");

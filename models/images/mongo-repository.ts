@@ -189,7 +189,7 @@ export class MongoImageRepository extends MongoBackend implements ImageRepositor
 	/**
 	 * Serializes this process's read-modify-writes of one image. MongoDB needs none of it ($inc and
 	 * conditional updates are atomic), but FerretDB v1 runs them as a read then a whole-document
-	 * write, so concurrent increments would lose counts (see README, "MongoDB and GridFS").
+	 * write, so concurrent increments would lose counts (see docs/distributed.md, "MongoDB and GridFS").
 	 */
 	private readonly writes = new KeyedLock();
 

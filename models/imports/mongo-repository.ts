@@ -12,7 +12,7 @@
  *   cancelled = total among them), so a concurrent change makes it fail and the changer settles;
  * - `cancelled` is set from a count of the cancelled items ($max), so it can be recounted.
  * What is not exactly equivalent to the SQLite transactions is marked "Not atomic" below and
- * listed in the README ("MongoDB and GridFS").
+ * listed in docs/distributed.md ("MongoDB and GridFS").
  *
  * FerretDB v1 runs conditional updates and $inc as a read then a write, so this process's writes
  * to one job, item or content claim are serialized, as in the other MongoDB repositories.

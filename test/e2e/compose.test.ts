@@ -1,6 +1,6 @@
 /**
  * docker-compose.yml cannot run here (no Docker engine), so its wiring is checked against the
- * code: every variable it sets is one config/ reads and the README documents, every SERVICES
+ * code: every variable it sets is one config/ reads and docs/configuration.md documents, every SERVICES
  * name is a service, every node can be scaled and is health-checked, and the Dockerfile is the
  * Node 24 production image.
  */
@@ -18,7 +18,7 @@ function configVariables(): Set<string> {
 	return new Set([...source.matchAll(/env\.([A-Z][A-Z0-9_]*)|env, "([A-Z][A-Z0-9_]*)"/g)].map(match => match[1] ?? match[2]));
 }
 
-const documented = new Set([...read("README.md").matchAll(/^\| `([A-Z][A-Z0-9_]*)` \|/gm)].map(match => match[1]));
+const documented = new Set([...read("docs/configuration.md").matchAll(/^\| `([A-Z][A-Z0-9_]*)` \|/gm)].map(match => match[1]));
 const services = new Set(readdirSync(new URL("../../services/", import.meta.url)).filter(f => f.endsWith(".service.ts")).map(f => f.slice(0, -".service.ts".length)));
 
 interface ComposeService {
@@ -49,13 +49,13 @@ describe("docker-compose.yml", () => {
 		assert.deepEqual(serving("worker"), ["worker", "transform", "classifier"]);
 	});
 
-	it("sets only variables that config/ reads and the README documents", () => {
+	it("sets only variables that config/ reads and docs/configuration.md documents", () => {
 		const known = configVariables();
 		const example = [...read(".env.example").matchAll(/^([A-Z][A-Z0-9_]*)=/gm)].map(match => match[1]);
 		const used = new Set([...nodes.flatMap(([, service]) => Object.keys(service.environment ?? {})), ...example]);
 		for (const name of used) {
 			assert.ok(known.has(name), `${name} is read in config/`);
-			assert.ok(documented.has(name), `${name} is in the README's configuration table`);
+			assert.ok(documented.has(name), `${name} is in the configuration table of docs/configuration.md`);
 		}
 	});
 
