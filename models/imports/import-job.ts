@@ -160,6 +160,21 @@ export function decodeItemCursor(cursor: string | undefined): number {
 /** The job counter an outcome counts in. */
 export const OUTCOME_COUNTER = { succeeded: "succeeded", duplicate: "duplicates", failed: "failed" } as const;
 
+/** A job is done once listing is over and every listed item was processed or cancelled. */
+export function isSettleable(job: Pick<ImportJob, "listed" | "finishedAt" | "processed" | "cancelled" | "total">): boolean {
+	return job.listed && job.finishedAt === null && job.processed + job.cancelled >= job.total;
+}
+
+/**
+ * The status a done job settles in: cancelled wins, then failed when nothing at all was imported,
+ * then completed (with or without errors). Every backend settles with this rule.
+ */
+export function settledStatus(job: Pick<ImportJob, "status" | "failed" | "succeeded" | "duplicates">): ImportStatus {
+	if (job.status === "cancelled") return "cancelled";
+	if (job.failed > 0) return job.succeeded + job.duplicates === 0 ? "failed" : "completed_with_errors";
+	return "completed";
+}
+
 export interface ImportRepository {
 	/** Stores a new job (status queued); for URL lists also the URLs, listed later by a worker. */
 	createJob(job: ImportJob, urls?: string[]): Promise<void>;

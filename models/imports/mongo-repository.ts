@@ -21,6 +21,8 @@ import type { Collection, Filter } from "mongodb";
 import { nowIso } from "../shared/ids.ts";
 import type { Page } from "../images/image.ts";
 import {
+	isSettleable,
+	settledStatus,
 	type ContentClaim,
 	decodeItemCursor,
 	decodeJobCursor,
@@ -116,13 +118,6 @@ function itemOf(record: ItemRecord): ImportItem {
 		attempts: record.attempts,
 		updatedAt: record.updatedAt
 	};
-}
-
-/** The status a job settles in (as SQLite's SETTLE): cancelled wins, then failed when nothing was imported. */
-function settledStatus(job: JobRecord): ImportStatus {
-	if (job.status === "cancelled") return "cancelled";
-	if (job.failed > 0) return job.succeeded + job.duplicates === 0 ? "failed" : "completed_with_errors";
-	return "completed";
 }
 
 export class MongoImportRepository extends MongoBackend implements ImportRepository {
@@ -524,7 +519,7 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 	private async settle(jobId: string, seen?: JobRecord): Promise<ImportJob | null> {
 		return this.writes.run(jobId, async () => {
 			const job = seen ?? (await this.jobs.findOne({ _id: jobId }));
-			if (!job || !job.listed || job.finishedAt !== null || job.processed + job.cancelled < job.total) return job && jobOf(job);
+			if (!job || !isSettleable(job)) return job && jobOf(job);
 			const now = nowIso();
 			const settled = await this.jobs.findOneAndUpdate(
 				{

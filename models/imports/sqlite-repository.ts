@@ -6,7 +6,7 @@
 import type { DatabaseSync, SQLInputValue } from "node:sqlite";
 import { nowIso } from "../shared/ids.ts";
 import type { Page } from "../images/image.ts";
-import { type ContentClaim, decodeItemCursor, decodeJobCursor, encodeJobCursor, type ImportItem, OUTCOME_COUNTER, type ImportJob, type ImportRepository, type ItemFilter, type ItemResult, type NewItem } from "./import-job.ts";
+import { type ContentClaim, decodeItemCursor, isSettleable, settledStatus, decodeJobCursor, encodeJobCursor, type ImportItem, OUTCOME_COUNTER, type ImportJob, type ImportRepository, type ItemFilter, type ItemResult, type NewItem } from "./import-job.ts";
 import { closeDatabase, migrate, openDatabase, transaction } from "../db/sqlite.ts";
 
 const MIGRATIONS = [
@@ -144,20 +144,6 @@ function itemOf(row: ItemRow): ImportItem {
 
 const OPEN = "('queued', 'listing', 'running')";
 
-/**
- * The status a job settles in once everything listed is done: cancelled wins, then failed when
- * nothing at all was imported, then completed (with or without errors).
- */
-const SETTLE = `
-	UPDATE import_jobs SET
-		status = CASE
-			WHEN status = 'cancelled' THEN 'cancelled'
-			WHEN failed > 0 AND succeeded + duplicates = 0 THEN 'failed'
-			WHEN failed > 0 THEN 'completed_with_errors'
-			ELSE 'completed' END,
-		finished_at = COALESCE(finished_at, :now), updated_at = :now
-	WHERE id = :id AND listed = 1 AND processed + cancelled >= total AND finished_at IS NULL`;
-
 export class SqliteImportRepository implements ImportRepository {
 	private readonly db: DatabaseSync;
 
@@ -180,6 +166,13 @@ export class SqliteImportRepository implements ImportRepository {
 
 	async getJob(id: string): Promise<ImportJob | null> {
 		return this.getJobSync(id);
+	}
+
+	/** Settles the job if it is done (see isSettleable). Call inside the transaction that counted. */
+	private settle(jobId: string, now: string): void {
+		const job = this.getJobSync(jobId);
+		if (!job || !isSettleable(job)) return;
+		this.db.prepare("UPDATE import_jobs SET status = ?, finished_at = ?, updated_at = ? WHERE id = ?").run(settledStatus(job), now, now, jobId);
 	}
 
 	async listJobs(owner: string | null, limit: number, cursor?: string): Promise<Page<ImportJob>> {
@@ -250,7 +243,7 @@ export class SqliteImportRepository implements ImportRepository {
 			this.db
 				.prepare(`UPDATE import_jobs SET listed = 1, lease_until = 0, status = 'running', updated_at = ? WHERE id = ? AND status IN ('queued', 'listing')`)
 				.run(now, jobId);
-			this.db.prepare(SETTLE).run({ id: jobId, now });
+			this.settle(jobId, now);
 			return this.getJobSync(jobId);
 		});
 	}
@@ -318,7 +311,7 @@ export class SqliteImportRepository implements ImportRepository {
 			this.db
 				.prepare(`UPDATE import_jobs SET processed = processed + 1, ${counter} = ${counter} + 1, bytes = bytes + ?, updated_at = ? WHERE id = ?`)
 				.run(result.bytes ?? 0, now, jobId);
-			this.db.prepare(SETTLE).run({ id: jobId, now });
+			this.settle(jobId, now);
 			return true;
 		});
 	}
@@ -346,7 +339,7 @@ export class SqliteImportRepository implements ImportRepository {
 				.prepare("UPDATE import_jobs SET status = 'cancelled', listed = 1, cancelled = cancelled + ?, lease_until = 0, updated_at = ? WHERE id = ?")
 				.run(dropped, now, jobId);
 			// Running items still finish and count; the job is over once they have.
-			this.db.prepare(SETTLE).run({ id: jobId, now });
+			this.settle(jobId, now);
 			return this.getJobSync(jobId);
 		});
 	}
