@@ -4,7 +4,7 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import { Transform, type Readable, type TransformCallback } from "node:stream";
-import type { ByteRange } from "./blob-store.ts";
+import type { ByteRange, RewrapReport } from "./blob-store.ts";
 import { IntegrityError, PayloadTooLargeError, RangeNotSatisfiableError } from "../shared/errors.ts";
 
 // Encrypted ids are hex, not base64url, so that two keys never differ only by letter case
@@ -84,4 +84,21 @@ export async function readWhole(stream: Readable, size: number): Promise<Buffer>
 	}
 	if (filled !== size) throw new IntegrityError("A stored blob is shorter than its recorded size", { size, read: filled });
 	return bytes;
+}
+
+/**
+ * Re-wraps the data key of every encrypted blob in `keys` with `rewrap` (true when it changed a
+ * header). A blob whose header no known key opens is reported, not fatal: the rest still rotate.
+ */
+export async function rewrapEach(keys: string[], rewrap: (key: string) => Promise<boolean>): Promise<RewrapReport> {
+	const report: RewrapReport = { rewrapped: 0, failed: [] };
+	for (const key of keys) {
+		try {
+			if (await rewrap(key)) report.rewrapped++;
+		} catch (err) {
+			if (!(err instanceof IntegrityError)) throw err;
+			report.failed.push({ key, error: err.message });
+		}
+	}
+	return report;
 }

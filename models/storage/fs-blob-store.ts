@@ -22,7 +22,7 @@ import type { DatabaseSync } from "node:sqlite";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { BlobInfo, BlobRef, BlobStore, ByteRange, PutOptions, RewrapReport } from "./blob-store.ts";
-import { blobIdOf, isEncryptedKey, newEncryptedKey, PlaintextMeter, plainKey, satisfiableRange } from "./blob-support.ts";
+import { blobIdOf, isEncryptedKey, newEncryptedKey, PlaintextMeter, plainKey, rewrapEach, satisfiableRange } from "./blob-support.ts";
 import {
 	decryptRange,
 	EnvelopeEncryptor,
@@ -148,16 +148,10 @@ export class FsBlobStore implements BlobStore {
 
 	async rewrapAll(): Promise<RewrapReport> {
 		const rows = this.#db.prepare("SELECT key FROM blobs WHERE encrypted = 1").all() as { key: string }[];
-		const report: RewrapReport = { rewrapped: 0, failed: [] };
-		for (const { key } of rows) {
-			try {
-				if (await this.#locks.run(key, () => this.#rewrap(key))) report.rewrapped++;
-			} catch (err) {
-				if (!(err instanceof IntegrityError)) throw err;
-				report.failed.push({ key, error: err.message });
-			}
-		}
-		return report;
+		return rewrapEach(
+			rows.map(row => row.key),
+			key => this.#locks.run(key, () => this.#rewrap(key))
+		);
 	}
 
 	async ping(): Promise<boolean> {

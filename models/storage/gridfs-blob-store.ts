@@ -21,7 +21,7 @@
 import { pipeline, Readable } from "node:stream";
 import { Binary, type Collection, ObjectId } from "mongodb";
 import type { BlobInfo, BlobRef, BlobStore, ByteRange, PutOptions, RewrapReport } from "./blob-store.ts";
-import { blobIdOf, newEncryptedKey, PlaintextMeter, plainKey, satisfiableRange } from "./blob-support.ts";
+import { blobIdOf, newEncryptedKey, PlaintextMeter, plainKey, rewrapEach, satisfiableRange } from "./blob-support.ts";
 import { decryptRange, EnvelopeEncryptor, envelopeLength, type Keyring, openEnvelope, parseHeader, rewrapHeader } from "./envelope-crypto.ts";
 import { IntegrityError, NotFoundError } from "../shared/errors.ts";
 import { KeyedLock } from "../shared/keyed-lock.ts";
@@ -176,16 +176,7 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 
 	async rewrapAll(): Promise<RewrapReport> {
 		const keys: string[] = await this.run(() => this.#blobs.distinct("_id", { encrypted: true }));
-		const report: RewrapReport = { rewrapped: 0, failed: [] };
-		for (const key of keys) {
-			try {
-				if (await this.run(() => this.#locks.run(key, () => this.#rewrap(key)))) report.rewrapped++;
-			} catch (err) {
-				if (!(err instanceof IntegrityError)) throw err;
-				report.failed.push({ key, error: err.message });
-			}
-		}
-		return report;
+		return rewrapEach(keys, key => this.run(() => this.#locks.run(key, () => this.#rewrap(key))));
 	}
 
 	async #rewrap(key: string): Promise<boolean> {
