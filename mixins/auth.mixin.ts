@@ -4,12 +4,11 @@
  * users nodes), so a deleted or disabled account stops working at once. Each action declares who
  * may call it with its `auth` key ("public" | "optional" | "user" | "admin"; default "user").
  */
-import jwt from "jsonwebtoken";
 import type { Context, ServiceSchema } from "moleculer";
-import { createSecretKey } from "node:crypto";
 import type { IncomingMessage } from "node:http";
 import { getConfig } from "../config/index.ts";
 import { ForbiddenError, UnauthorizedError } from "../models/shared/errors.ts";
+import { TokenSigner } from "../models/users/token.ts";
 import type { AuthUser } from "../models/users/user.ts";
 
 type AuthLevel = "public" | "optional" | "user" | "admin";
@@ -26,19 +25,7 @@ function bearerToken(req: IncomingMessage): string | null {
 	return token;
 }
 
-// Made once: given the secret as a string, jsonwebtoken would build this key on every request.
-const verificationKey = createSecretKey(Buffer.from(getConfig().jwtSecret));
-
-function verifyToken(token: string): string {
-	try {
-		const payload = jwt.verify(token, verificationKey, { algorithms: ["HS256"] });
-		if (typeof payload === "string" || !payload.sub) throw new Error("no subject");
-		return payload.sub;
-	} catch (err) {
-		const expired = err instanceof jwt.TokenExpiredError;
-		throw new UnauthorizedError(expired ? "Token expired" : "Invalid token", expired ? "TOKEN_EXPIRED" : "INVALID_TOKEN");
-	}
-}
+const tokens = new TokenSigner(getConfig().jwtSecret, getConfig().jwtExpiresIn);
 
 export const AuthMixin: Partial<ServiceSchema> = {
 	methods: {
@@ -48,7 +35,7 @@ export const AuthMixin: Partial<ServiceSchema> = {
 			if (req.$action?.auth === "public") return null;
 			const token = bearerToken(req);
 			if (!token) return null;
-			return ctx.call<AuthUser, { id: string }>("users.identify", { id: verifyToken(token) });
+			return ctx.call<AuthUser, { id: string }>("users.identify", { id: tokens.verify(token) });
 		},
 
 		/** moleculer-web `authorization` hook: enforces the action's `auth` level. */

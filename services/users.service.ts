@@ -2,13 +2,13 @@
  * Users: registration, login (JWT), profile, and the admin's user management. The gateway
  * verifies tokens itself and asks `users.identify` (cached) whether the user still exists.
  */
-import jwt from "jsonwebtoken";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { getConfig } from "../config/index.ts";
 import { openUserRepository } from "../models/backends.ts";
 import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from "../models/shared/errors.ts";
 import { newId, nowIso } from "../models/shared/ids.ts";
 import type { Role } from "../models/shared/access.ts";
+import { TokenSigner } from "../models/users/token.ts";
 import { DUMMY_HASH_PROMISE, hashPassword, verifyPassword } from "../models/users/password.ts";
 import { repositoryMixin } from "../mixins/repository.mixin.ts";
 import { toPublicUser, type PublicUser, type UserRecord, type UserRepository } from "../models/users/user.ts";
@@ -18,6 +18,8 @@ const USERNAME = { type: "string", min: 3, max: 32, pattern: /^[a-z0-9_.-]+$/, m
 const PASSWORD = { type: "string", min: 8, max: 256 };
 const DISPLAY_NAME = { type: "string", max: 100, trim: true, optional: true };
 const BAD_CREDENTIALS = "Invalid username or password";
+
+const tokens = new TokenSigner(getConfig().jwtSecret, getConfig().jwtExpiresIn);
 
 interface UsersVars {
 	repo: UserRepository;
@@ -212,13 +214,7 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 		},
 
 		issueToken(user: UserRecord) {
-			const { jwtSecret, jwtExpiresIn } = getConfig();
-			const token = jwt.sign({ username: user.username, role: user.role }, jwtSecret, {
-				algorithm: "HS256",
-				subject: user.id,
-				expiresIn: jwtExpiresIn
-			});
-			return { token, expiresIn: jwtExpiresIn };
+			return tokens.issue(user);
 		},
 
 		async requireUser(ctx: UsersContext): Promise<UserRecord> {
