@@ -123,34 +123,6 @@ const api: ServiceSchema<ApiSettingsSchema> = {
 	name: "api",
 	// WebAppMixin first: a mixin earlier in the list overrides later ones (its send404 wins).
 	mixins: [WebAppMixin, ApiGateway as unknown as Partial<ServiceSchema>, AuthMixin],
-	methods: {
-		send404,
-		regenerateAutoAliases(this: Gateway, route: unknown) {
-			const changes = this.servicesChanges ?? 0;
-			generateAliases.call(this, route);
-			this.aliasedChanges = changes;
-		}
-	},
-	events: {
-		// Only a change of which services are live changes the routes (not a node joining with
-		// services already served, nor the REPL's service-less node).
-		"$services.changed"(this: Gateway) {
-			const live = liveServices(this.broker);
-			if (live === this.liveServices) return;
-			this.liveServices = live;
-			this.servicesChanges = (this.servicesChanges ?? 0) + 1;
-		}
-	},
-	actions: {
-		/** Whether this gateway's REST routes reflect the live services (readiness; never on REST). */
-		routesCurrent: {
-			visibility: "public",
-			params: { $$strict: true },
-			handler() {
-				return routesCurrent(this as unknown as Gateway);
-			}
-		}
-	},
 
 	settings: {
 		port: config.port,
@@ -196,6 +168,37 @@ const api: ServiceSchema<ApiSettingsSchema> = {
 				onBeforeCall: copyRequestInfo
 			}
 		]
+	},
+
+	actions: {
+		/** Whether this gateway's REST routes reflect the live services (readiness; never on REST). */
+		routesCurrent: {
+			visibility: "public",
+			params: { $$strict: true },
+			handler() {
+				return routesCurrent(this as unknown as Gateway);
+			}
+		}
+	},
+
+	events: {
+		// Only a change of which services are live changes the routes (not a node joining with
+		// services already served, nor the REPL's service-less node).
+		"$services.changed"(this: Gateway) {
+			const live = liveServices(this.broker);
+			if (live === this.liveServices) return;
+			this.liveServices = live;
+			this.servicesChanges = (this.servicesChanges ?? 0) + 1;
+		}
+	},
+
+	methods: {
+		send404,
+		regenerateAutoAliases(this: Gateway, route: unknown) {
+			const changes = this.servicesChanges ?? 0;
+			generateAliases.call(this, route);
+			this.aliasedChanges = changes;
+		}
 	}
 };
 

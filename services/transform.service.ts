@@ -18,9 +18,10 @@ import { repositoryMixin } from "../mixins/repository.mixin.ts";
 import { InvalidImageError } from "../models/shared/errors.ts";
 import type { ImageDoc } from "../models/images/image.ts";
 import { CHANNELS, DEAD_LETTER_CHANNEL, type Delivery } from "../models/pipeline/channels.ts";
-import { configureSharp, renderVariant, type PipelineSettings } from "../models/transform/render.ts";
+import { configureSharp, renderVariant } from "../models/transform/render.ts";
 import { FITS, OUTPUT_FORMATS, sourceOf, variantKey, type TransformSpec, type VariantInfo, type VariantSource } from "../models/transform/spec.ts";
 import { VariantIndex } from "../models/transform/variant-cache.ts";
+import type { Flight, Rendered, TransformCounters, TransformMethods, TransformVars, VariantContext, VariantParams } from "../types/transform-service.ts";
 
 const config = getConfig();
 
@@ -41,50 +42,6 @@ const SPEC = {
 		quality: { type: "number", integer: true, min: 1, max: 100, nullable: true }
 	}
 };
-
-interface VariantParams {
-	source: VariantSource;
-	spec: TransformSpec;
-}
-
-/** The actions that stream a variant's bytes send its VariantInfo along as `ctx.meta.$variant`. */
-type VariantContext<P> = Context<P, { $variant?: VariantInfo }>;
-
-interface Rendered {
-	info: VariantInfo;
-	data: Buffer;
-}
-
-/** One render of a variant key and its trip into the cache, shared by every request for it. */
-interface Flight {
-	rendered: Promise<Rendered>;
-	/** Settles once the variant is in the cache (rejects if storing failed). */
-	stored: Promise<void>;
-}
-
-/** What this node did since it started; `renders` counts sharp pipeline runs. */
-interface TransformCounters {
-	hits: number;
-	misses: number;
-	/** Requests that waited for a render another request had started. */
-	joined: number;
-	renders: number;
-	evictions: number;
-}
-
-interface TransformVars {
-	repo: VariantIndex;
-	settings: PipelineSettings;
-	/** Renders not yet in the cache, by variant key: one per key, however many requests wait. */
-	inFlight: Map<string, Flight>;
-	counters: TransformCounters;
-}
-interface TransformMethods {
-	openCached(ctx: Context, key: string): Promise<{ stream: Readable; info: VariantInfo } | null>;
-	flight(ctx: Context, key: string, params: VariantParams): Flight;
-	store(key: string, source: VariantSource, rendered: Rendered): Promise<void>;
-	render(ctx: VariantContext<VariantParams>): Promise<Readable>;
-}
 
 async function readAll(stream: Readable): Promise<Buffer> {
 	return Buffer.concat(await stream.toArray());

@@ -1,0 +1,50 @@
+/** The shape of the transform service (services/transform.service.ts): its params, state and methods. Type-only. */
+import type { Context } from "moleculer";
+import type { Readable } from "node:stream";
+import type { PipelineSettings } from "../models/transform/render.ts";
+import type { TransformSpec, VariantInfo, VariantSource } from "../models/transform/spec.ts";
+import type { VariantIndex } from "../models/transform/variant-cache.ts";
+
+export interface VariantParams {
+	source: VariantSource;
+	spec: TransformSpec;
+}
+
+/** The actions that stream a variant's bytes send its VariantInfo along as `ctx.meta.$variant`. */
+export type VariantContext<P> = Context<P, { $variant?: VariantInfo }>;
+
+export interface Rendered {
+	info: VariantInfo;
+	data: Buffer;
+}
+
+/** One render of a variant key and its trip into the cache, shared by every request for it. */
+export interface Flight {
+	rendered: Promise<Rendered>;
+	/** Settles once the variant is in the cache (rejects if storing failed). */
+	stored: Promise<void>;
+}
+
+/** What this node did since it started; `renders` counts sharp pipeline runs. */
+export interface TransformCounters {
+	hits: number;
+	misses: number;
+	/** Requests that waited for a render another request had started. */
+	joined: number;
+	renders: number;
+	evictions: number;
+}
+
+export interface TransformVars {
+	repo: VariantIndex;
+	settings: PipelineSettings;
+	/** Renders not yet in the cache, by variant key: one per key, however many requests wait. */
+	inFlight: Map<string, Flight>;
+	counters: TransformCounters;
+}
+export interface TransformMethods {
+	openCached(ctx: Context, key: string): Promise<{ stream: Readable; info: VariantInfo } | null>;
+	flight(ctx: Context, key: string, params: VariantParams): Flight;
+	store(key: string, source: VariantSource, rendered: Rendered): Promise<void>;
+	render(ctx: VariantContext<VariantParams>): Promise<Readable>;
+}
