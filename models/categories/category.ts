@@ -24,6 +24,9 @@ export function slugify(name: string): string {
 		.slice(0, 64);
 }
 
+/** Every field of a Category but its id, for stores that map records field by field. */
+export const CATEGORY_FIELDS = ["name", "description", "createdAt", "updatedAt"] as const satisfies readonly (keyof Category)[];
+
 export interface CategoryRepository {
 	list(): Promise<Category[]>;
 	get(id: string): Promise<Category | null>;

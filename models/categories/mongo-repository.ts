@@ -1,10 +1,10 @@
 /** CategoryRepository on MongoDB (distributed mode); the same contract as the SQLite one. */
 import type { Collection } from "mongodb";
 import { isDuplicateKey, MongoBackend, type MongoOptions } from "../db/mongo.ts";
-import { definedFields } from "../shared/fields.ts";
+import { definedFields, pick } from "../shared/fields.ts";
 import { ConflictError } from "../shared/errors.ts";
 import { nowIso } from "../shared/ids.ts";
-import type { Category, CategoryRepository } from "./category.ts";
+import { CATEGORY_FIELDS, type Category, type CategoryRepository } from "./category.ts";
 
 
 interface CategoryRecord extends Omit<Category, "id"> {
@@ -14,7 +14,7 @@ interface CategoryRecord extends Omit<Category, "id"> {
 }
 
 function categoryFromRecord(record: CategoryRecord): Category {
-	return { id: record._id, name: record.name, description: record.description, createdAt: record.createdAt, updatedAt: record.updatedAt };
+	return { id: record._id, ...pick(record, CATEGORY_FIELDS) };
 }
 
 function nameTaken(category: Category): ConflictError {

@@ -85,6 +85,12 @@ export interface ImageDoc {
 }
 
 /** Fields an owner or admin may change. */
+/** Every field of an ImageDoc but its id, for stores that map records field by field. */
+export const IMAGE_FIELDS = [
+	"owner", "ownerName", "name", "description", "filename", "contentType", "format", "size", "width", "height", "sha256",
+	"encrypted", "visibility", "category", "tags", "views", "status", "statusReason", "metadata", "renditions", "blob", "createdAt", "updatedAt"
+] as const satisfies readonly (keyof ImageDoc)[];
+
 export type ImagePatch = Partial<Pick<ImageDoc, "name" | "description" | "tags" | "category" | "visibility" | "status">>;
 
 export type SortKey = "createdAt" | "-createdAt" | "views" | "-views" | "name";

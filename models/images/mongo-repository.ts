@@ -14,21 +14,22 @@
 import type { Collection, Document, Filter, Sort } from "mongodb";
 import { ConflictError } from "../shared/errors.ts";
 import { nowIso } from "../shared/ids.ts";
-import type {
-	CountAndBytes,
-	ImageDoc,
-	ImageFilter,
-	ImageMetadata,
-	ImageStatus,
-	ImagePatch,
-	ImageRepository,
-	ImageStats,
-	Page,
-	Rendition,
-	StatusChange,
-	Tag
+import {
+	IMAGE_FIELDS,
+	type 	CountAndBytes,
+	type ImageDoc,
+	type ImageFilter,
+	type ImageMetadata,
+	type ImageStatus,
+	type ImagePatch,
+	type ImageRepository,
+	type ImageStats,
+	type Page,
+	type Rendition,
+	type StatusChange,
+	type Tag
 } from "./image.ts";
-import { definedFields } from "../shared/fields.ts";
+import { definedFields, pick } from "../shared/fields.ts";
 import { type Cursor, pageOf, pageRequest, type SortSpec } from "./paging.ts";
 import { searchConditions, type SearchCondition } from "./search-filter.ts";
 import { KeyedLock } from "../shared/keyed-lock.ts";
@@ -59,32 +60,7 @@ function toRecord(doc: ImageDoc): ImageRecord {
 
 /** Field by field, so nothing of the search fields (nor anything unknown) leaks out. */
 function fromRecord(record: ImageRecord): ImageDoc {
-	return {
-		id: record._id,
-		owner: record.owner,
-		ownerName: record.ownerName,
-		name: record.name,
-		description: record.description,
-		filename: record.filename,
-		contentType: record.contentType,
-		format: record.format,
-		size: record.size,
-		width: record.width,
-		height: record.height,
-		sha256: record.sha256,
-		encrypted: record.encrypted,
-		visibility: record.visibility,
-		category: record.category,
-		tags: record.tags.map(tagOf),
-		views: record.views,
-		status: record.status,
-		statusReason: record.statusReason,
-		metadata: record.metadata,
-		renditions: record.renditions,
-		blob: record.blob,
-		createdAt: record.createdAt,
-		updatedAt: record.updatedAt
-	};
+	return { id: record._id, ...pick(record, IMAGE_FIELDS), tags: record.tags.map(tagOf) };
 }
 
 function tagOf(tag: Tag): Tag {

@@ -73,6 +73,12 @@ export function newImportJob(fields: Pick<ImportJob, "id" | "owner" | "ownerName
 	};
 }
 
+/** Every field of an ImportJob but its id, for stores that map records field by field. */
+export const JOB_FIELDS = [
+	"owner", "ownerName", "source", "options", "status", "total", "processed", "succeeded", "duplicates", "failed", "cancelled",
+	"bytes", "error", "listed", "createdAt", "startedAt", "finishedAt", "updatedAt"
+] as const satisfies readonly (keyof ImportJob)[];
+
 export interface ImportItem {
 	jobId: string;
 	seq: number;
@@ -89,6 +95,9 @@ export interface ImportItem {
 	attempts: number;
 	updatedAt: string;
 }
+
+/** Every field of an ImportItem, for stores that map records field by field. */
+export const ITEM_FIELDS = ["jobId", "seq", "key", "url", "name", "state", "imageId", "error", "bytes", "attempts", "updatedAt"] as const satisfies readonly (keyof ImportItem)[];
 
 export interface NewItem {
 	key: string;

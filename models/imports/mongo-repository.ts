@@ -21,6 +21,8 @@ import type { Collection, Filter } from "mongodb";
 import { nowIso } from "../shared/ids.ts";
 import type { Page } from "../images/image.ts";
 import {
+	ITEM_FIELDS,
+	JOB_FIELDS,
 	isSettleable,
 	settledStatus,
 	type ContentClaim,
@@ -38,6 +40,7 @@ import {
 	type NewItem,
 	OUTCOME_COUNTER
 } from "./import-job.ts";
+import { pick } from "../shared/fields.ts";
 import { KeyedLock } from "../shared/keyed-lock.ts";
 import { isDuplicateKey, MongoBackend, type MongoOptions } from "../db/mongo.ts";
 
@@ -81,43 +84,11 @@ const UNFINISHED: ItemState[] = ["queued", "dispatched", "running"];
 const itemId = (jobId: string, seq: number) => `${jobId}/${seq}`;
 
 function jobOf(record: JobRecord): ImportJob {
-	return {
-		id: record._id,
-		owner: record.owner,
-		ownerName: record.ownerName,
-		source: record.source,
-		options: record.options,
-		status: record.status,
-		total: record.total,
-		processed: record.processed,
-		succeeded: record.succeeded,
-		duplicates: record.duplicates,
-		failed: record.failed,
-		cancelled: record.cancelled,
-		bytes: record.bytes,
-		error: record.error,
-		listed: record.listed,
-		createdAt: record.createdAt,
-		startedAt: record.startedAt,
-		finishedAt: record.finishedAt,
-		updatedAt: record.updatedAt
-	};
+	return { id: record._id, ...pick(record, JOB_FIELDS) };
 }
 
 function itemOf(record: ItemRecord): ImportItem {
-	return {
-		jobId: record.jobId,
-		seq: record.seq,
-		key: record.key,
-		url: record.url,
-		name: record.name,
-		state: record.state,
-		imageId: record.imageId,
-		error: record.error,
-		bytes: record.bytes,
-		attempts: record.attempts,
-		updatedAt: record.updatedAt
-	};
+	return pick(record, ITEM_FIELDS);
 }
 
 export class MongoImportRepository extends MongoBackend implements ImportRepository {

@@ -4,3 +4,13 @@
 export function definedFields<T extends object>(patch: T): Partial<T> {
 	return Object.fromEntries(Object.entries(patch).filter(([, value]) => value !== undefined)) as Partial<T>;
 }
+
+/**
+ * A copy of exactly `keys` of `source`: what a document store keeps beside a record (search
+ * fields, revisions, anything unknown) never leaks out with it.
+ */
+export function pick<T extends object, K extends keyof T>(source: T, keys: readonly K[]): Pick<T, K> {
+	const copy = {} as Pick<T, K>;
+	for (const key of keys) copy[key] = source[key];
+	return copy;
+}

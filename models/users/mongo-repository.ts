@@ -2,26 +2,17 @@
 import type { Collection, Filter } from "mongodb";
 import { roleOf } from "../shared/access.ts";
 import { ConflictError } from "../shared/errors.ts";
-import { definedFields } from "../shared/fields.ts";
+import { definedFields, pick } from "../shared/fields.ts";
 import { nowIso } from "../shared/ids.ts";
 import { isDuplicateKey, MongoBackend, type MongoOptions } from "../db/mongo.ts";
-import type { UserPatch, UserRecord, UserRepository } from "./user.ts";
+import { USER_FIELDS, type UserPatch, type UserRecord, type UserRepository } from "./user.ts";
 
 interface UserDocument extends Omit<UserRecord, "id"> {
 	_id: string;
 }
 
 function fromDocument(doc: UserDocument): UserRecord {
-	return {
-		id: doc._id,
-		username: doc.username,
-		name: doc.name,
-		role: roleOf(doc.role),
-		disabled: doc.disabled,
-		passwordHash: doc.passwordHash,
-		createdAt: doc.createdAt,
-		updatedAt: doc.updatedAt
-	};
+	return { id: doc._id, ...pick(doc, USER_FIELDS), role: roleOf(doc.role) };
 }
 
 export class MongoUserRepository extends MongoBackend implements UserRepository {

@@ -12,6 +12,9 @@ export interface UserRecord {
 	updatedAt: string;
 }
 
+/** Every field of a UserRecord but its id, for stores that map records field by field. */
+export const USER_FIELDS = ["username", "name", "role", "disabled", "passwordHash", "createdAt", "updatedAt"] as const satisfies readonly (keyof UserRecord)[];
+
 /** The caller of a request, as the gateway authenticated it. */
 export interface AuthUser {
 	id: string;
