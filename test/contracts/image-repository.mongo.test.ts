@@ -1,6 +1,6 @@
 /**
- * The repository contract suites against MongoDB (FerretDB): one server for the file, a fresh
- * database for every test.
+ * The image and category repository contract against MongoDB (FerretDB): one server for the
+ * file, a fresh database for every test; and how a repository lives through MongoDB going away.
  */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
@@ -9,13 +9,11 @@ import type { Category } from "../../models/categories/category.ts";
 import { MongoCategoryRepository } from "../../models/categories/mongo-repository.ts";
 import { MongoImageRepository } from "../../models/images/mongo-repository.ts";
 import { dropDatabase, type FerretDb, ferretDbSkipReason, startFerretDb } from "../helpers/ferretdb.ts";
-import { MongoUserRepository } from "../../models/users/mongo-repository.ts";
 import { imageRepositoryContract } from "./image-repository.contract.ts";
-import { userRepositoryContract } from "./user-repository.contract.ts";
 
 const TIMEOUT_MS = 2000;
 
-describe("MongoDB repositories (FerretDB)", { skip: ferretDbSkipReason() }, () => {
+describe("MongoDB image repository (FerretDB)", { skip: ferretDbSkipReason() }, () => {
 	let server: FerretDb;
 	before(async () => {
 		server = await startFerretDb();
@@ -33,18 +31,6 @@ describe("MongoDB repositories (FerretDB)", { skip: ferretDbSkipReason() }, () =
 			async cleanup() {
 				await images.close();
 				await categories.close();
-				await dropDatabase(url);
-			}
-		};
-	});
-
-	userRepositoryContract("MongoDB", async () => {
-		const url = server.databaseUrl();
-		const users = new MongoUserRepository({ url, timeoutMs: TIMEOUT_MS });
-		return {
-			users,
-			async cleanup() {
-				await users.close();
 				await dropDatabase(url);
 			}
 		};
