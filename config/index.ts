@@ -9,6 +9,9 @@ import { loadOrCreateSecrets } from "./secrets.ts";
 
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace";
 
+/** Services a node needs reachable (anywhere in the cluster) to serve requests: readiness checks them. */
+export const REQUIRED_SERVICES = ["users", "images", "categories", "storage"];
+
 export interface Config {
 	port: number;
 	host: string;

@@ -1,9 +1,6 @@
 /** Liveness (/api/health) and readiness (/api/ready) for load balancers and operators. */
 import type { Context, ServiceSchema } from "moleculer";
-import { getConfig } from "../config/index.ts";
-
-/** Services a node needs reachable (anywhere in the cluster) to serve requests. */
-export const REQUIRED = ["users", "images", "categories", "storage"];
+import { getConfig, REQUIRED_SERVICES } from "../config/index.ts";
 const PING_TIMEOUT_MS = 2000;
 
 /**
@@ -50,7 +47,7 @@ const health: ServiceSchema = {
 			auth: "public",
 			params: { $$strict: true },
 			async handler(ctx: Context<unknown, { $statusCode?: number }>) {
-				const [checks, classifier] = await Promise.all([Promise.all(REQUIRED.map(service => check(ctx, service))), classifierState(ctx)]);
+				const [checks, classifier] = await Promise.all([Promise.all(REQUIRED_SERVICES.map(service => check(ctx, service))), classifierState(ctx)]);
 				if (this.broker.getLocalService("api")) checks.push(await routesCheck(ctx, this.broker.nodeID));
 				const ready = checks.every(result => result.ok) && (classifier.enabled === true || !getConfig().classifierModel);
 				if (!ready) ctx.meta.$statusCode = 503;

@@ -1,0 +1,62 @@
+/**
+ * The gateway's HTTP policies, as plain functions of the configuration: CORS with exact origin
+ * matching, the rate limit's client key, and the JSON error answer (models/http/request.ts maps
+ * errors to statuses).
+ */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { errorResponse, type HttpError } from "./request.ts";
+
+/**
+ * The client address for rate limiting: the socket peer, unless a trusted proxy is configured,
+ * in which case the address that proxy appended last to X-Forwarded-For (anything before it
+ * was written by the client and cannot be trusted).
+ */
+function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
+	const forwarded = req.headers["x-forwarded-for"];
+	if (trustProxy && typeof forwarded === "string") {
+		const last = forwarded.split(",").pop()?.trim();
+		if (last) return last;
+	}
+	return req.socket.remoteAddress ?? "unknown";
+}
+
+/** Exact origin matching (moleculer-web's own string matching is a substring test). */
+export function corsSettings(origins: string[]) {
+	if (origins.length === 0) return undefined;
+	const allowed = new Set(origins);
+	return {
+		origin: (origin: string) => allowed.has(origin),
+		methods: ["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],
+		allowedHeaders: ["Authorization", "Content-Type", "Range", "If-None-Match"],
+		exposedHeaders: ["ETag", "Content-Length", "Content-Range", "Location"],
+		maxAge: 3600
+	};
+}
+
+/** Requests per client address and minute; 0 turns the limit off. */
+export function rateLimitSettings(perMinute: number, trustProxy: boolean) {
+	if (perMinute === 0) return undefined;
+	return { window: 60_000, limit: perMinute, headers: true, key: (req: IncomingMessage) => clientAddress(req, trustProxy) };
+}
+
+/** moleculer-web `onError`: the JSON error answer; server faults are logged, never shown. */
+export function sendJsonError(this: { logger: { error(...args: unknown[]): void } }, req: IncomingMessage, res: ServerResponse, err: HttpError): void {
+	const { status, body } = errorResponse(err);
+	if (status >= 500) this.logger.error(`${req.method} ${req.url} failed:`, err);
+	if (res.headersSent) {
+		// The body is already streaming: the only honest signal left is a broken connection.
+		res.destroy();
+		return;
+	}
+	// Discard a body nobody read (e.g. an upload refused for its token), so that the client,
+	// still sending, gets to read this answer instead of a reset connection. A stream call that
+	// failed half-way (the cluster connection lost) leaves its reader attached, pausing the body
+	// at every chunk it can no longer forward: drop it, or the body never drains.
+	if (!req.complete) {
+		req.removeAllListeners("data");
+		req.resume();
+	}
+	res.statusCode = status;
+	res.setHeader("Content-Type", "application/json; charset=utf-8");
+	res.end(JSON.stringify(body));
+}
