@@ -5,6 +5,8 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY web ./web
+# The app imports the API's types from models/ (type-only: nothing of it is shipped).
+COPY models ./models
 RUN node web/build.ts
 
 FROM node:24-slim

@@ -26,7 +26,7 @@ import { BadRequestError, NotFoundError, TooManyItemsError } from "../models/sha
 import { downloadUrl, listDriveImages, parseFolderId, type DriveSource } from "../models/imports/google-drive.ts";
 import { newId, nowIso } from "../models/shared/ids.ts";
 import type { Visibility } from "../models/images/image.ts";
-import { fileNameOf, newImportJob, normalizeUrl, type ImportItem, type ImportJob, type ImportRepository, type ItemResult, type NewItem } from "../models/imports/import-job.ts";
+import { fileNameOf, newImportJob, normalizeUrl, type ImportItem, type ImportJob, type ImportRepository, type ItemResult, type JobView, type NewItem } from "../models/imports/import-job.ts";
 import { downloadToFile, FetchLimiter, type FetchOptions } from "../models/imports/safe-fetch.ts";
 
 const config = getConfig();
@@ -95,15 +95,6 @@ interface ImportsMethods {
 	existingImage(job: ImportJob, id: string): Promise<boolean>;
 	reconcile(): Promise<void>;
 }
-
-type JobView = Omit<ImportJob, "source" | "listed" | "updatedAt"> & {
-	source: Record<string, unknown>;
-	errors: { item: string; error: string }[];
-	/** Items per second since the job started. */
-	rate: number | null;
-	/** Seconds left at that rate. */
-	eta: number | null;
-};
 
 function fetchOptions(): FetchOptions {
 	return {

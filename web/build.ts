@@ -4,6 +4,11 @@
  * under assets/<content hash>/ so the gateway can cache it forever, and index.html (never
  * cached) points at that folder. `--if-missing` does nothing when a build is already there, for
  * `npm start` on a fresh clone.
+ *
+ * The app imports the API's types from the server's models/ (`import type` only, erased from the
+ * output). tsc therefore compiles from the repository root (rootDir ".."): the app lands in
+ * web/src/ of the staging folder and only that folder is shipped; the build fails if the shipped
+ * code imports anything outside it.
  */
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -17,6 +22,8 @@ const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const WEB = join(ROOT, "web");
 const OUT = join(ROOT, "dist", "web");
 const STAGING = join(ROOT, "dist", "web-build");
+/** Where tsc puts the app inside STAGING (it mirrors the repository from its root). */
+const EMITTED = join(STAGING, "web", "src");
 
 function filesUnder(dir: string): string[] {
 	return readdirSync(dir, { withFileTypes: true, recursive: true })
@@ -43,18 +50,35 @@ async function favicon(): Promise<Buffer> {
 	return Buffer.concat([header, png]);
 }
 
+/**
+ * Throws if an emitted module imports a file outside the shipped folder: only type-only imports
+ * (which tsc erases) may reach the server's models/.
+ */
+function checkSelfContained(dir: string): void {
+	// tsc writes static imports and re-exports at the start of a line; dynamic ones anywhere.
+	const specifiers = [/^\s*(?:import|export)\s[^;]*?\bfrom\s*(["'])(.+?)\1/gm, /^\s*import\s*(["'])(.+?)\1/gm, /\bimport\s*\(\s*(["'])(.+?)\1\s*\)/g];
+	for (const file of filesUnder(dir).filter(name => name.endsWith(".js"))) {
+		const code = readFileSync(file, "utf8");
+		for (const [, , specifier] of specifiers.flatMap(pattern => [...code.matchAll(pattern)])) {
+			const inside = specifier.startsWith(".") && !relative(dir, join(dirname(file), specifier)).startsWith("..");
+			if (!inside) throw new Error(`web: ${relative(dir, file)} imports "${specifier}", outside web/src (use \`import type\` for the server's types)`);
+		}
+	}
+}
+
 async function build(): Promise<void> {
 	rmSync(STAGING, { recursive: true, force: true });
 	// typescript's exports map hides bin/tsc: find it next to its package.json.
 	const tsc = join(dirname(createRequire(import.meta.url).resolve("typescript/package.json")), "bin", "tsc");
 	execFileSync(process.execPath, [tsc, "-p", join(WEB, "tsconfig.json")], { stdio: "inherit" });
-	for (const file of ["styles.css", "favicon.svg"]) cpSync(join(WEB, file), join(STAGING, file));
+	checkSelfContained(EMITTED);
+	for (const file of ["styles.css", "favicon.svg"]) cpSync(join(WEB, file), join(EMITTED, file));
 	const hash = createHash("sha256");
-	for (const file of filesUnder(STAGING)) hash.update(relative(STAGING, file)).update(readFileSync(file));
+	for (const file of filesUnder(EMITTED)) hash.update(relative(EMITTED, file)).update(readFileSync(file));
 	const version = hash.digest("hex").slice(0, 12);
 	rmSync(OUT, { recursive: true, force: true });
 	mkdirSync(join(OUT, "assets"), { recursive: true });
-	cpSync(STAGING, join(OUT, "assets", version), { recursive: true });
+	cpSync(EMITTED, join(OUT, "assets", version), { recursive: true });
 	rmSync(STAGING, { recursive: true, force: true });
 	const html = readFileSync(join(WEB, "index.html"), "utf8").replaceAll("%ASSETS%", `/assets/${version}`);
 	writeFileSync(join(OUT, "index.html"), html);

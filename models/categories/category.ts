@@ -1,7 +1,8 @@
 /**
  * Categories: the stored shape and the backend-neutral repository contract, implemented on SQLite
  * (sqlite-repository.ts, in the images database) and MongoDB (mongo-repository.ts). Admins curate
- * them; images point at them by id, a slug of the name at creation.
+ * them; images point at them by id, a slug of the name at creation. The web app imports Category
+ * (type-only) and compiles this file without Node's types: import nothing here that needs them.
  */
 
 export interface Category {

@@ -1,8 +1,10 @@
 /**
  * The image as the API shows it: everything but the internal storage keys. The web app imports
- * these types too (type-only), so the client and the server cannot drift apart.
+ * these types too (type-only), so the client and the server cannot drift apart; this file must
+ * therefore import nothing but pure-type files (image-types.ts), so that the web app compiles
+ * without Node's types.
  */
-import type { ImageDoc, Rendition } from "./image.ts";
+import type { ImageDoc, Rendition } from "./image-types.ts";
 
 export type PublicRendition = Omit<Rendition, "blob">;
 export type PublicImage = Omit<ImageDoc, "blob" | "renditions"> & { renditions: PublicRendition[] };

@@ -1,56 +1,19 @@
 /**
- * Import jobs: the document shapes and the backend-neutral repository contract, implemented on
- * SQLite (sqlite-repository.ts) and MongoDB (mongo-repository.ts); one contract test
- * suite runs against both.
+ * Import jobs: the document shapes (declared in import-types.ts, re-exported here) and the
+ * backend-neutral repository contract, implemented on SQLite (sqlite-repository.ts) and MongoDB
+ * (mongo-repository.ts); one contract test suite runs against both.
  *
  * The repository is where exactly-once lives: an item moves queued -> running -> one terminal
  * state by conditional updates, and only the caller whose update moved it counts it, so
  * processed = succeeded + duplicates + failed always holds and no item is counted twice.
  */
 import { BadRequestError } from "../shared/errors.ts";
-import type { Page, Visibility } from "../images/image.ts";
+import type { Page } from "../images/image-types.ts";
+import type { ImportItem, ImportJob, ItemOutcome, ItemState } from "./import-types.ts";
 
-export type ImportStatus = "queued" | "listing" | "running" | "completed" | "completed_with_errors" | "failed" | "cancelled";
-
-export type ItemState = "queued" | "dispatched" | "running" | "succeeded" | "duplicate" | "failed" | "cancelled";
-export type ItemOutcome = "succeeded" | "duplicate" | "failed";
-
-/** What to import and how; `apiKey` is kept for the workers but never shown to clients. */
-export type ImportSource =
-	| { type: "urls"; count: number }
-	| { type: "google-drive"; folder: string; recursive: boolean; apiKey?: string };
-
-/** Options applied to every imported image. */
-export interface ImportOptions {
-	category: string | null;
-	tags?: string;
-	visibility: Visibility;
-	encrypted: boolean;
-}
-
-export interface ImportJob {
-	id: string;
-	owner: string;
-	ownerName: string;
-	source: ImportSource;
-	options: ImportOptions;
-	status: ImportStatus;
-	/** Items listed so far (final once listing is done). */
-	total: number;
-	processed: number;
-	succeeded: number;
-	duplicates: number;
-	failed: number;
-	cancelled: number;
-	bytes: number;
-	/** Why the job as a whole failed (e.g. the folder could not be listed). */
-	error: string | null;
-	listed: boolean;
-	createdAt: string;
-	startedAt: string | null;
-	finishedAt: string | null;
-	updatedAt: string;
-}
+// The job and item shapes, and the job as the API shows it, are declared once, in the pure-type
+// import-types.ts (the web app imports that file, so it cannot depend on this module's runtime).
+export type { ImportItem, ImportJob, ImportOptions, ImportSource, ImportStatus, ItemOutcome, ItemState, JobView } from "./import-types.ts";
 
 /** A job as created: queued, nothing listed or counted yet. */
 export function newImportJob(fields: Pick<ImportJob, "id" | "owner" | "ownerName" | "source" | "options">, now: string): ImportJob {
@@ -78,23 +41,6 @@ export const JOB_FIELDS = [
 	"owner", "ownerName", "source", "options", "status", "total", "processed", "succeeded", "duplicates", "failed", "cancelled",
 	"bytes", "error", "listed", "createdAt", "startedAt", "finishedAt", "updatedAt"
 ] as const satisfies readonly (keyof ImportJob)[];
-
-export interface ImportItem {
-	jobId: string;
-	seq: number;
-	/** Identity for exactly-once: the normalized URL or `gdrive:<file id>`. */
-	key: string;
-	/** Where the bytes come from. */
-	url: string;
-	/** File name to give the image. */
-	name: string;
-	state: ItemState;
-	imageId: string | null;
-	error: string | null;
-	bytes: number;
-	attempts: number;
-	updatedAt: string;
-}
 
 /** Every field of an ImportItem, for stores that map records field by field. */
 export const ITEM_FIELDS = ["jobId", "seq", "key", "url", "name", "state", "imageId", "error", "bytes", "attempts", "updatedAt"] as const satisfies readonly (keyof ImportItem)[];

@@ -2,7 +2,8 @@
  * The one access rule of imgmesh: who may see and who may change what. Everything owned by a
  * user (images, import jobs) goes through these functions, in services and in every repository's
  * queries, so the rule cannot drift between places. Whatever a viewer may not see answers 404,
- * never 403: existence stays private.
+ * never 403: existence stays private. The web app imports Role (type-only) and compiles this
+ * file without Node's types: import nothing here that needs them.
  */
 
 export type Role = "user" | "admin";

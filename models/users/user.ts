@@ -1,4 +1,8 @@
-/** Users: the stored shape, the public shape and the backend-neutral repository contract. */
+/**
+ * Users: the stored shape, the public shape and the backend-neutral repository contract. The web
+ * app imports PublicUser (type-only) and compiles this file without Node's types: import nothing
+ * here that needs them.
+ */
 import type { Role } from "../shared/access.ts";
 
 export interface UserRecord {

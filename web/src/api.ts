@@ -3,75 +3,12 @@
  * it but a closed tab forgets it), JSON calls with Bearer auth, XHR uploads with progress and
  * authenticated blob fetches (an <img> cannot send an Authorization header).
  */
+import type { ImageStats } from "../../models/images/image-types.ts";
+import type { PublicImage } from "../../models/images/public-image.ts";
+import type { PublicUser } from "../../models/users/user.ts";
 
-export type Role = "user" | "admin";
-export interface User {
-	id: string;
-	username: string;
-	name?: string;
-	role: Role;
-	disabled?: boolean;
-	createdAt?: string;
-}
-export interface Tag {
-	label: string;
-	source: "user" | "hashtag" | "auto";
-	score?: number;
-	model?: string;
-}
-export interface Rendition {
-	name: string;
-	width: number;
-	height: number;
-	format: string;
-	size: number;
-}
-export interface Image {
-	id: string;
-	owner: string;
-	ownerName: string;
-	name: string;
-	description: string;
-	filename: string;
-	contentType: string;
-	format: string;
-	size: number;
-	width: number;
-	height: number;
-	sha256: string;
-	encrypted: boolean;
-	visibility: "private" | "public";
-	category: string | null;
-	tags: Tag[];
-	views: number;
-	status: "processing" | "ready" | "failed";
-	statusReason?: string;
-	renditions?: Rendition[];
-	metadata?: ImageMetadata | null;
-	createdAt: string;
-	updatedAt: string;
-}
-/** What the pipeline read from the original. */
-export interface ImageMetadata {
-	space?: string;
-	orientation?: number | null;
-	density?: number | null;
-	hasAlpha?: boolean;
-	cameraMake?: string | null;
-	cameraModel?: string | null;
-	takenAt?: string | null;
-	hasGps?: boolean;
-}
-export interface Page<T> {
-	items: T[];
-	nextCursor: string | null;
-	total: number;
-}
-export interface Category {
-	id: string;
-	name: string;
-	description: string;
-}
+/** GET /api/stats: the store's figures and the number of users. */
+export type Stats = ImageStats & { users: number };
 
 /** An error answer of the API: `{name, message, code, type, data}`. */
 export class ApiError extends Error {
@@ -89,7 +26,7 @@ export class ApiError extends Error {
 const STORAGE_KEY = "imgmesh.session";
 interface Session {
 	token: string;
-	user: User;
+	user: PublicUser;
 }
 let session: Session | null = readStoredSession();
 const listeners = new Set<(reason?: string) => void>();
@@ -103,7 +40,7 @@ function readStoredSession(): Session | null {
 	}
 }
 
-export function currentUser(): User | null {
+export function currentUser(): PublicUser | null {
 	return session?.user ?? null;
 }
 
@@ -183,14 +120,14 @@ export async function download(path: string, filename: string): Promise<void> {
 }
 
 export interface UploadHandle {
-	done: Promise<{ images: Image[] }>;
+	done: Promise<{ images: PublicImage[] }>;
 	abort(): void;
 }
 
 /** POST /api/images with XHR, the only browser API that reports upload progress. */
 export function upload(form: FormData, onProgress: (loaded: number, total: number) => void): UploadHandle {
 	const xhr = new XMLHttpRequest();
-	const done = new Promise<{ images: Image[] }>((resolve, reject) => {
+	const done = new Promise<{ images: PublicImage[] }>((resolve, reject) => {
 		xhr.open("POST", "/api/images");
 		const headers = authHeaders();
 		if (headers.authorization) xhr.setRequestHeader("authorization", headers.authorization);

@@ -3,19 +3,21 @@
  * scroll with a "Load more" button as the keyboard path), shows status badges and polls
  * images still processing until the pipeline finishes them.
  */
-import { api, type Image, type Page } from "./api.ts";
+import type { Page } from "../../models/images/image-types.ts";
+import type { PublicImage } from "../../models/images/public-image.ts";
+import { api } from "./api.ts";
 import { h, toast } from "./dom.ts";
 import { imageAlt, lazyImage, releaseImages } from "./images.ts";
 
 const POLL_MS = 1500;
 
-function badge(image: Image): HTMLElement | null {
+function badge(image: PublicImage): HTMLElement | null {
 	if (image.status === "ready") return null;
 	const label = image.status === "processing" ? "Processing" : "Failed";
 	return h("span", { class: `badge ${image.status}`, title: image.statusReason ?? label }, label);
 }
 
-function tile(image: Image): HTMLElement {
+function tile(image: PublicImage): HTMLElement {
 	const img = h("img", { alt: imageAlt(image), width: 240, height: 240, decoding: "async" });
 	lazyImage(img, image);
 	return h(
@@ -48,7 +50,7 @@ export function imageGrid(params: Record<string, string>): Grid {
 		try {
 			const search = new URLSearchParams({ ...params, limit: "24" });
 			if (cursor) search.set("cursor", cursor);
-			const page = await api<Page<Image>>("GET", `/images?${search}`);
+			const page = await api<Page<PublicImage>>("GET", `/images?${search}`);
 			for (const image of page.items) {
 				const el = tile(image);
 				list.append(el);
@@ -68,7 +70,7 @@ export function imageGrid(params: Record<string, string>): Grid {
 	async function poll(): Promise<void> {
 		for (const [id, el] of processing) {
 			try {
-				const image = await api<Image>("GET", `/images/${id}`);
+				const image = await api<PublicImage>("GET", `/images/${id}`);
 				if (image.status === "processing") continue;
 				processing.delete(id);
 				el.replaceWith(tile(image));

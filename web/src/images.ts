@@ -5,20 +5,21 @@
  * viewport. Images without renditions (a server without the processing pipeline) and servers
  * without the thumbnail endpoint (404) get the original instead.
  */
-import { fetchBlob, type Image } from "./api.ts";
+import type { PublicImage } from "../../models/images/public-image.ts";
+import { fetchBlob } from "./api.ts";
 
 const objectUrls = new Set<string>();
 /** Whether the node serves renditions: learnt from the first request, so at most one 404. */
 let thumbnails: Promise<boolean> | undefined;
 
-export function imageAlt(image: Image): string {
+export function imageAlt(image: PublicImage): string {
 	const tags = image.tags.map(tag => tag.label).slice(0, 5);
 	return tags.length ? `${image.name} (${tags.join(", ")})` : image.name;
 }
 
-async function fetchRendition(image: Image, size: 240 | 720): Promise<Blob> {
+async function fetchRendition(image: PublicImage, size: 240 | 720): Promise<Blob> {
 	const original = () => fetchBlob(`/api/images/${image.id}/content`);
-	if (!image.renditions?.length) return original();
+	if (!image.renditions.length) return original();
 	const thumbnail = () => fetchBlob(`/api/images/${image.id}/thumbnail?size=${size}`);
 	if (!thumbnails) {
 		const first = thumbnail();
@@ -32,7 +33,7 @@ async function fetchRendition(image: Image, size: 240 | 720): Promise<Blob> {
 }
 
 /** The 240 or 720 rendition, or the original when the image or the node has no renditions. */
-export async function renditionUrl(image: Image, size: 240 | 720): Promise<string> {
+export async function renditionUrl(image: PublicImage, size: 240 | 720): Promise<string> {
 	const url = URL.createObjectURL(await fetchRendition(image, size));
 	objectUrls.add(url);
 	return url;
@@ -44,7 +45,7 @@ export function releaseImages(): void {
 	objectUrls.clear();
 }
 
-const pending = new WeakMap<Element, Image>();
+const pending = new WeakMap<Element, PublicImage>();
 const observer = new IntersectionObserver(
 	entries => {
 		for (const entry of entries) {
@@ -57,7 +58,7 @@ const observer = new IntersectionObserver(
 	{ rootMargin: "300px" }
 );
 
-async function loadInto(img: HTMLImageElement, image: Image): Promise<void> {
+async function loadInto(img: HTMLImageElement, image: PublicImage): Promise<void> {
 	const size = img.getBoundingClientRect().width * devicePixelRatio > 240 ? 720 : 240;
 	try {
 		img.src = await renditionUrl(image, size);
@@ -68,7 +69,7 @@ async function loadInto(img: HTMLImageElement, image: Image): Promise<void> {
 }
 
 /** Loads `image` into `img` when it scrolls near the viewport. */
-export function lazyImage(img: HTMLImageElement, image: Image): void {
+export function lazyImage(img: HTMLImageElement, image: PublicImage): void {
 	pending.set(img, image);
 	observer.observe(img);
 }

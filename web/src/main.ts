@@ -1,5 +1,6 @@
 /** Entry point: the header, the routes and the sign-in guard. */
-import { currentUser, onSessionChange, setSession, type User } from "./api.ts";
+import type { PublicUser } from "../../models/users/user.ts";
+import { currentUser, onSessionChange, setSession } from "./api.ts";
 import { h, render, toast } from "./dom.ts";
 import { adminPage } from "./pages/admin.ts";
 import { detailPage } from "./pages/detail.ts";
@@ -17,7 +18,7 @@ function navLink(href: string, label: string): HTMLElement {
 }
 
 function renderHeader(): void {
-	const user: User | null = currentUser();
+	const user: PublicUser | null = currentUser();
 	const header = document.getElementById("top")!;
 	render(
 		header,

@@ -1,12 +1,15 @@
 /** Administration: users (role, disabled), categories, and the node's health, storage and cache figures. */
-import { api, currentUser, type Category, type User } from "../api.ts";
+import type { Category } from "../../../models/categories/category.ts";
+import type { Role } from "../../../models/shared/access.ts";
+import type { PublicUser } from "../../../models/users/user.ts";
+import { api, currentUser, type Stats } from "../api.ts";
 import { field, formatBytes, h, option, toast } from "../dom.ts";
 import type { Page } from "../router.ts";
 
 function usersSection(): HTMLElement {
 	const body = h("tbody");
 	const section = h("section", { class: "card", "aria-labelledby": "users-title" }, h("h2", { id: "users-title" }, "Users"), h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "User"), h("th", { scope: "col" }, "Role"), h("th", { scope: "col" }, "Disabled"))), body)));
-	const patch = async (user: User, change: Partial<Pick<User, "role" | "disabled">>) => {
+	const patch = async (user: PublicUser, change: Partial<Pick<PublicUser, "role" | "disabled">>) => {
 		try {
 			await api("PATCH", `/users/${user.id}`, change);
 			toast(`${user.username} updated`);
@@ -16,13 +19,13 @@ function usersSection(): HTMLElement {
 		}
 	};
 	async function load(): Promise<void> {
-		const { items } = await api<{ items: User[] }>("GET", "/users");
+		const { items } = await api<{ items: PublicUser[] }>("GET", "/users");
 		body.replaceChildren(
 			...items.map(user => {
 				const self = user.id === currentUser()?.id;
 				const role = h("select", { "aria-label": `Role of ${user.username}`, disabled: self }, option("user", "User", user.role === "user"), option("admin", "Admin", user.role === "admin"));
-				const disabled = h("input", { type: "checkbox", "aria-label": `Disable ${user.username}`, checked: Boolean(user.disabled), disabled: self });
-				role.addEventListener("change", () => void patch(user, { role: role.value as User["role"] }));
+				const disabled = h("input", { type: "checkbox", "aria-label": `Disable ${user.username}`, checked: user.disabled, disabled: self });
+				role.addEventListener("change", () => void patch(user, { role: role.value as Role }));
 				disabled.addEventListener("change", () => void patch(user, { disabled: disabled.checked }));
 				return h("tr", {}, h("th", { scope: "row" }, user.username, user.name && user.name !== user.username ? h("small", {}, ` ${user.name}`) : null), h("td", {}, role), h("td", {}, disabled));
 			})
@@ -71,7 +74,7 @@ function statusSection(): HTMLElement {
 	void (async () => {
 		const ready = await fetch("/api/ready").then(res => res.json() as Promise<{ status: string; node: string; checks: { service: string; ok: boolean; error?: string }[] }>);
 		const cache = await api<{ node: string; hits: number; misses: number; renders: number; evictions: number; entries: number; bytes: number; maxBytes: number }>("GET", "/transform/stats");
-		const stats = await api<{ images: { count: number; bytes: number }; encrypted: { count: number; bytes: number }; users: number; totalViews: number; byVisibility: Record<string, { count: number }> }>("GET", "/stats");
+		const stats = await api<Stats>("GET", "/stats");
 		body.replaceChildren(
 			h("h3", {}, "Readiness"),
 			h("p", {}, `Node ${ready.node}: ${ready.status}`),

@@ -2,7 +2,10 @@
  * One image: the picture (720 px rendition, or the original), its metadata and tags, editing,
  * downloads as the original or converted, the public link, re-tagging and deletion.
  */
-import { api, currentUser, download, type Category, type Image, type ImageMetadata } from "../api.ts";
+import type { Category } from "../../../models/categories/category.ts";
+import type { ImageMetadata } from "../../../models/images/image-types.ts";
+import type { PublicImage } from "../../../models/images/public-image.ts";
+import { api, currentUser, download } from "../api.ts";
 import { field, formatBytes, formatDate, h, option, toast } from "../dom.ts";
 import { imageAlt, releaseImages, renditionUrl } from "../images.ts";
 import { navigate, type Page } from "../router.ts";
@@ -15,7 +18,7 @@ function row(label: string, value: string | number | null | undefined): HTMLElem
 }
 
 /** What the pipeline read (EXIF camera and date, colour space); absent before processing. */
-function metadataRows(metadata: ImageMetadata | null | undefined): HTMLElement[] {
+function metadataRows(metadata: ImageMetadata | null): HTMLElement[] {
 	if (!metadata) return [];
 	const camera = [metadata.cameraMake, metadata.cameraModel].filter(Boolean).join(" ");
 	return [
@@ -27,7 +30,7 @@ function metadataRows(metadata: ImageMetadata | null | undefined): HTMLElement[]
 	];
 }
 
-function tagList(image: Image): HTMLElement {
+function tagList(image: PublicImage): HTMLElement {
 	if (image.tags.length === 0) return h("p", { class: "muted" }, "No tags yet.");
 	return h(
 		"ul",
@@ -43,7 +46,7 @@ function tagList(image: Image): HTMLElement {
 	);
 }
 
-function editForm(image: Image, categories: Category[], onSaved: (image: Image) => void): HTMLElement {
+function editForm(image: PublicImage, categories: Category[], onSaved: (image: PublicImage) => void): HTMLElement {
 	const name = h("input", { name: "name", value: image.name, required: true, maxlength: 200 });
 	const description = h("textarea", { name: "description", rows: 3, maxlength: 5000 }, image.description);
 	const tags = h("input", { name: "tags", value: image.tags.filter(tag => tag.source === "user").map(tag => tag.label).join(", ") });
@@ -65,7 +68,7 @@ function editForm(image: Image, categories: Category[], onSaved: (image: Image) 
 		event.preventDefault();
 		save.disabled = true;
 		try {
-			const updated = await api<Image>("PATCH", `/images/${image.id}`, {
+			const updated = await api<PublicImage>("PATCH", `/images/${image.id}`, {
 				name: name.value.trim(),
 				description: description.value,
 				tags: tags.value,
@@ -82,7 +85,7 @@ function editForm(image: Image, categories: Category[], onSaved: (image: Image) 
 	return form;
 }
 
-function downloadForm(image: Image): HTMLElement {
+function downloadForm(image: PublicImage): HTMLElement {
 	const format = h("select", { name: "format" }, option("", `Original (${image.format})`), ...FORMATS.map(f => option(f, f.toUpperCase())));
 	const width = h("input", { name: "w", type: "number", min: 1, max: 10000, placeholder: String(image.width), inputmode: "numeric" });
 	const button = h("button", { type: "submit" }, "Download");
@@ -105,7 +108,7 @@ function downloadForm(image: Image): HTMLElement {
 	return form;
 }
 
-function shareBox(image: Image): HTMLElement {
+function shareBox(image: PublicImage): HTMLElement {
 	if (image.visibility !== "public") return h("p", { class: "muted" }, "Make the image public to share a link to it.");
 	const url = `${location.origin}/p/${image.id}`;
 	const input = h("input", { value: url, readonly: true, name: "public-link" });
@@ -122,7 +125,7 @@ function shareBox(image: Image): HTMLElement {
 	return h("div", {}, field("Public link", input), h("div", { class: "actions" }, copy, h("a", { href: url, target: "_blank", rel: "noopener" }, "Open")));
 }
 
-function deleteButton(image: Image): HTMLElement {
+function deleteButton(image: PublicImage): HTMLElement {
 	const dialog = h(
 		"dialog",
 		{ "aria-labelledby": "delete-title" },
@@ -151,7 +154,7 @@ export const detailPage: Page = async (main, { id }) => {
 	const picture = h("img", { alt: "", class: "full" });
 	let shownSize: string | undefined;
 
-	async function showImage(image: Image): Promise<void> {
+	async function showImage(image: PublicImage): Promise<void> {
 		const key = `${image.id}:${image.status}`;
 		if (shownSize === key) return;
 		shownSize = key;
@@ -163,7 +166,7 @@ export const detailPage: Page = async (main, { id }) => {
 		}
 	}
 
-	function draw(image: Image): void {
+	function draw(image: PublicImage): void {
 		const mine = currentUser()?.id === image.owner || currentUser()?.role === "admin";
 		const retag = h("button", { type: "button", class: "secondary" }, "Re-tag");
 		retag.addEventListener("click", async () => {
@@ -204,7 +207,7 @@ export const detailPage: Page = async (main, { id }) => {
 							...row("Uploaded", formatDate(image.createdAt)),
 							...row("File name", image.filename),
 							...metadataRows(image.metadata),
-							...row("Renditions", (image.renditions ?? []).map(r => `${r.width}×${r.height} ${r.format} (${formatBytes(r.size)})`).join(", ")),
+							...row("Renditions", image.renditions.map(r => `${r.width}×${r.height} ${r.format} (${formatBytes(r.size)})`).join(", ")),
 							...row("SHA-256", image.sha256)
 						),
 						h("h3", {}, "Tags"),
@@ -224,7 +227,7 @@ export const detailPage: Page = async (main, { id }) => {
 
 	async function refresh(): Promise<void> {
 		try {
-			draw(await api<Image>("GET", `/images/${id}`));
+			draw(await api<PublicImage>("GET", `/images/${id}`));
 		} catch (err) {
 			main.replaceChildren(h("h1", {}, "Image not found"), h("p", {}, (err as Error).message), h("a", { href: "/" }, "Back to the gallery"));
 		}

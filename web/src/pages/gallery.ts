@@ -2,12 +2,14 @@
  * Gallery and search: the query box (the API's search language), filters and sort kept in the
  * URL so a search can be bookmarked, the grid, and a stats panel.
  */
-import { api, currentUser, type Category } from "../api.ts";
+import type { Category } from "../../../models/categories/category.ts";
+import type { CountAndBytes, SortKey } from "../../../models/images/image-types.ts";
+import { api, currentUser, type Stats } from "../api.ts";
 import { field, formatBytes, h, option } from "../dom.ts";
 import { imageGrid } from "../grid.ts";
 import { navigate, type Page } from "../router.ts";
 
-const SORTS: [string, string][] = [
+const SORTS: [SortKey, string][] = [
 	["-createdAt", "Newest"],
 	["-views", "Most viewed"],
 	["name", "Name"]
@@ -18,14 +20,6 @@ const SCOPES: [string, string][] = [
 	["public", "Public"]
 ];
 
-interface Stats {
-	images: { count: number; bytes: number };
-	byFormat: Record<string, { count: number; bytes: number }>;
-	byCategory: Record<string, { count: number; bytes: number }>;
-	totalViews: number;
-	topTags: { label: string; count: number }[];
-}
-
 function statsPanel(): HTMLElement {
 	const body = h("div", {}, h("p", { class: "muted" }, "Loading…"));
 	const panel = h("details", { class: "stats card" }, h("summary", {}, "Statistics"), body);
@@ -34,7 +28,7 @@ function statsPanel(): HTMLElement {
 		async () => {
 			try {
 				const stats = await api<Stats>("GET", "/stats");
-				const rows = (record: Record<string, { count: number; bytes: number }>) =>
+				const rows = (record: Record<string, CountAndBytes>) =>
 					h("ul", { class: "plain" }, ...Object.entries(record).map(([key, value]) => h("li", {}, `${key}: ${value.count} (${formatBytes(value.bytes)})`)));
 				body.replaceChildren(
 					h("p", {}, `${stats.images.count} images, ${formatBytes(stats.images.bytes)}, ${stats.totalViews} views`),

@@ -2,33 +2,18 @@
  * Bulk imports: a form for a URL list (pasted or from a .txt) or a Google Drive folder, the job
  * list, and a job page whose progress comes live from the job's Server-Sent Events stream.
  */
-import { api, ApiError, token, type Category } from "../api.ts";
+import type { Category } from "../../../models/categories/category.ts";
+import type { Page as ResultPage } from "../../../models/images/image-types.ts";
+import type { ImportItem, ImportStatus, JobView } from "../../../models/imports/import-types.ts";
+import { api, ApiError, token } from "../api.ts";
 import { field, formatBytes, formatDate, h, option, toast } from "../dom.ts";
 import { navigate, type Page } from "../router.ts";
 
-interface ImportJob {
-	id: string;
-	source: { type: "urls" | "google-drive"; folder?: string; count?: number };
-	status: string;
-	total: number;
-	processed: number;
-	succeeded: number;
-	duplicates: number;
-	failed: number;
-	errors?: { item: string; error: string }[];
-	bytes?: number;
-	/** Items per second since the job started, and seconds left at that rate; null until known. */
-	rate?: number | null;
-	eta?: number | null;
-	createdAt?: string;
-	startedAt?: string;
-	finishedAt?: string;
-}
-function sourceLabel(job: ImportJob): string {
+function sourceLabel(job: JobView): string {
 	return job.source.type === "urls" ? "URL list" : `Google Drive${job.source.folder ? ` folder ${job.source.folder}` : ""}`;
 }
 
-const TERMINAL = new Set(["completed", "completed_with_errors", "failed", "cancelled"]);
+const TERMINAL = new Set<ImportStatus>(["completed", "completed_with_errors", "failed", "cancelled"]);
 
 function unavailable(err: unknown): boolean {
 	return err instanceof ApiError && err.status === 404;
@@ -36,12 +21,7 @@ function unavailable(err: unknown): boolean {
 
 const NOT_AVAILABLE = "Imports are not available on this server yet.";
 
-/** The API may wrap a job as `{job}`; accept both shapes. */
-function jobOf(body: ImportJob | { job: ImportJob }): ImportJob {
-	return "job" in body ? body.job : body;
-}
-
-function percent(job: ImportJob): number {
+function percent(job: JobView): number {
 	if (TERMINAL.has(job.status) && job.status !== "cancelled") return 100;
 	return job.total ? Math.floor((job.processed / job.total) * 100) : 0;
 }
@@ -77,7 +57,7 @@ function importForm(categories: Category[]): HTMLElement {
 				: { source: "google-drive", folder: folder.value.trim(), apiKey: apiKey.value.trim() || undefined, recursive: recursive.checked, ...common };
 		submit.disabled = true;
 		try {
-			const job = jobOf(await api("POST", "/imports", body));
+			const { job } = await api<{ job: JobView }>("POST", "/imports", body);
 			navigate(`/imports/${job.id}`);
 		} catch (err) {
 			toast(unavailable(err) ? NOT_AVAILABLE : (err as Error).message, "error");
@@ -95,7 +75,7 @@ export const importsPage: Page = async main => {
 	const jobs = h("section", { class: "card", "aria-labelledby": "jobs-title" }, h("h2", { id: "jobs-title" }, "Jobs"));
 	main.append(h("h1", {}, "Imports"), h("div", { class: "two-columns" }, importForm(categories), jobs));
 	try {
-		const { items } = await api<{ items: ImportJob[] }>("GET", "/imports");
+		const { items } = await api<ResultPage<JobView>>("GET", "/imports");
 		jobs.append(
 			items.length === 0
 				? h("p", { class: "muted" }, "No imports yet.")
@@ -103,7 +83,7 @@ export const importsPage: Page = async main => {
 						"ul",
 						{ class: "plain jobs" },
 						...items.map(job =>
-							h("li", {}, h("a", { href: `/imports/${job.id}` }, `${sourceLabel(job)} · ${job.status.replaceAll("_", " ")}`), h("progress", { max: 100, value: percent(job), "aria-label": `Progress of import ${job.id}` }), h("small", {}, `${job.processed}/${job.total}${job.createdAt ? ` · ${formatDate(job.createdAt)}` : ""}`))
+							h("li", {}, h("a", { href: `/imports/${job.id}` }, `${sourceLabel(job)} · ${job.status.replaceAll("_", " ")}`), h("progress", { max: 100, value: percent(job), "aria-label": `Progress of import ${job.id}` }), h("small", {}, `${job.processed}/${job.total} · ${formatDate(job.createdAt)}`))
 						)
 					)
 		);
@@ -116,7 +96,7 @@ export const importsPage: Page = async main => {
  * Reads a Server-Sent Events stream with fetch: EventSource cannot send the Authorization
  * header. Calls `onData` with each event's parsed JSON data until the stream ends or `signal` aborts.
  */
-async function readEvents(path: string, signal: AbortSignal, onData: (data: ImportJob) => void): Promise<void> {
+async function readEvents(path: string, signal: AbortSignal, onData: (data: JobView) => void): Promise<void> {
 	const res = await fetch(path, { headers: { authorization: `Bearer ${token()}`, accept: "text/event-stream" }, signal });
 	if (!res.ok || !res.body) throw new ApiError(res.status, null);
 	const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -134,13 +114,13 @@ async function readEvents(path: string, signal: AbortSignal, onData: (data: Impo
 				.filter(line => line.startsWith("data:"))
 				.map(line => line.slice(5).trimStart())
 				.join("\n");
-			if (data) onData(jobOf(JSON.parse(data)));
+			if (data) onData(JSON.parse(data) as JobView);
 		}
 	}
 }
 
-function duration(seconds: number | undefined): string {
-	if (seconds === undefined || !Number.isFinite(seconds)) return "–";
+function duration(seconds: number | null): string {
+	if (seconds === null || !Number.isFinite(seconds)) return "–";
 	if (seconds < 60) return `${Math.round(seconds)} s`;
 	return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
 }
@@ -156,17 +136,17 @@ export const importPage: Page = async (main, { id }) => {
 	const retry = h("button", { type: "button", class: "secondary" }, "Retry failed items");
 	let shownFailures = -1;
 
-	async function loadFailures(job: ImportJob): Promise<void> {
+	async function loadFailures(job: JobView): Promise<void> {
 		if (job.failed === shownFailures) return;
 		shownFailures = job.failed;
-		const items = await api<{ items: { key: string; error: string | null }[] }>("GET", `/imports/${id}/items?state=failed`).then(
+		const items = await api<ResultPage<Pick<ImportItem, "key" | "error">>>("GET", `/imports/${id}/items?state=failed`).then(
 			result => result.items.map(item => ({ item: item.key, error: item.error ?? "" })),
-			() => job.errors ?? []
+			() => job.errors
 		);
 		failures.replaceChildren(h("h2", { id: "failed-title" }, `Failed items (${job.failed})`), items.length ? h("ul", { class: "plain failures" }, ...items.map(item => h("li", {}, h("code", {}, item.item), ` — ${item.error}`))) : h("p", { class: "muted" }, "None."));
 	}
 
-	function update(job: ImportJob): void {
+	function update(job: JobView): void {
 		const pct = percent(job);
 		bar.value = pct;
 		label.textContent = `${pct} %`;
@@ -176,9 +156,9 @@ export const importPage: Page = async (main, { id }) => {
 			["Imported", String(job.succeeded)],
 			["Duplicates", String(job.duplicates)],
 			["Failed", String(job.failed)],
-			["Rate", typeof job.rate === "number" ? `${job.rate.toFixed(1)} images/s` : "–"],
-			["Time left", TERMINAL.has(job.status) ? "–" : duration(job.eta ?? undefined)],
-			["Downloaded", job.bytes !== undefined ? formatBytes(job.bytes) : "–"]
+			["Rate", job.rate !== null ? `${job.rate.toFixed(1)} images/s` : "–"],
+			["Time left", TERMINAL.has(job.status) ? "–" : duration(job.eta)],
+			["Downloaded", formatBytes(job.bytes)]
 		];
 		counters.replaceChildren(...rows.flatMap(([key, value]) => [h("dt", {}, key), h("dd", {}, value)]));
 		cancel.hidden = TERMINAL.has(job.status);
@@ -194,7 +174,7 @@ export const importPage: Page = async (main, { id }) => {
 			status.textContent = (err as Error).message;
 		}
 		// The stream ends at the final state; read it once more in case the last event was missed.
-		if (!controller.signal.aborted) update(jobOf(await api("GET", `/imports/${id}`)));
+		if (!controller.signal.aborted) update(await api<JobView>("GET", `/imports/${id}`));
 	}
 
 	cancel.addEventListener("click", async () => {
@@ -216,7 +196,7 @@ export const importPage: Page = async (main, { id }) => {
 	});
 
 	try {
-		const job = jobOf(await api("GET", `/imports/${id}`));
+		const job = await api<JobView>("GET", `/imports/${id}`);
 		main.append(
 			h("p", {}, h("a", { href: "/imports" }, "← All imports")),
 			h("h1", {}, `Import: ${sourceLabel(job)}`),

@@ -1,5 +1,6 @@
 /** Sign in and register: one form each, the token goes into the session. */
-import { api, setSession, takeEndedReason, type User } from "../api.ts";
+import type { PublicUser } from "../../../models/users/user.ts";
+import { api, setSession, takeEndedReason } from "../api.ts";
 import { field, h } from "../dom.ts";
 import type { Page } from "../router.ts";
 
@@ -28,7 +29,7 @@ export function signInPage(mode: "signin" | "register"): Page {
 			submit.disabled = true;
 			try {
 				const path = registering ? "/auth/register" : "/auth/login";
-				const body = await api<{ token: string; user: User }>("POST", path, { username: username.value.trim(), password: password.value });
+				const body = await api<{ token: string; user: PublicUser }>("POST", path, { username: username.value.trim(), password: password.value });
 				setSession({ token: body.token, user: body.user });
 			} catch (err) {
 				error.textContent = (err as Error).message;

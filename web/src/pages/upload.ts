@@ -4,7 +4,8 @@
  * progress, and failed files kept with their error and a retry button. The checks here only
  * save a pointless upload; the server checks everything again.
  */
-import { api, upload, type Category, type UploadHandle } from "../api.ts";
+import type { Category } from "../../../models/categories/category.ts";
+import { api, upload, type UploadHandle } from "../api.ts";
 import { field, formatBytes, h, option, toast } from "../dom.ts";
 import type { Page } from "../router.ts";
 
