@@ -9,7 +9,7 @@
  */
 import { BadRequestError } from "../shared/errors.ts";
 import type { Page } from "../images/image-types.ts";
-import type { ImportItem, ImportJob, ItemOutcome, ItemState } from "./import-types.ts";
+import type { ImportItem, ImportJob, ImportStatus, ItemOutcome, ItemState } from "./import-types.ts";
 
 // The job and item shapes, and the job as the API shows it, are declared once, in the pure-type
 // import-types.ts (the web app imports that file, so it cannot depend on this module's runtime).
