@@ -13,6 +13,9 @@ export const CHANNELS = {
 	compress: "imgmesh.compress"
 } as const;
 
+/** Bulk imports: `{ jobId, list: true }` lists a job, `{ jobId, items }` runs some of its items. */
+export const IMPORT_CHANNEL = "imgmesh.import";
+
 /** Where a job goes after JOB_MAX_ATTEMPTS failed deliveries (one stream for every channel). */
 export const DEAD_LETTER_CHANNEL = "imgmesh.dead";
 

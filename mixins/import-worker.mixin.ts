@@ -1,0 +1,232 @@
+/**
+ * The work of the imports service, mixed into it: the `imgmesh.import` channel lists jobs and
+ * runs their items (download, checks, storage through images.ingest), exactly once, and a
+ * reconciler resumes jobs whose node died. Any node running the service works on any job.
+ */
+import { createHash, randomUUID } from "node:crypto";
+import { createReadStream, mkdirSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { getConfig } from "../config/index.ts";
+import { downloadUrl, listDriveImages, type DriveSource } from "../models/imports/google-drive.ts";
+import { fileNameOf, normalizeUrl, type ImportItem, type ImportJob, type ItemResult, type NewItem } from "../models/imports/import-job.ts";
+import { downloadToFile, FetchLimiter, type FetchOptions } from "../models/imports/safe-fetch.ts";
+import { IMPORT_CHANNEL } from "../models/pipeline/channels.ts";
+import { NotFoundError } from "../models/shared/errors.ts";
+import type { AuthUser } from "../models/users/user.ts";
+import { importsMixin, type ImportMessage } from "../types/imports-service.ts";
+
+const config = getConfig();
+
+/** Items per channel message: enough to amortize the queue, few enough to spread over nodes. */
+const BATCH = 8;
+/**
+ * Items of one job on the queue at once. More wait in the store, dispatched as batches finish:
+ * a 100,000-item job never floods the transport (nor the embedded queue's bounded buffer).
+ */
+const WINDOW = 16 * BATCH;
+/** URLs turned into item rows per transaction while listing. */
+const LIST_CHUNK = 1000;
+
+function fetchOptions(): FetchOptions {
+	return {
+		maxBytes: config.maxUploadBytes,
+		timeoutMs: config.importTimeoutMs,
+		retries: config.importRetries,
+		retryBaseMs: config.importRetryBaseMs,
+		allowPrivateNetworks: config.importAllowPrivateNetworks
+	};
+}
+
+/** The image id an item gets: the same owner importing the same key always lands on the same id. */
+function importedImageId(owner: string, key: string): string {
+	return "im" + createHash("sha256").update(`${owner}\0${key}`).digest("base64url").slice(0, 24);
+}
+
+function errorText(err: unknown): string {
+	const { type, code, message } = err as { type?: string; code?: unknown; message?: string };
+	const label = type ?? (typeof code === "string" ? code : undefined);
+	return (label ? `${label}: ` : "") + (message ?? String(err));
+}
+
+function driveSource(job: ImportJob): DriveSource {
+	if (job.source.type !== "google-drive") throw new Error(`job ${job.id} is not a Google Drive import`);
+	return { apiUrl: config.googleDriveApiUrl, apiKey: job.source.apiKey ?? config.googleApiKey ?? "" };
+}
+
+/** Where an item's bytes come from; Drive URLs are made here so that the API key is not stored per item. */
+function sourceUrlOf(job: ImportJob, item: ImportItem): string {
+	return item.key.startsWith("gdrive:") ? downloadUrl(driveSource(job), item.key.slice("gdrive:".length)) : item.url;
+}
+
+export const ImportWorkerMixin = importsMixin({
+	channels: {
+		[IMPORT_CHANNEL]: {
+			group: "imports",
+			// Enough batches in flight to keep every download slot of the node busy.
+			maxInFlight: Math.max(2, Math.ceil((2 * config.importConcurrency) / BATCH)),
+			async handler(this: any, payload: ImportMessage) {
+				if ("list" in payload) return this.listJob(payload.jobId);
+				return this.runItems(payload.jobId, payload.items);
+			}
+		}
+	},
+
+	methods: {
+		/** Tops the job's window on the queue up with batches of its queued items. */
+		async fill(jobId: string): Promise<void> {
+			const batches = await this.repo.dispatch(jobId, BATCH, WINDOW, config.importLeaseMs);
+			await Promise.all(batches.map(items => this.broker.sendToChannel(IMPORT_CHANNEL, { jobId, items } satisfies ImportMessage)));
+		},
+
+		/** Lists a job's items (resuming a listing a dead node left half done) and queues them. */
+		async listJob(jobId: string): Promise<void> {
+			const job = await this.repo.claimListing(jobId, config.importLeaseMs);
+			if (!job) return;
+			try {
+				await this.listItems(job);
+				await this.repo.finishListing(jobId);
+			} catch (err) {
+				this.logger.warn(`Import ${jobId}: listing failed:`, errorText(err));
+				await this.repo.failJob(jobId, errorText(err));
+			}
+		},
+
+		async listItems(job: ImportJob): Promise<void> {
+			const add = async (items: NewItem[], uniqueKeys: boolean) => {
+				await this.repo.addItems(job.id, items, uniqueKeys, config.importLeaseMs);
+				await this.fill(job.id);
+			};
+			if (job.source.type === "urls") {
+				const urls = await this.repo.sourceUrls(job.id);
+				// Items are added in URL order, so a resumed listing continues after the last one stored.
+				for (let i = job.total; i < urls.length; i += LIST_CHUNK) {
+					await add(urls.slice(i, i + LIST_CHUNK).map(url => ({ key: normalizeUrl(url), url: url.trim(), name: fileNameOf(url) })), false);
+				}
+				return;
+			}
+			for await (const page of listDriveImages(driveSource(job), job.source.folder, job.source.recursive, fetchOptions())) {
+				await add(page.map(file => ({ key: `gdrive:${file.id}`, url: "", name: file.name })), true);
+				// Cancelled meanwhile: stop paging.
+				if ((await this.repo.getJob(job.id))?.status === "cancelled") return;
+			}
+		},
+
+		async runItems(jobId: string, seqs: number[]): Promise<void> {
+			const job = await this.repo.getJob(jobId);
+			if (!job || job.finishedAt) return;
+			await Promise.all(seqs.map(seq => this.runItem(job, seq)));
+			await this.fill(jobId);
+		},
+
+		async runItem(job: ImportJob, seq: number): Promise<void> {
+			const item = await this.repo.startItem(job.id, seq, config.importLeaseMs);
+			// Done, dropped, or being worked on by a live node: this message was a repeat.
+			if (!item) return;
+			const result = await this.importItem(job, item).catch((err): ItemResult => ({ state: "failed", error: errorText(err) }));
+			await this.repo.finishItem(job.id, seq, result);
+		},
+
+		/** Downloads one item into a temporary file, then stores it unless its bytes are there already. */
+		async importItem(job: ImportJob, item: ImportItem): Promise<ItemResult> {
+			const id = importedImageId(job.owner, item.key);
+			// Imported before (another job, or this one before a crash): nothing to fetch.
+			if (await this.existingImage(job, id)) return { state: "duplicate", imageId: id };
+			const file = join(this.tmpDir, `${id}-${randomUUID()}`);
+			try {
+				const url = sourceUrlOf(job, item);
+				const downloaded = await this.limiter.run(url, () => downloadToFile(url, file, fetchOptions()));
+				const result = await this.storeOnce(job, item, id, file, downloaded.sha256);
+				return { ...result, bytes: result.state === "succeeded" ? downloaded.bytes : 0 };
+			} finally {
+				await rm(file, { force: true });
+			}
+		},
+
+		/**
+		 * Stores the downloaded file as image `id`, unless the owner has these bytes already (then
+		 * it is a duplicate of that image). Another item storing the same bytes right now holds an
+		 * uncommitted claim: wait for it to commit, or for its lease to run out.
+		 */
+		async storeOnce(job: ImportJob, item: ImportItem, id: string, file: string, sha256: string): Promise<ItemResult> {
+			for (;;) {
+				const claim = await this.repo.claimContent(job.owner, sha256, id, Date.now() - config.importLeaseMs);
+				if (claim.imageId === id) break;
+				if (claim.committed) {
+					if (await this.existingImage(job, claim.imageId)) return { state: "duplicate", imageId: claim.imageId };
+					// The image that had these bytes was deleted since: they may be imported again.
+					await this.repo.releaseContent(job.owner, sha256, claim.imageId);
+				} else {
+					await sleep(200);
+				}
+			}
+			try {
+				const { options } = job;
+				const { created } = await this.broker.call<{ created: boolean }, object>(
+					"images.ingest",
+					{
+						id,
+						owner: job.owner,
+						ownerName: job.ownerName,
+						filename: item.name,
+						category: options.category,
+						tags: options.tags,
+						visibility: options.visibility,
+						encrypted: String(options.encrypted)
+					},
+					{ stream: createReadStream(file) }
+				);
+				await this.repo.commitContent(job.owner, sha256, id);
+				return { state: created ? "succeeded" : "duplicate", imageId: id };
+			} catch (err) {
+				await this.repo.releaseContent(job.owner, sha256, id);
+				throw err;
+			}
+		},
+
+		async existingImage(job: ImportJob, id: string): Promise<boolean> {
+			const viewer: AuthUser = { id: job.owner, username: job.ownerName, role: "user" };
+			return this.broker.call("images.get", { id }, { meta: { user: viewer } }).then(
+				() => true,
+				err => {
+					if (err instanceof NotFoundError || (err as { code?: number }).code === 404) return false;
+					throw err;
+				}
+			);
+		},
+
+		/**
+		 * Resumes jobs without progress for IMPORT_STALL_MS: their node died, or their messages
+		 * were lost. Listing restarts where it stopped; items whose lease ran out are queued and
+		 * dispatched again (repeats are harmless: an item runs once).
+		 */
+		async reconcile(): Promise<void> {
+			const stalled = await this.repo.claimStalled(new Date(Date.now() - config.importStallMs).toISOString());
+			for (const job of stalled) {
+				this.logger.info(`Import ${job.id} made no progress for ${config.importStallMs} ms: resuming it.`);
+				if (!job.listed) await this.broker.sendToChannel(IMPORT_CHANNEL, { jobId: job.id, list: true } satisfies ImportMessage);
+				await this.repo.requeueExpired(job.id);
+				await this.fill(job.id);
+			}
+		}
+	},
+
+	created() {
+		this.limiter = new FetchLimiter(config.importConcurrency, config.importPerHostConcurrency);
+		this.tmpDir = join(config.dataDir, "tmp", "imports");
+		mkdirSync(this.tmpDir, { recursive: true });
+	},
+
+	started() {
+		const every = Math.max(250, Math.round(config.importStallMs / 4));
+		this.reconciler = setInterval(() => {
+			this.reconcile().catch(err => this.logger.error("Import reconciler failed:", err));
+		}, every);
+		this.reconciler.unref();
+	},
+
+	stopped() {
+		clearInterval(this.reconciler);
+	}
+});
