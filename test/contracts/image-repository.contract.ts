@@ -23,6 +23,7 @@ import { parseSearchQuery } from "../../models/images/search-query.ts";
 export interface ContractFixture {
 	images: ImageRepository;
 	categories: CategoryRepository;
+	/** Removes what the repositories were stored in, once the contract has closed them. */
 	cleanup(): Promise<void>;
 }
 
@@ -88,6 +89,8 @@ export function imageRepositoryContract(name: string, make: () => Promise<Contra
 			({ images, categories } = fixture);
 		});
 		afterEach(async () => {
+			await images.close();
+			await categories.close();
 			await fixture.cleanup();
 		});
 

@@ -3,41 +3,28 @@
  * file, a fresh database for every test; and how a repository lives through MongoDB going away.
  */
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { it } from "node:test";
 import { UnavailableError } from "../../models/shared/errors.ts";
 import type { Category } from "../../models/categories/category.ts";
 import { MongoCategoryRepository } from "../../models/categories/mongo-repository.ts";
 import { MongoImageRepository } from "../../models/images/mongo-repository.ts";
-import { dropDatabase, type FerretDb, ferretDbSkipReason, startFerretDb } from "../helpers/ferretdb.ts";
+import { describeOnFerretDb, dropDatabase } from "../helpers/ferretdb.ts";
 import { imageRepositoryContract } from "./image-repository.contract.ts";
 
 const TIMEOUT_MS = 2000;
 
-describe("MongoDB image repository (FerretDB)", { skip: ferretDbSkipReason() }, () => {
-	let server: FerretDb;
-	before(async () => {
-		server = await startFerretDb();
-	});
-	after(() => server.stop());
-
+describeOnFerretDb("MongoDB image repository (FerretDB)", ferretDb => {
 	// Both repositories in one database, as the services run them.
 	imageRepositoryContract("MongoDB", async () => {
-		const url = server.databaseUrl();
+		const url = ferretDb().databaseUrl();
 		const images = new MongoImageRepository({ url, timeoutMs: TIMEOUT_MS });
 		const categories = new MongoCategoryRepository({ url, timeoutMs: TIMEOUT_MS });
-		return {
-			images,
-			categories,
-			async cleanup() {
-				await images.close();
-				await categories.close();
-				await dropDatabase(url);
-			}
-		};
+		return { images, categories, cleanup: () => dropDatabase(url) };
 	});
 
 	// Last: it stops the server the other tests use.
 	it("fails with UnavailableError while MongoDB is down and recovers by itself, indexes included", async () => {
+		const server = ferretDb();
 		const url = server.databaseUrl();
 		const nature: Category = { id: "nature", name: "Nature", description: "", createdAt: "2024-01-01T00:00:00.000Z", updatedAt: "2024-01-01T00:00:00.000Z" };
 		const running = new MongoCategoryRepository({ url, timeoutMs: 300 });

@@ -16,17 +16,7 @@ async function tempDatabaseFile(): Promise<{ file: string; removeDir(): Promise<
 // Both repositories on one file, as the services run them.
 imageRepositoryContract("SQLite", async () => {
 	const { file, removeDir } = await tempDatabaseFile();
-	const images = new SqliteImageRepository(file);
-	const categories = new SqliteCategoryRepository(file);
-	return {
-		images,
-		categories,
-		async cleanup() {
-			await images.close();
-			await categories.close();
-			await removeDir();
-		}
-	};
+	return { images: new SqliteImageRepository(file), categories: new SqliteCategoryRepository(file), cleanup: removeDir };
 });
 
 it("SQLite: keeps data across reopening and migrates once, beside other schemas in the file", async () => {

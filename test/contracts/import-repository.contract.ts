@@ -10,6 +10,7 @@ import { newImportJob, type ImportJob, type ImportRepository, type NewItem } fro
 
 export interface ImportContractFixture {
 	repo: ImportRepository;
+	/** Removes what the repositories were stored in, once the contract has closed them. */
 	cleanup(): Promise<void>;
 }
 
@@ -31,7 +32,10 @@ export function importRepositoryContract(name: string, open: () => Promise<Impor
 			fixture = await open();
 			repo = fixture.repo;
 		});
-		afterEach(() => fixture.cleanup());
+		afterEach(async () => {
+			await repo.close();
+			await fixture.cleanup();
+		});
 
 		/** A job with `n` listed items, listing finished. */
 		async function listedJob(n: number): Promise<ImportJob> {

@@ -6,12 +6,5 @@ import { importRepositoryContract } from "./import-repository.contract.ts";
 
 importRepositoryContract("SQLite", async () => {
 	const dir = await mkdtemp(join(tmpdir(), "imgmesh-imports-"));
-	const repo = new SqliteImportRepository(join(dir, "imports.db"));
-	return {
-		repo,
-		async cleanup() {
-			await repo.close();
-			await rm(dir, { recursive: true, force: true });
-		}
-	};
+	return { repo: new SqliteImportRepository(join(dir, "imports.db")), cleanup: () => rm(dir, { recursive: true, force: true }) };
 });

@@ -9,6 +9,7 @@ import type { UserRecord, UserRepository } from "../../models/users/user.ts";
 
 export interface UserFixture {
 	users: UserRepository;
+	/** Removes what the repositories were stored in, once the contract has closed them. */
 	cleanup(): Promise<void>;
 }
 
@@ -34,7 +35,10 @@ export function userRepositoryContract(name: string, make: () => Promise<UserFix
 			fixture = await make();
 			users = fixture.users;
 		});
-		afterEach(() => fixture.cleanup());
+		afterEach(async () => {
+			await users.close();
+			await fixture.cleanup();
+		});
 
 		it("stores users and finds them by id and username", async () => {
 			const alice = user("alice", { role: "admin", disabled: true });

@@ -6,12 +6,5 @@ import { userRepositoryContract } from "./user-repository.contract.ts";
 
 userRepositoryContract("SQLite", async () => {
 	const dir = await mkdtemp(join(tmpdir(), "imgmesh-users-"));
-	const users = new SqliteUserRepository(join(dir, "users.db"));
-	return {
-		users,
-		async cleanup() {
-			await users.close();
-			await rm(dir, { recursive: true, force: true });
-		}
-	};
+	return { users: new SqliteUserRepository(join(dir, "users.db")), cleanup: () => rm(dir, { recursive: true, force: true }) };
 });

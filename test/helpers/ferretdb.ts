@@ -12,6 +12,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
+import { after, before, describe } from "node:test";
 import { MongoClient } from "mongodb";
 import { freePort } from "./server.ts";
 
@@ -41,6 +42,21 @@ export function ferretDbSkipReason(): string | false {
 	const reason = `FerretDB not found at ${FERRETDB_BINARY} (.ci/run builds it)`;
 	if (process.env.CI === "true") throw new Error(`${reason}; CI=true requires the MongoDB suites to run`);
 	return reason;
+}
+
+/**
+ * A describe block with one FerretDB server for all of its tests (skipped, with the reason, where
+ * FerretDB is missing). `server()` is that server once the block's tests run.
+ */
+export function describeOnFerretDb(name: string, body: (server: () => FerretDb) => void): void {
+	describe(name, { skip: ferretDbSkipReason() }, () => {
+		let server: FerretDb;
+		before(async () => {
+			server = await startFerretDb();
+		});
+		after(() => server.stop());
+		body(() => server);
+	});
 }
 
 export async function startFerretDb(): Promise<FerretDb> {
