@@ -4,6 +4,7 @@
  */
 import { readdirSync } from "node:fs";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
+import { stopOnSignals } from "./cluster/signals.ts";
 import { getConfig } from "./config/index.ts";
 import options from "./moleculer.config.ts";
 
@@ -25,15 +26,7 @@ async function main(): Promise<void> {
 		const module = (await import(new URL(name + SERVICE_SUFFIX, SERVICE_DIR).href)) as { default: ServiceSchema };
 		broker.createService(module.default);
 	}
-	let stopping = false;
-	const stop = async (): Promise<void> => {
-		if (stopping) return;
-		stopping = true;
-		await broker.stop();
-		process.exit(0);
-	};
-	process.on("SIGINT", stop);
-	process.on("SIGTERM", stop);
+	stopOnSignals(broker);
 	await broker.start();
 }
 

@@ -4,7 +4,7 @@
  * the node joins the cluster of its NAMESPACE: Moleculer's built-in discovery (heartbeats over
  * Redis) finds the other nodes, and calls are balanced over every node hosting the action.
  */
-import type { BrokerOptions, Errors } from "moleculer";
+import { Validators, type BrokerOptions, type Errors } from "moleculer";
 import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { getConfig, type Config } from "./config/index.ts";
@@ -84,12 +84,17 @@ export function brokerOptions(config: Config): BrokerOptions {
 		// would drop a burst's jobs (an import of 400 images enqueues 400 at once; jobs are {id}).
 		bulkhead: { enabled: false, concurrency: availableParallelism(), maxQueueSize: 0 },
 		// Every action validates its params: unknown fields are rejected by `$$strict`.
-		validator: true,
+		// fastest-validator's own enumValue message shows the allowed values as if they were the
+		// rejected one ("field value 'a, b, c' does not match"): say which is which.
+		validator: new Validators.Fastest({ messages: { enumValue: "The '{field}' field value '{actual}' is not one of the allowed values: {expected}." } }),
 		// Caches actions that opt in (`cache:`), e.g. the gateway's per-request identity look-up.
 		cacher: { type: "Memory", options: { ttl: 30, clone: false } },
 		// Graceful stop: the node first tells the others it has no services (they stop sending),
 		// waits `stopDelay` for that to arrive, then waits up to 30 s for calls in flight.
 		tracking: { enabled: true, shutdownTimeout: 30_000 },
+		// main.ts and repl.ts handle SIGINT/SIGTERM: with Moleculer's own handlers too, one signal
+		// stopped the broker twice ("Unable to stop all services: database is not open").
+		skipProcessEventRegistration: true,
 		heartbeatInterval: config.heartbeatInterval,
 		heartbeatTimeout: config.heartbeatTimeout,
 		// Streams (uploads, downloads) cross Redis in 1 MiB chunks, one in flight per stream.

@@ -6,6 +6,7 @@
  */
 import { ServiceBroker, type BrokerOptions } from "moleculer";
 import { loadReplCommands } from "./cluster/repl-commands.ts";
+import { stopOnSignals } from "./cluster/signals.ts";
 import { getConfig } from "./config/index.ts";
 import { brokerOptions } from "./moleculer.config.ts";
 
@@ -21,6 +22,7 @@ async function main(): Promise<void> {
 		// Moleculer's typings give `action` string[] args; moleculer-repl really passes the parsed object.
 		replOptions: { delimiter: `imgmesh ${config.namespace} $`, customCommands: (await loadReplCommands()) as unknown as ReplCustomCommands }
 	});
+	stopOnSignals(broker);
 	await broker.start();
 	broker.repl();
 }

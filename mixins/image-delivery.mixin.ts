@@ -4,7 +4,7 @@
  * anonymous public links (/p/:id). Every answer carries a strong ETag, so a conditional request
  * is answered 304 before any byte is read.
  */
-import type { Readable } from "node:stream";
+import { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
 import { deliveryHeaders, etagMatches } from "../models/http/conditional.ts";
 import { parseRange } from "../models/http/range.ts";
@@ -29,11 +29,28 @@ import { imagesMixin, type ImagesContext, type VariantOptions } from "../types/i
 
 const config = getConfig();
 
+/** Routes that serve bytes answer HEAD too: the same headers, no body, nothing read or counted. */
+function getAndHead(path: string): string[] {
+	return [`GET ${path}`, `HEAD ${path}`];
+}
+
+function isHead(ctx: ImagesContext): boolean {
+	return ctx.meta.request?.method === "HEAD";
+}
+
+/**
+ * The body of a HEAD answer: an empty stream, because the gateway sets the content type only
+ * for a body (null would lose it) and the length only for a buffer (an empty one would say 0).
+ */
+function noBody(): Readable {
+	return Readable.from([]);
+}
+
 export const ImageDeliveryMixin = imagesMixin({
 	actions: {
 		/** The original bytes, or a variant of them when any transform parameter is given. */
 		content: {
-			rest: "GET /images/:id/content",
+			rest: getAndHead("/images/:id/content"),
 			auth: "optional",
 			params: { $$strict: true, id: ID, ...TRANSFORM },
 			async handler(ctx: ImagesContext) {
@@ -44,7 +61,7 @@ export const ImageDeliveryMixin = imagesMixin({
 
 		/** GET /images/:id/content.<ext>: a variant in the format the extension names. */
 		contentAs: {
-			rest: "GET /images/:id/content.:ext",
+			rest: getAndHead("/images/:id/content.:ext"),
 			auth: "optional",
 			params: { $$strict: true, id: ID, ext: EXT, ...TRANSFORM },
 			async handler(ctx: ImagesContext) {
@@ -54,7 +71,7 @@ export const ImageDeliveryMixin = imagesMixin({
 		},
 
 		thumbnail: {
-			rest: "GET /images/:id/thumbnail",
+			rest: getAndHead("/images/:id/thumbnail"),
 			auth: "optional",
 			params: { $$strict: true, id: ID, size: THUMBNAIL_SIZE },
 			async handler(ctx: ImagesContext) {
@@ -64,7 +81,7 @@ export const ImageDeliveryMixin = imagesMixin({
 
 		/** A rendition by name: "240", "720" or a compressed one ("compress-q70-webp"). */
 		rendition: {
-			rest: "GET /images/:id/renditions/:name",
+			rest: getAndHead("/images/:id/renditions/:name"),
 			auth: "optional",
 			params: { $$strict: true, id: ID, name: { type: "string", max: 40 } },
 			async handler(ctx: ImagesContext) {
@@ -115,7 +132,7 @@ export const ImageDeliveryMixin = imagesMixin({
 			const headers: Record<string, string | number> = { ...deliveryHeaders(doc.visibility, doc.sha256, doc.filename), "Accept-Ranges": "bytes" };
 			ctx.meta.$responseHeaders = headers;
 			ctx.meta.$responseType = doc.contentType;
-			const countsView = ctx.meta.user?.id !== doc.owner;
+			const countsView = ctx.meta.user?.id !== doc.owner && !isHead(ctx);
 			if (etagMatches(ctx.meta.request?.ifNoneMatch, headers.ETag as string)) {
 				if (countsView) await this.repo.incrementViews(doc.id);
 				ctx.meta.$statusCode = 304;
@@ -132,6 +149,7 @@ export const ImageDeliveryMixin = imagesMixin({
 			} else {
 				headers["Content-Length"] = doc.size;
 			}
+			if (isHead(ctx)) return noBody();
 			return ctx.call<Readable, object>("storage.get", { key: doc.blob, ...(range ?? {}) });
 		},
 
@@ -165,6 +183,7 @@ export const ImageDeliveryMixin = imagesMixin({
 				return null;
 			}
 			headers["Content-Length"] = rendition.size;
+			if (isHead(ctx)) return noBody();
 			return ctx.call<Readable, object>("storage.get", { key: rendition.blob });
 		},
 
@@ -178,7 +197,7 @@ export const ImageDeliveryMixin = imagesMixin({
 			if (options.negotiated) headers.Vary = "Accept";
 			ctx.meta.$responseHeaders = headers;
 			ctx.meta.$responseType = contentTypeOf(spec.format);
-			const countsView = options.countsView && ctx.meta.user?.id !== doc.owner;
+			const countsView = options.countsView && ctx.meta.user?.id !== doc.owner && !isHead(ctx);
 			if (countsView) await this.repo.incrementViews(doc.id);
 			if (etagMatches(ctx.meta.request?.ifNoneMatch, headers.ETag as string)) {
 				ctx.meta.$statusCode = 304;
@@ -188,6 +207,11 @@ export const ImageDeliveryMixin = imagesMixin({
 			// The size comes back in transform.variant's ctx.meta, merged into ours; from another node
 			// that merge also replaces $responseHeaders with a copy, so they are set again here.
 			ctx.meta.$responseHeaders = { ...headers, "Content-Length": ctx.meta.$variant!.size };
+			// HEAD needs the variant's size, which only making (or finding) it tells.
+			if (isHead(ctx)) {
+				bytes.destroy();
+				return noBody();
+			}
 			return bytes;
 		}
 	}

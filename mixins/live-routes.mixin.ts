@@ -8,6 +8,7 @@
 import type { ServiceBroker, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { liveServiceNames } from "../cluster/live-services.ts";
 import { REQUIRED_SERVICES } from "../config/index.ts";
 import { UnavailableError } from "../models/shared/errors.ts";
 import { WebAppMixin } from "./web-app.mixin.ts";
@@ -28,7 +29,7 @@ const webAppSend404 = (WebAppMixin.methods as { send404(this: unknown, req: Inco
 const generateAliases = (ApiGateway as unknown as { methods: { regenerateAutoAliases(this: Gateway, route: unknown): void } }).methods.regenerateAutoAliases;
 
 function liveServices(broker: ServiceBroker): string {
-	return [...new Set(broker.registry.getServiceList({ onlyAvailable: true }).map(service => service.name))].sort().join(",");
+	return liveServiceNames(broker).join(",");
 }
 
 /**

@@ -41,6 +41,9 @@ const api: ServiceSchema<ApiSettingsSchema> = {
 			{
 				path: "/api",
 				autoAliases: true,
+				// Health and readiness exist from the start: auto-aliases are rebuilt a moment after
+				// the services change, and a probe must get the health service's own answer then.
+				aliases: { "GET /health": "health.live", "GET /ready": "health.ready" },
 				mappingPolicy: "restrict",
 				blacklist: NEVER_EXPOSED,
 				authentication: true,
@@ -65,7 +68,9 @@ const api: ServiceSchema<ApiSettingsSchema> = {
 				// `/:id` also takes `/<id>.<ext>` (ids have no dots): publicContent splits it.
 				aliases: {
 					"GET /:id": "images.publicContent",
-					"GET /:id/thumbnail": "images.publicThumbnail"
+					"HEAD /:id": "images.publicContent",
+					"GET /:id/thumbnail": "images.publicThumbnail",
+					"HEAD /:id/thumbnail": "images.publicThumbnail"
 				},
 				bodyParsers: false,
 				onBeforeCall: copyRequestInfo

@@ -1,7 +1,20 @@
 /** Liveness (/api/health) and readiness (/api/ready) for load balancers and operators. */
 import type { Context, ServiceSchema } from "moleculer";
+import { liveServiceNames } from "../cluster/live-services.ts";
 import { getConfig, REQUIRED_SERVICES } from "../config/index.ts";
+
 const PING_TIMEOUT_MS = 2000;
+
+interface Check {
+	service: string;
+	ok: boolean;
+	error?: string;
+}
+
+/** A service no live node runs (yet: a starting node registers its services one by one). */
+function notRunning(service: string): Check {
+	return { service, ok: false, error: "no live node runs it (yet)" };
+}
 
 /**
  * The classifier's state. Required only when a model is configured (images would wait for tags
@@ -15,7 +28,7 @@ async function classifierState(ctx: Context): Promise<Record<string, unknown>> {
 	}
 }
 
-async function check(ctx: Context, service: string): Promise<{ service: string; ok: boolean; error?: string }> {
+async function check(ctx: Context, service: string): Promise<Check> {
 	try {
 		await ctx.call(`${service}.ping`, {}, { timeout: PING_TIMEOUT_MS, retries: 0 });
 		return { service, ok: true };
@@ -25,9 +38,9 @@ async function check(ctx: Context, service: string): Promise<{ service: string; 
 }
 
 /** A gateway is ready once its REST routes reflect the live services (it rebuilds them debounced). */
-async function routesCheck(ctx: Context, nodeID: string): Promise<{ service: string; ok: boolean; error?: string }> {
+async function routesCheck(ctx: Context, nodeID: string): Promise<Check> {
 	const current = await ctx.call<boolean, object>("api.routesCurrent", {}, { nodeID });
-	return current ? { service: "api", ok: true } : { service: "api", ok: false, error: "REST routes are being rebuilt after a cluster change" };
+	return current ? { service: "api", ok: true } : { service: "api", ok: false, error: "REST routes are being built for the live services" };
 }
 
 const health: ServiceSchema = {
@@ -47,8 +60,14 @@ const health: ServiceSchema = {
 			auth: "public",
 			params: { $$strict: true },
 			async handler(ctx: Context<unknown, { $statusCode?: number }>) {
-				const [checks, classifier] = await Promise.all([Promise.all(REQUIRED_SERVICES.map(service => check(ctx, service))), classifierState(ctx)]);
-				if (this.broker.getLocalService("api")) checks.push(await routesCheck(ctx, this.broker.nodeID));
+				// Only services with a live node are called: the others are reported, not looked for
+				// (a call to an unregistered service is a broker warning, and means the same).
+				const live = new Set(liveServiceNames(this.broker));
+				const [checks, classifier] = await Promise.all([
+					Promise.all(REQUIRED_SERVICES.map(service => (live.has(service) ? check(ctx, service) : notRunning(service)))),
+					live.has("classifier") ? classifierState(ctx) : { enabled: false, reason: "No classifier service is running" }
+				]);
+				if (this.broker.getLocalService("api")) checks.push(live.has("api") ? await routesCheck(ctx, this.broker.nodeID) : notRunning("api"));
 				const ready = checks.every(result => result.ok) && (classifier.enabled === true || !getConfig().classifierModel);
 				if (!ready) ctx.meta.$statusCode = 503;
 				return { status: ready ? "ready" : "unavailable", node: this.broker.nodeID, checks, classifier };

@@ -64,6 +64,7 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 				);
 				for (const doc of files) await this.commit(ctx, doc);
 				ctx.meta.$statusCode = 201;
+				ctx.meta.$location = `/api/images/${files[0]!.id}`;
 				return { images: files.map(toPublicImage) };
 			}
 		},

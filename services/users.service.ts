@@ -34,7 +34,7 @@ interface UsersMethods {
 	ensureAdmin(): Promise<void>;
 }
 
-type UsersContext = Context<Record<string, any>, { user?: AuthUser | null; $statusCode?: number }>;
+type UsersContext = Context<Record<string, any>, { user?: AuthUser | null; $statusCode?: number; $location?: string }>;
 
 const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 	name: "users",
@@ -50,6 +50,8 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 				const { username, password, name } = ctx.params;
 				const user = await this.createUser(username, password, name, "user");
 				ctx.meta.$statusCode = 201;
+				// The new account is the caller's own from now on.
+				ctx.meta.$location = "/api/auth/me";
 				return { user: toPublicUser(user), token: this.issueToken(user).token };
 			}
 		},

@@ -16,6 +16,7 @@ export interface ImagesMeta {
 	user?: AuthUser | null;
 	request?: RequestInfo;
 	$statusCode?: number;
+	$location?: string;
 	$responseType?: string;
 	$responseHeaders?: Record<string, string | number>;
 	$variant?: VariantInfo;

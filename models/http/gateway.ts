@@ -40,9 +40,11 @@ export function rateLimitSettings(perMinute: number, trustProxy: boolean) {
 }
 
 /** moleculer-web `onError`: the JSON error answer; server faults are logged, never shown. */
-export function sendJsonError(this: { logger: { error(...args: unknown[]): void } }, req: IncomingMessage, res: ServerResponse, err: HttpError): void {
+export function sendJsonError(this: { logger: { error(...args: unknown[]): void; warn(...args: unknown[]): void } }, req: IncomingMessage, res: ServerResponse, err: HttpError): void {
 	const { status, body } = errorResponse(err);
-	if (status >= 500) this.logger.error(`${req.method} ${req.url} failed:`, err);
+	// A fault is an error; a backend or node that is away for now (503, 504) only a warning.
+	if (status === 503 || status === 504) this.logger.warn(`${req.method} ${req.url}: ${status} ${err.message ?? ""}`);
+	else if (status >= 500) this.logger.error(`${req.method} ${req.url} failed:`, err);
 	if (res.headersSent) {
 		// The body is already streaming: the only honest signal left is a broken connection.
 		res.destroy();

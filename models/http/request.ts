@@ -5,8 +5,10 @@
  */
 import type { IncomingMessage } from "node:http";
 
-/** Request headers that actions need (conditional and range requests, uploads). */
+/** Request headers that actions need (conditional and range requests, uploads), and the method. */
 export interface RequestInfo {
+	/** HEAD answers with GET's headers and reads no bytes. */
+	method?: string;
 	contentType?: string;
 	range?: string;
 	ifNoneMatch?: string;
@@ -15,6 +17,7 @@ export interface RequestInfo {
 
 export function requestInfoOf(req: IncomingMessage): RequestInfo {
 	return {
+		method: req.method,
 		contentType: req.headers["content-type"],
 		range: req.headers.range,
 		ifNoneMatch: req.headers["if-none-match"],
@@ -52,8 +55,16 @@ export function errorResponse(err: HttpError): { status: number; body: Record<st
 	if (status >= 500 && status !== 503 && status !== 504) {
 		return { status, body: { name: "InternalServerError", message: "Internal server error", code: status, type: "INTERNAL_ERROR" } };
 	}
+	const data = err.name === "ValidationError" && Array.isArray(err.data) ? err.data.map(withoutInternals) : err.data;
 	return {
 		status,
-		body: { name: err.name ?? "Error", message: err.message ?? "Error", code: status, type: err.type ?? null, data: err.data ?? null }
+		body: { name: err.name ?? "Error", message: err.message ?? "Error", code: status, type: err.type ?? null, data: data ?? null }
 	};
+}
+
+/** Moleculer adds the node and the action to each validation problem: the client needs neither. */
+function withoutInternals(problem: unknown): unknown {
+	if (typeof problem !== "object" || problem === null) return problem;
+	const { nodeID: _node, action: _action, ...rest } = problem as Record<string, unknown>;
+	return rest;
 }

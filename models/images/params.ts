@@ -22,7 +22,8 @@ export const TRANSFORM = {
 	dpr: { type: "number", min: 0.1, max: MAX_DPR, convert: true, optional: true }
 };
 export const EXT = { type: "enum", values: Object.keys(FORMAT_NAMES) };
-export const THUMBNAIL_SIZE = { type: "enum", values: RENDITION_EDGES.map(String) };
+/** A thumbnail's size (its shortest edge); the smallest when not given. */
+export const THUMBNAIL_SIZE = { type: "enum", values: RENDITION_EDGES.map(String), default: String(RENDITION_EDGES[0]) };
 
 /** Upload form fields, checked once before the first file is stored. */
 export const UPLOAD_FIELDS = {

@@ -70,12 +70,25 @@ export function blobFileCount(dataDir: string): number {
 		.reduce((count, dir) => count + readdirSync(`${root}/${dir.name}`).length, 0);
 }
 
-/** Files under `dir` (recursively) whose bytes contain `needle`. */
+/**
+ * Files under `dir` (recursively) whose bytes contain `needle`. The store keeps working while the
+ * test looks (temp files are renamed into place, released blobs deleted): a file gone between the
+ * listing and its read is not there, so it holds nothing.
+ */
 export function findFilesContaining(dir: string, needle: Buffer): string[] {
 	return readdirSync(dir, { recursive: true, withFileTypes: true })
 		.filter(entry => entry.isFile())
 		.map(entry => `${entry.parentPath}/${entry.name}`)
-		.filter(path => readFileSync(path).includes(needle));
+		.filter(path => readIfPresent(path)?.includes(needle) ?? false);
+}
+
+function readIfPresent(path: string): Buffer | null {
+	try {
+		return readFileSync(path);
+	} catch (err) {
+		if ((err as NodeJS.ErrnoException).code === "ENOENT") return null;
+		throw err;
+	}
 }
 
 export interface Node {

@@ -1,6 +1,7 @@
 /** Gateway hardening: exact CORS origins, rate limits keyed on the socket, health and readiness. */
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { waitFor } from "../helpers/jobs.ts";
 import { startServer, type RunningServer } from "../helpers/server.ts";
 
 describe("gateway", () => {
@@ -25,7 +26,13 @@ describe("gateway", () => {
 	it("reports 503 with the failing checks when a required service is missing", async () => {
 		const partial = await startServer({ SERVICES: "api,health,users" }, { readyPath: "/api/health" });
 		try {
-			const res = await fetch(`${partial.url}/api/ready`);
+			// The gateway's own check fails too until its routes reflect the live services (a moment
+			// after start): wait for that, so what is left failing is the missing services alone.
+			const res = await waitFor("the gateway's routes to settle", async () => {
+				const answer = await fetch(`${partial.url}/api/ready`);
+				const checks = ((await answer.clone().json()) as { checks?: { service: string; ok: boolean }[] }).checks;
+				return checks?.find(check => check.service === "api")?.ok ? answer : undefined;
+			});
 			assert.equal(res.status, 503);
 			const body = (await res.json()) as { status: string; checks: { service: string; ok: boolean }[] };
 			assert.equal(body.status, "unavailable");
