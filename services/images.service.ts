@@ -17,7 +17,7 @@ import type { ImageDoc, ImageFilter, ImagePatch, SortKey } from "../models/image
 import { newImageDoc, userTags, type StagedSource, type UploadFields, type UploadOptions } from "../models/images/new-image.ts";
 import { EXT, TAGS, UPLOAD_FIELDS, VISIBILITY } from "../models/images/params.ts";
 import { imageEvent, toPublicImage } from "../models/images/public-image.ts";
-import { parseSearchQuery } from "../models/images/search-query.ts";
+import { multiWordTagCandidates, parseSearchQuery, type SearchQuery } from "../models/images/search-query.ts";
 import { tagList } from "../models/images/tags.ts";
 import { CHANNELS } from "../models/pipeline/channels.ts";
 import { compressName } from "../models/pipeline/renditions.ts";
@@ -126,9 +126,10 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			},
 			async handler(ctx: ImagesContext) {
 				const p = ctx.params;
+				const viewer = this.viewerOf(ctx);
 				const filter: ImageFilter = {
-					viewer: this.viewerOf(ctx),
-					query: p.q ? parseSearchQuery(p.q) : undefined,
+					viewer,
+					query: p.q ? await this.searchQueryOf(p.q, viewer) : undefined,
 					tags: p.tag ? tagList(p.tag) : undefined,
 					category: p.category,
 					ownerName: p.owner,
@@ -260,6 +261,13 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			const doc = await this.repo.get(id);
 			if (!doc || !canManage(this.viewerOf(ctx), doc)) throw new NotFoundError("Image", id);
 			return doc;
+		},
+
+		/** `q` as a query; a `tag:` followed by words takes the longest label the viewer can find. */
+		async searchQueryOf(q: string, viewer: Viewer): Promise<SearchQuery> {
+			const candidates = multiWordTagCandidates(q);
+			const known = candidates.length > 0 ? await this.repo.existingTags(candidates, viewer) : [];
+			return parseSearchQuery(q, new Set(known));
 		},
 
 		async uploadOptions(ctx: ImagesContext, rawFields: Readonly<Record<string, string>>): Promise<UploadOptions> {

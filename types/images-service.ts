@@ -8,6 +8,7 @@ import type { Readable } from "node:stream";
 import type { RequestInfo } from "../models/http/request.ts";
 import type { ImageDoc, ImageRepository, Rendition } from "../models/images/image.ts";
 import type { StagedSource, UploadOptions } from "../models/images/new-image.ts";
+import type { SearchQuery } from "../models/images/search-query.ts";
 import type { Viewer } from "../models/shared/access.ts";
 import type { TransformQuery, TransformSpec, VariantInfo } from "../models/transform/spec.ts";
 import type { AuthUser } from "../models/users/user.ts";
@@ -40,6 +41,7 @@ export interface ImagesMethods {
 	viewerOf(ctx: ImagesContext): Viewer;
 	visibleImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
 	editableImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
+	searchQueryOf(q: string, viewer: Viewer): Promise<SearchQuery>;
 	stage(ctx: ImagesContext, stream: Readable, source: StagedSource, options: UploadOptions): Promise<ImageDoc>;
 	uploadOptions(ctx: ImagesContext, rawFields: Readonly<Record<string, string>>): Promise<UploadOptions>;
 	resolveCategory(ctx: ImagesContext, ref: string | undefined): Promise<string | null>;

@@ -46,6 +46,8 @@ export interface ImageRepository {
 	/** Atomically adds `by` to the view count; returns the new count, or null if no such image. */
 	incrementViews(id: string, by?: number): Promise<number | null>;
 	search(filter: ImageFilter): Promise<Page<ImageDoc>>;
+	/** Which of these tag labels some image the viewer may see carries (for multi-word `tag:`). */
+	existingTags(labels: string[], viewer: Viewer): Promise<string[]>;
 	stats(): Promise<ImageStats>;
 	/** Sets category to null on every image of that category; returns how many changed. */
 	clearCategory(categoryId: string): Promise<number>;

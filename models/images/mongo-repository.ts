@@ -31,10 +31,11 @@ import {
 } from "./image.ts";
 import { definedFields, pick } from "../shared/fields.ts";
 import { type Cursor, pageOf, pageRequest, type SortSpec } from "./paging.ts";
-import { searchConditions, type SearchCondition } from "./search-filter.ts";
+import { accessConditions, searchConditions, type SearchCondition } from "./search-filter.ts";
+import type { Viewer } from "../shared/access.ts";
 import { KeyedLock } from "../shared/keyed-lock.ts";
 import { isDuplicateKey, literalPattern, MongoBackend, type MongoOptions } from "../db/mongo.ts";
-import { searchIndexOf } from "./search-query.ts";
+import { FIELD_LINES, searchIndexOf } from "./search-query.ts";
 
 /** What a write may change: everything but the id, and the views (only incrementViews counts them). */
 type Change = Partial<Omit<ImageDoc, "id" | "views">>;
@@ -95,6 +96,9 @@ function compiled(condition: SearchCondition): Filter<ImageRecord> {
 			return { keywords: { $regex: `^${literalPattern(condition.prefix)}` } };
 		case "phrase":
 			return { searchText: { $regex: literalPattern(condition.phrase) } };
+		case "fieldPhrase":
+			// Skip the lines of the fields before it (FIELD_LINES), then match within its line.
+			return { searchText: { $regex: `^(?:[^\n]*\n){${FIELD_LINES[condition.field]}}[^\n]*${literalPattern(condition.phrase)}` } };
 		case "created":
 			return { createdAt: { ...(condition.from && { $gte: condition.from }), ...(condition.before && { $lt: condition.before }) } };
 	}
@@ -247,6 +251,15 @@ export class MongoImageRepository extends MongoBackend implements ImageRepositor
 				this.images.countDocuments(matchAll(matching))
 			]);
 			return { ...pageOf(records.map(fromRecord), filter, spec), total };
+		});
+	}
+
+	async existingTags(labels: string[], viewer: Viewer): Promise<string[]> {
+		if (labels.length === 0) return [];
+		return this.run(async () => {
+			const found: string[] = await this.images.distinct("tagLabels", matchAll([...compile(accessConditions(viewer)), { tagLabels: { $in: labels } }]));
+			// distinct lists every label of the matching images: keep the ones asked about.
+			return found.filter(label => labels.includes(label));
 		});
 	}
 

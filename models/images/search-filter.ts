@@ -3,8 +3,9 @@
  * of conditions that must all hold. Each repository only compiles these into its own query
  * language, so what a search means, the access rule included, is decided once, here.
  */
-import { accessScope } from "../shared/access.ts";
+import { accessScope, type Viewer } from "../shared/access.ts";
 import type { ImageFilter } from "./image.ts";
+import type { SearchableField } from "./search-query.ts";
 
 export type SearchCondition =
 	/** The field equals the value (ownerName is the owner's username). */
@@ -19,12 +20,14 @@ export type SearchCondition =
 	| { kind: "wordPrefix"; prefix: string }
 	/** The normalized text contains this normalized phrase. */
 	| { kind: "phrase"; phrase: string }
+	/** The normalized text of one field (its line in the index, FIELD_LINES) contains the phrase. */
+	| { kind: "fieldPhrase"; field: SearchableField; phrase: string }
 	/** Created at or after `from`, and before `before` (ISO times); either may be absent. */
 	| { kind: "created"; from?: string; before?: string };
 
 /** Everything of the filter except the cursor (that is also what a page's `total` counts). */
 export function searchConditions(filter: ImageFilter): SearchCondition[] {
-	const where = accessConditions(filter);
+	const where = accessConditions(filter.viewer);
 	if (filter.visibility) where.push({ kind: "equals", field: "visibility", value: filter.visibility });
 	if (filter.category !== undefined) where.push({ kind: "equals", field: "category", value: filter.category });
 	if (filter.ownerName !== undefined) where.push({ kind: "equals", field: "ownerName", value: filter.ownerName });
@@ -33,8 +36,9 @@ export function searchConditions(filter: ImageFilter): SearchCondition[] {
 	return where;
 }
 
-function accessConditions(filter: ImageFilter): SearchCondition[] {
-	const scope = accessScope(filter.viewer);
+/** What a viewer may see at all (the one access rule, models/shared/access.ts). */
+export function accessConditions(viewer: Viewer): SearchCondition[] {
+	const scope = accessScope(viewer);
 	if (scope.all) return [];
 	if (scope.owner === null) return [{ kind: "equals", field: "visibility", value: "public" }];
 	return [{ kind: "publicOrOwnedBy", owner: scope.owner }];
@@ -44,6 +48,7 @@ function queryConditions(query: NonNullable<ImageFilter["query"]>): SearchCondit
 	const where: SearchCondition[] = query.words.map(word => ({ kind: "word", word }));
 	if (query.prefix) where.push({ kind: "wordPrefix", prefix: query.prefix });
 	for (const phrase of query.phrases) where.push({ kind: "phrase", phrase });
+	for (const { field, phrase } of query.fieldPhrases) where.push({ kind: "fieldPhrase", field, phrase });
 	for (const labels of query.tagGroups) where.push({ kind: "anyTag", labels });
 	if (query.category !== undefined) where.push({ kind: "equals", field: "category", value: query.category });
 	if (query.ownerName !== undefined) where.push({ kind: "equals", field: "ownerName", value: query.ownerName });

@@ -4,8 +4,11 @@
  *
  *   sunset beach            free words: all must match; the last one also matches as a prefix
  *   "red car"               phrase: a case-insensitive substring
- *   tag:cat,dog             any of these tags (repeat `tag:` to require several)
+ *   tag:cat,dog             any of these tags (repeat `tag:` to require several); `tags:` is the same
  *   tag:"new york"          quotes keep spaces and commas inside a value
+ *   tag:golden retriever    a tag followed by words: the longest known label they spell wins
+ *                           (see multiWordTagCandidates); otherwise tag:golden and the word
+ *   name:beach  desc:"in the park"   a phrase in the name, or in the description, only
  *   category:nature  owner:alice
  *   date:2024  date:03-2024  date:2024-03  date:15-03-2024  date:2024-03-15
  *   from:03-2024  to:2024   inclusive whole days in UTC; all date terms intersect
@@ -15,7 +18,7 @@
  */
 import { BadRequestError } from "../shared/errors.ts";
 import type { ImageDoc } from "./image.ts";
-import { normalizeLabel } from "./tags.ts";
+import { MAX_LABEL, normalizeLabel } from "./tags.ts";
 
 export const MAX_QUERY_LENGTH = 500;
 /** Bounds the size of the database query one search can produce. */
@@ -28,6 +31,8 @@ export interface SearchQuery {
 	prefix?: string;
 	/** Normalized phrases (see phraseTextOf) that must each occur in the indexed text. */
 	phrases: string[];
+	/** Normalized phrases that must each occur in one field: the name or the description. */
+	fieldPhrases: FieldPhrase[];
 	/** Lower-case tag labels: an image needs at least one label of every group. */
 	tagGroups: string[][];
 	/** Category id; when repeated, the last one counts. */
@@ -39,6 +44,15 @@ export interface SearchQuery {
 	/** Exclusive upper bound on createdAt (ISO timestamp). */
 	createdBefore?: string;
 }
+
+export interface FieldPhrase {
+	field: SearchableField;
+	phrase: string;
+}
+
+/** The fields `name:` and `desc:` search, in the order searchIndexOf writes them (line 1 and 2). */
+export const FIELD_LINES = { name: 0, description: 1 } as const;
+export type SearchableField = keyof typeof FIELD_LINES;
 
 /** What a backend stores to make an image findable. */
 export interface SearchIndex {
@@ -72,7 +86,10 @@ export function phraseTextOf(text: string): string {
 		.join(" ");
 }
 
-/** The searchable fields of an image (name, description, tag labels, category id) as an index. */
+/**
+ * The searchable fields of an image (name, description, tag labels, category id) as an index.
+ * The text holds one field per line, name first and description second (FIELD_LINES).
+ */
 export function searchIndexOf(doc: Pick<ImageDoc, "name" | "description" | "tags" | "category">): SearchIndex {
 	const fields = [doc.name, doc.description, ...doc.tags.map(tag => tag.label), doc.category ?? ""];
 	return {
@@ -82,14 +99,61 @@ export function searchIndexOf(doc: Pick<ImageDoc, "name" | "description" | "tags
 	};
 }
 
-export function parseSearchQuery(input: string): SearchQuery {
+/**
+ * The query `input` stands for. `knownLabels` are the multi-word tag labels that exist (see
+ * multiWordTagCandidates): `tag:golden retriever` means the label "golden retriever" when it is
+ * one of them, else the tag "golden" and the word "retriever".
+ */
+export function parseSearchQuery(input: string, knownLabels: ReadonlySet<string> = new Set()): SearchQuery {
+	const tokens = tokensOf(input);
+	const builder = new QueryBuilder();
+	for (let i = 0; i < tokens.length; i++) {
+		const run = tagRunAt(tokens, i).findLast(candidate => knownLabels.has(candidate.label));
+		if (run) {
+			builder.addTagLabel(run.label);
+			i += run.words;
+		} else {
+			builder.add(tokens[i]!);
+		}
+	}
+	return builder.build();
+}
+
+/**
+ * The labels that a `tag:` followed by words could mean ("tag:golden retriever dog" ->
+ * "golden retriever", "golden retriever dog"), for the caller to ask which exist.
+ */
+export function multiWordTagCandidates(input: string): string[] {
+	const tokens = tokensOf(input);
+	return [...new Set(tokens.flatMap((_, i) => tagRunAt(tokens, i).map(candidate => candidate.label)))];
+}
+
+/** Longest run of words after a `tag:` that can still spell a label. */
+const MAX_TAG_WORDS = 4;
+
+/** At a single-valued `tag:` term: each label it makes with the 1, 2, ... words that follow it. */
+function tagRunAt(tokens: Token[], i: number): { label: string; words: number }[] {
+	const token = tokens[i]!;
+	if (token.kind !== "term" || token.key !== "tag" || token.values.length !== 1) return [];
+	const runs: { label: string; words: number }[] = [];
+	const parts = [token.values[0]!];
+	for (let k = 1; k <= MAX_TAG_WORDS && tokens[i + k]?.kind === "word"; k++) {
+		parts.push((tokens[i + k] as { text: string }).text);
+		const text = parts.join(" ");
+		if (text.length > MAX_LABEL) break;
+		runs.push({ label: normalizeLabel(text), words: k });
+	}
+	return runs;
+}
+
+function tokensOf(input: string): Token[] {
 	if (input.length > MAX_QUERY_LENGTH) {
 		throw invalidQuery(`Search query is longer than ${MAX_QUERY_LENGTH} characters`, { maxLength: MAX_QUERY_LENGTH });
 	}
-	const builder = new QueryBuilder();
+	const tokens: Token[] = [];
 	const scanner = new Scanner(input);
-	for (let token = scanner.next(); token; token = scanner.next()) builder.add(token);
-	return builder.build();
+	for (let token = scanner.next(); token; token = scanner.next()) tokens.push(token);
+	return tokens;
 }
 
 function invalidQuery(message: string, data: Record<string, unknown>): BadRequestError {
@@ -99,8 +163,10 @@ function invalidQuery(message: string, data: Record<string, unknown>): BadReques
 // ---------------------------------------------------------------------------------------------
 // Scanner: one left-to-right pass; every loop advances the position, so the work is linear.
 
-const KEYS = ["tag", "category", "owner", "date", "from", "to"] as const;
+const KEYS = ["tag", "category", "owner", "name", "desc", "date", "from", "to"] as const;
 type Key = (typeof KEYS)[number];
+/** Other spellings of a key: `tags:`, as stock-image sites write it. */
+const KEY_ALIASES: Readonly<Record<string, Key>> = { tags: "tag" };
 
 type Token =
 	| { kind: "word"; text: string }
@@ -118,7 +184,7 @@ function isSpace(char: string): boolean {
 
 function asKey(text: string): Key | undefined {
 	const lower = text.toLowerCase();
-	return KEYS.find(key => key === lower);
+	return KEYS.find(key => key === lower) ?? (Object.hasOwn(KEY_ALIASES, lower) ? KEY_ALIASES[lower] : undefined);
 }
 
 class Scanner {
@@ -196,6 +262,7 @@ class Scanner {
 class QueryBuilder {
 	private readonly keywords: string[] = [];
 	private readonly phrases = new Set<string>();
+	private readonly fieldPhrases: FieldPhrase[] = [];
 	private readonly tagGroups: string[][] = [];
 	private category?: string;
 	private ownerName?: string;
@@ -214,6 +281,7 @@ class QueryBuilder {
 			words: [...new Set(this.keywords.slice(0, -1))],
 			prefix,
 			phrases: [...this.phrases],
+			fieldPhrases: this.fieldPhrases,
 			tagGroups: this.tagGroups,
 			category: this.category,
 			ownerName: this.ownerName,
@@ -231,13 +299,23 @@ class QueryBuilder {
 		if (phrase) this.phrases.add(phrase);
 	}
 
+	/** A tag label a `tag:` and the words after it spell (see parseSearchQuery). */
+	addTagLabel(label: string): void {
+		this.tagGroups.push([label]);
+	}
+
 	private addTerm(key: Key, values: string[], raw: string): void {
 		if (key === "tag") return this.addTagGroup(values);
 		const value = values.join(",").trim();
 		if (!value) return;
-		if (key === "category") this.category = value.toLowerCase();
+		if (key === "name" || key === "desc") this.addFieldPhrase(key === "name" ? "name" : "description", phraseTextOf(value));
+		else if (key === "category") this.category = value.toLowerCase();
 		else if (key === "owner") this.ownerName = value;
 		else this.addDateRange(key, dateSpanOf(value, raw));
+	}
+
+	private addFieldPhrase(field: SearchableField, phrase: string): void {
+		if (phrase && !this.fieldPhrases.some(known => known.field === field && known.phrase === phrase)) this.fieldPhrases.push({ field, phrase });
 	}
 
 	private addTagGroup(values: string[]): void {
@@ -258,6 +336,7 @@ function countTerms(query: SearchQuery): number {
 	return (
 		query.words.length +
 		query.phrases.length +
+		query.fieldPhrases.length +
 		query.tagGroups.reduce((sum, group) => sum + group.length, 0) +
 		optional.filter(value => value !== undefined).length
 	);

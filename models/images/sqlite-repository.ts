@@ -13,7 +13,8 @@ import { ConflictError } from "../shared/errors.ts";
 import { nowIso } from "../shared/ids.ts";
 import { definedFields } from "../shared/fields.ts";
 import { type Cursor, pageOf, pageRequest, type SortSpec } from "./paging.ts";
-import { searchConditions, type SearchCondition } from "./search-filter.ts";
+import { accessConditions, searchConditions, type SearchCondition } from "./search-filter.ts";
+import type { Viewer } from "../shared/access.ts";
 import type {
 	CountAndBytes,
 	ImageDoc,
@@ -29,7 +30,7 @@ import type {
 	Tag
 } from "./image.ts";
 import { searchIndexOf } from "./search-query.ts";
-import type { SearchIndex } from "./search-query.ts";
+import type { SearchableField, SearchIndex } from "./search-query.ts";
 import { closeDatabase, migrate, openDatabase, transaction, uniqueViolationOf } from "../db/sqlite.ts";
 
 /** Schema versions, in order (see migrate). Append; never edit a released step. */
@@ -251,12 +252,23 @@ function withCondition(where: Conditions, condition: SearchCondition): Condition
 			return and(where, "i.id IN (SELECT image_id FROM image_words WHERE word >= ? AND word < ?)", condition.prefix, condition.prefix + MAX_CHAR);
 		case "phrase":
 			return and(where, "instr(i.search_text, ?) > 0", condition.phrase);
+		case "fieldPhrase":
+			return and(where, `instr(${FIELD_TEXT[condition.field]}, ?) > 0`, condition.phrase);
 		case "created": {
 			const from = condition.from ? and(where, "i.created_at >= ?", condition.from) : where;
 			return condition.before ? and(from, "i.created_at < ?", condition.before) : from;
 		}
 	}
 }
+
+/** The rest of search_text after its first line. */
+const AFTER_NAME = "substr(i.search_text, instr(i.search_text, char(10)) + 1)";
+
+/** One field's line of search_text (FIELD_LINES: the name first, the description second). */
+const FIELD_TEXT: Record<SearchableField, string> = {
+	name: "substr(i.search_text, 1, instr(i.search_text, char(10)) - 1)",
+	description: `substr(${AFTER_NAME}, 1, instr(${AFTER_NAME}, char(10)) - 1)`
+};
 
 function compile(conditions: SearchCondition[]): Conditions {
 	return conditions.reduce(withCondition, { clauses: [], params: [] });
@@ -353,6 +365,13 @@ export class SqliteImageRepository implements ImageRepository {
 		const page = after ? afterCursor(matching, spec, after) : matching;
 		const matches = this.all(`SELECT ${IMAGE_COLUMNS} FROM images i ${whereSql(page)} ${orderBySql(spec)} LIMIT ?`, [...page.params, filter.limit + 1]);
 		return { ...pageOf(matches, filter, spec), total: this.count(matching) };
+	}
+
+	async existingTags(labels: string[], viewer: Viewer): Promise<string[]> {
+		if (labels.length === 0) return [];
+		const where = and(compile(accessConditions(viewer)), `t.label IN (${placeholders(labels.length)})`, ...labels);
+		const rows = this.db.prepare(`SELECT DISTINCT t.label FROM image_tags t JOIN images i ON i.id = t.image_id ${whereSql(where)}`).all(...where.params);
+		return (rows as unknown as { label: string }[]).map(row => row.label);
 	}
 
 	async stats(): Promise<ImageStats> {

@@ -1,6 +1,7 @@
 /** Tag labels: how user input becomes the normalized labels that are stored and searched. */
 
-const MAX_LABEL = 50;
+/** The longest tag label, in characters. */
+export const MAX_LABEL = 50;
 const MAX_TAGS = 50;
 
 export function normalizeLabel(raw: string): string {

@@ -263,6 +263,30 @@ export function imageRepositoryContract(name: string, make: () => Promise<Contra
 				assert.deepEqual(await byQuery('"big car'), idsOf(apart));
 			});
 
+			it("matches name: and desc: phrases in that field only", async () => {
+				const beachName = image({ name: "Beach at dawn", description: "quiet" });
+				const beachText = image({ name: "Dawn", description: "On the BEACH, in the park" });
+				const beachTag = image({ name: "x", tags: tags("beach") });
+				await insert(beachName, beachText, beachTag);
+
+				assert.deepEqual(await byQuery("name:beach"), idsOf(beachName));
+				assert.deepEqual(await byQuery("desc:beach"), idsOf(beachText));
+				assert.deepEqual(await byQuery('desc:"in the park" name:dawn'), idsOf(beachText));
+				assert.deepEqual(await byQuery("name:quiet"), [], "the description is not the name");
+				assert.deepEqual(await byQuery("desc:dawn"), [], "nor the name the description");
+			});
+
+			it("tells which tag labels exist among the images a viewer may see", async () => {
+				await insert(
+					image({ owner: "u-alice", visibility: "private", tags: tags("golden retriever", "secret plan") }),
+					image({ owner: "u-bob", ownerName: "bob", visibility: "public", tags: tags("golden retriever") })
+				);
+				const asked = ["golden retriever", "secret plan", "no such label"];
+				assert.deepEqual((await images.existingTags(asked, ALICE)).sort(), ["golden retriever", "secret plan"]);
+				assert.deepEqual(await images.existingTags(asked, null), ["golden retriever"], "another's private labels stay unknown");
+				assert.deepEqual(await images.existingTags([], ADMIN), []);
+			});
+
 			it("matches any of the filter's tags, and every tag group of the query", async () => {
 				const cat = image({ tags: tags("cat") });
 				const dog = image({ tags: tags("dog") });

@@ -105,6 +105,20 @@ describe("images", () => {
 		assert.equal(invalid.status, 400);
 	});
 
+	it("finds multi-word tags as people type them, and searches one field with name:, desc: and tags:", async () => {
+		const search = async (q: string) => (await alice.get(`/api/images?q=${encodeURIComponent(q)}`)).body;
+		const dog = ids["dog.jpg"]!;
+		await alice.patch(`/api/images/${dog}`, { tags: ["golden retriever", "sunny"] });
+		const idsOf = (page: { items: { id: string }[] }) => page.items.map(item => item.id);
+		assert.deepEqual(idsOf(await search("tag:golden retriever")), [dog], "without quotes");
+		assert.deepEqual(idsOf(await search('tag:"golden retriever"')), [dog]);
+		assert.deepEqual(idsOf(await search("tags:golden retriever")), [dog]);
+		assert.deepEqual(idsOf(await search("tag:golden retriever tag:sunny")), [dog]);
+		assert.equal((await search("name:hummingbird")).total, 1, "hummingbird.jpg is named hummingbird");
+		assert.equal((await search("desc:hummingbird")).total, 0, "no description says hummingbird");
+		assert.equal((await search('desc:"shared set"')).total, PHOTOS.length);
+	});
+
 	it("serves the original bytes with ETag, 304 and ranges, counting views of others", async () => {
 		const id = ids["mug-cc0.jpeg"]!;
 		const original = readFileSync(join(SHARED_IMAGES, "mug-cc0.jpeg"));

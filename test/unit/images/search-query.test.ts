@@ -1,13 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { BadRequestError } from "../../../models/shared/errors.ts";
-import { MAX_QUERY_LENGTH, MAX_QUERY_TERMS, keywordsOf, parseSearchQuery, phraseTextOf, searchIndexOf } from "../../../models/images/search-query.ts";
+import { MAX_QUERY_LENGTH, MAX_QUERY_TERMS, keywordsOf, multiWordTagCandidates, parseSearchQuery, phraseTextOf, searchIndexOf } from "../../../models/images/search-query.ts";
 import type { SearchQuery } from "../../../models/images/search-query.ts";
 
 const NOTHING: SearchQuery = {
 	words: [],
 	prefix: undefined,
 	phrases: [],
+	fieldPhrases: [],
 	tagGroups: [],
 	category: undefined,
 	ownerName: undefined,
@@ -15,8 +16,8 @@ const NOTHING: SearchQuery = {
 	createdBefore: undefined
 };
 
-function assertParses(input: string, expected: Partial<SearchQuery>): void {
-	assert.deepEqual(parseSearchQuery(input), { ...NOTHING, ...expected });
+function assertParses(input: string, expected: Partial<SearchQuery>, knownLabels?: ReadonlySet<string>): void {
+	assert.deepEqual(parseSearchQuery(input, knownLabels), { ...NOTHING, ...expected });
 }
 
 /** Asserts a 400 INVALID_SEARCH_QUERY whose message contains `mentions`. */
@@ -123,7 +124,46 @@ describe("parseSearchQuery: terms", () => {
 	it("ignores keys with empty values, as while the user is still typing", () => {
 		assertParses("tag: category: owner: date: from: to: tag:,,", {});
 		assertParses("tag: sunset", { prefix: "sunset" });
+		assertParses("name: desc: tags:", {});
 	});
+
+	it("takes tags: as tag:, the way stock-image sites spell it", () => {
+		assertParses("tags:Cat,dog", { tagGroups: [["cat", "dog"]] });
+	});
+
+	it("reads name: and desc: as phrases in that field alone", () => {
+		assertParses('name:Beach desc:"In  the PARK" desc:in the', {
+			fieldPhrases: [
+				{ field: "name", phrase: "beach" },
+				{ field: "description", phrase: "in the park" },
+				{ field: "description", phrase: "in" }
+			],
+			prefix: "the"
+		});
+	});
+});
+
+describe("parseSearchQuery: multi-word tags typed without quotes", () => {
+	it("names the labels a tag: and the words after it could spell", () => {
+		assert.deepEqual(multiWordTagCandidates("tag:Golden retriever dog"), ["golden retriever", "golden retriever dog"]);
+		assert.deepEqual(multiWordTagCandidates('tag:a,b c tag:"x" y "z"'), ["x y"], "a list of tags, or a phrase, does not continue a label");
+		assert.deepEqual(multiWordTagCandidates("retriever tag:golden"), []);
+	});
+
+	it("reads the longest known label, and the words after it as words", () => {
+		const known = new Set(["golden retriever", "golden retriever puppy"]);
+		assertParses("tag:golden retriever", { tagGroups: [["golden"]], prefix: "retriever" });
+		assertParses("tag:golden retriever", { tagGroups: [["golden retriever"]] }, known);
+		assertParses("tag:golden retriever puppy sunny", { tagGroups: [["golden retriever puppy"]], prefix: "sunny" }, known);
+		assertParses("tag:golden retriever sunny", { tagGroups: [["golden retriever"]], prefix: "sunny" }, known);
+	});
+
+	it("never lets a run of words grow past the longest label", () => {
+		const a40 = "a".repeat(40);
+		assert.deepEqual(multiWordTagCandidates(`tag:${a40} bbbb cccc dddd`), [`${a40} bbbb`, `${a40} bbbb cccc`], "50 characters at most");
+		assert.deepEqual(multiWordTagCandidates(`tag:${"a".repeat(45)} bbbbb`), []);
+	});
+
 });
 
 describe("parseSearchQuery: dates", () => {
