@@ -21,7 +21,7 @@ import { multiWordTagCandidates, parseSearchQuery, type SearchQuery } from "../m
 import { tagList } from "../models/images/tags.ts";
 import { CHANNELS } from "../models/pipeline/channels.ts";
 import { compressName } from "../models/pipeline/renditions.ts";
-import { canManage, canSee, type Viewer } from "../models/shared/access.ts";
+import { canManage, canSee, isAdmin, type Viewer } from "../models/shared/access.ts";
 import { BadRequestError, ConflictError, NotFoundError } from "../models/shared/errors.ts";
 import { newId } from "../models/shared/ids.ts";
 import { ID } from "../models/shared/params.ts";
@@ -219,8 +219,10 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			rest: "GET /stats",
 			params: { $$strict: true },
 			async handler(ctx: ImagesContext) {
-				const [stats, users] = await Promise.all([this.repo.stats(), ctx.call<number>("users.count")]);
-				return { ...stats, users };
+				// What the caller may see; site-wide figures (every image, the number of users) are for admins.
+				const viewer = this.viewerOf(ctx);
+				const stats = await this.repo.stats(viewer);
+				return isAdmin(viewer) ? { ...stats, users: await ctx.call<number>("users.count") } : stats;
 			}
 		},
 

@@ -48,7 +48,8 @@ export interface ImageRepository {
 	search(filter: ImageFilter): Promise<Page<ImageDoc>>;
 	/** Which of these tag labels some image the viewer may see carries (for multi-word `tag:`). */
 	existingTags(labels: string[], viewer: Viewer): Promise<string[]>;
-	stats(): Promise<ImageStats>;
+	/** Counts, bytes, views and top tags of the images the viewer may see (admins: all of them). */
+	stats(viewer: Viewer): Promise<ImageStats>;
 	/** Sets category to null on every image of that category; returns how many changed. */
 	clearCategory(categoryId: string): Promise<number>;
 	/**

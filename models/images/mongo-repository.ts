@@ -263,15 +263,17 @@ export class MongoImageRepository extends MongoBackend implements ImageRepositor
 		});
 	}
 
-	async stats(): Promise<ImageStats> {
+	async stats(viewer: Viewer): Promise<ImageStats> {
+		const visible = { $match: matchAll(compile(accessConditions(viewer))) };
 		return this.run(async () => {
-			const sum = <T extends Document>(key: unknown, value: unknown) => this.images.aggregate<T>([{ $group: { _id: key, value: { $sum: value } } }]).toArray();
+			const sum = <T extends Document>(key: unknown, value: unknown) => this.images.aggregate<T>([visible, { $group: { _id: key, value: { $sum: value } } }]).toArray();
 			const [counts, bytes, views, topTags] = await Promise.all([
 				sum<StatsGroup>(STATS_KEY, 1),
 				sum<StatsGroup>(STATS_KEY, "$size"),
 				sum<{ value: number }>(null, "$views"),
 				this.images
 					.aggregate<{ _id: string; count: number }>([
+						visible,
 						{ $unwind: "$tagLabels" },
 						{ $group: { _id: "$tagLabels", count: { $sum: 1 } } },
 						{ $sort: { count: -1, _id: 1 } },

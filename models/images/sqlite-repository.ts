@@ -292,9 +292,9 @@ function afterCursor(where: Conditions, spec: SortSpec, cursor: Cursor): Conditi
 
 /** What each stats() grouping groups by: fixed SQL expressions, never input. */
 const STAT_GROUPS = {
-	byFormat: "format",
-	byCategory: "COALESCE(category, 'none')",
-	byVisibility: "visibility"
+	byFormat: "i.format",
+	byCategory: "COALESCE(i.category, 'none')",
+	byVisibility: "i.visibility"
 } as const;
 
 const TOP_TAGS = 10;
@@ -374,22 +374,24 @@ export class SqliteImageRepository implements ImageRepository {
 		return (rows as unknown as { label: string }[]).map(row => row.label);
 	}
 
-	async stats(): Promise<ImageStats> {
+	async stats(viewer: Viewer): Promise<ImageStats> {
+		const visible = compile(accessConditions(viewer));
 		const totals = this.db
-			.prepare("SELECT COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes, COALESCE(SUM(views), 0) AS views FROM images")
-			.get() as unknown as CountAndBytes & { views: number };
-		const encrypted = this.db
-			.prepare("SELECT COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes FROM images WHERE encrypted = 1")
-			.get() as unknown as CountAndBytes;
+			.prepare(`SELECT COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes, COALESCE(SUM(views), 0) AS views FROM images i ${whereSql(visible)}`)
+			.get(...visible.params) as unknown as CountAndBytes & { views: number };
+		const encrypted = and(visible, "i.encrypted = 1");
+		const encryptedTotals = this.db
+			.prepare(`SELECT COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes FROM images i ${whereSql(encrypted)}`)
+			.get(...encrypted.params) as unknown as CountAndBytes;
 		const topTags = this.db
-			.prepare("SELECT label, COUNT(*) AS count FROM image_tags GROUP BY label ORDER BY count DESC, label LIMIT ?")
-			.all(TOP_TAGS) as unknown as ImageStats["topTags"];
+			.prepare(`SELECT t.label, COUNT(*) AS count FROM image_tags t JOIN images i ON i.id = t.image_id ${whereSql(visible)} GROUP BY t.label ORDER BY count DESC, t.label LIMIT ?`)
+			.all(...visible.params, TOP_TAGS) as unknown as ImageStats["topTags"];
 		return {
 			images: countAndBytes(totals),
-			byFormat: this.countsBy(STAT_GROUPS.byFormat),
-			byCategory: this.countsBy(STAT_GROUPS.byCategory),
-			byVisibility: this.countsBy(STAT_GROUPS.byVisibility),
-			encrypted: countAndBytes(encrypted),
+			byFormat: this.countsBy(STAT_GROUPS.byFormat, visible),
+			byCategory: this.countsBy(STAT_GROUPS.byCategory, visible),
+			byVisibility: this.countsBy(STAT_GROUPS.byVisibility, visible),
+			encrypted: countAndBytes(encryptedTotals),
 			totalViews: totals.views,
 			topTags: topTags.map(({ label, count }) => ({ label, count }))
 		};
@@ -514,10 +516,10 @@ export class SqliteImageRepository implements ImageRepository {
 		for (const word of index.keywords) insertWord.run(word, doc.id);
 	}
 
-	private countsBy(groupExpression: (typeof STAT_GROUPS)[keyof typeof STAT_GROUPS]): Record<string, CountAndBytes> {
+	private countsBy(groupExpression: (typeof STAT_GROUPS)[keyof typeof STAT_GROUPS], where: Conditions): Record<string, CountAndBytes> {
 		const rows = this.db
-			.prepare(`SELECT ${groupExpression} AS key, COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes FROM images GROUP BY key`)
-			.all() as unknown as ({ key: string } & CountAndBytes)[];
+			.prepare(`SELECT ${groupExpression} AS key, COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes FROM images i ${whereSql(where)} GROUP BY key`)
+			.all(...where.params) as unknown as ({ key: string } & CountAndBytes)[];
 		return Object.fromEntries(rows.map(row => [row.key, countAndBytes(row)]));
 	}
 }

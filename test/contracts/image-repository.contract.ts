@@ -178,7 +178,7 @@ export function imageRepositoryContract(name: string, make: () => Promise<Contra
 				assert.deepEqual(await byQuery("gone"), []);
 				assert.deepEqual(await found({ tags: ["bye"] }), []);
 				assert.deepEqual(await found({}), [other!.id]);
-				assert.deepEqual((await images.stats()).topTags, []);
+				assert.deepEqual((await images.stats(ADMIN)).topTags, []);
 				assert.equal(await images.remove(doc!.id), null);
 			});
 
@@ -462,7 +462,8 @@ export function imageRepositoryContract(name: string, make: () => Promise<Contra
 					totalViews: 0,
 					topTags: []
 				};
-				assert.deepEqual(await images.stats(), empty);
+				assert.deepEqual(await images.stats(ADMIN), empty);
+				assert.deepEqual(await images.stats(null), empty);
 			});
 
 			it("sums counts, bytes and views by format, category, visibility and encryption", async () => {
@@ -475,7 +476,7 @@ export function imageRepositoryContract(name: string, make: () => Promise<Contra
 					image({ format: "jpeg", size: 300, category: "nature", views: 3, visibility: "private", tags: tagsOf(2) }),
 					image({ format: "webp", size: 400, category: "city", views: 4, encrypted: true, visibility: "private", tags: tagsOf(3) })
 				);
-				const stats = await images.stats();
+				const stats = await images.stats(ADMIN);
 				assert.deepEqual(stats, {
 					images: { count: 4, bytes: 1000 },
 					byFormat: { png: { count: 2, bytes: 300 }, jpeg: { count: 1, bytes: 300 }, webp: { count: 1, bytes: 400 } },
@@ -486,6 +487,26 @@ export function imageRepositoryContract(name: string, make: () => Promise<Contra
 					// The ten most used, most used first, ties in label order.
 					topTags: [...labels.slice(3).map(label => ({ label, count: 4 })), { label: "t02", count: 3 }]
 				} satisfies ImageStats);
+			});
+
+			it("counts only what the viewer may see", async () => {
+				await insert(
+					image({ owner: "u-alice", size: 100, visibility: "public", tags: tags("shared") }),
+					image({ owner: "u-alice", size: 200, visibility: "private", tags: tags("alice only") }),
+					image({ owner: "u-bob", ownerName: "bob", size: 400, visibility: "private", encrypted: true, tags: tags("bob only"), views: 7 })
+				);
+				const labelsOf = (stats: ImageStats) => stats.topTags.map(tag => tag.label).sort();
+				const forAlice = await images.stats(ALICE);
+				assert.deepEqual(forAlice.images, { count: 2, bytes: 300 });
+				assert.deepEqual(forAlice.encrypted, { count: 0, bytes: 0 });
+				assert.equal(forAlice.totalViews, 0);
+				assert.deepEqual(labelsOf(forAlice), ["alice only", "shared"], "no label of bob's private image");
+				assert.deepEqual(Object.keys(forAlice.byVisibility).sort(), ["private", "public"]);
+				const forAnyone = await images.stats(null);
+				assert.deepEqual(forAnyone.images, { count: 1, bytes: 100 });
+				assert.deepEqual(labelsOf(forAnyone), ["shared"]);
+				assert.deepEqual((await images.stats(BOB)).images, { count: 2, bytes: 500 });
+				assert.deepEqual((await images.stats(ADMIN)).images, { count: 3, bytes: 700 });
 			});
 
 			it("clears a category from its images only, and from search", async () => {
@@ -500,7 +521,7 @@ export function imageRepositoryContract(name: string, make: () => Promise<Contra
 				assert.equal((await images.get(city.id))?.category, "city");
 				assert.deepEqual(await found({ category: "nature" }), []);
 				assert.deepEqual(await byQuery("nature"), []);
-				assert.equal((await images.stats()).byCategory["none"]?.count, 3);
+				assert.equal((await images.stats(ADMIN)).byCategory["none"]?.count, 3);
 				assert.equal(await images.clearCategory("nature"), 0);
 			});
 		});

@@ -234,15 +234,22 @@ describe("images", () => {
 		assert.equal((await alice.get("/api/categories/things/images")).status, 404);
 	});
 
-	it("reports stats", async () => {
-		const stats = (await alice.get("/api/stats")).body;
-		assert.equal(stats.users, 3);
-		assert.equal(stats.images.count, PHOTOS.length); // alice's minus the deleted bird, plus bob's secret dog
-		assert.equal(stats.encrypted.count, 1);
-		assert.ok(stats.byFormat.jpeg.count >= 1);
-		assert.ok(stats.byFormat.png.count >= 1);
-		assert.ok(stats.totalViews >= 1002);
-		assert.ok(stats.topTags.some((tag: { label: string }) => tag.label === "sample"));
+	it("reports stats of what the caller may see; site-wide figures to admins only", async () => {
+		const visibleTo = async (client: Client) => (await client.get("/api/images?limit=1")).body.total;
+		const mine = (await alice.get("/api/stats")).body;
+		assert.equal(mine.users, undefined, "how many users there are is for admins");
+		assert.equal(mine.images.count, await visibleTo(alice));
+		assert.equal(mine.encrypted.count, 0, "bob's encrypted secret dog is not alice's to count");
+		assert.ok(mine.byFormat.jpeg.count >= 1);
+		assert.ok(mine.byFormat.png.count >= 1);
+		assert.ok(mine.totalViews >= 1002);
+		assert.ok(mine.topTags.some((tag: { label: string }) => tag.label === "sample"));
+
+		const site = (await admin.get("/api/stats")).body;
+		assert.equal(site.users, 3);
+		assert.equal(site.images.count, PHOTOS.length); // alice's minus the deleted bird, plus bob's secret dog
+		assert.equal(site.images.count, await visibleTo(admin));
+		assert.equal(site.encrypted.count, 1);
 		assert.equal((await anon.get("/api/stats")).status, 401);
 	});
 
