@@ -11,10 +11,12 @@ import { parseRange } from "../models/http/range.ts";
 import type { ImageDoc, Rendition } from "../models/images/image.ts";
 import { EXT, THUMBNAIL_SIZE, TRANSFORM } from "../models/images/params.ts";
 import { renditionByName } from "../models/pipeline/renditions.ts";
+import { canManage } from "../models/shared/access.ts";
 import { NotFoundError, RangeNotSatisfiableError } from "../models/shared/errors.ts";
 import { ID } from "../models/shared/params.ts";
 import {
 	checkOutputPixels,
+	checkPublicTransform,
 	contentTypeOf,
 	FORMAT_NAMES,
 	normalizeTransform,
@@ -124,7 +126,13 @@ export const ImageDeliveryMixin = imagesMixin({
 		serveDownload(ctx: ImagesContext, doc: ImageDoc, query: TransformQuery): Promise<Readable | null> {
 			if (!wantsTransform(query)) return this.serveContent(ctx, doc);
 			const spec = normalizeTransform(query, doc, { accept: ctx.meta.request?.accept, maxOutputPixels: config.transformMaxOutputPixels });
+			this.checkTransformAllowed(ctx, doc, spec);
 			return this.serveVariant(ctx, doc, spec, { negotiated: query.format === "auto", countsView: true });
+		},
+
+		/** The owner (and admins) may ask for any variant; everyone else for the public ones. */
+		checkTransformAllowed(ctx: ImagesContext, doc: ImageDoc, spec: TransformSpec): void {
+			if (!canManage(this.viewerOf(ctx), doc)) checkPublicTransform(spec, doc);
 		},
 
 		/** The original bytes with validators, ranges and view counting. */
@@ -164,6 +172,7 @@ export const ImageDeliveryMixin = imagesMixin({
 			const spec = renditionByName(name);
 			if (!spec) throw new NotFoundError("Rendition", name);
 			checkOutputPixels(spec, doc, config.transformMaxOutputPixels);
+			this.checkTransformAllowed(ctx, doc, spec);
 			return this.serveVariant(ctx, doc, spec, { negotiated: false, countsView: false });
 		},
 

@@ -53,6 +53,7 @@ export interface ImagesMethods {
 	// mixins/image-delivery.mixin.ts
 	publicImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
 	serveDownload(ctx: ImagesContext, doc: ImageDoc, query: TransformQuery): Promise<Readable | null>;
+	checkTransformAllowed(ctx: ImagesContext, doc: ImageDoc, spec: TransformSpec): void;
 	serveContent(ctx: ImagesContext, doc: ImageDoc): Promise<Readable | null>;
 	serveRendition(ctx: ImagesContext, doc: ImageDoc, name: string): Promise<Readable | null>;
 	serveStoredRendition(ctx: ImagesContext, doc: ImageDoc, rendition: Rendition): Promise<Readable | null>;

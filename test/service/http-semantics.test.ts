@@ -34,7 +34,7 @@ describe("HTTP semantics", () => {
 	it("answers HEAD on every route that serves bytes with GET's headers and no body, counting no view", async () => {
 		const paths = [
 			`/api/images/${id}/content`,
-			`/api/images/${id}/content?w=100&format=png`,
+			`/api/images/${id}/content?w=240&format=png`,
 			`/api/images/${id}/content.webp`,
 			`/api/images/${id}/thumbnail?size=240`,
 			`/api/images/${id}/renditions/720`,

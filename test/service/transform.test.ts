@@ -162,12 +162,12 @@ describe("transforms", () => {
 
 	it("serves public images on share links, negotiating format=auto with Vary: Accept", async () => {
 		assert.equal((await alice.patch(`/api/images/${wide}`, { visibility: "public" })).status, 200);
-		const byExt = await anon.download(`/p/${wide}.webp?w=120`);
+		const byExt = await anon.download(`/p/${wide}.webp?w=240`);
 		assert.equal(byExt.status, 200);
 		assert.equal((await sharp(byExt.bytes).metadata()).format, "webp");
 		assert.equal(byExt.headers.get("cache-control"), "public, max-age=3600");
 		const negotiated = async (accept: string) => {
-			const res = await anon.download(`/p/${wide}?format=auto&w=120`, { accept });
+			const res = await anon.download(`/p/${wide}?format=auto&w=240`, { accept });
 			assert.equal(res.status, 200);
 			assert.equal(res.headers.get("vary"), "Accept");
 			return [res.headers.get("content-type"), (await sharp(res.bytes).metadata()).format, res.headers.get("etag")];
@@ -183,6 +183,25 @@ describe("transforms", () => {
 		const thumb = await anon.download(`/p/${wide}/thumbnail?size=240`);
 		assert.equal(thumb.status, 200);
 		assert.equal(thumb.headers.get("content-type"), "image/webp");
+	});
+
+	it("lets only the owner ask for any variant: others get the public sizes and qualities, never more pixels than the original", async () => {
+		const { width, height } = (await alice.get(`/api/images/${wide}`)).body;
+		assert.ok(1080 * 1080 > width * height, "the fill box below is larger than the original");
+		const refused = async (client: Client, path: string) => {
+			const res = await client.get(path);
+			assert.equal(res.status, 403, path);
+			assert.equal(res.body.type, "TRANSFORM_NOT_ALLOWED");
+			assert.match(res.body.message, /240, 480, 720/, "the message names the sizes allowed");
+		};
+		for (const query of ["w=241", "w=240&format=webp&q=73", "w=1080&h=1080&fit=fill"]) {
+			await refused(anon, `/p/${wide}?${query}`);
+			await refused(bob, `/api/images/${wide}/content?${query}`);
+		}
+		await refused(bob, `/api/images/${wide}/renditions/compress-q7-webp`);
+		assert.equal((await anon.download(`/p/${wide}?w=240&dpr=2&q=90`)).status, 200, "dpr 2 makes a public side of 480");
+		assert.equal((await bob.download(`/api/images/${wide}/renditions/compress-q70-webp`)).status, 200);
+		assert.equal((await alice.download(`/api/images/${wide}/content?w=241&q=73`)).status, 200, "the owner keeps the whole parameter space");
 	});
 
 	it("makes a thumbnail on the spot: shortest edge at the size, WebP, never enlarged", async () => {
