@@ -6,14 +6,17 @@
  * Layout (integers big-endian):
  *
  *   header, HEADER_SIZE = 85 bytes
- *     "IMGE" magic (4) | version = 1 (1) | master key id (8) | chunk size (4) | plaintext size (8)
+ *     "IMGE" magic (4) | version = 2 (1) | master key id (8) | chunk size (4) | plaintext size (8)
  *     | wrap IV (12) | wrapped DEK (32) | wrap tag (16)
  *   chunks 0..n-1, n = max(1, ceil(plaintext size / chunk size))
  *     AES-256-GCM ciphertext of plaintext chunk i (chunk size bytes; the last one shorter, and
  *     empty for an empty blob) | GCM tag (16)
  *
- * The first 25 header bytes are the AAD of the key wrap, so the master key authenticates the
- * size and chunk size: nobody without it can change them. Chunk i uses the nonce
+ * The first 25 header bytes, followed by the blob's storage key, are the AAD of the key wrap, so
+ * the master key authenticates the size, the chunk size and which blob this is: nobody without it
+ * can change them, and an envelope copied over another blob (by someone who can write the storage
+ * but has no key) fails to open there. Version 1 envelopes, written before that binding, still
+ * open without it; re-wrapping (key rotation) upgrades them to version 2. Chunk i uses the nonce
  * 0x00000000 || uint64(i), unique because the DEK is never used for another object, and the AAD
  * uint64(i) || final flag (1 for chunk n-1, else 0): a reordered, dropped or truncated chunk, or
  * a shortened blob, fails authentication.
@@ -25,7 +28,9 @@ import { IntegrityError } from "../shared/errors.ts";
 
 export const CHUNK_SIZE = 64 * 1024;
 const MAGIC = Buffer.from("IMGE", "latin1");
-const VERSION = 1;
+const VERSION = 2;
+/** Envelopes whose key wrap does not name their blob: readable, upgraded by rewrapHeader. */
+const UNBOUND_VERSION = 1;
 const KEY_SIZE = 32;
 const IV_SIZE = 12;
 const TAG_SIZE = 16;
@@ -68,6 +73,7 @@ export class Keyring {
 }
 
 interface HeaderFields {
+	version: number;
 	keyId: string;
 	chunkSize: number;
 	plaintextSize: number;
@@ -83,7 +89,7 @@ export interface Envelope {
 function encodeAuthenticated(fields: HeaderFields): Buffer {
 	const bytes = Buffer.alloc(AUTHENTICATED_SIZE);
 	let offset = MAGIC.copy(bytes, 0);
-	offset = bytes.writeUInt8(VERSION, offset);
+	offset = bytes.writeUInt8(fields.version, offset);
 	offset += Buffer.from(fields.keyId, "hex").copy(bytes, offset);
 	offset = bytes.writeUInt32BE(fields.chunkSize, offset);
 	bytes.writeBigUInt64BE(BigInt(fields.plaintextSize), offset);
@@ -97,24 +103,32 @@ export function parseHeader(header: Buffer): HeaderFields {
 	}
 	let offset = MAGIC.length;
 	const version = header.readUInt8(offset++);
-	if (version !== VERSION) throw new IntegrityError(`Unsupported encrypted blob version ${version}`);
+	if (version !== VERSION && version !== UNBOUND_VERSION) throw new IntegrityError(`Unsupported encrypted blob version ${version}`);
 	const keyId = header.toString("hex", offset, offset + KEY_ID_SIZE);
 	offset += KEY_ID_SIZE;
 	const chunkSize = header.readUInt32BE(offset);
 	const plaintextSize = Number(header.readBigUInt64BE(offset + 4));
-	return { keyId, chunkSize, plaintextSize };
+	return { version, keyId, chunkSize, plaintextSize };
 }
 
-function wrapDataKey(dataKey: Buffer, fields: Omit<HeaderFields, "keyId">, keyring: Keyring): Buffer {
-	const authenticated = encodeAuthenticated({ ...fields, keyId: keyring.currentId });
+/** The key wrap's AAD: the authenticated header bytes and, from version 2 on, the blob's key. */
+function wrapAad(authenticated: Buffer, version: number, blobKey: string): Buffer {
+	return version === UNBOUND_VERSION ? authenticated : Buffer.concat([authenticated, Buffer.from(blobKey, "utf8")]);
+}
+
+function wrapDataKey(dataKey: Buffer, fields: Omit<HeaderFields, "keyId" | "version">, keyring: Keyring, blobKey: string): Buffer {
+	const authenticated = encodeAuthenticated({ ...fields, version: VERSION, keyId: keyring.currentId });
 	const iv = randomBytes(IV_SIZE);
-	const cipher = createCipheriv(CIPHER, keyring.key(keyring.currentId), iv).setAAD(authenticated);
+	const cipher = createCipheriv(CIPHER, keyring.key(keyring.currentId), iv).setAAD(wrapAad(authenticated, VERSION, blobKey));
 	const wrapped = Buffer.concat([cipher.update(dataKey), cipher.final()]);
 	return Buffer.concat([authenticated, iv, wrapped, cipher.getAuthTag()]);
 }
 
-/** Authenticates a header with the master key it names and returns the object's data key. */
-export function openEnvelope(header: Buffer, keyring: Keyring): Envelope {
+/**
+ * Authenticates the header of blob `blobKey` with the master key it names and returns the
+ * object's data key. A header that belongs to another blob fails like a forged one.
+ */
+export function openEnvelope(header: Buffer, keyring: Keyring, blobKey: string): Envelope {
 	const fields = parseHeader(header);
 	const masterKey = keyring.key(fields.keyId);
 	let offset = AUTHENTICATED_SIZE;
@@ -122,7 +136,8 @@ export function openEnvelope(header: Buffer, keyring: Keyring): Envelope {
 	const wrapped = header.subarray(offset, (offset += KEY_SIZE));
 	const tag = header.subarray(offset, offset + TAG_SIZE);
 	try {
-		const decipher = createDecipheriv(CIPHER, masterKey, iv).setAAD(header.subarray(0, AUTHENTICATED_SIZE)).setAuthTag(tag);
+		const aad = wrapAad(header.subarray(0, AUTHENTICATED_SIZE), fields.version, blobKey);
+		const decipher = createDecipheriv(CIPHER, masterKey, iv).setAAD(aad).setAuthTag(tag);
 		const dataKey = Buffer.concat([decipher.update(wrapped), decipher.final()]);
 		return { chunkSize: fields.chunkSize, plaintextSize: fields.plaintextSize, dataKey };
 	} catch {
@@ -130,10 +145,16 @@ export function openEnvelope(header: Buffer, keyring: Keyring): Envelope {
 	}
 }
 
-/** The same header with its data key wrapped by the keyring's current master key. */
-export function rewrapHeader(header: Buffer, keyring: Keyring): Buffer {
-	const { dataKey, chunkSize, plaintextSize } = openEnvelope(header, keyring);
-	return wrapDataKey(dataKey, { chunkSize, plaintextSize }, keyring);
+/** The same header with its data key wrapped by the keyring's current master key, bound to its blob. */
+export function rewrapHeader(header: Buffer, keyring: Keyring, blobKey: string): Buffer {
+	const { dataKey, chunkSize, plaintextSize } = openEnvelope(header, keyring, blobKey);
+	return wrapDataKey(dataKey, { chunkSize, plaintextSize }, keyring, blobKey);
+}
+
+/** Whether rotation must rewrite this header: wrapped by an older master key, or not bound to its blob. */
+export function needsRewrap(header: Buffer, keyring: Keyring): boolean {
+	const { keyId, version } = parseHeader(header);
+	return keyId !== keyring.currentId || version !== VERSION;
 }
 
 function chunkCount(envelope: Pick<Envelope, "chunkSize" | "plaintextSize">): number {
@@ -185,6 +206,7 @@ function openChunk(dataKey: Buffer, index: number, final: boolean, sealed: Buffe
  */
 export class EnvelopeEncryptor extends Transform {
 	readonly #keyring: Keyring;
+	readonly #blobKey: string;
 	readonly #dataKey = randomBytes(KEY_SIZE);
 	// A full chunk is sealed only when more bytes arrive: the last one must carry the final flag.
 	readonly #pending = Buffer.alloc(CHUNK_SIZE);
@@ -193,9 +215,11 @@ export class EnvelopeEncryptor extends Transform {
 	#plaintextSize = 0;
 	#header: Buffer | null = null;
 
-	constructor(keyring: Keyring) {
+	/** `blobKey`: the key the envelope is stored under, which its header is bound to. */
+	constructor(keyring: Keyring, blobKey: string) {
 		super();
 		this.#keyring = keyring;
+		this.#blobKey = blobKey;
 		this.push(Buffer.alloc(HEADER_SIZE));
 	}
 
@@ -217,7 +241,7 @@ export class EnvelopeEncryptor extends Transform {
 
 	override _flush(callback: TransformCallback): void {
 		this.#sealPending(true);
-		this.#header = wrapDataKey(this.#dataKey, { chunkSize: CHUNK_SIZE, plaintextSize: this.#plaintextSize }, this.#keyring);
+		this.#header = wrapDataKey(this.#dataKey, { chunkSize: CHUNK_SIZE, plaintextSize: this.#plaintextSize }, this.#keyring, this.#blobKey);
 		callback();
 	}
 

@@ -30,8 +30,8 @@ import {
 	type Envelope,
 	HEADER_SIZE,
 	type Keyring,
+	needsRewrap,
 	openEnvelope,
-	parseHeader,
 	rewrapHeader
 } from "./envelope-crypto.ts";
 import { IntegrityError, NotFoundError } from "../shared/errors.ts";
@@ -106,8 +106,10 @@ export class FsBlobStore implements BlobStore {
 	}
 
 	async put(source: Readable, options: PutOptions): Promise<BlobRef> {
-		const staged = await this.#stage(source, options);
-		const key = options.encrypt ? newEncryptedKey() : plainKey(staged.sha256);
+		// An encrypted blob's key is random and its envelope is bound to it: chosen before the bytes.
+		const encryptedKey = options.encrypt ? newEncryptedKey() : null;
+		const staged = await this.#stage(source, options.maxBytes, encryptedKey);
+		const key = encryptedKey ?? plainKey(staged.sha256);
 		const blob: BlobRef = { key, sha256: staged.sha256, size: staged.size, encrypted: options.encrypt };
 		await this.#locks.run(key, () => this.#commit(blob, staged.tempPath, options.ref));
 		return blob;
@@ -116,7 +118,7 @@ export class FsBlobStore implements BlobStore {
 	async open(key: string, range?: ByteRange): Promise<Readable> {
 		const file = await this.#openBlobFile(key);
 		try {
-			return isEncryptedKey(key) ? await this.#readEncrypted(file, range) : await this.#readPlain(file, range);
+			return isEncryptedKey(key) ? await this.#readEncrypted(file, key, range) : await this.#readPlain(file, range);
 		} catch (err) {
 			await file.close();
 			throw err;
@@ -169,10 +171,10 @@ export class FsBlobStore implements BlobStore {
 	}
 
 	/** Streams the upload into a durable temp file; on any failure the temp file is gone. */
-	async #stage(source: Readable, options: PutOptions): Promise<StagedUpload> {
+	async #stage(source: Readable, maxBytes: number, encryptedKey: string | null): Promise<StagedUpload> {
 		const tempPath = join(this.#tmpDir, randomUUID());
-		const meter = new PlaintextMeter(options.maxBytes);
-		const encryptor = options.encrypt ? new EnvelopeEncryptor(this.#keyring) : null;
+		const meter = new PlaintextMeter(maxBytes);
+		const encryptor = encryptedKey ? new EnvelopeEncryptor(this.#keyring, encryptedKey) : null;
 		// Opened here rather than by the write stream, so the file exists before any failure can
 		// happen and the cleanup below cannot run ahead of its creation. The stream owns the handle
 		// from then on and closes it, on failure too.
@@ -222,13 +224,13 @@ export class FsBlobStore implements BlobStore {
 		} finally {
 			await file.close();
 		}
-		if (parseHeader(header).keyId === this.#keyring.currentId) return false;
+		if (!needsRewrap(header, this.#keyring)) return false;
 		// Rewritten in a copy renamed over the original: a torn write of the header in place would
 		// lose the data key, and with it the image.
 		const tempPath = join(this.#tmpDir, randomUUID());
 		try {
 			await copyFile(path, tempPath, constants.COPYFILE_FICLONE);
-			await makeDurable(tempPath, rewrapHeader(header, this.#keyring));
+			await makeDurable(tempPath, rewrapHeader(header, this.#keyring, key));
 			await this.#install(tempPath, path);
 		} finally {
 			await rm(tempPath, { force: true });
@@ -241,8 +243,8 @@ export class FsBlobStore implements BlobStore {
 		return file.createReadStream({ ...satisfiableRange(range, size) });
 	}
 
-	async #readEncrypted(file: FileHandle, range: ByteRange | undefined): Promise<Readable> {
-		const envelope = openEnvelope(await this.#readHeader(file), this.#keyring);
+	async #readEncrypted(file: FileHandle, key: string, range: ByteRange | undefined): Promise<Readable> {
+		const envelope = openEnvelope(await this.#readHeader(file), this.#keyring, key);
 		await this.#checkLength(file, envelope);
 		const plaintextRange = satisfiableRange(range, envelope.plaintextSize);
 		return decryptRange(envelope, plaintextRange, (start, end) => file.createReadStream({ start, end }));

@@ -22,7 +22,7 @@ import { pipeline, Readable } from "node:stream";
 import { Binary, type Collection, ObjectId } from "mongodb";
 import type { BlobInfo, BlobRef, BlobStore, ByteRange, PutOptions, RewrapReport } from "./blob-store.ts";
 import { blobIdOf, newEncryptedKey, PlaintextMeter, plainKey, rewrapEach, satisfiableRange } from "./blob-support.ts";
-import { decryptRange, EnvelopeEncryptor, envelopeLength, type Keyring, openEnvelope, parseHeader, rewrapHeader } from "./envelope-crypto.ts";
+import { decryptRange, EnvelopeEncryptor, envelopeLength, type Keyring, needsRewrap, openEnvelope, rewrapHeader } from "./envelope-crypto.ts";
 import { IntegrityError, NotFoundError } from "../shared/errors.ts";
 import { KeyedLock } from "../shared/keyed-lock.ts";
 import { isDuplicateKey, MongoBackend, type MongoOptions } from "../db/mongo.ts";
@@ -123,8 +123,10 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 
 	async put(source: Readable, options: PutOptions): Promise<BlobRef> {
 		const fileId = new ObjectId();
-		const staged = await this.run(() => this.#stage(fileId, source, options));
-		const key = options.encrypt ? newEncryptedKey() : plainKey(staged.sha256);
+		// An encrypted blob's key is random and its envelope is bound to it: chosen before the bytes.
+		const encryptedKey = options.encrypt ? newEncryptedKey() : null;
+		const staged = await this.run(() => this.#stage(fileId, source, options.maxBytes, encryptedKey));
+		const key = encryptedKey ?? plainKey(staged.sha256);
 		const blob: BlobRef = { key, sha256: staged.sha256, size: staged.size, encrypted: options.encrypt };
 		await this.run(async () => {
 			let kept: boolean;
@@ -144,7 +146,7 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 		const record = await this.run(() => this.#find(key));
 		if (!record) throw new NotFoundError("Blob", key);
 		if (!record.header) return this.#download(record.fileId, record.size, satisfiableRange(range, record.size));
-		const envelope = openEnvelope(Buffer.from(record.header.buffer), this.#keyring);
+		const envelope = openEnvelope(Buffer.from(record.header.buffer), this.#keyring, key);
 		// Catches truncation or padding up front, before a reader gets any byte.
 		const file = await this.run(() => this.#files.findOne({ _id: record.fileId }));
 		const expected = envelopeLength(envelope);
@@ -183,8 +185,8 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 		const record = await this.#blobs.findOne({ _id: key });
 		if (!record?.header) return false;
 		const header = Buffer.from(record.header.buffer);
-		if (parseHeader(header).keyId === this.#keyring.currentId) return false;
-		await this.#blobs.updateOne({ _id: key }, { $set: { header: new Binary(rewrapHeader(header, this.#keyring)) } });
+		if (!needsRewrap(header, this.#keyring)) return false;
+		await this.#blobs.updateOne({ _id: key }, { $set: { header: new Binary(rewrapHeader(header, this.#keyring, key)) } });
 		return true;
 	}
 
@@ -196,9 +198,9 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 	 * Writes the (encrypted) bytes as GridFS file `fileId`, then its files document. On any
 	 * failure its chunks are deleted before the error goes on.
 	 */
-	async #stage(fileId: ObjectId, source: Readable, options: PutOptions): Promise<Staged> {
-		const meter = new PlaintextMeter(options.maxBytes);
-		const encryptor = options.encrypt ? new EnvelopeEncryptor(this.#keyring) : null;
+	async #stage(fileId: ObjectId, source: Readable, maxBytes: number, encryptedKey: string | null): Promise<Staged> {
+		const meter = new PlaintextMeter(maxBytes);
+		const encryptor = encryptedKey ? new EnvelopeEncryptor(this.#keyring, encryptedKey) : null;
 		// Errors of any stage end the iteration below with that error.
 		const body: Readable = encryptor ? pipeline(source, meter, encryptor, () => {}) : pipeline(source, meter, () => {});
 		let length = 0;

@@ -15,6 +15,8 @@ import { blobStoreContract } from "./blob-store.contract.ts";
 
 const SEALED_CHUNK = CHUNK_SIZE + 16;
 const LIMIT = 16 * 1024 * 1024;
+/** The storage key an envelope made by hand here is bound to. */
+const BLOB_KEY = "enc-00112233445566778899aabbccddeeff";
 
 function tempRoot(): string {
 	return mkdtempSync(join(tmpdir(), "imgmesh-blobs-"));
@@ -142,9 +144,9 @@ describe("FsBlobStore on disk", () => {
 
 	it("authenticates the final-chunk flag and the end of the ciphertext stream", async () => {
 		const keyring = new Keyring(masterKey);
-		const encryptor = new EnvelopeEncryptor(keyring);
+		const encryptor = new EnvelopeEncryptor(keyring, BLOB_KEY);
 		const body = await buffer(Readable.from([randomBytes(3 * CHUNK_SIZE)]).pipe(encryptor));
-		const envelope = openEnvelope(encryptor.header, keyring);
+		const envelope = openEnvelope(encryptor.header, keyring, BLOB_KEY);
 		const ciphertext = Buffer.concat([encryptor.header, body.subarray(HEADER_SIZE)]);
 		const reader = (bytes: Buffer) => (start: number, end: number) => Readable.from([bytes.subarray(start, end + 1)]);
 

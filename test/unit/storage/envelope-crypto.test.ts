@@ -4,7 +4,7 @@
  * unconfigured master key and rewrapAll; here: the module's own functions, byte for byte.
  */
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
+import { createCipheriv, randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import { describe, it } from "node:test";
@@ -17,6 +17,7 @@ import {
 	HEADER_SIZE,
 	Keyring,
 	masterKeyId,
+	needsRewrap,
 	openEnvelope,
 	parseHeader,
 	rewrapHeader
@@ -27,12 +28,15 @@ const TAG = 16;
 const SEALED = CHUNK_SIZE + TAG;
 const keyA = randomBytes(32);
 const keyB = randomBytes(32);
+/** The storage key every envelope here is bound to, and another blob's. */
+const BLOB_KEY = "enc-00112233445566778899aabbccddeeff";
+const OTHER_BLOB_KEY = "enc-ffeeddccbbaa99887766554433221100";
 
 /** Encrypts `plaintext`, fed in `pieceSize` pieces; returns the envelope as a writer stores it. */
 async function seal(plaintext: Buffer, keyring = new Keyring(keyA), pieceSize = 10_000): Promise<Buffer> {
 	const pieces: Buffer[] = [];
 	for (let offset = 0; offset < plaintext.length; offset += pieceSize) pieces.push(plaintext.subarray(offset, offset + pieceSize));
-	const encryptor = new EnvelopeEncryptor(keyring);
+	const encryptor = new EnvelopeEncryptor(keyring, BLOB_KEY);
 	const stream = await buffer(Readable.from(pieces).pipe(encryptor));
 	return Buffer.concat([encryptor.header, stream.subarray(HEADER_SIZE)]);
 }
@@ -40,7 +44,7 @@ async function seal(plaintext: Buffer, keyring = new Keyring(keyA), pieceSize = 
 /** Decrypts `range` of a stored envelope; records what it read. Resolves with the bytes or the failure. */
 async function open(stored: Buffer, range?: ByteRange, keyring = new Keyring(keyA), read = (start: number, end: number) => stored.subarray(start, end + 1)) {
 	const reads: [number, number][] = [];
-	const envelope = openEnvelope(stored.subarray(0, HEADER_SIZE), keyring);
+	const envelope = openEnvelope(stored.subarray(0, HEADER_SIZE), keyring, BLOB_KEY);
 	const pieces: Buffer[] = [];
 	const stream = decryptRange(envelope, range, (start, end) => {
 		reads.push([start, end]);
@@ -76,8 +80,8 @@ describe("envelope encryption", () => {
 			const stored = await seal(plaintext);
 			const chunks = Math.max(1, Math.ceil(size / CHUNK_SIZE));
 			assert.equal(stored.length, HEADER_SIZE + size + chunks * TAG);
-			assert.equal(envelopeLength(openEnvelope(stored.subarray(0, HEADER_SIZE), new Keyring(keyA))), stored.length);
-			assert.deepEqual(parseHeader(stored.subarray(0, HEADER_SIZE)), { keyId: masterKeyId(keyA), chunkSize: CHUNK_SIZE, plaintextSize: size });
+			assert.equal(envelopeLength(openEnvelope(stored.subarray(0, HEADER_SIZE), new Keyring(keyA), BLOB_KEY)), stored.length);
+			assert.deepEqual(parseHeader(stored.subarray(0, HEADER_SIZE)), { version: 2, keyId: masterKeyId(keyA), chunkSize: CHUNK_SIZE, plaintextSize: size });
 			const { plaintext: decrypted, error } = await open(stored);
 			assert.equal(error, undefined);
 			assert.ok(decrypted.equals(plaintext));
@@ -88,18 +92,18 @@ describe("envelope encryption", () => {
 		const plaintext = Buffer.alloc(1000, 7);
 		const [first, second] = await Promise.all([seal(plaintext), seal(plaintext)]);
 		assert.notDeepEqual(first.subarray(HEADER_SIZE), second.subarray(HEADER_SIZE));
-		const dataKey = (stored: Buffer) => openEnvelope(stored.subarray(0, HEADER_SIZE), new Keyring(keyA)).dataKey;
+		const dataKey = (stored: Buffer) => openEnvelope(stored.subarray(0, HEADER_SIZE), new Keyring(keyA), BLOB_KEY).dataKey;
 		assert.notDeepEqual(dataKey(first), dataKey(second));
 		assert.equal(first.includes(plaintext.subarray(0, 32)), false);
 	});
 
 	it("emits a zero placeholder header that can never pass as a valid one", async () => {
-		const encryptor = new EnvelopeEncryptor(new Keyring(keyA));
+		const encryptor = new EnvelopeEncryptor(new Keyring(keyA), BLOB_KEY);
 		assert.throws(() => encryptor.header, /only once the plaintext has ended/);
 		const stream = await buffer(Readable.from([randomBytes(10)]).pipe(encryptor));
 		assert.deepEqual(stream.subarray(0, HEADER_SIZE), Buffer.alloc(HEADER_SIZE));
 		throwsIntegrity(() => parseHeader(stream.subarray(0, HEADER_SIZE)), /bad header/);
-		assert.equal(encryptor.header.subarray(0, 5).toString("latin1"), "IMGE\u0001");
+		assert.equal(encryptor.header.subarray(0, 5).toString("latin1"), "IMGE\u0002");
 	});
 
 	it("decrypts a range, reading only the chunks it overlaps", async () => {
@@ -125,14 +129,17 @@ describe("envelope encryption", () => {
 	it("refuses every header field that was changed", async () => {
 		const header = (await seal(randomBytes(100))).subarray(0, HEADER_SIZE);
 		const keyring = new Keyring(keyA);
-		throwsIntegrity(() => openEnvelope(flipped(header, 0), keyring), /Not an encrypted blob \(bad header\)/);
-		throwsIntegrity(() => openEnvelope(header.subarray(0, HEADER_SIZE - 1), keyring), /bad header/);
-		throwsIntegrity(() => openEnvelope(Buffer.concat([header, Buffer.alloc(1)]), keyring), /bad header/);
-		throwsIntegrity(() => openEnvelope(flipped(header, 4), keyring), /Unsupported encrypted blob version 0/);
-		throwsIntegrity(() => openEnvelope(flipped(header, 5), keyring), /which is not configured/);
+		throwsIntegrity(() => openEnvelope(flipped(header, 0), keyring, BLOB_KEY), /Not an encrypted blob \(bad header\)/);
+		throwsIntegrity(() => openEnvelope(header.subarray(0, HEADER_SIZE - 1), keyring, BLOB_KEY), /bad header/);
+		throwsIntegrity(() => openEnvelope(Buffer.concat([header, Buffer.alloc(1)]), keyring, BLOB_KEY), /bad header/);
+		throwsIntegrity(() => openEnvelope(flipped(header, 4), keyring, BLOB_KEY), /Unsupported encrypted blob version 3/);
+		const downgraded = Buffer.from(header);
+		downgraded[4] = 1;
+		throwsIntegrity(() => openEnvelope(downgraded, keyring, BLOB_KEY), /header failed authentication/, { keyId: masterKeyId(keyA) });
+		throwsIntegrity(() => openEnvelope(flipped(header, 5), keyring, BLOB_KEY), /which is not configured/);
 		// chunk size (13..16), plaintext size (17..24), wrap IV, wrapped key, wrap tag
 		for (const offset of [16, 17, 24, 25, 36, 37, 68, 69, HEADER_SIZE - 1]) {
-			throwsIntegrity(() => openEnvelope(flipped(header, offset), keyring), /header failed authentication/, { keyId: masterKeyId(keyA) });
+			throwsIntegrity(() => openEnvelope(flipped(header, offset), keyring, BLOB_KEY), /header failed authentication/, { keyId: masterKeyId(keyA) });
 		}
 	});
 
@@ -182,21 +189,55 @@ describe("envelope encryption", () => {
 		// The same header claiming to be wrapped by keyB, which rotated also holds.
 		const renamed = Buffer.from(stored.subarray(0, HEADER_SIZE));
 		Buffer.from(masterKeyId(keyB), "hex").copy(renamed, 5);
-		throwsIntegrity(() => openEnvelope(renamed, rotated), /header failed authentication/, { keyId: masterKeyId(keyB) });
+		throwsIntegrity(() => openEnvelope(renamed, rotated, BLOB_KEY), /header failed authentication/, { keyId: masterKeyId(keyB) });
 	});
 
 	it("re-wraps a header under the current master key, leaving the chunks valid", async () => {
 		const plaintext = randomBytes(2 * CHUNK_SIZE + 3);
 		const stored = await seal(plaintext, new Keyring(keyA));
 		const oldHeader = stored.subarray(0, HEADER_SIZE);
-		const newHeader = rewrapHeader(oldHeader, new Keyring(keyB, [keyA]));
+		const newHeader = rewrapHeader(oldHeader, new Keyring(keyB, [keyA]), BLOB_KEY);
 		assert.equal(newHeader.length, HEADER_SIZE);
-		assert.deepEqual(parseHeader(newHeader), { keyId: masterKeyId(keyB), chunkSize: CHUNK_SIZE, plaintextSize: plaintext.length });
-		assert.deepEqual(openEnvelope(newHeader, new Keyring(keyB)).dataKey, openEnvelope(oldHeader, new Keyring(keyA)).dataKey);
+		assert.deepEqual(parseHeader(newHeader), { version: 2, keyId: masterKeyId(keyB), chunkSize: CHUNK_SIZE, plaintextSize: plaintext.length });
+		assert.deepEqual(openEnvelope(newHeader, new Keyring(keyB), BLOB_KEY).dataKey, openEnvelope(oldHeader, new Keyring(keyA), BLOB_KEY).dataKey);
 
 		const rewrapped = Buffer.concat([newHeader, stored.subarray(HEADER_SIZE)]);
 		assert.ok((await open(rewrapped, undefined, new Keyring(keyB))).plaintext.equals(plaintext));
-		throwsIntegrity(() => openEnvelope(oldHeader, new Keyring(keyB)), /not configured/);
-		throwsIntegrity(() => rewrapHeader(flipped(oldHeader, 40), new Keyring(keyB, [keyA])), /header failed authentication/);
+		throwsIntegrity(() => openEnvelope(oldHeader, new Keyring(keyB), BLOB_KEY), /not configured/);
+		throwsIntegrity(() => rewrapHeader(flipped(oldHeader, 40), new Keyring(keyB, [keyA]), BLOB_KEY), /header failed authentication/);
+	});
+
+	it("binds a header to its blob: copied over another blob, it does not open", async () => {
+		const header = (await seal(randomBytes(100))).subarray(0, HEADER_SIZE);
+		const keyring = new Keyring(keyA);
+		assert.equal(openEnvelope(header, keyring, BLOB_KEY).plaintextSize, 100);
+		throwsIntegrity(() => openEnvelope(header, keyring, OTHER_BLOB_KEY), /header failed authentication/, { keyId: masterKeyId(keyA) });
+		assert.equal(needsRewrap(header, keyring), false);
+		assert.equal(needsRewrap(header, new Keyring(keyB, [keyA])), true, "wrapped by an older master key");
+	});
+
+	it("still opens a version 1 header (not bound to its blob) and binds it when re-wrapping", async () => {
+		const keyring = new Keyring(keyA);
+		const plaintext = randomBytes(1000);
+		const stored = await seal(plaintext, keyring);
+		const legacy = versionOneHeader(stored.subarray(0, HEADER_SIZE), openEnvelope(stored.subarray(0, HEADER_SIZE), keyring, BLOB_KEY).dataKey);
+		assert.equal(parseHeader(legacy).version, 1);
+		assert.equal(openEnvelope(legacy, keyring, OTHER_BLOB_KEY).plaintextSize, 1000, "unbound: any key opens it");
+		assert.equal(needsRewrap(legacy, keyring), true, "rotation upgrades it even under the current master key");
+		const upgraded = rewrapHeader(legacy, keyring, BLOB_KEY);
+		assert.equal(parseHeader(upgraded).version, 2);
+		assert.equal(needsRewrap(upgraded, keyring), false);
+		throwsIntegrity(() => openEnvelope(upgraded, keyring, OTHER_BLOB_KEY), /header failed authentication/);
+		assert.ok((await open(Buffer.concat([upgraded, stored.subarray(HEADER_SIZE)]))).plaintext.equals(plaintext));
 	});
 });
+
+/** The header imgmesh wrote before envelopes were bound to their blob: version 1, the key wrap's AAD its first 25 bytes. */
+function versionOneHeader(current: Buffer, dataKey: Buffer): Buffer {
+	const authenticated = Buffer.from(current.subarray(0, 25));
+	authenticated[4] = 1;
+	const iv = randomBytes(12);
+	const cipher = createCipheriv("aes-256-gcm", keyA, iv).setAAD(authenticated);
+	const wrapped = Buffer.concat([cipher.update(dataKey), cipher.final()]);
+	return Buffer.concat([authenticated, iv, wrapped, cipher.getAuthTag()]);
+}
