@@ -43,6 +43,7 @@ const commands: ReplCommand[] = [
 	{
 		command: "cluster",
 		description: "Nodes of this namespace: status, services, versions, CPU load; then which nodes serve each service",
+		usage: ["cluster [--all]"],
 		options: [{ option: "-a, --all", description: "include nodes that went away" }],
 		async action(broker: ServiceBroker, args: ReplArgs) {
 			const nodes = broker.registry.getNodeList({ onlyAvailable: !args.options.all, withServices: true }) as unknown as NodeInfo[];

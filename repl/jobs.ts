@@ -9,13 +9,13 @@
  * as an administrator and work in both modes.
  */
 import type { ServiceBroker } from "moleculer";
-import { asOperator, type ReplCommand } from "../cluster/repl-commands.ts";
+import { asOperator, UsageError, type ReplCommand } from "../cluster/repl-commands.ts";
 import type { ImportJob } from "../models/imports/import-job.ts";
 import { withJobQueue, type DeadLetter, type JobQueue } from "../cluster/job-streams.ts";
 import { CHANNELS } from "../models/pipeline/channels.ts";
 
 const EMBEDDED = "Embedded mode: jobs run on an in-process queue (no streams, no dead letters).";
-const USAGE = "Usage: jobs | jobs cancel <import id> | jobs retry <import id> | jobs dead | jobs retry <dead letter id>";
+const USAGE = ["jobs", "jobs cancel <import id>", "jobs retry <import id>", "jobs dead", "jobs retry <dead letter id>"];
 /** Dead letters are Redis stream entries: `<milliseconds>-<sequence>`. */
 const STREAM_ID = /^\d+-\d+$/;
 
@@ -73,20 +73,25 @@ export async function retryDeadLetter(broker: ServiceBroker, queue: JobQueue, id
 const commands: ReplCommand[] = [
 	{
 		command: "jobs [what] [id]",
-		description: "jobs: import jobs with progress | jobs cancel|retry <import id> | jobs dead: dead letters | jobs retry <dead letter id>",
+		description: "Import jobs with progress; cancel or retry one; dead letters (jobs that failed every attempt) and sending one back",
+		usage: USAGE,
 		async action(broker, args) {
-			const id = args.id === undefined ? undefined : String(args.id);
-			if (args.what === undefined) return listImports(broker);
-			if (args.what === "cancel" && id) return changeImport(broker, "cancel", id);
-			if (args.what === "retry" && id && !STREAM_ID.test(id)) return changeImport(broker, "retry", id);
+			const what = args.what as string | undefined;
+			const id = args.id as string | undefined;
+			if (what === undefined) return listImports(broker);
+			if (what === "cancel" || what === "retry") {
+				if (id === undefined) throw new UsageError();
+			} else if (what !== "dead" || id !== undefined) {
+				throw new UsageError();
+			}
+			if (what === "cancel") return changeImport(broker, "cancel", id!);
+			if (what === "retry" && !STREAM_ID.test(id!)) return changeImport(broker, "retry", id!);
 			const done = await withJobQueue(broker, async queue => {
-				if (args.what === "dead") {
+				if (what === "dead") {
 					console.table((await queue.deadLetters()).map(letter => ({ ...letter, payload: JSON.stringify(letter.payload) })));
-				} else if (args.what === "retry" && args.id) {
-					const letter = await retryDeadLetter(broker, queue, String(args.id));
-					console.log(letter ? `Sent ${JSON.stringify(letter.payload)} back to ${letter.channel}.` : `No dead letter ${args.id}.`);
 				} else {
-					console.log(USAGE);
+					const letter = await retryDeadLetter(broker, queue, id!);
+					console.log(letter ? `Sent ${JSON.stringify(letter.payload)} back to ${letter.channel}.` : `No dead letter ${id}.`);
 				}
 				return true;
 			});

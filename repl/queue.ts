@@ -24,6 +24,7 @@ const commands: ReplCommand[] = [
 	{
 		command: "queue",
 		description: "Job streams: length, pending, consumers, lag and dead letters per channel",
+		usage: ["queue"],
 		async action(broker) {
 			const rows = await withJobQueue(broker, queue => queue.stats());
 			if (rows) console.table(rows);
