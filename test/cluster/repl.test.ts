@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import type { ServiceBroker } from "moleculer";
 import { loadReplCommands } from "../../cluster/repl-commands.ts";
 import { Client, fileFrom } from "../helpers/client.ts";
-import { clusterEnv, redisSkipReason, startNode, startObserver, startRedis, waitForRoutes, type RedisServer } from "../helpers/cluster.ts";
+import { clusterEnv, nodesWith, redisSkipReason, startNode, startObserver, startRedis, waitForCluster, waitForRoutes, type RedisServer } from "../helpers/cluster.ts";
 import { hasStackTrace, openRepl, type ReplOutput, type ReplSession } from "../helpers/repl.ts";
 import { SHARED_IMAGES, type RunningServer } from "../helpers/server.ts";
 
@@ -117,6 +117,32 @@ describe("operator REPL", { skip: redisSkipReason() }, () => {
 
 		assert.match((await run("images reprocess tag:repl --status failed")).text, /^Reprocessing 0 image\(s\)\.$/m, "none failed");
 		assert.match((await run("images reprocess tag:repl owner:dave")).text, /^Reprocessing 2 image\(s\)\.$/m);
+	});
+
+	it("cluster: a node killed with kill -9 is down once its heartbeat is overdue, as the broker routes", async () => {
+		const doomed = await startNode(env, ["categories"], { nodeId: "doomed-1" });
+		const discoverer = observer.registry.discoverer as unknown as { checkNodesTimer: NodeJS.Timeout | null; startHeartbeatTimers(): void };
+		try {
+			await waitForCluster("doomed-1 up", () => nodesWith(observer, "categories").includes("doomed-1"));
+			assert.equal((await run("cluster")).tables[0].find(row => row.node === "doomed-1")?.status, "up");
+			// The REPL node checks heartbeats every HEARTBEAT_TIMEOUT, so in the worst case its check
+			// comes a whole timeout after the node is overdue: hold it back for this test.
+			clearInterval(discoverer.checkNodesTimer!);
+			doomed.process.kill("SIGKILL");
+			const timeout = Number(env.HEARTBEAT_TIMEOUT);
+			const lastBeat = () => observer.registry.nodes.get("doomed-1")!.lastHeartbeatTime;
+			await waitForCluster("doomed-1 overdue", () => Math.round(process.uptime()) - lastBeat() > timeout, 10_000);
+
+			const printed = await run("cluster");
+			assert.equal(printed.tables[0].find(row => row.node === "doomed-1"), undefined, `a node without heartbeat for over ${timeout} s is not listed as up:\n${printed.text}`);
+			assert.deepEqual(nodesWith(observer, "categories"), ["all-1"], "calls no longer go to it");
+			const all = await run("cluster --all");
+			assert.equal(all.tables[0].find(row => row.node === "doomed-1")?.status, "DOWN");
+			assert.deepEqual(all.tables[1].find(row => row.service === "categories"), { service: "categories", nodes: 1, on: "all-1" });
+		} finally {
+			discoverer.startHeartbeatTimers();
+			await doomed.stop();
+		}
 	});
 
 	it("npm run repl joins as a node without services; leaving it does not stop the cluster", async () => {
