@@ -68,6 +68,17 @@ describe("operator REPL", { skip: redisSkipReason() }, () => {
 		assert.deepEqual(services.find(row => row.service === "images"), { service: "images", nodes: 1, on: "all-1" });
 	});
 
+	it("queue: before any job, shows the workers subscribed and waiting on each channel", async () => {
+		const printed = await run("queue");
+		const rows = printed.tables[0];
+		const process = rows.find(row => row.channel === "imgmesh.process");
+		assert.deepEqual(process, { channel: "imgmesh.process", group: "worker", workers: 1, on: "all-1", length: 0, pending: 0, lag: 0, dead: 0 }, printed.text);
+		// Nothing consumes classify here (no classifier node has ever started): no group, nobody waiting.
+		const classify = rows.find(row => row.channel === "imgmesh.classify");
+		assert.deepEqual({ group: classify?.group, workers: classify?.workers }, { group: "(none yet)", workers: 0 }, printed.text);
+		assert.match(printed.text, /no worker for it has started/);
+	});
+
 	it("user add|role|disable|enable manage accounts through the users service", async () => {
 		const added = await run("user add carol");
 		const password = /shown once: (\S+)/.exec(added.text)?.[1];
