@@ -135,6 +135,11 @@ export class JobQueue {
 		return this.parse(await this.redis.xrange(this.key(DEAD_LETTER_CHANNEL), "-", "+", "COUNT", limit));
 	}
 
+	/** How many dead letters there are. */
+	async deadLetterCount(): Promise<number> {
+		return this.redis.xlen(this.key(DEAD_LETTER_CHANNEL));
+	}
+
 	async deadLetter(id: string): Promise<DeadLetter | null> {
 		return this.parse(await this.redis.xrange(this.key(DEAD_LETTER_CHANNEL), id, id))[0] ?? null;
 	}

@@ -20,6 +20,10 @@ const USAGE = ["jobs", "jobs cancel <import id>", "jobs retry <import id>", "job
 const STREAM_ID = /^\d+-\d+$/;
 
 const BAR_WIDTH = 24;
+/** Dead letters listed at most (oldest first), and how much of an error or payload a row shows. */
+const DEAD_SHOWN = 100;
+const ERROR_WIDTH = 50;
+const PAYLOAD_WIDTH = 40;
 
 /** What imports.list/cancel/retry answer, as far as the REPL shows it. */
 type ImportJobView = Pick<ImportJob, "id" | "ownerName" | "status" | "total" | "processed" | "succeeded" | "duplicates" | "failed" | "cancelled"> & {
@@ -70,6 +74,26 @@ export async function retryDeadLetter(broker: ServiceBroker, queue: JobQueue, id
 	return letter;
 }
 
+function clip(text: string, width: number): string {
+	return text.length > width ? `${text.slice(0, width - 1)}…` : text;
+}
+
+async function listDeadLetters(queue: JobQueue): Promise<void> {
+	const letters = await queue.deadLetters(DEAD_SHOWN);
+	if (letters.length === 0) return console.log("No dead letters.");
+	const total = await queue.deadLetterCount();
+	console.log(`${total} dead letter(s)${total > letters.length ? `, the oldest ${letters.length} shown` : ""}; jobs retry <id> sends one back to its channel:`);
+	console.table(
+		letters.map(letter => ({
+			id: letter.id,
+			channel: letter.channel,
+			attempts: letter.attempts ?? "?",
+			error: clip(letter.error ?? "?", ERROR_WIDTH),
+			payload: clip(JSON.stringify(letter.payload) ?? "", PAYLOAD_WIDTH)
+		}))
+	);
+}
+
 const commands: ReplCommand[] = [
 	{
 		command: "jobs [what] [id]",
@@ -88,7 +112,7 @@ const commands: ReplCommand[] = [
 			if (what === "retry" && !STREAM_ID.test(id!)) return changeImport(broker, "retry", id!);
 			const done = await withJobQueue(broker, async queue => {
 				if (what === "dead") {
-					console.table((await queue.deadLetters()).map(letter => ({ ...letter, payload: JSON.stringify(letter.payload) })));
+					await listDeadLetters(queue);
 				} else {
 					const letter = await retryDeadLetter(broker, queue, id!);
 					console.log(letter ? `Sent ${JSON.stringify(letter.payload)} back to ${letter.channel}.` : `No dead letter ${id}.`);

@@ -8,6 +8,7 @@ import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
+import { Redis } from "ioredis";
 import type { ServiceBroker } from "moleculer";
 import { loadReplCommands } from "../../cluster/repl-commands.ts";
 import { Client, fileFrom } from "../helpers/client.ts";
@@ -128,6 +129,37 @@ describe("operator REPL", { skip: redisSkipReason() }, () => {
 
 		assert.match((await run("images reprocess tag:repl --status failed")).text, /^Reprocessing 0 image\(s\)\.$/m, "none failed");
 		assert.match((await run("images reprocess tag:repl owner:dave")).text, /^Reprocessing 2 image\(s\)\.$/m);
+	});
+
+	it("jobs dead: says when there are none, lists them readably, and jobs retry <id> sends one back", async () => {
+		assert.match((await run("jobs dead")).text, /^No dead letters\.$/m);
+		assert.deepEqual((await run("jobs dead")).tables, [], "no empty table");
+
+		// A dead letter as the channels adapter writes it (cluster/durable-redis-adapter.ts).
+		const ns = env.NAMESPACE;
+		const client = new Redis(redis.url);
+		let id: string;
+		try {
+			id = (await client.xadd(
+				`${ns}.imgmesh.dead`,
+				"*",
+				"payload",
+				JSON.stringify({ id: "img-gone", spec: { width: 100 } }),
+				"headers",
+				JSON.stringify({ "x-original-channel": `${ns}.imgmesh.compress`, "x-original-group": "transform", "x-error": "image not found", "x-attempts": 3 })
+			))!;
+		} finally {
+			client.disconnect();
+		}
+		const dead = await run("jobs dead");
+		assert.match(dead.text, /^1 dead letter\(s\)/m);
+		assert.deepEqual(dead.tables[0], [{ id, channel: "imgmesh.compress", attempts: 3, error: "image not found", payload: JSON.stringify({ id: "img-gone", spec: { width: 100 } }) }]);
+		assert.equal((await run("queue")).tables[0].find(row => row.channel === "imgmesh.compress")?.dead, 1);
+
+		assert.match((await run(`jobs retry ${id}`)).text, /back to imgmesh\.compress/);
+		assert.match((await run("jobs dead")).text, /^No dead letters\.$/m);
+		assert.match((await run(`jobs retry ${id}`)).text, new RegExp(`^No dead letter ${id}\\.$`, "m"));
+		assert.match((await run("jobs retry")).text, /^usage: /m);
 	});
 
 	it("cluster: a node killed with kill -9 is down once its heartbeat is overdue, as the broker routes", async () => {
