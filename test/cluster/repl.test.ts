@@ -218,6 +218,7 @@ describe("operator REPL", { skip: redisSkipReason() }, () => {
 		assert.match(output, /1 image\(s\) match/, "a query of several words");
 		assert.match(output, /\$ usage: images stats\n/, "a missing argument prints the usage");
 		assert.equal(hasStackTrace(output), false, output);
+		assert.doesNotMatch(output, / INFO /, "no broker chatter around the prompt");
 		assert.doesNotMatch(output, new RegExp(`${env.JWT_SECRET}|${env.STORAGE_MASTER_KEY}|${env.ADMIN_PASSWORD}`), "no secret printed");
 		assert.equal((await fetch(`${node.url}/api/ready`)).status, 200, "the cluster carries on");
 	});
