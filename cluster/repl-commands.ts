@@ -90,7 +90,8 @@ function parseLine(command: ParsedCommand): void {
 
 function printUsage(command: ReplCommand, reason?: string): void {
 	if (reason) console.log(reason);
-	command.usage.forEach((form, i) => console.log(`${i === 0 ? "usage:" : "      "} ${form}`));
+	// A module written before `usage` existed still gets its syntax line.
+	(command.usage ?? [command.command]).forEach((form, i) => console.log(`${i === 0 ? "usage:" : "      "} ${form}`));
 }
 
 /** The command as moleculer-repl runs it: checked words, usage on misuse, errors as one line. */
