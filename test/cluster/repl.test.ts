@@ -5,6 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -189,7 +191,9 @@ describe("operator REPL", { skip: redisSkipReason() }, () => {
 	});
 
 	it("npm run repl joins as a node without services; leaving it does not stop the cluster", async () => {
-		const child = spawn(process.execPath, [join(ROOT, "repl.ts")], { cwd: ROOT, env: { PATH: process.env.PATH, HOME: process.env.HOME, DATA_DIR: node.dataDir, ...env, NODE_ID: "repl-test" } });
+		// A HOME of its own: moleculer-repl keeps its history file there.
+		const home = mkdtempSync(join(tmpdir(), "imgmesh-repl-home-"));
+		const child = spawn(process.execPath, [join(ROOT, "repl.ts")], { cwd: ROOT, env: { PATH: process.env.PATH, HOME: home, DATA_DIR: node.dataDir, ...env, NODE_ID: "repl-test" } });
 		let output = "";
 		child.stdout.on("data", chunk => (output += chunk));
 		child.stderr.on("data", chunk => (output += chunk));
