@@ -18,7 +18,11 @@ export interface QueueRow {
 	length: number;
 	/** Delivered to a consumer and not yet acknowledged. */
 	pending: number;
-	/** Consumers registered in the group (a crashed node's consumer stays until its entries are claimed). */
+	/**
+	 * Consumers Redis knows in the group. Not who is waiting for jobs: Redis (7.0) registers a
+	 * consumer at the first entry it is handed, not when it starts reading, and keeps a crashed
+	 * node's consumer; the REPL's `queue` counts the live nodes of the group's service instead.
+	 */
 	consumers: number;
 	/** Entries not yet delivered to the group; null when Redis cannot tell (after deletions). */
 	lag: number | null;
@@ -129,6 +133,11 @@ export class JobQueue {
 	/** The oldest `limit` dead letters. */
 	async deadLetters(limit = 100): Promise<DeadLetter[]> {
 		return this.parse(await this.redis.xrange(this.key(DEAD_LETTER_CHANNEL), "-", "+", "COUNT", limit));
+	}
+
+	/** How many dead letters there are. */
+	async deadLetterCount(): Promise<number> {
+		return this.redis.xlen(this.key(DEAD_LETTER_CHANNEL));
 	}
 
 	async deadLetter(id: string): Promise<DeadLetter | null> {

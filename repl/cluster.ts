@@ -1,4 +1,12 @@
-/** REPL `cluster`: every node of the namespace, what it runs and how loaded it is. */
+/**
+ * REPL `cluster`: every node of the namespace, what it runs and how loaded it is.
+ *
+ * Up or down is this REPL node's registry, brought up to date first: Moleculer expires a node
+ * whose heartbeat is older than HEARTBEAT_TIMEOUT only when its periodic check runs, and that
+ * check runs every HEARTBEAT_TIMEOUT, so a node killed with `kill -9` stayed "up" here for up to
+ * twice the timeout while the gateway, whose check came earlier, had stopped routing to it.
+ * Running the check before listing applies the same rule at once.
+ */
 import type { ServiceBroker } from "moleculer";
 import type { ReplArgs, ReplCommand } from "../cluster/repl-commands.ts";
 
@@ -43,8 +51,11 @@ const commands: ReplCommand[] = [
 	{
 		command: "cluster",
 		description: "Nodes of this namespace: status, services, versions, CPU load; then which nodes serve each service",
+		usage: ["cluster [--all]"],
 		options: [{ option: "-a, --all", description: "include nodes that went away" }],
 		async action(broker: ServiceBroker, args: ReplArgs) {
+			// Expires now every node whose last heartbeat is overdue (a no-op without a transporter).
+			(broker.registry.discoverer as { checkRemoteNodes?: () => void } | undefined)?.checkRemoteNodes?.();
 			const nodes = broker.registry.getNodeList({ onlyAvailable: !args.options.all, withServices: true }) as unknown as NodeInfo[];
 			const uptime = Math.round(process.uptime());
 			console.log(`namespace '${broker.namespace}', ${nodes.filter(node => node.available).length} node(s) up`);

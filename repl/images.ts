@@ -1,10 +1,13 @@
 /**
  * REPL `images stats`, `images find <query>`: the catalogue as an administrator sees it;
  * `images retag <query>|--all` (repl/classify.ts): classify images again; and
- * `images reprocess <query> [--status <status>]` (repl/queue.ts): run the ingest pipeline again.
+ * `images reprocess <query>|--all [--status <status>]` (repl/queue.ts): run the ingest pipeline
+ * again. A query is everything typed after the sub-command, in the search syntax of
+ * GET /api/images?q= (quotes kept: `images find "red car" tag:"new york"`). The commands that
+ * rewrite images never take a missing query for "every image": that is `--all`.
  */
 import type { ServiceBroker } from "moleculer";
-import { asOperator, restOf, type ReplArgs, type ReplCommand } from "../cluster/repl-commands.ts";
+import { asOperator, UsageError, type ReplArgs, type ReplCommand } from "../cluster/repl-commands.ts";
 import type { ImageDoc, ImageStatus } from "../models/images/image.ts";
 import { retag } from "./classify.ts";
 import { reprocessImages } from "./queue.ts";
@@ -17,7 +20,8 @@ async function stats(broker: ServiceBroker): Promise<void> {
 }
 
 async function find(broker: ServiceBroker, query: string): Promise<void> {
-	const page = await broker.call<{ items: ImageDoc[]; total: number }, object>("images.list", { ...(query ? { q: query } : {}), limit: FIND_LIMIT }, asOperator);
+	const page = await broker.call<{ items: ImageDoc[]; total: number }, object>("images.list", { q: query, limit: FIND_LIMIT }, asOperator);
+	if (page.total === 0) return console.log("No image matches.");
 	console.log(`${page.total} image(s) match${page.total > page.items.length ? `; the newest ${page.items.length} shown` : ""}`);
 	console.table(
 		page.items.map(image => ({
@@ -34,39 +38,66 @@ async function find(broker: ServiceBroker, query: string): Promise<void> {
 	);
 }
 
-async function retagImages(broker: ServiceBroker, query: string): Promise<void> {
-	const report = await retag(broker, query || undefined, ({ total, tagged, failed }) => {
-		process.stdout.write(`\rretagged ${tagged}/${total}${failed.length ? `, ${failed.length} failed` : ""}   `);
+async function retagImages(broker: ServiceBroker, query: string | undefined): Promise<void> {
+	// A progress line on a terminal; piped output gets the summary only.
+	const tty = process.stdout.isTTY;
+	const report = await retag(broker, query, ({ total, tagged, failed }) => {
+		if (tty) process.stdout.write(`\rretagged ${tagged}/${total}${failed.length ? `, ${failed.length} failed` : ""}   `);
 	});
-	process.stdout.write("\n");
+	if (tty) process.stdout.write("\n");
+	console.log(`Retagged ${report.tagged} of ${report.total} image(s).${report.failed.length ? ` ${report.failed.length} failed:` : ""}`);
 	for (const { id, error } of report.failed) console.log(`  ${id}: ${error}`);
 }
 
-const USAGE =
-	"images stats | images find <query> | images retag <query> | images retag --all | images reprocess <query> [--status failed] (queries: the search syntax of GET /api/images?q=, e.g. tag:dog owner:alice date:2024)";
+const STATUSES: readonly ImageStatus[] = ["processing", "ready", "failed"];
+
+/** The images a rewriting command works on: a query, or every image with --all (not both). */
+function selection(args: ReplArgs): string | undefined {
+	const query = args.query as string | undefined;
+	if (query && args.options.all) throw new UsageError("a query or --all, not both");
+	if (!query && !args.options.all) throw new UsageError(`images ${String(args.op)}: which images? a query, or --all`);
+	return query;
+}
+
+async function run(broker: ServiceBroker, args: ReplArgs): Promise<void> {
+	const query = args.query as string | undefined;
+	const { all, status } = args.options;
+	if (args.op !== "reprocess" && status !== undefined) throw new UsageError("--status is for images reprocess");
+	if (args.op !== "retag" && args.op !== "reprocess" && all) throw new UsageError("--all is for images retag and images reprocess");
+	switch (args.op) {
+		case "stats":
+			if (query) throw new UsageError();
+			return stats(broker);
+		case "find":
+			if (!query) throw new UsageError("images find: a search query");
+			return find(broker, query);
+		case "retag":
+			return retagImages(broker, selection(args));
+		case "reprocess": {
+			if (status !== undefined && !STATUSES.includes(status as ImageStatus)) throw new UsageError(`--status takes one of: ${STATUSES.join(", ")}`);
+			const ids = await reprocessImages(broker, selection(args) ?? "", status as ImageStatus | undefined);
+			return console.log(`Reprocessing ${ids.length} image(s).`);
+		}
+	}
+	throw new UsageError();
+}
 
 const commands: ReplCommand[] = [
 	{
-		command: "images <op>",
-		description: USAGE,
-		options: [
-			{ option: "--all", description: "images retag: every image" },
-			{ option: "--status <status>", description: "images reprocess: only images with this status (processing, ready, failed)" }
+		command: "images [op] [query...]",
+		description: "The catalogue: stats; find, retag or reprocess the images a search query finds (GET /api/images?q= syntax)",
+		usage: [
+			"images stats",
+			"images find <query>",
+			"images retag <query> | images retag --all",
+			"images reprocess <query> [--status <processing|ready|failed>] | images reprocess --all [--status <...>]",
+			"(a query in the search syntax of GET /api/images?q=, e.g. tag:dog owner:alice date:2024 \"red car\")"
 		],
-		async action(broker: ServiceBroker, args: ReplArgs) {
-			const query = restOf(args, 2)
-				.replace(/(^|\s)--all(\s|$)/, " ")
-				.replace(/(^|\s)--status\s+\S+/, " ")
-				.trim();
-			if (args.op === "stats") return stats(broker);
-			if (args.op === "find") return find(broker, query);
-			if (args.op === "retag" && (query || args.options.all)) return retagImages(broker, query);
-			if (args.op === "reprocess") {
-				const ids = await reprocessImages(broker, query, args.options.status as ImageStatus | undefined);
-				return console.log(`Reprocessing ${ids.length} image(s).`);
-			}
-			console.log(`usage: ${USAGE}`);
-		}
+		options: [
+			{ option: "--all", description: "images retag, images reprocess: every image" },
+			{ option: "--status [status]", description: "images reprocess: only images with this status (processing, ready, failed)" }
+		],
+		action: run
 	}
 ];
 

@@ -9,17 +9,21 @@
  * as an administrator and work in both modes.
  */
 import type { ServiceBroker } from "moleculer";
-import { asOperator, type ReplCommand } from "../cluster/repl-commands.ts";
+import { asOperator, UsageError, type ReplCommand } from "../cluster/repl-commands.ts";
 import type { ImportJob } from "../models/imports/import-job.ts";
 import { withJobQueue, type DeadLetter, type JobQueue } from "../cluster/job-streams.ts";
 import { CHANNELS } from "../models/pipeline/channels.ts";
 
 const EMBEDDED = "Embedded mode: jobs run on an in-process queue (no streams, no dead letters).";
-const USAGE = "Usage: jobs | jobs cancel <import id> | jobs retry <import id> | jobs dead | jobs retry <dead letter id>";
+const USAGE = ["jobs", "jobs cancel <import id>", "jobs retry <import id>", "jobs dead", "jobs retry <dead letter id>"];
 /** Dead letters are Redis stream entries: `<milliseconds>-<sequence>`. */
 const STREAM_ID = /^\d+-\d+$/;
 
 const BAR_WIDTH = 24;
+/** Dead letters listed at most (oldest first), and how much of an error or payload a row shows. */
+const DEAD_SHOWN = 100;
+const ERROR_WIDTH = 50;
+const PAYLOAD_WIDTH = 40;
 
 /** What imports.list/cancel/retry answer, as far as the REPL shows it. */
 type ImportJobView = Pick<ImportJob, "id" | "ownerName" | "status" | "total" | "processed" | "succeeded" | "duplicates" | "failed" | "cancelled"> & {
@@ -70,23 +74,48 @@ export async function retryDeadLetter(broker: ServiceBroker, queue: JobQueue, id
 	return letter;
 }
 
+function clip(text: string, width: number): string {
+	return text.length > width ? `${text.slice(0, width - 1)}…` : text;
+}
+
+async function listDeadLetters(queue: JobQueue): Promise<void> {
+	const letters = await queue.deadLetters(DEAD_SHOWN);
+	if (letters.length === 0) return console.log("No dead letters.");
+	const total = await queue.deadLetterCount();
+	console.log(`${total} dead letter(s)${total > letters.length ? `, the oldest ${letters.length} shown` : ""}; jobs retry <id> sends one back to its channel:`);
+	console.table(
+		letters.map(letter => ({
+			id: letter.id,
+			channel: letter.channel,
+			attempts: letter.attempts ?? "?",
+			error: clip(letter.error ?? "?", ERROR_WIDTH),
+			payload: clip(JSON.stringify(letter.payload) ?? "", PAYLOAD_WIDTH)
+		}))
+	);
+}
+
 const commands: ReplCommand[] = [
 	{
 		command: "jobs [what] [id]",
-		description: "jobs: import jobs with progress | jobs cancel|retry <import id> | jobs dead: dead letters | jobs retry <dead letter id>",
+		description: "Import jobs with progress; cancel or retry one; dead letters (jobs that failed every attempt) and sending one back",
+		usage: USAGE,
 		async action(broker, args) {
-			const id = args.id === undefined ? undefined : String(args.id);
-			if (args.what === undefined) return listImports(broker);
-			if (args.what === "cancel" && id) return changeImport(broker, "cancel", id);
-			if (args.what === "retry" && id && !STREAM_ID.test(id)) return changeImport(broker, "retry", id);
+			const what = args.what as string | undefined;
+			const id = args.id as string | undefined;
+			if (what === undefined) return listImports(broker);
+			if (what === "cancel" || what === "retry") {
+				if (id === undefined) throw new UsageError();
+			} else if (what !== "dead" || id !== undefined) {
+				throw new UsageError();
+			}
+			if (what === "cancel") return changeImport(broker, "cancel", id!);
+			if (what === "retry" && !STREAM_ID.test(id!)) return changeImport(broker, "retry", id!);
 			const done = await withJobQueue(broker, async queue => {
-				if (args.what === "dead") {
-					console.table((await queue.deadLetters()).map(letter => ({ ...letter, payload: JSON.stringify(letter.payload) })));
-				} else if (args.what === "retry" && args.id) {
-					const letter = await retryDeadLetter(broker, queue, String(args.id));
-					console.log(letter ? `Sent ${JSON.stringify(letter.payload)} back to ${letter.channel}.` : `No dead letter ${args.id}.`);
+				if (what === "dead") {
+					await listDeadLetters(queue);
 				} else {
-					console.log(USAGE);
+					const letter = await retryDeadLetter(broker, queue, id!);
+					console.log(letter ? `Sent ${JSON.stringify(letter.payload)} back to ${letter.channel}.` : `No dead letter ${id}.`);
 				}
 				return true;
 			});

@@ -1,13 +1,22 @@
 /**
- * REPL: `queue` shows every job stream (length, pending, consumers, lag, dead letters). Also
+ * REPL: `queue` shows every job stream: per consumer group, the workers waiting on it, then
+ * length, pending, lag and dead letters. Also
  * reprocessImages, behind `images reprocess <query>` (repl/images.ts): runs the ingest pipeline
  * again for the images a search finds (the query syntax of GET /api/images?q=; empty = every
  * image), optionally only those with a status.
+ *
+ * Workers are the live nodes (this REPL node's registry, as `cluster` shows it) that run the
+ * service a group is named after: every imgmesh channel handler takes its service's name as group
+ * (worker, classifier, transform, imports), and a node subscribes to its channels before it
+ * announces its services, so each of them is reading the stream. Redis cannot say this: it
+ * registers a consumer only when it hands it a first entry, so its count stays 0 until a
+ * channel's first job, and it keeps a crashed node's consumer. A channel without a group has
+ * never had a worker start in this namespace.
  */
 import type { ServiceBroker } from "moleculer";
 import { imagesMatching, type ReplCommand } from "../cluster/repl-commands.ts";
 import type { ImageStatus } from "../models/images/image.ts";
-import { withJobQueue } from "../cluster/job-streams.ts";
+import { withJobQueue, type QueueRow } from "../cluster/job-streams.ts";
 
 /** Reprocesses every image the query finds (with `status`, only those); returns their ids. */
 export async function reprocessImages(broker: ServiceBroker, query: string, status?: ImageStatus): Promise<string[]> {
@@ -20,13 +29,47 @@ export async function reprocessImages(broker: ServiceBroker, query: string, stat
 	return ids;
 }
 
+/** Live node ids by the name of each service they run. */
+function liveNodesByService(broker: ServiceBroker): Map<string, string[]> {
+	const byService = new Map<string, string[]>();
+	for (const node of broker.registry.getNodeList({ onlyAvailable: true, withServices: true })) {
+		for (const { name } of node.services as { name: string }[]) byService.set(name, [...(byService.get(name) ?? []), node.id]);
+	}
+	return byService;
+}
+
+function printQueue(broker: ServiceBroker, rows: QueueRow[]): void {
+	const workers = liveNodesByService(broker);
+	const notes: string[] = [];
+	console.table(
+		rows.map(row => {
+			const on = row.group === null ? [] : (workers.get(row.group) ?? []).sort();
+			if (row.group === null) notes.push(`${row.channel}: no consumer group yet: no worker for it has started in this namespace; its jobs wait for one.`);
+			else if (on.length === 0) notes.push(`${row.channel}: no live '${row.group}' node: its jobs wait until one starts.`);
+			return {
+				channel: row.channel,
+				group: row.group ?? "(none yet)",
+				workers: on.length,
+				on: on.join(",") || "-",
+				length: row.length,
+				pending: row.pending,
+				lag: row.lag ?? "?",
+				dead: row.dead
+			};
+		})
+	);
+	console.log("workers: live nodes running the group's service, each reading the channel (waiting when it is empty)");
+	for (const note of notes) console.log(note);
+}
+
 const commands: ReplCommand[] = [
 	{
 		command: "queue",
-		description: "Job streams: length, pending, consumers, lag and dead letters per channel",
+		description: "Job channels: per consumer group, the workers waiting on it, then length, pending, lag and dead letters",
+		usage: ["queue"],
 		async action(broker) {
 			const rows = await withJobQueue(broker, queue => queue.stats());
-			if (rows) console.table(rows);
+			if (rows) printQueue(broker, rows);
 			else console.log("Embedded mode: jobs run on an in-process queue (no streams).");
 		}
 	}

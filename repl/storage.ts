@@ -1,6 +1,6 @@
 /** REPL `storage rotate-keys`: re-wraps every encrypted image's data key after a master key change. */
 import type { ServiceBroker } from "moleculer";
-import type { ReplArgs, ReplCommand } from "../cluster/repl-commands.ts";
+import { UsageError, type ReplArgs, type ReplCommand } from "../cluster/repl-commands.ts";
 
 interface RotateReport {
 	rewrapped: number;
@@ -9,13 +9,11 @@ interface RotateReport {
 
 const commands: ReplCommand[] = [
 	{
-		command: "storage <op>",
+		command: "storage [op]",
 		description: "storage rotate-keys: after STORAGE_MASTER_KEY changed (old key in STORAGE_OLD_MASTER_KEYS), re-wrap every data key",
+		usage: ["storage rotate-keys"],
 		async action(broker: ServiceBroker, args: ReplArgs) {
-			if (args.op !== "rotate-keys") {
-				console.log("usage: storage rotate-keys");
-				return;
-			}
+			if (args.op !== "rotate-keys") throw new UsageError();
 			const report = await broker.call<RotateReport, object>("storage.rotateKeys", {}, { timeout: 0 });
 			console.log(`re-wrapped ${report.rewrapped} data key(s); ${report.failed.length} failed`);
 			if (report.failed.length) console.table(report.failed);

@@ -5,16 +5,20 @@
  */
 import type { ServiceBroker } from "moleculer";
 import { randomBytes } from "node:crypto";
-import type { ReplArgs, ReplCommand } from "../cluster/repl-commands.ts";
+import { UsageError, type ReplArgs, type ReplCommand } from "../cluster/repl-commands.ts";
 import type { PublicUser } from "../models/users/user.ts";
 
-const USAGE = "user add <username> [--admin] | user role <username> user|admin | user disable <username> | user enable <username> | user list";
+const USAGE = ["user add <username> [--admin]", "user role <username> user|admin", "user disable <username>", "user enable <username>", "user list"];
 
 async function run(broker: ServiceBroker, args: ReplArgs): Promise<void> {
-	const username = args.username as string | undefined;
-	switch (args.op) {
+	const { op, username, value } = args as ReplArgs & { op?: string; username?: string; value?: string };
+	if (args.options.admin && op !== "add") throw new UsageError("--admin is for user add");
+	// Every form but `role` takes one word after the operation at most, and `list` none.
+	if ((op !== "role" && value !== undefined) || (op === "list" && username !== undefined)) throw new UsageError();
+	switch (op) {
 		case "list": {
 			const { items } = await broker.call<{ items: PublicUser[] }>("users.list");
+			if (items.length === 0) return console.log("No accounts.");
 			console.table(items.map(({ id, username, name, role, disabled, createdAt }) => ({ id, username, name, role, disabled, createdAt })));
 			return;
 		}
@@ -26,27 +30,27 @@ async function run(broker: ServiceBroker, args: ReplArgs): Promise<void> {
 			return;
 		}
 		case "role": {
-			const role = args.value;
-			if (!username || (role !== "user" && role !== "admin")) break;
-			const user = await broker.call<PublicUser, object>("users.updateByName", { username, role });
+			if (!username || (value !== "user" && value !== "admin")) break;
+			const user = await broker.call<PublicUser, object>("users.updateByName", { username, role: value });
 			console.log(`'${user.username}' is now ${user.role}`);
 			return;
 		}
 		case "disable":
 		case "enable": {
 			if (!username) break;
-			const user = await broker.call<PublicUser, object>("users.updateByName", { username, disabled: args.op === "disable" });
+			const user = await broker.call<PublicUser, object>("users.updateByName", { username, disabled: op === "disable" });
 			console.log(`'${user.username}' is ${user.disabled ? "disabled: its tokens stop working now" : "enabled"}`);
 			return;
 		}
 	}
-	console.log(`usage: ${USAGE}`);
+	throw new UsageError();
 }
 
 const commands: ReplCommand[] = [
 	{
-		command: "user <op> [username] [value]",
-		description: USAGE,
+		command: "user [op] [username] [value]",
+		description: "Accounts: add (random password, shown once), role, disable, enable, list",
+		usage: USAGE,
 		options: [{ option: "--admin", description: "user add: make the account an administrator" }],
 		action: run
 	}
