@@ -16,10 +16,9 @@ async function main(): Promise<void> {
 	const config = getConfig();
 	if (!config.transporter) throw new Error("TRANSPORTER is not set: the REPL joins a running cluster (e.g. TRANSPORTER=redis://127.0.0.1:6379)");
 	const broker = new ServiceBroker({
-		// The prompt is for the operator; broker chatter would scroll it away: warnings and errors
-		// only, unless LOG_LEVEL asks for more. (The level is the logger's: moleculer.config.ts
-		// sets it there, where a `logLevel` broker option does not reach.)
-		...brokerOptions({ ...config, nodeId: config.nodeId ?? `repl-${process.pid}`, logLevel: process.env.LOG_LEVEL ? config.logLevel : "warn" }),
+		// The level is the logger's: moleculer.config.ts sets it there, where a `logLevel` broker
+		// option does not reach.
+		...brokerOptions({ ...config, nodeId: config.nodeId ?? `repl-${process.pid}`, logLevel: config.replLogLevel }),
 		// Moleculer's typings give `action` string[] args; moleculer-repl really passes the parsed object.
 		replOptions: { delimiter: `imgmesh ${config.namespace} $`, customCommands: (await loadReplCommands()) as unknown as ReplCustomCommands }
 	});

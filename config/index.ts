@@ -17,6 +17,8 @@ export interface Config {
 	host: string;
 	dataDir: string;
 	logLevel: LogLevel;
+	/** The operator REPL's: LOG_LEVEL when given, else warnings only (broker chatter would scroll the prompt away). */
+	replLogLevel: LogLevel;
 	nodeId: string | undefined;
 	/** Names of the services this node hosts; empty means all of them. */
 	services: string[];
@@ -158,8 +160,8 @@ function fraction(env: NodeJS.ProcessEnv, name: string, fallback: number): numbe
 
 const LOG_LEVELS: LogLevel[] = ["fatal", "error", "warn", "info", "debug", "trace"];
 
-function logLevel(env: NodeJS.ProcessEnv): LogLevel {
-	const raw = (env.LOG_LEVEL ?? "info").toLowerCase() as LogLevel;
+function logLevel(env: NodeJS.ProcessEnv, fallback: LogLevel = "info"): LogLevel {
+	const raw = (env.LOG_LEVEL ?? fallback).toLowerCase() as LogLevel;
 	if (!LOG_LEVELS.includes(raw)) throw new Error(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}`);
 	return raw;
 }
@@ -190,6 +192,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		host: env.HOST || "0.0.0.0",
 		dataDir,
 		logLevel: logLevel(env),
+		replLogLevel: logLevel(env, "warn"),
 		nodeId: env.NODE_ID || undefined,
 		services: list(env, "SERVICES"),
 		jwtSecret: secrets.jwtSecret,
