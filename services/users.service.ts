@@ -123,10 +123,16 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 			params: { $$strict: true },
 			async handler(ctx: UsersContext) {
 				const user = await this.requireUser(ctx);
-				// Images first: if that fails the account still exists and the call can be retried.
+				// Imports and images first: if either fails the account still exists and the call can
+				// be retried.
+				await ctx.call("imports.cancelByOwner", { owner: user.id });
 				await ctx.call("images.removeByOwner", { owner: user.id });
 				await this.repo.remove(user.id);
 				await this.userChanged(ctx, user.id);
+				// Imports that were mid-download may have stored an image between the first sweep and
+				// the removal; images.ingest refuses the owner from now on, and removes what it stored
+				// if the owner went meanwhile, so this second sweep leaves nothing behind.
+				await ctx.call("images.removeByOwner", { owner: user.id });
 				ctx.meta.$statusCode = 204;
 				return null;
 			}
@@ -188,6 +194,27 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 				const user = await this.repo.get(ctx.params.id);
 				if (!user || user.disabled) throw new UnauthorizedError("Account no longer active", "ACCOUNT_INACTIVE");
 				return { id: user.id, username: user.username, role: user.role, tokenVersion: user.tokenVersion };
+			}
+		},
+
+		/** The id of the account that has this username now, or null (owner search, images.list). */
+		idOf: {
+			visibility: "public",
+			params: { $$strict: true, username: { type: "string", max: 500 } },
+			async handler(ctx: Context<{ username: string }>): Promise<string | null> {
+				return (await this.repo.findByUsername(ctx.params.username))?.id ?? null;
+			}
+		},
+
+		/**
+		 * Whether the account exists (disabled or not): images.ingest asks before and after storing
+		 * for an import, so a deleted account gets no images. Not cached: a deletion counts at once.
+		 */
+		exists: {
+			visibility: "public",
+			params: { $$strict: true, id: { type: "string", max: 64 } },
+			async handler(ctx: Context<{ id: string }>): Promise<boolean> {
+				return (await this.repo.get(ctx.params.id)) !== null;
 			}
 		},
 

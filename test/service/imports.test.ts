@@ -282,6 +282,37 @@ describe("imports", () => {
 		assert.equal(host.gatedArrivals, job.processed);
 	});
 
+	it("deleting an account cancels its imports, and nothing they were still fetching outlives it", async () => {
+		host.gate = new Gate();
+		host.gatedArrivals = 0;
+		const anon = new Client(server.url);
+		const carol = await anon.register("carol");
+		const carolId = (await carol.get("/api/auth/me")).body.id;
+		const urls = Array.from({ length: 100 }, (_, i) => `${host.url}/gated/carol-${i}.jpg`);
+		const { body } = await carol.post("/api/imports", { source: "urls", urls, visibility: "public" });
+		// Some items are mid-download (held by the gate) when the account goes.
+		while (host.gatedArrivals === 0) await new Promise(resolve => setTimeout(resolve, 20));
+		assert.equal((await carol.delete("/api/auth/me")).status, 204);
+		host.gate.open();
+
+		const job = await finished(admin, body.job.id);
+		assert.equal(job.status, "cancelled");
+		assert.equal(job.succeeded, 0, JSON.stringify(job));
+		const everything = await admin.get("/api/images?limit=100");
+		assert.deepEqual(everything.body.items.filter((image: any) => image.owner === carolId), [], "no image of the deleted account");
+
+		// A new account with the same name owns nothing, by either way of asking.
+		const newCarol = await anon.register("carol");
+		assert.equal((await admin.get("/api/images?owner=carol")).body.total, 0);
+		assert.equal((await anon.get(`/api/images?q=${encodeURIComponent("owner:carol")}`)).body.total, 0);
+		const upload = await newCarol.upload([{ name: "mine.jpg", bytes: readFileSync(join(SHARED_IMAGES, "dog.jpg")) }], { visibility: "public" });
+		assert.equal(upload.status, 201);
+		const mine = await anon.get("/api/images?owner=carol");
+		assert.deepEqual(mine.body.items.map((image: any) => image.id), [upload.body.images[0].id]);
+		assert.deepEqual((await anon.get(`/api/images?q=${encodeURIComponent("owner:carol")}`)).body.items.map((image: any) => image.id), [upload.body.images[0].id]);
+		assert.equal((await anon.get("/api/images?owner=nobody-here")).body.total, 0);
+	});
+
 	it("retries only the failed items", async () => {
 		const urls = [`${host.url}/unique/kept.jpg`, `${host.url}/unique/a.jpg`, `${host.url}/unique/b.jpg`];
 		host.broken.add("/unique/a.jpg").add("/unique/b.jpg");
