@@ -5,12 +5,13 @@
  * IMPORT_ALLOW_PRIVATE_NETWORKS to show that loopback is refused.
  */
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Client } from "../helpers/client.ts";
-import { Gate, ImageHost, uniqueJpegs } from "../helpers/image-host.ts";
+import { Gate, ImageHost, labelledJpeg, uniqueJpegs } from "../helpers/image-host.ts";
+import { findFilesContaining } from "../helpers/jobs.ts";
 import { ADMIN_PASSWORD, SHARED_IMAGES, startServer, type RunningServer } from "../helpers/server.ts";
 
 const MAX_BYTES = 1_000_000;
@@ -190,6 +191,39 @@ describe("imports", () => {
 		assert.equal(rerun.total, 2500);
 		assert.equal(rerun.duplicates, 2500);
 		assert.equal(host.driveRequests.filter(url => url.searchParams.get("alt") === "media").length, 0);
+	});
+
+	it("keeps a Drive API key from the request only encrypted, and only while the job needs it", async () => {
+		const key = `drive-key-${randomBytes(12).toString("hex")}`;
+		const previousKey = host.driveKey;
+		host.driveKey = key;
+		try {
+			const files = await Promise.all([0, 1, 2].map(i => labelledJpeg(`key-${i}`)));
+			host.folders.set("keyFolder0001", { files: new Map(files.map((bytes, i) => [`key${i}`, bytes])), subfolders: [] });
+			const res = await bob.post("/api/imports", { source: "google-drive", folder: "keyFolder0001", apiKey: key });
+			assert.equal(res.status, 202, JSON.stringify(res.body));
+			assert.deepEqual(findFilesContaining(server.dataDir, Buffer.from(key)), [], "never stored in clear");
+			const job = await finished(bob, res.body.job.id);
+			assert.equal(job.succeeded, 3, JSON.stringify(job));
+			assert.deepEqual(findFilesContaining(server.dataDir, Buffer.from(key)), []);
+
+			// The key went with the job's end: a retry of failed items needs one again.
+			host.broken.add("/drive/v3/files/key9");
+			host.folders.get("keyFolder0001")!.files.set("key9", await labelledJpeg("key-9"));
+			const second = await finished(bob, (await bob.post("/api/imports", { source: "google-drive", folder: "keyFolder0001", apiKey: key })).body.job.id);
+			assert.equal(second.failed, 1, JSON.stringify(second));
+			host.broken.delete("/drive/v3/files/key9");
+			const keyless = await bob.post(`/api/imports/${second.id}/retry`);
+			assert.equal(keyless.status, 400);
+			assert.equal(keyless.body.type, "API_KEY_REQUIRED");
+			const retried = await bob.post(`/api/imports/${second.id}/retry`, { apiKey: key });
+			assert.equal(retried.status, 202, JSON.stringify(retried.body));
+			const done = await finished(bob, second.id);
+			assert.equal(done.failed, 0, JSON.stringify(done));
+			assert.deepEqual(findFilesContaining(server.dataDir, Buffer.from(key)), []);
+		} finally {
+			host.driveKey = previousKey;
+		}
 	});
 
 	it("fails a Drive import whose folder cannot be listed, and refuses bad folder references", async () => {

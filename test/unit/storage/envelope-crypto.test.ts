@@ -18,8 +18,10 @@ import {
 	Keyring,
 	masterKeyId,
 	openEnvelope,
+	openSecret,
 	parseHeader,
-	rewrapHeader
+	rewrapHeader,
+	sealSecret
 } from "../../../models/storage/envelope-crypto.ts";
 import { IntegrityError } from "../../../models/shared/errors.ts";
 
@@ -198,5 +200,21 @@ describe("envelope encryption", () => {
 		assert.ok((await open(rewrapped, undefined, new Keyring(keyB))).plaintext.equals(plaintext));
 		throwsIntegrity(() => openEnvelope(oldHeader, new Keyring(keyB)), /not configured/);
 		throwsIntegrity(() => rewrapHeader(flipped(oldHeader, 40), new Keyring(keyB, [keyA])), /header failed authentication/);
+	});
+});
+
+describe("sealed secrets", () => {
+	it("open for their context only, under the current or an older master key", () => {
+		const sealed = sealSecret("AIza-some-api-key", "job-1", new Keyring(keyA));
+		assert.equal(sealed.includes("AIza"), false);
+		assert.notEqual(sealSecret("AIza-some-api-key", "job-1", new Keyring(keyA)), sealed, "a fresh IV each time");
+		assert.equal(openSecret(sealed, "job-1", new Keyring(keyA)), "AIza-some-api-key");
+		assert.equal(openSecret(sealed, "job-1", new Keyring(keyB, [keyA])), "AIza-some-api-key", "after a rotation");
+		assert.throws(() => openSecret(sealed, "job-2", new Keyring(keyA)), IntegrityError, "moved to another job");
+		assert.throws(() => openSecret(sealed, "job-1", new Keyring(keyB)), /not configured/);
+		const bytes = Buffer.from(sealed, "base64url");
+		bytes[bytes.length - 20]! ^= 1;
+		assert.throws(() => openSecret(bytes.toString("base64url"), "job-1", new Keyring(keyA)), IntegrityError);
+		assert.throws(() => openSecret("c2hvcnQ", "job-1", new Keyring(keyA)), IntegrityError);
 	});
 });
