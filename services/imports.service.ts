@@ -161,22 +161,15 @@ const imports: ServiceSchema<ServiceSettingSchema, ImportsMethods, ImportsVars> 
 			}
 		},
 
-		/** An account is being deleted: every unfinished job of its owner is cancelled. */
-		cancelByOwner: {
+		/**
+		 * An account is being deleted: its jobs go, running or not, with their items, URL lists
+		 * (and API keys) and content claims. Workers find nothing more to do for them.
+		 */
+		removeByOwner: {
 			visibility: "public",
 			params: { $$strict: true, owner: ID },
 			async handler(ctx: ImportsContext<{ owner: string }>) {
-				let cancelled = 0;
-				let cursor: string | undefined;
-				do {
-					const page = await this.repo.listJobs(ctx.params.owner, 100, cursor);
-					for (const job of page.items.filter(job => !job.finishedAt)) {
-						await this.repo.cancel(job.id);
-						cancelled++;
-					}
-					cursor = page.nextCursor ?? undefined;
-				} while (cursor);
-				return { cancelled };
+				return { removed: await this.repo.removeByOwner(ctx.params.owner) };
 			}
 		},
 

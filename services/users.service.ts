@@ -125,7 +125,7 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 				const user = await this.requireUser(ctx);
 				// Imports and images first: if either fails the account still exists and the call can
 				// be retried.
-				await ctx.call("imports.cancelByOwner", { owner: user.id });
+				await ctx.call("imports.removeByOwner", { owner: user.id });
 				await ctx.call("images.removeByOwner", { owner: user.id });
 				await this.repo.remove(user.id);
 				await this.userChanged(ctx, user.id);

@@ -184,6 +184,13 @@ export interface ImportRepository {
 	 */
 	retryFailed(jobId: string, sealedApiKey?: string): Promise<number[]>;
 
+	/**
+	 * The owner's account is being deleted: removes its jobs with their items and URL lists, and
+	 * its content claims. Returns how many jobs went. Work still in flight for them finds nothing
+	 * to change (and images.ingest refuses the owner once the account is gone).
+	 */
+	removeByOwner(owner: string): Promise<number>;
+
 	/** Unfinished jobs with no progress since `before` (ISO time), taking them for a resume. */
 	claimStalled(before: string): Promise<ImportJob[]>;
 	/** Dispatched or running items whose lease ran out (lost message, dead worker) go back to queued. */

@@ -445,6 +445,22 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 	}
 
 	/**
+	 * Not atomic: items and URL lists go first, then the jobs, so a failure half-way leaves jobs
+	 * (which a retried account deletion removes) and never items without a job. A listing on
+	 * another node adding a page at that very moment can still leave that page's items behind.
+	 */
+	async removeByOwner(owner: string): Promise<number> {
+		return this.run(async () => {
+			const jobIds = (await this.jobs.find({ owner: owner }, { projection: { _id: 1 } }).toArray()).map(job => job._id);
+			await this.items.deleteMany({ jobId: { $in: jobIds } });
+			await this.urls.deleteMany({ jobId: { $in: jobIds } });
+			const removed = (await this.jobs.deleteMany({ owner: owner })).deletedCount;
+			await this.contents.deleteMany({ owner: owner });
+			return removed;
+		});
+	}
+
+	/**
 	 * Counts a finished item in its job exactly once, however often it is called (a finisher, then
 	 * a reconciler after the finisher died): the job's `$inc` of processed and the outcome counter
 	 * is conditional on the item's seq not being in `counting` and adds it there in the same

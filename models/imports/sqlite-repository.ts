@@ -412,6 +412,15 @@ export class SqliteImportRepository implements ImportRepository {
 		this.db.prepare("DELETE FROM import_contents WHERE owner = ? AND sha256 = ? AND image_id = ?").run(owner, sha256, imageId);
 	}
 
+	async removeByOwner(owner: string): Promise<number> {
+		return transaction(this.db, () => {
+			// Items and URL lists go with their jobs (ON DELETE CASCADE).
+			const removed = Number(this.db.prepare("DELETE FROM import_jobs WHERE owner = ?").run(owner).changes);
+			this.db.prepare("DELETE FROM import_contents WHERE owner = ?").run(owner);
+			return removed;
+		});
+	}
+
 	async ping(): Promise<boolean> {
 		return this.db.prepare("SELECT 1 AS ok").get() !== undefined;
 	}

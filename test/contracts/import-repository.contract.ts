@@ -170,6 +170,34 @@ export function importRepositoryContract(name: string, open: () => Promise<Impor
 			assert.equal((await repo.cancel(job.id))!.status, "cancelled", "cancelling twice changes nothing");
 		});
 
+		it("removes everything of an owner whose account is deleted: jobs, items, URL lists, content claims", async () => {
+			const running = await listedJob(3);
+			assert.ok(await repo.startItem(running.id, 0, LEASE));
+			const finished = await listedJob(1);
+			await repo.finishItem(finished.id, 0, { state: "succeeded", imageId: "img-a" });
+			await repo.claimContent("u-alice", "sha-a", "img-a", 0);
+			await repo.commitContent("u-alice", "sha-a", "img-a");
+			const bobs = newJob("u-bob");
+			await repo.createJob(bobs, ["http://e.com/b"]);
+			await repo.claimContent("u-bob", "sha-a", "img-b", 0);
+
+			assert.equal(await repo.removeByOwner("u-alice"), 2);
+			assert.equal(await repo.getJob(running.id), null);
+			assert.equal(await repo.getJob(finished.id), null);
+			assert.equal((await repo.listItems(running.id, { limit: 10 })).total, 0);
+			assert.deepEqual(await repo.sourceUrls(running.id), []);
+			assert.equal((await repo.listJobs("u-alice", 10)).total, 0);
+			// Work still in flight for the removed jobs finds nothing to change.
+			assert.equal(await repo.finishItem(running.id, 0, { state: "succeeded", imageId: "img-late" }), false);
+			assert.deepEqual(await repo.dispatch(running.id, 8, 16, LEASE), []);
+			assert.equal((await repo.claimContent("u-alice", "sha-a", "img-new", 0)).imageId, "img-new", "the claim went too");
+			// Another owner keeps everything.
+			assert.ok(await repo.getJob(bobs.id));
+			assert.deepEqual(await repo.sourceUrls(bobs.id), ["http://e.com/b"]);
+			assert.equal((await repo.claimContent("u-bob", "sha-a", "img-other", 0)).imageId, "img-b");
+			assert.equal(await repo.removeByOwner("u-nobody"), 0);
+		});
+
 		describe("the API key a Drive job carries", () => {
 			/** A Drive job with `n` listed items, listing finished. */
 			async function driveJob(n: number, source: ImportSource = DRIVE_SOURCE): Promise<ImportJob> {
