@@ -3,8 +3,9 @@
  * verified locally; the user behind it is then confirmed with `users.identify` (cached on the
  * users nodes), so a deleted or disabled account stops working at once, and so does every token
  * issued before the account's token version moved (password change, "sign out everywhere"): the
- * version rides in the cached identity, so this costs no database read per request. Each action declares who
- * may call it with its `auth` key ("public" | "optional" | "user" | "admin"; default "user").
+ * version rides in the cached identity, so this costs no database read per request. Each action
+ * declares who may call it with its `auth` key ("public" | "optional" | "user" | "admin"; default
+ * "user").
  */
 import type { Context, ServiceSchema } from "moleculer";
 import type { IncomingMessage } from "node:http";

@@ -61,8 +61,8 @@ export function accessConditions(viewer: Viewer): SearchCondition[] {
 
 function queryConditions(query: NonNullable<ImageFilter["query"]>): SearchCondition[] {
 	// `owner:` names an account, whose id only the users service knows: the caller resolves it
-	// into filter.owner (ownerFilterOf). Searching the stored name instead would hand a deleted
-	// account's images to whoever registers its name next.
+	// into filter.owner (images.list, ownerIdOf). Searching the stored name instead would hand a
+	// deleted account's images to whoever registers its name next.
 	if (query.ownerName !== undefined) throw new Error("owner: must be resolved to an account id (filter.owner) before searching");
 	const where: SearchCondition[] = query.words.map(word => ({ kind: "word", word }));
 	if (query.prefix) where.push({ kind: "wordPrefix", prefix: query.prefix });
