@@ -2,9 +2,9 @@
  * All configuration, read once from the environment. Every variable is documented in the
  * configuration table in docs/configuration.md; nothing else in the code reads process.env.
  */
-import { mkdirSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
+import { prepareDataDir } from "./data-dir.ts";
 import { loadOrCreateSecrets } from "./secrets.ts";
 
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace";
@@ -185,7 +185,7 @@ function storageBackend(env: NodeJS.ProcessEnv): StorageBackend {
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 	const dataDir = resolve(env.DATA_DIR || "./data");
-	mkdirSync(dataDir, { recursive: true });
+	prepareDataDir(dataDir);
 	const secrets = loadOrCreateSecrets(dataDir, env);
 	return {
 		port: integer(env, "PORT", 3000),

@@ -1,15 +1,18 @@
 /**
  * Gateway authentication and authorization, mixed into the api service. A Bearer JWT (HS256) is
  * verified locally; the user behind it is then confirmed with `users.identify` (cached on the
- * users nodes), so a deleted or disabled account stops working at once. Each action declares who
- * may call it with its `auth` key ("public" | "optional" | "user" | "admin"; default "user").
+ * users nodes), so a deleted or disabled account stops working at once, and so does every token
+ * issued before the account's token version moved (password change, "sign out everywhere"): the
+ * version rides in the cached identity, so this costs no database read per request. Each action
+ * declares who may call it with its `auth` key ("public" | "optional" | "user" | "admin"; default
+ * "user").
  */
 import type { Context, ServiceSchema } from "moleculer";
 import type { IncomingMessage } from "node:http";
 import { getConfig } from "../config/index.ts";
 import { ForbiddenError, UnauthorizedError } from "../models/shared/errors.ts";
 import { TokenSigner } from "../models/users/token.ts";
-import type { AuthUser } from "../models/users/user.ts";
+import type { AuthUser, Identity } from "../models/users/user.ts";
 
 type AuthLevel = "public" | "optional" | "user" | "admin";
 
@@ -35,7 +38,10 @@ export const AuthMixin: Partial<ServiceSchema> = {
 			if (req.$action?.auth === "public") return null;
 			const token = bearerToken(req);
 			if (!token) return null;
-			return ctx.call<AuthUser, { id: string }>("users.identify", { id: tokens.verify(token) });
+			const claims = tokens.verify(token);
+			const { tokenVersion, ...user } = await ctx.call<Identity, { id: string }>("users.identify", { id: claims.userId });
+			if (claims.tokenVersion !== tokenVersion) throw new UnauthorizedError("Token revoked: sign in again", "TOKEN_REVOKED");
+			return user;
 		},
 
 		/** moleculer-web `authorization` hook: enforces the action's `auth` level. */

@@ -9,11 +9,14 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { getConfig } from "../config/index.ts";
+import { masterKeyring } from "../models/backends.ts";
 import { downloadUrl, listDriveImages, type DriveSource } from "../models/imports/google-drive.ts";
+import { apiKeyOf } from "../models/imports/job-secrets.ts";
 import { fileNameOf, normalizeUrl, type ImportItem, type ImportJob, type ItemResult, type NewItem } from "../models/imports/import-job.ts";
 import { downloadToFile, FetchLimiter, type FetchOptions } from "../models/imports/safe-fetch.ts";
 import { IMPORT_CHANNEL } from "../models/pipeline/channels.ts";
 import { NotFoundError } from "../models/shared/errors.ts";
+import type { Keyring } from "../models/storage/envelope-crypto.ts";
 import type { AuthUser } from "../models/users/user.ts";
 import { importsMixin, type ImportMessage } from "../types/imports-service.ts";
 
@@ -50,14 +53,14 @@ function errorText(err: unknown): string {
 	return (label ? `${label}: ` : "") + (message ?? String(err));
 }
 
-function driveSource(job: ImportJob): DriveSource {
+function driveSource(job: ImportJob, keyring: Keyring): DriveSource {
 	if (job.source.type !== "google-drive") throw new Error(`job ${job.id} is not a Google Drive import`);
-	return { apiUrl: config.googleDriveApiUrl, apiKey: job.source.apiKey ?? config.googleApiKey ?? "" };
+	return { apiUrl: config.googleDriveApiUrl, apiKey: apiKeyOf(job, keyring) ?? config.googleApiKey ?? "" };
 }
 
 /** Where an item's bytes come from; Drive URLs are made here so that the API key is not stored per item. */
-function sourceUrlOf(job: ImportJob, item: ImportItem): string {
-	return item.key.startsWith("gdrive:") ? downloadUrl(driveSource(job), item.key.slice("gdrive:".length)) : item.url;
+function sourceUrlOf(job: ImportJob, item: ImportItem, keyring: Keyring): string {
+	return item.key.startsWith("gdrive:") ? downloadUrl(driveSource(job, keyring), item.key.slice("gdrive:".length)) : item.url;
 }
 
 export const ImportWorkerMixin = importsMixin({
@@ -106,7 +109,7 @@ export const ImportWorkerMixin = importsMixin({
 				}
 				return;
 			}
-			for await (const page of listDriveImages(driveSource(job), job.source.folder, job.source.recursive, fetchOptions())) {
+			for await (const page of listDriveImages(driveSource(job, this.keyring), job.source.folder, job.source.recursive, fetchOptions())) {
 				await add(page.map(file => ({ key: `gdrive:${file.id}`, url: "", name: file.name })), true);
 				// Cancelled meanwhile: stop paging.
 				if ((await this.repo.getJob(job.id))?.status === "cancelled") return;
@@ -135,7 +138,7 @@ export const ImportWorkerMixin = importsMixin({
 			if (await this.existingImage(job, id)) return { state: "duplicate", imageId: id };
 			const file = join(this.tmpDir, `${id}-${randomUUID()}`);
 			try {
-				const url = sourceUrlOf(job, item);
+				const url = sourceUrlOf(job, item, this.keyring);
 				const downloaded = await this.limiter.run(url, () => downloadToFile(url, file, fetchOptions()));
 				const result = await this.storeOnce(job, item, id, file, downloaded.sha256);
 				return { ...result, bytes: result.state === "succeeded" ? downloaded.bytes : 0 };
@@ -214,6 +217,7 @@ export const ImportWorkerMixin = importsMixin({
 
 	created() {
 		this.limiter = new FetchLimiter(config.importConcurrency, config.importPerHostConcurrency);
+		this.keyring = masterKeyring(config);
 		this.tmpDir = join(config.dataDir, "tmp", "imports");
 		mkdirSync(this.tmpDir, { recursive: true });
 	},

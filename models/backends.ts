@@ -53,8 +53,13 @@ export function openImportRepository(config: Config): ImportRepository {
 	return mongo ? new (mongoImports().MongoImportRepository)(mongo) : new SqliteImportRepository(join(config.dataDir, "imports.db"));
 }
 
+/** The configured master keys: the current one seals, older ones still open (rotation). */
+export function masterKeyring(config: Config): Keyring {
+	return new Keyring(config.storageMasterKey, config.storageOldMasterKeys);
+}
+
 export function openBlobStore(config: Config): BlobStore {
-	const keyring = new Keyring(config.storageMasterKey, config.storageOldMasterKeys);
+	const keyring = masterKeyring(config);
 	const mongo = config.storage === "gridfs" ? mongoOptions(config) : null;
 	return mongo ? new (gridFs().GridFsBlobStore)({ ...mongo, keyring }) : new FsBlobStore({ root: join(config.dataDir, "blobs"), keyring });
 }

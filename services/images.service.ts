@@ -17,6 +17,7 @@ import type { ImageDoc, ImageFilter, ImagePatch, SortKey } from "../models/image
 import { newImageDoc, userTags, type StagedSource, type UploadFields, type UploadOptions } from "../models/images/new-image.ts";
 import { EXT, TAGS, UPLOAD_FIELDS, VISIBILITY } from "../models/images/params.ts";
 import { imageEvent, toPublicImage } from "../models/images/public-image.ts";
+import { ownerIdOf, ownerNamesOf } from "../models/images/search-filter.ts";
 import { multiWordTagCandidates, parseSearchQuery, type SearchQuery } from "../models/images/search-query.ts";
 import { tagList } from "../models/images/tags.ts";
 import { CHANNELS } from "../models/pipeline/channels.ts";
@@ -95,6 +96,11 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 					ctx.stream.resume();
 					return { image: toPublicImage(existing), created: false };
 				}
+				// Work in flight for a deleted account (an import mid-download) stores nothing.
+				if (!(await this.ownerExists(ctx, owner))) {
+					ctx.stream.resume();
+					throw new NotFoundError("User", owner);
+				}
 				const source = { id, owner: { id: owner, username: ownerName }, filename };
 				const doc = await this.stage(ctx, ctx.stream, source, { fields, category: category ?? null });
 				try {
@@ -105,6 +111,12 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 					const twin = err instanceof ConflictError ? await this.repo.get(id) : null;
 					if (!twin) throw err;
 					return { image: toPublicImage(twin), created: false };
+				}
+				// The account went while the bytes were stored: its deletion may have swept already,
+				// so this image is removed here (the deletion's last sweep covers the other order).
+				if (!(await this.ownerExists(ctx, owner))) {
+					await this.deleteImage(ctx, doc);
+					throw new NotFoundError("User", owner);
 				}
 				return { image: toPublicImage(doc), created: true };
 			}
@@ -127,12 +139,15 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			async handler(ctx: ImagesContext) {
 				const p = ctx.params;
 				const viewer = this.viewerOf(ctx);
+				const parsed = p.q ? await this.searchQueryOf(p.q, viewer) : undefined;
+				const owner = await this.ownerOf(ctx, ownerNamesOf(p.owner, parsed));
+				if (owner === null) return { items: [], nextCursor: null, total: 0 };
 				const filter: ImageFilter = {
 					viewer,
-					query: p.q ? await this.searchQueryOf(p.q, viewer) : undefined,
+					query: parsed && { ...parsed, ownerName: undefined },
 					tags: p.tag ? tagList(p.tag) : undefined,
 					category: p.category,
-					ownerName: p.owner,
+					owner,
 					visibility: p.visibility,
 					sort: (p.sort as SortKey) ?? "-createdAt",
 					limit: p.limit ?? 50,
@@ -263,6 +278,19 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			const doc = await this.repo.get(id);
 			if (!doc || !canManage(this.viewerOf(ctx), doc)) throw new NotFoundError("Image", id);
 			return doc;
+		},
+
+		/**
+		 * The account id the owner names of a search resolve to now (see ownerIdOf): a deleted
+		 * account's images never answer to the name a new account took.
+		 */
+		async ownerOf(ctx: ImagesContext, names: string[]): Promise<string | null | undefined> {
+			const ids = await Promise.all(names.map(username => ctx.call<string | null, { username: string }>("users.idOf", { username })));
+			return ownerIdOf(ids);
+		},
+
+		async ownerExists(ctx: ImagesContext, owner: string): Promise<boolean> {
+			return ctx.call<boolean, { id: string }>("users.exists", { id: owner });
 		},
 
 		/** `q` as a query; a `tag:` followed by words takes the longest label the viewer can find. */

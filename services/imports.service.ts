@@ -18,6 +18,7 @@ import { ImportWorkerMixin } from "../mixins/import-worker.mixin.ts";
 import { repositoryMixin } from "../mixins/repository.mixin.ts";
 import { openImportRepository } from "../models/backends.ts";
 import { parseFolderId } from "../models/imports/google-drive.ts";
+import { sealApiKey } from "../models/imports/job-secrets.ts";
 import { newImportJob, type ImportItem, type ImportJob, type JobView } from "../models/imports/import-job.ts";
 import { MAX_URLS, OPTIONS, URL_PARAM, type CreateParams } from "../models/imports/params.ts";
 import { IMPORT_CHANNEL } from "../models/pipeline/channels.ts";
@@ -160,12 +161,24 @@ const imports: ServiceSchema<ServiceSettingSchema, ImportsMethods, ImportsVars> 
 			}
 		},
 
+		/**
+		 * An account is being deleted: its jobs go, running or not, with their items, URL lists
+		 * (and API keys) and content claims. Workers find nothing more to do for them.
+		 */
+		removeByOwner: {
+			visibility: "public",
+			params: { $$strict: true, owner: ID },
+			async handler(ctx: ImportsContext<{ owner: string }>) {
+				return { removed: await this.repo.removeByOwner(ctx.params.owner) };
+			}
+		},
+
 		retry: {
 			rest: "POST /imports/:id/retry",
-			params: { $$strict: true, id: ID },
-			async handler(ctx: ImportsContext<{ id: string }>) {
+			params: { $$strict: true, id: ID, apiKey: { type: "string", min: 1, max: 200, optional: true } },
+			async handler(ctx: ImportsContext<{ id: string; apiKey?: string }>) {
 				const job = await this.ownJob(ctx, ctx.params.id);
-				const seqs = await this.repo.retryFailed(job.id);
+				const seqs = await this.repo.retryFailed(job.id, this.retryApiKey(job, ctx.params.apiKey));
 				await this.fill(job.id);
 				ctx.meta.$statusCode = 202;
 				return { job: await this.view((await this.repo.getJob(job.id))!), requeued: seqs.length };
@@ -176,6 +189,7 @@ const imports: ServiceSchema<ServiceSettingSchema, ImportsMethods, ImportsVars> 
 	methods: {
 		async createJob(ctx: ImportsContext, params: CreateParams): Promise<ImportJob> {
 			const user = ctx.meta.user!;
+			const jobId = newId();
 			let source: ImportJob["source"];
 			if (params.source === "urls") {
 				if (!params.urls || params.folder !== undefined) throw new BadRequestError("A URL import takes `urls` (and no folder)", "VALIDATION_ERROR");
@@ -185,18 +199,31 @@ const imports: ServiceSchema<ServiceSettingSchema, ImportsMethods, ImportsVars> 
 				if (!params.folder || params.urls !== undefined) throw new BadRequestError("A Google Drive import takes `folder` (and no urls)", "VALIDATION_ERROR");
 				const folder = parseFolderId(params.folder);
 				if (!folder) throw new BadRequestError("Not a Google Drive folder URL or id", "INVALID_FOLDER");
-				const apiKey = params.apiKey ?? config.googleApiKey;
-				if (!apiKey) throw new BadRequestError("A Google API key is needed: pass apiKey or configure GOOGLE_API_KEY", "API_KEY_REQUIRED");
-				// A key from the request is kept with the job (the workers need it); the configured one is not copied.
-				source = { type: "google-drive", folder, recursive: params.recursive ?? false, apiKey: params.apiKey };
+				if (!params.apiKey && !config.googleApiKey) throw new BadRequestError("A Google API key is needed: pass apiKey or configure GOOGLE_API_KEY", "API_KEY_REQUIRED");
+				// A key from the request is kept with the job, sealed, while the workers need it; the
+				// configured one is not copied.
+				const sealedApiKey = params.apiKey ? sealApiKey(jobId, params.apiKey, this.keyring) : undefined;
+				source = { type: "google-drive", folder, recursive: params.recursive ?? false, ...(sealedApiKey ? { sealedApiKey } : {}) };
 			}
 			const category = params.category ? (await ctx.call<{ id: string }, { ref: string }>("categories.resolve", { ref: params.category })).id : null;
 			const tags = Array.isArray(params.tags) ? params.tags.join(",") : params.tags;
 			const options = { category, tags, visibility: params.visibility ?? "private", encrypted: params.encrypted ?? false };
-			const job = newImportJob({ id: newId(), owner: user.id, ownerName: user.username, source, options }, nowIso());
+			const job = newImportJob({ id: jobId, owner: user.id, ownerName: user.username, source, options }, nowIso());
 			await this.repo.createJob(job, params.urls);
 			await this.broker.sendToChannel(IMPORT_CHANNEL, { jobId: job.id, list: true } satisfies ImportMessage);
 			return job;
+		},
+
+		/**
+		 * The sealed key a retry gives a Drive job: the job dropped its own when it ended, so one
+		 * must come with the retry unless a key is configured (or the job still has one).
+		 */
+		retryApiKey(job: ImportJob, apiKey: string | undefined): string | undefined {
+			if (job.source.type !== "google-drive") return undefined;
+			if (apiKey) return sealApiKey(job.id, apiKey, this.keyring);
+			const hasKey = job.source.sealedApiKey !== undefined || job.source.apiKey !== undefined || config.googleApiKey !== undefined;
+			if (!hasKey && job.failed > 0) throw new BadRequestError("The job's API key was dropped when it ended: pass apiKey to retry", "API_KEY_REQUIRED");
+			return undefined;
 		},
 
 		/** The job if the caller owns it or is an admin; 404 otherwise. */
@@ -208,7 +235,7 @@ const imports: ServiceSchema<ServiceSettingSchema, ImportsMethods, ImportsVars> 
 
 		async view(job: ImportJob): Promise<JobView> {
 			const { source, listed: _listed, updatedAt, ...rest } = job;
-			const { apiKey: _secret, ...shownSource } = source as { apiKey?: string };
+			const { apiKey: _secret, sealedApiKey: _sealed, ...shownSource } = source as { apiKey?: string; sealedApiKey?: string };
 			const failed = job.failed ? await this.repo.listItems(job.id, { state: "failed", limit: ERRORS_SHOWN }) : { items: [] };
 			const end = job.finishedAt ? Date.parse(job.finishedAt) : Date.now();
 			const seconds = job.startedAt ? (end - Date.parse(job.startedAt)) / 1000 : 0;

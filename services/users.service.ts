@@ -11,8 +11,8 @@ import type { Role } from "../models/shared/access.ts";
 import { TokenSigner } from "../models/users/token.ts";
 import { DUMMY_HASH_PROMISE, hashPassword, verifyPassword } from "../models/users/password.ts";
 import { repositoryMixin } from "../mixins/repository.mixin.ts";
-import { toPublicUser, type PublicUser, type UserRecord, type UserRepository } from "../models/users/user.ts";
-import type { AuthUser } from "../models/users/user.ts";
+import { toPublicUser, type PublicUser, type UserPatch, type UserRecord, type UserRepository } from "../models/users/user.ts";
+import type { AuthUser, Identity } from "../models/users/user.ts";
 
 const USERNAME = { type: "string", min: 3, max: 32, pattern: /^[a-z0-9_.-]+$/, messages: { stringPattern: "Username may only contain a-z, 0-9, '_', '.' and '-'" } };
 const PASSWORD = { type: "string", min: 8, max: 256 };
@@ -28,6 +28,7 @@ interface UsersMethods {
 	createUser(username: string, password: string, name: string | undefined, role: Role): Promise<UserRecord>;
 	changeAccount(ctx: Context, id: string, patch: { role?: Role; disabled?: boolean }): Promise<PublicUser>;
 	issueToken(user: UserRecord): { token: string; expiresIn: number };
+	revokeTokens(ctx: Context, id: string): Promise<void>;
 	requireUser(ctx: Context): Promise<UserRecord>;
 	userChanged(ctx: Context, id: string): Promise<void>;
 	forgetIdentity(id: string): Promise<void>;
@@ -92,11 +93,28 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 			params: { $$strict: true, name: DISPLAY_NAME, password: { ...PASSWORD, optional: true } },
 			async handler(ctx: UsersContext) {
 				const user = await this.requireUser(ctx);
-				const patch: Partial<UserRecord> = {};
+				const patch: UserPatch = {};
 				if (ctx.params.name) patch.name = ctx.params.name;
 				if (ctx.params.password) patch.passwordHash = await hashPassword(ctx.params.password);
-				const updated = await this.repo.update(user.id, patch);
-				return toPublicUser(updated!);
+				// A new password signs out every session, this one included: whoever held the old
+				// password may hold a token too.
+				const revokeTokens = patch.passwordHash !== undefined;
+				const updated = await this.repo.update(user.id, patch, { revokeTokens });
+				if (!updated) throw new UnauthorizedError();
+				if (revokeTokens) await this.userChanged(ctx, user.id);
+				return toPublicUser(updated);
+			}
+		},
+
+		/** "Sign out everywhere": every token of the caller issued so far stops working. */
+		logoutAll: {
+			rest: "POST /auth/logout-all",
+			params: { $$strict: true },
+			async handler(ctx: UsersContext) {
+				const user = await this.requireUser(ctx);
+				await this.revokeTokens(ctx, user.id);
+				ctx.meta.$statusCode = 204;
+				return null;
 			}
 		},
 
@@ -105,10 +123,16 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 			params: { $$strict: true },
 			async handler(ctx: UsersContext) {
 				const user = await this.requireUser(ctx);
-				// Images first: if that fails the account still exists and the call can be retried.
+				// Imports and images first: if either fails the account still exists and the call can
+				// be retried.
+				await ctx.call("imports.removeByOwner", { owner: user.id });
 				await ctx.call("images.removeByOwner", { owner: user.id });
 				await this.repo.remove(user.id);
 				await this.userChanged(ctx, user.id);
+				// Imports that were mid-download may have stored an image between the first sweep and
+				// the removal; images.ingest refuses the owner from now on, and removes what it stored
+				// if the owner went meanwhile, so this second sweep leaves nothing behind.
+				await ctx.call("images.removeByOwner", { owner: user.id });
 				ctx.meta.$statusCode = 204;
 				return null;
 			}
@@ -158,15 +182,39 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 			}
 		},
 
-		/** Gateway look-up: who a token's subject is now (throws when gone or disabled). */
+		/**
+		 * Gateway look-up: who a token's subject is now and which token version it accepts (throws
+		 * when gone or disabled). Cached; every change that matters forgets the entry (userChanged).
+		 */
 		identify: {
 			visibility: "public",
 			params: { $$strict: true, id: { type: "string", max: 64 } },
 			cache: { keys: ["id"], ttl: 30 },
-			async handler(ctx: Context<{ id: string }>): Promise<AuthUser> {
+			async handler(ctx: Context<{ id: string }>): Promise<Identity> {
 				const user = await this.repo.get(ctx.params.id);
 				if (!user || user.disabled) throw new UnauthorizedError("Account no longer active", "ACCOUNT_INACTIVE");
-				return { id: user.id, username: user.username, role: user.role };
+				return { id: user.id, username: user.username, role: user.role, tokenVersion: user.tokenVersion };
+			}
+		},
+
+		/** The id of the account that has this username now, or null (owner search, images.list). */
+		idOf: {
+			visibility: "public",
+			params: { $$strict: true, username: { type: "string", max: 500 } },
+			async handler(ctx: Context<{ username: string }>): Promise<string | null> {
+				return (await this.repo.findByUsername(ctx.params.username))?.id ?? null;
+			}
+		},
+
+		/**
+		 * Whether the account exists (disabled or not): images.ingest asks before and after storing
+		 * for an import, so a deleted account gets no images. Not cached: a deletion counts at once.
+		 */
+		exists: {
+			visibility: "public",
+			params: { $$strict: true, id: { type: "string", max: 64 } },
+			async handler(ctx: Context<{ id: string }>): Promise<boolean> {
+				return (await this.repo.get(ctx.params.id)) !== null;
 			}
 		},
 
@@ -200,6 +248,7 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 				role,
 				disabled: false,
 				passwordHash: await hashPassword(password),
+				tokenVersion: 0,
 				createdAt: now,
 				updatedAt: now
 			};
@@ -207,12 +256,20 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 			return user;
 		},
 
-		/** Role or access change; cached identities everywhere forget the user at once. */
+		/**
+		 * Role or access change; cached identities everywhere forget the user at once. Disabling
+		 * revokes the tokens too, so enabling the account again does not bring them back.
+		 */
 		async changeAccount(ctx: Context, id: string, patch: { role?: Role; disabled?: boolean }): Promise<PublicUser> {
-			const updated = await this.repo.update(id, patch);
+			const updated = await this.repo.update(id, patch, { revokeTokens: patch.disabled === true });
 			if (!updated) throw new NotFoundError("User", id);
 			await this.userChanged(ctx, id);
 			return toPublicUser(updated);
+		},
+
+		async revokeTokens(ctx: Context, id: string): Promise<void> {
+			if (!(await this.repo.update(id, {}, { revokeTokens: true }))) throw new NotFoundError("User", id);
+			await this.userChanged(ctx, id);
 		},
 
 		issueToken(user: UserRecord) {
@@ -240,12 +297,16 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 		/** Creates or updates the configured admin account at start. */
 		async ensureAdmin() {
 			const { adminUsername, adminPassword } = getConfig();
-			const passwordHash = await hashPassword(adminPassword);
 			const existing = await this.repo.findByUsername(adminUsername);
 			if (existing) {
-				await this.repo.update(existing.id, { role: "admin", disabled: false, passwordHash });
+				// A configured password that differs from the stored one is a reset: the old
+				// password's tokens go. An unchanged one keeps the admin signed in across restarts.
+				const reset = !(await verifyPassword(adminPassword, existing.passwordHash));
+				const passwordHash = reset ? await hashPassword(adminPassword) : undefined;
+				await this.repo.update(existing.id, { role: "admin", disabled: false, passwordHash }, { revokeTokens: reset });
 				return;
 			}
+			const passwordHash = await hashPassword(adminPassword);
 			const now = nowIso();
 			try {
 				await this.repo.insert({
@@ -255,6 +316,7 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 					role: "admin",
 					disabled: false,
 					passwordHash,
+					tokenVersion: 0,
 					createdAt: now,
 					updatedAt: now
 				});

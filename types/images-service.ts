@@ -42,6 +42,8 @@ export interface ImagesMethods {
 	visibleImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
 	editableImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
 	searchQueryOf(q: string, viewer: Viewer): Promise<SearchQuery>;
+	ownerOf(ctx: ImagesContext, names: string[]): Promise<string | null | undefined>;
+	ownerExists(ctx: ImagesContext, owner: string): Promise<boolean>;
 	stage(ctx: ImagesContext, stream: Readable, source: StagedSource, options: UploadOptions): Promise<ImageDoc>;
 	uploadOptions(ctx: ImagesContext, rawFields: Readonly<Record<string, string>>): Promise<UploadOptions>;
 	resolveCategory(ctx: ImagesContext, ref: string | undefined): Promise<string | null>;

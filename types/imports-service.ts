@@ -6,6 +6,7 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { CreateParams } from "../models/imports/params.ts";
 import type { ImportItem, ImportJob, ImportRepository, ItemResult, JobView } from "../models/imports/import-job.ts";
 import type { FetchLimiter } from "../models/imports/safe-fetch.ts";
+import type { Keyring } from "../models/storage/envelope-crypto.ts";
 import type { AuthUser } from "../models/users/user.ts";
 
 type Meta = { user?: AuthUser | null; $statusCode?: number; $responseType?: string; $responseHeaders?: Record<string, string> };
@@ -18,6 +19,8 @@ export interface ImportsVars {
 	repo: ImportRepository;
 	limiter: FetchLimiter;
 	tmpDir: string;
+	/** Seals and opens the API keys jobs carry (models/imports/job-secrets.ts). */
+	keyring: Keyring;
 	reconciler: NodeJS.Timeout | undefined;
 }
 
@@ -25,6 +28,7 @@ export interface ImportsMethods {
 	// services/imports.service.ts
 	createJob(ctx: ImportsContext, params: CreateParams): Promise<ImportJob>;
 	ownJob(ctx: ImportsContext, id: string): Promise<ImportJob>;
+	retryApiKey(job: ImportJob, apiKey: string | undefined): string | undefined;
 	view(job: ImportJob): Promise<JobView>;
 	// mixins/import-worker.mixin.ts
 	fill(jobId: string): Promise<void>;

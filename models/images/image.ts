@@ -28,8 +28,11 @@ export interface ImageFilter {
 	/** Any of these tags (lower-case labels). */
 	tags?: string[];
 	category?: string;
-	/** Owner username. */
-	ownerName?: string;
+	/**
+	 * Owner account id. Never a username: names are freed when an account is deleted and can be
+	 * taken again, so the service resolves `owner:` names to the current account's id first.
+	 */
+	owner?: string;
 	visibility?: Visibility;
 	sort: SortKey;
 	limit: number;

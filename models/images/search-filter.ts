@@ -8,8 +8,8 @@ import type { ImageFilter } from "./image.ts";
 import type { SearchableField } from "./search-query.ts";
 
 export type SearchCondition =
-	/** The field equals the value (ownerName is the owner's username). */
-	| { kind: "equals"; field: "visibility" | "category" | "ownerName"; value: string }
+	/** The field equals the value (owner is the owner's account id). */
+	| { kind: "equals"; field: "visibility" | "category" | "owner"; value: string }
 	/** Public, or owned by `owner`: what a signed-in user who is not an admin may see. */
 	| { kind: "publicOrOwnedBy"; owner: string }
 	/** At least one of these tag labels. */
@@ -30,10 +30,25 @@ export function searchConditions(filter: ImageFilter): SearchCondition[] {
 	const where = accessConditions(filter.viewer);
 	if (filter.visibility) where.push({ kind: "equals", field: "visibility", value: filter.visibility });
 	if (filter.category !== undefined) where.push({ kind: "equals", field: "category", value: filter.category });
-	if (filter.ownerName !== undefined) where.push({ kind: "equals", field: "ownerName", value: filter.ownerName });
+	if (filter.owner !== undefined) where.push({ kind: "equals", field: "owner", value: filter.owner });
 	if (filter.tags && filter.tags.length > 0) where.push({ kind: "anyTag", labels: filter.tags });
 	if (filter.query) where.push(...queryConditions(filter.query));
 	return where;
+}
+
+/** The usernames a search names as owner (`?owner=` and `owner:` in `q`), each once. */
+export function ownerNamesOf(ownerParam: string | undefined, query: ImageFilter["query"]): string[] {
+	return [...new Set([ownerParam, query?.ownerName].filter((name): name is string => name !== undefined))];
+}
+
+/**
+ * The owner filter from the account ids those names have now (null: no such account): undefined
+ * when no owner was named, null when no image can match (an unknown name, or two accounts).
+ */
+export function ownerIdOf(ids: readonly (string | null)[]): string | null | undefined {
+	if (ids.length === 0) return undefined;
+	if (ids.includes(null) || new Set(ids).size > 1) return null;
+	return ids[0]!;
 }
 
 /** What a viewer may see at all (the one access rule, models/shared/access.ts). */
@@ -45,13 +60,16 @@ export function accessConditions(viewer: Viewer): SearchCondition[] {
 }
 
 function queryConditions(query: NonNullable<ImageFilter["query"]>): SearchCondition[] {
+	// `owner:` names an account, whose id only the users service knows: the caller resolves it
+	// into filter.owner (images.list, ownerIdOf). Searching the stored name instead would hand a
+	// deleted account's images to whoever registers its name next.
+	if (query.ownerName !== undefined) throw new Error("owner: must be resolved to an account id (filter.owner) before searching");
 	const where: SearchCondition[] = query.words.map(word => ({ kind: "word", word }));
 	if (query.prefix) where.push({ kind: "wordPrefix", prefix: query.prefix });
 	for (const phrase of query.phrases) where.push({ kind: "phrase", phrase });
 	for (const { field, phrase } of query.fieldPhrases) where.push({ kind: "fieldPhrase", field, phrase });
 	for (const labels of query.tagGroups) where.push({ kind: "anyTag", labels });
 	if (query.category !== undefined) where.push({ kind: "equals", field: "category", value: query.category });
-	if (query.ownerName !== undefined) where.push({ kind: "equals", field: "ownerName", value: query.ownerName });
 	if (query.createdFrom || query.createdBefore) where.push({ kind: "created", from: query.createdFrom, before: query.createdBefore });
 	return where;
 }

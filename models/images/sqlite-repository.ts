@@ -231,7 +231,7 @@ const MAX_CHAR = "\u{10FFFF}";
 const EQUALS_COLUMNS: Record<Extract<SearchCondition, { kind: "equals" }>["field"], string> = {
 	visibility: "i.visibility",
 	category: "i.category",
-	ownerName: "i.owner_name"
+	owner: "i.owner"
 };
 
 function withAnyTag(where: Conditions, labels: string[]): Conditions {

@@ -112,6 +112,12 @@ export function decodeItemCursor(cursor: string | undefined): number {
 	return after;
 }
 
+/**
+ * Source fields holding secrets. Every repository drops them as the job finishes, fails or is
+ * cancelled (a retry brings a key again): a stored key outlives only the work that needs it.
+ */
+export const SOURCE_SECRETS = ["sealedApiKey", "apiKey"] as const;
+
 /** The job counter an outcome counts in. */
 export const OUTCOME_COUNTER = { succeeded: "succeeded", duplicate: "duplicates", failed: "failed" } as const;
 
@@ -172,8 +178,18 @@ export interface ImportRepository {
 
 	/** Cancels a job that is not finished: queued items are dropped. Returns the job. */
 	cancel(jobId: string): Promise<ImportJob | null>;
-	/** Re-queues the failed items of a finished job; returns their sequence numbers. */
-	retryFailed(jobId: string): Promise<number[]>;
+	/**
+	 * Re-queues the failed items of a finished job; returns their sequence numbers. A Drive job's
+	 * key was dropped when it finished: `sealedApiKey` gives it one for the retried items.
+	 */
+	retryFailed(jobId: string, sealedApiKey?: string): Promise<number[]>;
+
+	/**
+	 * The owner's account is being deleted: removes its jobs with their items and URL lists, and
+	 * its content claims. Returns how many jobs went. Work still in flight for them finds nothing
+	 * to change (and images.ingest refuses the owner once the account is gone).
+	 */
+	removeByOwner(owner: string): Promise<number>;
 
 	/** Unfinished jobs with no progress since `before` (ISO time), taking them for a resume. */
 	claimStalled(before: string): Promise<ImportJob[]>;

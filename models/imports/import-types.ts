@@ -11,10 +11,14 @@ export type ImportStatus = "queued" | "listing" | "running" | "completed" | "com
 export type ItemState = "queued" | "dispatched" | "running" | "succeeded" | "duplicate" | "failed" | "cancelled";
 export type ItemOutcome = "succeeded" | "duplicate" | "failed";
 
-/** What to import and how; `apiKey` is kept for the workers but never shown to clients. */
+/**
+ * What to import and how. A Drive job's API key from the request is kept for the workers only
+ * while the job runs, sealed under the master key (`sealedApiKey`), and never shown to clients;
+ * `apiKey` is the clear key jobs stored before that, read until they end.
+ */
 export type ImportSource =
 	| { type: "urls"; count: number }
-	| { type: "google-drive"; folder: string; recursive: boolean; apiKey?: string };
+	| { type: "google-drive"; folder: string; recursive: boolean; sealedApiKey?: string; apiKey?: string };
 
 /** Options applied to every imported image. */
 export interface ImportOptions {

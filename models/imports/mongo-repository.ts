@@ -22,6 +22,7 @@ import { nowIso } from "../shared/ids.ts";
 import type { Page } from "../images/image.ts";
 import {
 	ITEM_FIELDS,
+	SOURCE_SECRETS,
 	JOB_FIELDS,
 	isSettleable,
 	settledStatus,
@@ -82,6 +83,9 @@ const OPEN: ImportStatus[] = ["queued", "listing", "running"];
 const UNFINISHED: ItemState[] = ["queued", "dispatched", "running"];
 
 const itemId = (jobId: string, seq: number) => `${jobId}/${seq}`;
+
+/** Drops the source's secrets (SOURCE_SECRETS), in the update that ends a job. */
+const DROP_SECRETS = { $unset: Object.fromEntries(SOURCE_SECRETS.map(field => [`source.${field}`, "" as const])) };
 
 function jobOf(record: JobRecord): ImportJob {
 	return { id: record._id, ...pick(record, JOB_FIELDS) };
@@ -235,7 +239,7 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 			await this.writes.run(jobId, () =>
 				this.jobs.updateOne(
 					{ _id: jobId, status: { $in: OPEN } },
-					{ $set: { status: "failed", error: error.slice(0, 1000), listed: true, finishedAt: now, updatedAt: now } }
+					{ $set: { status: "failed", error: error.slice(0, 1000), listed: true, finishedAt: now, updatedAt: now }, ...DROP_SECRETS }
 				)
 			);
 			await this.dropQueued(jobId);
@@ -335,7 +339,8 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 	async cancel(jobId: string): Promise<ImportJob | null> {
 		return this.run(async () => {
 			const cancelled = await this.writes.run(jobId, () =>
-				this.jobs.updateOne({ _id: jobId, status: { $in: OPEN } }, { $set: { status: "cancelled", listed: true, leaseUntil: 0, updatedAt: nowIso() } })
+				// Nothing lists or starts items any more: running ones have their download URL already.
+				this.jobs.updateOne({ _id: jobId, status: { $in: OPEN } }, { $set: { status: "cancelled", listed: true, leaseUntil: 0, updatedAt: nowIso() }, ...DROP_SECRETS })
 			);
 			if (cancelled.matchedCount === 0) return this.getJob(jobId);
 			// Running items still finish and count; the job is over once they have.
@@ -348,7 +353,7 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 	 * the two leaves them counted as failed, so their second outcome is counted on top.
 	 * Their seqs leave `counting`, where a count that died half-way may have left them.
 	 */
-	async retryFailed(jobId: string): Promise<number[]> {
+	async retryFailed(jobId: string, sealedApiKey?: string): Promise<number[]> {
 		return this.run(() =>
 			this.writes.run(jobId, async () => {
 				const job = await this.jobs.findOne({ _id: jobId });
@@ -362,7 +367,13 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 					{
 						$inc: { processed: -seqs.length, failed: -seqs.length },
 						$pull: { counting: { $in: seqs } },
-						$set: { status: job.status === "cancelled" ? "cancelled" : "running", error: null, finishedAt: null, updatedAt: nowIso() }
+						$set: {
+							status: job.status === "cancelled" ? "cancelled" : "running",
+							error: null,
+							finishedAt: null,
+							updatedAt: nowIso(),
+							...(sealedApiKey === undefined ? {} : { "source.sealedApiKey": sealedApiKey })
+						}
 					}
 				);
 				return seqs;
@@ -431,6 +442,22 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 	async releaseContent(owner: string, sha256: string, imageId: string): Promise<void> {
 		const id = `${sha256}:${owner}`;
 		await this.run(() => this.writes.run(id, () => this.contents.deleteOne({ _id: id, imageId })));
+	}
+
+	/**
+	 * Not atomic: items and URL lists go first, then the jobs, so a failure half-way leaves jobs
+	 * (which a retried account deletion removes) and never items without a job. A listing on
+	 * another node adding a page at that very moment can still leave that page's items behind.
+	 */
+	async removeByOwner(owner: string): Promise<number> {
+		return this.run(async () => {
+			const jobIds = (await this.jobs.find({ owner: owner }, { projection: { _id: 1 } }).toArray()).map(job => job._id);
+			await this.items.deleteMany({ jobId: { $in: jobIds } });
+			await this.urls.deleteMany({ jobId: { $in: jobIds } });
+			const removed = (await this.jobs.deleteMany({ owner: owner })).deletedCount;
+			await this.contents.deleteMany({ owner: owner });
+			return removed;
+		});
 	}
 
 	/**
@@ -504,7 +531,7 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 					duplicates: job.duplicates,
 					failed: job.failed
 				},
-				{ $set: { status: settledStatus(job), finishedAt: now, updatedAt: now } },
+				{ $set: { status: settledStatus(job), finishedAt: now, updatedAt: now }, ...DROP_SECRETS },
 				{ returnDocument: "after" }
 			);
 			return jobOf(settled ?? (await this.jobs.findOne({ _id: jobId }))!);

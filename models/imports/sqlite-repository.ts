@@ -6,7 +6,7 @@
 import type { DatabaseSync, SQLInputValue } from "node:sqlite";
 import { nowIso } from "../shared/ids.ts";
 import type { Page } from "../images/image.ts";
-import { type ContentClaim, decodeItemCursor, isSettleable, settledStatus, decodeJobCursor, encodeJobCursor, type ImportItem, OUTCOME_COUNTER, type ImportJob, type ImportRepository, type ItemFilter, type ItemResult, type NewItem } from "./import-job.ts";
+import { type ContentClaim, decodeItemCursor, isSettleable, SOURCE_SECRETS, settledStatus, decodeJobCursor, encodeJobCursor, type ImportItem, OUTCOME_COUNTER, type ImportJob, type ImportRepository, type ItemFilter, type ItemResult, type NewItem } from "./import-job.ts";
 import { closeDatabase, migrate, openDatabase, transaction } from "../db/sqlite.ts";
 
 const MIGRATIONS = [
@@ -143,6 +143,8 @@ function itemOf(row: ItemRow): ImportItem {
 }
 
 const OPEN = "('queued', 'listing', 'running')";
+/** The SET clause that drops the source's secrets (SOURCE_SECRETS): fixed names, never input. */
+const DROP_SECRETS = `source = json_remove(source, ${SOURCE_SECRETS.map(field => `'$.${field}'`).join(", ")})`;
 
 export class SqliteImportRepository implements ImportRepository {
 	private readonly db: DatabaseSync;
@@ -172,7 +174,7 @@ export class SqliteImportRepository implements ImportRepository {
 	private settle(jobId: string, now: string): void {
 		const job = this.getJobSync(jobId);
 		if (!job || !isSettleable(job)) return;
-		this.db.prepare("UPDATE import_jobs SET status = ?, finished_at = ?, updated_at = ? WHERE id = ?").run(settledStatus(job), now, now, jobId);
+		this.db.prepare(`UPDATE import_jobs SET status = ?, finished_at = ?, updated_at = ?, ${DROP_SECRETS} WHERE id = ?`).run(settledStatus(job), now, now, jobId);
 	}
 
 	async listJobs(owner: string | null, limit: number, cursor?: string): Promise<Page<ImportJob>> {
@@ -254,7 +256,7 @@ export class SqliteImportRepository implements ImportRepository {
 			const dropped = this.db.prepare("UPDATE import_items SET state = 'cancelled', updated_at = ? WHERE job_id = ? AND state IN ('queued', 'dispatched')").run(now, jobId).changes;
 			this.db
 				.prepare(
-					`UPDATE import_jobs SET status = 'failed', error = ?, listed = 1, cancelled = cancelled + ?, finished_at = ?, updated_at = ?
+					`UPDATE import_jobs SET status = 'failed', error = ?, listed = 1, cancelled = cancelled + ?, finished_at = ?, updated_at = ?, ${DROP_SECRETS}
 					WHERE id = ? AND status IN ${OPEN}`
 				)
 				.run(error.slice(0, 1000), Number(dropped), now, now, jobId);
@@ -336,7 +338,8 @@ export class SqliteImportRepository implements ImportRepository {
 			if (!job || !["queued", "listing", "running"].includes(job.status)) return job;
 			const dropped = Number(this.db.prepare("UPDATE import_items SET state = 'cancelled', updated_at = ? WHERE job_id = ? AND state IN ('queued', 'dispatched')").run(now, jobId).changes);
 			this.db
-				.prepare("UPDATE import_jobs SET status = 'cancelled', listed = 1, cancelled = cancelled + ?, lease_until = 0, updated_at = ? WHERE id = ?")
+				// Nothing lists or starts items any more: running ones have their download URL already.
+				.prepare(`UPDATE import_jobs SET status = 'cancelled', listed = 1, cancelled = cancelled + ?, lease_until = 0, updated_at = ?, ${DROP_SECRETS} WHERE id = ?`)
 				.run(dropped, now, jobId);
 			// Running items still finish and count; the job is over once they have.
 			this.settle(jobId, now);
@@ -344,7 +347,7 @@ export class SqliteImportRepository implements ImportRepository {
 		});
 	}
 
-	async retryFailed(jobId: string): Promise<number[]> {
+	async retryFailed(jobId: string, sealedApiKey?: string): Promise<number[]> {
 		return transaction(this.db, () => {
 			const now = nowIso();
 			const job = this.getJobSync(jobId);
@@ -359,9 +362,10 @@ export class SqliteImportRepository implements ImportRepository {
 			this.db
 				.prepare(
 					`UPDATE import_jobs SET status = CASE WHEN status = 'cancelled' THEN 'cancelled' ELSE 'running' END,
-					processed = processed - ?, failed = failed - ?, error = NULL, finished_at = NULL, updated_at = ? WHERE id = ?`
+					processed = processed - ?, failed = failed - ?, error = NULL, finished_at = NULL, updated_at = ?,
+					source = CASE WHEN ? IS NULL THEN source ELSE json_set(source, '$.sealedApiKey', ?) END WHERE id = ?`
 				)
-				.run(seqs.length, seqs.length, now, jobId);
+				.run(seqs.length, seqs.length, now, sealedApiKey ?? null, sealedApiKey ?? null, jobId);
 			return seqs;
 		});
 	}
@@ -406,6 +410,15 @@ export class SqliteImportRepository implements ImportRepository {
 
 	async releaseContent(owner: string, sha256: string, imageId: string): Promise<void> {
 		this.db.prepare("DELETE FROM import_contents WHERE owner = ? AND sha256 = ? AND image_id = ?").run(owner, sha256, imageId);
+	}
+
+	async removeByOwner(owner: string): Promise<number> {
+		return transaction(this.db, () => {
+			// Items and URL lists go with their jobs (ON DELETE CASCADE).
+			const removed = Number(this.db.prepare("DELETE FROM import_jobs WHERE owner = ?").run(owner).changes);
+			this.db.prepare("DELETE FROM import_contents WHERE owner = ?").run(owner);
+			return removed;
+		});
 	}
 
 	async ping(): Promise<boolean> {

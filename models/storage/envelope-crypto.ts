@@ -21,7 +21,7 @@
  * uint64(i) || final flag (1 for chunk n-1, else 0): a reordered, dropped or truncated chunk, or
  * a shortened blob, fails authentication.
  */
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from "node:crypto";
 import { pipeline, type Readable, Transform, type TransformCallback } from "node:stream";
 import type { ByteRange } from "./blob-store.ts";
 import { IntegrityError } from "../shared/errors.ts";
@@ -155,6 +155,45 @@ export function rewrapHeader(header: Buffer, keyring: Keyring, blobKey: string):
 export function needsRewrap(header: Buffer, keyring: Keyring): boolean {
 	const { keyId, version } = parseHeader(header);
 	return keyId !== keyring.currentId || version !== VERSION;
+}
+
+/**
+ * Small secrets kept in a database while work needs them (a Google API key of an import job):
+ * AES-256-GCM under a key derived from the master key (HKDF, so these never share a key with the
+ * DEK wraps), bound by the AAD to `context` (e.g. the job id: a sealed value copied to another
+ * record does not open there). Layout, base64url: master key id (8) | IV (12) | ciphertext | tag (16).
+ */
+const SECRET_KEY_INFO = "imgmesh sealed secrets v1";
+
+function secretKey(masterKey: Buffer): Buffer {
+	return Buffer.from(hkdfSync("sha256", masterKey, Buffer.alloc(0), SECRET_KEY_INFO, KEY_SIZE));
+}
+
+export function sealSecret(secret: string, context: string, keyring: Keyring): string {
+	const keyId = Buffer.from(keyring.currentId, "hex");
+	const iv = randomBytes(IV_SIZE);
+	const cipher = createCipheriv(CIPHER, secretKey(keyring.key(keyring.currentId)), iv).setAAD(Buffer.from(context));
+	const sealed = Buffer.concat([cipher.update(secret, "utf8"), cipher.final()]);
+	return Buffer.concat([keyId, iv, sealed, cipher.getAuthTag()]).toString("base64url");
+}
+
+/** The secret sealSecret sealed for this context; IntegrityError when it was altered or moved. */
+export function openSecret(sealed: string, context: string, keyring: Keyring): string {
+	const bytes = Buffer.from(sealed, "base64url");
+	if (bytes.length < KEY_ID_SIZE + IV_SIZE + TAG_SIZE) throw new IntegrityError("Sealed secret is truncated");
+	const keyId = bytes.toString("hex", 0, KEY_ID_SIZE);
+	const iv = bytes.subarray(KEY_ID_SIZE, KEY_ID_SIZE + IV_SIZE);
+	const tagStart = bytes.length - TAG_SIZE;
+	// Outside the try: a master key that is not configured is reported as such.
+	const key = secretKey(keyring.key(keyId));
+	try {
+		const decipher = createDecipheriv(CIPHER, key, iv)
+			.setAAD(Buffer.from(context))
+			.setAuthTag(bytes.subarray(tagStart));
+		return Buffer.concat([decipher.update(bytes.subarray(KEY_ID_SIZE + IV_SIZE, tagStart)), decipher.final()]).toString("utf8");
+	} catch {
+		throw new IntegrityError("Sealed secret failed authentication", { keyId });
+	}
 }
 
 function chunkCount(envelope: Pick<Envelope, "chunkSize" | "plaintextSize">): number {

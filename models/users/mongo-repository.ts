@@ -4,6 +4,7 @@ import { roleOf } from "../shared/access.ts";
 import { ConflictError } from "../shared/errors.ts";
 import { definedFields, pick } from "../shared/fields.ts";
 import { nowIso } from "../shared/ids.ts";
+import { KeyedLock } from "../shared/keyed-lock.ts";
 import { isDuplicateKey, MongoBackend, type MongoOptions } from "../db/mongo.ts";
 import { USER_FIELDS, type UserPatch, type UserRecord, type UserRepository } from "./user.ts";
 
@@ -12,11 +13,17 @@ interface UserDocument extends Omit<UserRecord, "id"> {
 }
 
 function fromDocument(doc: UserDocument): UserRecord {
-	return { id: doc._id, ...pick(doc, USER_FIELDS), role: roleOf(doc.role) };
+	// Accounts stored before token versions existed have none: version 0, as their tokens claim.
+	return { id: doc._id, ...pick(doc, USER_FIELDS), role: roleOf(doc.role), tokenVersion: doc.tokenVersion ?? 0 };
 }
 
 export class MongoUserRepository extends MongoBackend implements UserRepository {
 	private readonly users: Collection<UserDocument>;
+	/**
+	 * Serializes this process's updates of one user. MongoDB's $inc is atomic, but FerretDB v1 runs
+	 * it as a read then a write, and a lost token-version increment would keep revoked tokens alive.
+	 */
+	private readonly writes = new KeyedLock();
 
 	constructor(options: MongoOptions) {
 		super(options, "The user store");
@@ -47,16 +54,17 @@ export class MongoUserRepository extends MongoBackend implements UserRepository 
 		return this.findOne({ username: username });
 	}
 
-	async update(id: string, patch: UserPatch): Promise<UserRecord | null> {
-		return this.run(async () => {
-			// Usernames never change, so an update cannot collide with another user.
+	async update(id: string, patch: UserPatch, options: { revokeTokens?: boolean } = {}): Promise<UserRecord | null> {
+		return this.writes.run(id, () => this.run(async () => {
+			// Usernames never change, so an update cannot collide with another user. $inc makes the
+			// field on accounts stored without it.
 			const doc = await this.users.findOneAndUpdate(
 				{ _id: id },
-				{ $set: { ...definedFields(patch), updatedAt: nowIso() } },
+				{ $set: { ...definedFields(patch), updatedAt: nowIso() }, ...(options.revokeTokens ? { $inc: { tokenVersion: 1 } } : {}) },
 				{ returnDocument: "after" }
 			);
 			return doc && fromDocument(doc);
-		});
+		}));
 	}
 
 	async remove(id: string): Promise<boolean> {

@@ -2,7 +2,7 @@
 import type { DatabaseSync } from "node:sqlite";
 import { roleOf } from "../shared/access.ts";
 import { ConflictError } from "../shared/errors.ts";
-import { closeDatabase, migrate, openDatabase, uniqueViolationOf } from "../db/sqlite.ts";
+import { closeDatabase, migrate, openDatabase, transaction, uniqueViolationOf } from "../db/sqlite.ts";
 import type { UserPatch, UserRecord, UserRepository } from "./user.ts";
 
 /** Schema steps, applied in order once each (see migrate); append, never edit. */
@@ -16,7 +16,8 @@ const MIGRATIONS = [
 	password_hash TEXT NOT NULL,
 	created_at TEXT NOT NULL,
 	updated_at TEXT NOT NULL
-)`
+)`,
+	"ALTER TABLE users ADD COLUMN token_version INTEGER NOT NULL DEFAULT 0"
 ];
 
 interface UserRow {
@@ -26,6 +27,7 @@ interface UserRow {
 	role: string;
 	disabled: number;
 	password_hash: string;
+	token_version: number;
 	created_at: string;
 	updated_at: string;
 }
@@ -38,6 +40,7 @@ function fromRow(row: UserRow): UserRecord {
 		role: roleOf(row.role),
 		disabled: row.disabled === 1,
 		passwordHash: row.password_hash,
+		tokenVersion: Number(row.token_version),
 		createdAt: row.created_at,
 		updatedAt: row.updated_at
 	};
@@ -55,10 +58,10 @@ export class SqliteUserRepository implements UserRepository {
 		try {
 			this.db
 				.prepare(
-					`INSERT INTO users (id, username, name, role, disabled, password_hash, created_at, updated_at)
-					 VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+					`INSERT INTO users (id, username, name, role, disabled, password_hash, token_version, created_at, updated_at)
+					 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
 				)
-				.run(user.id, user.username, user.name, user.role, user.disabled ? 1 : 0, user.passwordHash, user.createdAt, user.updatedAt);
+				.run(user.id, user.username, user.name, user.role, user.disabled ? 1 : 0, user.passwordHash, user.tokenVersion, user.createdAt, user.updatedAt);
 		} catch (err) {
 			if (uniqueViolationOf(err)) throw new ConflictError("Username is already taken", "USERNAME_TAKEN");
 			throw err;
@@ -75,16 +78,21 @@ export class SqliteUserRepository implements UserRepository {
 		return row ? fromRow(row) : null;
 	}
 
-	async update(id: string, patch: UserPatch): Promise<UserRecord | null> {
-		const current = await this.get(id);
-		if (!current) return null;
-		// Absent and undefined fields both mean "unchanged".
-		const given = Object.fromEntries(Object.entries(patch).filter(([, value]) => value !== undefined));
-		const next: UserRecord = { ...current, ...given, updatedAt: new Date().toISOString() };
-		this.db
-			.prepare("UPDATE users SET name = ?, role = ?, disabled = ?, password_hash = ?, updated_at = ? WHERE id = ?")
-			.run(next.name, next.role, next.disabled ? 1 : 0, next.passwordHash, next.updatedAt, id);
-		return next;
+	async update(id: string, patch: UserPatch, options: { revokeTokens?: boolean } = {}): Promise<UserRecord | null> {
+		// One transaction: a concurrent revocation is never lost to this read-modify-write.
+		return transaction(this.db, () => {
+			const row = this.db.prepare("SELECT * FROM users WHERE id = ?").get(id) as UserRow | undefined;
+			if (!row) return null;
+			const current = fromRow(row);
+			// Absent and undefined fields both mean "unchanged".
+			const given = Object.fromEntries(Object.entries(patch).filter(([, value]) => value !== undefined));
+			const tokenVersion = current.tokenVersion + (options.revokeTokens ? 1 : 0);
+			const next: UserRecord = { ...current, ...given, tokenVersion, updatedAt: new Date().toISOString() };
+			this.db
+				.prepare("UPDATE users SET name = ?, role = ?, disabled = ?, password_hash = ?, token_version = ?, updated_at = ? WHERE id = ?")
+				.run(next.name, next.role, next.disabled ? 1 : 0, next.passwordHash, next.tokenVersion, next.updatedAt, id);
+			return next;
+		});
 	}
 
 	async remove(id: string): Promise<boolean> {

@@ -12,12 +12,19 @@ export interface UserRecord {
 	role: Role;
 	disabled: boolean;
 	passwordHash: string;
+	/**
+	 * Tokens carry the version current when they were issued; moving it forward (password change,
+	 * disabling, "sign out everywhere") revokes all of them at once. A counter, not a time: JWT
+	 * `iat` has 1-second resolution, so a time could not tell a token issued just before a change
+	 * from one issued just after it.
+	 */
+	tokenVersion: number;
 	createdAt: string;
 	updatedAt: string;
 }
 
 /** Every field of a UserRecord but its id, for stores that map records field by field. */
-export const USER_FIELDS = ["username", "name", "role", "disabled", "passwordHash", "createdAt", "updatedAt"] as const satisfies readonly (keyof UserRecord)[];
+export const USER_FIELDS = ["username", "name", "role", "disabled", "passwordHash", "tokenVersion", "createdAt", "updatedAt"] as const satisfies readonly (keyof UserRecord)[];
 
 /** The caller of a request, as the gateway authenticated it. */
 export interface AuthUser {
@@ -26,8 +33,13 @@ export interface AuthUser {
 	role: Role;
 }
 
-/** What clients see of a user: never the password hash. */
-export type PublicUser = Omit<UserRecord, "passwordHash">;
+/** What the gateway needs of a token's user, cached by `users.identify`: the caller and the tokens it still accepts. */
+export interface Identity extends AuthUser {
+	tokenVersion: number;
+}
+
+/** What clients see of a user: never the password hash nor the token version. */
+export type PublicUser = Omit<UserRecord, "passwordHash" | "tokenVersion">;
 
 export type UserPatch = Partial<Pick<UserRecord, "name" | "role" | "disabled" | "passwordHash">>;
 
@@ -36,7 +48,8 @@ export interface UserRepository {
 	insert(user: UserRecord): Promise<void>;
 	get(id: string): Promise<UserRecord | null>;
 	findByUsername(username: string): Promise<UserRecord | null>;
-	update(id: string, patch: UserPatch): Promise<UserRecord | null>;
+	/** `revokeTokens` moves tokenVersion forward by one, atomically with the patch. */
+	update(id: string, patch: UserPatch, options?: { revokeTokens?: boolean }): Promise<UserRecord | null>;
 	remove(id: string): Promise<boolean>;
 	list(): Promise<UserRecord[]>;
 	count(): Promise<number>;
@@ -45,6 +58,6 @@ export interface UserRepository {
 }
 
 export function toPublicUser(user: UserRecord): PublicUser {
-	const { passwordHash: _hidden, ...rest } = user;
+	const { passwordHash: _hidden, tokenVersion: _internal, ...rest } = user;
 	return rest;
 }

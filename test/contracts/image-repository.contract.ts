@@ -301,7 +301,7 @@ export function imageRepositoryContract(name: string, make: () => Promise<Contra
 				assert.deepEqual(await found({ tags: ["do"] }), [], "tags match whole labels");
 			});
 
-			it("filters by category and by owner name, from the filter or the query", async () => {
+			it("filters by category, from the filter or the query, and by owner id", async () => {
 				const nature = image({ category: "nature" });
 				const bobs = image({ owner: "u-bob", ownerName: "bob", category: "city" });
 				await insert(nature, bobs, image());
@@ -309,9 +309,22 @@ export function imageRepositoryContract(name: string, make: () => Promise<Contra
 				assert.deepEqual(await found({ category: "nature" }), idsOf(nature));
 				assert.deepEqual(await byQuery("category:Nature"), idsOf(nature));
 				assert.deepEqual(await found({ category: "nature", query: parseSearchQuery("category:city") }), []);
-				assert.deepEqual(await found({ ownerName: "bob" }), idsOf(bobs));
-				assert.deepEqual(await byQuery("owner:bob"), idsOf(bobs));
-				assert.deepEqual(await found({ ownerName: "bo" }), []);
+				assert.deepEqual(await found({ owner: "u-bob" }), idsOf(bobs));
+				assert.deepEqual(await found({ owner: "u-bo" }), []);
+			});
+
+			it("filters on the owner's account id, never on the reusable username", async () => {
+				// A deleted account's images, left behind, and a new account given the same username.
+				const former = image({ owner: "u-alice-deleted", ownerName: "alice" });
+				const current = image({ owner: "u-alice", ownerName: "alice" });
+				await insert(former, current);
+				assert.deepEqual(await found({ owner: "u-alice" }), idsOf(current));
+				assert.deepEqual(await found({ owner: "alice" }), [], "a username is no owner id");
+			});
+
+			it("refuses a query whose owner: name was not resolved to an account id", async () => {
+				await insert(image());
+				await assert.rejects(byQuery("owner:alice"), /owner/);
 			});
 
 			it("filters by creation date ranges, whole days inclusive", async () => {
@@ -342,8 +355,8 @@ export function imageRepositoryContract(name: string, make: () => Promise<Contra
 					image({ name: "Harbour lights", tags: tags("day"), category: "city", createdAt: "2024-05-05T10:00:00.000Z" }),
 					image({ name: "Harbour lights", tags: tags("night"), category: "city", createdAt: "2023-05-05T20:00:00.000Z" })
 				);
-				const query = parseSearchQuery('harbour lig "bour lights" tag:night category:city owner:alice date:05-2024');
-				assert.deepEqual(await found({ viewer: ALICE, query, visibility: "public", tags: ["night", "x"] }), idsOf(match));
+				const query = parseSearchQuery('harbour lig "bour lights" tag:night category:city date:05-2024');
+				assert.deepEqual(await found({ viewer: ALICE, query, visibility: "public", tags: ["night", "x"], owner: "u-alice" }), idsOf(match));
 			});
 		});
 
@@ -638,7 +651,7 @@ export function imageRepositoryContract(name: string, make: () => Promise<Contra
 				const hostile = image({
 					name: "Robert'); DROP TABLE images;--",
 					description: '" OR 1=1 --',
-					ownerName: "x' OR 'x'='x",
+					owner: "x' OR 'x'='x",
 					category: "a'b",
 					tags: tags("' or '1'='1", "$where", "%", "_")
 				});
@@ -646,9 +659,9 @@ export function imageRepositoryContract(name: string, make: () => Promise<Contra
 				await insert(hostile, plain);
 
 				assert.deepEqual(await images.get(hostile.id), hostile);
-				assert.deepEqual(await found({ ownerName: "x' OR 'x'='x" }), idsOf(hostile));
-				assert.deepEqual(await found({ ownerName: "' OR '1'='1" }), []);
-				assert.deepEqual(await found({ ownerName: '{"$gt": ""}' }), []);
+				assert.deepEqual(await found({ owner: "x' OR 'x'='x" }), idsOf(hostile));
+				assert.deepEqual(await found({ owner: "' OR '1'='1" }), []);
+				assert.deepEqual(await found({ owner: '{"$gt": ""}' }), []);
 				assert.deepEqual(await found({ category: "a'b" }), idsOf(hostile));
 				assert.deepEqual(await found({ tags: ["' or '1'='1"] }), idsOf(hostile));
 				assert.deepEqual(await found({ tags: ["$where"] }), idsOf(hostile));

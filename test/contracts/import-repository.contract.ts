@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { afterEach, beforeEach, describe, it } from "node:test";
-import { newImportJob, type ImportJob, type ImportRepository, type NewItem } from "../../models/imports/import-job.ts";
+import { newImportJob, type ImportJob, type ImportRepository, type ImportSource, type NewItem } from "../../models/imports/import-job.ts";
 
 export interface ImportContractFixture {
 	repo: ImportRepository;
@@ -17,10 +17,12 @@ export interface ImportContractFixture {
 const LEASE = 60_000;
 let nextId = 0;
 
-function newJob(owner = "u-alice", createdAt = new Date().toISOString()): ImportJob {
+function newJob(owner = "u-alice", createdAt = new Date().toISOString(), source: ImportSource = { type: "urls", count: 0 }): ImportJob {
 	const options = { category: null, visibility: "private" as const, encrypted: false };
-	return newImportJob({ id: `job-${++nextId}`, owner, ownerName: owner.slice(2), source: { type: "urls", count: 0 }, options }, createdAt);
+	return newImportJob({ id: `job-${++nextId}`, owner, ownerName: owner.slice(2), source, options }, createdAt);
 }
+
+const DRIVE_SOURCE: ImportSource = { type: "google-drive", folder: "folder01", recursive: false, sealedApiKey: "sealed-key" };
 
 const items = (n: number, prefix = "http://e.com/"): NewItem[] => Array.from({ length: n }, (_, i) => ({ key: `${prefix}${i}`, url: `${prefix}${i}`, name: `${i}.jpg` }));
 
@@ -166,6 +168,82 @@ export function importRepositoryContract(name: string, open: () => Promise<Impor
 			assert.deepEqual([done.status, done.processed, done.succeeded, done.processed + done.cancelled], ["cancelled", 1, 1, 5]);
 			assert.ok(done.finishedAt);
 			assert.equal((await repo.cancel(job.id))!.status, "cancelled", "cancelling twice changes nothing");
+		});
+
+		it("removes everything of an owner whose account is deleted: jobs, items, URL lists, content claims", async () => {
+			const running = await listedJob(3);
+			assert.ok(await repo.startItem(running.id, 0, LEASE));
+			const finished = await listedJob(1);
+			await repo.finishItem(finished.id, 0, { state: "succeeded", imageId: "img-a" });
+			await repo.claimContent("u-alice", "sha-a", "img-a", 0);
+			await repo.commitContent("u-alice", "sha-a", "img-a");
+			const bobs = newJob("u-bob");
+			await repo.createJob(bobs, ["http://e.com/b"]);
+			await repo.claimContent("u-bob", "sha-a", "img-b", 0);
+
+			assert.equal(await repo.removeByOwner("u-alice"), 2);
+			assert.equal(await repo.getJob(running.id), null);
+			assert.equal(await repo.getJob(finished.id), null);
+			assert.equal((await repo.listItems(running.id, { limit: 10 })).total, 0);
+			assert.deepEqual(await repo.sourceUrls(running.id), []);
+			assert.equal((await repo.listJobs("u-alice", 10)).total, 0);
+			// Work still in flight for the removed jobs finds nothing to change.
+			assert.equal(await repo.finishItem(running.id, 0, { state: "succeeded", imageId: "img-late" }), false);
+			assert.deepEqual(await repo.dispatch(running.id, 8, 16, LEASE), []);
+			assert.equal((await repo.claimContent("u-alice", "sha-a", "img-new", 0)).imageId, "img-new", "the claim went too");
+			// Another owner keeps everything.
+			assert.ok(await repo.getJob(bobs.id));
+			assert.deepEqual(await repo.sourceUrls(bobs.id), ["http://e.com/b"]);
+			assert.equal((await repo.claimContent("u-bob", "sha-a", "img-other", 0)).imageId, "img-b");
+			assert.equal(await repo.removeByOwner("u-nobody"), 0);
+		});
+
+		describe("the API key a Drive job carries", () => {
+			/** A Drive job with `n` listed items, listing finished. */
+			async function driveJob(n: number, source: ImportSource = DRIVE_SOURCE): Promise<ImportJob> {
+				const job = newJob("u-alice", undefined, source);
+				await repo.createJob(job);
+				assert.ok(await repo.claimListing(job.id, LEASE));
+				await repo.addItems(job.id, items(n), true, LEASE);
+				await repo.finishListing(job.id);
+				return job;
+			}
+			const keyOf = async (id: string) => {
+				const source = (await repo.getJob(id))!.source as { sealedApiKey?: string; apiKey?: string };
+				return source.sealedApiKey ?? source.apiKey;
+			};
+
+			it("is kept while the job runs and dropped when it finishes", async () => {
+				const job = await driveJob(2);
+				assert.equal(await keyOf(job.id), "sealed-key");
+				await repo.finishItem(job.id, 0, { state: "succeeded", imageId: "a" });
+				assert.equal(await keyOf(job.id), "sealed-key", "still needed");
+				await repo.finishItem(job.id, 1, { state: "failed", error: "x" });
+				assert.ok((await repo.getJob(job.id))!.finishedAt);
+				assert.equal(await keyOf(job.id), undefined);
+				assert.deepEqual((await repo.getJob(job.id))!.source, { type: "google-drive", folder: "folder01", recursive: false });
+			});
+
+			it("is dropped at once when the job is cancelled or fails, a key stored in clear too", async () => {
+				const cancelled = await driveJob(2);
+				assert.ok(await repo.startItem(cancelled.id, 0, LEASE));
+				await repo.cancel(cancelled.id);
+				assert.equal(await keyOf(cancelled.id), undefined, "the running item has its URL already");
+				const failed = newJob("u-alice", undefined, { type: "google-drive", folder: "f", recursive: true, apiKey: "clear-key" });
+				await repo.createJob(failed);
+				await repo.failJob(failed.id, "listing failed");
+				assert.equal(await keyOf(failed.id), undefined);
+			});
+
+			it("comes back with a retry that brings one, for the retried items", async () => {
+				const job = await driveJob(1);
+				await repo.finishItem(job.id, 0, { state: "failed", error: "x" });
+				assert.equal(await keyOf(job.id), undefined);
+				assert.deepEqual(await repo.retryFailed(job.id, "sealed-again"), [0]);
+				assert.equal(await keyOf(job.id), "sealed-again");
+				await repo.finishItem(job.id, 0, { state: "succeeded", imageId: "a" });
+				assert.equal(await keyOf(job.id), undefined);
+			});
 		});
 
 		it("retries only the failed items of a finished job", async () => {

@@ -21,6 +21,7 @@ function user(username: string, overrides: Partial<UserRecord> = {}): UserRecord
 		role: "user",
 		disabled: false,
 		passwordHash: `hash of ${username}`,
+		tokenVersion: 0,
 		createdAt: "2024-01-01T00:00:00.000Z",
 		updatedAt: "2024-01-01T00:00:00.000Z",
 		...overrides
@@ -80,6 +81,21 @@ export function userRepositoryContract(name: string, make: () => Promise<UserFix
 			assert.equal(await users.findByUsername("bob"), null);
 			await users.insert(user("bob", { id: "u-bob-2" }));
 			assert.equal((await users.findByUsername("bob"))?.id, "u-bob-2", "a removed username is free again");
+		});
+
+		it("revokes tokens by moving the token version forward, once per revocation", async () => {
+			const alice = user("alice");
+			await users.insert(alice);
+			await users.insert(user("bob"));
+			const changed = await users.update(alice.id, { passwordHash: "new hash" }, { revokeTokens: true });
+			assert.equal(changed?.tokenVersion, 1);
+			assert.equal(changed?.passwordHash, "new hash");
+			assert.equal((await users.update(alice.id, { name: "Alice" }))?.tokenVersion, 1, "a plain update keeps the tokens");
+			// Concurrent revocations each count: none is lost to a read-modify-write race.
+			await Promise.all([1, 2, 3].map(() => users.update(alice.id, {}, { revokeTokens: true })));
+			assert.equal((await users.get(alice.id))?.tokenVersion, 4);
+			assert.equal((await users.get("u-bob"))?.tokenVersion, 0, "other users are untouched");
+			assert.equal(await users.update("missing", {}, { revokeTokens: true }), null);
 		});
 
 		it("answers ping", async () => {

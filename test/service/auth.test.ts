@@ -125,7 +125,41 @@ describe("auth", () => {
 		assert.equal((await alice.get("/api/auth/me")).status, 401);
 		assert.equal((await anon.post("/api/auth/login", { username: "alice", password: "new-password-1" })).status, 401);
 		await admin.patch(`/api/users/${aliceRow.id}`, { disabled: false });
-		assert.equal((await alice.get("/api/auth/me")).status, 200);
+		// Enabling the account again does not bring back the tokens issued before it was disabled.
+		assert.equal((await alice.get("/api/auth/me")).status, 401);
+		assert.equal((await (await anon.login("alice", "new-password-1")).get("/api/auth/me")).status, 200);
+	});
+
+	it("refuses every token issued before a password change, and takes the next login at once", async () => {
+		const dave = await anon.register("dave");
+		const otherSession = await anon.login("dave", "correct horse battery");
+		const changed = await dave.patch("/api/auth/me", { password: "a-brand-new-password" });
+		assert.equal(changed.status, 200);
+		// Both old tokens were issued within the same second as the change: neither survives it.
+		assert.equal((await dave.get("/api/auth/me")).status, 401);
+		const refused = await otherSession.get("/api/auth/me");
+		assert.equal(refused.status, 401);
+		assert.equal(refused.body.type, "TOKEN_REVOKED");
+		// A login right after the change (same second) works.
+		const fresh = await anon.login("dave", "a-brand-new-password");
+		assert.equal((await fresh.get("/api/auth/me")).status, 200);
+		// A profile change without a password keeps the tokens.
+		assert.equal((await fresh.patch("/api/auth/me", { name: "Dave" })).status, 200);
+		assert.equal((await fresh.get("/api/auth/me")).status, 200);
+	});
+
+	it("signs out everywhere: POST /api/auth/logout-all revokes every token of the caller only", async () => {
+		const erin = await anon.register("erin");
+		const phone = await anon.login("erin", "correct horse battery");
+		const frank = await anon.register("frank");
+		const res = await erin.post("/api/auth/logout-all");
+		assert.equal(res.status, 204);
+		assert.equal((await erin.get("/api/auth/me")).status, 401);
+		assert.equal((await phone.get("/api/auth/me")).status, 401);
+		assert.equal((await frank.get("/api/auth/me")).status, 200, "other users keep their tokens");
+		const again = await anon.login("erin", "correct horse battery");
+		assert.equal((await again.get("/api/auth/me")).status, 200);
+		assert.equal((await anon.post("/api/auth/logout-all")).status, 401);
 	});
 
 	it("deletes the account, after which its token is refused", async () => {

@@ -5,12 +5,13 @@
  * IMPORT_ALLOW_PRIVATE_NETWORKS to show that loopback is refused.
  */
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Client } from "../helpers/client.ts";
-import { Gate, ImageHost, uniqueJpegs } from "../helpers/image-host.ts";
+import { Gate, ImageHost, labelledJpeg, uniqueJpegs } from "../helpers/image-host.ts";
+import { findFilesContaining } from "../helpers/jobs.ts";
 import { ADMIN_PASSWORD, SHARED_IMAGES, startServer, type RunningServer } from "../helpers/server.ts";
 
 const MAX_BYTES = 1_000_000;
@@ -192,6 +193,39 @@ describe("imports", () => {
 		assert.equal(host.driveRequests.filter(url => url.searchParams.get("alt") === "media").length, 0);
 	});
 
+	it("keeps a Drive API key from the request only encrypted, and only while the job needs it", async () => {
+		const key = `drive-key-${randomBytes(12).toString("hex")}`;
+		const previousKey = host.driveKey;
+		host.driveKey = key;
+		try {
+			const files = await Promise.all([0, 1, 2].map(i => labelledJpeg(`key-${i}`)));
+			host.folders.set("keyFolder0001", { files: new Map(files.map((bytes, i) => [`key${i}`, bytes])), subfolders: [] });
+			const res = await bob.post("/api/imports", { source: "google-drive", folder: "keyFolder0001", apiKey: key });
+			assert.equal(res.status, 202, JSON.stringify(res.body));
+			assert.deepEqual(findFilesContaining(server.dataDir, Buffer.from(key)), [], "never stored in clear");
+			const job = await finished(bob, res.body.job.id);
+			assert.equal(job.succeeded, 3, JSON.stringify(job));
+			assert.deepEqual(findFilesContaining(server.dataDir, Buffer.from(key)), []);
+
+			// The key went with the job's end: a retry of failed items needs one again.
+			host.broken.add("/drive/v3/files/key9");
+			host.folders.get("keyFolder0001")!.files.set("key9", await labelledJpeg("key-9"));
+			const second = await finished(bob, (await bob.post("/api/imports", { source: "google-drive", folder: "keyFolder0001", apiKey: key })).body.job.id);
+			assert.equal(second.failed, 1, JSON.stringify(second));
+			host.broken.delete("/drive/v3/files/key9");
+			const keyless = await bob.post(`/api/imports/${second.id}/retry`);
+			assert.equal(keyless.status, 400);
+			assert.equal(keyless.body.type, "API_KEY_REQUIRED");
+			const retried = await bob.post(`/api/imports/${second.id}/retry`, { apiKey: key });
+			assert.equal(retried.status, 202, JSON.stringify(retried.body));
+			const done = await finished(bob, second.id);
+			assert.equal(done.failed, 0, JSON.stringify(done));
+			assert.deepEqual(findFilesContaining(server.dataDir, Buffer.from(key)), []);
+		} finally {
+			host.driveKey = previousKey;
+		}
+	});
+
 	it("fails a Drive import whose folder cannot be listed, and refuses bad folder references", async () => {
 		const job = await finished(bob, (await bob.post("/api/imports", { source: "google-drive", folder: "noSuchFolder01", apiKey: host.driveKey })).body.job.id);
 		assert.equal(job.status, "failed");
@@ -280,6 +314,40 @@ describe("imports", () => {
 		assert.equal((await allItems(alice, job.id, "cancelled")).length, job.cancelled);
 		// Nothing that was dropped got fetched later.
 		assert.equal(host.gatedArrivals, job.processed);
+	});
+
+	it("deleting an account removes its imports, and nothing they were still fetching outlives it", async () => {
+		host.gate = new Gate();
+		host.gatedArrivals = 0;
+		const anon = new Client(server.url);
+		const carol = await anon.register("carol");
+		const carolId = (await carol.get("/api/auth/me")).body.id;
+		const urls = Array.from({ length: 100 }, (_, i) => `${host.url}/gated/carol-${i}.jpg`);
+		const { body } = await carol.post("/api/imports", { source: "urls", urls, visibility: "public" });
+		// Some items are mid-download (held by the gate) when the account goes.
+		while (host.gatedArrivals === 0) await new Promise(resolve => setTimeout(resolve, 20));
+		assert.equal((await carol.delete("/api/auth/me")).status, 204);
+		host.gate.open();
+
+		assert.equal((await admin.get(`/api/imports/${body.job.id}`)).status, 404, "the job went with the account");
+		// What was started before (mid-download, or waiting for a download slot) stores nothing for
+		// the account: watched for a few seconds, as no job is left to say when it is over.
+		for (let i = 0; i < 15; i++) {
+			const everything = await admin.get("/api/images?limit=100");
+			assert.deepEqual(everything.body.items.filter((image: any) => image.owner === carolId), [], "no image of the deleted account");
+			await new Promise(resolve => setTimeout(resolve, 200));
+		}
+
+		// A new account with the same name owns nothing, by either way of asking.
+		const newCarol = await anon.register("carol");
+		assert.equal((await admin.get("/api/images?owner=carol")).body.total, 0);
+		assert.equal((await anon.get(`/api/images?q=${encodeURIComponent("owner:carol")}`)).body.total, 0);
+		const upload = await newCarol.upload([{ name: "mine.jpg", bytes: readFileSync(join(SHARED_IMAGES, "dog.jpg")) }], { visibility: "public" });
+		assert.equal(upload.status, 201);
+		const mine = await anon.get("/api/images?owner=carol");
+		assert.deepEqual(mine.body.items.map((image: any) => image.id), [upload.body.images[0].id]);
+		assert.deepEqual((await anon.get(`/api/images?q=${encodeURIComponent("owner:carol")}`)).body.items.map((image: any) => image.id), [upload.body.images[0].id]);
+		assert.equal((await anon.get("/api/images?owner=nobody-here")).body.total, 0);
 	});
 
 	it("retries only the failed items", async () => {

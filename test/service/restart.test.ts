@@ -7,7 +7,7 @@ import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { Client, fileFrom } from "../helpers/client.ts";
-import { SHARED_IMAGES, startServer, type RunningServer } from "../helpers/server.ts";
+import { ADMIN_PASSWORD, SHARED_IMAGES, startServer, type RunningServer } from "../helpers/server.ts";
 
 describe("restart", () => {
 	let server: RunningServer | undefined;
@@ -40,6 +40,25 @@ describe("restart", () => {
 		assert.equal(download.status, 200);
 		assert.ok(download.bytes.equals(bytes));
 		assert.equal((await same.get("/api/images?q=tag:kept")).body.total, 1);
+	});
+
+	it("a new ADMIN_PASSWORD at start is a reset: the admin's older tokens stop working", async () => {
+		await server?.stop();
+		server = await startServer();
+		const dataDir = server.dataDir;
+		const admin = await new Client(server.url).login("admin", ADMIN_PASSWORD);
+
+		await server.stop({ keepData: true });
+		server = await startServer({}, { dataDir });
+		assert.equal((await new Client(server.url, admin.token).get("/api/auth/me")).status, 200, "the same password keeps the admin signed in");
+
+		await server.stop({ keepData: true });
+		server = await startServer({ ADMIN_PASSWORD: "a-new-admin-password" }, { dataDir });
+		const refused = await new Client(server.url, admin.token).get("/api/auth/me");
+		assert.equal(refused.status, 401);
+		assert.equal(refused.body.type, "TOKEN_REVOKED");
+		const again = await new Client(server.url).login("admin", "a-new-admin-password");
+		assert.equal((await again.get("/api/users")).status, 200);
 	});
 
 	it("refuses to start with a clear message when configuration is invalid", async () => {

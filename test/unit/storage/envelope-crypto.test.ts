@@ -19,8 +19,10 @@ import {
 	masterKeyId,
 	needsRewrap,
 	openEnvelope,
+	openSecret,
 	parseHeader,
-	rewrapHeader
+	rewrapHeader,
+	sealSecret
 } from "../../../models/storage/envelope-crypto.ts";
 import { IntegrityError } from "../../../models/shared/errors.ts";
 
@@ -241,3 +243,19 @@ function versionOneHeader(current: Buffer, dataKey: Buffer): Buffer {
 	const wrapped = Buffer.concat([cipher.update(dataKey), cipher.final()]);
 	return Buffer.concat([authenticated, iv, wrapped, cipher.getAuthTag()]);
 }
+
+describe("sealed secrets", () => {
+	it("open for their context only, under the current or an older master key", () => {
+		const sealed = sealSecret("AIza-some-api-key", "job-1", new Keyring(keyA));
+		assert.equal(sealed.includes("AIza"), false);
+		assert.notEqual(sealSecret("AIza-some-api-key", "job-1", new Keyring(keyA)), sealed, "a fresh IV each time");
+		assert.equal(openSecret(sealed, "job-1", new Keyring(keyA)), "AIza-some-api-key");
+		assert.equal(openSecret(sealed, "job-1", new Keyring(keyB, [keyA])), "AIza-some-api-key", "after a rotation");
+		assert.throws(() => openSecret(sealed, "job-2", new Keyring(keyA)), IntegrityError, "moved to another job");
+		assert.throws(() => openSecret(sealed, "job-1", new Keyring(keyB)), /not configured/);
+		const bytes = Buffer.from(sealed, "base64url");
+		bytes[bytes.length - 20]! ^= 1;
+		assert.throws(() => openSecret(bytes.toString("base64url"), "job-1", new Keyring(keyA)), IntegrityError);
+		assert.throws(() => openSecret("c2hvcnQ", "job-1", new Keyring(keyA)), IntegrityError);
+	});
+});
