@@ -64,6 +64,14 @@ blobStoreContract("FsBlobStore", async () => {
 	return {
 		store,
 		storedObjectCount: async () => storedFiles(root).length,
+		corrupt: async (key, offset) =>
+			patchFile(blobPath(root, key), file => {
+				file[offset]! ^= 0x01;
+			}),
+		truncate: async key => {
+			const path = blobPath(root, key);
+			truncateSync(path, readFileSync(path).length - 1);
+		},
 		cleanup: async () => {
 			await store.close();
 			rmSync(root, { recursive: true, force: true });
