@@ -46,7 +46,7 @@ describe("encrypted blobs at rest", () => {
 		assert.equal(res.bytes.includes(secret.subarray(1000, 1064)), false, "no byte of the victim's image");
 	});
 
-	it("cuts the download of a plain image whose blob changed on disk, then refuses it at once", async () => {
+	it("cuts the download of a plain image whose blob changed on disk, refuses it at once, and takes a re-upload as its repair", async () => {
 		const owner = await new Client(server.url).register("plain-owner");
 		const before = new Set(blobFiles(server.dataDir));
 		const image = (await owner.upload([fileFrom(join(SHARED_IMAGES, "dog.jpg"))])).body.images[0];
@@ -70,6 +70,13 @@ describe("encrypted blobs at rest", () => {
 		// Refused before any byte is read: no 200 and a broken body this time. The details stay in the
 		// logs and the blob's stat (server faults never reach the client).
 		assert.equal(again.status, 500);
+
+		// The same bytes uploaded again (their key is their hash) replace the corrupt copy.
+		const original = readFileSync(join(SHARED_IMAGES, "dog.jpg"));
+		assert.equal((await owner.upload([fileFrom(join(SHARED_IMAGES, "dog.jpg"))])).status, 201);
+		const repaired = await owner.download(`/api/images/${image.id}/content`);
+		assert.equal(repaired.status, 200);
+		assert.deepEqual(repaired.bytes, original);
 		assert.ok(Date.now() - started < 2000, "refused at once");
 	});
 });
