@@ -98,14 +98,13 @@ export function verifiedPlaintext(
 /**
  * Checks up to `options.limit` of `keys` (the store's keys after `options.after`, in order, at
  * most limit + 1 of them, so that the last call knows it is the last) by reading each whole
- * through `open`, which verifies what it streams. A key gone since it was listed was released
- * meanwhile; one whose bytes are gone while `exists` still says it is there is corrupt.
+ * through `open`, which verifies what it streams (and fails with IntegrityError for a blob whose
+ * bytes are gone). A key not found was released since it was listed.
  */
 export async function scrubKeys(
 	keys: string[],
 	options: ScrubOptions,
-	open: (key: string) => Promise<Readable>,
-	exists: (key: string) => Promise<boolean>
+	open: (key: string) => Promise<Readable>
 ): Promise<ScrubReport> {
 	const report: ScrubReport = { checked: 0, bytes: 0, corrupt: [], next: null };
 	const batch = keys.slice(0, options.limit);
@@ -118,7 +117,6 @@ export async function scrubKeys(
 		} catch (err) {
 			if (err instanceof IntegrityError) report.corrupt.push({ key, error: err.message });
 			else if (!(err instanceof NotFoundError)) throw err;
-			else if (await exists(key)) report.corrupt.push({ key, error: "Its stored bytes are missing" });
 		}
 		report.checked++;
 	}

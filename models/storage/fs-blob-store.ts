@@ -139,7 +139,9 @@ export class FsBlobStore implements BlobStore {
 		const row = this.#blobRow(key);
 		if (!row) throw new NotFoundError("Blob", key);
 		if (row.corrupt_at) throw new CorruptBlobError(key, row.corrupt_at);
-		const file = await this.#openBlobFile(key);
+		const file = await this.#openBlobFile(key).catch(async err => {
+			throw err instanceof NotFoundError ? await this.#lostFile(key, row) : err;
+		});
 		try {
 			return isEncryptedKey(key) ? await this.#readEncrypted(file, key, range) : await this.#readPlain(file, key, row, range);
 		} catch (err) {
@@ -186,8 +188,7 @@ export class FsBlobStore implements BlobStore {
 		return scrubKeys(
 			rows.map(row => row.key),
 			options,
-			key => this.open(key),
-			async key => this.#hasBlob(key)
+			key => this.open(key)
 		);
 	}
 
@@ -288,14 +289,25 @@ export class FsBlobStore implements BlobStore {
 	}
 
 	/**
-	 * Records that blob `key` failed its check when read from the file with inode `ino`. Under the
-	 * key's lock, and only while that file is still the blob's: a put may have replaced it with a
-	 * good copy while the corrupt one was being read.
+	 * The error for a blob whose row was there but whose file was not: NotFoundError if a release
+	 * removed both meanwhile, else IntegrityError, the plain blob marked corrupt (a put of the same
+	 * bytes then installs a new file).
 	 */
-	async #markCorrupt(key: string, ino: number): Promise<void> {
+	async #lostFile(key: string, row: BlobRow): Promise<Error> {
+		if (!this.#hasBlob(key)) return new NotFoundError("Blob", key);
+		if (row.encrypted === 0) await this.#markCorrupt(key, null);
+		return new IntegrityError(`The stored bytes of blob ${key} are missing`, { key });
+	}
+
+	/**
+	 * Records that blob `key` failed its check when read from the file with inode `ino` (null: no
+	 * file). Under the key's lock, and only while that is still the blob's file: a put may have
+	 * replaced it with a good copy meanwhile.
+	 */
+	async #markCorrupt(key: string, ino: number | null): Promise<void> {
 		await this.#locks.run(key, async () => {
 			const current = await stat(this.#pathOf(key)!).catch(() => null);
-			if (current?.ino !== ino) return;
+			if ((current?.ino ?? null) !== ino) return;
 			this.#db.prepare("UPDATE blobs SET corrupt_at = ? WHERE key = ? AND corrupt_at IS NULL").run(new Date().toISOString(), key);
 		});
 	}

@@ -184,12 +184,7 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 		const keys = await this.run(async () =>
 			(await this.#blobs.find({ _id: { $gt: after } }, { projection: { _id: 1 } }).sort({ _id: 1 }).limit(options.limit + 1).toArray()).map(record => record._id)
 		);
-		return scrubKeys(
-			keys,
-			options,
-			key => this.open(key),
-			async key => (await this.stat(key)) !== null
-		);
+		return scrubKeys(keys, options, key => this.open(key));
 	}
 
 	/**
@@ -267,14 +262,14 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 	 */
 	async #attach(blob: BlobRef, fileId: ObjectId, header: Buffer | undefined, ref: string): Promise<Attached> {
 		for (;;) {
+			const { matchedCount } = await this.#blobs.updateOne({ _id: blob.key, corruptAt: { $exists: false } }, { $addToSet: { refs: ref } });
+			if (matchedCount === 1) return { kept: false };
 			const repaired = await this.#blobs.findOneAndUpdate(
 				{ _id: blob.key, corruptAt: { $exists: true } },
 				{ $addToSet: { refs: ref }, $set: { fileId }, $unset: { corruptAt: "" } },
 				{ returnDocument: "before" }
 			);
 			if (repaired) return { kept: true, replaced: repaired.fileId };
-			const { matchedCount } = await this.#blobs.updateOne({ _id: blob.key }, { $addToSet: { refs: ref } });
-			if (matchedCount === 1) return { kept: false };
 			const record: BlobRecord = { _id: blob.key, sha256: blob.sha256, size: blob.size, encrypted: blob.encrypted, fileId, refs: [ref] };
 			try {
 				await this.#blobs.insertOne(header ? { ...record, header: new Binary(header) } : record);

@@ -22,6 +22,8 @@ export interface StoreUnderTest {
 	corrupt(key: string, offset: number): Promise<void>;
 	/** Drops the last stored byte of the blob, behind the store's back. */
 	truncate(key: string): Promise<void>;
+	/** Deletes the blob's stored bytes (not its record), behind the store's back. */
+	lose(key: string): Promise<void>;
 	cleanup(): Promise<void>;
 }
 
@@ -254,6 +256,23 @@ export function blobStoreContract(name: string, makeStore: () => Promise<StoreUn
 				const { received, error } = await drain(await store.open(key));
 				assert.ok(error instanceof IntegrityError, String(error));
 				assert.ok(received.length < bytes.length);
+			});
+
+			it("fails a blob whose stored bytes are gone with IntegrityError, marks a plain one and takes the same bytes as its repair", async () => {
+				const bytes = randomBytes(CHUNK + 1);
+				const plain = await put(bytes, false, "a");
+				const encrypted = await put(bytes, true, "b");
+				await subject.lose(plain.key);
+				await subject.lose(encrypted.key);
+
+				const { corrupt } = await scrubAll(10);
+				assert.deepEqual(corrupt.sort(), [plain.key, encrypted.key].sort(), "not taken for blobs released meanwhile");
+				for (const key of [plain.key, encrypted.key]) await assert.rejects(store.open(key).then(drain).then(({ error }) => Promise.reject(error)), IntegrityError);
+				assert.ok((await store.stat(plain.key))?.corruptAt);
+
+				await put(bytes, false, "c");
+				assert.deepEqual(await read(plain.key), bytes);
+				assert.equal((await store.stat(plain.key))?.refs, 2);
 			});
 
 			it("repairs a corrupt plain blob when the same bytes are put again", async () => {

@@ -68,6 +68,7 @@ blobStoreContract("FsBlobStore", async () => {
 			patchFile(blobPath(root, key), file => {
 				file[offset]! ^= 0x01;
 			}),
+		lose: async key => rmSync(blobPath(root, key)),
 		truncate: async key => {
 			const path = blobPath(root, key);
 			truncateSync(path, readFileSync(path).length - 1);

@@ -78,6 +78,11 @@ describe("GridFS blob store (FerretDB)", { skip: ferretDbSkipReason() }, () => {
 					data[at]! ^= 0x01;
 					return data;
 				}),
+			lose: key =>
+				withDatabase(url, async client => {
+					const blob = await client.db().collection<{ _id: string; fileId: ObjectId }>("blobs").findOne({ _id: key });
+					await client.db().collection("blobdata.chunks").deleteMany({ files_id: blob!.fileId });
+				}),
 			truncate: async key => editChunk(url, key, (await fileLength(url, key)) - 1, (data, at) => data.subarray(0, at)),
 			async cleanup() {
 				await store.close();
