@@ -67,7 +67,7 @@ export class PlaintextMeter extends Transform {
 export function verifiedPlaintext(
 	source: Readable,
 	expected: { sha256: string; size: number },
-	onCorrupt: (error: IntegrityError) => Promise<void>
+	onCorrupt: () => Promise<void>
 ): Readable {
 	return Readable.from(
 		(async function* () {
@@ -86,7 +86,8 @@ export function verifiedPlaintext(
 				const actual = hash.digest("hex");
 				if (actual !== expected.sha256) throw new IntegrityError("A stored blob does not match its SHA-256", { sha256: expected.sha256, actual });
 			} catch (err) {
-				if (err instanceof IntegrityError) await onCorrupt(err).catch(() => {});
+				// Marking is best effort: the reader gets the IntegrityError whatever happens to the mark.
+				if (err instanceof IntegrityError) await onCorrupt().catch(() => {});
 				throw err;
 			}
 			if (held) yield held;
