@@ -139,9 +139,12 @@ export class FsBlobStore implements BlobStore {
 		const row = this.#blobRow(key);
 		if (!row) throw new NotFoundError("Blob", key);
 		if (row.corrupt_at) throw new CorruptBlobError(key, row.corrupt_at);
-		const file = await this.#openBlobFile(key).catch(async err => {
+		let file: FileHandle;
+		try {
+			file = await this.#openBlobFile(key);
+		} catch (err) {
 			throw err instanceof NotFoundError ? await this.#lostFile(key, row) : err;
-		});
+		}
 		try {
 			return isEncryptedKey(key) ? await this.#readEncrypted(file, key, range) : await this.#readPlain(file, key, row, range);
 		} catch (err) {
