@@ -1,4 +1,9 @@
-/** REPL `storage rotate-keys`: re-wraps every encrypted image's data key after a master key change. */
+/**
+ * REPL `storage rotate-keys`: re-wraps every encrypted image's data key after a master key change.
+ * REPL `storage scrub [--after <key>] [--rate <MiB/s>]`: verifies every blob (plain: its SHA-256;
+ * encrypted: every chunk), batch by batch through `storage.scrub`, printing after each batch the
+ * command that continues after the last blob checked, and at the end the corrupt ones.
+ */
 import type { ServiceBroker } from "moleculer";
 import { UsageError, type ReplArgs, type ReplCommand } from "../cluster/repl-commands.ts";
 
@@ -7,17 +12,83 @@ interface RotateReport {
 	failed: { key: string; error: string }[];
 }
 
+interface ScrubReport {
+	checked: number;
+	bytes: number;
+	corrupt: { key: string; error: string }[];
+	next: string | null;
+}
+
+const MIB = 1024 * 1024;
+
+const mib = (bytes: number) => `${(bytes / MIB).toFixed(1)} MiB`;
+
+async function rotateKeys(broker: ServiceBroker): Promise<void> {
+	const report = await broker.call<RotateReport, object>("storage.rotateKeys", {}, { timeout: 0 });
+	console.log(`re-wrapped ${report.rewrapped} data key(s); ${report.failed.length} failed`);
+	if (report.failed.length) console.table(report.failed);
+}
+
+/** --rate in MiB/s (fractions allowed) as bytes per second; undefined: the action's default. */
+function rateOf(rate: unknown): number | undefined {
+	if (rate === undefined) return undefined;
+	const mibPerSecond = typeof rate === "string" ? Number(rate) : NaN;
+	if (!(mibPerSecond > 0) || mibPerSecond * MIB < 1024) throw new UsageError("--rate takes MiB per second, e.g. --rate 16 (the default)");
+	return Math.round(mibPerSecond * MIB);
+}
+
+async function scrub(broker: ServiceBroker, after: string | undefined, bytesPerSecond: number | undefined): Promise<void> {
+	const total: ScrubReport = { checked: 0, bytes: 0, corrupt: [], next: after ?? null };
+	// On a terminal the progress line is rewritten in place; piped output gets one line per batch.
+	const tty = process.stdout.isTTY;
+	do {
+		const params = { ...(total.next ? { after: total.next } : {}), ...(bytesPerSecond ? { bytesPerSecond } : {}) };
+		let report: ScrubReport;
+		try {
+			report = await broker.call<ScrubReport, object>("storage.scrub", params, { timeout: 0 });
+		} catch (err) {
+			if (tty) process.stdout.write("\n");
+			if (total.next) console.log(`stopped; to continue: storage scrub --after ${total.next}`);
+			throw err;
+		}
+		total.checked += report.checked;
+		total.bytes += report.bytes;
+		total.corrupt.push(...report.corrupt);
+		total.next = report.next;
+		const progress = `checked ${total.checked} blob(s), ${mib(total.bytes)}, ${total.corrupt.length} corrupt`;
+		const line = total.next ? `${progress}; to continue later: storage scrub --after ${total.next}` : progress;
+		if (tty) process.stdout.write(`\r${line}\x1b[K`);
+		else if (total.next) console.log(line);
+	} while (total.next);
+	if (tty) process.stdout.write("\n");
+	console.log(`Scrubbed ${total.checked} blob(s), ${mib(total.bytes)}: ${total.corrupt.length || "none"} corrupt`);
+	if (total.corrupt.length) console.table(total.corrupt);
+}
+
+async function run(broker: ServiceBroker, args: ReplArgs): Promise<void> {
+	const { after, rate } = args.options;
+	switch (args.op) {
+		case "rotate-keys":
+			if (after !== undefined || rate !== undefined) throw new UsageError("--after and --rate are for storage scrub");
+			return rotateKeys(broker);
+		case "scrub":
+			if (after !== undefined && typeof after !== "string") throw new UsageError("--after takes the key a scrub printed, to continue after it");
+			return scrub(broker, after, rateOf(rate));
+	}
+	throw new UsageError();
+}
+
 const commands: ReplCommand[] = [
 	{
 		command: "storage [op]",
-		description: "storage rotate-keys: after STORAGE_MASTER_KEY changed (old key in STORAGE_OLD_MASTER_KEYS), re-wrap every data key",
-		usage: ["storage rotate-keys"],
-		async action(broker: ServiceBroker, args: ReplArgs) {
-			if (args.op !== "rotate-keys") throw new UsageError();
-			const report = await broker.call<RotateReport, object>("storage.rotateKeys", {}, { timeout: 0 });
-			console.log(`re-wrapped ${report.rewrapped} data key(s); ${report.failed.length} failed`);
-			if (report.failed.length) console.table(report.failed);
-		}
+		description:
+			"storage rotate-keys: after STORAGE_MASTER_KEY changed (old key in STORAGE_OLD_MASTER_KEYS), re-wrap every data key; storage scrub: verify every blob",
+		usage: ["storage rotate-keys", "storage scrub [--after <key>] [--rate <MiB/s>]   (verify every blob; --rate defaults to 16 MiB/s)"],
+		options: [
+			{ option: "--after [key]", description: "storage scrub: continue after this key (printed by an earlier scrub)" },
+			{ option: "--rate [MiB/s]", description: "storage scrub: read at most this many MiB per second (default 16)" }
+		],
+		action: run
 	}
 ];
 

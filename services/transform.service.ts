@@ -134,7 +134,9 @@ const transform: ServiceSchema<ServiceSettingSchema, TransformMethods, Transform
 	methods: {
 		/**
 		 * The cached bytes, or null on a miss. An entry whose blob is gone (evicted by a render
-		 * that finished between the look-up and the read) counts as a miss and leaves the index.
+		 * that finished between the look-up and the read) counts as a miss and leaves the index;
+		 * so does one whose blob failed its integrity check (it is a cache: render it again), which
+		 * also drops its reference, so the new render is stored afresh.
 		 */
 		async openCached(ctx: Context, key: string): Promise<{ stream: Readable; info: VariantInfo } | null> {
 			const cached = this.repo.get(key);
@@ -145,7 +147,9 @@ const transform: ServiceSchema<ServiceSettingSchema, TransformMethods, Transform
 				const { format, width, height, size } = cached;
 				return { stream, info: { format, width, height, size } };
 			} catch (err) {
-				if ((err as { type?: string }).type !== "NOT_FOUND") throw err;
+				const type = (err as { type?: string }).type;
+				if (type !== "NOT_FOUND" && type !== "INTEGRITY_ERROR") throw err;
+				if (type === "INTEGRITY_ERROR") await ctx.call("storage.release", { key: cached.blob, ref: this.repo.refOf(key) });
 				this.repo.remove(key);
 				return null;
 			}

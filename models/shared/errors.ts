@@ -76,6 +76,16 @@ export class IntegrityError extends Errors.MoleculerServerError {
 }
 
 /**
+ * A blob found corrupt earlier (by a read or a scrub), refused at once rather than read again.
+ * A plain blob is repaired by uploading the same bytes again (its key is their hash).
+ */
+export class CorruptBlobError extends IntegrityError {
+	constructor(key: string, corruptAt: string) {
+		super(`Blob ${key} was found corrupt at ${corruptAt} and is not served until the same bytes are uploaded again`, { key, corruptAt });
+	}
+}
+
+/**
  * A call to another node whose answer was lost with the transporter connection. The callee may
  * or may not have run it, so it is never retried automatically (see moleculer.config.ts).
  */

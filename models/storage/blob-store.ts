@@ -6,6 +6,13 @@
  * Encrypted blobs get a random key (`enc-<id>`) and are never deduplicated. Every blob keeps
  * the set of references (image ids) that use it, so put and release are idempotent per
  * reference and a blob is deleted when its last reference goes.
+ *
+ * Integrity: an encrypted blob authenticates every chunk it serves. A plain blob's key is the
+ * SHA-256 of its bytes, so a full read verifies that hash as it streams and holds back its last
+ * piece until the hash matched: bytes changed on storage cut the stream short with IntegrityError,
+ * never a complete wrong body. The blob is then marked corrupt in the store's index and refused at
+ * once on every later read (ranges included: a range alone cannot check the hash), until a put of
+ * the same bytes replaces it. `scrub` checks every blob without waiting for a reader.
  */
 import type { Readable } from "node:stream";
 
@@ -20,7 +27,10 @@ export interface BlobRef {
 
 export interface PutOptions {
 	encrypt: boolean;
-	/** Who references the blob (an image id). Putting again with the same ref changes nothing. */
+	/**
+	 * Who references the blob (an image id). Putting again with the same ref changes nothing, except
+	 * that the same bytes put again replace a plain blob marked corrupt (its repair).
+	 */
 	ref: string;
 	/** Abort with PayloadTooLargeError past this many plaintext bytes. */
 	maxBytes: number;
@@ -37,6 +47,27 @@ export interface BlobInfo {
 	size: number;
 	encrypted: boolean;
 	refs: number;
+	/** Set (ISO time) once a full read or a scrub found a plain blob's bytes changed; absent while sound. */
+	corruptAt?: string;
+}
+
+export interface ScrubOptions {
+	/** Continue after this key (blobs are checked in key order); from the first when absent. */
+	after?: string;
+	/** Check at most this many blobs in this call. */
+	limit: number;
+	/** Awaited after every piece read with its length in bytes: how the caller limits the rate. */
+	pace(bytes: number): Promise<void>;
+}
+
+export interface ScrubReport {
+	checked: number;
+	/** Plaintext bytes read and verified. */
+	bytes: number;
+	/** Blobs that failed, with the reason. */
+	corrupt: { key: string; error: string }[];
+	/** The last key checked, to pass as `after` to continue; null once the last blob was checked. */
+	next: string | null;
 }
 
 export interface RewrapReport {
@@ -53,7 +84,9 @@ export interface BlobStore {
 	put(source: Readable, options: PutOptions): Promise<BlobRef>;
 	/**
 	 * Streams the plaintext (or the range of it). For encrypted blobs a tampered chunk makes the
-	 * stream fail with IntegrityError before any byte of that chunk is emitted.
+	 * stream fail with IntegrityError before any byte of that chunk is emitted; a full read of a plain
+	 * blob whose hash does not match fails with IntegrityError before its last piece and marks the
+	 * blob corrupt. A blob marked corrupt fails at once with IntegrityError.
 	 */
 	open(key: string, range?: ByteRange): Promise<Readable>;
 	stat(key: string): Promise<BlobInfo | null>;
@@ -66,6 +99,11 @@ export interface BlobStore {
 	 * blob cannot keep the old master key in service forever.
 	 */
 	rewrapAll(): Promise<RewrapReport>;
+	/**
+	 * Verifies up to `limit` blobs after `after` by reading each whole (plain: its SHA-256, marking it
+	 * corrupt on a mismatch; encrypted: every chunk decrypted, which authenticates it).
+	 */
+	scrub(options: ScrubOptions): Promise<ScrubReport>;
 	ping(): Promise<boolean>;
 	close(): Promise<void>;
 }

@@ -3,9 +3,10 @@
  * rules, so that keys, limits and ranges mean the same whatever holds the bytes.
  */
 import { createHash, randomBytes } from "node:crypto";
-import { Transform, type Readable, type TransformCallback } from "node:stream";
-import type { ByteRange, RewrapReport } from "./blob-store.ts";
-import { IntegrityError, PayloadTooLargeError, RangeNotSatisfiableError } from "../shared/errors.ts";
+import { Readable, Transform, type TransformCallback } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { ByteRange, RewrapReport, ScrubOptions, ScrubReport } from "./blob-store.ts";
+import { IntegrityError, NotFoundError, PayloadTooLargeError, RangeNotSatisfiableError } from "../shared/errors.ts";
 
 // Encrypted ids are hex, not base64url, so that two keys never differ only by letter case
 // (file names would collide on a case-insensitive file system).
@@ -54,6 +55,88 @@ export class PlaintextMeter extends Transform {
 		this.#hash.update(data);
 		callback(null, data);
 	}
+}
+
+/**
+ * The whole plaintext of a plain blob from `source`, verified against the size and SHA-256 it was
+ * stored with. The last piece is held back until the hash matched, so a reader of changed bytes
+ * (an HTTP client above all) gets a stream that fails short of its end, never a complete wrong
+ * body. On any IntegrityError (a mismatch here, or a damaged chunk the backend found) `onCorrupt`
+ * runs before the stream fails, so the blob is marked before anyone can ask for it again.
+ */
+export function verifiedPlaintext(
+	source: Readable,
+	expected: { sha256: string; size: number },
+	onCorrupt: () => Promise<void>
+): Readable {
+	return Readable.from(
+		(async function* () {
+			const hash = createHash("sha256");
+			let size = 0;
+			let held: Buffer | null = null;
+			try {
+				for await (const piece of source as AsyncIterable<Buffer>) {
+					size += piece.length;
+					if (size > expected.size) throw new IntegrityError("A stored blob is longer than its recorded size", { size: expected.size });
+					hash.update(piece);
+					if (held) yield held;
+					held = piece;
+				}
+				if (size !== expected.size) throw new IntegrityError("A stored blob is shorter than its recorded size", { size: expected.size, read: size });
+				const actual = hash.digest("hex");
+				if (actual !== expected.sha256) throw new IntegrityError("A stored blob does not match its SHA-256", { sha256: expected.sha256, actual });
+			} catch (err) {
+				// Marking is best effort: the reader gets the IntegrityError whatever happens to the mark.
+				if (err instanceof IntegrityError) await onCorrupt().catch(() => {});
+				throw err;
+			}
+			if (held) yield held;
+		})(),
+		{ objectMode: false }
+	);
+}
+
+/**
+ * Checks up to `options.limit` of `keys` (the store's keys after `options.after`, in order, at
+ * most limit + 1 of them, so that the last call knows it is the last) by reading each whole
+ * through `open`, which verifies what it streams (and fails with IntegrityError for a blob whose
+ * bytes are gone). A key not found was released since it was listed.
+ */
+export async function scrubKeys(
+	keys: string[],
+	options: ScrubOptions,
+	open: (key: string) => Promise<Readable>
+): Promise<ScrubReport> {
+	const report: ScrubReport = { checked: 0, bytes: 0, corrupt: [], next: null };
+	const batch = keys.slice(0, options.limit);
+	for (const key of batch) {
+		try {
+			for await (const piece of (await open(key)) as AsyncIterable<Buffer>) {
+				report.bytes += piece.length;
+				await options.pace(piece.length);
+			}
+		} catch (err) {
+			if (err instanceof IntegrityError) report.corrupt.push({ key, error: err.message });
+			else if (!(err instanceof NotFoundError)) throw err;
+		}
+		report.checked++;
+	}
+	report.next = keys.length > batch.length ? batch.at(-1)! : null;
+	return report;
+}
+
+/**
+ * A pace function (ScrubOptions.pace) that keeps a reader under `bytesPerSecond` on average,
+ * sleeping whenever it got ahead: a scrub must leave the disk to the readers it serves.
+ */
+export function pacer(bytesPerSecond: number): (bytes: number) => Promise<void> {
+	const start = performance.now();
+	let total = 0;
+	return async bytes => {
+		total += bytes;
+		const ahead = (total / bytesPerSecond) * 1000 - (performance.now() - start);
+		if (ahead > 0) await sleep(ahead);
+	};
 }
 
 /**

@@ -2,7 +2,8 @@
  * BlobStore on the local file system (embedded and single-node mode).
  *
  * Layout under `root`:
- *   blobs.db           references: which refs (image ids) hold which blob (node:sqlite)
+ *   blobs.db           references: which refs (image ids) hold which blob, and which blobs a read
+ *                      or a scrub found corrupt (node:sqlite)
  *   tmp/               uploads in progress; emptied at start, as only a crash leaves files here
  *   <xx>/<key>         one file per blob, fanned out by the first two hex digits of its id
  *
@@ -16,13 +17,23 @@
  */
 import { randomUUID } from "node:crypto";
 import { constants, mkdirSync, rmSync } from "node:fs";
-import { access, copyFile, type FileHandle, mkdir, open, rename, rm } from "node:fs/promises";
+import { access, copyFile, type FileHandle, mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { DatabaseSync } from "node:sqlite";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import type { BlobInfo, BlobRef, BlobStore, ByteRange, PutOptions, RewrapReport } from "./blob-store.ts";
-import { blobIdOf, isEncryptedKey, newEncryptedKey, PlaintextMeter, plainKey, rewrapEach, satisfiableRange } from "./blob-support.ts";
+import type { BlobInfo, BlobRef, BlobStore, ByteRange, PutOptions, RewrapReport, ScrubOptions, ScrubReport } from "./blob-store.ts";
+import {
+	blobIdOf,
+	isEncryptedKey,
+	newEncryptedKey,
+	PlaintextMeter,
+	plainKey,
+	rewrapEach,
+	satisfiableRange,
+	scrubKeys,
+	verifiedPlaintext
+} from "./blob-support.ts";
 import {
 	decryptRange,
 	EnvelopeEncryptor,
@@ -34,7 +45,7 @@ import {
 	openEnvelope,
 	rewrapHeader
 } from "./envelope-crypto.ts";
-import { IntegrityError, NotFoundError } from "../shared/errors.ts";
+import { CorruptBlobError, IntegrityError, NotFoundError } from "../shared/errors.ts";
 import { KeyedLock } from "../shared/keyed-lock.ts";
 import { closeDatabase, migrate, openDatabase, transaction } from "../db/sqlite.ts";
 
@@ -55,8 +66,17 @@ const MIGRATIONS = [
 		key TEXT NOT NULL REFERENCES blobs (key) ON DELETE CASCADE,
 		ref TEXT NOT NULL,
 		PRIMARY KEY (key, ref)
-	) STRICT, WITHOUT ROWID;`
+	) STRICT, WITHOUT ROWID;`,
+	// When a read or a scrub found the blob's bytes changed (ISO time); NULL while sound.
+	`ALTER TABLE blobs ADD COLUMN corrupt_at TEXT;`
 ];
+
+interface BlobRow {
+	sha256: string;
+	size: number;
+	encrypted: number;
+	corrupt_at: string | null;
+}
 
 interface StagedUpload {
 	tempPath: string;
@@ -116,9 +136,17 @@ export class FsBlobStore implements BlobStore {
 	}
 
 	async open(key: string, range?: ByteRange): Promise<Readable> {
-		const file = await this.#openBlobFile(key);
+		const row = this.#blobRow(key);
+		if (!row) throw new NotFoundError("Blob", key);
+		if (row.corrupt_at) throw new CorruptBlobError(key, row.corrupt_at);
+		let file: FileHandle;
 		try {
-			return isEncryptedKey(key) ? await this.#readEncrypted(file, key, range) : await this.#readPlain(file, range);
+			file = await this.#openBlobFile(key);
+		} catch (err) {
+			throw err instanceof NotFoundError ? await this.#lostFile(key, row) : err;
+		}
+		try {
+			return isEncryptedKey(key) ? await this.#readEncrypted(file, key, range) : await this.#readPlain(file, key, row, range);
 		} catch (err) {
 			await file.close();
 			throw err;
@@ -127,9 +155,11 @@ export class FsBlobStore implements BlobStore {
 
 	async stat(key: string): Promise<BlobInfo | null> {
 		const row = this.#db
-			.prepare("SELECT size, encrypted, (SELECT count(*) FROM refs WHERE refs.key = blobs.key) AS refs FROM blobs WHERE key = ?")
-			.get(key) as { size: number; encrypted: number; refs: number } | undefined;
-		return row ? { key, size: row.size, encrypted: row.encrypted === 1, refs: row.refs } : null;
+			.prepare("SELECT size, encrypted, corrupt_at, (SELECT count(*) FROM refs WHERE refs.key = blobs.key) AS refs FROM blobs WHERE key = ?")
+			.get(key) as { size: number; encrypted: number; corrupt_at: string | null; refs: number } | undefined;
+		if (!row) return null;
+		const info: BlobInfo = { key, size: row.size, encrypted: row.encrypted === 1, refs: row.refs };
+		return row.corrupt_at ? { ...info, corruptAt: row.corrupt_at } : info;
 	}
 
 	async release(key: string, ref: string): Promise<boolean> {
@@ -153,6 +183,15 @@ export class FsBlobStore implements BlobStore {
 		return rewrapEach(
 			rows.map(row => row.key),
 			key => this.#locks.run(key, () => this.#rewrap(key))
+		);
+	}
+
+	async scrub(options: ScrubOptions): Promise<ScrubReport> {
+		const rows = this.#db.prepare("SELECT key FROM blobs WHERE key > ? ORDER BY key LIMIT ?").all(options.after ?? "", options.limit + 1) as { key: string }[];
+		return scrubKeys(
+			rows.map(row => row.key),
+			options,
+			key => this.open(key)
 		);
 	}
 
@@ -193,11 +232,15 @@ export class FsBlobStore implements BlobStore {
 	/** Makes a staged upload visible under its key and records the reference. Runs under the key's lock. */
 	async #commit(blob: BlobRef, tempPath: string, ref: string): Promise<void> {
 		try {
-			if (!this.#hasBlob(blob.key)) await this.#install(tempPath, this.#pathOf(blob.key)!);
+			// A corrupt blob is replaced by the staged copy, which the meter has just hashed: for a
+			// plain blob the same key means the same bytes, so the upload is a good copy.
+			const stored = this.#blobRow(blob.key);
+			if (!stored || stored.corrupt_at) await this.#install(tempPath, this.#pathOf(blob.key)!);
 			transaction(this.#db, () => {
 				this.#db
 					.prepare("INSERT OR IGNORE INTO blobs (key, sha256, size, encrypted) VALUES (?, ?, ?, ?)")
 					.run(blob.key, blob.sha256, blob.size, blob.encrypted ? 1 : 0);
+				if (stored?.corrupt_at) this.#db.prepare("UPDATE blobs SET corrupt_at = NULL WHERE key = ?").run(blob.key);
 				this.#db.prepare("INSERT OR IGNORE INTO refs (key, ref) VALUES (?, ?)").run(blob.key, ref);
 			});
 		} finally {
@@ -238,9 +281,38 @@ export class FsBlobStore implements BlobStore {
 		return true;
 	}
 
-	async #readPlain(file: FileHandle, range: ByteRange | undefined): Promise<Readable> {
-		const { size } = await file.stat();
-		return file.createReadStream({ ...satisfiableRange(range, size) });
+	/**
+	 * A range is read as stored: checking the hash takes every byte. A full read is verified, and
+	 * a mismatch marks the blob corrupt.
+	 */
+	async #readPlain(file: FileHandle, key: string, row: BlobRow, range: ByteRange | undefined): Promise<Readable> {
+		if (range) return file.createReadStream({ ...satisfiableRange(range, row.size) });
+		const { ino } = await file.stat();
+		return verifiedPlaintext(file.createReadStream(), row, () => this.#markCorrupt(key, ino));
+	}
+
+	/**
+	 * The error for a blob whose row was there but whose file was not: NotFoundError if a release
+	 * removed both meanwhile, else IntegrityError, the plain blob marked corrupt (a put of the same
+	 * bytes then installs a new file).
+	 */
+	async #lostFile(key: string, row: BlobRow): Promise<Error> {
+		if (!this.#hasBlob(key)) return new NotFoundError("Blob", key);
+		if (row.encrypted === 0) await this.#markCorrupt(key, null);
+		return new IntegrityError(`The stored bytes of blob ${key} are missing`, { key });
+	}
+
+	/**
+	 * Records that blob `key` failed its check when read from the file with inode `ino` (null: no
+	 * file). Under the key's lock, and only while that is still the blob's file: a put may have
+	 * replaced it with a good copy meanwhile.
+	 */
+	async #markCorrupt(key: string, ino: number | null): Promise<void> {
+		await this.#locks.run(key, async () => {
+			const current = await stat(this.#pathOf(key)!).catch(() => null);
+			if ((current?.ino ?? null) !== ino) return;
+			this.#db.prepare("UPDATE blobs SET corrupt_at = ? WHERE key = ? AND corrupt_at IS NULL").run(new Date().toISOString(), key);
+		});
 	}
 
 	async #readEncrypted(file: FileHandle, key: string, range: ByteRange | undefined): Promise<Readable> {
@@ -277,6 +349,10 @@ export class FsBlobStore implements BlobStore {
 
 	#hasBlob(key: string): boolean {
 		return this.#db.prepare("SELECT 1 FROM blobs WHERE key = ?").get(key) !== undefined;
+	}
+
+	#blobRow(key: string): BlobRow | undefined {
+		return this.#db.prepare("SELECT sha256, size, encrypted, corrupt_at FROM blobs WHERE key = ?").get(key) as BlobRow | undefined;
 	}
 
 	/** Where a blob lives; null for anything that is not a well-formed key (never a path outside root). */

@@ -7,7 +7,8 @@
  *                                     chunk ids are `<file id>-<n>`, so a reader fetches each
  *                                     chunk by _id (any GridFS reader can still read the files)
  *   blobs                             one document per key: sha256, size, encrypted, the GridFS
- *                                     file id, the references and, for encrypted blobs, the header
+ *                                     file id, the references, for encrypted blobs the header, and
+ *                                     `corruptAt` once a read or a scrub found the bytes changed
  *
  * An encrypted blob's GridFS file is its whole envelope with the header slot left zero (the
  * encryptor knows the header only at the end); the real header lives in its `blobs` document, so
@@ -20,10 +21,10 @@
  */
 import { pipeline, Readable } from "node:stream";
 import { Binary, type Collection, ObjectId } from "mongodb";
-import type { BlobInfo, BlobRef, BlobStore, ByteRange, PutOptions, RewrapReport } from "./blob-store.ts";
-import { blobIdOf, newEncryptedKey, PlaintextMeter, plainKey, rewrapEach, satisfiableRange } from "./blob-support.ts";
+import type { BlobInfo, BlobRef, BlobStore, ByteRange, PutOptions, RewrapReport, ScrubOptions, ScrubReport } from "./blob-store.ts";
+import { blobIdOf, newEncryptedKey, PlaintextMeter, plainKey, rewrapEach, satisfiableRange, scrubKeys, verifiedPlaintext } from "./blob-support.ts";
 import { decryptRange, EnvelopeEncryptor, envelopeLength, type Keyring, needsRewrap, openEnvelope, rewrapHeader } from "./envelope-crypto.ts";
-import { IntegrityError, NotFoundError } from "../shared/errors.ts";
+import { CorruptBlobError, IntegrityError, NotFoundError } from "../shared/errors.ts";
 import { KeyedLock } from "../shared/keyed-lock.ts";
 import { isDuplicateKey, MongoBackend, type MongoOptions } from "../db/mongo.ts";
 
@@ -46,6 +47,8 @@ interface BlobRecord {
 	refs: string[];
 	/** The envelope header of an encrypted blob. */
 	header?: Binary;
+	/** When a read or a scrub found the bytes of file `fileId` changed; absent while sound. */
+	corruptAt?: Date;
 }
 
 interface FileRecord {
@@ -66,6 +69,13 @@ interface ChunkRecord {
 
 function chunkId(fileId: ObjectId, n: number): string {
 	return `${fileId.toHexString()}-${n}`;
+}
+
+interface Attached {
+	/** Whether the new file is now the blob's. */
+	kept: boolean;
+	/** The corrupt file it replaced. */
+	replaced?: ObjectId;
 }
 
 interface Staged {
@@ -129,15 +139,17 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 		const key = encryptedKey ?? plainKey(staged.sha256);
 		const blob: BlobRef = { key, sha256: staged.sha256, size: staged.size, encrypted: options.encrypt };
 		await this.run(async () => {
-			let kept: boolean;
+			let attached: Attached;
 			try {
-				kept = await this.#locks.run(key, () => this.#attach(blob, fileId, staged.header, options.ref));
+				attached = await this.#locks.run(key, () => this.#attach(blob, fileId, staged.header, options.ref));
 			} catch (err) {
 				await this.#deleteFile(fileId).catch(() => {});
 				throw err;
 			}
-			// The same bytes were stored already: this copy is not needed.
-			if (!kept) await this.#deleteFile(fileId);
+			// The same bytes were stored already: this copy is not needed. Or they were stored, found
+			// corrupt and now replaced by this copy: the corrupt one goes.
+			if (!attached.kept) await this.#deleteFile(fileId);
+			if (attached.replaced) await this.#deleteFile(attached.replaced);
 		});
 		return blob;
 	}
@@ -145,7 +157,12 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 	async open(key: string, range?: ByteRange): Promise<Readable> {
 		const record = await this.run(() => this.#find(key));
 		if (!record) throw new NotFoundError("Blob", key);
-		if (!record.header) return this.#download(record.fileId, record.size, satisfiableRange(range, record.size));
+		if (record.corruptAt) throw new CorruptBlobError(key, record.corruptAt.toISOString());
+		if (!record.header) {
+			// A range is read as stored: checking the hash takes every byte. A full read is verified.
+			if (range) return this.#download(record.fileId, record.size, satisfiableRange(range, record.size));
+			return verifiedPlaintext(this.#download(record.fileId, record.size, undefined), record, () => this.#markCorrupt(key, record.fileId));
+		}
 		const envelope = openEnvelope(Buffer.from(record.header.buffer), this.#keyring, key);
 		// Catches truncation or padding up front, before a reader gets any byte.
 		const file = await this.run(() => this.#files.findOne({ _id: record.fileId }));
@@ -157,7 +174,25 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 
 	async stat(key: string): Promise<BlobInfo | null> {
 		const record = await this.run(() => this.#find(key));
-		return record && { key, size: record.size, encrypted: record.encrypted, refs: record.refs.length };
+		if (!record) return null;
+		const info: BlobInfo = { key, size: record.size, encrypted: record.encrypted, refs: record.refs.length };
+		return record.corruptAt ? { ...info, corruptAt: record.corruptAt.toISOString() } : info;
+	}
+
+	async scrub(options: ScrubOptions): Promise<ScrubReport> {
+		const after = options.after ?? "";
+		const keys = await this.run(async () =>
+			(await this.#blobs.find({ _id: { $gt: after } }, { projection: { _id: 1 } }).sort({ _id: 1 }).limit(options.limit + 1).toArray()).map(record => record._id)
+		);
+		return scrubKeys(keys, options, key => this.open(key));
+	}
+
+	/**
+	 * Records that blob `key` failed its check when read from file `fileId`; only while that is still
+	 * its file, as a put may have replaced it with a good copy during the read.
+	 */
+	async #markCorrupt(key: string, fileId: ObjectId): Promise<void> {
+		await this.run(() => this.#blobs.updateOne({ _id: key, fileId, corruptAt: { $exists: false } }, { $set: { corruptAt: new Date() } }));
 	}
 
 	async release(key: string, ref: string): Promise<boolean> {
@@ -220,17 +255,25 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 	}
 
 	/**
-	 * Records `ref` on the blob, creating its document (pointing at `fileId`) when the key is new.
-	 * Returns whether `fileId` is now in use. Runs under the key's lock.
+	 * Records `ref` on the blob, creating its document (pointing at `fileId`) when the key is new,
+	 * or pointing it at `fileId` when its file was found corrupt: the meter has just hashed the new
+	 * copy, and for a plain blob the same key means the same bytes. Says whether `fileId` is now in
+	 * use and which file it replaced. Runs under the key's lock.
 	 */
-	async #attach(blob: BlobRef, fileId: ObjectId, header: Buffer | undefined, ref: string): Promise<boolean> {
+	async #attach(blob: BlobRef, fileId: ObjectId, header: Buffer | undefined, ref: string): Promise<Attached> {
 		for (;;) {
-			const { matchedCount } = await this.#blobs.updateOne({ _id: blob.key }, { $addToSet: { refs: ref } });
-			if (matchedCount === 1) return false;
+			const { matchedCount } = await this.#blobs.updateOne({ _id: blob.key, corruptAt: { $exists: false } }, { $addToSet: { refs: ref } });
+			if (matchedCount === 1) return { kept: false };
+			const repaired = await this.#blobs.findOneAndUpdate(
+				{ _id: blob.key, corruptAt: { $exists: true } },
+				{ $addToSet: { refs: ref }, $set: { fileId }, $unset: { corruptAt: "" } },
+				{ returnDocument: "before" }
+			);
+			if (repaired) return { kept: true, replaced: repaired.fileId };
 			const record: BlobRecord = { _id: blob.key, sha256: blob.sha256, size: blob.size, encrypted: blob.encrypted, fileId, refs: [ref] };
 			try {
 				await this.#blobs.insertOne(header ? { ...record, header: new Binary(header) } : record);
-				return true;
+				return { kept: true };
 			} catch (err) {
 				// Another node stored the same bytes first: add the reference to its blob.
 				if (!isDuplicateKey(err)) throw err;

@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -225,5 +226,25 @@ describe("operator REPL", { skip: redisSkipReason() }, () => {
 		assert.doesNotMatch(output, / INFO /, "no broker chatter around the prompt");
 		assert.doesNotMatch(output, new RegExp(`${env.JWT_SECRET}|${env.STORAGE_MASTER_KEY}|${env.ADMIN_PASSWORD}`), "no secret printed");
 		assert.equal((await fetch(`${node.url}/api/ready`)).status, 200, "the cluster carries on");
+	});
+
+	it("storage scrub verifies every blob on the storage node, reports one changed on disk, and continues after a key", async () => {
+		const erin = await new Client(node.url).register("erin");
+		const bytes = readFileSync(join(SHARED_IMAGES, "hummingbird.jpg"));
+		assert.equal((await erin.upload([fileFrom(join(SHARED_IMAGES, "hummingbird.jpg"))])).status, 201);
+		const sha = createHash("sha256").update(bytes).digest("hex");
+		const key = `sha256-${sha}`;
+		const path = join(node.dataDir, "blobs", sha.slice(0, 2), key);
+		const stored = readFileSync(path);
+		stored[500]! ^= 0x01;
+		writeFileSync(path, stored);
+
+		const out = await run("storage scrub --rate 64");
+		assert.match(out.text, /^Scrubbed \d+ blob\(s\), [\d.]+ MiB: 1 corrupt$/m);
+		assert.deepEqual(
+			out.tables.at(-1)?.map(row => row.key),
+			[key]
+		);
+		assert.match((await run(`storage scrub --after ${key}`)).text, /^Scrubbed \d+ blob\(s\), [\d.]+ MiB: none corrupt$/m, "the blobs after it only");
 	});
 });

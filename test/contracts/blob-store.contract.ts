@@ -7,8 +7,9 @@ import { createHash, randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import { afterEach, beforeEach, describe, it } from "node:test";
-import type { BlobStore, ByteRange } from "../../models/storage/blob-store.ts";
-import { NotFoundError, PayloadTooLargeError, RangeNotSatisfiableError } from "../../models/shared/errors.ts";
+import type { BlobStore, ByteRange, ScrubReport } from "../../models/storage/blob-store.ts";
+import { HEADER_SIZE } from "../../models/storage/envelope-crypto.ts";
+import { IntegrityError, NotFoundError, PayloadTooLargeError, RangeNotSatisfiableError } from "../../models/shared/errors.ts";
 
 export interface StoreUnderTest {
 	store: BlobStore;
@@ -17,6 +18,12 @@ export interface StoreUnderTest {
 	 * files, orphaned chunks): the suite's way to see that nothing is left behind.
 	 */
 	storedObjectCount(): Promise<number>;
+	/** Flips one bit of the blob's bytes as the backend holds them (envelope offsets for encrypted blobs), behind the store's back. */
+	corrupt(key: string, offset: number): Promise<void>;
+	/** Drops the last stored byte of the blob, behind the store's back. */
+	truncate(key: string): Promise<void>;
+	/** Deletes the blob's stored bytes (not its record), behind the store's back. */
+	lose(key: string): Promise<void>;
 	cleanup(): Promise<void>;
 }
 
@@ -33,6 +40,19 @@ function streamOf(bytes: Buffer, pieceSize = 10_007): Readable {
 	const pieces: Buffer[] = [];
 	for (let offset = 0; offset < bytes.length; offset += pieceSize) pieces.push(bytes.subarray(offset, offset + pieceSize));
 	return Readable.from(pieces);
+}
+
+/**
+ * Reads until the stream ends or fails; returns what was emitted and the failure, if any. Reads in
+ * flowing mode, so every byte the stream emits reaches `received` before a later error destroys it.
+ */
+function drain(stream: Readable): Promise<{ received: Buffer; error: unknown }> {
+	return new Promise(resolve => {
+		const pieces: Buffer[] = [];
+		stream.on("data", (piece: Buffer) => pieces.push(piece));
+		stream.on("error", error => resolve({ received: Buffer.concat(pieces), error }));
+		stream.on("end", () => resolve({ received: Buffer.concat(pieces), error: undefined }));
+	});
 }
 
 /** A source that delivers `bytes`, then fails with `error`. */
@@ -196,6 +216,115 @@ export function blobStoreContract(name: string, makeStore: () => Promise<StoreUn
 					assert.equal((await store.stat(key))?.refs, 1);
 					assert.equal(await store.release(key, "new"), true);
 				}
+			});
+		});
+
+		describe("integrity", () => {
+			const noPause = async () => {};
+
+			/** Scrubs every blob, `limit` per call, each call resuming where the last stopped. */
+			async function scrubAll(limit: number): Promise<{ calls: ScrubReport[]; corrupt: string[] }> {
+				const calls: ScrubReport[] = [];
+				let after: string | undefined;
+				do {
+					const report = await store.scrub({ ...(after ? { after } : {}), limit, pace: noPause });
+					calls.push(report);
+					after = report.next ?? undefined;
+				} while (after);
+				return { calls, corrupt: calls.flatMap(report => report.corrupt.map(({ key }) => key)) };
+			}
+
+			it("cuts a full read of a plain blob whose bytes changed before its end, marks it corrupt and refuses it afterwards", async () => {
+				const bytes = randomBytes(3 * CHUNK + 100);
+				const { key } = await put(bytes, false);
+				await subject.corrupt(key, 2 * CHUNK + 7);
+
+				const { received, error } = await drain(await store.open(key));
+				assert.ok(error instanceof IntegrityError, String(error));
+				assert.ok(received.length < bytes.length, `stopped short of the end: ${received.length} of ${bytes.length} bytes`);
+				assert.match((await store.stat(key))?.corruptAt ?? "", /^\d{4}-\d\d-\d\dT/, "stat shows when it was found corrupt");
+
+				// Refused at once from now on, ranges included (a range alone cannot check the hash).
+				await assert.rejects(store.open(key), (err: Error) => err instanceof IntegrityError && /corrupt/.test(err.message));
+				await assert.rejects(store.open(key, { start: 0, end: 10 }), IntegrityError);
+			});
+
+			it("cuts a full read of a plain blob that was cut short on storage", async () => {
+				const bytes = randomBytes(CHUNK + 5);
+				const { key } = await put(bytes, false);
+				await subject.truncate(key);
+				const { received, error } = await drain(await store.open(key));
+				assert.ok(error instanceof IntegrityError, String(error));
+				assert.ok(received.length < bytes.length);
+			});
+
+			it("fails a blob whose stored bytes are gone with IntegrityError, marks a plain one and takes the same bytes as its repair", async () => {
+				const bytes = randomBytes(CHUNK + 1);
+				const plain = await put(bytes, false, "a");
+				const encrypted = await put(bytes, true, "b");
+				await subject.lose(plain.key);
+				await subject.lose(encrypted.key);
+
+				const { corrupt } = await scrubAll(10);
+				assert.deepEqual(corrupt.sort(), [plain.key, encrypted.key].sort(), "not taken for blobs released meanwhile");
+				for (const key of [plain.key, encrypted.key]) await assert.rejects(store.open(key).then(drain).then(({ error }) => Promise.reject(error)), IntegrityError);
+				assert.ok((await store.stat(plain.key))?.corruptAt);
+
+				await put(bytes, false, "c");
+				assert.deepEqual(await read(plain.key), bytes);
+				assert.equal((await store.stat(plain.key))?.refs, 2);
+			});
+
+			it("repairs a corrupt plain blob when the same bytes are put again", async () => {
+				const bytes = randomBytes(2 * CHUNK + 3);
+				const { key } = await put(bytes, false, "a");
+				await subject.corrupt(key, 5);
+				await drain(await store.open(key));
+				assert.ok((await store.stat(key))?.corruptAt);
+
+				assert.equal((await put(bytes, false, "b")).key, key);
+				assert.deepEqual(await store.stat(key), { key, size: bytes.length, encrypted: false, refs: 2 });
+				assert.deepEqual(await read(key), bytes);
+				assert.equal(await subject.storedObjectCount(), 1, "the corrupt copy is gone");
+			});
+
+			it("scrub checks every blob, plain and encrypted, reports the corrupt ones and resumes after the last key checked", async () => {
+				const plain = await Promise.all([0, 1, 2, 3].map(i => put(randomBytes(CHUNK + i), false, `plain-${i}`)));
+				const encrypted = await Promise.all([0, 1].map(i => put(randomBytes(CHUNK + 10), true, `enc-${i}`)));
+				const sound = [...plain, ...encrypted].reduce((sum, blob) => sum + blob.size, 0);
+				await subject.corrupt(plain[2]!.key, 100);
+				await subject.corrupt(encrypted[1]!.key, HEADER_SIZE + 100);
+
+				const { calls, corrupt } = await scrubAll(4);
+				assert.deepEqual(
+					calls.map(report => report.checked),
+					[4, 2]
+				);
+				assert.equal(calls.at(-1)!.next, null);
+				assert.deepEqual(corrupt.sort(), [plain[2]!.key, encrypted[1]!.key].sort());
+				assert.ok(calls.every(report => report.corrupt.every(({ error }) => error.length > 0)));
+				const bytes = calls.reduce((sum, report) => sum + report.bytes, 0);
+				assert.ok(bytes <= sound && bytes >= sound - 2 * (CHUNK + 10), `bytes read: ${bytes} of ${sound}`);
+				// The plain one is marked (its hash is the truth); the encrypted one is refused on every read anyway.
+				assert.ok((await store.stat(plain[2]!.key))?.corruptAt);
+				assert.equal((await store.stat(encrypted[1]!.key))?.corruptAt, undefined);
+
+				const again = await scrubAll(100);
+				assert.deepEqual(
+					again.calls.map(report => report.checked),
+					[6]
+				);
+				assert.deepEqual(again.corrupt.sort(), corrupt.sort(), "a marked blob is still reported");
+			});
+
+			it("scrub paces its reads through the caller's pace function", async () => {
+				const blobs = [await put(randomBytes(3 * CHUNK), false), await put(randomBytes(CHUNK), true, "image-2")];
+				let paced = 0;
+				const report = await store.scrub({ limit: 10, pace: async bytes => void (paced += bytes) });
+				assert.deepEqual({ checked: report.checked, corrupt: report.corrupt, next: report.next }, { checked: 2, corrupt: [], next: null });
+				assert.equal(report.bytes, 4 * CHUNK);
+				assert.equal(paced, report.bytes);
+				assert.equal((await store.scrub({ after: [...blobs].sort((a, b) => (a.key < b.key ? -1 : 1)).at(-1)!.key, limit: 10, pace: noPause })).checked, 0);
 			});
 		});
 

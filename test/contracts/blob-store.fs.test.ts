@@ -64,6 +64,15 @@ blobStoreContract("FsBlobStore", async () => {
 	return {
 		store,
 		storedObjectCount: async () => storedFiles(root).length,
+		corrupt: async (key, offset) =>
+			patchFile(blobPath(root, key), file => {
+				file[offset]! ^= 0x01;
+			}),
+		lose: async key => rmSync(blobPath(root, key)),
+		truncate: async key => {
+			const path = blobPath(root, key);
+			truncateSync(path, readFileSync(path).length - 1);
+		},
 		cleanup: async () => {
 			await store.close();
 			rmSync(root, { recursive: true, force: true });
@@ -262,6 +271,40 @@ describe("storage service", () => {
 		await assert.rejects(broker.call("storage.put", { encrypt: false, ref: "img", maxBytes: 10, extra: 1 }, { stream: Readable.from([]) }), { name: "ValidationError" });
 		await assert.rejects(broker.call("storage.put", { encrypt: false, ref: "img", maxBytes: 10 }), { type: "STREAM_REQUIRED" });
 		await assert.rejects(broker.call("storage.get", { key: `sha256-${"0".repeat(64)}` }), { code: 404 });
+	});
+
+	it("scrubs batch by batch, at the rate asked, and reports and marks a corrupt blob", async () => {
+		const blobs = [];
+		for (const ref of ["s1", "s2", "s3"]) {
+			blobs.push(await broker.call<BlobRef, object>("storage.put", { encrypt: false, ref, maxBytes: LIMIT }, { stream: Readable.from([randomBytes(256 * 1024)]) }));
+		}
+		const [bad] = blobs;
+		patchFile(blobPath(join(dataDir, "blobs"), bad!.key), file => {
+			file[1000]! ^= 0x01;
+		});
+
+		type Report = { checked: number; bytes: number; corrupt: { key: string; error: string }[]; next: string | null };
+		const reports: Report[] = [];
+		const started = performance.now();
+		let after: string | null = null;
+		do {
+			const report: Report = await broker.call("storage.scrub", { limit: 2, bytesPerSecond: 1024 * 1024, ...(after ? { after } : {}) });
+			reports.push(report);
+			after = report.next;
+		} while (after);
+		assert.deepEqual(
+			reports.map(report => report.checked),
+			[2, 1]
+		);
+		assert.deepEqual(
+			reports.flatMap(report => report.corrupt.map(({ key }) => key)),
+			[bad!.key]
+		);
+		// About 3/4 MiB read at 1 MiB/s (the corrupt blob's last piece is never emitted).
+		assert.ok(performance.now() - started > 500, `paced: ${performance.now() - started} ms`);
+		assert.ok(((await broker.call("storage.stat", { key: bad!.key })) as { corruptAt?: string }).corruptAt);
+		await assert.rejects(broker.call("storage.scrub", { bytesPerSecond: 0 }), { name: "ValidationError" });
+		for (const [i, blob] of blobs.entries()) await broker.call("storage.release", { key: blob.key, ref: `s${i + 1}` });
 	});
 
 	it("answers ping and rotateKeys", async () => {

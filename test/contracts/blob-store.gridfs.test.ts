@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import { after, before, describe, it } from "node:test";
-import { MongoClient, ObjectId } from "mongodb";
+import { type Binary, MongoClient, ObjectId } from "mongodb";
 import { Keyring } from "../../models/storage/envelope-crypto.ts";
 import { IntegrityError } from "../../models/shared/errors.ts";
 import { GridFsBlobStore } from "../../models/storage/gridfs-blob-store.ts";
@@ -25,6 +25,27 @@ async function withDatabase<T>(url: string, work: (client: MongoClient) => Promi
 	} finally {
 		await client.close();
 	}
+}
+
+/** Rewrites the GridFS chunk of blob `key` that holds stored byte `offset`, behind the store's back. */
+function editChunk(url: string, key: string, offset: number, edit: (data: Buffer, at: number) => Buffer): Promise<void> {
+	return withDatabase(url, async client => {
+		const db = client.db();
+		const blob = await db.collection<{ _id: string; fileId: ObjectId }>("blobs").findOne({ _id: key });
+		const file = await db.collection("blobdata.files").findOne({ _id: blob!.fileId });
+		const n = Math.floor(offset / file!.chunkSize);
+		const chunk = await db.collection<Chunk>("blobdata.chunks").findOne({ files_id: blob!.fileId, n });
+		const data = edit(Buffer.from((chunk!.data as unknown as Binary).buffer), offset - n * file!.chunkSize);
+		await db.collection<Chunk>("blobdata.chunks").updateOne({ _id: chunk!._id }, { $set: { data } });
+	});
+}
+
+/** The length of blob `key`'s GridFS file. */
+function fileLength(url: string, key: string): Promise<number> {
+	return withDatabase(url, async client => {
+		const blob = await client.db().collection<{ _id: string; fileId: ObjectId }>("blobs").findOne({ _id: key });
+		return (await client.db().collection("blobdata.files").findOne({ _id: blob!.fileId }))!.length as number;
+	});
 }
 
 /** GridFS files plus chunks that belong to no file (an upload that was not cleaned up). */
@@ -52,6 +73,17 @@ describe("GridFS blob store (FerretDB)", { skip: ferretDbSkipReason() }, () => {
 		return {
 			store,
 			storedObjectCount: () => storedObjectCount(url),
+			corrupt: (key, offset) =>
+				editChunk(url, key, offset, (data, at) => {
+					data[at]! ^= 0x01;
+					return data;
+				}),
+			lose: key =>
+				withDatabase(url, async client => {
+					const blob = await client.db().collection<{ _id: string; fileId: ObjectId }>("blobs").findOne({ _id: key });
+					await client.db().collection("blobdata.chunks").deleteMany({ files_id: blob!.fileId });
+				}),
+			truncate: async key => editChunk(url, key, (await fileLength(url, key)) - 1, (data, at) => data.subarray(0, at)),
 			async cleanup() {
 				await store.close();
 				await withDatabase(url, client => client.db().dropDatabase());

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { existsSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
@@ -392,6 +392,25 @@ describe("transforms beside the ingest pipeline", () => {
 		assert.equal(lost.status, 200);
 		assert.ok(lost.bytes.equals(oversized.bytes));
 		assert.equal((await idle(admin)).renders, kept.renders + 1);
+
+		// A cached variant whose blob changed on disk breaks off once (the store marks it corrupt),
+		// then is rendered again rather than refused.
+		const path = blobPath(oversized.bytes);
+		const stored = readFileSync(path);
+		stored[1000]! ^= 0x01;
+		writeFileSync(path, stored);
+		const broken = await fetch(`${server.url}/api/images/${id}/content.png`, { headers: { Authorization: `Bearer ${admin.token}` } })
+			.then(res => res.arrayBuffer())
+			.then(
+				bytes => Buffer.from(bytes),
+				() => null
+			);
+		assert.ok(broken === null || broken.length < oversized.bytes.length, "the transfer broke off");
+		const healed = await admin.download(`/api/images/${id}/content.png`);
+		assert.equal(healed.status, 200);
+		assert.ok(healed.bytes.equals(oversized.bytes));
+		assert.equal((await idle(admin)).renders, kept.renders + 2);
+		assert.ok(readFileSync(path).equals(oversized.bytes), "stored afresh");
 	});
 
 	it("bounds AVIF work: one encode at a time, one waiting, the rest refused with 429 while other formats go on", async () => {

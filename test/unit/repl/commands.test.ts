@@ -81,7 +81,18 @@ describe("REPL commands through the command parser", () => {
 				updateByName: record("users.updateByName", params => ({ id: "u2", username: params.username, role: params.role ?? "user", disabled: params.disabled ?? false }))
 			}
 		});
-		broker.createService({ name: "storage", actions: { rotateKeys: record("storage.rotateKeys", () => ({ rewrapped: 3, failed: [] })) } });
+		broker.createService({
+			name: "storage",
+			actions: {
+				rotateKeys: record("storage.rotateKeys", () => ({ rewrapped: 3, failed: [] })),
+				// Two batches: the first stops after sha256-bb, the second finishes.
+				scrub: record("storage.scrub", params =>
+					params.after === "sha256-bb"
+						? { checked: 1, bytes: 1024 * 1024, corrupt: [], next: null }
+						: { checked: 2, bytes: 2 * 1024 * 1024, corrupt: [{ key: "sha256-aa", error: "A stored blob does not match its SHA-256" }], next: "sha256-bb" }
+				)
+			}
+		});
 		broker.createService({
 			name: "imports",
 			actions: {
@@ -208,10 +219,34 @@ describe("REPL commands through the command parser", () => {
 			assert.match(out.text, /re-wrapped 3 data key\(s\); 0 failed/);
 		});
 
+		it("storage scrub checks every blob batch by batch, printing where to continue, then a summary", async () => {
+			const out = await type("storage scrub");
+			assert.deepEqual(called("storage.scrub"), [{}, { after: "sha256-bb" }]);
+			assert.match(out.text, /^checked 2 blob\(s\), 2\.0 MiB, 1 corrupt; to continue later: storage scrub --after sha256-bb$/m);
+			assert.match(out.text, /^Scrubbed 3 blob\(s\), 3\.0 MiB: 1 corrupt$/m);
+			assert.deepEqual(out.tables.at(-1), [{ key: "sha256-aa", error: "A stored blob does not match its SHA-256" }]);
+		});
+
+		it("storage scrub --after <key> continues after that key; --rate <MiB/s> sets the pace", async () => {
+			const out = await type("storage scrub --after sha256-bb --rate 4");
+			assert.deepEqual(called("storage.scrub"), [{ after: "sha256-bb", bytesPerSecond: 4 * 1024 * 1024 }]);
+			assert.match(out.text, /^Scrubbed 1 blob\(s\), 1\.0 MiB: none corrupt$/m);
+			assert.deepEqual(out.tables, [], "no empty table");
+			calls = [];
+			await type("storage scrub --rate 0.5");
+			assert.deepEqual(called("storage.scrub")[0], { bytesPerSecond: 512 * 1024 });
+		});
+
 		it("prints its usage when a word is missing, wrong or extra", async () => {
 			await usage("storage", /storage rotate-keys/);
 			await usage("storage rotate", /storage rotate-keys/);
 			await usage("storage rotate-keys now", /storage rotate-keys/);
+			await usage("storage scrub now", /storage scrub \[--after <key>\] \[--rate <MiB\/s>\]/);
+			await usage("storage scrub --after", /^--after takes the key a scrub printed/m);
+			await usage("storage scrub --rate", /^--rate takes MiB per second/m);
+			await usage("storage scrub --rate fast", /^--rate takes MiB per second/m);
+			await usage("storage scrub --rate 0", /^--rate takes MiB per second/m);
+			await usage("storage rotate-keys --rate 4", /^--after and --rate are for storage scrub$/m);
 		});
 	});
 
