@@ -7,7 +7,7 @@
  * their schema and send with `broker.sendToChannel(name, payload)`.
  */
 import Channels from "@moleculer/channels";
-import type { Middleware } from "moleculer";
+import type { Middleware, ServiceBroker } from "moleculer";
 import type { Config } from "../config/index.ts";
 import { DurableRedisAdapter } from "./durable-redis-adapter.ts";
 
@@ -30,8 +30,31 @@ export function channelsAdapter(config: Config): InstanceType<typeof Channels.Ad
 	});
 }
 
+/** Per broker: settles once its channels are subscribed (the middleware's own `started`). */
+const subscribed = new WeakMap<ServiceBroker, Promise<void>>();
+
+/**
+ * Resolves once this broker's job channels are subscribed. The middleware subscribes only after
+ * every service has started, so a job a service sends from its own `started` (the reconciler's
+ * first pass) would reach no consumer: embedded mode's in-process queue drops it.
+ */
+export function whenChannelsSubscribed(broker: ServiceBroker): Promise<void> {
+	return subscribed.get(broker) ?? Promise.resolve();
+}
+
 export function channelsMiddleware(config: Config): Middleware {
 	// The typings demand every middleware option; the middleware fills in defaults for the rest.
 	const options = { adapter: channelsAdapter(config) } as unknown as Parameters<typeof Channels.Middleware>[0];
-	return Channels.Middleware(options) as unknown as Middleware;
+	const middleware = Channels.Middleware(options) as unknown as Middleware & { created(broker: ServiceBroker): void; started(): Promise<void> };
+	const { created, started } = middleware;
+	let markSubscribed: () => void = () => undefined;
+	middleware.created = function (this: unknown, broker: ServiceBroker) {
+		subscribed.set(broker, new Promise(resolve => (markSubscribed = resolve)));
+		return created.call(this, broker);
+	};
+	middleware.started = async function (this: unknown) {
+		await started.call(this);
+		markSubscribed();
+	};
+	return middleware;
 }

@@ -19,6 +19,7 @@ import { getConfig } from "../config/index.ts";
 import { readWhole } from "../models/storage/blob-support.ts";
 import type { BlobRef } from "../models/storage/blob-store.ts";
 import type { ImageDoc, Rendition } from "../models/images/image.ts";
+import { whenChannelsSubscribed } from "../cluster/channels.ts";
 import { withJobQueue } from "../cluster/job-streams.ts";
 import { CHANNELS, DEAD_LETTER_CHANNEL, isLastAttempt, renditionRef, type Delivery } from "../models/pipeline/channels.ts";
 import { renderImage, type RenderedRendition } from "../models/pipeline/renditions.ts";
@@ -159,8 +160,9 @@ const worker: ServiceSchema<ServiceSettingSchema, WorkerMethods, WorkerVars> = {
 		}
 		// Embedded mode keeps its queue in memory: after a restart every processing image has lost its job.
 		const atStart = config.transporter ? config.reconcileStuckAfterMs : 0;
-		// Not awaited: a worker node must not wait for the images service to finish starting.
-		void this.broker.waitForServices(["images"]).then(() => this.reconcile(atStart));
+		// Not awaited: a worker node must not wait for the images service to finish starting. The
+		// first pass waits for this node's channels too, or its jobs would reach no consumer yet.
+		void Promise.all([this.broker.waitForServices(["images"]), whenChannelsSubscribed(this.broker)]).then(() => this.reconcile(atStart));
 		this.reconcileTimer = setInterval(() => {
 			void this.reconcile(config.reconcileStuckAfterMs);
 			void this.trimStreams();

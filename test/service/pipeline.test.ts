@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
 import { renderImage } from "../../models/pipeline/renditions.ts";
@@ -16,6 +17,7 @@ import { cameraJpeg, findFilesContaining, poisonJpeg, settled } from "../helpers
 import { SHARED_IMAGES, startServer, type RunningServer } from "../helpers/server.ts";
 
 const RENDER = { maxInputPixels: 100_000_000 };
+const SQUEEZENET = fileURLToPath(new URL("../../config/models/squeezenet-fp16.json", import.meta.url));
 
 /** 64 bytes from the middle of a buffer: found in a file only if the file holds these bytes in plaintext. */
 const sample = (bytes: Buffer) => bytes.subarray(bytes.length >> 1, (bytes.length >> 1) + 64);
@@ -139,6 +141,29 @@ describe("reconciler (embedded)", () => {
 			await first.stop({ keepData: true });
 
 			server = await startServer({}, { dataDir: first.dataDir });
+			const doc = await settled(new Client(server.url, alice.token), id);
+			assert.equal(doc.status, "ready");
+			assert.equal(doc.renditions.length, 2);
+		} finally {
+			await (server ?? first).stop();
+		}
+	});
+});
+
+describe("reconciler (embedded), on a node that takes seconds to start", () => {
+	it("enqueues the images a restart left in processing only once the worker listens, so none waits for the stuck timeout", async () => {
+		const first = await startServer({ SERVICES: "api,images,users,categories,storage,health" });
+		let server: RunningServer | undefined;
+		try {
+			const alice = await new Client(first.url).register("alice");
+			const id = (await alice.upload([fileFrom(join(SHARED_IMAGES, "mug-cc0.jpeg"))])).body.images[0].id;
+			await first.stop({ keepData: true });
+
+			// Loading a classifier model keeps the broker starting for a while after the images
+			// service is up: the reconciler's first pass used to run then, before the worker's channel
+			// was subscribed, and the in-process queue dropped its jobs (the next pass only looks at
+			// images stuck for RECONCILE_STUCK_AFTER_MS, ten minutes).
+			server = await startServer({ CLASSIFIER_MODEL: SQUEEZENET }, { dataDir: first.dataDir });
 			const doc = await settled(new Client(server.url, alice.token), id);
 			assert.equal(doc.status, "ready");
 			assert.equal(doc.renditions.length, 2);
