@@ -161,8 +161,10 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 		});
 	}
 
-	/** Screenshots at both widths, and the accessibility basics: every control labelled, every image with alt text. */
-	async function shoot(name: string): Promise<void> {
+	/**
+	 * Screenshots at both widths (the whole page, or what the screen shows: a fixed bar or a modal
+	 * viewer only looks right that way), and the accessibility basics: every control labelled, every image with alt text. */
+	async function shoot(name: string, { fullPage = true } = {}): Promise<void> {
 		// Callbacks run in the page: `any` stands for DOM types this Node project does not load.
 		const unlabelled = await page.locator("input, select, textarea").evaluateAll((els: any[]) => els.filter(el => !el.labels?.length && !el.getAttribute("aria-label")).map(el => el.outerHTML));
 		assert.deepEqual(unlabelled, [], `unlabelled controls on ${name}`);
@@ -172,7 +174,7 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 			// Nothing may stick out sideways at a phone's width.
 			const overflow = await page.locator("html").evaluate((el: any) => el.scrollWidth - el.clientWidth);
 			assert.ok(overflow <= 0, `${name} scrolls sideways by ${overflow}px at ${viewport.width}px`);
-			if (viewport !== SMALLEST) await page.screenshot({ path: join(ARTIFACTS, `${name}-${viewport.width}.png`), fullPage: true });
+			if (viewport !== SMALLEST) await page.screenshot({ path: join(ARTIFACTS, `${name}-${viewport.width}.png`), fullPage });
 		}
 	}
 
@@ -191,6 +193,20 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 		await page.keyboard.press("i");
 		await viewer().getByRole("link", { name: "Details & editing" }).click();
 		await page.getByRole("heading", { level: 1, name }).waitFor();
+	}
+
+	/** A new browser context at `viewport`, signed in through the sign-in page. */
+	async function signedIn(name: string, secret: string, viewport = DESKTOP): Promise<{ context: BrowserContext; page: Page }> {
+		const context = await browser.newContext({ viewport, ...LOCALE });
+		context.setDefaultTimeout(15_000);
+		watch(context);
+		const page = await context.newPage();
+		await page.goto(`${server.url}/signin`);
+		await page.getByLabel("Username").fill(name);
+		await page.getByLabel("Password").fill(secret);
+		await page.getByRole("button", { name: "Sign in" }).click();
+		await page.waitForURL(url => url.pathname === "/");
+		return { context, page };
 	}
 
 	/** The photos page, once every photo is listed. */
@@ -332,6 +348,7 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 		// The first photo of that month has the focus, for the keyboard.
 		assert.equal(await tileOf("forest").getByRole("link").evaluate((el: any) => el === el.ownerDocument.activeElement), true);
 		await page.evaluate(() => (globalThis as any).scrollTo(0, 0));
+		await page.mouse.move(0, PHONE.height - 1);
 		await shoot("timeline");
 	});
 
@@ -447,7 +464,8 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 		await page.keyboard.press("Shift+X");
 		await bar().getByText("3 selected").waitFor();
 		assert.deepEqual(await selectedNames(), ["dunes", "beach", "harbour"]);
-		await shoot("selection");
+		await tileOf("dunes").scrollIntoViewIfNeeded();
+		await shoot("selection", { fullPage: false });
 	});
 
 	it("applies bulk actions to the selection, each checked over REST, with a summary of failures", async () => {
@@ -556,7 +574,7 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 		assert.match(facts, /Taken\s+December 24, 2022, 12:00/);
 		assert.match(facts, /Camera\s+TestCam Model 7/);
 		assert.match(facts, /Dimensions\s+480 × 320/);
-		await shoot("viewer");
+		await shoot("viewer", { fullPage: false });
 
 		// Zoom on a large photo: the buttons, double-click, and a drag pans the zoomed photo.
 		await viewer().getByRole("button", { name: "Close" }).click();
@@ -782,16 +800,6 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 			await page.getByText(`${username} updated`).waitFor();
 			await page.getByText(/^Node .*: ready$/).waitFor();
 			await page.getByText(/^Node .*: \d+ hits, \d+ misses/).waitFor();
-			// At a phone's width the role menus still show their whole choice, not three letters of it.
-			await page.setViewportSize(PHONE);
-			const cut = await page.getByLabel(`Role of ${username}`).evaluate((el: any) => {
-				const shown = el.getBoundingClientRect().width;
-				el.style.width = "max-content";
-				const needed = el.getBoundingClientRect().width;
-				el.style.width = "";
-				return needed - shown;
-			});
-			assert.ok(cut <= 1, `the role menu is ${cut}px too narrow`);
 			await shoot("admin");
 		} finally {
 			page = mine;
@@ -806,6 +814,25 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 		assert.equal((await admin.patch(`/api/users/${user.id}`, { disabled: false })).status, 200);
 		// Tokens from before the account was disabled stay dead.
 		owned = await new Client(server.url).login(username, password);
+	});
+
+	it("shows the admin's role menus whole at a phone's width, not three letters of them", async () => {
+		const admin = await signedIn("admin", ADMIN_PASSWORD, PHONE);
+		try {
+			await admin.page.goto(`${server.url}/admin`);
+			const role = admin.page.getByLabel("Role of probe-user");
+			await role.waitFor();
+			const cut = await role.evaluate((el: any) => {
+				const shown = el.getBoundingClientRect().width;
+				el.style.width = "max-content";
+				const needed = el.getBoundingClientRect().width;
+				el.style.width = "";
+				return needed - shown;
+			});
+			assert.ok(cut <= 1, `the role menu is ${cut}px too narrow`);
+		} finally {
+			await admin.context.close();
+		}
 	});
 
 	it("sends a user whose token expired back to sign in with a message", async () => {
@@ -869,12 +896,20 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 	});
 
 	it("shows an unknown page with the navigation and a way back", async () => {
-		await page.goto(`${server.url}/no/such/page`);
-		await page.getByRole("heading", { name: "Page not found" }).waitFor();
-		await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Upload" }).waitFor();
-		await shoot("not-found");
-		await page.getByRole("link", { name: "Go to your photos" }).click();
-		await page.getByRole("heading", { name: "Photos" }).waitFor();
+		const admin = await signedIn("admin", ADMIN_PASSWORD);
+		const mine = page;
+		page = admin.page;
+		try {
+			await page.goto(`${server.url}/no/such/page`);
+			await page.getByRole("heading", { name: "Page not found" }).waitFor();
+			await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Upload" }).waitFor();
+			await shoot("not-found");
+			await page.getByRole("link", { name: "Go to your photos" }).click();
+			await page.getByRole("heading", { name: "Photos" }).waitFor();
+		} finally {
+			page = mine;
+			await admin.context.close();
+		}
 	});
 
 	it("logged no console errors and asked no host but the loopback one", () => {
