@@ -106,6 +106,11 @@ describe("web app served by the gateway", () => {
 		assert.equal(script.status, 200);
 		assert.equal(script.headers.get("cache-control"), "public, max-age=31536000, immutable");
 		assert.match(script.headers.get("content-type") ?? "", /javascript/);
+		// thumbhash's module ships among the hashed assets, as it is, with its licence named.
+		const vendored = await fetch(server.url + asset.replace("main.js", "vendor/thumbhash.js"));
+		assert.equal(vendored.status, 200);
+		assert.match(vendored.headers.get("content-type") ?? "", /javascript/);
+		assert.match(await vendored.text(), /^\/\*! thumbhash \d+\.\d+\.\d+ \(MIT licence\) \*\/\n[^]*export function thumbHashToDataURL/);
 	});
 
 	it("keeps API and missing-file 404s as JSON errors, not the app", async () => {
@@ -387,6 +392,7 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 			assert.match(placeholder, /^url\("data:image\/png;base64,/);
 			assert.equal(await tile.locator("img").evaluate((el: any) => el.naturalWidth), 0, "the thumbnail has not arrived");
 			assert.equal(await tile.locator("img").evaluate((el: any) => el.ownerDocument.defaultView.getComputedStyle(el).opacity), "0", "the placeholder shows through");
+			await tile.scrollIntoViewIfNeeded();
 			await page.screenshot({ path: join(ARTIFACTS, "placeholder-1440.png") });
 			release();
 			await tile.locator("img.loaded").waitFor();
@@ -656,6 +662,7 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 		await page.getByRole("heading", { level: 1, name: "Good dog" }).waitFor();
 		const link = await page.getByLabel("Public link").inputValue();
 		assert.match(link, new RegExp(`^${server.url}/p/[\\w-]+$`));
+		await page.evaluate(() => (globalThis as any).scrollTo(0, 0));
 		await shoot("detail");
 		// The photo opens full screen.
 		await page.locator("img.full").click();

@@ -170,6 +170,7 @@ export const detailPage: Page = async (main, { id }) => {
 		// The placeholder keeps the picture's shape and colours until the rendition arrives.
 		picture.width = image.width;
 		picture.height = image.height;
+		picture.style.setProperty("--ratio", String(image.width / image.height));
 		setPlaceholder(picture, image);
 		try {
 			picture.addEventListener("load", () => picture.classList.add("loaded"), { once: true });
