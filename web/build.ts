@@ -9,6 +9,10 @@
  * output). tsc therefore compiles from the repository root (rootDir ".."): the app lands in
  * web/src/ of the staging folder and only that folder is shipped; the build fails if the shipped
  * code imports anything outside it.
+ *
+ * The one runtime dependency, thumbhash (blurred placeholders), is a single dependency-free ES
+ * module: it is copied as it is to web/src/vendor/thumbhash.js of the output, where the app
+ * imports it by relative path (web/src/vendor/thumbhash.d.ts lends tsc the package's own types).
  */
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -24,6 +28,19 @@ const OUT = join(ROOT, "dist", "web");
 const STAGING = join(ROOT, "dist", "web-build");
 /** Where tsc puts the app inside STAGING (it mirrors the repository from its root). */
 const EMITTED = join(STAGING, "web", "src");
+
+/** Third-party ES modules shipped as they are: package name → path under the app's folder. */
+const VENDOR: Record<string, string> = { thumbhash: "vendor/thumbhash.js" };
+
+/** Copies each vendored module with a banner naming it, its version and licence. */
+function copyVendor(require: NodeJS.Require): void {
+	for (const [name, target] of Object.entries(VENDOR)) {
+		const pkg = JSON.parse(readFileSync(require.resolve(`${name}/package.json`), "utf8")) as { version: string; license: string };
+		const code = readFileSync(require.resolve(name), "utf8");
+		mkdirSync(dirname(join(EMITTED, target)), { recursive: true });
+		writeFileSync(join(EMITTED, target), `/*! ${name} ${pkg.version} (${pkg.license} licence) */\n${code}`);
+	}
+}
 
 function filesUnder(dir: string): string[] {
 	return readdirSync(dir, { withFileTypes: true, recursive: true })
@@ -68,10 +85,12 @@ function checkSelfContained(dir: string): void {
 
 async function build(): Promise<void> {
 	rmSync(STAGING, { recursive: true, force: true });
+	const require = createRequire(import.meta.url);
 	// typescript's exports map hides bin/tsc: find it next to its package.json.
-	const tsc = join(dirname(createRequire(import.meta.url).resolve("typescript/package.json")), "bin", "tsc");
+	const tsc = join(dirname(require.resolve("typescript/package.json")), "bin", "tsc");
 	execFileSync(process.execPath, [tsc, "-p", join(WEB, "tsconfig.json")], { stdio: "inherit" });
 	checkSelfContained(EMITTED);
+	copyVendor(require);
 	for (const file of ["styles.css", "favicon.svg"]) cpSync(join(WEB, file), join(EMITTED, file));
 	const hash = createHash("sha256");
 	for (const file of filesUnder(EMITTED)) hash.update(relative(EMITTED, file)).update(readFileSync(file));

@@ -46,6 +46,11 @@ export interface ImageMetadata {
 	takenAt: string | null;
 	/** The original carries GPS coordinates (they never reach a rendition). */
 	hasGps: boolean;
+	/**
+	 * ThumbHash of the image (base64, ~25 bytes): the blurred placeholder the web app shows while
+	 * the thumbnail loads. Absent on images processed before placeholders existed.
+	 */
+	thumbhash?: string;
 }
 
 export interface ImageDoc {

@@ -4,7 +4,7 @@
  * before the pipeline got to it, and compressed renditions (POST /images/:id/compress). Both
  * paths render a thumbnail with renderRendition, so a thumbnail has the same bytes and the same
  * ETag (its variant key) whichever made it. Also the pipeline's image work as a pure function of
- * the original's bytes (renderImage): no I/O and no service calls, so the worker, tests and
+ * the original's bytes (renderImage, which also makes the image's ThumbHash placeholder): no I/O and no service calls, so the worker, tests and
  * bench/ingest.ts all run exactly this code.
  *
  * sharp writes no metadata to its output unless asked (`keepMetadata`/`withMetadata`), so EXIF —
@@ -12,6 +12,7 @@
  * first, so dropping the tag loses nothing. The original is never rewritten.
  */
 import sharp, { type Metadata, type ResizeOptions, type Sharp } from "sharp";
+import { rgbaToThumbHash } from "thumbhash";
 import type { ImageMetadata } from "../images/image.ts";
 import { DEFAULT_QUALITY, LOSSY, OUTPUT_FORMATS, type OutputFormat, type TransformSpec } from "../transform/spec.ts";
 import { readExif } from "./exif.ts";
@@ -134,11 +135,28 @@ async function decodeForRenditions(input: Buffer, options: RenderOptions): Promi
 	return { metadata, pixels: () => sharp(data, { raw: { width: info.width, height: info.height, channels: info.channels } }) };
 }
 
+/** ThumbHash's limit: it encodes images of at most 100 × 100 px. */
+const THUMBHASH_EDGE = 100;
+
+/**
+ * The blurred placeholder the web app shows while a thumbnail loads: a ThumbHash (about 25 bytes,
+ * base64) of the decoded pixels shrunk to fit 100 × 100 px, as sRGB with alpha.
+ */
+async function thumbHashOf(pixels: Sharp): Promise<string> {
+	const { data, info } = await pixels
+		.resize(THUMBHASH_EDGE, THUMBHASH_EDGE, { fit: "inside", withoutEnlargement: true })
+		.toColourspace("srgb")
+		.ensureAlpha()
+		.raw({ depth: "uchar" })
+		.toBuffer({ resolveWithObject: true });
+	return Buffer.from(rgbaToThumbHash(info.width, info.height, data)).toString("base64");
+}
+
 /** Metadata and every rendition of one original. Throws sharp's error for an undecodable input. */
 export async function renderImage(input: Buffer, options: RenderOptions): Promise<RenderedImage> {
 	const { metadata, pixels } = await decodeForRenditions(input, options);
-	const renditions = await Promise.all(RENDITION_EDGES.map(edge => rendition(pixels(), metadata, edge)));
-	return { metadata, renditions };
+	const [thumbhash, ...renditions] = await Promise.all([thumbHashOf(pixels()), ...RENDITION_EDGES.map(edge => rendition(pixels(), metadata, edge))]);
+	return { metadata: { ...metadata, thumbhash }, renditions };
 }
 
 /** One rendition, exactly as renderImage makes it (same steps, so the same bytes). */

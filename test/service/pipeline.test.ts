@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
+import { thumbHashToRGBA } from "thumbhash";
 import { renderImage } from "../../models/pipeline/renditions.ts";
 import { Client, fileFrom } from "../helpers/client.ts";
 import { cameraJpeg, findFilesContaining, poisonJpeg, settled } from "../helpers/jobs.ts";
@@ -21,6 +22,19 @@ const SQUEEZENET = fileURLToPath(new URL("../../config/models/squeezenet-fp16.js
 
 /** 64 bytes from the middle of a buffer: found in a file only if the file holds these bytes in plaintext. */
 const sample = (bytes: Buffer) => bytes.subarray(bytes.length >> 1, (bytes.length >> 1) + 64);
+
+/**
+ * An image's ThumbHash placeholder is base64 that decodes to a small picture of the image's shape
+ * (ThumbHash stores the aspect ratio coarsely: within 15 %).
+ */
+function assertThumbHash(thumbhash: unknown, width: number, height: number): void {
+	assert.equal(typeof thumbhash, "string");
+	assert.match(thumbhash as string, /^[A-Za-z0-9+/]{16,}={0,2}$/);
+	const placeholder = thumbHashToRGBA(Buffer.from(thumbhash as string, "base64"));
+	assert.equal(placeholder.rgba.length, placeholder.w * placeholder.h * 4);
+	const ratio = placeholder.w / placeholder.h;
+	assert.ok(Math.abs(ratio / (width / height) - 1) < 0.15, `placeholder ${placeholder.w}x${placeholder.h} for a ${width}x${height} image`);
+}
 
 describe("ingest pipeline (embedded)", () => {
 	let server: RunningServer;
@@ -45,6 +59,7 @@ describe("ingest pipeline (embedded)", () => {
 			assert.equal(doc.status, "ready", doc.statusReason);
 			assert.equal(doc.statusReason, null);
 			assert.deepEqual([doc.metadata.width, doc.metadata.height, doc.metadata.space], [width, height, "srgb"]);
+			assertThumbHash(doc.metadata.thumbhash, width!, height!);
 			assert.deepEqual(doc.renditions.map((r: { name: string }) => r.name), ["240", "720"]);
 			for (const rendition of doc.renditions) {
 				assert.equal(rendition.blob, undefined, "storage keys stay internal");
@@ -64,7 +79,9 @@ describe("ingest pipeline (embedded)", () => {
 		const res = await alice.upload([{ name: "camera.jpg", bytes: photo }]);
 		const doc = await settled(alice, res.body.images[0].id);
 		assert.equal(doc.status, "ready");
-		assert.deepEqual(doc.metadata, {
+		const { thumbhash, ...metadata } = doc.metadata;
+		assertThumbHash(thumbhash, 1000, 1600);
+		assert.deepEqual(metadata, {
 			width: 1000,
 			height: 1600,
 			format: "jpeg",

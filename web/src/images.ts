@@ -3,7 +3,8 @@
  * object URLs. The grid asks for the 240 px rendition, or the 720 px one when the tile is drawn
  * wider than 240 device pixels (the choice `srcset` would make), and only once a tile nears the
  * viewport. Images without renditions (a server without the processing pipeline) and servers
- * without the thumbnail endpoint (404) get the original instead.
+ * without the thumbnail endpoint (404) get the original instead. Until an image has loaded,
+ * its tile shows the blurred ThumbHash placeholder (placeholder.ts).
  */
 import type { PublicImage } from "../../models/images/public-image.ts";
 import { fetchBlob } from "./api.ts";
@@ -61,7 +62,10 @@ const observer = new IntersectionObserver(
 async function loadInto(img: HTMLImageElement, image: PublicImage): Promise<void> {
 	const size = img.getBoundingClientRect().width * devicePixelRatio > 240 ? 720 : 240;
 	try {
-		img.src = await renditionUrl(image, size);
+		const url = await renditionUrl(image, size);
+		// Until then the tile shows the blurred placeholder behind a transparent <img>.
+		img.addEventListener("load", () => img.classList.add("loaded"), { once: true });
+		img.src = url;
 		img.dataset.size = String(size);
 	} catch {
 		img.classList.add("broken");

@@ -4,8 +4,9 @@ import { currentUser, onSessionChange, setSession } from "./api.ts";
 import { h, render, toast } from "./dom.ts";
 import { adminPage } from "./pages/admin.ts";
 import { detailPage } from "./pages/detail.ts";
-import { galleryPage } from "./pages/gallery.ts";
 import { importPage, importsPage } from "./pages/imports.ts";
+import { libraryPage } from "./pages/library.ts";
+import { notFoundPage } from "./pages/not-found.ts";
 import { signInPage } from "./pages/signin.ts";
 import { uploadPage } from "./pages/upload.ts";
 import { interceptLinks, navigate, route, setGuard, show } from "./router.ts";
@@ -30,7 +31,7 @@ function renderHeader(): void {
 				? h(
 						"ul",
 						{},
-						navLink("/", "Gallery"),
+						navLink("/", "Photos"),
 						navLink("/upload", "Upload"),
 						navLink("/imports", "Imports"),
 						user.role === "admin" ? navLink("/admin", "Admin") : null,
@@ -41,7 +42,7 @@ function renderHeader(): void {
 	);
 }
 
-route("/", galleryPage);
+route("/", libraryPage);
 route("/signin", signInPage("signin"));
 route("/register", signInPage("register"));
 route("/upload", uploadPage);
@@ -49,6 +50,8 @@ route("/images/:id", detailPage);
 route("/imports", importsPage);
 route("/imports/:id", importPage);
 route("/admin", adminPage);
+// Last: any other path.
+route("/.*", notFoundPage);
 
 setGuard(path => {
 	const user = currentUser();

@@ -15,6 +15,7 @@ let cleanup: (() => void) | void = undefined;
 let navigation = 0;
 let guard: (path: string) => string | null = () => null;
 
+/** Adds a route; the first that matches wins. `:name` is a parameter; the path is otherwise a regular expression. */
 export function route(path: string, page: Page): void {
 	const keys: string[] = [];
 	const pattern = new RegExp(`^${path.replace(/:(\w+)/g, (_, key: string) => (keys.push(key), "([^/]+)"))}$`);
@@ -55,14 +56,13 @@ export async function show(): Promise<void> {
 		document.dispatchEvent(new CustomEvent("page", { detail: path }));
 		return;
 	}
-	view.append(Object.assign(document.createElement("h1"), { textContent: "Page not found" }));
 }
 
 /** Same-origin links navigate without a reload. */
 export function interceptLinks(): void {
 	document.addEventListener("click", event => {
 		const a = (event.target as Element).closest?.("a");
-		if (!a || a.target || a.hasAttribute("download") || event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+		if (!a || event.defaultPrevented || a.target || a.hasAttribute("download") || event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
 		const url = new URL(a.href, location.href);
 		if (url.origin !== location.origin || url.pathname.startsWith("/api/") || url.pathname.startsWith("/p/")) return;
 		event.preventDefault();

@@ -1,6 +1,7 @@
 /**
- * One image: the picture (720 px rendition, or the original), its metadata and tags, editing,
- * downloads as the original or converted, the public link, re-tagging and deletion.
+ * One image: the picture (720 px rendition, or the original; it stays in view beside the long
+ * column of cards on wide screens, and opens the full-screen viewer), its metadata and tags,
+ * editing, downloads as the original or converted, the public link, re-tagging and deletion.
  */
 import type { Category } from "../../../models/categories/category.ts";
 import type { ImageMetadata } from "../../../models/images/image-types.ts";
@@ -8,7 +9,9 @@ import type { PublicImage } from "../../../models/images/public-image.ts";
 import { api, currentUser, download } from "../api.ts";
 import { field, formatBytes, formatDate, h, option, toast } from "../dom.ts";
 import { imageAlt, releaseImages, renditionUrl } from "../images.ts";
+import { setPlaceholder } from "../placeholder.ts";
 import { navigate, type Page } from "../router.ts";
+import { openViewer } from "../viewer.ts";
 
 const FORMATS = ["webp", "jpeg", "png", "avif", "gif", "tiff"];
 const POLL_MS = 1500;
@@ -152,14 +155,25 @@ export const detailPage: Page = async (main, { id }) => {
 	let categories: Category[] = [];
 	let timer: number | undefined;
 	const picture = h("img", { alt: "", class: "full" });
+	const open = h("button", { type: "button", class: "picture", title: "Open full screen" }, picture);
+	let current: PublicImage | undefined;
+	open.addEventListener("click", () => current && openViewer([current], 0, { categories: new Map(categories.map(c => [c.id, c.name])), onClose: () => open.focus() }));
 	let shownSize: string | undefined;
 
 	async function showImage(image: PublicImage): Promise<void> {
+		current = image;
 		const key = `${image.id}:${image.status}`;
 		if (shownSize === key) return;
 		shownSize = key;
 		picture.alt = imageAlt(image);
+		open.setAttribute("aria-label", `${image.name}: open full screen`);
+		// The placeholder keeps the picture's shape and colours until the rendition arrives.
+		picture.width = image.width;
+		picture.height = image.height;
+		picture.style.setProperty("--ratio", String(image.width / image.height));
+		setPlaceholder(picture, image);
 		try {
+			picture.addEventListener("load", () => picture.classList.add("loaded"), { once: true });
 			picture.src = await renditionUrl(image, 720);
 		} catch (err) {
 			picture.replaceWith(h("p", { class: "error" }, (err as Error).message));
@@ -184,7 +198,7 @@ export const detailPage: Page = async (main, { id }) => {
 			h(
 				"div",
 				{ class: "detail" },
-				h("figure", {}, picture, image.description ? h("figcaption", {}, image.description) : null),
+				h("figure", {}, open, image.description ? h("figcaption", {}, image.description) : null),
 				h(
 					"div",
 					{ class: "side" },
@@ -200,7 +214,7 @@ export const detailPage: Page = async (main, { id }) => {
 							...row("Size", formatBytes(image.size)),
 							...row("Views", image.views),
 							...row("Owner", image.ownerName),
-							...row("Category", image.category),
+							...row("Category", image.category ? (categories.find(c => c.id === image.category)?.name ?? image.category) : null),
 							...row("Visibility", image.visibility),
 							...row("Encrypted", image.encrypted ? "yes" : "no"),
 							...row("Status", image.statusReason ? `${image.status}: ${image.statusReason}` : image.status),

@@ -26,6 +26,14 @@ function percent(job: JobView): number {
 	return job.total ? Math.floor((job.processed / job.total) * 100) : 0;
 }
 
+/** One URL a line: a URL may hold spaces (an unencoded file name), so only line breaks split. */
+function urlLines(text: string): string[] {
+	return text
+		.split(/\r?\n/)
+		.map(line => line.trim())
+		.filter(Boolean);
+}
+
 function importForm(categories: Category[]): HTMLElement {
 	const source = h("select", { name: "source" }, option("urls", "A list of URLs"), option("google-drive", "A Google Drive folder"));
 	const urls = h("textarea", { name: "urls", rows: 6, placeholder: "https://example.org/a.jpg\nhttps://example.org/b.png" });
@@ -53,7 +61,7 @@ function importForm(categories: Category[]): HTMLElement {
 		const common = { category: category.value || undefined, tags: tags.value.trim() || undefined, visibility: visibility.value };
 		const body =
 			source.value === "urls"
-				? { source: "urls", urls: urls.value.split(/\s+/).filter(Boolean), ...common }
+				? { source: "urls", urls: urlLines(urls.value), ...common }
 				: { source: "google-drive", folder: folder.value.trim(), apiKey: apiKey.value.trim() || undefined, recursive: recursive.checked, ...common };
 		submit.disabled = true;
 		try {
