@@ -7,8 +7,8 @@ import type { ImageStats } from "../../models/images/image-types.ts";
 import type { PublicImage } from "../../models/images/public-image.ts";
 import type { PublicUser } from "../../models/users/user.ts";
 
-/** GET /api/stats: the store's figures and the number of users. */
-export type Stats = ImageStats & { users: number };
+/** GET /api/stats: the figures of what the caller may see; for admins every image and the number of users. */
+export type Stats = ImageStats & { users?: number };
 
 /** An error answer of the API: `{name, message, code, type, data}`. */
 export class ApiError extends Error {

@@ -80,7 +80,7 @@ function statusSection(): HTMLElement {
 			h("p", {}, `Node ${ready.node}: ${ready.status}`),
 			h("ul", { class: "plain checks" }, ...ready.checks.map(check => h("li", { class: check.ok ? "ok" : "bad" }, `${check.ok ? "✓" : "✗"} ${check.service}${check.error ? ` — ${check.error}` : ""}`))),
 			h("h3", {}, "Store"),
-			h("p", {}, `${stats.users} users · ${stats.images.count} images (${formatBytes(stats.images.bytes)}) · ${stats.encrypted.count} encrypted · ${stats.totalViews} views`),
+			h("p", {}, `${stats.users ?? 0} users · ${stats.images.count} images (${formatBytes(stats.images.bytes)}) · ${stats.encrypted.count} encrypted · ${stats.totalViews} views`),
 			h("p", {}, Object.entries(stats.byVisibility).map(([key, value]) => `${key}: ${value.count}`).join(" · ")),
 			h("h3", {}, "Transform cache"),
 			h("p", {}, `Node ${cache.node}: ${cache.hits} hits, ${cache.misses} misses, ${cache.renders} renders, ${cache.evictions} evictions · ${cache.entries} variants, ${formatBytes(cache.bytes)} of ${formatBytes(cache.maxBytes)}`)

@@ -79,7 +79,7 @@ export const libraryPage: Page = async (main, _params, search) => {
 			field("Category", category),
 			field("Show", scope),
 			field("Sort by", sort),
-			h("small", { id: "search-help", class: "hint search-help" }, 'Words, "phrases", tag:a,b category:x owner:name date:2024 from:2024-01-01 to:2024-12-31')
+			h("small", { id: "search-help", class: "hint search-help" }, 'Words, "phrases", tag:golden retriever, tag:a,b, name:x, desc:"in the park", category:x, owner:name, date:2024, from:2024-01-01 to:2024-12-31')
 		)
 	);
 	if ([tag, category, sort].some(el => el.value) || scopeValue) form.classList.add("open");
