@@ -11,6 +11,7 @@ import { AuthMixin } from "../mixins/auth.mixin.ts";
 import { LiveRoutesMixin } from "../mixins/live-routes.mixin.ts";
 import { WebAppMixin } from "../mixins/web-app.mixin.ts";
 import { corsSettings, rateLimitSettings, sendJsonError } from "../models/http/gateway.ts";
+import { jsonBody } from "../models/http/json-body.ts";
 import { type RequestInfo, requestInfoOf } from "../models/http/request.ts";
 
 const config = getConfig();
@@ -48,7 +49,7 @@ const api: ServiceSchema<ApiSettingsSchema> = {
 				blacklist: NEVER_EXPOSED,
 				authentication: true,
 				authorization: true,
-				bodyParsers: { json: { strict: true, limit: "1mb" }, urlencoded: { extended: false, limit: "64kb" } },
+				bodyParsers: { json: jsonBody("1mb"), urlencoded: { extended: false, limit: "64kb" } },
 				onBeforeCall: copyRequestInfo
 			},
 			{
@@ -58,7 +59,7 @@ const api: ServiceSchema<ApiSettingsSchema> = {
 				aliases: { "POST /": "imports.create" },
 				authentication: true,
 				authorization: true,
-				bodyParsers: { json: { strict: true, limit: "16mb" } },
+				bodyParsers: { json: jsonBody("16mb") },
 				onBeforeCall: copyRequestInfo
 			},
 			{
