@@ -23,9 +23,11 @@ function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
 /**
  * What every answer may do in a browser, by default nothing: no document of ours runs anything,
  * loads anything or is framed, so image bytes (a JPEG with a page appended, say) can never act
- * as a page of this origin. The web app's own files replace it with theirs (web-app.mixin.ts).
+ * as a page of this origin. Inline style only, which the browser's own viewer needs to show an
+ * image opened in a tab (a share link); without scripts it can do no harm. The web app's own
+ * files replace this policy with theirs (web-app.mixin.ts).
  */
-export const DEFAULT_CONTENT_SECURITY_POLICY = "default-src 'none'; frame-ancestors 'none'; sandbox";
+export const DEFAULT_CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; sandbox";
 
 /** A year, as HSTS is usually given; a proxy that ends TLS may send its own instead. */
 const HSTS = "max-age=31536000; includeSubDomains";
