@@ -24,6 +24,7 @@ import { compressName } from "../models/pipeline/renditions.ts";
 import { canManage, canSee, type Viewer } from "../models/shared/access.ts";
 import { BadRequestError, ConflictError, NotFoundError } from "../models/shared/errors.ts";
 import { newId } from "../models/shared/ids.ts";
+import { holdFailure } from "../models/shared/stream-failure.ts";
 import { ID } from "../models/shared/params.ts";
 import type { BlobRef } from "../models/storage/blob-store.ts";
 import { normalizeTransform } from "../models/transform/spec.ts";
@@ -297,7 +298,7 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			const put = { encrypt: options.fields.encrypted === "true", ref: source.id, maxBytes: config.maxUploadBytes };
 			let ref: BlobRef;
 			try {
-				ref = await ctx.call<BlobRef, object>("storage.put", put, { stream: sniffer });
+				ref = await ctx.call<BlobRef, object>("storage.put", put, { stream: holdFailure(sniffer) });
 			} catch (err) {
 				// The sniffer's verdict (415/422/413) explains the failure better than storage's.
 				throw (sniffer.errored as Error | null) ?? err;
