@@ -137,7 +137,8 @@ export const ImageDeliveryMixin = imagesMixin({
 
 		/** The original bytes with validators, ranges and view counting. */
 		async serveContent(ctx: ImagesContext, doc: ImageDoc): Promise<Readable | null> {
-			const headers: Record<string, string | number> = { ...deliveryHeaders(doc.visibility, doc.sha256, doc.filename), "Accept-Ranges": "bytes" };
+			const filename = variantFilename(doc.filename, FORMAT_NAMES[doc.format]!);
+			const headers: Record<string, string | number> = { ...deliveryHeaders(doc.visibility, doc.sha256, filename), "Accept-Ranges": "bytes" };
 			ctx.meta.$responseHeaders = headers;
 			ctx.meta.$responseType = doc.contentType;
 			const countsView = ctx.meta.user?.id !== doc.owner && !isHead(ctx);

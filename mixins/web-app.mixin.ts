@@ -11,17 +11,18 @@ import { fileURLToPath } from "node:url";
 
 export const WEB_DIR = fileURLToPath(new URL("../dist/web/", import.meta.url));
 
-/** Only the app's own files; API answers carry their own policies. */
+/**
+ * Only the app's own files. It replaces the gateway's default policy (which allows nothing) on
+ * the page; nosniff, framing and referrer headers come from the gateway (models/http/gateway.ts).
+ */
 const CONTENT_SECURITY_POLICY = "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 function setHeaders(res: ServerResponse, path: string): void {
-	res.setHeader("X-Content-Type-Options", "nosniff");
 	if (path.includes("/assets/")) {
 		res.setHeader("Cache-Control", "public, max-age=31536000, immutable");
 	} else {
 		res.setHeader("Cache-Control", "no-cache");
 		res.setHeader("Content-Security-Policy", CONTENT_SECURITY_POLICY);
-		res.setHeader("Referrer-Policy", "same-origin");
 	}
 }
 

@@ -5,12 +5,13 @@
  */
 import type { Context, ServiceSchema } from "moleculer";
 import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
-import type { IncomingMessage } from "node:http";
+import type { IncomingMessage, Server } from "node:http";
 import { getConfig } from "../config/index.ts";
 import { AuthMixin } from "../mixins/auth.mixin.ts";
 import { LiveRoutesMixin } from "../mixins/live-routes.mixin.ts";
 import { WebAppMixin } from "../mixins/web-app.mixin.ts";
-import { corsSettings, rateLimitSettings, sendJsonError } from "../models/http/gateway.ts";
+import { corsSettings, rateLimitSettings, sendJsonError, setSecurityHeaders } from "../models/http/gateway.ts";
+import { jsonBody } from "../models/http/json-body.ts";
 import { type RequestInfo, requestInfoOf } from "../models/http/request.ts";
 
 const config = getConfig();
@@ -48,7 +49,7 @@ const api: ServiceSchema<ApiSettingsSchema> = {
 				blacklist: NEVER_EXPOSED,
 				authentication: true,
 				authorization: true,
-				bodyParsers: { json: { strict: true, limit: "1mb" }, urlencoded: { extended: false, limit: "64kb" } },
+				bodyParsers: { json: jsonBody("1mb"), urlencoded: { extended: false, limit: "64kb" } },
 				onBeforeCall: copyRequestInfo
 			},
 			{
@@ -58,7 +59,7 @@ const api: ServiceSchema<ApiSettingsSchema> = {
 				aliases: { "POST /": "imports.create" },
 				authentication: true,
 				authorization: true,
-				bodyParsers: { json: { strict: true, limit: "16mb" } },
+				bodyParsers: { json: jsonBody("16mb") },
 				onBeforeCall: copyRequestInfo
 			},
 			{
@@ -76,8 +77,14 @@ const api: ServiceSchema<ApiSettingsSchema> = {
 				onBeforeCall: copyRequestInfo
 			}
 		]
-	}
+	},
 
+	created() {
+		// moleculer-web's server exists now (made in its own created()); a listener ahead of its
+		// handler reaches every response, including static files, 404s and errors.
+		const server = (this as unknown as { server: Server }).server;
+		server.prependListener("request", (req, res) => setSecurityHeaders(req, res, config.trustProxy));
+	}
 };
 
 export default api;

@@ -30,7 +30,7 @@ import { canManage } from "../models/shared/access.ts";
 import { InvalidImageError, NotFoundError, UnavailableError } from "../models/shared/errors.ts";
 import type { ImageDoc } from "../models/images/image.ts";
 import { CHANNELS, DEAD_LETTER_CHANNEL, isLastAttempt, type Delivery } from "../models/pipeline/channels.ts";
-import { ImageSniffer } from "../models/http/image-sniffer.ts";
+import { sniff } from "../models/http/image-sniffer.ts";
 import { parseMultipart, type UploadedFile } from "../models/http/multipart.ts";
 import type { RequestInfo } from "../models/http/request.ts";
 
@@ -67,9 +67,7 @@ interface ClassifierMethods {
 
 /** An uploaded file through the same checks as an upload (415/422/413), collected in memory. */
 async function readUploadedImage(file: UploadedFile): Promise<Buffer> {
-	const sniffer = new ImageSniffer({ maxBytes: config.maxUploadBytes, maxPixels: config.maxInputPixels });
-	file.stream.on("error", err => sniffer.destroy(err));
-	file.stream.pipe(sniffer);
+	const sniffer = sniff(file.stream, { maxBytes: config.maxUploadBytes, maxPixels: config.maxInputPixels });
 	const chunks: Buffer[] = [];
 	for await (const chunk of sniffer) chunks.push(chunk as Buffer);
 	return Buffer.concat(chunks);

@@ -11,7 +11,7 @@ import { ImageDeliveryMixin } from "../mixins/image-delivery.mixin.ts";
 import { ImagePipelineMixin } from "../mixins/image-pipeline.mixin.ts";
 import { repositoryMixin } from "../mixins/repository.mixin.ts";
 import { openImageRepository } from "../models/backends.ts";
-import { ImageSniffer } from "../models/http/image-sniffer.ts";
+import { sniff } from "../models/http/image-sniffer.ts";
 import { parseMultipart } from "../models/http/multipart.ts";
 import type { ImageDoc, ImageFilter, ImagePatch, SortKey } from "../models/images/image.ts";
 import { newImageDoc, userTags, type StagedSource, type UploadFields, type UploadOptions } from "../models/images/new-image.ts";
@@ -25,6 +25,7 @@ import { compressName } from "../models/pipeline/renditions.ts";
 import { canManage, canSee, isAdmin, type Viewer } from "../models/shared/access.ts";
 import { BadRequestError, ConflictError, NotFoundError } from "../models/shared/errors.ts";
 import { newId } from "../models/shared/ids.ts";
+import { holdFailure } from "../models/shared/stream-failure.ts";
 import { ID } from "../models/shared/params.ts";
 import type { BlobRef } from "../models/storage/blob-store.ts";
 import { normalizeTransform } from "../models/transform/spec.ts";
@@ -320,21 +321,25 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 		 * returns its (unsaved) document.
 		 */
 		async stage(ctx: ImagesContext, stream: Readable, source: StagedSource, options: UploadOptions): Promise<ImageDoc> {
-			const sniffer = new ImageSniffer({ maxBytes: config.maxUploadBytes, maxPixels: config.maxInputPixels });
-			stream.on("error", err => sniffer.destroy(err));
+			const sniffer = sniff(stream, { maxBytes: config.maxUploadBytes, maxPixels: config.maxInputPixels });
 			// Its verdict is read from `sniffer.errored` below; storage may not be listening yet
 			// when a small file is refused, and an unheard 'error' would crash the process.
 			sniffer.on("error", () => undefined);
-			stream.pipe(sniffer);
 			const put = { encrypt: options.fields.encrypted === "true", ref: source.id, maxBytes: config.maxUploadBytes };
 			let ref: BlobRef;
 			try {
-				ref = await ctx.call<BlobRef, object>("storage.put", put, { stream: sniffer });
+				ref = await ctx.call<BlobRef, object>("storage.put", put, { stream: holdFailure(sniffer) });
 			} catch (err) {
 				// The sniffer's verdict (415/422/413) explains the failure better than storage's.
 				throw (sniffer.errored as Error | null) ?? err;
 			}
-			return newImageDoc(source, options, sniffer.probe, ref);
+			try {
+				return newImageDoc(source, options, sniffer.probe, ref);
+			} catch (err) {
+				// The caller only undoes the files it got a document for: these bytes are ours to release.
+				await ctx.call("storage.release", { key: ref.key, ref: source.id });
+				throw err;
+			}
 		},
 
 		async deleteImage(ctx: ImagesContext, doc: ImageDoc): Promise<void> {

@@ -11,6 +11,7 @@ import { openBlobStore } from "../models/backends.ts";
 import type { BlobStore, ByteRange, PutOptions } from "../models/storage/blob-store.ts";
 import { pacer } from "../models/storage/blob-support.ts";
 import { BadRequestError, IntegrityError } from "../models/shared/errors.ts";
+import { holdFailure } from "../models/shared/stream-failure.ts";
 
 const KEY = { type: "string", min: 1, max: 128 };
 const REF = { type: "string", min: 1, max: 128 };
@@ -47,7 +48,8 @@ const storage: ServiceSchema<ServiceSettingSchema, {}, StorageVars> = {
 			params: { $$strict: true, encrypt: "boolean", ref: REF, maxBytes: { type: "number", integer: true, min: 0 } },
 			async handler(ctx: Context<PutOptions>) {
 				if (!(ctx.stream instanceof Readable)) throw new BadRequestError("storage.put takes the bytes as a stream", "STREAM_REQUIRED");
-				return this.repo.put(ctx.stream, ctx.params);
+				// Taken before the first await: a caller's failure may arrive while the store is still opening its file.
+				return this.repo.put(holdFailure(ctx.stream), ctx.params);
 			}
 		},
 

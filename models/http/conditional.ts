@@ -11,12 +11,15 @@ export function etagMatches(header: string | undefined, etag: string): boolean {
 	return header.trim() === "*" || header.split(",").some(candidate => candidate.trim().replace(/^W\//, "") === etag);
 }
 
-/** Headers of any bytes derived from an image (the original or a variant), named `filename`. */
+/**
+ * Headers of any bytes derived from an image (the original or a variant), named `filename`,
+ * whose extension must be that of the bytes' real format. nosniff and the policy that keeps
+ * them from running as a page are the gateway's, on every answer (models/http/gateway.ts).
+ */
 export function deliveryHeaders(visibility: Visibility, etag: string, filename: string): Record<string, string | number> {
 	return {
 		ETag: `"${etag}"`,
 		"Cache-Control": visibility === "public" ? "public, max-age=3600" : "private, max-age=3600",
-		"Content-Disposition": `inline; filename*=UTF-8''${encodeURIComponent(filename)}`,
-		"X-Content-Type-Options": "nosniff"
+		"Content-Disposition": `inline; filename*=UTF-8''${encodeURIComponent(filename)}`
 	};
 }

@@ -1,7 +1,7 @@
 /**
- * The gateway's HTTP policies, as plain functions of the configuration: CORS with exact origin
- * matching, the rate limit's client key, and the JSON error answer (models/http/request.ts maps
- * errors to statuses).
+ * The gateway's HTTP policies, as plain functions of the configuration: the security headers of
+ * every answer, CORS with exact origin matching, the rate limit's client key, and the JSON error
+ * answer (models/http/request.ts maps errors to statuses).
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { errorResponse, type HttpError } from "./request.ts";
@@ -18,6 +18,43 @@ function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
 		if (last) return last;
 	}
 	return req.socket.remoteAddress ?? "unknown";
+}
+
+/**
+ * What every answer may do in a browser, by default nothing: no document of ours runs anything,
+ * loads anything or is framed, so image bytes (a JPEG with a page appended, say) can never act
+ * as a page of this origin. Inline style only, which the browser's own viewer needs to show an
+ * image opened in a tab (a share link); without scripts it can do no harm. The web app's own
+ * files replace this policy with theirs (web-app.mixin.ts).
+ */
+export const DEFAULT_CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; sandbox";
+
+/** A year, as HSTS is usually given; a proxy that ends TLS may send its own instead. */
+const HSTS = "max-age=31536000; includeSubDomains";
+
+/**
+ * Whether the client reached us over TLS: this server speaks plain HTTP, so only a trusted
+ * proxy's X-Forwarded-Proto can say so (the last value: the one our proxy set).
+ */
+function overTls(req: IncomingMessage, trustProxy: boolean): boolean {
+	const forwarded = req.headers["x-forwarded-proto"];
+	if (!trustProxy || typeof forwarded !== "string") return false;
+	return forwarded.split(",").pop()?.trim().toLowerCase() === "https";
+}
+
+/**
+ * Sets the headers every answer carries, whatever sends it (an action, an error, a static file,
+ * a 404), before anything else touches the response.
+ */
+export function setSecurityHeaders(req: IncomingMessage, res: ServerResponse, trustProxy: boolean): void {
+	// Browsers take the content type as sent: uploaded bytes are never guessed into HTML or script.
+	res.setHeader("X-Content-Type-Options", "nosniff");
+	res.setHeader("Content-Security-Policy", DEFAULT_CONTENT_SECURITY_POLICY);
+	// frame-ancestors for current browsers, X-Frame-Options for the rest: no clickjacking.
+	res.setHeader("X-Frame-Options", "DENY");
+	// Image and share-link URLs carry ids: never hand them to another site.
+	res.setHeader("Referrer-Policy", "same-origin");
+	if (overTls(req, trustProxy)) res.setHeader("Strict-Transport-Security", HSTS);
 }
 
 /** Exact origin matching (moleculer-web's own string matching is a substring test). */

@@ -11,7 +11,7 @@
  * early and cheaply.
  */
 import sharp, { type Metadata } from "sharp";
-import { Transform, type TransformCallback } from "node:stream";
+import { pipeline, type Readable, Transform, type TransformCallback } from "node:stream";
 import { InvalidImageError, PayloadTooLargeError, UnsupportedMediaError } from "../shared/errors.ts";
 
 const HEAD_BYTES = 256 * 1024;
@@ -164,4 +164,16 @@ async function readHeader(head: Buffer): Promise<Metadata> {
 	} catch (err) {
 		throw new InvalidImageError("The image is corrupt or unreadable", "CORRUPT_IMAGE", { reason: (err as Error).message });
 	}
+}
+
+/**
+ * `source` piped through a new sniffer. pipeline, not pipe: an upload's stream may already be
+ * destroyed (the request was refused while its handler was starting), and pipe() on a destroyed
+ * stream never ends the sniffer, leaving its reader (and the temp file it writes) waiting forever.
+ */
+export function sniff(source: Readable, options: SnifferOptions): ImageSniffer {
+	const sniffer = new ImageSniffer(options);
+	// The sniffer carries any failure (its own verdict or the source's) to its reader.
+	pipeline(source, sniffer, () => undefined);
+	return sniffer;
 }

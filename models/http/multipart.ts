@@ -97,7 +97,7 @@ export function parseMultipart<T>(
 			if (nameTruncated || valueTruncated) return fail(new BadRequestError(`Field '${name}' is too long`, "FIELD_TOO_LONG"));
 			fields[name] = value;
 		});
-		parser.on("file", (fieldname: string, stream: Readable, filename: string, _encoding: string, mimetype: string) => {
+		parser.on("file", (fieldname: string, stream: Readable, filename: string | undefined, _encoding: string, mimetype: string) => {
 			if (failure) return stream.resume();
 			if (!limits.fileFields.includes(fieldname)) {
 				stream.resume();
@@ -109,7 +109,8 @@ export function parseMultipart<T>(
 			// listener yet must not turn one into an uncaught exception.
 			stream.on("error", () => undefined);
 			stream.once("limit", () => stream.destroy(new PayloadTooLargeError(limits.maxFileBytes)));
-			const result = onFile({ stream, filename, mimetype }, { ...fields });
+			// A part sent as application/octet-stream is a file even without a filename (busboy then gives undefined).
+			const result = onFile({ stream, filename: filename ?? "", mimetype }, { ...fields });
 			// A failed file fails the whole request; its stream must still be drained.
 			result.catch(err => {
 				stream.resume();

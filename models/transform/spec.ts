@@ -233,8 +233,13 @@ export function contentTypeOf(format: OutputFormat): string {
 	return CONTENT_TYPES[format];
 }
 
-/** The download name of a variant: the original's base name with the output's extension. */
+/**
+ * The download name of bytes in `format` (a variant, or the original in its sniffed format): the
+ * uploaded name's base with the extension of the format, never the uploaded extension, which
+ * could name anything (`poly.html`).
+ */
 export function variantFilename(filename: string, format: OutputFormat): string {
 	const dot = filename.lastIndexOf(".");
-	return `${dot > 0 ? filename.slice(0, dot) : filename}.${EXTENSIONS[format]}`;
+	const base = dot > 0 ? filename.slice(0, dot) : filename;
+	return `${base || "image"}.${EXTENSIONS[format]}`;
 }

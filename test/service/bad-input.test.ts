@@ -163,6 +163,21 @@ describe("bad input", () => {
 		assert.equal(huge.status, 413);
 	});
 
+	it("answers JSON nested too deep with a clear 400, on every JSON route", async () => {
+		const headers = { authorization: `Bearer ${alice.token}`, "content-type": "application/json" };
+		const deep = "[".repeat(100_000) + "]".repeat(100_000);
+		for (const [path, body] of [["/api/auth/login", `{"username": ${deep}}`], ["/api/images/x/compress", `{"quality": ${deep}}`], ["/api/imports", `{"urls": ${deep}}`]]) {
+			const res = await rawRequest(`${server.url}${path}`, "POST", headers, body);
+			assert.equal(res.status, 400, `${path}: ${JSON.stringify(res.body)}`);
+			assert.equal(res.body.type, "JSON_TOO_DEEP", path);
+			assert.match(res.body.message, /nested/);
+		}
+		// Strings may hold any number of brackets.
+		const login = await rawRequest(`${server.url}/api/auth/login`, "POST", headers, JSON.stringify({ username: "[".repeat(1000), password: "{".repeat(1000) }));
+		assert.equal(login.status, 400, JSON.stringify(login.body));
+		assert.notEqual(login.body.type, "JSON_TOO_DEEP");
+	});
+
 	it("answers bad query parameters with 400", async () => {
 		for (const query of ["limit=0", "limit=1000", "limit=abc", "sort=password", "cursor=%%%", "visibility=all", "foo=bar", "q=" + "x".repeat(600)]) {
 			const res = await alice.get(`/api/images?${query}`);
