@@ -97,7 +97,9 @@ describe("operator REPL", { skip: redisSkipReason() }, () => {
 		assert.match(disabled.text, /disabled/);
 		assert.equal((await carol.get("/api/auth/me")).status, 401, "a disabled user's token stops working");
 		await run("user enable carol");
-		assert.equal((await carol.get("/api/auth/me")).status, 200);
+		assert.equal((await carol.get("/api/auth/me")).status, 401, "re-enabling does not revive tokens issued before the disabling");
+		const again = await new Client(node.url).login("carol", password);
+		assert.equal((await again.get("/api/auth/me")).status, 200, "a re-enabled account signs in again");
 
 		const listed = await run("user list");
 		const row = listed.tables[0].find(user => user.username === "carol");
