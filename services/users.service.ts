@@ -9,7 +9,7 @@ import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from 
 import { newId, nowIso } from "../models/shared/ids.ts";
 import type { Role } from "../models/shared/access.ts";
 import { TokenSigner } from "../models/users/token.ts";
-import { DUMMY_HASH_PROMISE, hashPassword, verifyPassword } from "../models/users/password.ts";
+import { closePasswordPool, configurePasswordPool, dummyHash, hashPassword, verifyPassword } from "../models/users/password.ts";
 import { repositoryMixin } from "../mixins/repository.mixin.ts";
 import { toPublicUser, type PublicUser, type UserPatch, type UserRecord, type UserRepository } from "../models/users/user.ts";
 import type { AuthUser, Identity } from "../models/users/user.ts";
@@ -74,7 +74,7 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 			async handler(ctx: UsersContext) {
 				const user = await this.repo.findByUsername(ctx.params.username);
 				// Verify against a dummy hash for unknown users too: equal timing, equal answer.
-				const valid = await verifyPassword(ctx.params.password, user?.passwordHash ?? (await DUMMY_HASH_PROMISE));
+				const valid = await verifyPassword(ctx.params.password, user?.passwordHash ?? (await dummyHash()));
 				if (!user || !valid || user.disabled) throw new UnauthorizedError(BAD_CREDENTIALS, "INVALID_CREDENTIALS");
 				return { ...this.issueToken(user), user: toPublicUser(user) };
 			}
@@ -328,8 +328,17 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 		}
 	},
 
+	created() {
+		const { passwordHashWorkers, passwordHashQueue } = getConfig();
+		configurePasswordPool({ workers: passwordHashWorkers, maxQueue: passwordHashQueue });
+	},
+
 	async started() {
 		await this.ensureAdmin();
+	},
+
+	async stopped() {
+		await closePasswordPool();
 	}
 };
 
