@@ -223,7 +223,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		// Half the cores (at least one, at most four): scrypt keeps a core busy for ~50 ms per check,
 		// and a login flood must leave the other cores to everything else.
 		passwordHashWorkers: integer(env, "PASSWORD_HASH_WORKERS", Math.min(4, Math.max(1, Math.floor(availableParallelism() / 2))), 1),
-		passwordHashQueue: integer(env, "PASSWORD_HASH_QUEUE", 32, 0),
+		// Room for a 64-login flood to wait rather than spin on refusals (bench:login): refused at
+		// once, each guess came straight back and the requests cost more than the hashing did.
+		passwordHashQueue: integer(env, "PASSWORD_HASH_QUEUE", 64, 0),
 		loginFailuresPerAccount: integer(env, "LOGIN_FAILURES_PER_ACCOUNT", 5, 1),
 		loginFailuresPerAddress: integer(env, "LOGIN_FAILURES_PER_ADDRESS", 20, 1),
 		loginThrottleBaseMs: integer(env, "LOGIN_THROTTLE_BASE_MS", 1000, 1),
