@@ -37,6 +37,18 @@ export interface Config {
 	trustProxy: boolean;
 	rateLimitPerMinute: number;
 	requestTimeoutMs: number;
+	/** Threads of the password hashing pool (scrypt), per users node. */
+	passwordHashWorkers: number;
+	/** Password checks waiting for such a thread; more are refused with 429. */
+	passwordHashQueue: number;
+	/** Failed logins for one username before further attempts are refused for a while. */
+	loginFailuresPerAccount: number;
+	/** Failed logins from one client address before further attempts are refused for a while. */
+	loginFailuresPerAddress: number;
+	/** First refusal period after the threshold; doubles with every further failure. */
+	loginThrottleBaseMs: number;
+	/** Longest refusal period; also how long a failure is remembered. */
+	loginThrottleMaxMs: number;
 
 	// --- distributed mode (cluster: transporter, MongoDB, GridFS, metrics) ---
 	/** Moleculer transporter URL (`redis://host:port`); unset = embedded, no transporter. */
@@ -208,6 +220,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		trustProxy: boolean(env, "TRUST_PROXY", false),
 		rateLimitPerMinute: integer(env, "RATE_LIMIT_PER_MINUTE", 3000, 0),
 		requestTimeoutMs: integer(env, "REQUEST_TIMEOUT_MS", 120_000, 1000),
+		// Half the cores (at least one, at most four): scrypt keeps a core busy for ~50 ms per check,
+		// and a login flood must leave the other cores to everything else.
+		passwordHashWorkers: integer(env, "PASSWORD_HASH_WORKERS", Math.min(4, Math.max(1, Math.floor(availableParallelism() / 2))), 1),
+		// Room for a 64-login flood to wait rather than spin on refusals (bench:login): refused at
+		// once, each guess came straight back and the requests cost more than the hashing did.
+		passwordHashQueue: integer(env, "PASSWORD_HASH_QUEUE", 64, 0),
+		loginFailuresPerAccount: integer(env, "LOGIN_FAILURES_PER_ACCOUNT", 5, 1),
+		loginFailuresPerAddress: integer(env, "LOGIN_FAILURES_PER_ADDRESS", 20, 1),
+		loginThrottleBaseMs: integer(env, "LOGIN_THROTTLE_BASE_MS", 1000, 1),
+		loginThrottleMaxMs: integer(env, "LOGIN_THROTTLE_MAX_MS", 15 * 60_000, 1),
 
 		// --- distributed mode (cluster: transporter, MongoDB, GridFS, metrics) ---
 		transporter: env.TRANSPORTER || undefined,

@@ -10,14 +10,16 @@ import { getConfig } from "../config/index.ts";
 import { AuthMixin } from "../mixins/auth.mixin.ts";
 import { LiveRoutesMixin } from "../mixins/live-routes.mixin.ts";
 import { WebAppMixin } from "../mixins/web-app.mixin.ts";
-import { corsSettings, rateLimitSettings, sendJsonError, setSecurityHeaders } from "../models/http/gateway.ts";
+import { clientAddress, corsSettings, rateLimitSettings, sendJsonError, setSecurityHeaders } from "../models/http/gateway.ts";
 import { jsonBody } from "../models/http/json-body.ts";
 import { type RequestInfo, requestInfoOf } from "../models/http/request.ts";
 
 const config = getConfig();
 
-function copyRequestInfo(ctx: Context<unknown, { request?: RequestInfo }>, _route: unknown, req: IncomingMessage): void {
+/** What actions may know of the request; `clientAddress` is the one the rate limit keys on (users.login throttles by it). */
+function copyRequestInfo(ctx: Context<unknown, { request?: RequestInfo; clientAddress?: string }>, _route: unknown, req: IncomingMessage): void {
 	ctx.meta.request = requestInfoOf(req);
+	ctx.meta.clientAddress = clientAddress(req, config.trustProxy);
 }
 
 const NEVER_EXPOSED = [/^api\./, /^\$node\./];

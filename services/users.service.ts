@@ -9,7 +9,8 @@ import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from 
 import { newId, nowIso } from "../models/shared/ids.ts";
 import type { Role } from "../models/shared/access.ts";
 import { TokenSigner } from "../models/users/token.ts";
-import { DUMMY_HASH_PROMISE, hashPassword, verifyPassword } from "../models/users/password.ts";
+import { LoginThrottle } from "../models/users/login-throttle.ts";
+import { closePasswordPool, configurePasswordPool, dummyHash, hashPassword, verifyPassword } from "../models/users/password.ts";
 import { repositoryMixin } from "../mixins/repository.mixin.ts";
 import { toPublicUser, type PublicUser, type UserPatch, type UserRecord, type UserRepository } from "../models/users/user.ts";
 import type { AuthUser, Identity } from "../models/users/user.ts";
@@ -23,6 +24,7 @@ const tokens = new TokenSigner(getConfig().jwtSecret, getConfig().jwtExpiresIn);
 
 interface UsersVars {
 	repo: UserRepository;
+	throttle: LoginThrottle;
 }
 interface UsersMethods {
 	createUser(username: string, password: string, name: string | undefined, role: Role): Promise<UserRecord>;
@@ -35,7 +37,7 @@ interface UsersMethods {
 	ensureAdmin(): Promise<void>;
 }
 
-type UsersContext = Context<Record<string, any>, { user?: AuthUser | null; $statusCode?: number; $location?: string }>;
+type UsersContext = Context<Record<string, any>, { user?: AuthUser | null; clientAddress?: string; $statusCode?: number; $location?: string }>;
 
 const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 	name: "users",
@@ -72,10 +74,24 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 			auth: "public",
 			params: { $$strict: true, username: { type: "string", max: 64 }, password: { type: "string", max: 256 } },
 			async handler(ctx: UsersContext) {
-				const user = await this.repo.findByUsername(ctx.params.username);
-				// Verify against a dummy hash for unknown users too: equal timing, equal answer.
-				const valid = await verifyPassword(ctx.params.password, user?.passwordHash ?? (await DUMMY_HASH_PROMISE));
-				if (!user || !valid || user.disabled) throw new UnauthorizedError(BAD_CREDENTIALS, "INVALID_CREDENTIALS");
+				// Throttled usernames and addresses are refused (429) before any scrypt work. The
+				// address is the gateway's (ctx.meta.clientAddress); calls from inside have none.
+				const attempt = this.throttle.begin(ctx.params.username, ctx.meta.clientAddress);
+				let user: UserRecord | null;
+				let valid: boolean;
+				try {
+					user = await this.repo.findByUsername(ctx.params.username);
+					// Verify against a dummy hash for unknown users too: equal timing, equal answer.
+					valid = await verifyPassword(ctx.params.password, user?.passwordHash ?? (await dummyHash()));
+				} catch (err) {
+					attempt.abandoned();
+					throw err;
+				}
+				if (!user || !valid || user.disabled) {
+					attempt.failed();
+					throw new UnauthorizedError(BAD_CREDENTIALS, "INVALID_CREDENTIALS");
+				}
+				attempt.succeeded();
 				return { ...this.issueToken(user), user: toPublicUser(user) };
 			}
 		},
@@ -328,8 +344,23 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 		}
 	},
 
+	created() {
+		const config = getConfig();
+		configurePasswordPool({ workers: config.passwordHashWorkers, maxQueue: config.passwordHashQueue });
+		this.throttle = new LoginThrottle({
+			perAccount: config.loginFailuresPerAccount,
+			perAddress: config.loginFailuresPerAddress,
+			baseMs: config.loginThrottleBaseMs,
+			maxMs: config.loginThrottleMaxMs
+		});
+	},
+
 	async started() {
 		await this.ensureAdmin();
+	},
+
+	async stopped() {
+		await closePasswordPool();
 	}
 };
 

@@ -7,11 +7,11 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { errorResponse, type HttpError } from "./request.ts";
 
 /**
- * The client address for rate limiting: the socket peer, unless a trusted proxy is configured,
+ * The client address for rate limiting and login throttling: the socket peer, unless a trusted proxy is configured,
  * in which case the address that proxy appended last to X-Forwarded-For (anything before it
  * was written by the client and cannot be trusted).
  */
-function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
+export function clientAddress(req: IncomingMessage, trustProxy: boolean): string {
 	const forwarded = req.headers["x-forwarded-for"];
 	if (trustProxy && typeof forwarded === "string") {
 		const last = forwarded.split(",").pop()?.trim();
@@ -96,6 +96,11 @@ export function sendJsonError(this: { logger: { error(...args: unknown[]): void;
 		req.resume();
 	}
 	res.statusCode = status;
+	// A refusal that knows when to come back (login throttle, password pool) says so.
+	const retryAfter = (err.data as { retryAfter?: unknown } | null | undefined)?.retryAfter;
+	if ((status === 429 || status === 503) && typeof retryAfter === "number" && Number.isFinite(retryAfter)) {
+		res.setHeader("Retry-After", String(Math.max(0, Math.ceil(retryAfter))));
+	}
 	res.setHeader("Content-Type", "application/json; charset=utf-8");
 	res.end(JSON.stringify(body));
 }

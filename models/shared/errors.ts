@@ -101,3 +101,14 @@ export class TooManyItemsError extends MoleculerClientError {
 		super(`At most ${limit} ${what} per request`, 413, "TOO_MANY_ITEMS", { limit });
 	}
 }
+
+/**
+ * Refused for now, before any work was spent on it; `data.retryAfter` is in seconds and the
+ * gateway sends it as the `Retry-After` header (models/http/gateway.ts). A 4xx, so a flood of
+ * them never opens a circuit breaker on the node that refuses.
+ */
+export class TooManyRequestsError extends MoleculerClientError {
+	constructor(message: string, type: string, data: { retryAfter: number; limit: number } & Record<string, unknown>) {
+		super(message, 429, type, data);
+	}
+}

@@ -27,11 +27,14 @@ describe("gateway", () => {
 		const partial = await startServer({ SERVICES: "api,health,users" }, { readyPath: "/api/health" });
 		try {
 			// The gateway's own check fails too until its routes reflect the live services (a moment
-			// after start): wait for that, so what is left failing is the missing services alone.
-			const res = await waitFor("the gateway's routes to settle", async () => {
+			// after start), and users counts once it has checked the admin's password (one scrypt in
+			// the password pool's thread, slow on a busy machine): wait for both, so what is left
+			// failing is the missing services alone.
+			const res = await waitFor("the gateway's routes and the users service to settle", async () => {
 				const answer = await fetch(`${partial.url}/api/ready`);
 				const checks = ((await answer.clone().json()) as { checks?: { service: string; ok: boolean }[] }).checks;
-				return checks?.find(check => check.service === "api")?.ok ? answer : undefined;
+				const ok = (service: string) => checks?.find(check => check.service === service)?.ok;
+				return ok("api") && ok("users") ? answer : undefined;
 			});
 			assert.equal(res.status, 503);
 			const body = (await res.json()) as { status: string; checks: { service: string; ok: boolean }[] };
