@@ -29,6 +29,16 @@ const BATCH = 8;
  * a 100,000-item job never floods the transport (nor the embedded queue's bounded buffer).
  */
 const WINDOW = 16 * BATCH;
+/**
+ * Runs of an item that may fail for the cluster's reasons (a service with no live node yet, a
+ * timeout: Moleculer's retryable errors) before it counts as failed.
+ */
+const MAX_ITEM_ATTEMPTS = 5;
+
+function isTransient(err: unknown): boolean {
+	return (err as { retryable?: boolean }).retryable === true;
+}
+
 /** URLs turned into item rows per transaction while listing. */
 const LIST_CHUNK = 1000;
 
@@ -127,7 +137,17 @@ export const ImportWorkerMixin = importsMixin({
 			const item = await this.repo.startItem(job.id, seq, config.importLeaseMs);
 			// Done, dropped, or being worked on by a live node: this message was a repeat.
 			if (!item) return;
-			const result = await this.importItem(job, item).catch((err): ItemResult => ({ state: "failed", error: errorText(err) }));
+			let result: ItemResult;
+			try {
+				result = await this.importItem(job, item);
+			} catch (err) {
+				if (isTransient(err) && item.attempts < MAX_ITEM_ATTEMPTS) {
+					// Not the item's fault: the lease runs out and the reconciler dispatches it again.
+					this.logger.warn(`Import ${job.id} item ${seq} (attempt ${item.attempts}) will run again: ${errorText(err)}`);
+					return;
+				}
+				result = { state: "failed", error: errorText(err) };
+			}
 			await this.repo.finishItem(job.id, seq, result);
 		},
 
