@@ -258,7 +258,7 @@ interface Pools {
 /** Ids that exist, for the path parameter `name` of `path`, or random ones. */
 function idFor(rng: Rng, path: string, pools: Pools): string {
 	if (rng.chance(0.25)) return rng.string(rng.int(1, 30));
-	if (/\/(images|p)\//.test(path) || path.startsWith("/p/")) return rng.pick(pools.images);
+	if (/^\/p\/|\/images\//.test(path)) return rng.pick(pools.images);
 	if (path.includes("/categories/")) return rng.pick(pools.categories);
 	if (path.includes("/imports/")) return rng.pick(pools.imports);
 	if (path.includes("/users/")) return rng.pick(pools.users);
@@ -564,6 +564,11 @@ function makeRequest(n: number, rng: Rng, route: Route, pools: Pools, images: Bu
 	return { n, route: `${route.method} ${route.path}`, principal, method, path, headers, body, mutation: done.join("; ") || "valid" };
 }
 
+/** Whether a route (`METHOD /path`) may change or end the caller's own account and its tokens. */
+function changesOwnAccount(route: string): boolean {
+	return /^(POST|PATCH|PUT|DELETE|\*) \/api\/auth\/(?!login$|register$)/.test(route);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Sending
 
@@ -634,7 +639,11 @@ describe("fuzz: random and hostile requests to every REST route", { timeout: 240
 	let admin: Client;
 	let alice: Client;
 	const tokens: Record<Principal, () => string | undefined> = { anonymous: () => undefined, user: () => alice.token, admin: () => admin.token };
-	/** Accounts that destructive self-service requests (DELETE /auth/me) may use up. */
+	/**
+	 * Accounts that requests changing the caller's own account (DELETE and PATCH /auth/me, and any
+	 * /auth route but login and registration) may use up: a new password or a deletion may end
+	 * the tokens of the account, and the admin's is needed to the end.
+	 */
 	const expendable: { user: string[]; admin: string[] } = { user: [], admin: [] };
 	const pools: Pools = { images: [], categories: [], imports: [], users: [] };
 	/** Images the fixtures hold: not to be deleted by a fuzzed request that may succeed. */
@@ -754,7 +763,7 @@ describe("fuzz: random and hostile requests to every REST route", { timeout: 240
 		for (const route of routes.filter(r => r.method !== "HEAD")) {
 			const path = route.path.replace(/:ext/, "png").replace(/:(\w+)/g, "nosuchthing");
 			// Deleting one's own account is tried with an account that may go.
-			const client = route.path === "/api/auth/me" && route.method === "DELETE" ? admin.withToken(expendable.admin[0]) : admin;
+			const client = changesOwnAccount(`${route.method} ${route.path}`) ? admin.withToken(expendable.admin[0]) : admin;
 			const res = await client.request(route.method, path, route.method === "GET" || route.method === "DELETE" ? undefined : {});
 			// The gateway's own "no such route" is message "Not found"; an action's is "<What> not found".
 			assert.ok(!(res.status === 404 && res.body?.message === "Not found"), `the gateway has no route ${route.method} ${route.path}`);
@@ -774,7 +783,7 @@ describe("fuzz: random and hostile requests to every REST route", { timeout: 240
 		const worker = async () => {
 			while (next < requests.length && Date.now() < deadline) {
 				const req = requests[next++]!;
-				const selfDestructive = req.route === "DELETE /api/auth/me";
+				const selfDestructive = changesOwnAccount(req.route);
 				if (req.principal !== "anonymous" && !req.headers.authorization) {
 					// Destructive requests take expendable accounts; fixtures are not deleted by whoever may delete them.
 					const token = selfDestructive ? expendable[req.principal][req.n % expendable[req.principal].length] : tokens[req.principal]();
