@@ -6,20 +6,32 @@
 import type { Context, ServiceSchema } from "moleculer";
 import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
 import type { IncomingMessage, Server } from "node:http";
+import type { Duplex } from "node:stream";
 import { getConfig } from "../config/index.ts";
 import { AuthMixin } from "../mixins/auth.mixin.ts";
 import { LiveRoutesMixin } from "../mixins/live-routes.mixin.ts";
 import { WebAppMixin } from "../mixins/web-app.mixin.ts";
 import { clientAddress, corsSettings, rateLimitSettings, sendJsonError, setSecurityHeaders } from "../models/http/gateway.ts";
 import { jsonBody } from "../models/http/json-body.ts";
-import { type RequestInfo, requestInfoOf } from "../models/http/request.ts";
+import { parseErrorAnswer, type RequestInfo, requestInfoOf } from "../models/http/request.ts";
 
 const config = getConfig();
+
+/** Methods whose answers may be a 304: those that only read. */
+const CONDITIONAL_METHODS = new Set(["GET", "HEAD"]);
 
 /** What actions may know of the request; `clientAddress` is the one the rate limit keys on (users.login throttles by it). */
 function copyRequestInfo(ctx: Context<unknown, { request?: RequestInfo; clientAddress?: string }>, _route: unknown, req: IncomingMessage): void {
 	ctx.meta.request = requestInfoOf(req);
 	ctx.meta.clientAddress = clientAddress(req, config.trustProxy);
+	// moleculer-web answers 304 instead of any 2xx that its freshness check finds fresh, whatever
+	// the method, and `If-None-Match: *` is fresh without an ETag: an upload, an edit or a delete
+	// would be done and answered 304 with no body. No action here is conditional on anything but
+	// a read, so the validators of other methods are ignored (as RFC 9110 §13.1 lets a server do).
+	if (!CONDITIONAL_METHODS.has(req.method ?? "")) {
+		delete req.headers["if-none-match"];
+		delete req.headers["if-modified-since"];
+	}
 }
 
 const NEVER_EXPOSED = [/^api\./, /^\$node\./];
@@ -86,6 +98,13 @@ const api: ServiceSchema<ApiSettingsSchema> = {
 		// handler reaches every response, including static files, 404s and errors.
 		const server = (this as unknown as { server: Server }).server;
 		server.prependListener("request", (req, res) => setSecurityHeaders(req, res, config.trustProxy));
+		// A request Node's parser refuses (headers too large, a malformed request line) never
+		// reaches a route: answer it with the JSON error every other answer has, not Node's empty one.
+		server.on("clientError", (err: NodeJS.ErrnoException, socket: Duplex & { _httpMessage?: { headersSent?: boolean } }) => {
+			// Nothing can be written to a socket that is gone, or half-way through an answer.
+			if (err.code === "ECONNRESET" || !socket.writable || socket._httpMessage?.headersSent) return socket.destroy();
+			socket.end(parseErrorAnswer(err));
+		});
 	}
 };
 

@@ -57,7 +57,8 @@ const categories: ServiceSchema<ServiceSettingSchema, CategoriesMethods, Categor
 			params: { $$strict: true, id: ID, name: { ...NAME, optional: true }, description: DESCRIPTION },
 			async handler(ctx: CategoriesContext) {
 				const { id, name, description } = ctx.params;
-				const updated = await this.repo.update(id, { name, description });
+				// An optional parameter may also be null; here that means "not given", as undefined does.
+				const updated = await this.repo.update(id, { name: name ?? undefined, description: description ?? undefined });
 				if (!updated) throw new NotFoundError("Category", id);
 				return updated;
 			}

@@ -33,6 +33,11 @@ import type { ImagesContext, ImagesMethods, ImagesVars } from "../types/images-s
 
 const config = getConfig();
 
+/** `params` with its null values as undefined (not given). */
+function withoutNulls<T extends Record<string, unknown>>(params: T): { [K in keyof T]: Exclude<T[K], null> } {
+	return Object.fromEntries(Object.entries(params).map(([key, value]) => [key, value ?? undefined])) as { [K in keyof T]: Exclude<T[K], null> };
+}
+
 /** What POST /images/:id/compress makes when not told otherwise. */
 const COMPRESS_DEFAULTS = { format: "webp", quality: 70 };
 
@@ -206,7 +211,10 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			},
 			async handler(ctx: ImagesContext) {
 				const doc = await this.editableImage(ctx, ctx.params.id);
-				const { name, description, tags, category, visibility } = ctx.params;
+				// An optional parameter may also be null: for these fields that means "not given" (only
+				// a null category means something, no category), never a null in a NOT NULL column.
+				const { category } = ctx.params;
+				const { name, description, tags, visibility } = withoutNulls(ctx.params);
 				const patch: ImagePatch = { name, visibility };
 				if (description !== undefined || tags !== undefined) {
 					const autoTags = doc.tags.filter(tag => tag.source === "auto");

@@ -3,7 +3,7 @@
  * leaves as JSON `{name, message, code, type, data}` with `code` as the status, and server faults
  * never leak their details.
  */
-import type { IncomingMessage } from "node:http";
+import { STATUS_CODES, type IncomingMessage } from "node:http";
 
 /** Request headers that actions need (conditional and range requests, uploads), and the method. */
 export interface RequestInfo {
@@ -67,4 +67,29 @@ function withoutInternals(problem: unknown): unknown {
 	if (typeof problem !== "object" || problem === null) return problem;
 	const { nodeID: _node, action: _action, ...rest } = problem as Record<string, unknown>;
 	return rest;
+}
+
+/** What Node's HTTP parser reports for a request it cannot read, as the status it answers with. */
+const PARSE_ERROR_STATUS: Record<string, number> = {
+	HPE_HEADER_OVERFLOW: 431,
+	HPE_CHUNK_EXTENSIONS_OVERFLOW: 413,
+	ERR_HTTP_REQUEST_TIMEOUT: 408
+};
+
+const PARSE_ERROR_TYPE: Record<number, string> = { 400: "MALFORMED_REQUEST", 408: "REQUEST_TIMEOUT", 413: "PAYLOAD_TOO_LARGE", 431: "HEADERS_TOO_LARGE" };
+
+/**
+ * The raw HTTP answer to a request that Node's parser refused before any handler saw it (headers
+ * over the size limit, a malformed request line or header): the same JSON error as every other
+ * answer, where Node's own answer has an empty body. The connection is closed after it.
+ */
+export function parseErrorAnswer(err: { code?: string; rawPacket?: Buffer }): string {
+	const status = PARSE_ERROR_STATUS[err.code ?? ""] ?? 400;
+	const message = status === 431 ? "Request headers too large" : status === 408 ? "Request timeout" : status === 413 ? "Request too large" : "Malformed HTTP request";
+	const body = JSON.stringify({ name: "ClientError", message, code: status, type: PARSE_ERROR_TYPE[status], data: null });
+	// The answer to a HEAD request has no body; the method is known only when the bytes that
+	// failed to parse start with the request line.
+	const head = err.rawPacket?.subarray(0, 5).toString("latin1") === "HEAD ";
+	const lines = [`HTTP/1.1 ${status} ${STATUS_CODES[status]}`, "Content-Type: application/json; charset=utf-8", `Content-Length: ${Buffer.byteLength(body)}`, "Connection: close"];
+	return [...lines, "", head ? "" : body].join("\r\n");
 }

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { request } from "node:http";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import sharp from "sharp";
@@ -176,6 +177,28 @@ describe("bad input", () => {
 		const login = await rawRequest(`${server.url}/api/auth/login`, "POST", headers, JSON.stringify({ username: "[".repeat(1000), password: "{".repeat(1000) }));
 		assert.equal(login.status, 400, JSON.stringify(login.body));
 		assert.notEqual(login.body.type, "JSON_TOO_DEEP");
+	});
+
+	it("answers requests Node's HTTP parser refuses with a JSON error too", async () => {
+		const tooLarge = await rawRequest(`${server.url}/api/health`, "GET", { "x-padding": "x".repeat(20_000) }, "");
+		assert.equal(tooLarge.status, 431);
+		assert.equal(tooLarge.body.code, 431);
+		assert.equal(tooLarge.body.type, "HEADERS_TOO_LARGE");
+		// The answer to HEAD has no body (a client would take one for a broken connection).
+		const head = await rawRequest(`${server.url}/api/health`, "HEAD", { "x-padding": "x".repeat(20_000) }, "");
+		assert.equal(head.status, 431);
+		assert.equal(head.body, null);
+		const { port } = new URL(server.url);
+		const raw = await new Promise<string>((resolve, reject) => {
+			const socket = connect(Number(port), "127.0.0.1", () => socket.end("GET /api/health HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n"));
+			let text = "";
+			socket.on("data", chunk => (text += chunk));
+			socket.on("end", () => resolve(text));
+			socket.on("error", reject);
+		});
+		assert.match(raw, /^HTTP\/1\.1 400 /);
+		assert.match(raw, /content-type: application\/json/i);
+		assert.equal(JSON.parse(raw.slice(raw.indexOf("\r\n\r\n") + 4)).code, 400);
 	});
 
 	it("answers bad query parameters with 400", async () => {

@@ -5,6 +5,7 @@
  * warning or error.
  */
 import assert from "node:assert/strict";
+import { request } from "node:http";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Client, fileFrom } from "../helpers/client.ts";
@@ -30,6 +31,34 @@ describe("HTTP semantics", () => {
 		await settled(alice, id);
 	});
 	after(() => server.stop());
+
+	it("never answers 304 to a request that changes something (If-None-Match: * included)", async () => {
+		// Through node:http: fetch adds Cache-Control: no-cache to conditional requests, which
+		// hides the problem (a browser's fetch does too; curl and most HTTP libraries do not).
+		const send = (method: string, path: string, body?: unknown) =>
+			new Promise<{ status: number; body: any }>((resolve, reject) => {
+				const headers = { authorization: `Bearer ${alice.token}`, "if-none-match": "*", "content-type": "application/json" };
+				const req = request(`${server.url}${path}`, { method, headers }, res => {
+					let text = "";
+					res.on("data", chunk => (text += chunk));
+					res.on("end", () => resolve({ status: res.statusCode!, body: text ? JSON.parse(text) : null }));
+				});
+				req.on("error", reject);
+				req.end(body === undefined ? undefined : JSON.stringify(body));
+			});
+		const created = await alice.upload([fileFrom(join(SHARED_IMAGES, "dog.jpg"))], { name: "conditional" });
+		assert.equal(created.status, 201);
+		const otherId = created.body.images[0].id;
+		const patch = await send("PATCH", `/api/images/${otherId}`, { name: "renamed" });
+		assert.equal(patch.status, 200);
+		assert.equal(patch.body.name, "renamed");
+		const login = await send("POST", "/api/auth/login", { username: "alice", password: "correct horse battery" });
+		assert.equal(login.status, 200);
+		assert.ok(login.body.token);
+		assert.equal((await send("DELETE", `/api/images/${otherId}`)).status, 204);
+		// A read may still be answered 304: the image's bytes exist.
+		assert.equal((await send("GET", `/api/images/${id}/content`)).status, 304);
+	});
 
 	it("answers HEAD on every route that serves bytes with GET's headers and no body, counting no view", async () => {
 		const paths = [

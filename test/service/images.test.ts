@@ -217,6 +217,13 @@ describe("images", () => {
 		assert.equal((await admin.patch(`/api/images/${id}`, { description: "Checked by an admin" })).status, 200);
 		assert.equal((await alice.patch(`/api/images/${id}`, { category: "no-such-category" })).status, 400);
 		assert.equal((await alice.patch(`/api/images/${id}`, { owner: "bob" })).status, 400);
+		// null for an optional field is "not given" (a null category alone means: none).
+		const nulls = await alice.patch(`/api/images/${id}`, { name: null, description: null, tags: null, visibility: null });
+		assert.equal(nulls.status, 200, JSON.stringify(nulls.body));
+		assert.equal(nulls.body.name, "Coffee mug");
+		assert.equal(nulls.body.visibility, edited.body.visibility);
+		assert.deepEqual(nulls.body.tags, (await alice.get(`/api/images/${id}`)).body.tags);
+		assert.ok(nulls.body.tags.some((tag: { label: string }) => tag.label === "kitchen"));
 	});
 
 	it("manages categories: admins only, images listed newest first, deletion clears them", async () => {
@@ -229,6 +236,9 @@ describe("images", () => {
 		const dates = inAnimals.body.items.map((image: { createdAt: string }) => image.createdAt);
 		assert.deepEqual(dates, [...dates].sort().reverse());
 		assert.equal((await admin.patch("/api/categories/things", { description: "Objects" })).body.description, "Objects");
+		const nulls = await admin.patch("/api/categories/things", { name: null, description: null });
+		assert.equal(nulls.status, 200, JSON.stringify(nulls.body));
+		assert.equal(nulls.body.description, "Objects");
 		assert.equal((await admin.delete("/api/categories/things")).status, 204);
 		assert.equal((await alice.get(`/api/images/${ids["mug-cc0.jpeg"]}`)).body.category, null);
 		assert.equal((await alice.get("/api/categories/things/images")).status, 404);
