@@ -180,6 +180,9 @@ export class SlicedJsonParser {
 	}
 
 	private skipWhitespace(): void {
+		// Most tokens follow one another directly (JSON.stringify writes no whitespace).
+		const code = this.text.charCodeAt(this.pos);
+		if (code !== 0x20 && code !== 0x0a && code !== 0x0d && code !== 0x09) return;
 		WHITESPACE.lastIndex = this.pos;
 		WHITESPACE.exec(this.text);
 		this.pos = WHITESPACE.lastIndex;
