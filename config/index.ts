@@ -127,6 +127,10 @@ export interface Config {
 	importLeaseMs: number;
 	/** An unfinished job without progress for this long is resumed by another node. */
 	importStallMs: number;
+	/** Import jobs one user may have open (queued, listing or running) at once. */
+	importMaxOpenJobs: number;
+	/** Items (URLs, Drive files) not yet done one user may have across their open import jobs. */
+	importMaxQueuedItems: number;
 	googleApiKey: string | undefined;
 	googleDriveApiUrl: string;
 }
@@ -278,6 +282,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		importRetryBaseMs: integer(env, "IMPORT_RETRY_BASE_MS", 500, 0),
 		importLeaseMs: integer(env, "IMPORT_LEASE_MS", 5 * 60_000, 1000),
 		importStallMs: integer(env, "IMPORT_STALL_MS", 60_000, 500),
+		importMaxOpenJobs: integer(env, "IMPORT_MAX_OPEN_JOBS", 10, 1),
+		importMaxQueuedItems: integer(env, "IMPORT_MAX_QUEUED_ITEMS", 200_000, 1),
 		googleApiKey: env.GOOGLE_API_KEY || undefined,
 		googleDriveApiUrl: env.GOOGLE_DRIVE_API_URL || "https://www.googleapis.com/drive/v3"
 	};

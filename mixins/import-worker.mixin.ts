@@ -16,6 +16,7 @@ import { fileNameOf, normalizeUrl, type ImportItem, type ImportJob, type ItemRes
 import { downloadToFile, FetchLimiter, type FetchOptions } from "../models/imports/safe-fetch.ts";
 import { IMPORT_CHANNEL } from "../models/pipeline/channels.ts";
 import { NotFoundError } from "../models/shared/errors.ts";
+import { yieldToEventLoop } from "../models/shared/event-loop.ts";
 import type { Keyring } from "../models/storage/envelope-crypto.ts";
 import type { AuthUser } from "../models/users/user.ts";
 import { importsMixin, type ImportMessage } from "../types/imports-service.ts";
@@ -112,12 +113,15 @@ export const ImportWorkerMixin = importsMixin({
 				await this.fill(job.id);
 			};
 			if (job.source.type === "urls") {
-				const urls = await this.repo.sourceUrls(job.id);
 				// Items are added in URL order, so a resumed listing continues after the last one stored.
-				for (let i = job.total; i < urls.length; i += LIST_CHUNK) {
-					await add(urls.slice(i, i + LIST_CHUNK).map(url => ({ key: normalizeUrl(url), url: url.trim(), name: fileNameOf(url) })), false);
+				// A chunk of URLs is read, turned into items and stored per turn of the event loop.
+				for (let from = job.total; ; from += LIST_CHUNK) {
+					const urls = await this.repo.sourceUrls(job.id, from, LIST_CHUNK);
+					if (urls.length === 0) return;
+					await add(urls.map(url => ({ key: normalizeUrl(url), url: url.trim(), name: fileNameOf(url) })), false);
+					if (urls.length < LIST_CHUNK) return;
+					await yieldToEventLoop();
 				}
-				return;
 			}
 			for await (const page of listDriveImages(driveSource(job, this.keyring), job.source.folder, job.source.recursive, fetchOptions())) {
 				await add(page.map(file => ({ key: `gdrive:${file.id}`, url: "", name: file.name })), true);
@@ -127,6 +131,9 @@ export const ImportWorkerMixin = importsMixin({
 		},
 
 		async runItems(jobId: string, seqs: number[]): Promise<void> {
+			// Items that end at once (refused addresses, duplicates) settle without any I/O: without
+			// this turn, a job's batches would follow each other in one long run of the event loop.
+			await yieldToEventLoop();
 			const job = await this.repo.getJob(jobId);
 			if (!job || job.finishedAt) return;
 			await Promise.all(seqs.map(seq => this.runItem(job, seq)));

@@ -20,10 +20,11 @@ import { openImportRepository } from "../models/backends.ts";
 import { parseFolderId } from "../models/imports/google-drive.ts";
 import { sealApiKey } from "../models/imports/job-secrets.ts";
 import { newImportJob, type ImportItem, type ImportJob, type JobView } from "../models/imports/import-job.ts";
-import { MAX_URLS, OPTIONS, URL_PARAM, type CreateParams } from "../models/imports/params.ts";
+import { checkUrls, MAX_URLS, OPTIONS, URL_PARAM, type CreateParams } from "../models/imports/params.ts";
 import { IMPORT_CHANNEL } from "../models/pipeline/channels.ts";
 import { canManage, ownerScope } from "../models/shared/access.ts";
-import { BadRequestError, NotFoundError, TooManyItemsError } from "../models/shared/errors.ts";
+import { BadRequestError, LimitExceededError, NotFoundError, TooManyItemsError } from "../models/shared/errors.ts";
+import { KeyedLock } from "../models/shared/keyed-lock.ts";
 import { newId, nowIso } from "../models/shared/ids.ts";
 import { ID } from "../models/shared/params.ts";
 import type { ImportMessage, ImportsContext, ImportsMethods, ImportsVars } from "../types/imports-service.ts";
@@ -43,14 +44,19 @@ const imports: ServiceSchema<ServiceSettingSchema, ImportsMethods, ImportsVars> 
 	mixins: [repositoryMixin(() => openImportRepository(config), "The import job store"), ImportWorkerMixin],
 	settings: { rest: "/" },
 
+	created() {
+		this.ownerLocks = new KeyedLock();
+	},
+
 	actions: {
 		/** POST /api/imports (aliased in the gateway with a body limit fit for 100,000 URLs). */
 		create: {
 			params: {
 				$$strict: true,
 				source: { type: "enum", values: ["urls", "google-drive"] },
-				// The count is checked by the handler: too many is 413, not a validation error.
-				urls: { type: "array", items: URL_PARAM, min: 1, optional: true },
+				// The count and the items are checked by the handler: too many is 413, not a validation
+				// error, and 100,000 items are checked in slices (checkUrls), not in one go.
+				urls: { type: "array", min: 1, optional: true },
 				folder: { type: "string", min: 1, max: 2000, optional: true },
 				apiKey: { type: "string", min: 1, max: 200, optional: true },
 				recursive: { type: "boolean", optional: true },
@@ -193,7 +199,10 @@ const imports: ServiceSchema<ServiceSettingSchema, ImportsMethods, ImportsVars> 
 			let source: ImportJob["source"];
 			if (params.source === "urls") {
 				if (!params.urls || params.folder !== undefined) throw new BadRequestError("A URL import takes `urls` (and no folder)", "VALIDATION_ERROR");
-				if (params.urls.length > MAX_URLS) throw new TooManyItemsError("URLs", MAX_URLS);
+				// A list longer than a user may ever have queued would never be taken: 413, not 429.
+				const most = Math.min(MAX_URLS, config.importMaxQueuedItems);
+				if (params.urls.length > most) throw new TooManyItemsError("URLs", most);
+				await checkUrls(params.urls);
 				source = { type: "urls", count: params.urls.length };
 			} else {
 				if (!params.folder || params.urls !== undefined) throw new BadRequestError("A Google Drive import takes `folder` (and no urls)", "VALIDATION_ERROR");
@@ -209,9 +218,36 @@ const imports: ServiceSchema<ServiceSettingSchema, ImportsMethods, ImportsVars> 
 			const tags = Array.isArray(params.tags) ? params.tags.join(",") : params.tags;
 			const options = { category, tags, visibility: params.visibility ?? "private", encrypted: params.encrypted ?? false };
 			const job = newImportJob({ id: jobId, owner: user.id, ownerName: user.username, source, options }, nowIso());
-			await this.repo.createJob(job, params.urls);
+			// One creation at a time per owner on this node, so two requests cannot both pass the limits.
+			await this.ownerLocks.run(user.id, async () => {
+				await this.checkLimits(user.id, params.urls?.length ?? 0);
+				await this.repo.createJob(job, params.urls);
+			});
 			await this.broker.sendToChannel(IMPORT_CHANNEL, { jobId: job.id, list: true } satisfies ImportMessage);
 			return job;
+		},
+
+		/**
+		 * The per-user limits: IMPORT_MAX_OPEN_JOBS open jobs, IMPORT_MAX_QUEUED_ITEMS items not yet
+		 * done across them (a new URL list counts whole; a Drive folder, unknown in size, is taken
+		 * while the owner is below the limit). 429 names the limit and the owner's count.
+		 */
+		async checkLimits(owner: string, requested: number): Promise<void> {
+			const open = await this.repo.openWork(owner);
+			if (open.jobs >= config.importMaxOpenJobs) {
+				throw new LimitExceededError(`At most ${config.importMaxOpenJobs} open imports per user; you have ${open.jobs}`, "TOO_MANY_OPEN_IMPORTS", {
+					limit: "open-jobs",
+					max: config.importMaxOpenJobs,
+					current: open.jobs
+				});
+			}
+			if (open.items + Math.max(requested, 1) > config.importMaxQueuedItems) {
+				throw new LimitExceededError(
+					`At most ${config.importMaxQueuedItems} queued import items per user; you have ${open.items} and asked for ${requested} more`,
+					"TOO_MANY_QUEUED_ITEMS",
+					{ limit: "queued-items", max: config.importMaxQueuedItems, current: open.items, requested }
+				);
+			}
 		},
 
 		/**

@@ -6,6 +6,7 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { CreateParams } from "../models/imports/params.ts";
 import type { ImportItem, ImportJob, ImportRepository, ItemResult, JobView } from "../models/imports/import-job.ts";
 import type { FetchLimiter } from "../models/imports/safe-fetch.ts";
+import type { KeyedLock } from "../models/shared/keyed-lock.ts";
 import type { Keyring } from "../models/storage/envelope-crypto.ts";
 import type { AuthUser } from "../models/users/user.ts";
 
@@ -22,11 +23,14 @@ export interface ImportsVars {
 	/** Seals and opens the API keys jobs carry (models/imports/job-secrets.ts). */
 	keyring: Keyring;
 	reconciler: NodeJS.Timeout | undefined;
+	/** Job creations of one owner, one at a time on this node (the per-user limits' check and write). */
+	ownerLocks: KeyedLock;
 }
 
 export interface ImportsMethods {
 	// services/imports.service.ts
 	createJob(ctx: ImportsContext, params: CreateParams): Promise<ImportJob>;
+	checkLimits(owner: string, requested: number): Promise<void>;
 	ownJob(ctx: ImportsContext, id: string): Promise<ImportJob>;
 	retryApiKey(job: ImportJob, apiKey: string | undefined): string | undefined;
 	view(job: ImportJob): Promise<JobView>;

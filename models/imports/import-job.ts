@@ -136,14 +136,34 @@ export function settledStatus(job: Pick<ImportJob, "status" | "failed" | "succee
 	return "completed";
 }
 
+/** An owner's import work not yet done: what the per-user limits count. */
+export interface OpenWork {
+	/** Jobs queued, listing or running. */
+	jobs: number;
+	/**
+	 * Items of those jobs not yet done: of a URL list, every URL not yet processed or dropped
+	 * (listed or not); of a Drive folder, the items listed so far and not yet done.
+	 */
+	items: number;
+}
+
+/** URLs stored per part of a job's URL list: stored, and read back for listing, a part at a time. */
+export const URLS_PER_PART = 1000;
+
 export interface ImportRepository {
-	/** Stores a new job (status queued); for URL lists also the URLs, listed later by a worker. */
+	/**
+	 * Stores a new job (status queued); for URL lists also the URLs, listed later by a worker.
+	 * A list of 100,000 URLs is stored in parts of URLS_PER_PART across turns of the event loop,
+	 * before the job itself: a job is never seen without its whole list.
+	 */
 	createJob(job: ImportJob, urls?: string[]): Promise<void>;
 	getJob(id: string): Promise<ImportJob | null>;
 	/** Newest first; `owner` null lists every user's jobs. */
 	listJobs(owner: string | null, limit: number, cursor?: string): Promise<Page<ImportJob>>;
-	/** The URLs a URL-list job was created with. */
-	sourceUrls(jobId: string): Promise<string[]>;
+	/** The owner's open jobs and their items not yet done (see OpenWork). */
+	openWork(owner: string): Promise<OpenWork>;
+	/** The URLs a URL-list job was created with: `limit` of them from index `from` (default: all). */
+	sourceUrls(jobId: string, from?: number, limit?: number): Promise<string[]>;
 
 	/**
 	 * Takes the listing lease of a queued/listing job (one lister at a time; an expired lease may

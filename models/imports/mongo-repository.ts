@@ -39,7 +39,9 @@ import {
 	type ItemResult,
 	type ItemState,
 	type NewItem,
-	OUTCOME_COUNTER
+	type OpenWork,
+	OUTCOME_COUNTER,
+	URLS_PER_PART
 } from "./import-job.ts";
 import { pick } from "../shared/fields.ts";
 import { KeyedLock } from "../shared/keyed-lock.ts";
@@ -78,7 +80,8 @@ interface ContentRecord {
 	claimedAt: number;
 }
 
-const URLS_PER_PART = 1000;
+/** URL list parts per insertMany (≈ 1.5 MB of BSON at most). */
+const PARTS_PER_INSERT = 10;
 const OPEN: ImportStatus[] = ["queued", "listing", "running"];
 const UNFINISHED: ItemState[] = ["queued", "dispatched", "running"];
 
@@ -126,10 +129,16 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 	async createJob(job: ImportJob, urls?: string[]): Promise<void> {
 		await this.run(async () => {
 			// The URLs first: a crash in between leaves unreferenced URLs, never a job without its list.
-			const parts: UrlsRecord[] = [];
+			// A few parts per insert: the driver serializes a whole insertMany at once (BSON of
+			// 15 MB would hold the event loop), and each awaited write lets it run in between.
+			let parts: UrlsRecord[] = [];
 			for (let i = 0; i < (urls?.length ?? 0); i += URLS_PER_PART) {
 				const part = i / URLS_PER_PART;
 				parts.push({ _id: `${job.id}/${part}`, jobId: job.id, part, urls: urls!.slice(i, i + URLS_PER_PART) });
+				if (parts.length === PARTS_PER_INSERT) {
+					await this.urls.insertMany(parts);
+					parts = [];
+				}
 			}
 			if (parts.length > 0) await this.urls.insertMany(parts);
 			const { id, ...fields } = job;
@@ -164,8 +173,29 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 		});
 	}
 
-	async sourceUrls(jobId: string): Promise<string[]> {
-		return this.run(async () => (await this.urls.find({ jobId: jobId }).sort({ part: 1 }).toArray()).flatMap(part => part.urls));
+	async openWork(owner: string): Promise<OpenWork> {
+		return this.run(async () => {
+			// Few documents: at most the open-jobs limit of them, unless the limit was lowered.
+			const open = await this.jobs
+				.find({ owner: owner, status: { $in: OPEN } }, { projection: { total: 1, processed: 1, cancelled: 1, "source.count": 1 } })
+				.toArray();
+			const items = open.reduce((sum, job) => {
+				// A URL list counts whole from the start (its count), a Drive folder as listed so far.
+				const count = (job.source as { count?: number } | undefined)?.count ?? 0;
+				return sum + Math.max(count, job.total) - job.processed - job.cancelled;
+			}, 0);
+			return { jobs: open.length, items };
+		});
+	}
+
+	async sourceUrls(jobId: string, from = 0, limit = Number.MAX_SAFE_INTEGER): Promise<string[]> {
+		const first = Math.floor(from / URLS_PER_PART);
+		const last = Math.floor((Math.min(from + limit, Number.MAX_SAFE_INTEGER) - 1) / URLS_PER_PART);
+		return this.run(async () => {
+			const parts = await this.urls.find({ jobId: jobId, part: { $gte: first, $lte: last } }).sort({ part: 1 }).toArray();
+			const skip = from - first * URLS_PER_PART;
+			return parts.flatMap(part => part.urls).slice(skip, skip + limit);
+		});
 	}
 
 	async claimListing(jobId: string, leaseMs: number): Promise<ImportJob | null> {

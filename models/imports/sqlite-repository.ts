@@ -6,7 +6,8 @@
 import type { DatabaseSync, SQLInputValue } from "node:sqlite";
 import { nowIso } from "../shared/ids.ts";
 import type { Page } from "../images/image.ts";
-import { type ContentClaim, decodeItemCursor, isSettleable, SOURCE_SECRETS, settledStatus, decodeJobCursor, encodeJobCursor, type ImportItem, OUTCOME_COUNTER, type ImportJob, type ImportRepository, type ItemFilter, type ItemResult, type NewItem } from "./import-job.ts";
+import { type ContentClaim, decodeItemCursor, isSettleable, SOURCE_SECRETS, settledStatus, decodeJobCursor, encodeJobCursor, type ImportItem, OUTCOME_COUNTER, type ImportJob, type ImportRepository, type ItemFilter, type ItemResult, type NewItem, type OpenWork, URLS_PER_PART } from "./import-job.ts";
+import { yieldToEventLoop } from "../shared/event-loop.ts";
 import { closeDatabase, migrate, openDatabase, transaction } from "../db/sqlite.ts";
 
 const MIGRATIONS = [
@@ -63,6 +64,15 @@ const MIGRATIONS = [
 		committed INTEGER NOT NULL DEFAULT 0,
 		claimed_at INTEGER NOT NULL,
 		PRIMARY KEY (owner, sha256)
+	);`,
+	// URL lists in parts of URLS_PER_PART, written and read a part at a time (one 15 MB JSON text
+	// took hundreds of ms to write or read in one go). No foreign key: the parts are stored before
+	// their job. Lists stored in import_urls before this step are still read from there.
+	`CREATE TABLE import_url_parts (
+		job_id TEXT NOT NULL,
+		part INTEGER NOT NULL,
+		urls TEXT NOT NULL,
+		PRIMARY KEY (job_id, part)
 	);`
 ];
 
@@ -143,6 +153,8 @@ function itemOf(row: ItemRow): ImportItem {
 }
 
 const OPEN = "('queued', 'listing', 'running')";
+/** Queued items a cancel drops per transaction (per turn of the event loop). */
+const DROP_CHUNK = 2000;
 /** The SET clause that drops the source's secrets (SOURCE_SECRETS): fixed names, never input. */
 const DROP_SECRETS = `source = json_remove(source, ${SOURCE_SECRETS.map(field => `'$.${field}'`).join(", ")})`;
 
@@ -154,16 +166,34 @@ export class SqliteImportRepository implements ImportRepository {
 		migrate(this.db, "imports", MIGRATIONS);
 	}
 
+	/**
+	 * The URL list first, a part per statement with a turn of the event loop between parts, then
+	 * the job: a crash in between leaves parts without a job (never read), never a job without
+	 * its whole list.
+	 */
 	async createJob(job: ImportJob, urls?: string[]): Promise<void> {
-		transaction(this.db, () => {
-			this.db
-				.prepare(
-					`INSERT INTO import_jobs (id, owner, owner_name, source, options, status, created_at, updated_at)
-					VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
-				)
-				.run(job.id, job.owner, job.ownerName, JSON.stringify(job.source), JSON.stringify(job.options), job.status, job.createdAt, job.updatedAt);
-			if (urls) this.db.prepare("INSERT INTO import_urls (job_id, urls) VALUES (?, ?)").run(job.id, JSON.stringify(urls));
-		});
+		const insertPart = this.db.prepare("INSERT INTO import_url_parts (job_id, part, urls) VALUES (?, ?, ?)");
+		for (let i = 0; i < (urls?.length ?? 0); i += URLS_PER_PART) {
+			insertPart.run(job.id, i / URLS_PER_PART, JSON.stringify(urls!.slice(i, i + URLS_PER_PART)));
+			await yieldToEventLoop();
+		}
+		this.db
+			.prepare(
+				`INSERT INTO import_jobs (id, owner, owner_name, source, options, status, created_at, updated_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+			)
+			.run(job.id, job.owner, job.ownerName, JSON.stringify(job.source), JSON.stringify(job.options), job.status, job.createdAt, job.updatedAt);
+	}
+
+	async openWork(owner: string): Promise<OpenWork> {
+		// A URL list counts whole from the start (its count), a Drive folder as listed so far.
+		const row = this.db
+			.prepare(
+				`SELECT COUNT(*) AS jobs, COALESCE(SUM(MAX(COALESCE(json_extract(source, '$.count'), 0), total) - processed - cancelled), 0) AS items
+				FROM import_jobs WHERE owner = ? AND status IN ${OPEN}`
+			)
+			.get(owner) as { jobs: number; items: number };
+		return { jobs: row.jobs, items: row.items };
 	}
 
 	async getJob(id: string): Promise<ImportJob | null> {
@@ -202,9 +232,17 @@ export class SqliteImportRepository implements ImportRepository {
 		};
 	}
 
-	async sourceUrls(jobId: string): Promise<string[]> {
-		const row = this.db.prepare("SELECT urls FROM import_urls WHERE job_id = ?").get(jobId) as { urls: string } | undefined;
-		return row ? JSON.parse(row.urls) : [];
+	async sourceUrls(jobId: string, from = 0, limit = Number.MAX_SAFE_INTEGER): Promise<string[]> {
+		const legacy = this.db.prepare("SELECT urls FROM import_urls WHERE job_id = ?").get(jobId) as { urls: string } | undefined;
+		if (legacy) return (JSON.parse(legacy.urls) as string[]).slice(from, from + limit);
+		const first = Math.floor(from / URLS_PER_PART);
+		const last = Math.floor((Math.min(from + limit, Number.MAX_SAFE_INTEGER) - 1) / URLS_PER_PART);
+		const parts = this.db
+			.prepare("SELECT urls FROM import_url_parts WHERE job_id = ? AND part BETWEEN ? AND ? ORDER BY part")
+			.all(jobId, first, last) as { urls: string }[];
+		const urls = parts.flatMap(part => JSON.parse(part.urls) as string[]);
+		const skip = from - first * URLS_PER_PART;
+		return urls.slice(skip, skip + limit);
 	}
 
 	async claimListing(jobId: string, leaseMs: number): Promise<ImportJob | null> {
@@ -331,20 +369,49 @@ export class SqliteImportRepository implements ImportRepository {
 		return { items: rows.map(itemOf), nextCursor: hasMore ? String(rows.at(-1)!.seq) : null, total };
 	}
 
+	/**
+	 * The job is closed and its dispatched items (at most a window of them) dropped in one
+	 * transaction; its queued items (up to 100,000) are then dropped DROP_CHUNK at a time, a
+	 * transaction per turn of the event loop (one UPDATE of them all held the node for seconds).
+	 * Nothing dispatches a closed job's items; a queued item whose old message arrives meanwhile
+	 * (requeued after its lease ran out) may still run and count, as on MongoDB: counted once,
+	 * and processed + cancelled still reaches total.
+	 */
 	async cancel(jobId: string): Promise<ImportJob | null> {
-		return transaction(this.db, () => {
+		const closed = transaction(this.db, () => {
 			const now = nowIso();
 			const job = this.getJobSync(jobId);
-			if (!job || !["queued", "listing", "running"].includes(job.status)) return job;
-			const dropped = Number(this.db.prepare("UPDATE import_items SET state = 'cancelled', updated_at = ? WHERE job_id = ? AND state IN ('queued', 'dispatched')").run(now, jobId).changes);
+			if (!job || !["queued", "listing", "running"].includes(job.status)) return false;
+			const dropped = Number(this.db.prepare("UPDATE import_items SET state = 'cancelled', updated_at = ? WHERE job_id = ? AND state = 'dispatched'").run(now, jobId).changes);
 			this.db
 				// Nothing lists or starts items any more: running ones have their download URL already.
 				.prepare(`UPDATE import_jobs SET status = 'cancelled', listed = 1, cancelled = cancelled + ?, lease_until = 0, updated_at = ?, ${DROP_SECRETS} WHERE id = ?`)
 				.run(dropped, now, jobId);
 			// Running items still finish and count; the job is over once they have.
 			this.settle(jobId, now);
-			return this.getJobSync(jobId);
+			return true;
 		});
+		if (closed) await this.dropQueued(jobId);
+		return this.getJobSync(jobId);
+	}
+
+	/** Drops a closed job's queued items in chunks, counting them, and settles the job when done. */
+	private async dropQueued(jobId: string): Promise<void> {
+		const drop = this.db.prepare(
+			`UPDATE import_items SET state = 'cancelled', updated_at = ?
+			WHERE job_id = ? AND seq IN (SELECT seq FROM import_items WHERE job_id = ? AND state = 'queued' LIMIT ?)`
+		);
+		for (;;) {
+			const dropped = transaction(this.db, () => {
+				const now = nowIso();
+				const n = Number(drop.run(now, jobId, jobId, DROP_CHUNK).changes);
+				if (n > 0) this.db.prepare("UPDATE import_jobs SET cancelled = cancelled + ?, updated_at = ? WHERE id = ?").run(n, now, jobId);
+				this.settle(jobId, now);
+				return n;
+			});
+			if (dropped < DROP_CHUNK) return;
+			await yieldToEventLoop();
+		}
 	}
 
 	async retryFailed(jobId: string, sealedApiKey?: string): Promise<number[]> {
@@ -414,7 +481,8 @@ export class SqliteImportRepository implements ImportRepository {
 
 	async removeByOwner(owner: string): Promise<number> {
 		return transaction(this.db, () => {
-			// Items and URL lists go with their jobs (ON DELETE CASCADE).
+			// Items and URL lists go with their jobs (ON DELETE CASCADE); URL list parts have no key.
+			this.db.prepare("DELETE FROM import_url_parts WHERE job_id IN (SELECT id FROM import_jobs WHERE owner = ?)").run(owner);
 			const removed = Number(this.db.prepare("DELETE FROM import_jobs WHERE owner = ?").run(owner).changes);
 			this.db.prepare("DELETE FROM import_contents WHERE owner = ?").run(owner);
 			return removed;

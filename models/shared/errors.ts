@@ -112,3 +112,22 @@ export class TooManyRequestsError extends MoleculerClientError {
 		super(message, 429, type, data);
 	}
 }
+
+/** What a refused import counted: the limit's name, its value, and the user's current count. */
+export interface LimitData {
+	limit: "open-jobs" | "queued-items";
+	max: number;
+	current: number;
+	/** Items the refused request would have added. */
+	requested?: number;
+}
+
+/**
+ * A per-user limit is reached (open import jobs, URLs queued across them): 429, as the request
+ * can succeed once some of the user's work has finished. `data` names the limit and the count.
+ */
+export class LimitExceededError extends MoleculerClientError {
+	constructor(message: string, type: string, data: LimitData) {
+		super(message, 429, type, data);
+	}
+}

@@ -63,6 +63,45 @@ export function importRepositoryContract(name: string, open: () => Promise<Impor
 			assert.equal(await repo.getJob("nope"), null);
 		});
 
+		it("stores a long URL list whole and gives it back in ranges", async () => {
+			const urls = Array.from({ length: 2500 }, (_, i) => `http://e.com/${i}`);
+			const job = newJob("u-alice", undefined, { type: "urls", count: urls.length });
+			await repo.createJob(job, urls);
+			assert.deepEqual(await repo.sourceUrls(job.id), urls);
+			assert.deepEqual(await repo.sourceUrls(job.id, 0, 1000), urls.slice(0, 1000));
+			assert.deepEqual(await repo.sourceUrls(job.id, 999, 1002), urls.slice(999, 2001), "across parts");
+			assert.deepEqual(await repo.sourceUrls(job.id, 2000, 1000), urls.slice(2000));
+			assert.deepEqual(await repo.sourceUrls(job.id, 2500, 1000), []);
+			assert.deepEqual(await repo.sourceUrls("nope", 0, 10), []);
+		});
+
+		it("counts an owner's open jobs and their items not yet done", async () => {
+			assert.deepEqual(await repo.openWork("u-alice"), { jobs: 0, items: 0 });
+			// A URL list counts whole before it is listed.
+			const waiting = newJob("u-alice", undefined, { type: "urls", count: 5 });
+			await repo.createJob(waiting, items(5).map(item => item.url));
+			assert.deepEqual(await repo.openWork("u-alice"), { jobs: 1, items: 5 });
+			// A listed job counts what is not yet processed or dropped.
+			const running = await listedJob(4);
+			await repo.finishItem(running.id, 0, { state: "succeeded", imageId: "a" });
+			await repo.finishItem(running.id, 1, { state: "failed", error: "x" });
+			assert.deepEqual(await repo.openWork("u-alice"), { jobs: 2, items: 7 });
+			// A Drive folder counts its items listed so far.
+			const drive = newJob("u-alice", undefined, DRIVE_SOURCE);
+			await repo.createJob(drive);
+			assert.ok(await repo.claimListing(drive.id, LEASE));
+			await repo.addItems(drive.id, items(3, "gdrive:"), true, LEASE);
+			assert.deepEqual(await repo.openWork("u-alice"), { jobs: 3, items: 10 });
+			// Finished and cancelled jobs no longer count; other owners never do.
+			await repo.cancel(running.id);
+			await repo.finishItem(waiting.id, 0, { state: "succeeded", imageId: "b" });
+			const done = await listedJob(1);
+			await repo.finishItem(done.id, 0, { state: "succeeded", imageId: "c" });
+			await repo.createJob(newJob("u-bob", undefined, { type: "urls", count: 2 }), ["http://e.com/x", "http://e.com/y"]);
+			assert.deepEqual(await repo.openWork("u-alice"), { jobs: 2, items: 8 });
+			assert.deepEqual(await repo.openWork("u-bob"), { jobs: 1, items: 2 });
+		});
+
 		it("gives a job back as it was stored, absent options staying absent", async () => {
 			const job = newImportJob(
 				{

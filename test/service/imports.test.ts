@@ -7,7 +7,9 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import http from "node:http";
 import { join } from "node:path";
+import { performance } from "node:perf_hooks";
 import { after, before, describe, it } from "node:test";
 import { Client } from "../helpers/client.ts";
 import { Gate, ImageHost, labelledJpeg, uniqueJpegs } from "../helpers/image-host.ts";
@@ -394,5 +396,137 @@ describe("imports without IMPORT_ALLOW_PRIVATE_NETWORKS", () => {
 		assert.equal(job.failed, urls.length);
 		for (const error of job.errors) assert.match(error.error, /ADDRESS_REFUSED/, error.item);
 		assert.equal(host.hitsOf("/img/dog.jpg"), 0);
+	});
+});
+
+/** A POST with a JSON text body: when the body was handed to the socket, and when the answer came. */
+function postJson(url: string, token: string, body: string): Promise<{ status: number; body: any; sentAt: number; answeredAt: number }> {
+	return new Promise((resolve, reject) => {
+		let sentAt = 0;
+		const req = http.request(url, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json", "content-length": Buffer.byteLength(body) } }, res => {
+			const chunks: Buffer[] = [];
+			res.on("data", chunk => chunks.push(chunk));
+			res.on("end", () => resolve({ status: res.statusCode!, body: JSON.parse(Buffer.concat(chunks).toString()), sentAt, answeredAt: performance.now() }));
+		});
+		req.on("error", reject);
+		req.end(body, () => (sentAt = performance.now()));
+	});
+}
+
+/** GET /api/health back to back until stopped: the times its 200 answers arrived, and the other outcomes. */
+function pollHealth(base: string): { stop(): Promise<{ answers: number[]; failures: string[] }> } {
+	const answers: number[] = [];
+	const failures: string[] = [];
+	let running = true;
+	const loop = (async () => {
+		while (running) {
+			try {
+				const res = await fetch(`${base}/api/health`);
+				await res.arrayBuffer();
+				if (res.status === 200) answers.push(performance.now());
+				else failures.push(`HTTP ${res.status}`);
+			} catch (err) {
+				failures.push(String((err as Error).cause ?? err));
+			}
+		}
+	})();
+	return {
+		async stop() {
+			running = false;
+			await loop;
+			return { answers, failures };
+		}
+	};
+}
+
+describe("import limits and big requests", () => {
+	let host: ImageHost;
+	let server: RunningServer;
+	let anon: Client;
+	let admin: Client;
+	let bob: Client;
+	/** Downloads held at the host's gate: jobs stay open, their items not done. */
+	const held = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${host.url}/gated/${prefix}/${i}/photo-${"x".repeat(90)}.jpg?n=${i}`);
+
+	before(async () => {
+		host = await new ImageHost().start();
+		host.gate = new Gate();
+		server = await startServer({ IMPORT_ALLOW_PRIVATE_NETWORKS: "true", IMPORT_CONCURRENCY: "4", IMPORT_MAX_OPEN_JOBS: "3", IMPORT_MAX_QUEUED_ITEMS: "120000" });
+		anon = new Client(server.url);
+		admin = await anon.login("admin", ADMIN_PASSWORD);
+		bob = await anon.register("bob");
+	});
+	after(async () => {
+		// Nothing left to download once every job is cancelled and the gate opens.
+		const jobs = (await admin?.get("/api/imports?limit=100"))?.body.items ?? [];
+		for (const job of jobs) await admin.delete(`/api/imports/${job.id}`);
+		host?.gate.open();
+		await server?.stop();
+		await host?.stop();
+	});
+
+	it("creates a 100,000-URL import while /api/health keeps answering, during the request and the listing", async () => {
+		const body = JSON.stringify({ source: "urls", urls: held("big", 100_000) });
+		assert.ok(body.length > 14_000_000, "a list of the issue's size");
+		const health = pollHealth(server.url);
+		const created = await postJson(`${server.url}/api/imports`, bob.token!, body);
+		assert.equal(created.status, 202, JSON.stringify(created.body));
+		assert.deepEqual(created.body.job.source, { type: "urls", count: 100_000 });
+		let job: any;
+		do job = (await bob.get(`/api/imports/${created.body.job.id}`)).body;
+		while (job.total < 100_000);
+		const listedAt = performance.now();
+		const { answers, failures } = await health.stop();
+		assert.equal(job.total, 100_000);
+		assert.equal((await bob.get(`/api/imports/${job.id}/items?limit=1`)).body.total, 100_000);
+		const last = (await bob.get(`/api/imports/${job.id}/items?cursor=99998&limit=10`)).body.items;
+		assert.deepEqual(last.map((item: any) => [item.seq, item.key]), [[99_999, held("big", 100_000).at(-1)]], "every URL, in order");
+		// Health was answered while the node parsed, checked and stored the list (the body was all
+		// sent, the 202 not yet back), and while it listed the items: the node was not frozen.
+		// How long each answer took is the benchmark's business (bench/import-request.ts).
+		const during = answers.filter(at => at > created.sentAt && at < created.answeredAt).length;
+		const listing = answers.filter(at => at > created.answeredAt && at < listedAt).length;
+		assert.ok(during >= 5, `health answered ${during} times during the request`);
+		assert.ok(listing >= 5, `health answered ${listing} times during the listing`);
+		assert.deepEqual(failures, []);
+	});
+
+	it("refuses a user's import past the queued-items limit with 429; other users are unaffected", async () => {
+		// bob has the 100,000 URLs above queued (held at the gate); the limit is 120,000.
+		const over = await bob.post("/api/imports", { source: "urls", urls: held("bob-over", 30_000) });
+		assert.equal(over.status, 429, JSON.stringify(over.body));
+		assert.equal(over.body.type, "TOO_MANY_QUEUED_ITEMS");
+		assert.deepEqual(over.body.data, { limit: "queued-items", max: 120_000, current: 100_000, requested: 30_000 });
+		assert.match(over.body.message, /120000/);
+		assert.equal((await bob.post("/api/imports", { source: "urls", urls: held("bob-fits", 20_000) })).status, 202, "up to the limit exactly");
+		const full = await bob.post("/api/images/from-url", { url: `${host.url}/gated/bob-one.jpg` });
+		assert.equal(full.status, 429);
+		assert.deepEqual(full.body.data, { limit: "queued-items", max: 120_000, current: 120_000, requested: 1 });
+
+		const carol = await anon.register("carol");
+		assert.equal((await carol.post("/api/imports", { source: "urls", urls: held("carol", 30_000) })).status, 202, "another user is unaffected");
+	});
+
+	it("refuses a user's import past the open-jobs limit with 429; other users are unaffected; a cancel makes room", async () => {
+		const alice = await anon.register("alice");
+		const ids: string[] = [];
+		for (let i = 0; i < 3; i++) {
+			const res = await alice.post("/api/imports", { source: "urls", urls: held(`alice-${i}`, 2) });
+			assert.equal(res.status, 202, JSON.stringify(res.body));
+			ids.push(res.body.job.id);
+		}
+		const refused = await alice.post("/api/imports", { source: "urls", urls: held("alice-3", 2) });
+		assert.equal(refused.status, 429, JSON.stringify(refused.body));
+		assert.equal(refused.body.type, "TOO_MANY_OPEN_IMPORTS");
+		assert.deepEqual(refused.body.data, { limit: "open-jobs", max: 3, current: 3 });
+		assert.equal((await alice.post("/api/images/from-url", { url: `${host.url}/gated/alice-one.jpg` })).status, 429);
+		assert.equal((await alice.post("/api/imports", { source: "google-drive", folder: "rootFolder0001", apiKey: "k" })).status, 429);
+		assert.equal((await alice.get("/api/imports")).body.total, 3, "nothing stored for the refused requests");
+
+		const dave = await anon.register("dave");
+		assert.equal((await dave.post("/api/imports", { source: "urls", urls: held("dave", 2) })).status, 202, "another user is unaffected");
+
+		assert.equal((await alice.delete(`/api/imports/${ids[0]}`)).status, 200);
+		assert.equal((await alice.post("/api/imports", { source: "urls", urls: held("alice-4", 2) })).status, 202, "a cancelled job no longer counts");
 	});
 });
