@@ -15,7 +15,7 @@ import { apiKeyOf } from "../models/imports/job-secrets.ts";
 import { fileNameOf, normalizeUrl, type ImportItem, type ImportJob, type ItemResult, type NewItem } from "../models/imports/import-job.ts";
 import { downloadToFile, FetchLimiter, type FetchOptions } from "../models/imports/safe-fetch.ts";
 import { IMPORT_CHANNEL } from "../models/pipeline/channels.ts";
-import { NotFoundError } from "../models/shared/errors.ts";
+import { isClusterUnavailable, NotFoundError } from "../models/shared/errors.ts";
 import { yieldToEventLoop } from "../models/shared/event-loop.ts";
 import type { Keyring } from "../models/storage/envelope-crypto.ts";
 import type { AuthUser } from "../models/users/user.ts";
@@ -31,14 +31,11 @@ const BATCH = 8;
  */
 const WINDOW = 16 * BATCH;
 /**
- * Runs of an item that may fail for the cluster's reasons (a service with no live node yet, a
- * timeout: Moleculer's retryable errors) before it counts as failed.
+ * Runs of an item that may fail for the cluster's reasons (no live node of a service it needs,
+ * yet) before it counts as failed. Failures of the item itself (its download, its bytes) count at
+ * once: they have retries of their own.
  */
 const MAX_ITEM_ATTEMPTS = 5;
-
-function isTransient(err: unknown): boolean {
-	return (err as { retryable?: boolean }).retryable === true;
-}
 
 /** URLs turned into item rows per transaction while listing. */
 const LIST_CHUNK = 1000;
@@ -148,7 +145,7 @@ export const ImportWorkerMixin = importsMixin({
 			try {
 				result = await this.importItem(job, item);
 			} catch (err) {
-				if (isTransient(err) && item.attempts < MAX_ITEM_ATTEMPTS) {
+				if (isClusterUnavailable(err) && item.attempts < MAX_ITEM_ATTEMPTS) {
 					// Not the item's fault: the lease runs out and the reconciler dispatches it again.
 					this.logger.warn(`Import ${job.id} item ${seq} (attempt ${item.attempts}) will run again: ${errorText(err)}`);
 					return;

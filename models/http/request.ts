@@ -4,6 +4,7 @@
  * never leak their details.
  */
 import { STATUS_CODES, type IncomingMessage } from "node:http";
+import { isClusterUnavailable } from "../shared/errors.ts";
 
 /** Request headers that actions need (conditional and range requests, uploads), and the method. */
 export interface RequestInfo {
@@ -35,12 +36,6 @@ export interface HttpError {
 	status?: number;
 }
 
-/**
- * Moleculer's errors for "no live node can take this call now" (the service's nodes are gone or
- * their circuits open, or this node lost the transporter) are 404 and 502 by default; for an HTTP
- * client they all mean: unavailable, try again later.
- */
-const CLUSTER_UNAVAILABLE = new Set(["ServiceNotFoundError", "ServiceNotAvailableError", "BrokerDisconnectedError"]);
 
 /** Maps any error to a status and a JSON body; server faults never leak their details. */
 export function errorResponse(err: HttpError): { status: number; body: Record<string, unknown> } {
@@ -48,7 +43,7 @@ export function errorResponse(err: HttpError): { status: number; body: Record<st
 	let status = typeof raw === "number" && raw >= 400 && raw <= 599 ? raw : 500;
 	// Moleculer reports invalid params as 422; for a request that is a malformed request.
 	if (err.name === "ValidationError") status = 400;
-	if (err.name && CLUSTER_UNAVAILABLE.has(err.name)) {
+	if (isClusterUnavailable(err)) {
 		status = 503;
 		err = { ...err, name: err.name, message: err.message, type: "SERVICE_UNAVAILABLE" };
 	}

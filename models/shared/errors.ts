@@ -131,3 +131,15 @@ export class LimitExceededError extends MoleculerClientError {
 		super(message, 429, type, data);
 	}
 }
+
+/**
+ * Moleculer's errors for "no live node can take this call now" (the service's nodes are gone or
+ * their circuits open, or this node lost the transporter) are 404 and 502 by default; for an HTTP
+ * client they all mean: unavailable, try again later.
+ */
+const CLUSTER_UNAVAILABLE = new Set(["ServiceNotFoundError", "ServiceNotAvailableError", "BrokerDisconnectedError"]);
+
+export function isClusterUnavailable(err: unknown): boolean {
+	const name = (err as { name?: unknown } | null)?.name;
+	return typeof name === "string" && CLUSTER_UNAVAILABLE.has(name);
+}
