@@ -2,6 +2,7 @@
  * The shape of the imports service as its parts see it: services/imports.service.ts (the REST
  * side) and mixins/import-worker.mixin.ts (the work) share these methods and state.
  */
+import type { PublicImage } from "../models/images/public-image.ts";
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { CreateParams } from "../models/imports/params.ts";
 import type { ImportItem, ImportJob, ImportRepository, ItemResult, JobView } from "../models/imports/import-job.ts";
@@ -42,8 +43,9 @@ export interface ImportsMethods {
 	runItem(job: ImportJob, seq: number): Promise<void>;
 	importItem(job: ImportJob, item: ImportItem): Promise<ItemResult>;
 	storeOnce(job: ImportJob, item: ImportItem, id: string, file: string, sha256: string): Promise<ItemResult>;
-	existingImage(job: ImportJob, id: string): Promise<boolean>;
-	reconcile(): Promise<void>;
+	existingImage(job: ImportJob, id: string): Promise<PublicImage | null>;
+	reconcile(stalledForMs?: number): Promise<void>;
+	resumeAfterRestart(): Promise<void>;
 }
 
 /** A part of the imports service, written against the whole service's `this`. */
