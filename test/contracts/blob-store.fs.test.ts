@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -220,6 +220,17 @@ describe("FsBlobStore on disk", () => {
 		writeFileSync(join(root, "tmp", "interrupted-upload"), "partial");
 		await reopen(new Keyring(masterKey));
 		assert.deepEqual(readdirSync(join(root, "tmp")), []);
+	});
+
+	it("sweeps temp files older than the cutoff while the store runs, not younger ones", async () => {
+		const stale = join(root, "tmp", "crashed-upload");
+		const fresh = join(root, "tmp", "upload-under-way");
+		writeFileSync(stale, "partial");
+		writeFileSync(fresh, "partial");
+		const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+		utimesSync(stale, twoHoursAgo, twoHoursAgo);
+		assert.equal(await store.sweepUnfinished(new Date(Date.now() - 3600_000)), 1);
+		assert.deepEqual(readdirSync(join(root, "tmp")), ["upload-under-way"]);
 	});
 
 	it("keeps blob files in fan-out directories named after the key", async () => {
