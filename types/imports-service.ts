@@ -23,6 +23,8 @@ export interface ImportsVars {
 	/** Seals and opens the API keys jobs carry (models/imports/job-secrets.ts). */
 	keyring: Keyring;
 	reconciler: NodeJS.Timeout | undefined;
+	/** Sweeps tmpDir of what a crashed node left, every GC_INTERVAL_MS. */
+	tempSweeper: NodeJS.Timeout | undefined;
 	/** Job creations of one owner, one at a time on this node (the per-user limits' check and write). */
 	ownerLocks: KeyedLock;
 }
@@ -44,6 +46,7 @@ export interface ImportsMethods {
 	storeOnce(job: ImportJob, item: ImportItem, id: string, file: string, sha256: string): Promise<ItemResult>;
 	existingImage(job: ImportJob, id: string): Promise<boolean>;
 	reconcile(): Promise<void>;
+	sweepTempFiles(): Promise<void>;
 }
 
 /** A part of the imports service, written against the whole service's `this`. */

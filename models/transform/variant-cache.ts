@@ -34,6 +34,13 @@ const MIGRATIONS = [
 
 const COLUMNS = "key, blob, size, format, width, height";
 
+const REF_PREFIX = "variant-";
+
+/** Whether a storage reference is a variant cache's (refOf), not an image's. */
+export function isVariantRef(ref: string): boolean {
+	return ref.startsWith(REF_PREFIX);
+}
+
 export class VariantIndex {
 	readonly #db: DatabaseSync;
 	readonly #id: string;
@@ -56,7 +63,7 @@ export class VariantIndex {
 
 	/** The storage reference this index holds a variant's blob under. */
 	refOf(key: string): string {
-		return `variant-${this.#id}-${key}`;
+		return `${REF_PREFIX}${this.#id}-${key}`;
 	}
 
 	#tick(): number {
