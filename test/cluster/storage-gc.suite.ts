@@ -1,26 +1,25 @@
 /**
- * Garbage collection of bytes (issue 13, D2 and D3) on a real cluster: a front node (gateway,
- * images, worker) and a storage node of its own over Redis, on files and SQLite and on GridFS and
- * MongoDB (FerretDB). Leaks are made the way faults make them: bytes stored for an image that was
- * never inserted (a crash between the two), a second set of renditions under the same references
- * (a worker killed after storing its set: the rerun stores another), a DELETE while the storage
- * node is down. The collector is driven through the REPL's `storage gc` and the admin REST API,
- * with a short GC_GRACE_MS; and it must never take what a live image or a put in flight holds.
+ * Garbage collection of bytes (issue 13, D2) on a real cluster, for each blob backend (run by
+ * storage-gc.fs.test.ts and storage-gc.gridfs.test.ts: moleculer-repl allows one REPL per
+ * process): a front node (gateway, images, worker) and a storage node of its own over Redis. Leaks
+ * are made the way faults make them: bytes stored for an image that was never inserted (a crash
+ * between the two), a second set of renditions under the same references (a worker killed after
+ * storing its set: the rerun stores another), a DELETE while the storage node is down. The
+ * collector is driven through the REPL's `storage gc` and the admin REST API, with a short
+ * GC_GRACE_MS; and it must never take what a live image or a put in flight holds.
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, readdirSync, utimesSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import type { ServiceBroker } from "moleculer";
 import { Client, fileFrom } from "../helpers/client.ts";
-import { clusterEnv, redisSkipReason, startNode, startObserver, startRedis, waitForCluster, waitForRoutes, type RedisServer } from "../helpers/cluster.ts";
-import { ferretDbSkipReason, startFerretDb, type FerretDb } from "../helpers/ferretdb.ts";
+import { clusterEnv, startNode, startObserver, startRedis, waitForCluster, waitForRoutes, type RedisServer } from "../helpers/cluster.ts";
+import { startFerretDb, type FerretDb } from "../helpers/ferretdb.ts";
 import { settled, waitFor } from "../helpers/jobs.ts";
 import { hasStackTrace, openRepl, type ReplSession } from "../helpers/repl.ts";
-import { ADMIN_PASSWORD, SHARED_IMAGES, startServer, type RunningServer } from "../helpers/server.ts";
+import { ADMIN_PASSWORD, SHARED_IMAGES, type RunningServer } from "../helpers/server.ts";
 
 /** Short enough for a test to wait out, far longer than a put and its record take here. */
 const GRACE_MS = 3000;
@@ -54,7 +53,7 @@ async function pastGrace(since: number): Promise<void> {
 	await waitFor("the grace period to pass", async () => (Date.now() > since + GRACE_MS + 100 ? true : undefined), GRACE_MS + 5000);
 }
 
-function gcSuite(backend: "fs" | "gridfs", skip: string | undefined): void {
+export function storageGcSuite(backend: "fs" | "gridfs", skip: string | undefined): void {
 	describe(`garbage collection of bytes (${backend})`, { skip }, () => {
 		let redis: RedisServer;
 		let mongo: FerretDb | undefined;
@@ -195,26 +194,3 @@ function gcSuite(backend: "fs" | "gridfs", skip: string | undefined): void {
 		});
 	});
 }
-
-gcSuite("fs", redisSkipReason());
-gcSuite("gridfs", redisSkipReason() || ferretDbSkipReason() || undefined);
-
-describe("import temp files a crash left", () => {
-	it("are deleted at start once older than GC_GRACE_MS; younger ones are kept", async () => {
-		const dataDir = mkdtempSync(join(tmpdir(), "imgmesh-test-"));
-		const imports = join(dataDir, "tmp", "imports");
-		mkdirSync(imports, { recursive: true });
-		writeFileSync(join(imports, "stale-download"), "partial");
-		writeFileSync(join(imports, "fresh-download"), "partial");
-		const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
-		utimesSync(join(imports, "stale-download"), twoHoursAgo, twoHoursAgo);
-
-		const node = await startServer({ GC_GRACE_MS: String(3600_000) }, { dataDir });
-		try {
-			await waitFor("the stale temp file to go", async () => (readdirSync(imports).includes("stale-download") ? undefined : true), 10_000);
-			assert.deepEqual(readdirSync(imports), ["fresh-download"]);
-		} finally {
-			await node.stop();
-		}
-	});
-});
