@@ -117,6 +117,18 @@ export const ImagePipelineMixin = imagesMixin({
 			}
 		},
 
+		/**
+		 * The transform cache's garbage collection question: which of these original SHA-256 digests
+		 * some image still has (a cached variant of any other is of no use any more).
+		 */
+		sourcesInUse: {
+			visibility: "public",
+			params: { $$strict: true, sha256s: { type: "array", max: 1000, items: { type: "string", length: 64 } } },
+			async handler(ctx: ImagesContext<{ sha256s: string[] }>): Promise<{ inUse: string[] }> {
+				return { inUse: await this.repo.existingSha256(ctx.params.sha256s) };
+			}
+		},
+
 		/** Runs the pipeline again from the start: drops metadata and renditions, status back to processing. */
 		reprocess: {
 			visibility: "public",

@@ -5,7 +5,7 @@
  * for administrators: `POST /api/admin/storage/gc` runs it, `GET /api/admin/storage/gc` shows its
  * last run (models/storage/garbage-collector.ts; it also runs every GC_INTERVAL_MS).
  */
-import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import type { CallingOptions, Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
 import { repositoryMixin } from "../mixins/repository.mixin.ts";
@@ -14,6 +14,7 @@ import type { BlobStore, ByteRange, PutOptions, RefEntry } from "../models/stora
 import { pacer } from "../models/storage/blob-support.ts";
 import { collectGarbage, type GcReport, newGcReport } from "../models/storage/garbage-collector.ts";
 import { isVariantRef } from "../models/transform/variant-cache.ts";
+import type { VariantGcReport } from "../types/transform-service.ts";
 import { BadRequestError, ConflictError, IntegrityError } from "../models/shared/errors.ts";
 import { holdFailure } from "../models/shared/stream-failure.ts";
 
@@ -49,8 +50,12 @@ interface StorageVars {
 	gcTimer: NodeJS.Timeout | undefined;
 }
 
+/** A call as the garbage collector makes it: within the caller's context when it has one. */
+type Call = <T>(action: string, params: object, options?: CallingOptions) => Promise<T>;
+
 interface StorageMethods {
 	runGc(ctx: Context | null, dryRun: boolean): Promise<GcReport>;
+	collectVariants(call: Call, dryRun: boolean, report: GcReport): Promise<void>;
 }
 
 /** An inclusive range from optional bounds: a missing start is 0, a missing end is the last byte. */
@@ -179,14 +184,14 @@ const storage: ServiceSchema<ServiceSettingSchema, StorageMethods, StorageVars> 
 	methods: {
 		/**
 		 * One garbage collection over the store (models/storage/garbage-collector.ts). Image references
-		 * are judged by the images service; variant references are left to their transform node's LRU
-		 * (docs/architecture.md#garbage-collection-of-bytes). A failure ends the run, listed in its report.
+		 * are judged by the images service; variant references by the transform node whose cache holds
+		 * them (docs/architecture.md#garbage-collection-of-bytes). A failure ends the run, listed in its report.
 		 */
 		async runGc(ctx: Context | null, dryRun: boolean): Promise<GcReport> {
 			if (this.gcRunning) throw new ConflictError("A garbage collection is already running on this storage node", "GC_RUNNING", { running: this.gcRunning });
 			const report = newGcReport(dryRun);
 			this.gcRunning = report;
-			const call = <T>(action: string, params: object) => (ctx ? ctx.call<T, object>(action, params) : this.broker.call<T, object>(action, params));
+			const call: Call = (action, params, options) => (ctx ? ctx.call(action, params, options) : this.broker.call(action, params, options));
 			try {
 				await collectGarbage(
 					this.repo,
@@ -199,6 +204,7 @@ const storage: ServiceSchema<ServiceSettingSchema, StorageMethods, StorageVars> 
 					},
 					report
 				);
+				await this.collectVariants(call, dryRun, report);
 			} catch (err) {
 				report.errors.push((err as Error).message);
 				this.logger.error("Garbage collection stopped:", err);
@@ -213,6 +219,27 @@ const storage: ServiceSchema<ServiceSettingSchema, StorageMethods, StorageVars> 
 					`${report.blobsDeleted} blob(s) (${report.bytesReclaimed} bytes) deleted, ${report.tempFilesRemoved} temp file(s) removed`
 			);
 			return report;
+		},
+
+		/**
+		 * Each transform node's pass over its own cache (transform.collectGarbage), counted into the
+		 * report: only the node whose index holds a variant reference can tell what it is for. A
+		 * node that fails is listed in the report; the others still run.
+		 */
+		async collectVariants(call: Call, dryRun: boolean, report: GcReport): Promise<void> {
+			const services = this.broker.registry.getServiceList({ onlyAvailable: true }) as { name: string; nodeID: string }[];
+			const nodes = new Set(services.filter(service => service.name === "transform").map(service => service.nodeID));
+			for (const nodeID of nodes) {
+				try {
+					const variants = await call<VariantGcReport>("transform.collectGarbage", { dryRun }, { nodeID, timeout: 0 });
+					report.refsChecked += variants.checked;
+					report.refsReleased += variants.released;
+					report.blobsDeleted += variants.blobsDeleted;
+					report.bytesReclaimed += variants.bytesReclaimed;
+				} catch (err) {
+					report.errors.push(`transform node ${nodeID}: ${(err as Error).message}`);
+				}
+			}
 		}
 	},
 

@@ -1,10 +1,12 @@
 /**
  * Garbage collection of bytes (issue 13, D2) on a real cluster, for each blob backend (run by
  * storage-gc.fs.test.ts and storage-gc.gridfs.test.ts: moleculer-repl allows one REPL per
- * process): a front node (gateway, images, worker) and a storage node of its own over Redis. Leaks
+ * process): a front node (gateway, images, worker, transform) and a storage node of its own over
+ * Redis. Leaks
  * are made the way faults make them: bytes stored for an image that was never inserted (a crash
  * between the two), a second set of renditions under the same references (a worker killed after
- * storing its set: the rerun stores another), a DELETE while the storage node is down. The
+ * storing its set: the rerun stores another), a DELETE while the storage node is down, cached
+ * variants of an image deleted. The
  * collector is driven through the REPL's `storage gc` and the admin REST API, with a short
  * GC_GRACE_MS; and it must never take what a live image or a put in flight holds.
  */
@@ -107,7 +109,7 @@ export function storageGcSuite(backend: "fs" | "gridfs", skip: string | undefine
 				mongo = await startFerretDb();
 				env = { ...env, MONGO_URL: mongo.databaseUrl(), STORAGE: "gridfs" };
 			}
-			[front, store] = await Promise.all([startNode(env, ["api", "health", "users", "images", "categories", "worker"], { nodeId: `front-${backend}` }), startStore()]);
+			[front, store] = await Promise.all([startNode(env, ["api", "health", "users", "images", "categories", "worker", "transform"], { nodeId: `front-${backend}` }), startStore()]);
 			observer = await startObserver(env);
 			await waitForCluster("a storage node", storageUp);
 			await waitForRoutes(front.url, ["/api/images", "/api/admin/storage/gc"]);
@@ -175,6 +177,26 @@ export function storageGcSuite(backend: "fs" | "gridfs", skip: string | undefine
 			}
 			assert.deepEqual(await Promise.all([contentOf(alice, encrypted), contentOf(alice, plain)]), before, "byte-identical");
 			for (const blob of fresh) assert.equal(await refsOf(blob.key), 1, "a fresh reference is kept");
+		});
+
+		it("drops the cached variants of a deleted image's original once idle for the grace period, and keeps a live image's", async () => {
+			const deleted = await uploadReady(alice, "binoculars-cc0.jpeg");
+			const live = await uploadReady(alice, "chelsea.png");
+			const variantOf = (doc: ImageDoc) => alice.download(`/api/images/${doc.id}/content?w=64&format=webp`);
+			const cache = async () => (await admin.get("/api/transform/stats")).body as { entries: number; hits: number };
+			const entriesBefore = (await cache()).entries;
+			for (const doc of [deleted, live]) assert.equal((await variantOf(doc)).status, 200);
+			await waitFor("both variants cached", async () => ((await cache()).entries === entriesBefore + 2 ? true : undefined));
+			const liveVariant = (await variantOf(live)).bytes;
+			assert.equal((await alice.delete(`/api/images/${deleted.id}`)).status, 204);
+
+			await pastGrace(Date.now());
+			assert.match(await replGc(), /^Collected on /m);
+			assert.equal((await cache()).entries, entriesBefore + 1, "the deleted image's variant is gone");
+			const hits = (await cache()).hits;
+			const again = await variantOf(live);
+			assert.deepEqual(again.bytes, liveVariant, "the live image's variant is served from the cache");
+			assert.equal((await cache()).hits, hits + 1);
 		});
 
 		it("accounts for the blobs of a DELETE that failed half-way while the storage node was down", async () => {
