@@ -80,6 +80,13 @@ export interface Config {
 	reconcileIntervalMs: number;
 	/** An image `processing` without any update for this long has lost its job and is enqueued again. */
 	reconcileStuckAfterMs: number;
+	/**
+	 * Garbage collection of bytes: a storage reference younger than this is never collected, nor is
+	 * a temp file modified more recently. Far longer than an upload or a pipeline step takes.
+	 */
+	gcGraceMs: number;
+	/** How often each storage node collects garbage and each imports node sweeps its temp files; 0 = never (on demand only). */
+	gcIntervalMs: number;
 	/** Largest transform output (width × height); bigger requests get 400. */
 	transformMaxOutputPixels: number;
 	/** Bytes of transformed variants kept on the storage backend (LRU beyond that). */
@@ -252,6 +259,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		jobClaimIntervalMs: integer(env, "JOB_CLAIM_INTERVAL_MS", 1000, 10),
 		reconcileIntervalMs: integer(env, "RECONCILE_INTERVAL_MS", 60_000, 100),
 		reconcileStuckAfterMs: integer(env, "RECONCILE_STUCK_AFTER_MS", 10 * 60_000, 100),
+		gcGraceMs: integer(env, "GC_GRACE_MS", 60 * 60_000, 1),
+		// At most setInterval's limit (about 24.8 days).
+		gcIntervalMs: bounded(env, "GC_INTERVAL_MS", 6 * 60 * 60_000, 0, 2 ** 31 - 1),
 		transformMaxOutputPixels: integer(env, "TRANSFORM_MAX_OUTPUT_PIXELS", 50_000_000, 1),
 		transformCacheMaxBytes: integer(env, "TRANSFORM_CACHE_MAX_BYTES", 512 * 1024 * 1024, 0),
 		transformConcurrency: integer(env, "TRANSFORM_CONCURRENCY", availableParallelism(), 1),

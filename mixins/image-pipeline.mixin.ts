@@ -8,7 +8,7 @@ import type { ImageDoc, ImageMetadata, ImageStatus, Rendition, Tag } from "../mo
 import { STATUS } from "../models/images/params.ts";
 import { imageEvent, toPublicImage } from "../models/images/public-image.ts";
 import { normalizeLabel, tagList } from "../models/images/tags.ts";
-import { CHANNELS, renditionRef } from "../models/pipeline/channels.ts";
+import { CHANNELS, imageRefParts, renditionRef } from "../models/pipeline/channels.ts";
 import { NotFoundError } from "../models/shared/errors.ts";
 import { ID } from "../models/shared/params.ts";
 import { imagesMixin, type ImagesContext } from "../types/images-service.ts";
@@ -82,6 +82,50 @@ export const ImagePipelineMixin = imagesMixin({
 				if (!result) return null;
 				if (result.applied) ctx.emit("image.processed", { ...imageEvent(result.doc), renditions: renditions.map(r => r.name) });
 				return { applied: result.applied, renditions: result.doc.renditions };
+			}
+		},
+
+		/**
+		 * The storage garbage collector's question: for each storage reference this service makes
+		 * (an image id for its original, renditionRef for a rendition) with the blob it holds, whether
+		 * the image still uses that blob. A reference of any other form is not this service's to
+		 * judge: it answers true, so the reference is kept.
+		 */
+		holdsBlobs: {
+			visibility: "public",
+			params: {
+				$$strict: true,
+				refs: {
+					type: "array",
+					max: 1000,
+					items: { type: "object", strict: true, props: { ref: { type: "string", max: 128 }, key: { type: "string", max: 128 } } }
+				}
+			},
+			async handler(ctx: ImagesContext<{ refs: { ref: string; key: string }[] }>): Promise<{ held: boolean[] }> {
+				const images = new Map<string, Promise<ImageDoc | null>>();
+				const imageOf = (id: string) => images.get(id) ?? images.set(id, this.repo.get(id)).get(id)!;
+				const held = await Promise.all(
+					ctx.params.refs.map(async ({ ref, key }) => {
+						const parts = imageRefParts(ref);
+						if (!parts) return true;
+						const doc = await imageOf(parts.imageId);
+						if (!doc) return false;
+						return parts.rendition === null ? doc.blob === key : doc.renditions.some(r => r.name === parts.rendition && r.blob === key);
+					})
+				);
+				return { held };
+			}
+		},
+
+		/**
+		 * The transform cache's garbage collection question: which of these original SHA-256 digests
+		 * some image still has (a cached variant of any other is of no use any more).
+		 */
+		sourcesInUse: {
+			visibility: "public",
+			params: { $$strict: true, sha256s: { type: "array", max: 1000, items: { type: "string", length: 64 } } },
+			async handler(ctx: ImagesContext<{ sha256s: string[] }>): Promise<{ inUse: string[] }> {
+				return { inUse: await this.repo.existingSha256(ctx.params.sha256s) };
 			}
 		},
 

@@ -19,6 +19,7 @@ import { IMPORT_CHANNEL } from "../models/pipeline/channels.ts";
 import { isClusterUnavailable, NotFoundError } from "../models/shared/errors.ts";
 import { yieldToEventLoop } from "../models/shared/event-loop.ts";
 import type { PublicImage } from "../models/images/public-image.ts";
+import { removeFilesOlderThan } from "../models/shared/stale-files.ts";
 import type { Keyring } from "../models/storage/envelope-crypto.ts";
 import type { AuthUser } from "../models/users/user.ts";
 import { importsMixin, type ImportMessage } from "../types/imports-service.ts";
@@ -254,6 +255,15 @@ export const ImportWorkerMixin = importsMixin({
 		async resumeAfterRestart(): Promise<void> {
 			await this.repo.expireAllLeases();
 			await this.reconcile(0);
+		},
+
+		/**
+		 * Deletes downloads a crash left in tmpDir (a running import deletes its own): those untouched
+		 * for GC_GRACE_MS, so a download under way, here or on a node sharing DATA_DIR, is never hit.
+		 */
+		async sweepTempFiles(): Promise<void> {
+			const removed = await removeFilesOlderThan(this.tmpDir, new Date(Date.now() - config.gcGraceMs));
+			if (removed > 0) this.logger.info(`Removed ${removed} import temp file(s) a crash left in ${this.tmpDir}.`);
 		}
 	},
 
@@ -264,7 +274,14 @@ export const ImportWorkerMixin = importsMixin({
 		mkdirSync(this.tmpDir, { recursive: true });
 	},
 
-	started() {
+	async started() {
+		await this.sweepTempFiles();
+		if (config.gcIntervalMs > 0) {
+			this.tempSweeper = setInterval(() => {
+				this.sweepTempFiles().catch(err => this.logger.error("Import temp file sweep failed:", err));
+			}, config.gcIntervalMs);
+			this.tempSweeper.unref();
+		}
 		// Not awaited, and after the channels are subscribed: the embedded queue drops what reaches no consumer.
 		if (!config.transporter) {
 			void whenChannelsSubscribed(this.broker)
@@ -280,5 +297,6 @@ export const ImportWorkerMixin = importsMixin({
 
 	stopped() {
 		clearInterval(this.reconciler);
+		clearInterval(this.tempSweeper);
 	}
 });
