@@ -1,6 +1,7 @@
 /**
  * Operator views of the durable job streams (distributed mode), read straight from Redis: what
- * the REPL's `queue` and `jobs dead|retry` commands show and do. Stream keys are
+ * the REPL's `queue` and `jobs dead|retry` commands and the admin REST endpoints
+ * (services/jobs.service.ts) show and do, one definition for both. Stream keys are
  * `<NAMESPACE>.<channel>`, as DurableRedisAdapter names them.
  */
 import type { Redis } from "ioredis";
@@ -184,4 +185,35 @@ export class JobQueue {
 			};
 		});
 	}
+}
+
+/**
+ * Sends a dead letter back to its channel, then removes it (a crash in between leaves it there to
+ * retry again; the pipeline's steps are idempotent). Null if there is no such dead letter.
+ */
+export async function retryDeadLetter(broker: ServiceBroker, queue: JobQueue, id: string): Promise<DeadLetter | null> {
+	const letter = await queue.deadLetter(id);
+	if (!letter) return null;
+	const imageId = (letter.payload as { id?: unknown } | null)?.id;
+	// The ingest pipeline's steps decide the image's status; other jobs (compress) do not.
+	const pipeline: string[] = [CHANNELS.process, CHANNELS.classify];
+	if (pipeline.includes(letter.channel) && typeof imageId === "string") {
+		await broker.call("images.setStatus", { id: imageId, status: "processing", from: ["failed"] });
+	}
+	await broker.sendToChannel(letter.channel, letter.payload);
+	await queue.dropDeadLetter(id);
+	return letter;
+}
+
+/**
+ * Live node ids by the name of each service they run: a consumer group's workers, as every
+ * imgmesh channel handler takes its service's name as group (see repl/queue.ts for why Redis's
+ * own consumer count cannot say this).
+ */
+export function liveNodesByService(broker: ServiceBroker): Map<string, string[]> {
+	const byService = new Map<string, string[]>();
+	for (const node of broker.registry.getNodeList({ onlyAvailable: true, withServices: true })) {
+		for (const { name } of node.services as { name: string }[]) byService.set(name, [...(byService.get(name) ?? []), node.id]);
+	}
+	return byService;
 }

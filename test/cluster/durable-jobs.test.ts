@@ -16,12 +16,12 @@ import { loadConfig } from "../../config/index.ts";
 import { channelsMiddleware } from "../../cluster/channels.ts";
 import { JobQueue } from "../../cluster/job-streams.ts";
 import { CHANNELS, DEAD_LETTER_CHANNEL } from "../../models/pipeline/channels.ts";
-import { retryDeadLetter } from "../../repl/jobs.ts";
+import { retryDeadLetter } from "../../cluster/job-streams.ts";
 import { reprocessImages } from "../../repl/queue.ts";
 import { Client, fileFrom } from "../helpers/client.ts";
 import { blobFileCount, cameraJpeg, poisonJpeg, settled, startNode, waitFor, type Node } from "../helpers/jobs.ts";
 import { testRedis, type TestRedis } from "../helpers/redis.ts";
-import { SHARED_IMAGES, startServer, type RunningServer } from "../helpers/server.ts";
+import { ADMIN_PASSWORD, SHARED_IMAGES, startServer, type RunningServer } from "../helpers/server.ts";
 
 const GROUP = "worker";
 
@@ -73,7 +73,7 @@ describe("durable jobs on Redis Streams (multi-process)", () => {
 		queue = new JobQueue(redis, namespace);
 		stream = queue.key(CHANNELS.process);
 		storage = await startNode(dataDir, { ...cluster, SERVICES: "storage", NODE_ID: "storage" });
-		gateway = await startServer({ ...cluster, SERVICES: "api,images,users,categories,health", NODE_ID: "gateway" }, { dataDir });
+		gateway = await startServer({ ...cluster, SERVICES: "api,images,users,categories,health,jobs", NODE_ID: "gateway" }, { dataDir });
 		alice = await new Client(gateway.url).register("alice");
 		const config = loadConfig({ ...cluster, DATA_DIR: dataDir, LOG_LEVEL: "warn" });
 		operator = new ServiceBroker({ nodeID: "operator", namespace, transporter: server.url as BrokerOptions["transporter"], logger: false, middlewares: [channelsMiddleware(config)] });
@@ -167,6 +167,43 @@ describe("durable jobs on Redis Streams (multi-process)", () => {
 		assert.equal(again.length, 1, "the retried letter was removed");
 		assert.equal(await retryDeadLetter(operator, queue, letter!.id), null, "a letter retried is gone");
 		assert.equal(await redis.xlen(queue.key(DEAD_LETTER_CHANNEL)), 1);
+	});
+
+	it("shows admins the channels and dead letters over REST, and retries and discards a dead letter", async () => {
+		const admin = await new Client(gateway.url).login("admin", ADMIN_PASSWORD);
+		const refused = await alice.get("/api/admin/jobs");
+		assert.equal(refused.status, 403);
+		assert.equal(refused.body.type, "ADMIN_ONLY");
+
+		const overview = await admin.get("/api/admin/jobs");
+		assert.equal(overview.status, 200, JSON.stringify(overview.body));
+		assert.equal(overview.body.mode, "distributed");
+		assert.equal(overview.body.deadLetters, 1, "the poison image's letter");
+		const row = overview.body.channels.find((r: { channel: string; group: string }) => r.channel === CHANNELS.process && r.group === GROUP);
+		assert.deepEqual({ pending: row.pending, lag: row.lag, dead: row.dead, working: row.workers > 0 }, { pending: 0, lag: 0, dead: 1, working: true });
+
+		const dead = await admin.get("/api/admin/jobs/dead");
+		assert.equal(dead.body.total, 1);
+		const [letter] = dead.body.items;
+		assert.equal(letter.channel, CHANNELS.process);
+		assert.match(letter.error, /corrupt jpeg data/i);
+		const imageId = letter.payload.id;
+
+		const retried = await admin.post(`/api/admin/jobs/dead/${letter.id}/retry`);
+		assert.equal(retried.status, 200, JSON.stringify(retried.body));
+		assert.equal(retried.body.retried.id, letter.id);
+		assert.equal((await alice.get(`/api/images/${imageId}`)).body.status, "processing", "the image is back in the pipeline");
+		assert.equal((await settled(alice, imageId)).status, "failed");
+		const [again] = await waitFor("the retried job's new dead letter", async () => {
+			const items = (await admin.get("/api/admin/jobs/dead")).body.items as { id: string }[];
+			return items.length === 1 && items[0]!.id !== letter.id ? items : undefined;
+		});
+		assert.equal((await admin.post(`/api/admin/jobs/dead/${letter.id}/retry`)).status, 404, "a retried letter is gone");
+
+		assert.equal((await admin.delete(`/api/admin/jobs/dead/${again!.id}`)).status, 204);
+		assert.deepEqual((await admin.get("/api/admin/jobs/dead")).body, { mode: "distributed", total: 0, items: [] });
+		assert.equal((await admin.delete(`/api/admin/jobs/dead/${again!.id}`)).status, 404);
+		assert.equal((await alice.delete(`/api/admin/jobs/dead/${again!.id}`)).status, 403);
 	});
 
 	it("reprocesses the images a search finds, replacing their renditions", async () => {
