@@ -8,38 +8,12 @@ import type { Redis } from "ioredis";
 import type { ServiceBroker } from "moleculer";
 import { DurableRedisAdapter, HEADER_ATTEMPTS, HEADER_ERROR } from "./durable-redis-adapter.ts";
 import { CHANNELS, DEAD_LETTER_CHANNEL } from "../models/pipeline/channels.ts";
+import type { DeadLetter, QueueRow } from "../models/pipeline/job-types.ts";
+
+export type { DeadLetter, QueueRow };
 
 /** Dead letters read at most (the dead-letter stream is meant to stay short: retry or drop them). */
 const DEAD_LETTER_SCAN = 10_000;
-
-export interface QueueRow {
-	channel: string;
-	group: string | null;
-	/** Entries in the stream (acknowledged ones included, until trimmed). */
-	length: number;
-	/** Delivered to a consumer and not yet acknowledged. */
-	pending: number;
-	/**
-	 * Consumers Redis knows in the group. Not who is waiting for jobs: Redis (7.0) registers a
-	 * consumer at the first entry it is handed, not when it starts reading, and keeps a crashed
-	 * node's consumer; the REPL's `queue` counts the live nodes of the group's service instead.
-	 */
-	consumers: number;
-	/** Entries not yet delivered to the group; null when Redis cannot tell (after deletions). */
-	lag: number | null;
-	/** Dead letters that came from this channel. */
-	dead: number;
-}
-
-export interface DeadLetter {
-	/** Id of the entry in the dead-letter stream (what `jobs retry` takes). */
-	id: string;
-	channel: string;
-	group: string;
-	payload: unknown;
-	error: string | null;
-	attempts: number | null;
-}
 
 /** "<ms>-<seq>" stream ids compared as numbers. */
 function idBefore(a: string, b: string): boolean {

@@ -8,7 +8,8 @@
  * say `mode: "embedded"` with no channels and no dead letters, and a dead letter is never found.
  */
 import type { Context, ServiceSchema } from "moleculer";
-import { liveNodesByService, retryDeadLetter, withJobQueue, type DeadLetter, type JobQueue, type QueueRow } from "../cluster/job-streams.ts";
+import { liveNodesByService, retryDeadLetter, withJobQueue, type JobQueue } from "../cluster/job-streams.ts";
+import type { ChannelView, DeadLetter } from "../models/pipeline/job-types.ts";
 import { NotFoundError } from "../models/shared/errors.ts";
 
 /** A dead letter's id is its Redis stream entry id, `<milliseconds>-<sequence>`. */
@@ -16,9 +17,6 @@ const DEAD_LETTER_ID = { type: "string", pattern: /^\d{1,20}-\d{1,20}$/ };
 const DEAD_LETTERS_SHOWN = 100;
 
 type Mode = "embedded" | "distributed";
-
-/** A channel's figures, with the live nodes reading it (the REPL's `workers` column). */
-export type ChannelView = QueueRow & { workers: number };
 
 /** `work` on the job streams, or null in embedded mode; the mode beside the answer. */
 async function onStreams<T>(ctx: Context, work: (queue: JobQueue) => Promise<T>): Promise<{ mode: Mode; result: T | null }> {
