@@ -1,8 +1,9 @@
 /**
  * Durable jobs across processes, on a real Redis (helpers/redis.ts) with a namespace of its own: a gateway node, a storage node and worker nodes (SERVICES=worker), all
  * started like `npm start`, sharing one data directory. Covers a worker killed with SIGKILL in
- * the middle of a job, the same job delivered twice, a poison image, and the REPL's queue, jobs
- * and reprocess commands.
+ * the middle of a job, the same job delivered twice, a poison image, the REPL's queue, jobs
+ * and reprocess commands, the admin job endpoints over REST, and storage away in the middle of
+ * a job (retried with back-off, not failed).
  */
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
@@ -35,7 +36,10 @@ describe("durable jobs on Redis Streams (multi-process)", () => {
 		// Fast redelivery, so a dead worker's job and each retry of a failing one come back in 2 s.
 		JOB_REDELIVER_AFTER_MS: "2000",
 		JOB_CLAIM_INTERVAL_MS: "100",
-		JOB_MAX_ATTEMPTS: "3"
+		JOB_MAX_ATTEMPTS: "3",
+		// Quick back-off after a transient failure (storage away), so its retries come within a second.
+		JOB_RETRY_BASE_MS: "200",
+		JOB_RETRY_MAX_MS: "1000"
 	};
 	let redis: Redis;
 	let queue: JobQueue;
@@ -215,6 +219,28 @@ describe("durable jobs on Redis Streams (multi-process)", () => {
 		assert.equal(doc.renditions.length, 2);
 		await drained();
 		assert.equal(blobFileCount(dataDir), before, "the old (encrypted) renditions were released");
+	});
+
+	it("waits while storage is away instead of failing the image, and finishes it once storage is back", async () => {
+		await Promise.all(nodes.splice(0).map(node => node.stop()));
+		const id = (await alice.upload([fileFrom(join(SHARED_IMAGES, "dog.jpg"))], { name: "patient" })).body.images[0].id;
+		await storage.stop();
+		const patient = await worker("w-patient");
+		const waiting = await waitFor("the image to wait for storage", async () => {
+			const image = (await alice.get(`/api/images/${id}`)).body;
+			assert.equal(image.status, "processing", `not failed for good: ${JSON.stringify(image)}`);
+			return image.statusReason ? image : undefined;
+		});
+		assert.match(waiting.statusReason, /waiting to retry \(\d+ of \d+\) after a transient error/);
+		// More retries than JOB_MAX_ATTEMPTS: they are not the channel's attempts.
+		const beyond = Number(settings.JOB_MAX_ATTEMPTS) + 1;
+		await waitFor(`retry ${beyond}`, async () => (new RegExp(`retry ${beyond} of \\d+`).test(patient.output()) ? true : undefined));
+		assert.equal((await alice.get(`/api/images/${id}`)).body.status, "processing");
+		storage = await startNode(dataDir, { ...cluster, SERVICES: "storage", NODE_ID: "storage-again" });
+		const doc = await settled(alice, id, 60_000);
+		assert.equal(doc.status, "ready", doc.statusReason);
+		assert.equal(doc.statusReason, null);
+		assert.equal(await redis.xlen(queue.key(DEAD_LETTER_CHANNEL)), 0, "no dead letter");
 	});
 
 	// Last: deleting a stream entry leaves the group's lag unknown, which drained() waits on.
