@@ -21,43 +21,49 @@ import { startServer, type RunningServer } from "../helpers/server.ts";
 const TMPFS_BYTES = 16 * 1024 * 1024;
 const MIN_FREE_BYTES = 4 * 1024 * 1024;
 
-/** Mounts a tmpfs of `bytes` at `dir`; the reason it could not, or null. */
-function mountTmpfs(dir: string, bytes: number): string | null {
+/** Mounts (a tmpfs of `bytes`, or `source` bound) at `dir`; the reason it could not, or null. */
+function mount(dir: string, how: { tmpfsBytes: number } | { bind: string }): string | null {
+	const args = "bind" in how ? ["--bind", how.bind, dir] : ["-t", "tmpfs", "-o", `size=${how.tmpfsBytes}`, "tmpfs", dir];
 	try {
-		execFileSync("mount", ["-t", "tmpfs", "-o", `size=${bytes}`, "tmpfs", dir], { stdio: "pipe" });
+		execFileSync("mount", args, { stdio: "pipe" });
 		return null;
 	} catch (err) {
 		return `cannot mount a tmpfs here (needs root): ${(err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message}`;
 	}
 }
 
+/** A file that fills the file system of `dir` on demand, and frees it again. */
+function filler(dir: string) {
+	const path = join(dir, "filler");
+	const freeBytes = () => {
+		const disk = statfsSync(dir);
+		return disk.bavail * disk.bsize;
+	};
+	return {
+		/** Until `leave` bytes are free (0: until a write finds no space at all). */
+		fill(leave = 0): void {
+			appendFileSync(path, Buffer.alloc(Math.max(0, freeBytes() - leave)));
+			if (leave > 0) return;
+			try {
+				for (;;) appendFileSync(path, Buffer.alloc(4096));
+			} catch (err) {
+				if ((err as NodeJS.ErrnoException).code !== "ENOSPC") throw err;
+			}
+		},
+		free(): void {
+			rmSync(path, { force: true });
+		}
+	};
+}
+
 const dataDir = mkdtempSync(join(tmpdir(), "imgmesh-diskfull-"));
 const blobsDir = join(dataDir, "blobs");
 mkdirSync(blobsDir);
-const skip = mountTmpfs(blobsDir, TMPFS_BYTES);
+const skip = mount(blobsDir, { tmpfsBytes: TMPFS_BYTES });
 if (skip) rmSync(dataDir, { recursive: true, force: true });
-
-const filler = join(blobsDir, "filler");
-
-function freeBytes(): number {
-	const disk = statfsSync(blobsDir);
-	return disk.bavail * disk.bsize;
-}
-
-/** Fills the tmpfs until `leave` bytes are free (0: until a write finds no space at all). */
-function fill(leave = 0): void {
-	appendFileSync(filler, Buffer.alloc(Math.max(0, freeBytes() - leave)));
-	if (leave > 0) return;
-	try {
-		for (;;) appendFileSync(filler, Buffer.alloc(4096));
-	} catch (err) {
-		if ((err as NodeJS.ErrnoException).code !== "ENOSPC") throw err;
-	}
-}
-
-function freeSpace(): void {
-	rmSync(filler, { force: true });
-}
+const blobDisk = filler(blobsDir);
+const fill = (leave?: number) => blobDisk.fill(leave);
+const freeSpace = () => blobDisk.free();
 
 /**
  * A PNG of black and white noise: small as a file (one bit a pixel) but a large WebP rendition
@@ -160,5 +166,46 @@ describe("a full disk", { skip: skip ?? false }, () => {
 		assert.equal(ready.status, "ready", JSON.stringify(ready));
 		assert.equal(ready.statusReason, null);
 		assert.deepEqual(ready.renditions.map((r: { name: string }) => r.name).sort(), ["240", "720"]);
+	});
+});
+
+describe("a full metadata disk", { skip: skip ?? false }, () => {
+	// DATA_DIR (the SQLite databases) on a small tmpfs, the blob files on the ordinary disk.
+	const dir = mkdtempSync(join(tmpdir(), "imgmesh-metafull-"));
+	const blobs = mkdtempSync(join(tmpdir(), "imgmesh-metafull-blobs-"));
+	let server: RunningServer;
+	let alice: Client;
+	let mounted: string[] = [];
+
+	before(async () => {
+		assert.equal(mount(dir, { tmpfsBytes: TMPFS_BYTES }), null);
+		mounted = [dir];
+		mkdirSync(join(dir, "blobs"));
+		assert.equal(mount(join(dir, "blobs"), { bind: blobs }), null);
+		mounted = [join(dir, "blobs"), dir];
+		server = await startServer({ STORAGE_MIN_FREE_BYTES: "0" }, { dataDir: dir });
+		alice = await new Client(server.url).register("alice");
+	});
+	after(async () => {
+		await server?.stop({ keepData: true });
+		for (const path of mounted) execFileSync("umount", [path]);
+		rmSync(dir, { recursive: true, force: true });
+		rmSync(blobs, { recursive: true, force: true });
+	});
+
+	it("refuses an upload whose image cannot be recorded with 507, and releases its stored bytes", async () => {
+		const metadata = filler(dir);
+		const photo: UploadFile = { name: "small.jpg", bytes: await tinyJpeg() };
+		metadata.fill();
+		try {
+			const refused = await alice.upload([photo]);
+			assert.equal(refused.status, 507, JSON.stringify(refused.body));
+			assert.equal(refused.body.type, "INSUFFICIENT_STORAGE");
+			assert.deepEqual(blobFiles(server), [], "the blob stored before the insert failed is released");
+		} finally {
+			metadata.free();
+		}
+		assert.equal((await alice.get("/api/images")).body.total, 0);
+		assert.equal((await alice.upload([photo])).status, 201, "accepted once space is back");
 	});
 });
