@@ -3,7 +3,8 @@
  * file of the test's own. Uploads are refused with 507 and leave nothing behind, readiness says
  * so while free space is under STORAGE_MIN_FREE_BYTES, a DELETE whose bytes cannot be released is
  * still done, and an image whose renditions hit ENOSPC waits and ends `ready` once space is back.
- * Mounting a tmpfs needs root (CAP_SYS_ADMIN): elsewhere the suite is skipped, saying so.
+ * A second node keeps its SQLite databases on the tmpfs: an upload it cannot record answers 507
+ * and releases its blob. Mounting a tmpfs needs root (CAP_SYS_ADMIN): elsewhere the suite is skipped, saying so.
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -21,14 +22,14 @@ import { startServer, type RunningServer } from "../helpers/server.ts";
 const TMPFS_BYTES = 16 * 1024 * 1024;
 const MIN_FREE_BYTES = 4 * 1024 * 1024;
 
-/** Mounts (a tmpfs of `bytes`, or `source` bound) at `dir`; the reason it could not, or null. */
+/** Mounts a tmpfs of `tmpfsBytes`, or the directory `bind`, at `dir`; the reason it could not, or null. */
 function mount(dir: string, how: { tmpfsBytes: number } | { bind: string }): string | null {
 	const args = "bind" in how ? ["--bind", how.bind, dir] : ["-t", "tmpfs", "-o", `size=${how.tmpfsBytes}`, "tmpfs", dir];
 	try {
 		execFileSync("mount", args, { stdio: "pipe" });
 		return null;
 	} catch (err) {
-		return `cannot mount a tmpfs here (needs root): ${(err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message}`;
+		return `cannot mount here (needs root): ${(err as { stderr?: Buffer }).stderr?.toString().trim() || (err as Error).message}`;
 	}
 }
 
@@ -56,14 +57,19 @@ function filler(dir: string) {
 	};
 }
 
-const dataDir = mkdtempSync(join(tmpdir(), "imgmesh-diskfull-"));
-const blobsDir = join(dataDir, "blobs");
-mkdirSync(blobsDir);
-const skip = mount(blobsDir, { tmpfsBytes: TMPFS_BYTES });
-if (skip) rmSync(dataDir, { recursive: true, force: true });
-const blobDisk = filler(blobsDir);
-const fill = (leave?: number) => blobDisk.fill(leave);
-const freeSpace = () => blobDisk.free();
+/** Why this machine cannot mount a tmpfs, or null: found out once, on a mount of its own. */
+function tmpfsUnavailable(): string | null {
+	const probe = mkdtempSync(join(tmpdir(), "imgmesh-tmpfs-probe-"));
+	try {
+		const reason = mount(probe, { tmpfsBytes: 64 * 1024 });
+		if (!reason) execFileSync("umount", [probe]);
+		return reason;
+	} finally {
+		rmSync(probe, { recursive: true, force: true });
+	}
+}
+
+const skip = tmpfsUnavailable();
 
 /**
  * A PNG of black and white noise: small as a file (one bit a pixel) but a large WebP rendition
@@ -77,10 +83,22 @@ async function noisePng(): Promise<Buffer> {
 }
 
 describe("a full disk", { skip: skip ?? false }, () => {
+	let dataDir: string;
+	let blobsDir: string;
+	let blobDisk: ReturnType<typeof filler>;
+	const fill = (leave?: number) => blobDisk.fill(leave);
+	const freeSpace = () => blobDisk.free();
+	let mounted = false;
 	let server: RunningServer;
 	let alice: Client;
 
 	before(async () => {
+		dataDir = mkdtempSync(join(tmpdir(), "imgmesh-diskfull-"));
+		blobsDir = join(dataDir, "blobs");
+		blobDisk = filler(blobsDir);
+		mkdirSync(blobsDir);
+		assert.equal(mount(blobsDir, { tmpfsBytes: TMPFS_BYTES }), null);
+		mounted = true;
 		server = await startServer(
 			{ STORAGE_MIN_FREE_BYTES: String(MIN_FREE_BYTES), JOB_RETRY_BASE_MS: "200", JOB_RETRY_MAX_MS: "1000" },
 			{ dataDir }
@@ -89,7 +107,7 @@ describe("a full disk", { skip: skip ?? false }, () => {
 	});
 	after(async () => {
 		await server?.stop({ keepData: true });
-		execFileSync("umount", [blobsDir]);
+		if (mounted) execFileSync("umount", [blobsDir]);
 		rmSync(dataDir, { recursive: true, force: true });
 	});
 
@@ -171,13 +189,15 @@ describe("a full disk", { skip: skip ?? false }, () => {
 
 describe("a full metadata disk", { skip: skip ?? false }, () => {
 	// DATA_DIR (the SQLite databases) on a small tmpfs, the blob files on the ordinary disk.
-	const dir = mkdtempSync(join(tmpdir(), "imgmesh-metafull-"));
-	const blobs = mkdtempSync(join(tmpdir(), "imgmesh-metafull-blobs-"));
+	let dir: string;
+	let blobs: string;
 	let server: RunningServer;
 	let alice: Client;
 	let mounted: string[] = [];
 
 	before(async () => {
+		dir = mkdtempSync(join(tmpdir(), "imgmesh-metafull-"));
+		blobs = mkdtempSync(join(tmpdir(), "imgmesh-metafull-blobs-"));
 		assert.equal(mount(dir, { tmpfsBytes: TMPFS_BYTES }), null);
 		mounted = [dir];
 		mkdirSync(join(dir, "blobs"));
