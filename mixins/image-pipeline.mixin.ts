@@ -134,11 +134,8 @@ export const ImagePipelineMixin = imagesMixin({
 			visibility: "public",
 			params: { $$strict: true, id: ID },
 			async handler(ctx: ImagesContext) {
-				const before = await this.repo.resetProcessing(ctx.params.id);
-				if (!before) throw new NotFoundError("Image", ctx.params.id);
-				await this.releaseRenditions(ctx, before.id, before.renditions);
-				await this.enqueue(ctx, before);
-				return { id: before.id, status: "processing" };
+				await this.restartPipeline(ctx, ctx.params.id);
+				return { id: ctx.params.id, status: "processing" };
 			}
 		},
 
@@ -206,8 +203,32 @@ export const ImagePipelineMixin = imagesMixin({
 			}
 		},
 
+		/**
+		 * Drops metadata and renditions, status back to processing, and sends the job: what every
+		 * way of reprocessing (REST, the bulk action, the REPL) does. Throws 404 if there is no such image.
+		 */
+		async restartPipeline(ctx: ImagesContext, id: string): Promise<void> {
+			const before = await this.repo.resetProcessing(id);
+			if (!before) throw new NotFoundError("Image", id);
+			await this.releaseRenditions(ctx, before.id, before.renditions);
+			await this.enqueue(ctx, before);
+		},
+
+		/**
+		 * Called once the change that let go of the renditions is committed (deleted or reset): a
+		 * release that fails then (a full disk) is logged, not thrown, or a change that was made
+		 * would be answered as an error. The storage GC reclaims bytes no image references.
+		 */
 		async releaseRenditions(ctx: ImagesContext, id: string, renditions: Rendition[]): Promise<void> {
-			await Promise.all(renditions.map(r => ctx.call("storage.release", { key: r.blob, ref: renditionRef(id, r.name) })));
+			await Promise.all(renditions.map(r => this.releaseOrLog(ctx, r.blob, renditionRef(id, r.name))));
+		},
+
+		async releaseOrLog(ctx: ImagesContext, key: string, ref: string): Promise<void> {
+			try {
+				await ctx.call("storage.release", { key, ref });
+			} catch (err) {
+				this.logger.warn(`Could not release blob ${key} of ${ref} (the storage GC reclaims it): ${(err as Error).message}`);
+			}
 		}
 	}
 });

@@ -8,6 +8,10 @@
  * mode run workers on their own nodes (SERVICES=worker,storage): the sharp work then never
  * competes with the gateway.
  *
+ * A transient failure (full disk, I/O error, a backend away) leaves the image `processing` and
+ * sends its job again after a back-off (JOB_TRANSIENT_RETRIES, JOB_RETRY_BASE_MS, JOB_RETRY_MAX_MS);
+ * any other failure goes through the channel's attempts (JOB_MAX_ATTEMPTS) and fails the image.
+ *
  * It also runs the reconciler: at start and every RECONCILE_INTERVAL_MS it enqueues again the
  * images left `processing` (a message lost with Redis, a crashed producer, or — in embedded mode,
  * whose queue lives in memory — a restart), and trims the job streams of what every consumer
@@ -23,18 +27,22 @@ import { whenChannelsSubscribed } from "../cluster/channels.ts";
 import { withJobQueue } from "../cluster/job-streams.ts";
 import { CHANNELS, DEAD_LETTER_CHANNEL, isLastAttempt, renditionRef, type Delivery } from "../models/pipeline/channels.ts";
 import { renderImage, type RenderedRendition } from "../models/pipeline/renditions.ts";
+import { isTransient, storageExhaustionOf } from "../models/shared/errors.ts";
 
 const config = getConfig();
 
 /** Images re-enqueued per reconciler query (a pass runs as many as it takes). */
 const RECONCILE_BATCH = 500;
 
-type JobContext = Context<{ id: string }>;
+/** A process job: the image, and how many transient failures it has been retried after (absent: none). */
+type JobContext = Context<{ id: string; retry?: number }>;
 
 interface WorkerMethods {
 	processImage(ctx: JobContext, id: string): Promise<void>;
 	makeRenditions(ctx: JobContext, doc: ImageDoc): Promise<void>;
 	storeRendition(ctx: JobContext, doc: ImageDoc, rendition: RenderedRendition): Promise<Rendition>;
+	releaseRenditions(ctx: JobContext, doc: ImageDoc, renditions: Rendition[]): Promise<void>;
+	retryLater(ctx: JobContext, id: string, retry: number, err: unknown): Promise<void>;
 	handOff(ctx: JobContext, doc: ImageDoc): Promise<void>;
 	fail(ctx: JobContext, id: string, reason: string): Promise<void>;
 	reconcile(olderThanMs: number): Promise<void>;
@@ -43,6 +51,8 @@ interface WorkerMethods {
 
 interface WorkerVars {
 	reconcileTimer: NodeJS.Timeout | undefined;
+	/** Jobs waiting out their back-off after a transient failure. */
+	retryTimers: Set<NodeJS.Timeout>;
 }
 
 function reasonOf(err: unknown): string {
@@ -60,7 +70,7 @@ const worker: ServiceSchema<ServiceSettingSchema, WorkerMethods, WorkerVars> = {
 			maxRetries: config.jobMaxAttempts,
 			deadLettering: { enabled: true, queueName: DEAD_LETTER_CHANNEL },
 			async handler(this: any, ctx: JobContext, delivery?: Delivery) {
-				const { id } = ctx.params;
+				const { id, retry = 0 } = ctx.params;
 				if (delivery?.exhausted) {
 					await this.fail(ctx, id, `processing never finished in ${delivery.maxAttempts} attempt(s): the worker stopped each time`);
 					return;
@@ -68,6 +78,7 @@ const worker: ServiceSchema<ServiceSettingSchema, WorkerMethods, WorkerVars> = {
 				try {
 					await this.processImage(ctx, id);
 				} catch (err) {
+					if (isTransient(err) && retry < config.jobTransientRetries) return this.retryLater(ctx, id, retry + 1, err);
 					this.logger.warn(`Processing image ${id} failed (attempt ${delivery?.attempt ?? 1}): ${reasonOf(err)}`);
 					// The image is failed on the last attempt; the adapter then dead-letters the job.
 					if (isLastAttempt(delivery)) await this.fail(ctx, id, reasonOf(err));
@@ -89,7 +100,17 @@ const worker: ServiceSchema<ServiceSettingSchema, WorkerMethods, WorkerVars> = {
 		async makeRenditions(ctx: JobContext, doc: ImageDoc): Promise<void> {
 			const original = await readWhole(await ctx.call<Readable, { key: string }>("storage.get", { key: doc.blob }), doc.size);
 			const { metadata, renditions } = await renderImage(original, { maxInputPixels: config.maxInputPixels });
-			const stored = await Promise.all(renditions.map(rendition => this.storeRendition(ctx, doc, rendition)));
+			const outcomes = await Promise.allSettled(renditions.map(rendition => this.storeRendition(ctx, doc, rendition)));
+			const stored = outcomes.flatMap(outcome => (outcome.status === "fulfilled" ? [outcome.value] : []));
+			const failure = outcomes.find(outcome => outcome.status === "rejected");
+			if (failure) {
+				// One rendition could not be stored (a full disk): the others must not stay behind
+				// unreferenced. The storage failure is what the retry decision needs to hear.
+				await this.releaseRenditions(ctx, doc, stored).catch((releaseErr: unknown) => {
+					this.logger.warn(`Could not release the renditions image ${doc.id} stored in vain (the storage GC reclaims them): ${reasonOf(releaseErr)}`);
+				});
+				throw failure.reason;
+			}
 			const result = await ctx.call<{ applied: boolean; renditions: Rendition[] } | null, object>("images.setProcessed", {
 				id: doc.id,
 				metadata,
@@ -99,8 +120,38 @@ const worker: ServiceSchema<ServiceSettingSchema, WorkerMethods, WorkerVars> = {
 			// Another delivery recorded its renditions first, or the image was deleted meanwhile:
 			// release what this run stored, except blobs the recorded set shares (identical plain bytes).
 			const kept = new Set(result?.renditions.map(r => r.blob));
-			const orphans = stored.filter(r => !kept.has(r.blob));
-			await Promise.all(orphans.map(r => ctx.call("storage.release", { key: r.blob, ref: renditionRef(doc.id, r.name) })));
+			await this.releaseRenditions(ctx, doc, stored.filter(r => !kept.has(r.blob)));
+		},
+
+		async releaseRenditions(ctx: JobContext, doc: ImageDoc, renditions: Rendition[]): Promise<void> {
+			await Promise.all(renditions.map(r => ctx.call("storage.release", { key: r.blob, ref: renditionRef(doc.id, r.name) })));
+		},
+
+		/**
+		 * After a transient failure (full disk, I/O error, a backend away) the image stays
+		 * `processing`, its reason saying why it waits, and its job is sent again after a back-off
+		 * that doubles each time. This delivery counts as done, so such retries never use up the
+		 * channel's attempts or reach the dead letters. A node that stops meanwhile loses the timer,
+		 * not the image: the reconciler sends its job again.
+		 */
+		async retryLater(ctx: JobContext, id: string, retry: number, err: unknown): Promise<void> {
+			const delayMs = Math.min(config.jobRetryMaxMs, config.jobRetryBaseMs * 2 ** (retry - 1));
+			const cause = reasonOf(storageExhaustionOf(err) ?? err);
+			this.logger.warn(`Processing image ${id} hit a transient error, retry ${retry} of ${config.jobTransientRetries} in ${delayMs} ms: ${reasonOf(err)}`);
+			try {
+				// Also bumps updatedAt: the reconciler leaves an image that is waiting here alone.
+				const reason = `waiting to retry (${retry} of ${config.jobTransientRetries}) after a transient error: ${cause}`;
+				await ctx.call("images.setStatus", { id, status: "processing", reason: reason.slice(0, 1000), from: ["processing"] });
+			} catch (statusErr) {
+				this.logger.warn(`Could not record the retry of image ${id}: ${reasonOf(statusErr)}`);
+			}
+			const timer = setTimeout(() => {
+				this.retryTimers.delete(timer);
+				this.broker.sendToChannel(CHANNELS.process, { id, retry }).catch((sendErr: unknown) => {
+					this.logger.warn(`Could not send image ${id} again (the reconciler will): ${reasonOf(sendErr)}`);
+				});
+			}, delayMs);
+			this.retryTimers.add(timer);
 		},
 
 		async storeRendition(ctx: JobContext, doc: ImageDoc, rendition: RenderedRendition): Promise<Rendition> {
@@ -154,6 +205,10 @@ const worker: ServiceSchema<ServiceSettingSchema, WorkerMethods, WorkerVars> = {
 		}
 	},
 
+	created() {
+		this.retryTimers = new Set();
+	},
+
 	started() {
 		if (config.transporter && this.broker.getLocalService("api")) {
 			this.logger.warn("This node runs the gateway and the worker: image processing competes with requests. Run workers on their own nodes (SERVICES=worker).");
@@ -172,6 +227,7 @@ const worker: ServiceSchema<ServiceSettingSchema, WorkerMethods, WorkerVars> = {
 
 	stopped() {
 		clearInterval(this.reconcileTimer);
+		for (const timer of this.retryTimers) clearTimeout(timer);
 	}
 };
 
