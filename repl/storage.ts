@@ -8,7 +8,7 @@
  */
 import type { ServiceBroker } from "moleculer";
 import { UsageError, type ReplArgs, type ReplCommand } from "../cluster/repl-commands.ts";
-import type { GcReport } from "../models/storage/garbage-collector.ts";
+import type { GcReport } from "../models/storage/gc-report.ts";
 
 interface RotateReport {
 	rewrapped: number;

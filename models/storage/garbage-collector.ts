@@ -17,26 +17,7 @@
  * References that no owner can judge are left alone.
  */
 import type { BlobStore, RefCursor, RefEntry } from "./blob-store.ts";
-
-/** What one run did (in a dry run: what it would have done, temp files aside). */
-export interface GcReport {
-	startedAt: string;
-	/** Null while the run is under way. */
-	finishedAt: string | null;
-	dryRun: boolean;
-	/** References past the grace period that their owner was asked about. */
-	refsChecked: number;
-	/** References dropped: their owner no longer uses the blob. */
-	refsReleased: number;
-	/** Blobs deleted with their last reference. */
-	blobsDeleted: number;
-	/** Plaintext bytes of the deleted blobs. */
-	bytesReclaimed: number;
-	/** Leftovers of unfinished uploads deleted (temp files, chunks of no blob); 0 in a dry run. */
-	tempFilesRemoved: number;
-	/** Why the run stopped early, if it did. */
-	errors: string[];
-}
+import type { GcReport } from "./gc-report.ts";
 
 export interface GcOptions {
 	/** The end of the grace period: only references last added before it are judged. */
@@ -52,19 +33,6 @@ export interface GcOptions {
 	onProgress?(report: GcReport): void;
 }
 
-export function newGcReport(dryRun: boolean): GcReport {
-	return {
-		startedAt: new Date().toISOString(),
-		finishedAt: null,
-		dryRun,
-		refsChecked: 0,
-		refsReleased: 0,
-		blobsDeleted: 0,
-		bytesReclaimed: 0,
-		tempFilesRemoved: 0,
-		errors: []
-	};
-}
 
 /** Runs one collection over the whole store, counting into `report`; throws on the first failure. */
 export async function collectGarbage(store: BlobStore, options: GcOptions, report: GcReport): Promise<void> {

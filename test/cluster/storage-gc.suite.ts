@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { after, before, describe, it } from "node:test";
 import type { ServiceBroker } from "moleculer";
+import type { GcReport } from "../../models/storage/gc-report.ts";
 import { Client, fileFrom } from "../helpers/client.ts";
 import { clusterEnv, startNode, startObserver, startRedis, waitForCluster, waitForRoutes, type RedisServer } from "../helpers/cluster.ts";
 import { startFerretDb, type FerretDb } from "../helpers/ferretdb.ts";
@@ -39,15 +40,6 @@ interface ImageDoc {
 	id: string;
 	blob: string;
 	renditions: Rendition[];
-}
-interface GcReport {
-	dryRun: boolean;
-	finishedAt: string | null;
-	refsChecked: number;
-	refsReleased: number;
-	blobsDeleted: number;
-	bytesReclaimed: number;
-	errors: string[];
 }
 
 /** Waits until the clock is past `since` plus the grace period: what was stored by then may be judged. */

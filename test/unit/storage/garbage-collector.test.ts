@@ -14,7 +14,8 @@ import { afterEach, beforeEach, describe, it } from "node:test";
 import type { RefEntry } from "../../../models/storage/blob-store.ts";
 import { Keyring } from "../../../models/storage/envelope-crypto.ts";
 import { FsBlobStore } from "../../../models/storage/fs-blob-store.ts";
-import { collectGarbage, type GcOptions, type GcReport, newGcReport } from "../../../models/storage/garbage-collector.ts";
+import { collectGarbage, type GcOptions } from "../../../models/storage/garbage-collector.ts";
+import { type GcReport, newGcReport } from "../../../models/storage/gc-report.ts";
 
 const LIMIT = 1024 * 1024;
 

@@ -5,25 +5,11 @@
  * without shell access. Embedded mode has no streams: the page says so.
  */
 import type { ChannelView, DeadLetter } from "../../../models/pipeline/job-types.ts";
+import type { GcReport } from "../../../models/storage/gc-report.ts";
 import { api, ApiError } from "../api.ts";
 import { formatBytes, formatDate, h, toast } from "../dom.ts";
 import type { Page } from "../router.ts";
 
-/**
- * GET /api/admin/storage/gc (the storage GC's endpoint): its last run, or null before the first.
- * Declared here until the GC lands; then import its type from the server like the others.
- */
-interface GcRun {
-	startedAt: string;
-	finishedAt: string | null;
-	dryRun: boolean;
-	refsChecked: number;
-	refsReleased: number;
-	blobsDeleted: number;
-	bytesReclaimed: number;
-	tempFilesRemoved: number;
-	errors: unknown[];
-}
 
 const EMBEDDED = "Embedded mode: jobs run on an in-process queue, with no streams and no dead letters. Images that failed can still be reprocessed.";
 
@@ -154,27 +140,45 @@ function reprocessSection(): HTMLElement {
 	);
 }
 
+function gcSummary(report: GcReport): HTMLElement[] {
+	const when = `${report.dryRun ? "Dry run" : "Run"} started ${formatDate(report.startedAt)}${report.finishedAt ? `, finished ${formatDate(report.finishedAt)}` : ", still running"}`;
+	const counts = `${report.refsChecked} references checked, ${report.refsReleased} ${report.dryRun ? "would be released" : "released"} · ${report.blobsDeleted} blobs ${report.dryRun ? "would be deleted" : "deleted"} (${formatBytes(report.bytesReclaimed)}) · ${report.tempFilesRemoved} temp files removed`;
+	return [h("p", {}, when), h("p", {}, counts), ...report.errors.map(error => h("p", { class: "error" }, error))];
+}
+
 /**
- * The storage GC's last run, from GET /api/admin/storage/gc. That endpoint belongs to the GC
- * (a separate change): until a server has it, this section says so instead of failing the page.
+ * The storage GC (GET and POST /api/admin/storage/gc): the last run of a storage node, and a dry
+ * run or a collection now, as the REPL's `storage gc [--dry-run]` does.
  */
 function gcSection(): HTMLElement {
 	const body = h("div", {}, h("p", { class: "muted" }, "Loading…"));
-	void api<{ lastRun: GcRun | null }>("GET", "/admin/storage/gc").then(
-		({ lastRun }) => {
-			if (!lastRun) return void body.replaceChildren(h("p", { class: "muted" }, "The GC has not run yet."));
-			body.replaceChildren(
-				h("p", {}, `${lastRun.dryRun ? "Dry run" : "Run"} started ${formatDate(lastRun.startedAt)}${lastRun.finishedAt ? `, finished ${formatDate(lastRun.finishedAt)}` : ", still running"}`),
-				h(
-					"p",
-					{},
-					`${lastRun.refsChecked} references checked, ${lastRun.refsReleased} released · ${lastRun.blobsDeleted} blobs deleted (${formatBytes(lastRun.bytesReclaimed)}) · ${lastRun.tempFilesRemoved} temp files removed · ${lastRun.errors.length} error(s)`
-				)
-			);
-		},
-		err => body.replaceChildren(h("p", { class: "muted" }, err instanceof ApiError && err.status === 404 ? "This server does not report the GC yet." : (err as Error).message))
+	const show = ({ lastRun, running }: { lastRun: GcReport | null; running: GcReport | null }) => {
+		const report = running ?? lastRun;
+		body.replaceChildren(...(report ? gcSummary(report) : [h("p", { class: "muted" }, "The GC has not run yet.")]));
+	};
+	const load = () => api<{ lastRun: GcReport | null; running: GcReport | null }>("GET", "/admin/storage/gc").then(show, err => toast((err as Error).message, "error"));
+	const run = (dryRun: boolean) => async () => {
+		try {
+			const report = await api<GcReport>("POST", "/admin/storage/gc", { dryRun });
+			show({ lastRun: report, running: null });
+			toast(dryRun ? "Dry run finished: nothing was deleted" : "Garbage collection finished");
+		} catch (err) {
+			toast(err instanceof ApiError && err.status === 409 ? "A collection is already running on that node" : (err as Error).message, "error");
+		}
+	};
+	const dry = h("button", { type: "button", class: "secondary" }, "Dry run");
+	const collect = h("button", { type: "button" }, "Collect garbage");
+	dry.addEventListener("click", () => void run(true)());
+	collect.addEventListener("click", () => void run(false)());
+	void load();
+	return h(
+		"section",
+		{ class: "card", "aria-labelledby": "gc-title" },
+		h("h2", { id: "gc-title" }, "Storage GC"),
+		h("p", {}, "Reclaims bytes no image uses any more (older than the grace period). A dry run only reports."),
+		body,
+		h("div", { class: "actions" }, dry, collect)
 	);
-	return h("section", { class: "card", "aria-labelledby": "gc-title" }, h("h2", { id: "gc-title" }, "Storage GC: last run"), body);
 }
 
 export const jobsPage: Page = main => {
