@@ -76,6 +76,10 @@ export interface Config {
 	jobRedeliverAfterMs: number;
 	/** How often each consumer looks for such jobs. */
 	jobClaimIntervalMs: number;
+	/** A stopping node gives its jobs in flight this long to finish, then hands them back to other workers. */
+	jobStopGraceMs: number;
+	/** A stopping node exits after this long at the latest (Moleculer tracking.shutdownTimeout, and a hard exit). */
+	shutdownTimeoutMs: number;
 	/** How often the reconciler looks for images stuck in `processing`. */
 	reconcileIntervalMs: number;
 	/** An image `processing` without any update for this long has lost its job and is enqueued again. */
@@ -190,6 +194,14 @@ function heartbeatTimeout(env: NodeJS.ProcessEnv): number {
 	return timeout;
 }
 
+/** The job grace must end before the whole stop's timeout, or the hand-back could come too late. */
+function stopTimes(env: NodeJS.ProcessEnv): { jobStopGraceMs: number; shutdownTimeoutMs: number } {
+	const shutdownTimeoutMs = integer(env, "SHUTDOWN_TIMEOUT_MS", 30_000, 1000);
+	const jobStopGraceMs = integer(env, "JOB_STOP_GRACE_MS", 10_000, 0);
+	if (jobStopGraceMs >= shutdownTimeoutMs) throw new Error(`JOB_STOP_GRACE_MS (${jobStopGraceMs}) must be less than SHUTDOWN_TIMEOUT_MS (${shutdownTimeoutMs})`);
+	return { jobStopGraceMs, shutdownTimeoutMs };
+}
+
 export type StorageBackend = "fs" | "gridfs";
 
 function storageBackend(env: NodeJS.ProcessEnv): StorageBackend {
@@ -250,6 +262,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		jobMaxAttempts: integer(env, "JOB_MAX_ATTEMPTS", 3, 1),
 		jobRedeliverAfterMs: integer(env, "JOB_REDELIVER_AFTER_MS", 30_000, 100),
 		jobClaimIntervalMs: integer(env, "JOB_CLAIM_INTERVAL_MS", 1000, 10),
+		...stopTimes(env),
 		reconcileIntervalMs: integer(env, "RECONCILE_INTERVAL_MS", 60_000, 100),
 		reconcileStuckAfterMs: integer(env, "RECONCILE_STUCK_AFTER_MS", 10 * 60_000, 100),
 		transformMaxOutputPixels: integer(env, "TRANSFORM_MAX_OUTPUT_PIXELS", 50_000_000, 1),
