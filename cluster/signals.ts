@@ -24,6 +24,7 @@ export function stopOnSignals(broker: ServiceBroker): void {
 		}
 		stopping = true;
 		const timeout = broker.options.tracking?.shutdownTimeout ?? 0;
+		broker.logger.info(`${signal}: stopping; exiting within ${timeout} ms, or at once on a second signal.`);
 		setTimeout(() => {
 			broker.logger.error(`The node did not stop within ${timeout} ms: exiting now.`);
 			process.exit(EXIT_FORCED);

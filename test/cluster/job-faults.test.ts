@@ -174,4 +174,31 @@ describe("job channels under faults", { skip, timeout: 300_000 }, () => {
 			redis.disconnect();
 		}
 	}));
+
+	it("a second SIGTERM while a worker waits for its job exits at once", t => withJobCluster({}, async cluster => {
+		const redis = new Redis(cluster.redis.url);
+		try {
+			const stream = `${cluster.env.NAMESPACE}.${CHANNELS.process}`;
+			await cluster.alice.upload([{ name: "big.jpg", bytes: await cameraJpeg(6000, 4000) }]);
+			// A grace long enough that the stop waits for the job (seconds) unless told otherwise.
+			const first = await cluster.worker("w1", { JOB_STOP_GRACE_MS: "20000" });
+			await waitFor("w1 to take the job", async () => {
+				const pending = (await redis.xpending(stream, "worker", "-", "+", 10)) as [string, string][];
+				return pending.some(([, consumer]) => consumer.includes("w1")) ? true : undefined;
+			});
+			const exited = new Promise<number | null>(resolve => first.process.once("exit", code => resolve(code)));
+			first.process.kill("SIGTERM");
+			await waitFor("w1 to begin stopping", async () => (/SIGTERM: stopping/.test(first.output()) ? true : undefined), 10_000);
+			const secondAt = Date.now();
+			first.process.kill("SIGTERM");
+			const code = await exited;
+			const exitMs = Date.now() - secondAt;
+			assert.equal(code, 1, "a forced exit is not a clean one");
+			assert.match(first.output(), /SIGTERM again while stopping: exiting now/);
+			assert.ok(exitMs < 2000, `w1 exited ${exitMs} ms after the second SIGTERM`);
+			t.diagnostic(`w1 exited ${exitMs} ms after the second SIGTERM`);
+		} finally {
+			redis.disconnect();
+		}
+	}));
 });
