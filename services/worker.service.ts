@@ -10,8 +10,8 @@
  *
  * It also runs the reconciler: at start and every RECONCILE_INTERVAL_MS it enqueues again the
  * images left `processing` (a message lost with Redis, a crashed producer, or — in embedded mode,
- * whose queue lives in memory — a restart), and trims the job streams of what every consumer
- * group has acknowledged.
+ * whose queue lives in memory — a restart), at once when Redis lost the job stream itself
+ * (JOBS_LOST_EVENT), and trims the job streams of what every consumer group has acknowledged.
  */
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Readable } from "node:stream";
@@ -55,6 +55,23 @@ function reasonOf(err: unknown): string {
 const worker: ServiceSchema<ServiceSettingSchema, WorkerMethods, WorkerVars> = {
 	name: "worker",
 
+	events: {
+		/**
+		 * Redis lost the job stream's consumer group, and with it every job: each image `processing`
+		 * and not touched since is enqueued again now, not RECONCILE_STUCK_AFTER_MS later. Tried
+		 * until a pass gets through (the cluster is reconnecting too), each retry a bit later.
+		 */
+		async [JOBS_LOST_EVENT](this: any, ctx: Context<{ channel: string; since: string }>) {
+			if (ctx.params.channel !== CHANNELS.process) return;
+			for (let wait = LOST_JOBS_RETRY_MS; ; wait *= 2) {
+				await this.broker.waitForServices(["images"]);
+				if (await this.reconcile(Date.now() - Date.parse(ctx.params.since))) return;
+				if (wait > config.reconcileIntervalMs) return;
+				await new Promise(resolve => setTimeout(resolve, wait));
+			}
+		}
+	},
+
 	channels: {
 		[CHANNELS.process]: {
 			group: "worker",
@@ -78,23 +95,6 @@ const worker: ServiceSchema<ServiceSettingSchema, WorkerMethods, WorkerVars> = {
 					if (isLastAttempt(delivery)) await this.fail(ctx, id, reasonOf(err));
 					throw err;
 				}
-			}
-		}
-	},
-
-	events: {
-		/**
-		 * Redis lost the job stream's consumer group, and with it every job: each image `processing`
-		 * and not touched since is enqueued again now, not RECONCILE_STUCK_AFTER_MS later. Tried
-		 * until a pass gets through (the cluster is reconnecting too), each retry a bit later.
-		 */
-		async [JOBS_LOST_EVENT](this: any, ctx: Context<{ channel: string; since: string }>) {
-			if (ctx.params.channel !== CHANNELS.process) return;
-			for (let wait = LOST_JOBS_RETRY_MS; ; wait *= 2) {
-				await this.broker.waitForServices(["images"]);
-				if (await this.reconcile(Date.now() - Date.parse(ctx.params.since))) return;
-				if (wait > config.reconcileIntervalMs) return;
-				await new Promise(resolve => setTimeout(resolve, wait));
 			}
 		}
 	},
