@@ -280,7 +280,7 @@ export class DurableRedisAdapter extends RedisAdapter {
 			if (sentAt < chan.groupCreatedAt) return;
 			if (chan.groupLostAt === undefined) {
 				chan.groupLostAt = Date.now();
-				this.logger.warn(`Consumer group ${chan.group} of ${chan.name} is gone (${messageOf(err)}): Redis lost its data. Creating it again; the jobs it held are enqueued again by the reconciler.`);
+				this.logger.warn(`Consumer group ${chan.group} of ${chan.name} is gone (${messageOf(err)}): Redis lost its data, and the jobs the group held. Creating it again; the reconcilers enqueue the lost work again.`);
 			}
 			if (await this.createGroup(chan, "0")) return;
 		} else if (!chan.failing) {
