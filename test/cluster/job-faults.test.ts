@@ -175,6 +175,24 @@ describe("job channels under faults", { skip, timeout: 300_000 }, () => {
 		}
 	}));
 
+	it("a worker stopped while Redis is down exits within SHUTDOWN_TIMEOUT_MS", t => withJobCluster({}, async cluster => {
+		const shutdownTimeoutMs = 4000;
+		const worker = await cluster.worker("w1", { SHUTDOWN_TIMEOUT_MS: String(shutdownTimeoutMs), JOB_STOP_GRACE_MS: "1000" });
+		await cluster.redis.kill();
+		try {
+			const stopAt = Date.now();
+			const exited = new Promise(resolve => worker.process.once("exit", resolve));
+			worker.process.kill("SIGTERM");
+			await exited;
+			const stopMs = Date.now() - stopAt;
+			t.diagnostic(`w1 exited ${stopMs} ms after SIGTERM`);
+			// The process's own start-up and exit need a moment beyond the timer.
+			assert.ok(stopMs < shutdownTimeoutMs + 1000, `w1 exited ${stopMs} ms after SIGTERM:\n${worker.output().slice(-3000)}`);
+		} finally {
+			await cluster.redis.start();
+		}
+	}));
+
 	it("a second SIGTERM while a worker waits for its job exits at once", t => withJobCluster({}, async cluster => {
 		const redis = new Redis(cluster.redis.url);
 		try {
