@@ -84,6 +84,10 @@ export interface Config {
 	jobRetryBaseMs: number;
 	/** Longest wait between such retries. */
 	jobRetryMaxMs: number;
+	/** A stopping node gives its jobs in flight this long to finish, then hands them back to other workers. */
+	jobStopGraceMs: number;
+	/** A stopping node exits after this long at the latest (Moleculer tracking.shutdownTimeout, and a hard exit). */
+	shutdownTimeoutMs: number;
 	/** How often the reconciler looks for images stuck in `processing`. */
 	reconcileIntervalMs: number;
 	/** An image `processing` without any update for this long has lost its job and is enqueued again. */
@@ -205,6 +209,14 @@ function heartbeatTimeout(env: NodeJS.ProcessEnv): number {
 	return timeout;
 }
 
+/** The job grace must end before the whole stop's timeout, or the hand-back could come too late. */
+function stopTimes(env: NodeJS.ProcessEnv): { jobStopGraceMs: number; shutdownTimeoutMs: number } {
+	const shutdownTimeoutMs = integer(env, "SHUTDOWN_TIMEOUT_MS", 30_000, 1000);
+	const jobStopGraceMs = integer(env, "JOB_STOP_GRACE_MS", 10_000, 0);
+	if (jobStopGraceMs >= shutdownTimeoutMs) throw new Error(`JOB_STOP_GRACE_MS (${jobStopGraceMs}) must be less than SHUTDOWN_TIMEOUT_MS (${shutdownTimeoutMs})`);
+	return { jobStopGraceMs, shutdownTimeoutMs };
+}
+
 export type StorageBackend = "fs" | "gridfs";
 
 function storageBackend(env: NodeJS.ProcessEnv): StorageBackend {
@@ -271,6 +283,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		jobTransientRetries: integer(env, "JOB_TRANSIENT_RETRIES", 20, 0),
 		jobRetryBaseMs: integer(env, "JOB_RETRY_BASE_MS", 1000, 10),
 		jobRetryMaxMs: integer(env, "JOB_RETRY_MAX_MS", 5 * 60_000, 10),
+		...stopTimes(env),
 		reconcileIntervalMs: integer(env, "RECONCILE_INTERVAL_MS", 60_000, 100),
 		reconcileStuckAfterMs: integer(env, "RECONCILE_STUCK_AFTER_MS", 10 * 60_000, 100),
 		gcGraceMs: integer(env, "GC_GRACE_MS", 60 * 60_000, 1),

@@ -43,6 +43,12 @@ export interface Delivery {
 	 * up: the handler must not redo the work, only record the failure.
 	 */
 	exhausted?: boolean;
+	/**
+	 * Aborted when the node stopped and its grace ran out: the job was handed back to another
+	 * worker, so the handler should stop at its next step and record nothing (absent on the
+	 * in-process queue).
+	 */
+	signal?: AbortSignal;
 }
 
 /** True when a failure of this delivery is final: no attempts left, or a queue without retries. */
