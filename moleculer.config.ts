@@ -9,6 +9,7 @@ import { createRequire } from "node:module";
 import { availableParallelism } from "node:os";
 import { getConfig, type Config } from "./config/index.ts";
 import { channelsMiddleware } from "./cluster/channels.ts";
+import { nodeRestartsMiddleware } from "./cluster/node-restarts.ts";
 import pkg from "./package.json" with { type: "json" };
 
 /**
@@ -103,7 +104,7 @@ export function brokerOptions(config: Config): BrokerOptions {
 		registry: { strategy: "RoundRobin", preferLocal: true, stopDelay: 500, discoverer: { type: "Local" } },
 		metrics: metrics(config),
 		tracing: { enabled: false },
-		middlewares: [channelsMiddleware(config)]
+		middlewares: [channelsMiddleware(config), nodeRestartsMiddleware()]
 	};
 }
 

@@ -30,14 +30,18 @@ export class Gate {
 
 const tinyJpeg = sharp({ create: { width: 16, height: 16, channels: 3, background: { r: 200, g: 120, b: 40 } } }).jpeg().toBuffer();
 
-/** A small JPEG made unique by a comment segment carrying `label`: distinct bytes, valid image, cheap to process. */
-export async function labelledJpeg(label: string): Promise<Buffer> {
-	const base = await tinyJpeg;
+/** `jpeg` with a comment segment carrying `label` right after its SOI marker: the same image, distinct bytes. */
+export function withComment(jpeg: Buffer, label: string): Buffer {
 	const text = Buffer.from(`imgmesh test image ${label}`);
 	const comment = Buffer.alloc(4);
 	comment.writeUInt16BE(0xfffe, 0);
 	comment.writeUInt16BE(text.length + 2, 2);
-	return Buffer.concat([base.subarray(0, 2), comment, text, base.subarray(2)]);
+	return Buffer.concat([jpeg.subarray(0, 2), comment, text, jpeg.subarray(2)]);
+}
+
+/** A small JPEG made unique by a comment segment carrying `label`: distinct bytes, valid image, cheap to process. */
+export async function labelledJpeg(label: string): Promise<Buffer> {
+	return withComment(await tinyJpeg, label);
 }
 
 export function uniqueJpegs(count: number): Promise<Buffer[]> {
