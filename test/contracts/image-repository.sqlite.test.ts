@@ -33,7 +33,7 @@ it("SQLite: keeps data across reopening and migrates once, beside other schemas 
 		db.prepare("INSERT INTO other_things (x, y) VALUES (?, ?)").run("a", "b");
 		const versions = db.prepare("SELECT schema, version FROM schema_versions ORDER BY schema").all();
 		assert.deepEqual(versions.map(row => ({ ...row })), [
-			{ schema: "images", version: 2 },
+			{ schema: "images", version: 3 },
 			{ schema: "other", version: 2 }
 		]);
 		assert.deepEqual({ ...db.prepare("PRAGMA journal_mode").get() }, { journal_mode: "wal" });
