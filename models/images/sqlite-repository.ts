@@ -274,48 +274,62 @@ const EQUALS_COLUMNS: Record<Exclude<Extract<SearchCondition, { kind: "equals" }
 };
 
 /**
- * How a page finds its rows. "narrow": each tag, word and phrase condition is an index lookup
- * that yields its images, and SQLite starts from the most selective one and sorts what matches;
- * right when few images match. "walk": the page walks the sort index in order and checks each
- * image's tags, words and phrases as it passes, stopping at a full page; right when many match,
- * where sorting every match would cost the library's size. The capped count decides (search).
+ * How a search finds its rows. "narrow": one condition, the lead (leadOf), is an index lookup
+ * that yields its images, the other tags, words and phrases are checked on each of those, and
+ * the matches are sorted; right when few images match. "walk": the page walks the sort index in
+ * order, checks each image as it passes and stops at a full page; right when many match, where
+ * sorting every match would cost the library's size. The capped count decides (search).
  */
-type Plan = "narrow" | "walk";
+type Plan = { kind: "narrow"; lead: SearchCondition | null } | { kind: "walk" };
+
+/** With no lead (null), every lookup lists its images and SQLite intersects the lists. */
+function leads(plan: Plan, condition: SearchCondition): boolean {
+	return plan.kind === "narrow" && (plan.lead === null || plan.lead === condition);
+}
 
 /** The shortest phrase the trigram index can look up; shorter ones are only checked by instr. */
 const MIN_INDEXED_PHRASE = 3;
+
+function isIndexedPhrase(condition: SearchCondition): boolean {
+	return (condition.kind === "phrase" || condition.kind === "fieldPhrase") && [...condition.phrase].length >= MIN_INDEXED_PHRASE;
+}
 
 /** A phrase as one FTS5 string: quotes doubled, so nothing in it is read as query syntax. */
 function ftsPhrase(phrase: string): string {
 	return `"${phrase.replaceAll('"', '""')}"`;
 }
 
-function withAnyTag(where: Conditions, labels: string[], plan: Plan): Conditions {
-	const list = placeholders(labels.length);
-	return plan === "narrow"
-		? and(where, `i.id IN (SELECT image_id FROM image_tags WHERE label IN (${list}))`, ...labels)
-		: and(where, `EXISTS (SELECT 1 FROM image_tags t WHERE t.image_id = i.id AND t.label IN (${list}))`, ...labels);
+/**
+ * The images a tag or word condition holds for, as SQL that either lists them (`i.id IN`, for
+ * the lead) or checks one image (`EXISTS`, correlated, so it never lists them all).
+ */
+function withLookup(where: Conditions, lead: boolean, table: "image_tags" | "image_words", test: string, ...params: SQLInputValue[]): Conditions {
+	return lead
+		? and(where, `i.id IN (SELECT image_id FROM ${table} WHERE ${test})`, ...params)
+		: and(where, `EXISTS (SELECT 1 FROM ${table} WHERE image_id = i.id AND ${test})`, ...params);
 }
 
-function withWord(where: Conditions, word: string, plan: Plan): Conditions {
-	return plan === "narrow"
-		? and(where, "i.id IN (SELECT image_id FROM image_words WHERE word = ?)", word)
-		: and(where, "EXISTS (SELECT 1 FROM image_words w WHERE w.word = ? AND w.image_id = i.id)", word);
-}
-
-function withWordPrefix(where: Conditions, prefix: string, plan: Plan): Conditions {
-	return plan === "narrow"
-		? and(where, "i.id IN (SELECT image_id FROM image_words WHERE word >= ? AND word < ?)", prefix, prefix + MAX_CHAR)
-		: and(where, "EXISTS (SELECT 1 FROM image_words w WHERE w.image_id = i.id AND w.word >= ? AND w.word < ?)", prefix, prefix + MAX_CHAR);
+/** The lookup of a tag or word condition, or null for conditions without one. */
+function lookupOf(condition: SearchCondition): { table: "image_tags" | "image_words"; test: string; params: SQLInputValue[] } | null {
+	switch (condition.kind) {
+		case "anyTag":
+			return { table: "image_tags", test: `label IN (${placeholders(condition.labels.length)})`, params: condition.labels };
+		case "word":
+			return { table: "image_words", test: "word = ?", params: [condition.word] };
+		case "wordPrefix":
+			return { table: "image_words", test: "word >= ? AND word < ?", params: [condition.prefix, condition.prefix + MAX_CHAR] };
+		default:
+			return null;
+	}
 }
 
 /**
  * instr decides (the trigram tokenizer folds case its own way, so its matches are a superset of
- * ours); when narrowing, the trigram index first finds the images that contain the phrase at all.
+ * ours); as the lead, the trigram index first finds the images that contain the phrase at all.
  */
-function withPhrase(where: Conditions, textSql: string, phrase: string, plan: Plan): Conditions {
+function withPhrase(where: Conditions, textSql: string, phrase: string, lead: boolean): Conditions {
 	const found = and(where, `instr(${textSql}, ?) > 0`, phrase);
-	if (plan === "walk" || [...phrase].length < MIN_INDEXED_PHRASE) return found;
+	if (!lead || [...phrase].length < MIN_INDEXED_PHRASE) return found;
 	const indexed = and(found, `i.rowid IN matched_${where.textMatches.length}`);
 	return { ...indexed, textMatches: [...where.textMatches, ftsPhrase(phrase)] };
 }
@@ -328,15 +342,15 @@ function withCondition(where: Conditions, condition: SearchCondition, plan: Plan
 		case "publicOrOwnedBy":
 			return and(where, "(i.visibility = ? OR i.owner = ?)", "public", condition.owner);
 		case "anyTag":
-			return withAnyTag(where, condition.labels, plan);
 		case "word":
-			return withWord(where, condition.word, plan);
-		case "wordPrefix":
-			return withWordPrefix(where, condition.prefix, plan);
+		case "wordPrefix": {
+			const { table, test, params } = lookupOf(condition)!;
+			return withLookup(where, leads(plan, condition), table, test, ...params);
+		}
 		case "phrase":
-			return withPhrase(where, "i.search_text", condition.phrase, plan);
+			return withPhrase(where, "i.search_text", condition.phrase, leads(plan, condition));
 		case "fieldPhrase":
-			return withPhrase(where, FIELD_TEXT[condition.field], condition.phrase, plan);
+			return withPhrase(where, FIELD_TEXT[condition.field], condition.phrase, leads(plan, condition));
 		case "created": {
 			const from = condition.from ? and(where, "i.created_at >= ?", condition.from) : where;
 			return condition.before ? and(from, "i.created_at < ?", condition.before) : from;
@@ -353,7 +367,7 @@ const FIELD_TEXT: Record<SearchableField, string> = {
 	description: `substr(${AFTER_NAME}, 1, instr(${AFTER_NAME}, char(10)) - 1)`
 };
 
-function compile(conditions: SearchCondition[], plan: Plan = "narrow"): Conditions {
+function compile(conditions: SearchCondition[], plan: Plan = { kind: "walk" }): Conditions {
 	const visibility = visibilityColumn(conditions);
 	return conditions.reduce((where, condition) => withCondition(where, condition, plan, visibility), NO_CONDITIONS);
 }
@@ -479,8 +493,9 @@ export class SqliteImageRepository implements ImageRepository {
 	async search(filter: ImageFilter): Promise<SearchPage<ImageDoc>> {
 		const { spec, after } = pageRequest(filter);
 		const conditions = searchConditions(filter);
-		const counted = this.countUpTo(visibleBranches(conditions, "narrow"), COUNTED_TOTAL_LIMIT);
-		const plan: Plan = counted > EXACT_TOTAL_LIMIT ? "walk" : "narrow";
+		const narrow: Plan = { kind: "narrow", lead: this.leadOf(conditions) };
+		const counted = this.countUpTo(visibleBranches(conditions, narrow), COUNTED_TOTAL_LIMIT);
+		const plan: Plan = counted > EXACT_TOTAL_LIMIT ? { kind: "walk" } : narrow;
 		const branches = visibleBranches(conditions, plan).map(branch => (after ? afterCursor(branch, spec, after) : branch));
 		const union = unionOf(branches, IMAGE_COLUMNS);
 		const matches = this.all(`${union.withSql} ${union.sql} ${orderBySql(spec)} LIMIT ?`, [...union.params, filter.limit + 1]);
@@ -612,6 +627,26 @@ export class SqliteImageRepository implements ImageRepository {
 
 	private all(sql: string, params: SQLInputValue[]): ImageDoc[] {
 		return (this.db.prepare(sql).all(...params) as unknown as ImageRow[]).map(fromRow);
+	}
+
+	/**
+	 * The condition a narrow search starts from: the tag or word lookup that yields the fewest
+	 * images, when it yields few; else a phrase (rarer than any frequent word). Otherwise null:
+	 * every lookup lists its images, and SQLite intersects them (a Bloom filter beats checking
+	 * each image of one large list against the others). Decided here, by counting, because
+	 * SQLite's sampled statistics cannot tell a rare word from a frequent one.
+	 */
+	private leadOf(conditions: SearchCondition[]): SearchCondition | null {
+		const sizes = conditions.flatMap(condition => {
+			const lookup = lookupOf(condition);
+			if (!lookup) return [];
+			const sql = `SELECT COUNT(*) AS n FROM (SELECT 1 FROM ${lookup.table} WHERE ${lookup.test} LIMIT ?)`;
+			const { n } = this.db.prepare(sql).get(...lookup.params, COUNTED_TOTAL_LIMIT) as { n: number };
+			return [{ condition, n }];
+		});
+		const narrowest = sizes.reduce<(typeof sizes)[number] | null>((best, size) => (best === null || size.n < best.n ? size : best), null);
+		if (narrowest && narrowest.n <= EXACT_TOTAL_LIMIT) return narrowest.condition;
+		return conditions.find(isIndexedPhrase) ?? null;
 	}
 
 	/** How many rows the branches hold, counting no further than `limit`. */
