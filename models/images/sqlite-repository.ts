@@ -111,6 +111,11 @@ const MIGRATIONS = [
 	// VALUES ('rebuild').
 	`CREATE INDEX images_visibility_views ON images (visibility, views, id);
 	CREATE INDEX images_visibility_name ON images (visibility, name, id);
+	-- The user's own branch: their non-public images in each sort order (an owner of thousands of
+	-- public images would otherwise sort them all to find a page of private ones).
+	CREATE INDEX images_unlisted_created ON images (owner, created_at, id) WHERE visibility <> 'public';
+	CREATE INDEX images_unlisted_views ON images (owner, views, id) WHERE visibility <> 'public';
+	CREATE INDEX images_unlisted_name ON images (owner, name, id) WHERE visibility <> 'public';
 	DROP INDEX images_category;
 	CREATE INDEX images_category ON images (category, created_at, id);
 
@@ -384,7 +389,9 @@ function visibleBranches(conditions: SearchCondition[], plan: Plan): Conditions[
 		plan
 	);
 	if (!access) return [rest];
-	return [and(rest, `${visibilityColumn(conditions)} = ?`, "public"), and(rest, "i.owner = ? AND i.visibility <> ?", access.owner, "public")];
+	// 'public' as a literal in the second branch: only then can SQLite use the images_unlisted_*
+	// partial indexes, whose WHERE clause it must see implied.
+	return [and(rest, `${visibilityColumn(conditions)} = ?`, "public"), and(rest, "i.owner = ? AND i.visibility <> 'public'", access.owner)];
 }
 
 /**
