@@ -274,7 +274,9 @@ function print(backend: string, results: Results, sizes: number[], ratios: Recor
 
 async function main(): Promise<void> {
 	const sqlite = await run("SQLite", params.sizes, sqliteLibrary);
-	const saved: Record<string, unknown> = { params, machine: machineInfo(), sqlite: { results: sqlite, ratios: ratiosOf(sqlite, params.sizes) } };
+	// Not the directory nor the database URL: machine paths stay out of the committed results.
+	const { sizes, rounds, mongoSizes, pageSize } = params;
+	const saved: Record<string, unknown> = { params: { sizes, rounds, mongoSizes, pageSize }, machine: machineInfo(), sqlite: { results: sqlite, ratios: ratiosOf(sqlite, sizes) } };
 	print("SQLite", sqlite, params.sizes, ratiosOf(sqlite, params.sizes));
 	if (params.mongoSizes.length > 0) {
 		const ferretDb = await startFerretDb({ postgresqlUrl: params.postgresqlUrl });
