@@ -8,7 +8,7 @@
  */
 import type { ServiceBroker } from "moleculer";
 import { asOperator, UsageError, type ReplArgs, type ReplCommand } from "../cluster/repl-commands.ts";
-import type { ImageDoc, ImageStatus } from "../models/images/image.ts";
+import type { ImageDoc, ImageStatus, SearchPage } from "../models/images/image.ts";
 import { retag } from "./classify.ts";
 import { reprocessImages } from "./queue.ts";
 
@@ -20,9 +20,10 @@ async function stats(broker: ServiceBroker): Promise<void> {
 }
 
 async function find(broker: ServiceBroker, query: string): Promise<void> {
-	const page = await broker.call<{ items: ImageDoc[]; total: number }, object>("images.list", { q: query, limit: FIND_LIMIT }, asOperator);
+	const page = await broker.call<SearchPage<ImageDoc>, object>("images.list", { q: query, limit: FIND_LIMIT }, asOperator);
 	if (page.total === 0) return console.log("No image matches.");
-	console.log(`${page.total} image(s) match${page.total > page.items.length ? `; the newest ${page.items.length} shown` : ""}`);
+	const more = page.totalIsEstimate ? " or more" : "";
+	console.log(`${page.total}${more} image(s) match${page.total > page.items.length ? `; the newest ${page.items.length} shown` : ""}`);
 	console.table(
 		page.items.map(image => ({
 			id: image.id,

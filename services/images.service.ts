@@ -150,7 +150,7 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 				const viewer = this.viewerOf(ctx);
 				const parsed = p.q ? await this.searchQueryOf(p.q, viewer) : undefined;
 				const owner = await this.ownerOf(ctx, ownerNamesOf(p.owner, parsed));
-				if (owner === null) return { items: [], nextCursor: null, total: 0 };
+				if (owner === null) return { items: [], nextCursor: null, total: 0, totalIsEstimate: false };
 				const filter: ImageFilter = {
 					viewer,
 					query: parsed && { ...parsed, ownerName: undefined },

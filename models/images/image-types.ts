@@ -96,6 +96,12 @@ export interface Page<T> {
 	total: number;
 }
 
+/** A page of an image search, whose total is only counted so far (see EXACT_TOTAL_LIMIT in paging.ts). */
+export interface SearchPage<T> extends Page<T> {
+	/** When true, counting stopped: more than `total` images match. When false, `total` is exact. */
+	totalIsEstimate: boolean;
+}
+
 export interface CountAndBytes {
 	count: number;
 	bytes: number;

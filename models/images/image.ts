@@ -5,12 +5,12 @@
  * every implementation.
  */
 import type { Viewer } from "../shared/access.ts";
-import type { ImageDoc, ImageMetadata, ImageStats, ImageStatus, Page, Rendition, SortKey, Visibility } from "./image-types.ts";
+import type { ImageDoc, ImageMetadata, ImageStats, ImageStatus, Rendition, SearchPage, SortKey, Visibility } from "./image-types.ts";
 import type { SearchQuery } from "./search-query.ts";
 
 // The document and API shapes are declared once, in the pure-type image-types.ts (the web app
 // imports that file, so it cannot depend on search-query.ts and the server runtime behind it).
-export type { CountAndBytes, ImageDoc, ImageMetadata, ImageStats, ImageStatus, Page, Rendition, SortKey, Tag, TagSource, Visibility } from "./image-types.ts";
+export type { CountAndBytes, ImageDoc, ImageMetadata, ImageStats, ImageStatus, Page, Rendition, SearchPage, SortKey, Tag, TagSource, Visibility } from "./image-types.ts";
 
 /** Every field of an ImageDoc but its id, for stores that map records field by field. */
 export const IMAGE_FIELDS = [
@@ -42,13 +42,18 @@ export interface ImageFilter {
 
 export interface ImageRepository {
 	insert(doc: ImageDoc): Promise<void>;
+	/**
+	 * Inserts many new images at once (bulk loads: benchmarks, migrations), faster than one by one.
+	 * A taken id fails with ConflictError, as insert does; the images before it may be stored.
+	 */
+	insertMany(docs: ImageDoc[]): Promise<void>;
 	get(id: string): Promise<ImageDoc | null>;
 	update(id: string, patch: ImagePatch): Promise<ImageDoc | null>;
 	remove(id: string): Promise<ImageDoc | null>;
 	listByOwner(owner: string): Promise<ImageDoc[]>;
 	/** Atomically adds `by` to the view count; returns the new count, or null if no such image. */
 	incrementViews(id: string, by?: number): Promise<number | null>;
-	search(filter: ImageFilter): Promise<Page<ImageDoc>>;
+	search(filter: ImageFilter): Promise<SearchPage<ImageDoc>>;
 	/** Which of these tag labels some image the viewer may see carries (for multi-word `tag:`). */
 	existingTags(labels: string[], viewer: Viewer): Promise<string[]>;
 	/** Which of these SHA-256 digests some image's original has, whoever may see it (the garbage collector's question). */

@@ -24,13 +24,13 @@ import {
 	type ImagePatch,
 	type ImageRepository,
 	type ImageStats,
-	type Page,
 	type Rendition,
+	type SearchPage,
 	type StatusChange,
 	type Tag
 } from "./image.ts";
 import { definedFields, pick } from "../shared/fields.ts";
-import { type Cursor, pageOf, pageRequest, type SortSpec } from "./paging.ts";
+import { COUNTED_TOTAL_LIMIT, type Cursor, pageOf, pageRequest, type SortSpec, totalOf } from "./paging.ts";
 import { accessConditions, searchConditions, type SearchCondition } from "./search-filter.ts";
 import type { Viewer } from "../shared/access.ts";
 import { KeyedLock } from "../shared/keyed-lock.ts";
@@ -188,7 +188,9 @@ export class MongoImageRepository extends MongoBackend implements ImageRepositor
 			// The reconciler's claimStuck.
 			{ key: { status: 1, updatedAt: 1 } },
 			{ key: { visibility: 1, createdAt: 1, _id: 1 } },
-			{ key: { category: 1, createdAt: 1 } },
+			{ key: { visibility: 1, views: 1, _id: 1 } },
+			{ key: { visibility: 1, name: 1, _id: 1 } },
+			{ key: { category: 1, createdAt: 1, _id: 1 } },
 			{ key: { ownerName: 1 } },
 			{ key: { sha256: 1 } },
 			{ key: { tagLabels: 1 } },
@@ -202,6 +204,18 @@ export class MongoImageRepository extends MongoBackend implements ImageRepositor
 				await this.images.insertOne(toRecord(doc));
 			} catch (err) {
 				if (isDuplicateKey(err)) throw new ConflictError(`Image ${doc.id} already exists`, "IMAGE_EXISTS");
+				throw err;
+			}
+		});
+	}
+
+	async insertMany(docs: ImageDoc[]): Promise<void> {
+		if (docs.length === 0) return;
+		await this.run(async () => {
+			try {
+				await this.images.insertMany(docs.map(toRecord));
+			} catch (err) {
+				if (isDuplicateKey(err)) throw new ConflictError("An image with one of these ids already exists", "IMAGE_EXISTS");
 				throw err;
 			}
 		});
@@ -241,16 +255,16 @@ export class MongoImageRepository extends MongoBackend implements ImageRepositor
 		});
 	}
 
-	async search(filter: ImageFilter): Promise<Page<ImageDoc>> {
+	async search(filter: ImageFilter): Promise<SearchPage<ImageDoc>> {
 		const { spec, after } = pageRequest(filter);
 		const matching = compile(searchConditions(filter));
 		const page = after ? [...matching, afterCursor(spec, after)] : matching;
 		return this.run(async () => {
 			const [records, total] = await Promise.all([
 				this.images.find(matchAll(page)).sort(sortOf(spec)).limit(filter.limit + 1).toArray(),
-				this.images.countDocuments(matchAll(matching))
+				this.images.countDocuments(matchAll(matching), { limit: COUNTED_TOTAL_LIMIT })
 			]);
-			return { ...pageOf(records.map(fromRecord), filter, spec), total };
+			return { ...pageOf(records.map(fromRecord), filter, spec), ...totalOf(total) };
 		});
 	}
 

@@ -5,7 +5,7 @@
  * elsewhere never shift the next page.
  */
 import { BadRequestError } from "../shared/errors.ts";
-import type { ImageDoc, ImageFilter, Page, SortKey } from "./image.ts";
+import type { ImageDoc, ImageFilter, Page, SearchPage, SortKey } from "./image.ts";
 
 export interface SortSpec {
 	field: "createdAt" | "views" | "name";
@@ -77,4 +77,17 @@ export function pageOf(matches: ImageDoc[], filter: ImageFilter, spec: SortSpec)
 	const hasMore = matches.length > filter.limit;
 	const items = hasMore ? matches.slice(0, filter.limit) : matches;
 	return { items, nextCursor: hasMore ? encodeCursor(filter.sort, spec, items.at(-1)!) : null };
+}
+
+/**
+ * Totals are exact up to this many matches. Counting every match costs as much as the matches
+ * (775 ms for a million), so beyond it counting stops and the page says so (totalIsEstimate).
+ */
+export const EXACT_TOTAL_LIMIT = 1000;
+/** How far backends count: one past the exact limit tells that more match. */
+export const COUNTED_TOTAL_LIMIT = EXACT_TOTAL_LIMIT + 1;
+
+/** The total of a page from a count stopped at COUNTED_TOTAL_LIMIT. */
+export function totalOf(counted: number): Pick<SearchPage<ImageDoc>, "total" | "totalIsEstimate"> {
+	return counted > EXACT_TOTAL_LIMIT ? { total: EXACT_TOTAL_LIMIT, totalIsEstimate: true } : { total: counted, totalIsEstimate: false };
 }

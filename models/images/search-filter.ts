@@ -66,10 +66,34 @@ function queryConditions(query: NonNullable<ImageFilter["query"]>): SearchCondit
 	if (query.ownerName !== undefined) throw new Error("owner: must be resolved to an account id (filter.owner) before searching");
 	const where: SearchCondition[] = query.words.map(word => ({ kind: "word", word }));
 	if (query.prefix) where.push({ kind: "wordPrefix", prefix: query.prefix });
-	for (const phrase of query.phrases) where.push({ kind: "phrase", phrase });
-	for (const { field, phrase } of query.fieldPhrases) where.push({ kind: "fieldPhrase", field, phrase });
+	for (const phrase of query.phrases) where.push({ kind: "phrase", phrase }, ...keywordsInPhrase(phrase));
+	for (const { field, phrase } of query.fieldPhrases) where.push({ kind: "fieldPhrase", field, phrase }, ...keywordsInPhrase(phrase));
 	for (const labels of query.tagGroups) where.push({ kind: "anyTag", labels });
 	if (query.category !== undefined) where.push({ kind: "equals", field: "category", value: query.category });
 	if (query.createdFrom || query.createdBefore) where.push({ kind: "created", from: query.createdFrom, before: query.createdBefore });
 	return where;
+}
+
+/** Whole keywords a phrase adds at most (keywordsInPhrase). */
+const MAX_WHOLE_KEYWORDS_PER_PHRASE = 2;
+/** Splits text into runs of letters and digits, the characters keywords are made of (keywordsOf). */
+const NOT_KEYWORD = /[^\p{L}\p{N}]+/u;
+
+/**
+ * What a phrase says about the keywords of any image that contains it, as conditions the
+ * backends' keyword indexes can look up (the phrase condition itself needs the text): a run of
+ * letters and digits with other characters on both sides within the phrase is a whole keyword;
+ * the last run, with one before it, starts a keyword. The first run may end a longer keyword and
+ * a single run may sit inside one: they imply nothing an index can find. Only the longest whole
+ * keywords (the likeliest to be rare) are kept, so a long phrase adds few look-ups.
+ */
+function keywordsInPhrase(phrase: string): SearchCondition[] {
+	const runs = phrase.split(NOT_KEYWORD);
+	if (runs.length < 2) return [];
+	const whole: SearchCondition[] = [...new Set(runs.slice(1, -1).filter(run => run !== ""))]
+		.sort((a, b) => b.length - a.length)
+		.slice(0, MAX_WHOLE_KEYWORDS_PER_PHRASE)
+		.map(word => ({ kind: "word", word }));
+	const last = runs.at(-1)!;
+	return last === "" ? whole : [...whole, { kind: "wordPrefix", prefix: last }];
 }

@@ -4,7 +4,9 @@
  *
  * Search runs on side tables kept in step with each image row inside the same transaction:
  * image_tags (one row per distinct tag label) and image_words (one row per distinct keyword of
- * the searchable fields, see searchIndexOf), plus the normalized search_text column for phrases.
+ * the searchable fields, see searchIndexOf), plus the normalized search_text column for phrases,
+ * indexed by trigrams in image_text (FTS5, kept in step by triggers). How a search uses them so
+ * that it costs the same in a library of a million images as in one of ten thousand: see search.
  * Every value reaches SQL as a bound parameter; the only SQL assembled at run time joins fixed
  * fragments from this file.
  */
@@ -12,7 +14,7 @@ import type { DatabaseSync, SQLInputValue } from "node:sqlite";
 import { ConflictError } from "../shared/errors.ts";
 import { nowIso } from "../shared/ids.ts";
 import { definedFields } from "../shared/fields.ts";
-import { type Cursor, pageOf, pageRequest, type SortSpec } from "./paging.ts";
+import { COUNTED_TOTAL_LIMIT, type Cursor, EXACT_TOTAL_LIMIT, pageOf, pageRequest, type SortSpec, totalOf } from "./paging.ts";
 import { accessConditions, searchConditions, type SearchCondition } from "./search-filter.ts";
 import type { Viewer } from "../shared/access.ts";
 import type {
@@ -24,8 +26,8 @@ import type {
 	ImageMetadata,
 	ImageStats,
 	ImageStatus,
-	Page,
 	Rendition,
+	SearchPage,
 	StatusChange,
 	Tag
 } from "./image.ts";
@@ -99,7 +101,36 @@ const MIGRATIONS = [
 	ALTER TABLE images ADD COLUMN metadata TEXT; -- JSON ImageMetadata, null until processed
 	ALTER TABLE images ADD COLUMN renditions TEXT NOT NULL DEFAULT '[]'; -- JSON array of Rendition
 	-- The reconciler's scan for stuck work; few rows are ever processing, so the index stays tiny.
-	CREATE INDEX images_processing ON images (updated_at, id) WHERE status = 'processing';`
+	CREATE INDEX images_processing ON images (updated_at, id) WHERE status = 'processing';`,
+	// Search flat in the library size (docs/benchmarks.md, "Search"). A user's pages walk the
+	// public images and their own private ones as two ordered branches (visibleBranches), so the
+	// public branch needs an ordered index per sort; a category page walks its own index in order.
+	// image_text indexes search_text by trigrams for phrases, kept in step by triggers and filled
+	// here for the existing rows. It maps images by rowid, which VACUUM may renumber on a table
+	// without an INTEGER PRIMARY KEY: after a VACUUM, run INSERT INTO image_text(image_text)
+	// VALUES ('rebuild').
+	`CREATE INDEX images_visibility_views ON images (visibility, views, id);
+	CREATE INDEX images_visibility_name ON images (visibility, name, id);
+	-- The user's own branch: their non-public images in each sort order (an owner of thousands of
+	-- public images would otherwise sort them all to find a page of private ones).
+	CREATE INDEX images_unlisted_created ON images (owner, created_at, id) WHERE visibility <> 'public';
+	CREATE INDEX images_unlisted_views ON images (owner, views, id) WHERE visibility <> 'public';
+	CREATE INDEX images_unlisted_name ON images (owner, name, id) WHERE visibility <> 'public';
+	DROP INDEX images_category;
+	CREATE INDEX images_category ON images (category, created_at, id);
+
+	CREATE VIRTUAL TABLE image_text USING fts5(search_text, content = 'images', content_rowid = 'rowid', tokenize = 'trigram');
+	CREATE TRIGGER image_text_insert AFTER INSERT ON images BEGIN
+		INSERT INTO image_text (rowid, search_text) VALUES (new.rowid, new.search_text);
+	END;
+	CREATE TRIGGER image_text_delete AFTER DELETE ON images BEGIN
+		INSERT INTO image_text (image_text, rowid, search_text) VALUES ('delete', old.rowid, old.search_text);
+	END;
+	CREATE TRIGGER image_text_update AFTER UPDATE OF search_text ON images BEGIN
+		INSERT INTO image_text (image_text, rowid, search_text) VALUES ('delete', old.rowid, old.search_text);
+		INSERT INTO image_text (rowid, search_text) VALUES (new.rowid, new.search_text);
+	END;
+	INSERT INTO image_text (image_text) VALUES ('rebuild');`
 ];
 
 /** The images database, migrated; categories live in it too (models/categories/sqlite-repository.ts). */
@@ -210,10 +241,24 @@ function fromRow(row: ImageRow): ImageDoc {
 interface Conditions {
 	clauses: string[];
 	params: SQLInputValue[];
+	/** FTS5 queries of the phrases the clauses look up, the n-th as the table `matched_n` (withSql). */
+	textMatches: string[];
 }
 
+const NO_CONDITIONS: Conditions = { clauses: [], params: [], textMatches: [] };
+
 function and(conditions: Conditions, clause: string, ...params: SQLInputValue[]): Conditions {
-	return { clauses: [...conditions.clauses, clause], params: [...conditions.params, ...params] };
+	return { ...conditions, clauses: [...conditions.clauses, clause], params: [...conditions.params, ...params] };
+}
+
+/**
+ * The phrase look-ups as materialized common table expressions: each runs once per statement,
+ * however many branches (visibleBranches) use it.
+ */
+function withSql(conditions: Conditions): string {
+	if (conditions.textMatches.length === 0) return "";
+	const tables = conditions.textMatches.map((_, n) => `matched_${n} AS MATERIALIZED (SELECT rowid FROM image_text WHERE image_text MATCH ?)`);
+	return `WITH ${tables.join(", ")}`;
 }
 
 function whereSql(conditions: Conditions): string {
@@ -227,33 +272,93 @@ function placeholders(count: number): string {
 /** The highest code point: prefix + it is above every string that starts with prefix. */
 const MAX_CHAR = "\u{10FFFF}";
 
-/** Columns of the equality conditions: fixed names, never input. */
-const EQUALS_COLUMNS: Record<Extract<SearchCondition, { kind: "equals" }>["field"], string> = {
-	visibility: "i.visibility",
+/** Columns of the equality conditions but visibility (visibilityColumn): fixed names, never input. */
+const EQUALS_COLUMNS: Record<Exclude<Extract<SearchCondition, { kind: "equals" }>["field"], "visibility">, string> = {
 	category: "i.category",
 	owner: "i.owner"
 };
 
-function withAnyTag(where: Conditions, labels: string[]): Conditions {
-	return and(where, `i.id IN (SELECT image_id FROM image_tags WHERE label IN (${placeholders(labels.length)}))`, ...labels);
+/**
+ * How a search finds its rows. "narrow": one condition, the lead (leadOf), is an index lookup
+ * that yields its images, the other tags, words and phrases are checked on each of those, and
+ * the matches are sorted; right when few images match. "walk": the page walks the sort index in
+ * order, checks each image as it passes and stops at a full page; right when many match, where
+ * sorting every match would cost the library's size. The capped count decides (search).
+ */
+type Plan = { kind: "narrow"; lead: SearchCondition | null } | { kind: "walk" };
+
+/** With no lead (null), every lookup lists its images and SQLite intersects the lists. */
+function leads(plan: Plan, condition: SearchCondition): boolean {
+	return plan.kind === "narrow" && (plan.lead === null || plan.lead === condition);
 }
 
-function withCondition(where: Conditions, condition: SearchCondition): Conditions {
+/** How many of the newest images (by rowid) a count of large lookups checks first (countMatches). */
+const RECENT_WINDOW = 20_000;
+
+/** The shortest phrase the trigram index can look up; shorter ones are only checked by instr. */
+const MIN_INDEXED_PHRASE = 3;
+
+function isIndexedPhrase(condition: SearchCondition): boolean {
+	return (condition.kind === "phrase" || condition.kind === "fieldPhrase") && [...condition.phrase].length >= MIN_INDEXED_PHRASE;
+}
+
+/** A phrase as one FTS5 string: quotes doubled, so nothing in it is read as query syntax. */
+function ftsPhrase(phrase: string): string {
+	return `"${phrase.replaceAll('"', '""')}"`;
+}
+
+/**
+ * The images a tag or word condition holds for, as SQL that either lists them (`i.id IN`, for
+ * the lead) or checks one image (`EXISTS`, correlated, so it never lists them all).
+ */
+function withLookup(where: Conditions, lead: boolean, table: "image_tags" | "image_words", test: string, ...params: SQLInputValue[]): Conditions {
+	return lead
+		? and(where, `i.id IN (SELECT image_id FROM ${table} WHERE ${test})`, ...params)
+		: and(where, `EXISTS (SELECT 1 FROM ${table} WHERE image_id = i.id AND ${test})`, ...params);
+}
+
+/** The lookup of a tag or word condition, or null for conditions without one. */
+function lookupOf(condition: SearchCondition): { table: "image_tags" | "image_words"; test: string; params: SQLInputValue[] } | null {
+	switch (condition.kind) {
+		case "anyTag":
+			return { table: "image_tags", test: `label IN (${placeholders(condition.labels.length)})`, params: condition.labels };
+		case "word":
+			return { table: "image_words", test: "word = ?", params: [condition.word] };
+		case "wordPrefix":
+			return { table: "image_words", test: "word >= ? AND word < ?", params: [condition.prefix, condition.prefix + MAX_CHAR] };
+		default:
+			return null;
+	}
+}
+
+/**
+ * instr decides (the trigram tokenizer folds case its own way, so its matches are a superset of
+ * ours); as the lead, the trigram index first finds the images that contain the phrase at all.
+ */
+function withPhrase(where: Conditions, textSql: string, phrase: string, lead: boolean): Conditions {
+	const found = and(where, `instr(${textSql}, ?) > 0`, phrase);
+	if (!lead || [...phrase].length < MIN_INDEXED_PHRASE) return found;
+	const indexed = and(found, `i.rowid IN matched_${where.textMatches.length}`);
+	return { ...indexed, textMatches: [...where.textMatches, ftsPhrase(phrase)] };
+}
+
+/** `visibility`: the visibility column as this search may use it (visibilityColumn). */
+function withCondition(where: Conditions, condition: SearchCondition, plan: Plan, visibility: string): Conditions {
 	switch (condition.kind) {
 		case "equals":
-			return and(where, `${EQUALS_COLUMNS[condition.field]} = ?`, condition.value);
+			return and(where, `${condition.field === "visibility" ? visibility : EQUALS_COLUMNS[condition.field]} = ?`, condition.value);
 		case "publicOrOwnedBy":
 			return and(where, "(i.visibility = ? OR i.owner = ?)", "public", condition.owner);
 		case "anyTag":
-			return withAnyTag(where, condition.labels);
 		case "word":
-			return and(where, "i.id IN (SELECT image_id FROM image_words WHERE word = ?)", condition.word);
-		case "wordPrefix":
-			return and(where, "i.id IN (SELECT image_id FROM image_words WHERE word >= ? AND word < ?)", condition.prefix, condition.prefix + MAX_CHAR);
+		case "wordPrefix": {
+			const { table, test, params } = lookupOf(condition)!;
+			return withLookup(where, leads(plan, condition), table, test, ...params);
+		}
 		case "phrase":
-			return and(where, "instr(i.search_text, ?) > 0", condition.phrase);
+			return withPhrase(where, "i.search_text", condition.phrase, leads(plan, condition));
 		case "fieldPhrase":
-			return and(where, `instr(${FIELD_TEXT[condition.field]}, ?) > 0`, condition.phrase);
+			return withPhrase(where, FIELD_TEXT[condition.field], condition.phrase, leads(plan, condition));
 		case "created": {
 			const from = condition.from ? and(where, "i.created_at >= ?", condition.from) : where;
 			return condition.before ? and(from, "i.created_at < ?", condition.before) : from;
@@ -270,21 +375,63 @@ const FIELD_TEXT: Record<SearchableField, string> = {
 	description: `substr(${AFTER_NAME}, 1, instr(${AFTER_NAME}, char(10)) - 1)`
 };
 
-function compile(conditions: SearchCondition[]): Conditions {
-	return conditions.reduce(withCondition, { clauses: [], params: [] });
+function compile(conditions: SearchCondition[], plan: Plan = { kind: "walk" }): Conditions {
+	const visibility = visibilityColumn(conditions);
+	return conditions.reduce((where, condition) => withCondition(where, condition, plan, visibility), NO_CONDITIONS);
+}
+
+/**
+ * The search as branches whose union is the result. A user's "public or mine" becomes two
+ * disjoint branches, public images and the user's other ones, each an equality that leads an
+ * ordered index: an OR of the two would make SQLite collect and sort every visible image.
+ */
+function visibleBranches(conditions: SearchCondition[], plan: Plan): Conditions[] {
+	const access = conditions.find(condition => condition.kind === "publicOrOwnedBy");
+	const rest = compile(
+		conditions.filter(condition => condition !== access),
+		plan
+	);
+	if (!access) return [rest];
+	// 'public' as a literal in the second branch: only then can SQLite use the images_unlisted_*
+	// partial indexes, whose WHERE clause it must see implied.
+	return [and(rest, `${visibilityColumn(conditions)} = ?`, "public"), and(rest, "i.owner = ? AND i.visibility <> 'public'", access.owner)];
+}
+
+/**
+ * The visibility column, made unusable by indexes (unary +) when a category, owner or date
+ * condition can lead instead: those are always narrower than "public", but SQLite's sampled
+ * statistics (PRAGMA optimize) can rate them alike and pick the visibility index.
+ */
+function visibilityColumn(conditions: SearchCondition[]): string {
+	const narrower = conditions.some(condition => (condition.kind === "equals" && condition.field !== "visibility") || condition.kind === "created");
+	return narrower ? "+i.visibility" : "i.visibility";
+}
+
+/**
+ * The branches' rows as one SELECT (UNION ALL: the branches never share a row), with the WITH
+ * clause that must open the statement; `params` are in placeholder order, the WITH clause's first.
+ * The branches derive from the same conditions, so they share their phrase look-ups.
+ */
+function unionOf(branches: Conditions[], columns: string): { withSql: string; sql: string; params: SQLInputValue[] } {
+	return {
+		withSql: withSql(branches[0]!),
+		sql: branches.map(branch => `SELECT ${columns} FROM images i ${whereSql(branch)}`).join(" UNION ALL "),
+		params: [...branches[0]!.textMatches, ...branches.flatMap(branch => branch.params)]
+	};
 }
 
 /** The column of each sort field: fixed names, never input. */
-const SORT_COLUMNS: Record<SortSpec["field"], string> = { createdAt: "i.created_at", views: "i.views", name: "i.name" };
+const SORT_COLUMNS: Record<SortSpec["field"], string> = { createdAt: "created_at", views: "views", name: "name" };
 
+/** Names the result columns, which a compound SELECT can only be ordered by. */
 function orderBySql(spec: SortSpec): string {
 	const direction = spec.descending ? "DESC" : "ASC";
-	return `ORDER BY ${SORT_COLUMNS[spec.field]} ${direction}, i.id ${direction}`;
+	return `ORDER BY ${SORT_COLUMNS[spec.field]} ${direction}, id ${direction}`;
 }
 
 /** Rows strictly after the cursor's row in the sort order: a row value comparison. */
 function afterCursor(where: Conditions, spec: SortSpec, cursor: Cursor): Conditions {
-	return and(where, `(${SORT_COLUMNS[spec.field]}, i.id) ${spec.descending ? "<" : ">"} (?, ?)`, cursor.value, cursor.id);
+	return and(where, `(i.${SORT_COLUMNS[spec.field]}, i.id) ${spec.descending ? "<" : ">"} (?, ?)`, cursor.value, cursor.id);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -312,24 +459,12 @@ export class SqliteImageRepository implements ImageRepository {
 	}
 
 	async insert(doc: ImageDoc): Promise<void> {
+		transaction(this.db, () => this.insertRow(doc));
+	}
+
+	async insertMany(docs: ImageDoc[]): Promise<void> {
 		transaction(this.db, () => {
-			const index = searchIndexOf(doc);
-			try {
-				this.db
-					.prepare(
-						`INSERT INTO images (id, owner, owner_name, name, description, filename, content_type, format, size, width,
-							height, sha256, encrypted, visibility, category, tags, views, status, status_reason, metadata, renditions, blob,
-							created_at, updated_at, search_text)
-						 VALUES (:id, :owner, :owner_name, :name, :description, :filename, :content_type, :format, :size, :width,
-							:height, :sha256, :encrypted, :visibility, :category, :tags, :views, :status, :status_reason, :metadata, :renditions, :blob,
-							:created_at, :updated_at, :search_text)`
-					)
-					.run({ ...toRow(doc), search_text: index.text });
-			} catch (err) {
-				if (uniqueViolationOf(err) === "images.id") throw new ConflictError(`Image ${doc.id} already exists`, "IMAGE_EXISTS");
-				throw err;
-			}
-			this.writeSideTables(doc, index);
+			for (const doc of docs) this.insertRow(doc);
 		});
 	}
 
@@ -359,12 +494,22 @@ export class SqliteImageRepository implements ImageRepository {
 		return row ? (row as { views: number }).views : null;
 	}
 
-	async search(filter: ImageFilter): Promise<Page<ImageDoc>> {
+	/**
+	 * Counts first, no further than COUNTED_TOTAL_LIMIT, from the narrowest index lookups. Few
+	 * matches: the page sorts them. Many: the page walks the sort index and stops when full, which
+	 * with that many matches is soon (see Plan). Either way no step reads more than about
+	 * EXACT_TOTAL_LIMIT images, whatever the library's size.
+	 */
+	async search(filter: ImageFilter): Promise<SearchPage<ImageDoc>> {
 		const { spec, after } = pageRequest(filter);
-		const matching = compile(searchConditions(filter));
-		const page = after ? afterCursor(matching, spec, after) : matching;
-		const matches = this.all(`SELECT ${IMAGE_COLUMNS} FROM images i ${whereSql(page)} ${orderBySql(spec)} LIMIT ?`, [...page.params, filter.limit + 1]);
-		return { ...pageOf(matches, filter, spec), total: this.count(matching) };
+		const conditions = searchConditions(filter);
+		const narrow: Plan = { kind: "narrow", lead: this.leadOf(conditions) };
+		const counted = this.countMatches(conditions, narrow);
+		const plan: Plan = counted > EXACT_TOTAL_LIMIT ? { kind: "walk" } : narrow;
+		const branches = visibleBranches(conditions, plan).map(branch => (after ? afterCursor(branch, spec, after) : branch));
+		const union = unionOf(branches, IMAGE_COLUMNS);
+		const matches = this.all(`${union.withSql} ${union.sql} ${orderBySql(spec)} LIMIT ?`, [...union.params, filter.limit + 1]);
+		return { ...pageOf(matches, filter, spec), ...totalOf(counted) };
 	}
 
 	async existingTags(labels: string[], viewer: Viewer): Promise<string[]> {
@@ -470,6 +615,27 @@ export class SqliteImageRepository implements ImageRepository {
 		closeDatabase(this.db);
 	}
 
+	/** Writes one new image with its search rows. Call inside a transaction. */
+	private insertRow(doc: ImageDoc): void {
+		const index = searchIndexOf(doc);
+		try {
+			this.db
+				.prepare(
+					`INSERT INTO images (id, owner, owner_name, name, description, filename, content_type, format, size, width,
+						height, sha256, encrypted, visibility, category, tags, views, status, status_reason, metadata, renditions, blob,
+						created_at, updated_at, search_text)
+					 VALUES (:id, :owner, :owner_name, :name, :description, :filename, :content_type, :format, :size, :width,
+						:height, :sha256, :encrypted, :visibility, :category, :tags, :views, :status, :status_reason, :metadata, :renditions, :blob,
+						:created_at, :updated_at, :search_text)`
+				)
+				.run({ ...toRow(doc), search_text: index.text });
+		} catch (err) {
+			if (uniqueViolationOf(err) === "images.id") throw new ConflictError(`Image ${doc.id} already exists`, "IMAGE_EXISTS");
+			throw err;
+		}
+		this.writeSideTables(doc, index);
+	}
+
 	private find(id: string): ImageDoc | null {
 		const row = this.db.prepare(`SELECT ${IMAGE_COLUMNS} FROM images i WHERE i.id = ?`).get(id);
 		return row ? fromRow(row as unknown as ImageRow) : null;
@@ -479,8 +645,45 @@ export class SqliteImageRepository implements ImageRepository {
 		return (this.db.prepare(sql).all(...params) as unknown as ImageRow[]).map(fromRow);
 	}
 
-	private count(where: Conditions): number {
-		const row = this.db.prepare(`SELECT COUNT(*) AS n FROM images i ${whereSql(where)}`).get(...where.params) as { n: number };
+	/**
+	 * The condition a narrow search starts from: the tag or word lookup that yields the fewest
+	 * images, when it yields few; else a phrase (rarer than any frequent word). Otherwise null:
+	 * every lookup lists its images, and SQLite intersects them (a Bloom filter beats checking
+	 * each image of one large list against the others). Decided here, by counting, because
+	 * SQLite's sampled statistics cannot tell a rare word from a frequent one.
+	 */
+	private leadOf(conditions: SearchCondition[]): SearchCondition | null {
+		const sizes = conditions.flatMap(condition => {
+			const lookup = lookupOf(condition);
+			if (!lookup) return [];
+			const sql = `SELECT COUNT(*) AS n FROM (SELECT 1 FROM ${lookup.table} WHERE ${lookup.test} LIMIT ?)`;
+			const { n } = this.db.prepare(sql).get(...lookup.params, COUNTED_TOTAL_LIMIT) as { n: number };
+			return [{ condition, n }];
+		});
+		const narrowest = sizes.reduce<(typeof sizes)[number] | null>((best, size) => (best === null || size.n < best.n ? size : best), null);
+		if (narrowest && narrowest.n <= EXACT_TOTAL_LIMIT) return narrowest.condition;
+		return conditions.find(isIndexedPhrase) ?? null;
+	}
+
+	/**
+	 * How many images match, counting no further than COUNTED_TOTAL_LIMIT. When every lookup is
+	 * large (no lead), intersecting them costs their whole length (170 ms for two frequent words
+	 * in a million images) even when matches abound, so the newest RECENT_WINDOW images are
+	 * checked first: enough matches among them settle it.
+	 */
+	private countMatches(conditions: SearchCondition[], narrow: Plan & { kind: "narrow" }): number {
+		if (narrow.lead === null && conditions.some(condition => lookupOf(condition) !== null)) {
+			const recent = visibleBranches(conditions, { kind: "walk" }).map(branch => and(branch, "i.rowid > (SELECT max(rowid) FROM images) - ?", RECENT_WINDOW));
+			const counted = this.countUpTo(recent, COUNTED_TOTAL_LIMIT);
+			if (counted > EXACT_TOTAL_LIMIT) return counted;
+		}
+		return this.countUpTo(visibleBranches(conditions, narrow), COUNTED_TOTAL_LIMIT);
+	}
+
+	/** How many rows the branches hold, counting no further than `limit`. */
+	private countUpTo(branches: Conditions[], limit: number): number {
+		const union = unionOf(branches, "1");
+		const row = this.db.prepare(`${union.withSql} SELECT COUNT(*) AS n FROM (${union.sql} LIMIT ?)`).get(...union.params, limit) as { n: number };
 		return row.n;
 	}
 

@@ -18,6 +18,7 @@ import type {
 	Tag
 } from "../../models/images/image.ts";
 import type { Viewer } from "../../models/shared/access.ts";
+import { EXACT_TOTAL_LIMIT } from "../../models/images/paging.ts";
 import { parseSearchQuery } from "../../models/images/search-query.ts";
 
 export interface ContractFixture {
@@ -143,6 +144,16 @@ export function imageRepositoryContract(name: string, make: () => Promise<Contra
 				assert.equal(await images.get("missing"), null);
 			});
 
+			it("inserts many documents at once, and rejects a taken id among them", async () => {
+				const docs = [image({ name: "Bulk one" }), image({ name: "Bulk two", visibility: "private" })];
+				await images.insertMany(docs);
+				await images.insertMany([]);
+				assert.deepEqual(await Promise.all(docs.map(doc => images.get(doc.id))), docs);
+				assert.deepEqual(await byQuery('"bulk t"'), idsOf(docs[1]!));
+				await assert.rejects(images.insertMany([image(), { ...docs[0]!, name: "other" }]), ConflictError);
+				assert.equal((await images.get(docs[0]!.id))?.name, "Bulk one");
+			});
+
 			it("rejects a second document with the same id", async () => {
 				const [doc] = await insert(image());
 				await assert.rejects(images.insert({ ...doc!, name: "other" }), ConflictError);
@@ -261,6 +272,42 @@ export function imageRepositoryContract(name: string, make: () => Promise<Contra
 				assert.deepEqual(await byQuery('"Red   CAR,"'), idsOf(red));
 				assert.deepEqual(await byQuery('"d car" "old"'), idsOf(inTag));
 				assert.deepEqual(await byQuery('"big car'), idsOf(apart));
+			});
+
+			it("matches phrases with punctuation, accents, parts of words and look-alikes of index syntax literally", async () => {
+				const code = image({ name: 'Using C++ (beta)* with "AND" NOT ^near' });
+				const cafe = image({ name: "Breakfast", description: "Café au lait, Zürich" });
+				const cart = image({ name: "bored carts" });
+				const short = image({ name: "x2 model" });
+				await insert(code, cafe, cart, short);
+
+				assert.deepEqual(await byQuery('"c++ (beta)*"'), idsOf(code));
+				assert.deepEqual(await byQuery('"and" "not ^near"'), idsOf(code), "operators are text, not syntax");
+				assert.deepEqual(await byQuery('"and" "not near"'), []);
+				assert.deepEqual(await byQuery('"with "and'), idsOf(code));
+				assert.deepEqual(await byQuery('"* with"'), idsOf(code));
+				assert.deepEqual(await byQuery('"cafe au lait, zur"'), idsOf(cafe));
+				assert.deepEqual(await byQuery('"ed car"'), idsOf(cart), "a phrase may start and end inside words");
+				assert.deepEqual(await byQuery('"x2"'), idsOf(short), "phrases shorter than the index's trigrams still match");
+				assert.deepEqual(await byQuery('"2 m"'), idsOf(short));
+				assert.deepEqual(await byQuery('name:"(beta)"'), idsOf(code));
+				assert.deepEqual(await byQuery('desc:"au lait"'), idsOf(cafe));
+				assert.deepEqual(await byQuery('name:"au lait"'), []);
+			});
+
+			it("forgets the phrases of removed and changed images, also when a new image takes the old one's place", async () => {
+				const first = image({ name: "Lighthouse at night" });
+				await insert(first);
+				await images.remove(first.id);
+				const second = image({ name: "Windmill by day" });
+				await insert(second);
+				assert.deepEqual(await byQuery('"lighthouse at"'), []);
+				assert.deepEqual(await byQuery('"windmill by"'), idsOf(second));
+				await images.update(second.id, { name: "Harbour crane" });
+				assert.deepEqual(await byQuery('"windmill by"'), []);
+				assert.deepEqual(await byQuery('"harbour cr"'), idsOf(second));
+				await images.clearCategory("none-such");
+				assert.deepEqual(await byQuery('name:"harbour"'), idsOf(second));
 			});
 
 			it("matches name: and desc: phrases in that field only", async () => {
@@ -450,6 +497,75 @@ export function imageRepositoryContract(name: string, make: () => Promise<Contra
 				}
 				await assert.rejects(images.search({ viewer: ADMIN, sort: "views", limit: 1, cursor: nextCursor }), BadRequestError);
 				await assert.rejects(images.search({ viewer: ADMIN, sort: "name", limit: 1, cursor: nextCursor }), BadRequestError);
+			});
+		});
+
+		describe("totals of large results", () => {
+			/**
+			 * One more public image of Bob's than an exact total counts, every third of them private,
+			 * plus a few of Alice's: all named, tagged and described alike, so every kind of condition
+			 * matches more than the limit.
+			 */
+			async function bulk(): Promise<ImageDoc[]> {
+				const docs = Array.from({ length: EXACT_TOTAL_LIMIT + 2 }, (_, i) =>
+					image({
+						owner: i % 100 === 7 ? "u-alice" : "u-bob",
+						ownerName: i % 100 === 7 ? "alice" : "bob",
+						visibility: i % 3 === 0 ? "private" : "public",
+						name: `Harbour crane ${i}`,
+						tags: tags("port"),
+						views: i % 5
+					})
+				);
+				await images.insertMany(docs);
+				return docs;
+			}
+
+			const visibleTo = (viewer: Viewer, docs: ImageDoc[]) =>
+				docs.filter(doc => doc.visibility === "public" || viewer?.role === "admin" || doc.owner === viewer?.id);
+			const newestFirst = (docs: ImageDoc[]) => [...docs].sort((a, b) => (a.createdAt < b.createdAt ? 1 : -1));
+
+			it("counts the total exactly up to EXACT_TOTAL_LIMIT matches, then stops and says the total is an estimate", async () => {
+				const docs = await bulk();
+				const page = (filter: Partial<ImageFilter>) => images.search({ viewer: ADMIN, sort: "-createdAt", limit: 5, ...filter });
+				const all = await page({});
+				assert.deepEqual({ total: all.total, totalIsEstimate: all.totalIsEstimate }, { total: EXACT_TOTAL_LIMIT, totalIsEstimate: true });
+				assert.ok(docs.length > EXACT_TOTAL_LIMIT);
+				const few = await page({ viewer: BOB, visibility: "private" });
+				const bobPrivate = docs.filter(doc => doc.owner === "u-bob" && doc.visibility === "private");
+				assert.deepEqual({ total: few.total, totalIsEstimate: few.totalIsEstimate }, { total: bobPrivate.length, totalIsEstimate: false });
+				const none = await page({ query: parseSearchQuery("nothing") });
+				assert.deepEqual({ total: none.total, totalIsEstimate: none.totalIsEstimate }, { total: 0, totalIsEstimate: false });
+			});
+
+			it("finds the same first page of a large result through every kind of condition, for each viewer", async () => {
+				const docs = await bulk();
+				for (const viewer of [null, ALICE, BOB, ADMIN]) {
+					const visible = newestFirst(visibleTo(viewer, docs));
+					const expectedFirst = visible.slice(0, 7).map(doc => doc.id);
+					for (const q of ["harbour", "harbour cra", '"bour crane"', "tag:port", 'name:"crane"', "date:2024"]) {
+						const result = await images.search({ viewer, query: parseSearchQuery(q), sort: "-createdAt", limit: 7 });
+						assert.deepEqual(result.items.map(doc => doc.id), expectedFirst, `${q} as ${viewer?.id ?? "anonymous"}`);
+						assert.equal(result.totalIsEstimate, visible.length > EXACT_TOTAL_LIMIT);
+					}
+					const mostViewed = await images.search({ viewer, sort: "-views", limit: 7 });
+					const byViews = [...visible].sort((a, b) => b.views - a.views || (a.id < b.id ? 1 : -1));
+					assert.deepEqual(mostViewed.items.map(doc => doc.id), byViews.slice(0, 7).map(doc => doc.id));
+				}
+			});
+
+			it("walks a user's pages across public and own private images without gaps, in every sort", async () => {
+				const docs = Array.from({ length: 17 }, (_, i) =>
+					image({ owner: i % 3 === 0 ? "u-alice" : "u-bob", visibility: i % 2 === 0 ? "private" : "public", name: `n${i % 4}`, views: i % 3 })
+				);
+				await insert(...docs);
+				const visible = visibleTo(ALICE, docs).map(doc => doc.id);
+				for (const sort of ["createdAt", "-createdAt", "views", "-views", "name"] as const) {
+					const everything = await found({ sort });
+					const { seen, totals } = await walk({ viewer: ALICE, sort, limit: 2 });
+					assert.deepEqual(seen, everything.filter(id => visible.includes(id)), sort);
+					assert.ok(totals.every(total => total === visible.length));
+				}
 			});
 		});
 

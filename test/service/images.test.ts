@@ -70,6 +70,7 @@ describe("images", () => {
 		const first = await alice.get("/api/images?limit=4");
 		assert.equal(first.status, 200);
 		assert.equal(first.body.total, PHOTOS.length);
+		assert.equal(first.body.totalIsEstimate, false, "a total this small is exact");
 		assert.equal(first.body.items.length, 4);
 		assert.ok(first.body.nextCursor);
 		const second = await alice.get(`/api/images?limit=4&cursor=${encodeURIComponent(first.body.nextCursor)}`);

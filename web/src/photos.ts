@@ -11,7 +11,7 @@
  *
  * Either way photos still processing are polled until the pipeline finishes them.
  */
-import type { Page } from "../../models/images/image-types.ts";
+import type { SearchPage } from "../../models/images/image-types.ts";
 import type { PublicImage } from "../../models/images/public-image.ts";
 import { api } from "./api.ts";
 import { dayLabel, dayOf, monthLabel, monthOf, takenKey } from "./dates.ts";
@@ -58,6 +58,8 @@ export function photoView(options: PhotosOptions): Photos {
 	if (!options.timeline) body.append(flat);
 	const rail: Scrubber | null = options.timeline ? scrubber(body) : null;
 	let total = 0;
+	/** The server stopped counting at `total`: more photos match (GET /images, totalIsEstimate). */
+	let totalIsEstimate = false;
 	let cursor: string | null = null;
 	let loading = false;
 	let destroyed = false;
@@ -72,8 +74,9 @@ export function photoView(options: PhotosOptions): Photos {
 		}
 		emptyState?.remove();
 		emptyState = null;
-		const noun = (n: number) => `${n.toLocaleString()} photo${n === 1 ? "" : "s"}`;
-		status.textContent = options.timeline && cursor ? `Loading… ${noun(shown)} of ${total.toLocaleString()}` : noun(Math.max(total, shown));
+		const more = totalIsEstimate ? "+" : "";
+		const noun = (n: number, suffix = "") => `${n.toLocaleString()}${suffix} photo${n === 1 && !suffix ? "" : "s"}`;
+		status.textContent = options.timeline && cursor ? `Loading… ${noun(shown)} of ${total.toLocaleString()}${more}` : noun(Math.max(total, shown), more);
 	}
 
 	function monthSection(month: string): HTMLElement {
@@ -130,10 +133,11 @@ export function photoView(options: PhotosOptions): Photos {
 			do {
 				const search = new URLSearchParams({ ...options.params, limit: options.timeline ? "100" : "24" });
 				if (cursor) search.set("cursor", cursor);
-				const page = await api<Page<PublicImage>>("GET", `/images?${search}`);
+				const page = await api<SearchPage<PublicImage>>("GET", `/images?${search}`);
 				if (destroyed) return;
 				page.items.forEach(add);
 				total = page.total;
+				totalIsEstimate = page.totalIsEstimate;
 				cursor = page.nextCursor;
 				more.hidden = options.timeline || !cursor;
 				showCount();
