@@ -482,8 +482,8 @@ export async function waitForIdle(pid: number, maxMs = 20_000, windowMs = 500, t
 
 const MAX_PIXELS = 100_000_000;
 
-/** Deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
+/** Deterministic pseudo-random numbers in [0, 1) (mulberry32): every run sees the same data. */
+export function prng(seed: number): () => number {
 	let state = seed >>> 0;
 	return () => {
 		state = (state + 0x6d2b79f5) >>> 0;

@@ -33,7 +33,7 @@ import { parseSearchQuery } from "../models/images/search-query.ts";
 import { MongoImageRepository } from "../models/images/mongo-repository.ts";
 import { SqliteImageRepository } from "../models/images/sqlite-repository.ts";
 import { dropDatabase, startFerretDb } from "../test/helpers/ferretdb.ts";
-import { envInt, machineInfo, percentile, printTable, round, saveResults } from "./lib.ts";
+import { envInt, machineInfo, percentile, printTable, prng, round, saveResults } from "./lib.ts";
 
 const params = {
 	sizes: (process.env.BENCH_SEARCH_SIZES || "10000,100000,1000000").split(",").map(Number),
@@ -55,18 +55,6 @@ const START = Date.UTC(2021, 0, 1);
 /** Images per insertMany while generating. */
 const BATCH = 5000;
 
-/** Deterministic pseudo-random numbers (mulberry32), so every run sees the same library. */
-function randomFrom(seed: number): () => number {
-	let state = seed >>> 0;
-	return () => {
-		state = (state + 0x6d2b79f5) >>> 0;
-		let t = state;
-		t = Math.imul(t ^ (t >>> 15), t | 1);
-		t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-		return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-	};
-}
-
 /** An index in [0, n) where small ones are far more frequent (roughly Zipf, like real words). */
 function zipf(random: () => number, n: number): number {
 	return Math.min(n - 1, Math.floor(Math.exp(random() * Math.log(n + 1)) - 1));
@@ -86,7 +74,7 @@ function words(random: () => number, count: number): string {
 
 /** The i-th of `size` images, created in order over the span, like a library that grew over five years. */
 function imageOf(i: number, size: number): ImageDoc {
-	const random = randomFrom(i * 2654435761);
+	const random = prng(i * 2654435761);
 	// A tenth of the images belong to ten heavy owners.
 	const owner = random() < 0.1 ? Math.floor(random() * 10) : Math.floor(random() * OWNERS);
 	const createdAt = new Date(START + Math.floor((i / size) * SPAN_MS)).toISOString();

@@ -219,30 +219,43 @@ export class DurableRedisAdapter extends RedisAdapter {
 
 	/** New entries, as upstream reads them: blocking, at most as many as there are free slots. */
 	private async readLoop(chan: Chan, reader: Client): Promise<void> {
-		let failures = 0;
-		while (this.reading(chan)) {
-			if (this.freeSlots(chan) <= 0) {
-				await sleep(FULL_POLL_MS);
-				continue;
+		await this.pollLoop(chan, {
+			poll: async count => {
+				const reply = await reader.callBuffer("XREADGROUP", "GROUP", chan.group, chan.id, "BLOCK", chan.redis.readTimeoutInterval, "COUNT", count, "STREAMS", chan.name, ">");
+				return () => {
+					if (reply) void this.processMessage(chan, reply as any[]);
+				};
 			}
-			const sentAt = Date.now();
-			try {
-				const reply = await reader.callBuffer("XREADGROUP", "GROUP", chan.group, chan.id, "BLOCK", chan.redis.readTimeoutInterval, "COUNT", this.freeSlots(chan), "STREAMS", chan.name, ">");
-				failures = 0;
-				this.recovered(chan);
-				if (reply) void this.processMessage(chan, reply as any[]);
-			} catch (err) {
-				// Closing the connection is how a stop breaks the blocking read.
-				if (!this.reading(chan)) return;
-				await this.recover(chan, err, sentAt, ++failures);
-			}
-		}
+		});
 	}
 
 	/** Entries idle for minIdleTime (their consumer died, failed them, or handed them back). */
 	private async claimLoop(chan: Chan): Promise<void> {
 		// XAUTOCLAIM walks the pending list from a cursor; "0-0" when it went round.
 		let cursor = "0-0";
+		await this.pollLoop(chan, {
+			poll: async count => {
+				const reply = (await this.client(this.claimName).callBuffer("XAUTOCLAIM", chan.name, chan.group, chan.id, chan.redis.minIdleTime, cursor, "COUNT", count)) as [Buffer, unknown[]];
+				return async () => {
+					cursor = reply[0].toString();
+					if (reply[1].length > 0) {
+						this.metricsIncrement("moleculer.channels.messages.retries.total", chan);
+						void this.processMessage(chan, [reply]);
+					}
+					await sleep(chan.redis.claimInterval);
+				};
+			},
+			// The pending list it walked may be gone with the group.
+			failed: () => void (cursor = "0-0")
+		});
+	}
+
+	/**
+	 * The loop both readers share: while the channel is read and has free slots, `poll` asks Redis
+	 * for at most that many entries, and what it returns handles them once the connection is known
+	 * to be sound again. A failure goes to `recover` (a lost group, a Redis away).
+	 */
+	private async pollLoop(chan: Chan, step: { poll(count: number): Promise<() => unknown>; failed?(): void }): Promise<void> {
 		let failures = 0;
 		while (this.reading(chan)) {
 			if (this.freeSlots(chan) <= 0) {
@@ -250,23 +263,19 @@ export class DurableRedisAdapter extends RedisAdapter {
 				continue;
 			}
 			const sentAt = Date.now();
+			let handle: () => unknown;
 			try {
-				const reply = (await this.client(this.claimName).callBuffer("XAUTOCLAIM", chan.name, chan.group, chan.id, chan.redis.minIdleTime, cursor, "COUNT", this.freeSlots(chan))) as [Buffer, unknown[]];
-				failures = 0;
-				this.recovered(chan);
-				cursor = reply[0].toString();
-				if (reply[1].length > 0) {
-					this.metricsIncrement("moleculer.channels.messages.retries.total", chan);
-					void this.processMessage(chan, [reply]);
-				}
+				handle = await step.poll(this.freeSlots(chan));
 			} catch (err) {
+				// Closing the connection is how a stop breaks the blocking read.
 				if (!this.reading(chan)) return;
-				// The pending list it walked may be gone with the group.
-				cursor = "0-0";
+				step.failed?.();
 				await this.recover(chan, err, sentAt, ++failures);
 				continue;
 			}
-			await sleep(chan.redis.claimInterval);
+			failures = 0;
+			this.recovered(chan);
+			await handle();
 		}
 	}
 
