@@ -64,8 +64,10 @@ export interface Config {
 	mongoUrl: string | undefined;
 	/** How long a MongoDB call waits for a reachable server before failing with 503. */
 	mongoTimeoutMs: number;
-	/** Where blobs live: files under DATA_DIR, or GridFS in the MONGO_URL database. */
+	/** Where blobs live: files under DATA_DIR, GridFS in the MONGO_URL database, or an S3 bucket. */
 	storage: StorageBackend;
+	/** The bucket of STORAGE=s3; unset for the other backends. */
+	s3: S3Settings | undefined;
 
 	// --- durable jobs and processing ---
 	/** Messages one worker node processes at once, per channel (@moleculer/channels maxInFlight). */
@@ -190,13 +192,46 @@ function heartbeatTimeout(env: NodeJS.ProcessEnv): number {
 	return timeout;
 }
 
-export type StorageBackend = "fs" | "gridfs";
+export type StorageBackend = "fs" | "gridfs" | "s3";
+const STORAGE_BACKENDS: StorageBackend[] = ["fs", "gridfs", "s3"];
 
 function storageBackend(env: NodeJS.ProcessEnv): StorageBackend {
-	const raw = (env.STORAGE || "fs").toLowerCase();
-	if (raw !== "fs" && raw !== "gridfs") throw new Error(`STORAGE must be fs or gridfs, got "${raw}"`);
+	const raw = (env.STORAGE || "fs").toLowerCase() as StorageBackend;
+	if (!STORAGE_BACKENDS.includes(raw)) throw new Error(`STORAGE must be one of ${STORAGE_BACKENDS.join(", ")}, got "${raw}"`);
 	if (raw === "gridfs" && !env.MONGO_URL) throw new Error("STORAGE=gridfs keeps blobs in MongoDB: set MONGO_URL too");
 	return raw;
+}
+
+/** An S3 bucket and how to reach it (the S3BlobStore's S3Location). */
+export interface S3Settings {
+	/** Unset: AWS S3 itself. */
+	endpoint: string | undefined;
+	region: string;
+	bucket: string;
+	/** Prepended to every object name (e.g. `imgmesh/`), so deployments can share a bucket. */
+	prefix: string;
+	/** Unset: the SDK's default credential chain (AWS_* variables, profile, instance role). */
+	credentials: { accessKeyId: string; secretAccessKey: string } | undefined;
+	forcePathStyle: boolean;
+}
+
+function s3Settings(env: NodeJS.ProcessEnv): S3Settings | undefined {
+	if (storageBackend(env) !== "s3") return undefined;
+	const bucket = env.S3_BUCKET;
+	if (!bucket) throw new Error("STORAGE=s3 needs S3_BUCKET");
+	const accessKeyId = env.S3_ACCESS_KEY_ID || "";
+	const secretAccessKey = env.S3_SECRET_ACCESS_KEY || "";
+	if (Boolean(accessKeyId) !== Boolean(secretAccessKey)) throw new Error("Set both S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY, or neither (the SDK's default credentials)");
+	const endpoint = env.S3_ENDPOINT || undefined;
+	return {
+		endpoint,
+		region: env.S3_REGION || "us-east-1",
+		bucket,
+		prefix: env.S3_PREFIX || "",
+		credentials: accessKeyId ? { accessKeyId, secretAccessKey } : undefined,
+		// S3-compatible servers at an endpoint of their own rarely have per-bucket host names.
+		forcePathStyle: boolean(env, "S3_FORCE_PATH_STYLE", endpoint !== undefined)
+	};
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -244,6 +279,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		mongoUrl: env.MONGO_URL || undefined,
 		mongoTimeoutMs: integer(env, "MONGO_TIMEOUT_MS", 1500, 100),
 		storage: storageBackend(env),
+		s3: s3Settings(env),
 
 		// --- durable jobs and processing ---
 		workerMaxInFlight: integer(env, "WORKER_MAX_IN_FLIGHT", 2, 1),
