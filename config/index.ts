@@ -215,6 +215,11 @@ export interface S3Settings {
 	forcePathStyle: boolean;
 }
 
+/** An object name prefix as a folder: `imgmesh` and `imgmesh/` both mean objects under `imgmesh/`. */
+function folder(prefix: string): string {
+	return prefix === "" || prefix.endsWith("/") ? prefix : `${prefix}/`;
+}
+
 function s3Settings(env: NodeJS.ProcessEnv): S3Settings | undefined {
 	if (storageBackend(env) !== "s3") return undefined;
 	const bucket = env.S3_BUCKET;
@@ -227,7 +232,7 @@ function s3Settings(env: NodeJS.ProcessEnv): S3Settings | undefined {
 		endpoint,
 		region: env.S3_REGION || "us-east-1",
 		bucket,
-		prefix: env.S3_PREFIX || "",
+		prefix: folder(env.S3_PREFIX || ""),
 		credentials: accessKeyId ? { accessKeyId, secretAccessKey } : undefined,
 		// S3-compatible servers at an endpoint of their own rarely have per-bucket host names.
 		forcePathStyle: boolean(env, "S3_FORCE_PATH_STYLE", endpoint !== undefined)

@@ -24,7 +24,7 @@ import {
 	UploadPartCommand
 } from "@aws-sdk/client-s3";
 import { HEADER_SIZE, Keyring } from "../../models/storage/envelope-crypto.ts";
-import { PayloadTooLargeError } from "../../models/shared/errors.ts";
+import { PayloadTooLargeError, UnavailableError } from "../../models/shared/errors.ts";
 import type { S3BlobIndex } from "../../models/storage/s3-blob-index.ts";
 import { S3BlobStore, type S3Location } from "../../models/storage/s3-blob-store.ts";
 import { MongoS3BlobIndex } from "../../models/storage/s3-mongo-index.ts";
@@ -32,7 +32,7 @@ import { SqliteS3BlobIndex } from "../../models/storage/s3-sqlite-index.ts";
 import { blobStoreContract } from "./blob-store.contract.ts";
 import { dropDatabase, type FerretDb, ferretDbSkipReason, startFerretDb } from "../helpers/ferretdb.ts";
 import { s3SkipReason, startS3, type TestS3 } from "../helpers/s3.ts";
-import { startCommand } from "../helpers/server.ts";
+import { freePort, startCommand } from "../helpers/server.ts";
 
 const run = promisify(execFile);
 const LIMIT = 64 * 1024 * 1024;
@@ -227,6 +227,18 @@ describe("S3 blob store (SeaweedFS)", { skip: s3SkipReason() }, () => {
 		assert.deepEqual([...(await objectsUnder(client, location)).keys()].sort(), [stored!, foreign].sort(), "the blob's object and the foreign one stay");
 		assert.equal(await uploadsUnder(client, location), 0, "the unfinished upload is aborted");
 		await drop();
+	});
+
+	it("reports a bucket out of reach as UnavailableError (503, retryable) and fails its ping", async () => {
+		const { index, drop } = sqliteIndex();
+		const store = open({ ...s3.location(), endpoint: `http://127.0.0.1:${await freePort()}` }, index, new Keyring(randomBytes(32)));
+		try {
+			await assert.rejects(store.put(Readable.from([randomBytes(100)]), { encrypt: false, ref: "a", maxBytes: LIMIT }), UnavailableError);
+			assert.equal(await store.ping(), false);
+		} finally {
+			await store.close();
+			await drop();
+		}
 	});
 
 	it("streams a 200 MB upload and its download: the process's peak RSS grows by less than half of that", async () => {
