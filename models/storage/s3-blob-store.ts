@@ -33,7 +33,7 @@ import { Upload } from "@aws-sdk/lib-storage";
 import type { BlobInfo, BlobRef, BlobStore, ByteRange, PutOptions, RewrapReport, ScrubOptions, ScrubReport } from "./blob-store.ts";
 import { newEncryptedKey, PlaintextMeter, plainKey, rewrapEach, satisfiableRange, scrubKeys, verifiedPlaintext } from "./blob-support.ts";
 import { decryptRange, EnvelopeEncryptor, envelopeLength, type Keyring, needsRewrap, openEnvelope, rewrapHeader } from "./envelope-crypto.ts";
-import type { IndexedBlob, S3BlobIndex } from "./s3-blob-index.ts";
+import type { Attached, IndexedBlob, S3BlobIndex } from "./s3-blob-index.ts";
 import { CorruptBlobError, IntegrityError, NotFoundError, UnavailableError } from "../shared/errors.ts";
 
 /** Where the bucket is and how to sign for it (config's S3Settings). */
@@ -127,17 +127,17 @@ export class S3BlobStore implements BlobStore {
 		const staged = await this.#run(() => this.#upload(object, source, options.maxBytes, encryptedKey));
 		const key = encryptedKey ?? plainKey(staged.sha256);
 		const blob: BlobRef = { key, sha256: staged.sha256, size: staged.size, encrypted: options.encrypt };
-		let attached;
+		let attached: Attached;
 		try {
 			attached = await this.#index.attach(blob, object, staged.header, options.ref);
 		} catch (err) {
-			await this.#deleteObject(object).catch(() => {});
+			await this.#discard(object);
 			throw err;
 		}
 		// The same bytes were stored already: this copy is not needed. Or they were stored, found
 		// corrupt and now replaced by this copy: the corrupt one goes.
-		if (!attached.kept) await this.#run(() => this.#deleteObject(object));
-		if (attached.replaced) await this.#run(() => this.#deleteObject(attached.replaced!));
+		if (!attached.kept) await this.#discard(object);
+		if (attached.replaced) await this.#discard(attached.replaced);
 		return blob;
 	}
 
@@ -163,7 +163,7 @@ export class S3BlobStore implements BlobStore {
 
 	async release(key: string, ref: string): Promise<boolean> {
 		const { gone, object } = await this.#index.detach(key, ref);
-		if (object) await this.#run(() => this.#deleteObject(object));
+		if (object) await this.#discard(object);
 		return gone;
 	}
 
@@ -270,6 +270,15 @@ export class S3BlobStore implements BlobStore {
 		if (!blob?.header || !needsRewrap(blob.header, this.#keyring)) return false;
 		await this.#index.replaceHeader(key, blob.header, rewrapHeader(blob.header, this.#keyring, key));
 		return true;
+	}
+
+	/**
+	 * Deletes an object no index entry points at any more. The put or release that made it so has
+	 * happened whatever becomes of the delete: one that fails leaves an unreferenced object, which
+	 * the next start's sweep removes.
+	 */
+	async #discard(object: string): Promise<void> {
+		await this.#deleteObject(object).catch(() => {});
 	}
 
 	async #deleteObject(object: string): Promise<void> {
