@@ -223,6 +223,9 @@ export class S3BlobStore implements BlobStore {
 	async #openEncrypted(blob: IndexedBlob, range: ByteRange | undefined): Promise<Readable> {
 		const envelope = openEnvelope(blob.header!, this.#keyring, blob.key);
 		const expected = envelopeLength(envelope);
+		// decryptRange works out which envelope bytes the range needs and asks for them at once; the
+		// GET is made here rather than inside that stream, so that a lost or truncated object fails
+		// this call instead of a reader's stream.
 		const ciphertext = new PassThrough();
 		let wanted: ByteRange | undefined;
 		const plaintext = decryptRange(envelope, satisfiableRange(range, envelope.plaintextSize), (start, end) => {
@@ -234,7 +237,7 @@ export class S3BlobStore implements BlobStore {
 			const length = totalLength(answer.ContentRange);
 			if (length !== expected) {
 				(answer.Body as Readable).destroy();
-				throw new IntegrityError(`Encrypted blob is ${length ?? "of unknown size, not"} bytes, its header says ${expected}`);
+				throw new IntegrityError(`Encrypted blob is ${length ?? "an unknown number of"} bytes, its header says ${expected}`);
 			}
 			pipeline(answer.Body as Readable, ciphertext, () => {});
 		} catch (err) {
