@@ -1,17 +1,19 @@
 /**
- * A real embedded node with STORAGE=s3 on SeaweedFS: the REST flow keeps every byte in the bucket
+ * Real nodes with STORAGE=s3 on SeaweedFS. Embedded: the REST flow keeps every byte in the bucket
  * (none under DATA_DIR/blobs), its index beside the other SQLite metadata, and deleting the images
  * deletes their bytes from the bucket (cached variants stay until evicted): the bucket holds
- * exactly the objects the index points at.
+ * exactly the objects the index points at. With MONGO_URL: the index is in MongoDB, so a second
+ * node with an empty DATA_DIR serves and deletes what the first one stored.
  */
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { after, before, describe, it } from "node:test";
 import { ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
 import { Client, fileFrom } from "../helpers/client.ts";
+import { type FerretDb, ferretDbSkipReason, startFerretDb } from "../helpers/ferretdb.ts";
 import { settled, waitFor } from "../helpers/jobs.ts";
 import { s3SkipReason, startS3, type TestS3 } from "../helpers/s3.ts";
 import { type RunningServer, SHARED_IMAGES, startServer } from "../helpers/server.ts";
@@ -89,5 +91,55 @@ describe("a node on S3 (SeaweedFS)", { skip: s3SkipReason() }, () => {
 			const indexed = indexedObjects();
 			return !indexed.keys.includes(original) && sameMembers(await objectNames(), indexed.objects) ? true : undefined;
 		});
+	});
+});
+
+describe("nodes on S3 (SeaweedFS) with the index in MongoDB (FerretDB)", { skip: s3SkipReason() || ferretDbSkipReason() }, () => {
+	let s3: TestS3;
+	let mongo: FerretDb;
+	let env: Record<string, string>;
+
+	before(async () => {
+		[s3, mongo] = await Promise.all([startS3(), startFerretDb()]);
+		// Shared secrets, as every node of a cluster has them: the second node must read the first one's data.
+		env = {
+			MONGO_URL: mongo.databaseUrl(),
+			STORAGE: "s3",
+			S3_ENDPOINT: s3.endpoint,
+			S3_BUCKET: s3.bucket,
+			S3_PREFIX: s3.location().prefix,
+			S3_ACCESS_KEY_ID: s3.credentials.accessKeyId,
+			S3_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
+			JWT_SECRET: randomBytes(32).toString("hex"),
+			STORAGE_MASTER_KEY: randomBytes(32).toString("hex")
+		};
+	});
+	after(async () => {
+		await Promise.all([s3?.stop(), mongo?.stop()]);
+	});
+
+	it("stores on one node, serves and deletes on another with an empty DATA_DIR", async () => {
+		const first = await startServer(env);
+		let second: RunningServer | undefined;
+		try {
+			const alice = await new Client(first.url).register("alice");
+			const dog = fileFrom(join(SHARED_IMAGES, "dog.jpg"));
+			const secret = await alice.upload([dog], { name: "secret dog", encrypted: "true" });
+			assert.equal(secret.status, 201, JSON.stringify(secret.body));
+			const id = secret.body.images[0].id;
+			assert.equal((await settled(alice, id)).status, "ready");
+			assert.equal(existsSync(join(first.dataDir, "s3-index.db")), false, "the index is in MongoDB");
+
+			second = await startServer(env);
+			const elsewhere = new Client(second.url).withToken(alice.token);
+			assert.deepEqual((await elsewhere.download(`/api/images/${id}/content`)).bytes, Buffer.from(dog.bytes));
+			const part = await elsewhere.download(`/api/images/${id}/content`, { range: "bytes=1000-1999" });
+			assert.deepEqual(part.bytes, Buffer.from(dog.bytes.subarray(1000, 2000)));
+			assert.equal((await elsewhere.delete(`/api/images/${id}`)).status, 204);
+			assert.equal((await alice.download(`/api/images/${id}/content`)).status, 404);
+		} finally {
+			await second?.stop();
+			await first.stop();
+		}
 	});
 });
