@@ -11,6 +11,7 @@ import type { BlobStore } from "./storage/blob-store.ts";
 import { Keyring } from "./storage/envelope-crypto.ts";
 import { FsBlobStore } from "./storage/fs-blob-store.ts";
 import type { S3BlobIndex } from "./storage/s3-blob-index.ts";
+import { SqliteS3BlobIndex } from "./storage/s3-sqlite-index.ts";
 import type { CategoryRepository } from "./categories/category.ts";
 import { SqliteCategoryRepository } from "./categories/sqlite-repository.ts";
 import type { ImageRepository } from "./images/image.ts";
@@ -31,7 +32,6 @@ const mongoImports = () => load("./imports/mongo-repository.ts") as typeof impor
 const gridFs = () => load("./storage/gridfs-blob-store.ts") as typeof import("./storage/gridfs-blob-store.ts");
 // Likewise the AWS SDK, only with STORAGE=s3.
 const s3 = () => load("./storage/s3-blob-store.ts") as typeof import("./storage/s3-blob-store.ts");
-const s3SqliteIndex = () => load("./storage/s3-sqlite-index.ts") as typeof import("./storage/s3-sqlite-index.ts");
 const s3MongoIndex = () => load("./storage/s3-mongo-index.ts") as typeof import("./storage/s3-mongo-index.ts");
 
 function mongoOptions(config: Config): MongoOptions | null {
@@ -66,7 +66,7 @@ export function masterKeyring(config: Config): Keyring {
 /** The S3 store's index lives where the node's other metadata does: MongoDB or a SQLite file. */
 function openS3BlobIndex(config: Config): S3BlobIndex {
 	const mongo = mongoOptions(config);
-	return mongo ? new (s3MongoIndex().MongoS3BlobIndex)(mongo) : new (s3SqliteIndex().SqliteS3BlobIndex)(join(config.dataDir, "s3-index.db"));
+	return mongo ? new (s3MongoIndex().MongoS3BlobIndex)(mongo) : new SqliteS3BlobIndex(join(config.dataDir, "s3-index.db"));
 }
 
 export function openBlobStore(config: Config): BlobStore {
