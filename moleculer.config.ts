@@ -90,8 +90,9 @@ export function brokerOptions(config: Config): BrokerOptions {
 		// Caches actions that opt in (`cache:`), e.g. the gateway's per-request identity look-up.
 		cacher: { type: "Memory", options: { ttl: 30, clone: false } },
 		// Graceful stop: the node first tells the others it has no services (they stop sending),
-		// waits `stopDelay` for that to arrive, then waits up to 30 s for calls in flight.
-		tracking: { enabled: true, shutdownTimeout: 30_000 },
+		// waits `stopDelay` for that to arrive, then waits up to SHUTDOWN_TIMEOUT_MS for calls in
+		// flight (cluster/signals.ts exits by then in any case).
+		tracking: { enabled: true, shutdownTimeout: config.shutdownTimeoutMs },
 		// main.ts and repl.ts handle SIGINT/SIGTERM: with Moleculer's own handlers too, one signal
 		// stopped the broker twice ("Unable to stop all services: database is not open").
 		skipProcessEventRegistration: true,

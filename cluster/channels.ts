@@ -17,6 +17,7 @@ export function channelsAdapter(config: Config): InstanceType<typeof Channels.Ad
 		prefix: config.namespace,
 		maxInFlight: config.workerMaxInFlight,
 		maxRetries: config.jobMaxAttempts,
+		stopGraceMs: config.jobStopGraceMs,
 		redis: {
 			url: config.transporter,
 			consumerOptions: {
@@ -28,6 +29,16 @@ export function channelsAdapter(config: Config): InstanceType<typeof Channels.Ad
 			}
 		}
 	});
+}
+
+/**
+ * The node is told to stop: its job channels take no new job from now on, and the jobs in flight
+ * get JOB_STOP_GRACE_MS before they are handed back to other workers (DurableRedisAdapter). A
+ * no-op in embedded mode, whose in-process queue the reconciler refills at the next start.
+ */
+export function stopTakingJobs(broker: ServiceBroker): void {
+	const adapter = (broker as ServiceBroker & { channelAdapter?: unknown }).channelAdapter;
+	if (adapter instanceof DurableRedisAdapter) adapter.stopTakingJobs();
 }
 
 /** Per broker: settles once its channels are subscribed (the middleware's own `started`). */

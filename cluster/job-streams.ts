@@ -1,44 +1,19 @@
 /**
  * Operator views of the durable job streams (distributed mode), read straight from Redis: what
- * the REPL's `queue` and `jobs dead|retry` commands show and do. Stream keys are
+ * the REPL's `queue` and `jobs dead|retry` commands and the admin REST endpoints
+ * (services/jobs.service.ts) show and do, one definition for both. Stream keys are
  * `<NAMESPACE>.<channel>`, as DurableRedisAdapter names them.
  */
 import type { Redis } from "ioredis";
 import type { ServiceBroker } from "moleculer";
 import { DurableRedisAdapter, HEADER_ATTEMPTS, HEADER_ERROR } from "./durable-redis-adapter.ts";
 import { CHANNELS, DEAD_LETTER_CHANNEL } from "../models/pipeline/channels.ts";
+import type { DeadLetter, QueueRow } from "../models/pipeline/job-types.ts";
+
+export type { DeadLetter, QueueRow };
 
 /** Dead letters read at most (the dead-letter stream is meant to stay short: retry or drop them). */
 const DEAD_LETTER_SCAN = 10_000;
-
-export interface QueueRow {
-	channel: string;
-	group: string | null;
-	/** Entries in the stream (acknowledged ones included, until trimmed). */
-	length: number;
-	/** Delivered to a consumer and not yet acknowledged. */
-	pending: number;
-	/**
-	 * Consumers Redis knows in the group. Not who is waiting for jobs: Redis (7.0) registers a
-	 * consumer at the first entry it is handed, not when it starts reading, and keeps a crashed
-	 * node's consumer; the REPL's `queue` counts the live nodes of the group's service instead.
-	 */
-	consumers: number;
-	/** Entries not yet delivered to the group; null when Redis cannot tell (after deletions). */
-	lag: number | null;
-	/** Dead letters that came from this channel. */
-	dead: number;
-}
-
-export interface DeadLetter {
-	/** Id of the entry in the dead-letter stream (what `jobs retry` takes). */
-	id: string;
-	channel: string;
-	group: string;
-	payload: unknown;
-	error: string | null;
-	attempts: number | null;
-}
 
 /** "<ms>-<seq>" stream ids compared as numbers. */
 function idBefore(a: string, b: string): boolean {
@@ -184,4 +159,35 @@ export class JobQueue {
 			};
 		});
 	}
+}
+
+/**
+ * Sends a dead letter back to its channel, then removes it (a crash in between leaves it there to
+ * retry again; the pipeline's steps are idempotent). Null if there is no such dead letter.
+ */
+export async function retryDeadLetter(broker: ServiceBroker, queue: JobQueue, id: string): Promise<DeadLetter | null> {
+	const letter = await queue.deadLetter(id);
+	if (!letter) return null;
+	const imageId = (letter.payload as { id?: unknown } | null)?.id;
+	// The ingest pipeline's steps decide the image's status; other jobs (compress) do not.
+	const pipeline: string[] = [CHANNELS.process, CHANNELS.classify];
+	if (pipeline.includes(letter.channel) && typeof imageId === "string") {
+		await broker.call("images.setStatus", { id: imageId, status: "processing", from: ["failed"] });
+	}
+	await broker.sendToChannel(letter.channel, letter.payload);
+	await queue.dropDeadLetter(id);
+	return letter;
+}
+
+/**
+ * Live node ids by the name of each service they run: a consumer group's workers, as every
+ * imgmesh channel handler takes its service's name as group (see repl/queue.ts for why Redis's
+ * own consumer count cannot say this).
+ */
+export function liveNodesByService(broker: ServiceBroker): Map<string, string[]> {
+	const byService = new Map<string, string[]>();
+	for (const node of broker.registry.getNodeList({ onlyAvailable: true, withServices: true })) {
+		for (const { name } of node.services as { name: string }[]) byService.set(name, [...(byService.get(name) ?? []), node.id]);
+	}
+	return byService;
 }

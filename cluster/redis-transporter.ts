@@ -40,9 +40,12 @@ interface PendingRequest {
 	reject(err: Error): void;
 }
 
+type DestroyableStream = NodeJS.ReadableStream & { destroy?(err: Error): void };
+
 type TransitInternals = Transit & {
 	pendingRequests: Map<string, PendingRequest>;
-	pendingReqStreams: Map<string, { sender: string; stream: NodeJS.ReadableStream & { destroy?(err: Error): void } }>;
+	pendingReqStreams: Map<string, { sender: string; stream: DestroyableStream }>;
+	pendingResStreams: Map<string, DestroyableStream>;
 	removePendingRequest(id: string): void;
 };
 
@@ -142,9 +145,20 @@ export class SafeRedisTransporter extends Transporters.Redis {
 		}
 	}
 
-	/** Rejects the remote calls this node waits for, and ends the request streams it receives. */
+	/**
+	 * Rejects the remote calls this node waits for, and ends the request and response streams it
+	 * receives. A response stream (a blob from storage.get, say) already handed to its caller
+	 * would otherwise wait for its next chunk forever: a job reading it never ended, and its
+	 * worker kept it from every other worker.
+	 */
 	private interruptInFlight(): void {
 		const transit = this.transit as TransitInternals;
+		// First: removing a pending request below forgets its response stream.
+		for (const [id, stream] of transit.pendingResStreams) {
+			transit.pendingResStreams.delete(id);
+			stream.on("error", () => undefined);
+			stream.destroy?.(new CallInterruptedError());
+		}
 		for (const [id, request] of transit.pendingRequests) {
 			if (request.nodeID === this.nodeID) continue;
 			transit.removePendingRequest(id);

@@ -33,6 +33,8 @@ export interface Config {
 	maxUploadBytes: number;
 	maxUploadFiles: number;
 	maxInputPixels: number;
+	/** Readiness answers 503 while the file system of DATA_DIR (or of the blob files) has less free space than this; 0 = no check. */
+	storageMinFreeBytes: number;
 	corsOrigins: string[];
 	trustProxy: boolean;
 	rateLimitPerMinute: number;
@@ -78,10 +80,27 @@ export interface Config {
 	jobRedeliverAfterMs: number;
 	/** How often each consumer looks for such jobs. */
 	jobClaimIntervalMs: number;
+	/** Times the pipeline runs an image again after a transient error (full disk, I/O error, a backend away) before failing it. */
+	jobTransientRetries: number;
+	/** Wait before the first such retry; it doubles with each one. */
+	jobRetryBaseMs: number;
+	/** Longest wait between such retries. */
+	jobRetryMaxMs: number;
+	/** A stopping node gives its jobs in flight this long to finish, then hands them back to other workers. */
+	jobStopGraceMs: number;
+	/** A stopping node exits after this long at the latest (Moleculer tracking.shutdownTimeout, and a hard exit). */
+	shutdownTimeoutMs: number;
 	/** How often the reconciler looks for images stuck in `processing`. */
 	reconcileIntervalMs: number;
 	/** An image `processing` without any update for this long has lost its job and is enqueued again. */
 	reconcileStuckAfterMs: number;
+	/**
+	 * Garbage collection of bytes: a storage reference younger than this is never collected, nor is
+	 * a temp file modified more recently. Far longer than an upload or a pipeline step takes.
+	 */
+	gcGraceMs: number;
+	/** How often each storage node collects garbage and each imports node sweeps its temp files; 0 = never (on demand only). */
+	gcIntervalMs: number;
 	/** Largest transform output (width × height); bigger requests get 400. */
 	transformMaxOutputPixels: number;
 	/** Bytes of transformed variants kept on the storage backend (LRU beyond that). */
@@ -192,6 +211,14 @@ function heartbeatTimeout(env: NodeJS.ProcessEnv): number {
 	return timeout;
 }
 
+/** The job grace must end before the whole stop's timeout, or the hand-back could come too late. */
+function stopTimes(env: NodeJS.ProcessEnv): { jobStopGraceMs: number; shutdownTimeoutMs: number } {
+	const shutdownTimeoutMs = integer(env, "SHUTDOWN_TIMEOUT_MS", 30_000, 1000);
+	const jobStopGraceMs = integer(env, "JOB_STOP_GRACE_MS", 10_000, 0);
+	if (jobStopGraceMs >= shutdownTimeoutMs) throw new Error(`JOB_STOP_GRACE_MS (${jobStopGraceMs}) must be less than SHUTDOWN_TIMEOUT_MS (${shutdownTimeoutMs})`);
+	return { jobStopGraceMs, shutdownTimeoutMs };
+}
+
 export type StorageBackend = "fs" | "gridfs" | "s3";
 const STORAGE_BACKENDS: StorageBackend[] = ["fs", "gridfs", "s3"];
 
@@ -260,6 +287,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		maxUploadBytes: integer(env, "MAX_UPLOAD_BYTES", 50 * 1024 * 1024, 1),
 		maxUploadFiles: integer(env, "MAX_UPLOAD_FILES", 100, 1),
 		maxInputPixels: integer(env, "MAX_INPUT_PIXELS", 100_000_000, 1),
+		// Room for a few largest uploads and SQLite's journals: below it a node stops taking traffic before writes fail.
+		storageMinFreeBytes: integer(env, "STORAGE_MIN_FREE_BYTES", 128 * 1024 * 1024, 0),
 		corsOrigins: list(env, "CORS_ORIGINS"),
 		trustProxy: boolean(env, "TRUST_PROXY", false),
 		rateLimitPerMinute: integer(env, "RATE_LIMIT_PER_MINUTE", 3000, 0),
@@ -291,8 +320,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		jobMaxAttempts: integer(env, "JOB_MAX_ATTEMPTS", 3, 1),
 		jobRedeliverAfterMs: integer(env, "JOB_REDELIVER_AFTER_MS", 30_000, 100),
 		jobClaimIntervalMs: integer(env, "JOB_CLAIM_INTERVAL_MS", 1000, 10),
+		// 1 s doubling to 5 min: 20 retries span about an hour, long enough for an operator to free a disk.
+		jobTransientRetries: integer(env, "JOB_TRANSIENT_RETRIES", 20, 0),
+		jobRetryBaseMs: integer(env, "JOB_RETRY_BASE_MS", 1000, 10),
+		jobRetryMaxMs: integer(env, "JOB_RETRY_MAX_MS", 5 * 60_000, 10),
+		...stopTimes(env),
 		reconcileIntervalMs: integer(env, "RECONCILE_INTERVAL_MS", 60_000, 100),
 		reconcileStuckAfterMs: integer(env, "RECONCILE_STUCK_AFTER_MS", 10 * 60_000, 100),
+		gcGraceMs: integer(env, "GC_GRACE_MS", 60 * 60_000, 1),
+		// At most setInterval's limit (about 24.8 days).
+		gcIntervalMs: bounded(env, "GC_INTERVAL_MS", 6 * 60 * 60_000, 0, 2 ** 31 - 1),
 		transformMaxOutputPixels: integer(env, "TRANSFORM_MAX_OUTPUT_PIXELS", 50_000_000, 1),
 		transformCacheMaxBytes: integer(env, "TRANSFORM_CACHE_MAX_BYTES", 512 * 1024 * 1024, 0),
 		transformConcurrency: integer(env, "TRANSFORM_CONCURRENCY", availableParallelism(), 1),

@@ -8,7 +8,7 @@ import type { ImageDoc, ImageMetadata, ImageStatus, Rendition, Tag } from "../mo
 import { STATUS } from "../models/images/params.ts";
 import { imageEvent, toPublicImage } from "../models/images/public-image.ts";
 import { normalizeLabel, tagList } from "../models/images/tags.ts";
-import { CHANNELS, renditionRef } from "../models/pipeline/channels.ts";
+import { CHANNELS, imageRefParts, renditionRef } from "../models/pipeline/channels.ts";
 import { NotFoundError } from "../models/shared/errors.ts";
 import { ID } from "../models/shared/params.ts";
 import { imagesMixin, type ImagesContext } from "../types/images-service.ts";
@@ -85,16 +85,57 @@ export const ImagePipelineMixin = imagesMixin({
 			}
 		},
 
+		/**
+		 * The storage garbage collector's question: for each storage reference this service makes
+		 * (an image id for its original, renditionRef for a rendition) with the blob it holds, whether
+		 * the image still uses that blob. A reference of any other form is not this service's to
+		 * judge: it answers true, so the reference is kept.
+		 */
+		holdsBlobs: {
+			visibility: "public",
+			params: {
+				$$strict: true,
+				refs: {
+					type: "array",
+					max: 1000,
+					items: { type: "object", strict: true, props: { ref: { type: "string", max: 128 }, key: { type: "string", max: 128 } } }
+				}
+			},
+			async handler(ctx: ImagesContext<{ refs: { ref: string; key: string }[] }>): Promise<{ held: boolean[] }> {
+				const images = new Map<string, Promise<ImageDoc | null>>();
+				const imageOf = (id: string) => images.get(id) ?? images.set(id, this.repo.get(id)).get(id)!;
+				const held = await Promise.all(
+					ctx.params.refs.map(async ({ ref, key }) => {
+						const parts = imageRefParts(ref);
+						if (!parts) return true;
+						const doc = await imageOf(parts.imageId);
+						if (!doc) return false;
+						return parts.rendition === null ? doc.blob === key : doc.renditions.some(r => r.name === parts.rendition && r.blob === key);
+					})
+				);
+				return { held };
+			}
+		},
+
+		/**
+		 * The transform cache's garbage collection question: which of these original SHA-256 digests
+		 * some image still has (a cached variant of any other is of no use any more).
+		 */
+		sourcesInUse: {
+			visibility: "public",
+			params: { $$strict: true, sha256s: { type: "array", max: 1000, items: { type: "string", length: 64 } } },
+			async handler(ctx: ImagesContext<{ sha256s: string[] }>): Promise<{ inUse: string[] }> {
+				return { inUse: await this.repo.existingSha256(ctx.params.sha256s) };
+			}
+		},
+
 		/** Runs the pipeline again from the start: drops metadata and renditions, status back to processing. */
 		reprocess: {
 			visibility: "public",
 			params: { $$strict: true, id: ID },
 			async handler(ctx: ImagesContext) {
-				const before = await this.repo.resetProcessing(ctx.params.id);
-				if (!before) throw new NotFoundError("Image", ctx.params.id);
-				await this.releaseRenditions(ctx, before.id, before.renditions);
-				await this.enqueue(ctx, before);
-				return { id: before.id, status: "processing" };
+				await this.restartPipeline(ctx, ctx.params.id);
+				return { id: ctx.params.id, status: "processing" };
 			}
 		},
 
@@ -162,8 +203,32 @@ export const ImagePipelineMixin = imagesMixin({
 			}
 		},
 
+		/**
+		 * Drops metadata and renditions, status back to processing, and sends the job: what every
+		 * way of reprocessing (REST, the bulk action, the REPL) does. Throws 404 if there is no such image.
+		 */
+		async restartPipeline(ctx: ImagesContext, id: string): Promise<void> {
+			const before = await this.repo.resetProcessing(id);
+			if (!before) throw new NotFoundError("Image", id);
+			await this.releaseRenditions(ctx, before.id, before.renditions);
+			await this.enqueue(ctx, before);
+		},
+
+		/**
+		 * Called once the change that let go of the renditions is committed (deleted or reset): a
+		 * release that fails then (a full disk) is logged, not thrown, or a change that was made
+		 * would be answered as an error. The storage GC reclaims bytes no image references.
+		 */
 		async releaseRenditions(ctx: ImagesContext, id: string, renditions: Rendition[]): Promise<void> {
-			await Promise.all(renditions.map(r => ctx.call("storage.release", { key: r.blob, ref: renditionRef(id, r.name) })));
+			await Promise.all(renditions.map(r => this.releaseOrLog(ctx, r.blob, renditionRef(id, r.name))));
+		},
+
+		async releaseOrLog(ctx: ImagesContext, key: string, ref: string): Promise<void> {
+			try {
+				await ctx.call("storage.release", { key, ref });
+			} catch (err) {
+				this.logger.warn(`Could not release blob ${key} of ${ref} (the storage GC reclaims it): ${(err as Error).message}`);
+			}
 		}
 	}
 });

@@ -8,6 +8,7 @@ import { createReadStream, mkdirSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { whenChannelsSubscribed } from "../cluster/channels.ts";
 import { getConfig } from "../config/index.ts";
 import { masterKeyring } from "../models/backends.ts";
 import { downloadUrl, listDriveImages, type DriveSource } from "../models/imports/google-drive.ts";
@@ -17,6 +18,8 @@ import { downloadToFile, FetchLimiter, type FetchOptions } from "../models/impor
 import { IMPORT_CHANNEL } from "../models/pipeline/channels.ts";
 import { isClusterUnavailable, NotFoundError } from "../models/shared/errors.ts";
 import { yieldToEventLoop } from "../models/shared/event-loop.ts";
+import type { PublicImage } from "../models/images/public-image.ts";
+import { removeFilesOlderThan } from "../models/shared/stale-files.ts";
 import type { Keyring } from "../models/storage/envelope-crypto.ts";
 import type { AuthUser } from "../models/users/user.ts";
 import { importsMixin, type ImportMessage } from "../types/imports-service.ts";
@@ -158,8 +161,16 @@ export const ImportWorkerMixin = importsMixin({
 		/** Downloads one item into a temporary file, then stores it unless its bytes are there already. */
 		async importItem(job: ImportJob, item: ImportItem): Promise<ItemResult> {
 			const id = importedImageId(job.owner, item.key);
-			// Imported before (another job, or this one before a crash): nothing to fetch.
-			if (await this.existingImage(job, id)) return { state: "duplicate", imageId: id };
+			const existing = await this.existingImage(job, id);
+			if (existing) {
+				// This item stored it in a run that died before counting it (a crash): its own success.
+				if (item.imageId === id) {
+					await this.repo.commitContent(job.owner, existing.sha256, id);
+					return { state: "succeeded", imageId: id, bytes: existing.size };
+				}
+				// Imported before, by another job or another item with the same key: nothing to fetch.
+				return { state: "duplicate", imageId: id };
+			}
 			const file = join(this.tmpDir, `${id}-${randomUUID()}`);
 			try {
 				const url = sourceUrlOf(job, item, this.keyring);
@@ -189,6 +200,7 @@ export const ImportWorkerMixin = importsMixin({
 				}
 			}
 			try {
+				await this.repo.markStoring(job.id, item.seq, id);
 				const { options } = job;
 				const { created } = await this.broker.call<{ created: boolean }, object>(
 					"images.ingest",
@@ -212,15 +224,12 @@ export const ImportWorkerMixin = importsMixin({
 			}
 		},
 
-		async existingImage(job: ImportJob, id: string): Promise<boolean> {
+		async existingImage(job: ImportJob, id: string): Promise<PublicImage | null> {
 			const viewer: AuthUser = { id: job.owner, username: job.ownerName, role: "user" };
-			return this.broker.call("images.get", { id }, { meta: { user: viewer } }).then(
-				() => true,
-				err => {
-					if (err instanceof NotFoundError || (err as { code?: number }).code === 404) return false;
-					throw err;
-				}
-			);
+			return this.broker.call<PublicImage, { id: string }>("images.get", { id }, { meta: { user: viewer } }).catch(err => {
+				if (err instanceof NotFoundError || (err as { code?: number }).code === 404) return null;
+				throw err;
+			});
 		},
 
 		/**
@@ -228,14 +237,33 @@ export const ImportWorkerMixin = importsMixin({
 		 * were lost. Listing restarts where it stopped; items whose lease ran out are queued and
 		 * dispatched again (repeats are harmless: an item runs once).
 		 */
-		async reconcile(): Promise<void> {
-			const stalled = await this.repo.claimStalled(new Date(Date.now() - config.importStallMs).toISOString());
+		async reconcile(stalledForMs: number = config.importStallMs): Promise<void> {
+			const stalled = await this.repo.claimStalled(new Date(Date.now() - stalledForMs).toISOString());
 			for (const job of stalled) {
-				this.logger.info(`Import ${job.id} made no progress for ${config.importStallMs} ms: resuming it.`);
+				this.logger.info(`Import ${job.id} made no progress for ${stalledForMs} ms: resuming it.`);
 				if (!job.listed) await this.broker.sendToChannel(IMPORT_CHANNEL, { jobId: job.id, list: true } satisfies ImportMessage);
 				await this.repo.requeueExpired(job.id);
 				await this.fill(job.id);
 			}
+		},
+
+		/**
+		 * Embedded mode, at start: this node is the only one using its store, so every lease in it
+		 * was held by this node's previous run, whose in-memory queue is gone. They end now and
+		 * every unfinished job resumes at once, instead of after IMPORT_LEASE_MS.
+		 */
+		async resumeAfterRestart(): Promise<void> {
+			await this.repo.expireAllLeases();
+			await this.reconcile(0);
+		},
+
+		/**
+		 * Deletes downloads a crash left in tmpDir (a running import deletes its own): those untouched
+		 * for GC_GRACE_MS, so a download under way, here or on a node sharing DATA_DIR, is never hit.
+		 */
+		async sweepTempFiles(): Promise<void> {
+			const removed = await removeFilesOlderThan(this.tmpDir, new Date(Date.now() - config.gcGraceMs));
+			if (removed > 0) this.logger.info(`Removed ${removed} import temp file(s) a crash left in ${this.tmpDir}.`);
 		}
 	},
 
@@ -246,7 +274,20 @@ export const ImportWorkerMixin = importsMixin({
 		mkdirSync(this.tmpDir, { recursive: true });
 	},
 
-	started() {
+	async started() {
+		await this.sweepTempFiles();
+		if (config.gcIntervalMs > 0) {
+			this.tempSweeper = setInterval(() => {
+				this.sweepTempFiles().catch(err => this.logger.error("Import temp file sweep failed:", err));
+			}, config.gcIntervalMs);
+			this.tempSweeper.unref();
+		}
+		// Not awaited, and after the channels are subscribed: the embedded queue drops what reaches no consumer.
+		if (!config.transporter) {
+			void whenChannelsSubscribed(this.broker)
+				.then(() => this.resumeAfterRestart())
+				.catch((err: unknown) => this.logger.error("Resuming imports after the restart failed:", err));
+		}
 		const every = Math.max(250, Math.round(config.importStallMs / 4));
 		this.reconciler = setInterval(() => {
 			this.reconcile().catch(err => this.logger.error("Import reconciler failed:", err));
@@ -256,5 +297,6 @@ export const ImportWorkerMixin = importsMixin({
 
 	stopped() {
 		clearInterval(this.reconciler);
+		clearInterval(this.tempSweeper);
 	}
 });

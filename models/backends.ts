@@ -73,5 +73,19 @@ export function openBlobStore(config: Config): BlobStore {
 	const keyring = masterKeyring(config);
 	if (config.s3) return new (s3().S3BlobStore)({ ...config.s3, keyring, index: openS3BlobIndex(config) });
 	const mongo = config.storage === "gridfs" ? mongoOptions(config) : null;
-	return mongo ? new (gridFs().GridFsBlobStore)({ ...mongo, keyring }) : new FsBlobStore({ root: join(config.dataDir, "blobs"), keyring });
+	return mongo ? new (gridFs().GridFsBlobStore)({ ...mongo, keyring }) : new FsBlobStore({ root: fsBlobRoot(config), keyring });
+}
+
+function fsBlobRoot(config: Config): string {
+	return join(config.dataDir, "blobs");
+}
+
+/**
+ * The local directories a node's stores write into, named as the configuration names them (not
+ * by path, which is the server's business): readiness watches the free space of each. The blob
+ * files may sit on a volume of their own.
+ */
+export function localStorageDirs(config: Config): { name: string; path: string }[] {
+	const dataDir = { name: "DATA_DIR", path: config.dataDir };
+	return config.storage === "fs" ? [dataDir, { name: "DATA_DIR/blobs", path: fsBlobRoot(config) }] : [dataDir];
 }

@@ -11,8 +11,7 @@
 import type { ServiceBroker } from "moleculer";
 import { asOperator, UsageError, type ReplCommand } from "../cluster/repl-commands.ts";
 import type { ImportJob } from "../models/imports/import-job.ts";
-import { withJobQueue, type DeadLetter, type JobQueue } from "../cluster/job-streams.ts";
-import { CHANNELS } from "../models/pipeline/channels.ts";
+import { retryDeadLetter, withJobQueue, type JobQueue } from "../cluster/job-streams.ts";
 
 const EMBEDDED = "Embedded mode: jobs run on an in-process queue (no streams, no dead letters).";
 const USAGE = ["jobs", "jobs cancel <import id>", "jobs retry <import id>", "jobs dead", "jobs retry <dead letter id>"];
@@ -54,24 +53,6 @@ async function listImports(broker: ServiceBroker): Promise<void> {
 async function changeImport(broker: ServiceBroker, action: "cancel" | "retry", id: string): Promise<void> {
 	const result = await broker.call<{ job: ImportJobView; requeued?: number }, object>(`imports.${action}`, { id }, asOperator);
 	console.log(importLine(result.job) + (result.requeued === undefined ? "" : `  (${result.requeued} item(s) re-queued)`));
-}
-
-/**
- * Sends a dead letter back to its channel, then removes it (a crash in between leaves it there to
- * retry again; the pipeline's steps are idempotent). Null if there is no such dead letter.
- */
-export async function retryDeadLetter(broker: ServiceBroker, queue: JobQueue, id: string): Promise<DeadLetter | null> {
-	const letter = await queue.deadLetter(id);
-	if (!letter) return null;
-	const imageId = (letter.payload as { id?: unknown } | null)?.id;
-	// The ingest pipeline's steps decide the image's status; other jobs (compress) do not.
-	const pipeline: string[] = [CHANNELS.process, CHANNELS.classify];
-	if (pipeline.includes(letter.channel) && typeof imageId === "string") {
-		await broker.call("images.setStatus", { id: imageId, status: "processing", from: ["failed"] });
-	}
-	await broker.sendToChannel(letter.channel, letter.payload);
-	await queue.dropDeadLetter(id);
-	return letter;
 }
 
 function clip(text: string, width: number): string {

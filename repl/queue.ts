@@ -16,7 +16,7 @@
 import type { ServiceBroker } from "moleculer";
 import { imagesMatching, type ReplCommand } from "../cluster/repl-commands.ts";
 import type { ImageStatus } from "../models/images/image.ts";
-import { withJobQueue, type QueueRow } from "../cluster/job-streams.ts";
+import { liveNodesByService, withJobQueue, type QueueRow } from "../cluster/job-streams.ts";
 
 /** Reprocesses every image the query finds (with `status`, only those); returns their ids. */
 export async function reprocessImages(broker: ServiceBroker, query: string, status?: ImageStatus): Promise<string[]> {
@@ -27,15 +27,6 @@ export async function reprocessImages(broker: ServiceBroker, query: string, stat
 		ids.push(image.id);
 	}
 	return ids;
-}
-
-/** Live node ids by the name of each service they run. */
-function liveNodesByService(broker: ServiceBroker): Map<string, string[]> {
-	const byService = new Map<string, string[]>();
-	for (const node of broker.registry.getNodeList({ onlyAvailable: true, withServices: true })) {
-		for (const { name } of node.services as { name: string }[]) byService.set(name, [...(byService.get(name) ?? []), node.id]);
-	}
-	return byService;
 }
 
 function printQueue(broker: ServiceBroker, rows: QueueRow[]): void {

@@ -1,7 +1,9 @@
 /** Liveness (/api/health) and readiness (/api/ready) for load balancers and operators. */
 import type { Context, ServiceSchema } from "moleculer";
+import { statfs } from "node:fs/promises";
 import { liveServiceNames } from "../cluster/live-services.ts";
 import { getConfig, REQUIRED_SERVICES } from "../config/index.ts";
+import { localStorageDirs } from "../models/backends.ts";
 
 const PING_TIMEOUT_MS = 2000;
 
@@ -37,6 +39,25 @@ async function check(ctx: Context, service: string): Promise<Check> {
 	}
 }
 
+const MIB = 1024 * 1024;
+
+/**
+ * Free space on this node's disks against STORAGE_MIN_FREE_BYTES: a node about to fill its disk
+ * stops taking traffic before its writes start failing (507). A directory this node has not
+ * created (no storage service here) has nothing to fill.
+ */
+async function diskSpaceCheck(): Promise<Check> {
+	const floor = getConfig().storageMinFreeBytes;
+	for (const dir of floor > 0 ? localStorageDirs(getConfig()) : []) {
+		const disk = await statfs(dir.path).catch(() => null);
+		const free = disk ? disk.bavail * disk.bsize : Infinity;
+		if (free < floor) {
+			return { service: "disk-space", ok: false, error: `${(free / MIB).toFixed(1)} MiB free for ${dir.name}, under STORAGE_MIN_FREE_BYTES (${(floor / MIB).toFixed(1)} MiB)` };
+		}
+	}
+	return { service: "disk-space", ok: true };
+}
+
 /** A gateway is ready once its REST routes reflect the live services (it rebuilds them debounced). */
 async function routesCheck(ctx: Context, nodeID: string): Promise<Check> {
 	const current = await ctx.call<boolean, object>("api.routesCurrent", {}, { nodeID });
@@ -68,6 +89,7 @@ const health: ServiceSchema = {
 					live.has("classifier") ? classifierState(ctx) : { enabled: false, reason: "No classifier service is running" }
 				]);
 				if (this.broker.getLocalService("api")) checks.push(live.has("api") ? await routesCheck(ctx, this.broker.nodeID) : notRunning("api"));
+				checks.push(await diskSpaceCheck());
 				const ready = checks.every(result => result.ok) && (classifier.enabled === true || !getConfig().classifierModel);
 				if (!ready) ctx.meta.$statusCode = 503;
 				return { status: ready ? "ready" : "unavailable", node: this.broker.nodeID, checks, classifier };

@@ -23,7 +23,7 @@ import { tagList } from "../models/images/tags.ts";
 import { CHANNELS } from "../models/pipeline/channels.ts";
 import { compressName } from "../models/pipeline/renditions.ts";
 import { canManage, canSee, isAdmin, type Viewer } from "../models/shared/access.ts";
-import { BadRequestError, ConflictError, NotFoundError } from "../models/shared/errors.ts";
+import { BadRequestError, ConflictError, NotFoundError, storageExhaustionOf } from "../models/shared/errors.ts";
 import { newId } from "../models/shared/ids.ts";
 import { holdFailure } from "../models/shared/stream-failure.ts";
 import { ID } from "../models/shared/params.ts";
@@ -37,6 +37,9 @@ const config = getConfig();
 function withoutNulls<T extends Record<string, unknown>>(params: T): { [K in keyof T]: Exclude<T[K], null> } {
 	return Object.fromEntries(Object.entries(params).map(([key, value]) => [key, value ?? undefined])) as { [K in keyof T]: Exclude<T[K], null> };
 }
+
+/** Images read per page by the bulk reprocess of failed images. */
+const REPROCESS_PAGE = 100;
 
 /** What POST /images/:id/compress makes when not told otherwise. */
 const COMPRESS_DEFAULTS = { format: "webp", quality: 70 };
@@ -69,7 +72,7 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 						await Promise.all(staged.map(doc => ctx.call("storage.release", { key: doc.blob, ref: doc.id })));
 					}
 				);
-				for (const doc of files) await this.commit(ctx, doc);
+				await this.commitAll(ctx, files);
 				ctx.meta.$statusCode = 201;
 				ctx.meta.$location = `/api/images/${files[0]!.id}`;
 				return { images: files.map(toPublicImage) };
@@ -239,6 +242,47 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			}
 		},
 
+		/**
+		 * Runs the ingest pipeline again for an image of the caller's (any image, for admins): 202
+		 * with the image `processing`. 409 ALREADY_PROCESSING while it is processing: its job is
+		 * queued or running, so a second request changes nothing (the reconciler re-sends a lost one).
+		 */
+		requestReprocess: {
+			rest: "POST /images/:id/reprocess",
+			params: { $$strict: true, id: ID },
+			async handler(ctx: ImagesContext) {
+				const doc = await this.editableImage(ctx, ctx.params.id);
+				if (doc.status === "processing") throw new ConflictError("The image is being processed already", "ALREADY_PROCESSING", { id: doc.id });
+				await this.restartPipeline(ctx, doc.id);
+				ctx.meta.$statusCode = 202;
+				return toPublicImage((await this.repo.get(doc.id)) ?? doc);
+			}
+		},
+
+		/**
+		 * Runs the ingest pipeline again for every `failed` image (admins), reading the catalogue a
+		 * page at a time; answers how many were queued.
+		 */
+		reprocessFailed: {
+			rest: "POST /admin/images/reprocess-failed",
+			auth: "admin",
+			params: { $$strict: true },
+			async handler(ctx: ImagesContext) {
+				let queued = 0;
+				let cursor: string | undefined;
+				do {
+					// Oldest first: a reprocessed image keeps its place, so no page skips or repeats one.
+					const page = await this.repo.search({ viewer: this.viewerOf(ctx), sort: "createdAt", limit: REPROCESS_PAGE, cursor });
+					for (const doc of page.items.filter(item => item.status === "failed")) {
+						await this.restartPipeline(ctx, doc.id);
+						queued++;
+					}
+					cursor = page.nextCursor ?? undefined;
+				} while (cursor);
+				return { queued };
+			}
+		},
+
 		stats: {
 			rest: "GET /stats",
 			params: { $$strict: true },
@@ -338,8 +382,9 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			try {
 				ref = await ctx.call<BlobRef, object>("storage.put", put, { stream: holdFailure(sniffer) });
 			} catch (err) {
-				// The sniffer's verdict (415/422/413) explains the failure better than storage's.
-				throw (sniffer.errored as Error | null) ?? err;
+				// The sniffer's verdict (415/422/413) explains the failure better than storage's; a
+				// full store is told as such (507) to uploads and imports alike.
+				throw (sniffer.errored as Error | null) ?? storageExhaustionOf(err) ?? err;
 			}
 			try {
 				return newImageDoc(source, options, sniffer.probe, ref);
@@ -350,10 +395,14 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			}
 		},
 
+		/**
+		 * Removing the document is the commit point: an orphaned blob is invisible, a document
+		 * without bytes is not. Once it is gone the deletion is done, whatever releasing the bytes
+		 * then does (releaseOrLog).
+		 */
 		async deleteImage(ctx: ImagesContext, doc: ImageDoc): Promise<void> {
-			// Metadata first: an orphaned blob is invisible, a document without bytes is not.
 			const removed = await this.repo.remove(doc.id);
-			await ctx.call("storage.release", { key: doc.blob, ref: doc.id });
+			await this.releaseOrLog(ctx, doc.blob, doc.id);
 			// The stored document, not the caller's copy: the pipeline may have added renditions since.
 			await this.releaseRenditions(ctx, doc.id, removed?.renditions ?? doc.renditions);
 			if (removed) ctx.emit("image.deleted", imageEvent(removed));
@@ -364,6 +413,23 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			await this.repo.insert(doc);
 			ctx.emit("image.uploaded", imageEvent(doc));
 			await this.enqueue(ctx, doc);
+		},
+
+		/**
+		 * Saves an upload's images, all or none: when one cannot be saved (a full disk), those saved
+		 * before it are deleted again and the bytes of the rest released, so the refused upload keeps nothing.
+		 */
+		async commitAll(ctx: ImagesContext, docs: ImageDoc[]): Promise<void> {
+			for (const [index, doc] of docs.entries()) {
+				try {
+					await this.commit(ctx, doc);
+				} catch (err) {
+					const saved = docs.slice(0, index).map(earlier => this.deleteImage(ctx, earlier));
+					const unsaved = docs.slice(index).map(later => this.releaseOrLog(ctx, later.blob, later.id));
+					await Promise.allSettled([...saved, ...unsaved]);
+					throw err;
+				}
+			}
 		}
 	},
 

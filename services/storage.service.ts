@@ -1,16 +1,22 @@
 /**
  * Storage: the bytes of images, plain or encrypted at rest, behind the BlobStore contract. Only
  * other services call it (every action is `visibility: "public"`, so the gateway never exposes
- * them); uploads arrive and downloads leave as streams.
+ * them); uploads arrive and downloads leave as streams. The exception is the garbage collector's,
+ * for administrators: `POST /api/admin/storage/gc` runs it, `GET /api/admin/storage/gc` shows its
+ * last run (models/storage/garbage-collector.ts; it also runs every GC_INTERVAL_MS).
  */
-import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import type { CallingOptions, Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
 import { repositoryMixin } from "../mixins/repository.mixin.ts";
 import { openBlobStore } from "../models/backends.ts";
-import type { BlobStore, ByteRange, PutOptions } from "../models/storage/blob-store.ts";
+import type { BlobStore, ByteRange, PutOptions, RefEntry } from "../models/storage/blob-store.ts";
 import { pacer } from "../models/storage/blob-support.ts";
-import { BadRequestError, IntegrityError } from "../models/shared/errors.ts";
+import { collectGarbage } from "../models/storage/garbage-collector.ts";
+import { type GcReport, newGcReport } from "../models/storage/gc-report.ts";
+import { isVariantRef } from "../models/transform/variant-cache.ts";
+import type { VariantGcReport } from "../types/transform-service.ts";
+import { BadRequestError, ConflictError, IntegrityError } from "../models/shared/errors.ts";
 import { holdFailure } from "../models/shared/stream-failure.ts";
 
 const KEY = { type: "string", min: 1, max: 128 };
@@ -25,8 +31,32 @@ const SCRUB_BATCH = 20;
  */
 const SCRUB_BYTES_PER_SECOND = 16 * 1024 * 1024;
 
+/** References judged per round of a garbage collection: one images.holdsBlobs call each. */
+const GC_BATCH = 100;
+
+/** What the garbage collector counts, as Moleculer metrics (exported where METRICS_PORT is set). */
+const GC_METRICS = {
+	refsReleased: { name: "imgmesh.gc.refs.released", description: "Storage references the garbage collector dropped" },
+	blobsDeleted: { name: "imgmesh.gc.blobs.deleted", description: "Blobs the garbage collector deleted" },
+	bytesReclaimed: { name: "imgmesh.gc.bytes.reclaimed", description: "Plaintext bytes of the blobs the garbage collector deleted" },
+	tempFilesRemoved: { name: "imgmesh.gc.temp.removed", description: "Leftovers of unfinished uploads the garbage collector deleted" }
+} as const;
+
 interface StorageVars {
 	repo: BlobStore;
+	/** The garbage collection under way on this node, if any. */
+	gcRunning: GcReport | null;
+	/** The last one this node finished, kept in memory. */
+	gcLast: GcReport | null;
+	gcTimer: NodeJS.Timeout | undefined;
+}
+
+/** A call as the garbage collector makes it: within the caller's context when it has one. */
+type Call = <T>(action: string, params: object, options?: CallingOptions) => Promise<T>;
+
+interface StorageMethods {
+	runGc(ctx: Context | null, dryRun: boolean): Promise<GcReport>;
+	collectVariants(call: Call, dryRun: boolean, report: GcReport): Promise<void>;
 }
 
 /** An inclusive range from optional bounds: a missing start is 0, a missing end is the last byte. */
@@ -35,9 +65,11 @@ function rangeOf(start: number | undefined, end: number | undefined): ByteRange 
 	return { start: start ?? 0, end: end ?? Number.MAX_SAFE_INTEGER };
 }
 
-const storage: ServiceSchema<ServiceSettingSchema, {}, StorageVars> = {
+const storage: ServiceSchema<ServiceSettingSchema, StorageMethods, StorageVars> = {
 	name: "storage",
 	mixins: [repositoryMixin(() => openBlobStore(getConfig()), "Blob storage")],
+	// Only the garbage collector's actions have a `rest` key: the rest never reach the gateway.
+	settings: { rest: "/admin/storage" },
 
 	actions: {
 		/** Stores the bytes of `ctx.stream`; returns the BlobRef. */
@@ -122,7 +154,114 @@ const storage: ServiceSchema<ServiceSettingSchema, {}, StorageVars> = {
 				for (const { key, error } of report.corrupt) this.logger.error(`Scrub: blob ${key} is corrupt: ${error}`);
 				return report;
 			}
+		},
+
+		/**
+		 * Runs a garbage collection on this node now and answers its report; with `dryRun`, only
+		 * counts what it would reclaim. 409 while one is under way on this node. Runs as long as it
+		 * takes (no timeout): the REPL's `storage gc` follows its progress through gcStatus.
+		 */
+		gc: {
+			rest: "POST /gc",
+			auth: "admin",
+			timeout: 0,
+			params: { $$strict: true, dryRun: { type: "boolean", optional: true } },
+			async handler(ctx: Context<{ dryRun?: boolean }>) {
+				return this.runGc(ctx, ctx.params.dryRun ?? false);
+			}
+		},
+
+		/** This node's last finished garbage collection and the one under way: `{ lastRun, running }`, each a report or null. */
+		gcStatus: {
+			rest: "GET /gc",
+			auth: "admin",
+			params: { $$strict: true },
+			handler() {
+				return { lastRun: this.gcLast, running: this.gcRunning };
+			}
 		}
+	},
+
+	methods: {
+		/**
+		 * One garbage collection over the store (models/storage/garbage-collector.ts). Image references
+		 * are judged by the images service; variant references by the transform node whose cache holds
+		 * them (docs/architecture.md#garbage-collection-of-bytes). A failure ends the run, listed in its report.
+		 */
+		async runGc(ctx: Context | null, dryRun: boolean): Promise<GcReport> {
+			if (this.gcRunning) throw new ConflictError("A garbage collection is already running on this storage node", "GC_RUNNING", { running: this.gcRunning });
+			const report = newGcReport(dryRun);
+			this.gcRunning = report;
+			const call: Call = (action, params, options) => (ctx ? ctx.call(action, params, options) : this.broker.call(action, params, options));
+			try {
+				await collectGarbage(
+					this.repo,
+					{
+						olderThan: new Date(Date.now() - getConfig().gcGraceMs),
+						dryRun,
+						batch: GC_BATCH,
+						isJudged: ref => !isVariantRef(ref),
+						held: async (refs: RefEntry[]) => (await call<{ held: boolean[] }>("images.holdsBlobs", { refs: refs.map(({ ref, key }) => ({ ref, key })) })).held
+					},
+					report
+				);
+				await this.collectVariants(call, dryRun, report);
+			} catch (err) {
+				report.errors.push((err as Error).message);
+				this.logger.error("Garbage collection stopped:", err);
+			} finally {
+				report.finishedAt = new Date().toISOString();
+				this.gcRunning = null;
+				this.gcLast = report;
+			}
+			if (!dryRun) for (const [field, metric] of Object.entries(GC_METRICS)) this.broker.metrics.increment(metric.name, undefined, report[field as keyof typeof GC_METRICS]);
+			this.logger.info(
+				`Garbage collection${dryRun ? " (dry run)" : ""}: ${report.refsChecked} reference(s) checked, ${report.refsReleased} released, ` +
+					`${report.blobsDeleted} blob(s) (${report.bytesReclaimed} bytes) deleted, ${report.tempFilesRemoved} temp file(s) removed`
+			);
+			return report;
+		},
+
+		/**
+		 * Each transform node's pass over its own cache (transform.collectGarbage), counted into the
+		 * report: only the node whose index holds a variant reference can tell what it is for. A
+		 * node that fails is listed in the report; the others still run.
+		 */
+		async collectVariants(call: Call, dryRun: boolean, report: GcReport): Promise<void> {
+			const services = this.broker.registry.getServiceList({ onlyAvailable: true }) as { name: string; nodeID: string }[];
+			const nodes = new Set(services.filter(service => service.name === "transform").map(service => service.nodeID));
+			for (const nodeID of nodes) {
+				try {
+					const variants = await call<VariantGcReport>("transform.collectGarbage", { dryRun }, { nodeID, timeout: 0 });
+					report.refsChecked += variants.checked;
+					report.refsReleased += variants.released;
+					report.blobsDeleted += variants.blobsDeleted;
+					report.bytesReclaimed += variants.bytesReclaimed;
+				} catch (err) {
+					report.errors.push(`transform node ${nodeID}: ${(err as Error).message}`);
+				}
+			}
+		}
+	},
+
+	created() {
+		this.gcRunning = null;
+		this.gcLast = null;
+		for (const metric of Object.values(GC_METRICS)) this.broker.metrics.register({ type: "counter", ...metric });
+	},
+
+	started() {
+		const every = getConfig().gcIntervalMs;
+		if (every === 0) return;
+		this.gcTimer = setInterval(() => {
+			if (this.gcRunning) return;
+			this.runGc(null, false).catch(err => this.logger.error("Garbage collection failed:", err));
+		}, every);
+		this.gcTimer.unref();
+	},
+
+	stopped() {
+		clearInterval(this.gcTimer);
 	}
 };
 

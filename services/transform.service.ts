@@ -21,9 +21,21 @@ import { CHANNELS, DEAD_LETTER_CHANNEL, type Delivery } from "../models/pipeline
 import { configureSharp, renderVariant } from "../models/transform/render.ts";
 import { FITS, OUTPUT_FORMATS, sourceOf, variantKey, type TransformSpec, type VariantInfo, type VariantSource } from "../models/transform/spec.ts";
 import { VariantIndex } from "../models/transform/variant-cache.ts";
-import type { Flight, Rendered, TransformCounters, TransformMethods, TransformVars, VariantContext, VariantParams } from "../types/transform-service.ts";
+import type {
+	Flight,
+	Rendered,
+	TransformCounters,
+	TransformMethods,
+	TransformVars,
+	VariantContext,
+	VariantGcReport,
+	VariantParams
+} from "../types/transform-service.ts";
 
 const config = getConfig();
+
+/** Cached variants judged per images.sourcesInUse call in a garbage collection. */
+const GC_BATCH = 100;
 
 const SOURCE = {
 	type: "object",
@@ -97,6 +109,38 @@ const transform: ServiceSchema<ServiceSettingSchema, TransformMethods, Transform
 			handler(): TransformCounters & { node: string; pending: number; entries: number; bytes: number; maxBytes: number } {
 				const cache = { ...this.repo.totals(), maxBytes: config.transformCacheMaxBytes };
 				return { node: this.broker.nodeID, ...this.counters, pending: this.inFlight.size, ...cache };
+			}
+		},
+
+		/**
+		 * The storage garbage collector's call to each transform node: drops this node's cached
+		 * variants that nobody used for GC_GRACE_MS and whose original no image has any more, and
+		 * releases their blobs (with `dryRun`, only counts them). Entries cached before sources were
+		 * recorded are left to the LRU. An entry used meanwhile is kept (removeIfIdle); an original
+		 * uploaded again later is rendered again on its first request.
+		 */
+		collectGarbage: {
+			visibility: "public",
+			timeout: 0,
+			params: { $$strict: true, dryRun: "boolean" },
+			async handler(ctx: Context<{ dryRun: boolean }>): Promise<VariantGcReport> {
+				const usedBefore = Date.now() - config.gcGraceMs;
+				const report: VariantGcReport = { checked: 0, released: 0, blobsDeleted: 0, bytesReclaimed: 0 };
+				for (let idle = this.repo.idleEntries(usedBefore, "", GC_BATCH); idle.length > 0; idle = this.repo.idleEntries(usedBefore, idle.at(-1)!.key, GC_BATCH)) {
+					const sha256s = [...new Set(idle.map(entry => entry.sourceSha256))];
+					const { inUse } = await ctx.call<{ inUse: string[] }, object>("images.sourcesInUse", { sha256s });
+					const used = new Set(inUse);
+					report.checked += idle.length;
+					for (const entry of idle.filter(entry => !used.has(entry.sourceSha256))) {
+						if (!ctx.params.dryRun && !this.repo.removeIfIdle(entry.key, usedBefore)) continue;
+						const deleted = ctx.params.dryRun || (await ctx.call<{ deleted: boolean }, object>("storage.release", { key: entry.blob, ref: this.repo.refOf(entry.key) })).deleted;
+						report.released++;
+						if (!deleted) continue;
+						report.blobsDeleted++;
+						report.bytesReclaimed += entry.size;
+					}
+				}
+				return report;
 			}
 		}
 	},
@@ -189,7 +233,7 @@ const transform: ServiceSchema<ServiceSettingSchema, TransformMethods, Transform
 			const ref = this.repo.refOf(key);
 			const put = { encrypt: source.encrypted, ref, maxBytes: data.length };
 			const stored = await this.broker.call<{ key: string }, typeof put>("storage.put", put, { stream: Readable.from([data]) });
-			this.repo.put({ key, blob: stored.key, ...info });
+			this.repo.put({ key, blob: stored.key, ...info }, source.sha256);
 			for (const evicted of this.repo.evictBeyond(config.transformCacheMaxBytes, key)) {
 				this.counters.evictions++;
 				await this.broker.call("storage.release", { key: evicted.blob, ref: this.repo.refOf(evicted.key) });

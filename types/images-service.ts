@@ -49,9 +49,12 @@ export interface ImagesMethods {
 	resolveCategory(ctx: ImagesContext, ref: string | undefined): Promise<string | null>;
 	deleteImage(ctx: ImagesContext, doc: ImageDoc): Promise<void>;
 	commit(ctx: ImagesContext, doc: ImageDoc): Promise<void>;
+	commitAll(ctx: ImagesContext, docs: ImageDoc[]): Promise<void>;
 	// mixins/image-pipeline.mixin.ts
 	enqueue(ctx: ImagesContext, doc: ImageDoc): Promise<void>;
+	restartPipeline(ctx: ImagesContext, id: string): Promise<void>;
 	releaseRenditions(ctx: ImagesContext, id: string, renditions: Rendition[]): Promise<void>;
+	releaseOrLog(ctx: ImagesContext, key: string, ref: string): Promise<void>;
 	// mixins/image-delivery.mixin.ts
 	publicImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
 	serveDownload(ctx: ImagesContext, doc: ImageDoc, query: TransformQuery): Promise<Readable | null>;

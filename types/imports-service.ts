@@ -3,6 +3,7 @@
  * side) and mixins/import-worker.mixin.ts (the work) share these methods and state.
  */
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
+import type { PublicImage } from "../models/images/public-image.ts";
 import type { CreateParams } from "../models/imports/params.ts";
 import type { ImportItem, ImportJob, ImportRepository, ItemResult, JobView } from "../models/imports/import-job.ts";
 import type { FetchLimiter } from "../models/imports/safe-fetch.ts";
@@ -23,6 +24,8 @@ export interface ImportsVars {
 	/** Seals and opens the API keys jobs carry (models/imports/job-secrets.ts). */
 	keyring: Keyring;
 	reconciler: NodeJS.Timeout | undefined;
+	/** Sweeps tmpDir of what a crashed node left, every GC_INTERVAL_MS. */
+	tempSweeper: NodeJS.Timeout | undefined;
 	/** Job creations of one owner, one at a time on this node (the per-user limits' check and write). */
 	ownerLocks: KeyedLock;
 }
@@ -42,8 +45,10 @@ export interface ImportsMethods {
 	runItem(job: ImportJob, seq: number): Promise<void>;
 	importItem(job: ImportJob, item: ImportItem): Promise<ItemResult>;
 	storeOnce(job: ImportJob, item: ImportItem, id: string, file: string, sha256: string): Promise<ItemResult>;
-	existingImage(job: ImportJob, id: string): Promise<boolean>;
-	reconcile(): Promise<void>;
+	existingImage(job: ImportJob, id: string): Promise<PublicImage | null>;
+	reconcile(stalledForMs?: number): Promise<void>;
+	resumeAfterRestart(): Promise<void>;
+	sweepTempFiles(): Promise<void>;
 }
 
 /** A part of the imports service, written against the whole service's `this`. */

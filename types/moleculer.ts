@@ -11,6 +11,8 @@ declare module "moleculer" {
 		 * or "admin" (a valid token of an admin).
 		 */
 		auth?: "public" | "optional" | "user" | "admin";
+		/** Moleculer's per-action call timeout in ms (0: none), used when the caller sets none; missing from its types. */
+		timeout?: number;
 	}
 
 	interface ServiceSchema {

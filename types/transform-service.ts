@@ -35,6 +35,17 @@ export interface TransformCounters {
 	evictions: number;
 }
 
+/** What transform.collectGarbage did on one node (in a dry run: would have done). */
+export interface VariantGcReport {
+	/** Idle entries whose original was looked up. */
+	checked: number;
+	/** Entries dropped, their reference released. */
+	released: number;
+	blobsDeleted: number;
+	/** Bytes of the deleted blobs. */
+	bytesReclaimed: number;
+}
+
 export interface TransformVars {
 	repo: VariantIndex;
 	settings: PipelineSettings;

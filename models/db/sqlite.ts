@@ -43,7 +43,9 @@ export function transaction<T>(db: DatabaseSync, work: () => T): T {
 		db.exec("COMMIT");
 		return result;
 	} catch (err) {
-		db.exec("ROLLBACK");
+		// SQLite has already rolled back after some errors (SQLITE_FULL on a full disk, I/O
+		// errors): a second ROLLBACK would throw "no transaction is active" and hide the cause.
+		if (db.isTransaction) db.exec("ROLLBACK");
 		throw err;
 	}
 }

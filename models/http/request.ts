@@ -4,7 +4,7 @@
  * never leak their details.
  */
 import { STATUS_CODES, type IncomingMessage } from "node:http";
-import { isClusterUnavailable } from "../shared/errors.ts";
+import { isClusterUnavailable, storageExhaustionOf } from "../shared/errors.ts";
 
 /** Request headers that actions need (conditional and range requests, uploads), and the method. */
 export interface RequestInfo {
@@ -37,8 +37,13 @@ export interface HttpError {
 }
 
 
+/** Server-side statuses whose errors the client is told about: a backend away, slow or full for now. */
+const EXPLAINED_SERVER_STATUSES = new Set([503, 504, 507]);
+
 /** Maps any error to a status and a JSON body; server faults never leak their details. */
 export function errorResponse(err: HttpError): { status: number; body: Record<string, unknown> } {
+	// Full storage surfaces as whatever the backend threw (ENOSPC, SQLITE_FULL, ...): one answer for all, 507.
+	err = storageExhaustionOf(err) ?? err;
 	const raw = typeof err.code === "number" ? err.code : err.status;
 	let status = typeof raw === "number" && raw >= 400 && raw <= 599 ? raw : 500;
 	// Moleculer reports invalid params as 422; for a request that is a malformed request.
@@ -47,7 +52,7 @@ export function errorResponse(err: HttpError): { status: number; body: Record<st
 		status = 503;
 		err = { ...err, name: err.name, message: err.message, type: "SERVICE_UNAVAILABLE" };
 	}
-	if (status >= 500 && status !== 503 && status !== 504) {
+	if (status >= 500 && !EXPLAINED_SERVER_STATUSES.has(status)) {
 		return { status, body: { name: "InternalServerError", message: "Internal server error", code: status, type: "INTERNAL_ERROR" } };
 	}
 	const data = err.name === "ValidationError" && Array.isArray(err.data) ? err.data.map(withoutInternals) : err.data;

@@ -51,6 +51,8 @@ export interface ImageRepository {
 	search(filter: ImageFilter): Promise<Page<ImageDoc>>;
 	/** Which of these tag labels some image the viewer may see carries (for multi-word `tag:`). */
 	existingTags(labels: string[], viewer: Viewer): Promise<string[]>;
+	/** Which of these SHA-256 digests some image's original has, whoever may see it (the garbage collector's question). */
+	existingSha256(digests: string[]): Promise<string[]>;
 	/** Counts, bytes, views and top tags of the images the viewer may see (admins: all of them). */
 	stats(viewer: Viewer): Promise<ImageStats>;
 	/** Sets category to null on every image of that category; returns how many changed. */

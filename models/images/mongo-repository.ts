@@ -263,6 +263,11 @@ export class MongoImageRepository extends MongoBackend implements ImageRepositor
 		});
 	}
 
+	async existingSha256(digests: string[]): Promise<string[]> {
+		if (digests.length === 0) return [];
+		return this.run(() => this.images.distinct("sha256", { sha256: { $in: digests } }));
+	}
+
 	async stats(viewer: Viewer): Promise<ImageStats> {
 		const visible = { $match: matchAll(compile(accessConditions(viewer))) };
 		return this.run(async () => {

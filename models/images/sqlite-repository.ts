@@ -374,6 +374,12 @@ export class SqliteImageRepository implements ImageRepository {
 		return (rows as unknown as { label: string }[]).map(row => row.label);
 	}
 
+	async existingSha256(digests: string[]): Promise<string[]> {
+		if (digests.length === 0) return [];
+		const rows = this.db.prepare(`SELECT DISTINCT sha256 FROM images WHERE sha256 IN (${placeholders(digests.length)})`).all(...digests);
+		return (rows as unknown as { sha256: string }[]).map(row => row.sha256);
+	}
+
 	async stats(viewer: Viewer): Promise<ImageStats> {
 		const visible = compile(accessConditions(viewer));
 		const totals = this.db

@@ -215,6 +215,16 @@ export interface ImportRepository {
 	claimStalled(before: string): Promise<ImportJob[]>;
 	/** Dispatched or running items whose lease ran out (lost message, dead worker) go back to queued. */
 	requeueExpired(jobId: string): Promise<number>;
+	/**
+	 * Ends every lease at once (jobs' listing claims and items'). Only for a store that one node
+	 * uses alone (embedded mode), at its start: every lease in it was that node's, which died.
+	 */
+	expireAllLeases(): Promise<void>;
+	/**
+	 * A running item is about to store image `imageId`: recorded first, so that after a crash
+	 * the item knows the image it finds was stored by its own earlier run, not a duplicate.
+	 */
+	markStoring(jobId: string, seq: number, imageId: string): Promise<void>;
 
 	/**
 	 * Claims some content (sha256) of an owner for an image id, atomically. Returns the claim that

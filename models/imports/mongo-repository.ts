@@ -444,6 +444,19 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 		});
 	}
 
+	/** Runs at a node's start, before any item of it: no write of this node can race these updates. */
+	async expireAllLeases(): Promise<void> {
+		await this.run(async () => {
+			await this.jobs.updateMany({ finishedAt: null, leaseUntil: { $gt: 0 } }, { $set: { leaseUntil: 0 } });
+			await this.items.updateMany({ state: { $in: ["dispatched", "running"] }, leaseUntil: { $gt: 0 } }, { $set: { leaseUntil: 0 } });
+		});
+	}
+
+	async markStoring(jobId: string, seq: number, imageId: string): Promise<void> {
+		const id = itemId(jobId, seq);
+		await this.run(() => this.writes.run(id, () => this.items.updateOne({ _id: id, state: "running" }, { $set: { imageId } })));
+	}
+
 	/** The claim is an upsert conditional on the claim there being stale: a live one makes it a duplicate key. */
 	async claimContent(owner: string, sha256: string, imageId: string, staleBefore: number): Promise<ContentClaim> {
 		const id = `${sha256}:${owner}`;

@@ -457,6 +457,17 @@ export class SqliteImportRepository implements ImportRepository {
 		return Number(changed);
 	}
 
+	async expireAllLeases(): Promise<void> {
+		transaction(this.db, () => {
+			this.db.prepare("UPDATE import_jobs SET lease_until = 0 WHERE finished_at IS NULL AND lease_until > 0").run();
+			this.db.prepare("UPDATE import_items SET lease_until = 0 WHERE state IN ('dispatched', 'running') AND lease_until > 0").run();
+		});
+	}
+
+	async markStoring(jobId: string, seq: number, imageId: string): Promise<void> {
+		this.db.prepare("UPDATE import_items SET image_id = ? WHERE job_id = ? AND seq = ? AND state = 'running'").run(imageId, jobId, seq);
+	}
+
 	async claimContent(owner: string, sha256: string, imageId: string, staleBefore: number): Promise<ContentClaim> {
 		const row = this.db
 			.prepare(

@@ -24,6 +24,15 @@ export function renditionRef(imageId: string, name: string): string {
 	return `${imageId}:${name}`;
 }
 
+/**
+ * The image, and the rendition if any, that a storage reference of the images service stands for
+ * (the original's is the image id, a rendition's is renditionRef); null for any other reference.
+ */
+export function imageRefParts(ref: string): { imageId: string; rendition: string | null } | null {
+	const match = /^(?<imageId>[\w-]{1,64})(?::(?<rendition>[^:]{1,32}))?$/.exec(ref);
+	return match ? { imageId: match.groups!.imageId!, rendition: match.groups!.rendition ?? null } : null;
+}
+
 /** What the channels adapter passes beside the payload (cluster/channels.ts); absent fields on the in-process queue. */
 export interface Delivery {
 	/** 1 for the first delivery. */
@@ -34,6 +43,12 @@ export interface Delivery {
 	 * up: the handler must not redo the work, only record the failure.
 	 */
 	exhausted?: boolean;
+	/**
+	 * Aborted when the node stopped and its grace ran out: the job was handed back to another
+	 * worker, so the handler should stop at its next step and record nothing (absent on the
+	 * in-process queue).
+	 */
+	signal?: AbortSignal;
 }
 
 /** True when a failure of this delivery is final: no attempts left, or a queue without retries. */

@@ -68,6 +68,57 @@ export class UnavailableError extends MoleculerRetryableError {
 	}
 }
 
+/**
+ * The disk (or the database's quota) is full: nothing was stored. 507, retryable: the same request
+ * succeeds once an operator has freed space. Built by storageExhaustionOf from whatever the
+ * backend threw, whose message (a path, a database name) never reaches the client.
+ */
+export class InsufficientStorageError extends MoleculerRetryableError {
+	constructor(cause: string) {
+		super("The server is out of storage space, so nothing was stored; try again later", 507, "INSUFFICIENT_STORAGE", { cause });
+	}
+}
+
+/** errno codes of a full disk or a user's exhausted quota. */
+const EXHAUSTION_CODES = new Set(["ENOSPC", "EDQUOT"]);
+/**
+ * What full storage says where it has no errno: SQLite (SQLITE_FULL, also FerretDB's backend),
+ * MongoDB (OutOfDiskSpace, code 14031) and hosted MongoDB's space quota.
+ */
+const EXHAUSTION_MESSAGE = /no space left on device|disk quota exceeded|database or disk is full|OutOfDiskSpace|over (?:your|its) (?:space|storage) quota/i;
+const SQLITE_FULL = 13;
+const MONGO_OUT_OF_DISK_SPACE = 14031;
+
+/** The error as InsufficientStorageError when it says storage is exhausted; null otherwise. */
+export function storageExhaustionOf(err: unknown): InsufficientStorageError | null {
+	if (err instanceof InsufficientStorageError) return err;
+	const { code, errcode, type, message } = (err ?? {}) as { code?: unknown; errcode?: unknown; type?: unknown; message?: unknown };
+	// Raised on another node, it arrives as a plain error with its type: recognise that too.
+	if (type === "INSUFFICIENT_STORAGE") return new InsufficientStorageError("INSUFFICIENT_STORAGE");
+	if (typeof code === "string" && EXHAUSTION_CODES.has(code)) return new InsufficientStorageError(code);
+	if (errcode === SQLITE_FULL) return new InsufficientStorageError("SQLITE_FULL");
+	if (code === MONGO_OUT_OF_DISK_SPACE) return new InsufficientStorageError("OutOfDiskSpace");
+	if (typeof message === "string" && EXHAUSTION_MESSAGE.test(message)) return new InsufficientStorageError("storage full");
+	return null;
+}
+
+/** errno codes of a fault that goes away by itself: an I/O error, a busy or overloaded resource, a dropped connection. */
+const TRANSIENT_CODES = new Set(["EIO", "EAGAIN", "EBUSY", "EMFILE", "ENFILE", "ETIMEDOUT", "ECONNRESET", "ECONNREFUSED", "EPIPE"]);
+/** Statuses of a backend that is away, slow or full for now. */
+const TRANSIENT_STATUSES = new Set([503, 504, 507]);
+
+/**
+ * Whether the same work may well succeed later unchanged: storage exhausted, an I/O error, a
+ * backend unavailable (503), a timeout, or no live node for a service. The pipeline retries these
+ * with back-off instead of failing the image.
+ */
+export function isTransient(err: unknown): boolean {
+	if (storageExhaustionOf(err) || isClusterUnavailable(err)) return true;
+	const { code, retryable } = (err ?? {}) as { code?: unknown; retryable?: unknown };
+	if (typeof code === "string") return TRANSIENT_CODES.has(code);
+	return retryable === true || (typeof code === "number" && TRANSIENT_STATUSES.has(code));
+}
+
 /** Stored bytes failed their integrity check: never served, always reported. */
 export class IntegrityError extends Errors.MoleculerServerError {
 	constructor(message: string, data?: unknown) {

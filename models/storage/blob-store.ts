@@ -7,6 +7,12 @@
  * the set of references (image ids) that use it, so put and release are idempotent per
  * reference and a blob is deleted when its last reference goes.
  *
+ * Every reference carries the time it was last added (a put with the same ref again refreshes it):
+ * the garbage collector (services/storage.service.ts) lists references older than its grace period,
+ * asks their owners which are still used, and drops the others with `releaseStale`, which keeps a
+ * reference re-added since it was listed. Work in flight between a put and the record that uses it
+ * is therefore never collected.
+ *
  * Integrity: an encrypted blob authenticates every chunk it serves. A plain blob's key is the
  * SHA-256 of its bytes, so a full read verifies that hash as it streams and holds back its last
  * piece until the hash matched: bytes changed on storage cut the stream short with IntegrityError,
@@ -76,6 +82,43 @@ export interface RewrapReport {
 	failed: { key: string; error: string }[];
 }
 
+/** A reference as listed for the garbage collector. */
+export interface RefEntry {
+	key: string;
+	ref: string;
+	/** When the reference was last added. */
+	addedAt: Date;
+	/** Plaintext size of the blob, in bytes. */
+	size: number;
+}
+
+/** Where a listing of references stands: references are listed in (key, ref) order. */
+export interface RefCursor {
+	key: string;
+	ref: string;
+}
+
+export interface ListRefsOptions {
+	/** Continue after this reference; from the first when absent. */
+	after?: RefCursor;
+	/** Only references last added before this time. */
+	olderThan: Date;
+	limit: number;
+}
+
+export interface RefPage {
+	refs: RefEntry[];
+	/** Pass as `after` to continue; null once the last reference was listed. */
+	next: RefCursor | null;
+}
+
+export interface StaleRelease {
+	/** The reference was dropped: it had not been added again since `addedBefore`. */
+	released: boolean;
+	/** The blob's last reference went with it, and the blob with it. */
+	deleted: boolean;
+}
+
 export interface BlobStore {
 	/**
 	 * Streams `source` into the store. Nothing is visible until the bytes are complete and
@@ -92,6 +135,18 @@ export interface BlobStore {
 	stat(key: string): Promise<BlobInfo | null>;
 	/** Drops one reference; deletes the blob when none remain. Returns true if the blob is gone. */
 	release(key: string, ref: string): Promise<boolean>;
+	/** Up to `limit` references last added before `olderThan`, in (key, ref) order after `after`. */
+	listRefs(options: ListRefsOptions): Promise<RefPage>;
+	/**
+	 * Drops the reference as `release` does, but only if it was last added before `addedBefore`: a
+	 * put that re-held it since the garbage collector listed it keeps it.
+	 */
+	releaseStale(key: string, ref: string, addedBefore: Date): Promise<StaleRelease>;
+	/**
+	 * Deletes what unfinished uploads left behind (temp files, chunks of no blob) begun before
+	 * `olderThan`, so an upload still under way is never touched; returns how many it deleted.
+	 */
+	sweepUnfinished(olderThan: Date): Promise<number>;
 	/**
 	 * Re-wraps the data key of every encrypted blob not yet under the current master key (after a
 	 * rotation, with the old key among the keyring's old keys); running it again is harmless. A

@@ -2,8 +2,8 @@
  * BlobStore on the local file system (embedded and single-node mode).
  *
  * Layout under `root`:
- *   blobs.db           references: which refs (image ids) hold which blob, and which blobs a read
- *                      or a scrub found corrupt (node:sqlite)
+ *   blobs.db           references: which refs (image ids) hold which blob since when, and which
+ *                      blobs a read or a scrub found corrupt (node:sqlite)
  *   tmp/               uploads in progress; emptied at start, as only a crash leaves files here
  *   <xx>/<key>         one file per blob, fanned out by the first two hex digits of its id
  *
@@ -22,7 +22,19 @@ import { dirname, join } from "node:path";
 import type { DatabaseSync } from "node:sqlite";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import type { BlobInfo, BlobRef, BlobStore, ByteRange, PutOptions, RewrapReport, ScrubOptions, ScrubReport } from "./blob-store.ts";
+import type {
+	BlobInfo,
+	BlobRef,
+	BlobStore,
+	ByteRange,
+	ListRefsOptions,
+	PutOptions,
+	RefPage,
+	RewrapReport,
+	ScrubOptions,
+	ScrubReport,
+	StaleRelease
+} from "./blob-store.ts";
 import {
 	blobIdOf,
 	isEncryptedKey,
@@ -45,8 +57,10 @@ import {
 	openEnvelope,
 	rewrapHeader
 } from "./envelope-crypto.ts";
+import { listSqliteRefs } from "./sqlite-ref-list.ts";
 import { CorruptBlobError, IntegrityError, NotFoundError } from "../shared/errors.ts";
 import { KeyedLock } from "../shared/keyed-lock.ts";
+import { removeFilesOlderThan } from "../shared/stale-files.ts";
 import { closeDatabase, migrate, openDatabase, transaction } from "../db/sqlite.ts";
 
 export interface FsBlobStoreOptions {
@@ -68,8 +82,15 @@ const MIGRATIONS = [
 		PRIMARY KEY (key, ref)
 	) STRICT, WITHOUT ROWID;`,
 	// When a read or a scrub found the blob's bytes changed (ISO time); NULL while sound.
-	`ALTER TABLE blobs ADD COLUMN corrupt_at TEXT;`
+	`ALTER TABLE blobs ADD COLUMN corrupt_at TEXT;`,
+	// When each reference was last added (ms since the epoch), where the garbage collector's grace
+	// period starts. References older than this step count from the step: later, never earlier.
+	`ALTER TABLE refs ADD COLUMN added_at INTEGER NOT NULL DEFAULT 0;
+	UPDATE refs SET added_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000;`
 ];
+
+/** Later than any reference's time: `release` drops a reference whenever it was added. */
+const ANY_TIME = Number.MAX_SAFE_INTEGER;
 
 interface BlobRow {
 	sha256: string;
@@ -165,17 +186,22 @@ export class FsBlobStore implements BlobStore {
 	async release(key: string, ref: string): Promise<boolean> {
 		const path = this.#pathOf(key);
 		if (!path) return true;
-		return this.#locks.run(key, async () => {
-			const gone = transaction(this.#db, () => {
-				this.#db.prepare("DELETE FROM refs WHERE key = ? AND ref = ?").run(key, ref);
-				const { remaining } = this.#db.prepare("SELECT count(*) AS remaining FROM refs WHERE key = ?").get(key) as { remaining: number };
-				if (remaining > 0) return false;
-				this.#db.prepare("DELETE FROM blobs WHERE key = ?").run(key);
-				return true;
-			});
-			if (gone) await rm(path, { force: true });
-			return gone;
-		});
+		return (await this.#dropRef(key, ref, path, ANY_TIME)).gone;
+	}
+
+	async releaseStale(key: string, ref: string, addedBefore: Date): Promise<StaleRelease> {
+		const path = this.#pathOf(key);
+		if (!path) return { released: false, deleted: false };
+		const { released, gone } = await this.#dropRef(key, ref, path, addedBefore.getTime());
+		return { released, deleted: released && gone };
+	}
+
+	async listRefs(options: ListRefsOptions): Promise<RefPage> {
+		return listSqliteRefs(this.#db, { refs: "refs", blobs: "blobs" }, options);
+	}
+
+	async sweepUnfinished(olderThan: Date): Promise<number> {
+		return removeFilesOlderThan(this.#tmpDir, olderThan);
 	}
 
 	async rewrapAll(): Promise<RewrapReport> {
@@ -241,12 +267,34 @@ export class FsBlobStore implements BlobStore {
 					.prepare("INSERT OR IGNORE INTO blobs (key, sha256, size, encrypted) VALUES (?, ?, ?, ?)")
 					.run(blob.key, blob.sha256, blob.size, blob.encrypted ? 1 : 0);
 				if (stored?.corrupt_at) this.#db.prepare("UPDATE blobs SET corrupt_at = NULL WHERE key = ?").run(blob.key);
-				this.#db.prepare("INSERT OR IGNORE INTO refs (key, ref) VALUES (?, ?)").run(blob.key, ref);
+				// Added again: the reference is in use now, its grace period starts over.
+				this.#db
+					.prepare("INSERT INTO refs (key, ref, added_at) VALUES (?, ?, ?) ON CONFLICT (key, ref) DO UPDATE SET added_at = excluded.added_at")
+					.run(blob.key, ref, Date.now());
 			});
 		} finally {
 			// Already renamed away when installed; the duplicate of a stored blob otherwise.
 			await rm(tempPath, { force: true });
 		}
+	}
+
+	/**
+	 * Drops `ref` from blob `key` if it was last added before `addedBefore` (ms), and the blob with
+	 * its last reference. `gone`: no reference remains.
+	 */
+	#dropRef(key: string, ref: string, path: string, addedBefore: number): Promise<{ released: boolean; gone: boolean }> {
+		return this.#locks.run(key, async () => {
+			const result = transaction(this.#db, () => {
+				const { changes } = this.#db.prepare("DELETE FROM refs WHERE key = ? AND ref = ? AND added_at < ?").run(key, ref, addedBefore);
+				const released = Number(changes) > 0;
+				const { remaining } = this.#db.prepare("SELECT count(*) AS remaining FROM refs WHERE key = ?").get(key) as { remaining: number };
+				if (remaining > 0) return { released, gone: false };
+				this.#db.prepare("DELETE FROM blobs WHERE key = ?").run(key);
+				return { released, gone: true };
+			});
+			if (result.gone) await rm(path, { force: true });
+			return result;
+		});
 	}
 
 	/** Atomically moves a durable temp file to `path`, making the new directory entries durable too. */

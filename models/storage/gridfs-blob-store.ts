@@ -7,8 +7,9 @@
  *                                     chunk ids are `<file id>-<n>`, so a reader fetches each
  *                                     chunk by _id (any GridFS reader can still read the files)
  *   blobs                             one document per key: sha256, size, encrypted, the GridFS
- *                                     file id, the references, for encrypted blobs the header, and
- *                                     `corruptAt` once a read or a scrub found the bytes changed
+ *                                     file id, the references and when each was last added
+ *                                     (`refTimes`, by field-safe ref), for encrypted blobs the header,
+ *                                     and `corruptAt` once a read or a scrub found the bytes changed
  *
  * An encrypted blob's GridFS file is its whole envelope with the header slot left zero (the
  * encryptor knows the header only at the end); the real header lives in its `blobs` document, so
@@ -21,7 +22,20 @@
  */
 import { pipeline, Readable } from "node:stream";
 import { Binary, type Collection, ObjectId } from "mongodb";
-import type { BlobInfo, BlobRef, BlobStore, ByteRange, PutOptions, RewrapReport, ScrubOptions, ScrubReport } from "./blob-store.ts";
+import type {
+	BlobInfo,
+	BlobRef,
+	BlobStore,
+	ByteRange,
+	ListRefsOptions,
+	PutOptions,
+	RefPage,
+	RewrapReport,
+	ScrubOptions,
+	ScrubReport,
+	StaleRelease
+} from "./blob-store.ts";
+import { firstRefTime, listRefTimes, type RefTimedRecord, refTimePath, stampRefTimes } from "./mongo-ref-times.ts";
 import { blobIdOf, newEncryptedKey, PlaintextMeter, plainKey, rewrapEach, satisfiableRange, scrubKeys, verifiedPlaintext } from "./blob-support.ts";
 import { decryptRange, EnvelopeEncryptor, envelopeLength, type Keyring, needsRewrap, openEnvelope, rewrapHeader } from "./envelope-crypto.ts";
 import { CorruptBlobError, IntegrityError, NotFoundError } from "../shared/errors.ts";
@@ -38,13 +52,11 @@ const ORPHAN_AGE_MS = 60 * 60 * 1000;
 /** GridFS's default chunk size: under the 16 MiB document limit with room to spare. */
 const CHUNK_BYTES = 255 * 1024;
 
-interface BlobRecord {
-	_id: string;
+/** A blob's document; its references and their times as mongo-ref-times.ts keeps them. */
+interface BlobRecord extends RefTimedRecord {
 	sha256: string;
-	size: number;
 	encrypted: boolean;
 	fileId: ObjectId;
-	refs: string[];
 	/** The envelope header of an encrypted blob. */
 	header?: Binary;
 	/** When a read or a scrub found the bytes of file `fileId` changed; absent while sound. */
@@ -111,16 +123,18 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 		await this.ensureIndexes(this.#files, [{ key: { filename: 1, uploadDate: 1 } }]);
 		await this.ensureIndexes(this.#chunks, [{ key: { files_id: 1, n: 1 }, unique: true }]);
 		await this.ensureIndexes(this.#blobs, [{ key: { encrypted: 1 } }]);
-		await this.#sweepOrphans();
+		await stampRefTimes(this.#blobs);
+		await this.#sweepOrphans(new Date(Date.now() - ORPHAN_AGE_MS));
 	}
 
 	/**
 	 * Deletes what a node that died mid-upload left: chunks and files that no blob document points
-	 * at, begun over ORPHAN_AGE_MS ago. A file id is an ObjectId, which carries its creation time;
-	 * younger files may belong to an upload still under way on another node.
+	 * at, begun before `olderThan` (at start, ORPHAN_AGE_MS ago). A file id is an ObjectId, which
+	 * carries its creation time; younger files may belong to an upload still under way on another
+	 * node. Returns how many files it deleted.
 	 */
-	async #sweepOrphans(): Promise<void> {
-		const cutoff = ObjectId.createFromTime(Math.floor((Date.now() - ORPHAN_AGE_MS) / 1000));
+	async #sweepOrphans(olderThan: Date): Promise<number> {
+		const cutoff = ObjectId.createFromTime(Math.floor(olderThan.getTime() / 1000));
 		const [chunked, filed, used] = await Promise.all([
 			this.#chunks.distinct("files_id", { files_id: { $lt: cutoff } }),
 			this.#files.distinct("_id", { _id: { $lt: cutoff } }),
@@ -129,6 +143,11 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 		const inUse = new Set(used.map(String));
 		const orphans = new Map([...chunked, ...filed].filter(id => !inUse.has(String(id))).map(id => [String(id), id]));
 		for (const id of orphans.values()) await this.#deleteFile(id);
+		return orphans.size;
+	}
+
+	async sweepUnfinished(olderThan: Date): Promise<number> {
+		return this.run(() => this.#sweepOrphans(olderThan));
 	}
 
 	async put(source: Readable, options: PutOptions): Promise<BlobRef> {
@@ -197,18 +216,40 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 
 	async release(key: string, ref: string): Promise<boolean> {
 		if (blobIdOf(key) === null) return true;
+		return (await this.#dropRef(key, ref, {})).gone;
+	}
+
+	async releaseStale(key: string, ref: string, addedBefore: Date): Promise<StaleRelease> {
+		if (blobIdOf(key) === null) return { released: false, deleted: false };
+		const { released, gone } = await this.#dropRef(key, ref, { [refTimePath(ref)]: { $lt: addedBefore } });
+		return { released, deleted: released && gone };
+	}
+
+	/**
+	 * Drops `ref` from blob `key` when the blob also matches `condition`, and deletes the blob once
+	 * unreferenced. `gone`: the blob is no more.
+	 */
+	async #dropRef(key: string, ref: string, condition: object): Promise<{ released: boolean; gone: boolean }> {
 		return this.run(() =>
 			this.#locks.run(key, async () => {
-				const record = await this.#blobs.findOneAndUpdate({ _id: key }, { $pull: { refs: ref } }, { returnDocument: "after" });
-				if (!record) return true;
-				if (record.refs.length > 0) return false;
+				const record = await this.#blobs.findOneAndUpdate(
+					{ _id: key, refs: ref, ...condition },
+					{ $pull: { refs: ref }, $unset: { [refTimePath(ref)]: "" } },
+					{ returnDocument: "after" }
+				);
+				const remaining = record ?? (await this.#blobs.findOne({ _id: key }, { projection: { refs: 1 } }));
+				if (!remaining) return { released: record !== null, gone: true };
+				if (remaining.refs.length > 0) return { released: record !== null, gone: false };
 				// Only while still unreferenced: a put on another node may have just added one.
 				const gone = await this.#blobs.findOneAndDelete({ _id: key, refs: { $size: 0 } });
-				if (!gone) return false;
-				await this.#deleteFile(gone.fileId);
-				return true;
+				if (gone) await this.#deleteFile(gone.fileId);
+				return { released: record !== null, gone: gone !== null };
 			})
 		);
+	}
+
+	async listRefs(options: ListRefsOptions): Promise<RefPage> {
+		return this.run(() => listRefTimes(this.#blobs, options));
 	}
 
 	async rewrapAll(): Promise<RewrapReport> {
@@ -262,15 +303,25 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 	 */
 	async #attach(blob: BlobRef, fileId: ObjectId, header: Buffer | undefined, ref: string): Promise<Attached> {
 		for (;;) {
-			const { matchedCount } = await this.#blobs.updateOne({ _id: blob.key, corruptAt: { $exists: false } }, { $addToSet: { refs: ref } });
+			// Added again: the reference is in use now, its grace period starts over.
+			const addedAt = { [refTimePath(ref)]: new Date() };
+			const { matchedCount } = await this.#blobs.updateOne({ _id: blob.key, corruptAt: { $exists: false } }, { $addToSet: { refs: ref }, $set: addedAt });
 			if (matchedCount === 1) return { kept: false };
 			const repaired = await this.#blobs.findOneAndUpdate(
 				{ _id: blob.key, corruptAt: { $exists: true } },
-				{ $addToSet: { refs: ref }, $set: { fileId }, $unset: { corruptAt: "" } },
+				{ $addToSet: { refs: ref }, $set: { fileId, ...addedAt }, $unset: { corruptAt: "" } },
 				{ returnDocument: "before" }
 			);
 			if (repaired) return { kept: true, replaced: repaired.fileId };
-			const record: BlobRecord = { _id: blob.key, sha256: blob.sha256, size: blob.size, encrypted: blob.encrypted, fileId, refs: [ref] };
+			const record: BlobRecord = {
+				_id: blob.key,
+				sha256: blob.sha256,
+				size: blob.size,
+				encrypted: blob.encrypted,
+				fileId,
+				refs: [ref],
+				refTimes: firstRefTime(ref, new Date())
+			};
 			try {
 				await this.#blobs.insertOne(header ? { ...record, header: new Binary(header) } : record);
 				return { kept: true };

@@ -5,7 +5,7 @@
  * embedded mode, MongoDB when MONGO_URL is set), where one reference change is one atomic write;
  * the bucket holds only immutable objects, each written once under a fresh name.
  */
-import type { BlobRef } from "./blob-store.ts";
+import type { BlobRef, ListRefsOptions, RefPage } from "./blob-store.ts";
 
 /** One blob as the index records it. */
 export interface IndexedBlob {
@@ -30,6 +30,8 @@ export interface Attached {
 }
 
 export interface Detached {
+	/** Whether this call dropped the reference (it was there, and old enough). */
+	released: boolean;
 	/** Whether the blob is gone (it had no other reference, or was never there). */
 	gone: boolean;
 	/** The object of a blob that went with this call, to delete. */
@@ -41,11 +43,17 @@ export interface S3BlobIndex {
 	/**
 	 * Records `ref` on the blob, creating it (held by `object`) when the key is new, or pointing it
 	 * at `object` when it was found corrupt: for a plain blob the same key means the same bytes, so
-	 * the new upload is its repair. Atomic per key, across processes.
+	 * the new upload is its repair. The reference's time (for the garbage collector) becomes now,
+	 * whether it is new or added again. Atomic per key, across processes.
 	 */
 	attach(blob: BlobRef, object: string, header: Buffer | null, ref: string): Promise<Attached>;
-	/** Drops `ref`; removes the blob when no reference remains. Atomic per key, across processes. */
-	detach(key: string, ref: string): Promise<Detached>;
+	/**
+	 * Drops `ref` (only if last added before `addedBefore`, when given); removes the blob when no
+	 * reference remains. Atomic per key, across processes.
+	 */
+	detach(key: string, ref: string, addedBefore?: Date): Promise<Detached>;
+	/** BlobStore.listRefs. */
+	listRefs(options: ListRefsOptions): Promise<RefPage>;
 	/** Marks the blob corrupt, only while `object` is still its object (a put may have repaired it). */
 	markCorrupt(key: string, object: string): Promise<void>;
 	/** Replaces an encrypted blob's header, only while it is still `previous` (another node may rotate too). */

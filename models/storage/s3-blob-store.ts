@@ -30,7 +30,19 @@ import {
 	S3Client
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
-import type { BlobInfo, BlobRef, BlobStore, ByteRange, PutOptions, RewrapReport, ScrubOptions, ScrubReport } from "./blob-store.ts";
+import type {
+	BlobInfo,
+	BlobRef,
+	BlobStore,
+	ByteRange,
+	ListRefsOptions,
+	PutOptions,
+	RefPage,
+	RewrapReport,
+	ScrubOptions,
+	ScrubReport,
+	StaleRelease
+} from "./blob-store.ts";
 import { newEncryptedKey, PlaintextMeter, plainKey, rewrapEach, satisfiableRange, scrubKeys, verifiedPlaintext } from "./blob-support.ts";
 import { decryptRange, EnvelopeEncryptor, envelopeLength, type Keyring, needsRewrap, openEnvelope, rewrapHeader } from "./envelope-crypto.ts";
 import type { Attached, IndexedBlob, S3BlobIndex } from "./s3-blob-index.ts";
@@ -117,7 +129,10 @@ export class S3BlobStore implements BlobStore {
 		this.#index = options.index;
 		// Not awaited by calls: the store serves while the sweep lists the bucket. A failed sweep
 		// is retried at the next start.
-		this.#swept = this.#sweep(options.orphanAgeMs ?? ORPHAN_AGE_MS).catch(() => {});
+		this.#swept = this.#sweep(new Date(Date.now() - (options.orphanAgeMs ?? ORPHAN_AGE_MS))).then(
+			() => {},
+			() => {}
+		);
 	}
 
 	async put(source: Readable, options: PutOptions): Promise<BlobRef> {
@@ -165,6 +180,20 @@ export class S3BlobStore implements BlobStore {
 		const { gone, object } = await this.#index.detach(key, ref);
 		if (object) await this.#discard(object);
 		return gone;
+	}
+
+	async releaseStale(key: string, ref: string, addedBefore: Date): Promise<StaleRelease> {
+		const { released, gone, object } = await this.#index.detach(key, ref, addedBefore);
+		if (object) await this.#discard(object);
+		return { released, deleted: released && gone };
+	}
+
+	async listRefs(options: ListRefsOptions): Promise<RefPage> {
+		return this.#index.listRefs(options);
+	}
+
+	async sweepUnfinished(olderThan: Date): Promise<number> {
+		return this.#run(() => this.#sweep(olderThan));
 	}
 
 	async rewrapAll(): Promise<RewrapReport> {
@@ -278,7 +307,7 @@ export class S3BlobStore implements BlobStore {
 	/**
 	 * Deletes an object no index entry points at any more. The put or release that made it so has
 	 * happened whatever becomes of the delete: one that fails leaves an unreferenced object, which
-	 * the next start's sweep removes.
+	 * the next sweep (at start, or the garbage collector's) removes.
 	 */
 	async #discard(object: string): Promise<void> {
 		await this.#deleteObject(object).catch(() => {});
@@ -291,10 +320,12 @@ export class S3BlobStore implements BlobStore {
 	/**
 	 * Removes what dead uploads left under the prefix: multipart uploads never completed nor aborted
 	 * (a node killed mid-upload), and objects no blob points at (a node killed between its upload
-	 * and its index entry), once older than `ageMs`.
+	 * and its index entry, or a delete that failed), begun before `olderThan`: younger ones may
+	 * belong to an upload still under way on another node. Returns how many it removed.
 	 */
-	async #sweep(ageMs: number): Promise<void> {
-		const cutoff = Date.now() - ageMs;
+	async #sweep(olderThan: Date): Promise<number> {
+		const cutoff = olderThan.getTime();
+		let removed = 0;
 		let keyMarker: string | undefined;
 		let uploadIdMarker: string | undefined;
 		do {
@@ -302,19 +333,24 @@ export class S3BlobStore implements BlobStore {
 				new ListMultipartUploadsCommand({ Bucket: this.#bucket, Prefix: this.#objectPrefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker })
 			);
 			for (const upload of page.Uploads ?? []) {
-				if ((upload.Initiated?.getTime() ?? 0) > cutoff) continue;
+				if ((upload.Initiated?.getTime() ?? 0) >= cutoff) continue;
 				await this.#client.send(new AbortMultipartUploadCommand({ Bucket: this.#bucket, Key: upload.Key, UploadId: upload.UploadId }));
+				removed++;
 			}
 			({ NextKeyMarker: keyMarker, NextUploadIdMarker: uploadIdMarker } = page.IsTruncated ? page : {});
 		} while (keyMarker);
 		let token: string | undefined;
 		do {
 			const page = await this.#client.send(new ListObjectsV2Command({ Bucket: this.#bucket, Prefix: this.#objectPrefix, ContinuationToken: token }));
-			const old = (page.Contents ?? []).filter(item => (item.LastModified?.getTime() ?? 0) <= cutoff).map(item => item.Key!);
+			const old = (page.Contents ?? []).filter(item => (item.LastModified?.getTime() ?? 0) < cutoff).map(item => item.Key!);
 			const inUse = await this.#index.objectsInUse(old);
-			for (const object of old.filter(name => !inUse.has(name))) await this.#deleteObject(object);
+			for (const object of old.filter(name => !inUse.has(name))) {
+				await this.#deleteObject(object);
+				removed++;
+			}
 			token = page.IsTruncated ? page.NextContinuationToken : undefined;
 		} while (token);
+		return removed;
 	}
 
 	/** Runs one bucket call, with an unreachable server reported as 503 (retryable). */

@@ -4,9 +4,10 @@
  * the file.
  */
 import type { DatabaseSync } from "node:sqlite";
-import type { BlobRef } from "./blob-store.ts";
+import type { BlobRef, ListRefsOptions, RefPage } from "./blob-store.ts";
 import type { Attached, Detached, IndexedBlob, S3BlobIndex } from "./s3-blob-index.ts";
 import { blobIdOf } from "./blob-support.ts";
+import { listSqliteRefs } from "./sqlite-ref-list.ts";
 import { closeDatabase, migrate, openDatabase, transaction } from "../db/sqlite.ts";
 
 /** Schema versions, in order (see migrate). Append; never edit a released step. */
@@ -24,8 +25,15 @@ const MIGRATIONS = [
 		key TEXT NOT NULL REFERENCES s3_blobs (key) ON DELETE CASCADE,
 		ref TEXT NOT NULL,
 		PRIMARY KEY (key, ref)
-	) STRICT, WITHOUT ROWID;`
+	) STRICT, WITHOUT ROWID;`,
+	// When each reference was last added (ms since the epoch), where the garbage collector's grace
+	// period starts. References older than this step count from the step: later, never earlier.
+	`ALTER TABLE s3_refs ADD COLUMN added_at INTEGER NOT NULL DEFAULT 0;
+	UPDATE s3_refs SET added_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000;`
 ];
+
+/** Later than any reference's time: a detach without a cutoff drops the reference whenever it was added. */
+const ANY_TIME = new Date(8.64e15);
 
 interface BlobRow {
 	key: string;
@@ -81,19 +89,27 @@ export class SqliteS3BlobIndex implements S3BlobIndex {
 				this.#db.prepare("UPDATE s3_blobs SET object = ?, corrupt_at = NULL WHERE key = ?").run(object, blob.key);
 				attached = { kept: true, replaced: stored.object };
 			}
-			this.#db.prepare("INSERT OR IGNORE INTO s3_refs (key, ref) VALUES (?, ?)").run(blob.key, ref);
+			// Added again: the reference is in use now, its grace period starts over.
+			this.#db
+				.prepare("INSERT INTO s3_refs (key, ref, added_at) VALUES (?, ?, ?) ON CONFLICT (key, ref) DO UPDATE SET added_at = excluded.added_at")
+				.run(blob.key, ref, Date.now());
 			return attached;
 		});
 	}
 
-	async detach(key: string, ref: string): Promise<Detached> {
+	async detach(key: string, ref: string, addedBefore = ANY_TIME): Promise<Detached> {
 		return transaction(this.#db, () => {
-			this.#db.prepare("DELETE FROM s3_refs WHERE key = ? AND ref = ?").run(key, ref);
+			const { changes } = this.#db.prepare("DELETE FROM s3_refs WHERE key = ? AND ref = ? AND added_at < ?").run(key, ref, addedBefore.getTime());
+			const released = Number(changes) > 0;
 			const { remaining } = this.#db.prepare("SELECT count(*) AS remaining FROM s3_refs WHERE key = ?").get(key) as { remaining: number };
-			if (remaining > 0) return { gone: false };
+			if (remaining > 0) return { released, gone: false };
 			const removed = this.#db.prepare("DELETE FROM s3_blobs WHERE key = ? RETURNING object").get(key) as { object: string } | undefined;
-			return removed ? { gone: true, object: removed.object } : { gone: true };
+			return removed ? { released, gone: true, object: removed.object } : { released, gone: true };
 		});
+	}
+
+	async listRefs(options: ListRefsOptions): Promise<RefPage> {
+		return listSqliteRefs(this.#db, { refs: "s3_refs", blobs: "s3_blobs" }, options);
 	}
 
 	async markCorrupt(key: string, object: string): Promise<void> {

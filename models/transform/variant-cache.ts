@@ -6,6 +6,8 @@
  *
  * Each index holds its blobs under its own storage reference (`variant-<index id>-<key>`), so
  * transform nodes that do not share a DATA_DIR never release a blob another node still indexes.
+ * It also records each entry's source (the original's SHA-256), so the garbage collector can drop
+ * the variants of originals no image has any more before the LRU would.
  */
 import { randomBytes } from "node:crypto";
 import type { DatabaseSync } from "node:sqlite";
@@ -29,10 +31,28 @@ const MIGRATIONS = [
 		height INTEGER NOT NULL,
 		used INTEGER NOT NULL
 	) STRICT;
-	CREATE INDEX variants_used ON variants (used);`
+	CREATE INDEX variants_used ON variants (used);`,
+	// The SHA-256 of the original a variant was made from; NULL for entries cached before it was
+	// recorded, which only the LRU drops.
+	`ALTER TABLE variants ADD COLUMN source_sha256 TEXT;`
 ];
 
+/** A cached variant as the garbage collector sees it. */
+export interface IdleVariant {
+	key: string;
+	blob: string;
+	size: number;
+	sourceSha256: string;
+}
+
 const COLUMNS = "key, blob, size, format, width, height";
+
+const REF_PREFIX = "variant-";
+
+/** Whether a storage reference is a variant cache's (refOf), not an image's. */
+export function isVariantRef(ref: string): boolean {
+	return ref.startsWith(REF_PREFIX);
+}
 
 export class VariantIndex {
 	readonly #db: DatabaseSync;
@@ -56,7 +76,7 @@ export class VariantIndex {
 
 	/** The storage reference this index holds a variant's blob under. */
 	refOf(key: string): string {
-		return `variant-${this.#id}-${key}`;
+		return `${REF_PREFIX}${this.#id}-${key}`;
 	}
 
 	#tick(): number {
@@ -71,14 +91,27 @@ export class VariantIndex {
 		return row ? { ...(row as unknown as CachedVariant) } : null;
 	}
 
-	put(entry: CachedVariant): void {
+	put(entry: CachedVariant, sourceSha256: string): void {
 		this.#db
-			.prepare(`INSERT OR REPLACE INTO variants (${COLUMNS}, used) VALUES (?, ?, ?, ?, ?, ?, ?)`)
-			.run(entry.key, entry.blob, entry.size, entry.format, entry.width, entry.height, this.#tick());
+			.prepare(`INSERT OR REPLACE INTO variants (${COLUMNS}, used, source_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+			.run(entry.key, entry.blob, entry.size, entry.format, entry.width, entry.height, this.#tick(), sourceSha256);
 	}
 
 	remove(key: string): void {
 		this.#db.prepare("DELETE FROM variants WHERE key = ?").run(key);
+	}
+
+	/** Up to `limit` entries with a known source, last used before `usedBefore` (ms), in key order after `after`. */
+	idleEntries(usedBefore: number, after: string, limit: number): IdleVariant[] {
+		const rows = this.#db
+			.prepare("SELECT key, blob, size, source_sha256 FROM variants WHERE key > ? AND used < ? AND source_sha256 IS NOT NULL ORDER BY key LIMIT ?")
+			.all(after, usedBefore, limit) as { key: string; blob: string; size: number; source_sha256: string }[];
+		return rows.map(row => ({ key: row.key, blob: row.blob, size: row.size, sourceSha256: row.source_sha256 }));
+	}
+
+	/** Removes the entry unless it was used since `usedBefore` (ms): a request that just hit it keeps it. */
+	removeIfIdle(key: string, usedBefore: number): boolean {
+		return Number(this.#db.prepare("DELETE FROM variants WHERE key = ? AND used < ?").run(key, usedBefore).changes) > 0;
 	}
 
 	/**

@@ -1,8 +1,9 @@
 /**
  * Durable jobs across processes, on a real Redis (helpers/redis.ts) with a namespace of its own: a gateway node, a storage node and worker nodes (SERVICES=worker), all
  * started like `npm start`, sharing one data directory. Covers a worker killed with SIGKILL in
- * the middle of a job, the same job delivered twice, a poison image, and the REPL's queue, jobs
- * and reprocess commands.
+ * the middle of a job, the same job delivered twice, a poison image, the REPL's queue, jobs
+ * and reprocess commands, the admin job endpoints over REST, and storage away in the middle of
+ * a job (retried with back-off, not failed).
  */
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
@@ -16,12 +17,12 @@ import { loadConfig } from "../../config/index.ts";
 import { channelsMiddleware } from "../../cluster/channels.ts";
 import { JobQueue } from "../../cluster/job-streams.ts";
 import { CHANNELS, DEAD_LETTER_CHANNEL } from "../../models/pipeline/channels.ts";
-import { retryDeadLetter } from "../../repl/jobs.ts";
+import { retryDeadLetter } from "../../cluster/job-streams.ts";
 import { reprocessImages } from "../../repl/queue.ts";
 import { Client, fileFrom } from "../helpers/client.ts";
 import { blobFileCount, cameraJpeg, poisonJpeg, settled, startNode, waitFor, type Node } from "../helpers/jobs.ts";
 import { testRedis, type TestRedis } from "../helpers/redis.ts";
-import { SHARED_IMAGES, startServer, type RunningServer } from "../helpers/server.ts";
+import { ADMIN_PASSWORD, SHARED_IMAGES, startServer, type RunningServer } from "../helpers/server.ts";
 
 const GROUP = "worker";
 
@@ -35,7 +36,10 @@ describe("durable jobs on Redis Streams (multi-process)", () => {
 		// Fast redelivery, so a dead worker's job and each retry of a failing one come back in 2 s.
 		JOB_REDELIVER_AFTER_MS: "2000",
 		JOB_CLAIM_INTERVAL_MS: "100",
-		JOB_MAX_ATTEMPTS: "3"
+		JOB_MAX_ATTEMPTS: "3",
+		// Quick back-off after a transient failure (storage away), so its retries come within a second.
+		JOB_RETRY_BASE_MS: "200",
+		JOB_RETRY_MAX_MS: "1000"
 	};
 	let redis: Redis;
 	let queue: JobQueue;
@@ -73,7 +77,7 @@ describe("durable jobs on Redis Streams (multi-process)", () => {
 		queue = new JobQueue(redis, namespace);
 		stream = queue.key(CHANNELS.process);
 		storage = await startNode(dataDir, { ...cluster, SERVICES: "storage", NODE_ID: "storage" });
-		gateway = await startServer({ ...cluster, SERVICES: "api,images,users,categories,health", NODE_ID: "gateway" }, { dataDir });
+		gateway = await startServer({ ...cluster, SERVICES: "api,images,users,categories,health,jobs", NODE_ID: "gateway" }, { dataDir });
 		alice = await new Client(gateway.url).register("alice");
 		const config = loadConfig({ ...cluster, DATA_DIR: dataDir, LOG_LEVEL: "warn" });
 		operator = new ServiceBroker({ nodeID: "operator", namespace, transporter: server.url as BrokerOptions["transporter"], logger: false, middlewares: [channelsMiddleware(config)] });
@@ -169,6 +173,43 @@ describe("durable jobs on Redis Streams (multi-process)", () => {
 		assert.equal(await redis.xlen(queue.key(DEAD_LETTER_CHANNEL)), 1);
 	});
 
+	it("shows admins the channels and dead letters over REST, and retries and discards a dead letter", async () => {
+		const admin = await new Client(gateway.url).login("admin", ADMIN_PASSWORD);
+		const refused = await alice.get("/api/admin/jobs");
+		assert.equal(refused.status, 403);
+		assert.equal(refused.body.type, "ADMIN_ONLY");
+
+		const overview = await admin.get("/api/admin/jobs");
+		assert.equal(overview.status, 200, JSON.stringify(overview.body));
+		assert.equal(overview.body.mode, "distributed");
+		assert.equal(overview.body.deadLetters, 1, "the poison image's letter");
+		const row = overview.body.channels.find((r: { channel: string; group: string }) => r.channel === CHANNELS.process && r.group === GROUP);
+		assert.deepEqual({ pending: row.pending, lag: row.lag, dead: row.dead, working: row.workers > 0 }, { pending: 0, lag: 0, dead: 1, working: true });
+
+		const dead = await admin.get("/api/admin/jobs/dead");
+		assert.equal(dead.body.total, 1);
+		const [letter] = dead.body.items;
+		assert.equal(letter.channel, CHANNELS.process);
+		assert.match(letter.error, /corrupt jpeg data/i);
+		const imageId = letter.payload.id;
+
+		const retried = await admin.post(`/api/admin/jobs/dead/${letter.id}/retry`);
+		assert.equal(retried.status, 200, JSON.stringify(retried.body));
+		assert.equal(retried.body.retried.id, letter.id);
+		assert.equal((await alice.get(`/api/images/${imageId}`)).body.status, "processing", "the image is back in the pipeline");
+		assert.equal((await settled(alice, imageId)).status, "failed");
+		const [again] = await waitFor("the retried job's new dead letter", async () => {
+			const items = (await admin.get("/api/admin/jobs/dead")).body.items as { id: string }[];
+			return items.length === 1 && items[0]!.id !== letter.id ? items : undefined;
+		});
+		assert.equal((await admin.post(`/api/admin/jobs/dead/${letter.id}/retry`)).status, 404, "a retried letter is gone");
+
+		assert.equal((await admin.delete(`/api/admin/jobs/dead/${again!.id}`)).status, 204);
+		assert.deepEqual((await admin.get("/api/admin/jobs/dead")).body, { mode: "distributed", total: 0, items: [] });
+		assert.equal((await admin.delete(`/api/admin/jobs/dead/${again!.id}`)).status, 404);
+		assert.equal((await alice.delete(`/api/admin/jobs/dead/${again!.id}`)).status, 403);
+	});
+
 	it("reprocesses the images a search finds, replacing their renditions", async () => {
 		const before = blobFileCount(dataDir);
 		const ids = await reprocessImages(operator, "dog", "ready");
@@ -178,6 +219,28 @@ describe("durable jobs on Redis Streams (multi-process)", () => {
 		assert.equal(doc.renditions.length, 2);
 		await drained();
 		assert.equal(blobFileCount(dataDir), before, "the old (encrypted) renditions were released");
+	});
+
+	it("waits while storage is away instead of failing the image, and finishes it once storage is back", async () => {
+		await Promise.all(nodes.splice(0).map(node => node.stop()));
+		const id = (await alice.upload([fileFrom(join(SHARED_IMAGES, "dog.jpg"))], { name: "patient" })).body.images[0].id;
+		await storage.stop();
+		const patient = await worker("w-patient");
+		const waiting = await waitFor("the image to wait for storage", async () => {
+			const image = (await alice.get(`/api/images/${id}`)).body;
+			assert.equal(image.status, "processing", `not failed for good: ${JSON.stringify(image)}`);
+			return image.statusReason ? image : undefined;
+		});
+		assert.match(waiting.statusReason, /waiting to retry \(\d+ of \d+\) after a transient error/);
+		// More retries than JOB_MAX_ATTEMPTS: they are not the channel's attempts.
+		const beyond = Number(settings.JOB_MAX_ATTEMPTS) + 1;
+		await waitFor(`retry ${beyond}`, async () => (new RegExp(`retry ${beyond} of \\d+`).test(patient.output()) ? true : undefined));
+		assert.equal((await alice.get(`/api/images/${id}`)).body.status, "processing");
+		storage = await startNode(dataDir, { ...cluster, SERVICES: "storage", NODE_ID: "storage-again" });
+		const doc = await settled(alice, id, 60_000);
+		assert.equal(doc.status, "ready", doc.statusReason);
+		assert.equal(doc.statusReason, null);
+		assert.equal(await redis.xlen(queue.key(DEAD_LETTER_CHANNEL)), 0, "no dead letter");
 	});
 
 	// Last: deleting a stream entry leaves the group's lag unknown, which drained() waits on.

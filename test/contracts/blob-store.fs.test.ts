@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { Readable } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
@@ -220,6 +221,37 @@ describe("FsBlobStore on disk", () => {
 		writeFileSync(join(root, "tmp", "interrupted-upload"), "partial");
 		await reopen(new Keyring(masterKey));
 		assert.deepEqual(readdirSync(join(root, "tmp")), []);
+	});
+
+	it("gives the references of an index made before references had times the time of the upgrade", async () => {
+		const blob = await put(store, randomBytes(100), false, "image-1");
+		await store.close();
+		// The index as the previous schema version left it.
+		const db = new DatabaseSync(join(root, "blobs.db"));
+		db.exec("ALTER TABLE refs DROP COLUMN added_at; UPDATE schema_versions SET version = 2 WHERE schema = 'blobs'");
+		db.close();
+
+		const beforeUpgrade = Date.now();
+		store = new FsBlobStore({ root, keyring: new Keyring(masterKey) });
+		const { refs } = await store.listRefs({ olderThan: new Date(Date.now() + 60_000), limit: 10 });
+		assert.deepEqual(
+			refs.map(({ key, ref }) => ({ key, ref })),
+			[{ key: blob.key, ref: "image-1" }]
+		);
+		// Whole seconds: the grace period starts at the upgrade, give or take the second it began in.
+		assert.ok(refs[0]!.addedAt.getTime() >= beforeUpgrade - 1000, refs[0]!.addedAt.toISOString());
+		assert.deepEqual(await store.listRefs({ olderThan: new Date(beforeUpgrade - 1000), limit: 10 }), { refs: [], next: null });
+	});
+
+	it("sweeps temp files older than the cutoff while the store runs, not younger ones", async () => {
+		const stale = join(root, "tmp", "crashed-upload");
+		const fresh = join(root, "tmp", "upload-under-way");
+		writeFileSync(stale, "partial");
+		writeFileSync(fresh, "partial");
+		const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+		utimesSync(stale, twoHoursAgo, twoHoursAgo);
+		assert.equal(await store.sweepUnfinished(new Date(Date.now() - 3600_000)), 1);
+		assert.deepEqual(readdirSync(join(root, "tmp")), ["upload-under-way"]);
 	});
 
 	it("keeps blob files in fan-out directories named after the key", async () => {

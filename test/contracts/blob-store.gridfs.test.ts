@@ -136,6 +136,29 @@ describe("GridFS blob store (FerretDB)", { skip: ferretDbSkipReason() }, () => {
 		}
 	});
 
+	it("gives the references of blobs stored before references had times the time of the first start after", async () => {
+		const url = server.databaseUrl();
+		const keyring = new Keyring(randomBytes(32));
+		const first = open(url, keyring);
+		const { key } = await first.put(Readable.from([randomBytes(1000)]), { encrypt: false, ref: "image-1", maxBytes: LIMIT });
+		await first.put(Readable.from([randomBytes(1000)]), { encrypt: false, ref: "image.with.dots", maxBytes: LIMIT });
+		await first.close();
+		// As an older version stored it: no refTimes.
+		await withDatabase(url, client => client.db().collection("blobs").updateMany({}, { $unset: { refTimes: "" } }));
+
+		const beforeStart = new Date(Date.now() - 1);
+		const reopened = open(url, keyring);
+		try {
+			assert.equal(await reopened.ping(), true, "stamped before the first call");
+			const { refs } = await reopened.listRefs({ olderThan: new Date(Date.now() + 60_000), limit: 10 });
+			assert.deepEqual(refs.map(entry => entry.ref).sort(), ["image-1", "image.with.dots"]);
+			for (const entry of refs) assert.ok(entry.addedAt >= beforeStart, "not older than the start: the grace period starts there");
+			assert.deepEqual(await reopened.releaseStale(key, "image-1", new Date(Date.now() + 60_000)), { released: true, deleted: true });
+		} finally {
+			await reopened.close();
+		}
+	});
+
 	it("sweeps away at start what a node that died mid-upload left, once it is old enough", async () => {
 		const url = server.databaseUrl();
 		const keyring = new Keyring(randomBytes(32));

@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { Readable } from "node:stream";
@@ -23,6 +24,7 @@ import {
 	type S3Client,
 	UploadPartCommand
 } from "@aws-sdk/client-s3";
+import { MongoClient } from "mongodb";
 import { HEADER_SIZE, Keyring } from "../../models/storage/envelope-crypto.ts";
 import { PayloadTooLargeError, UnavailableError } from "../../models/shared/errors.ts";
 import type { S3BlobIndex } from "../../models/storage/s3-blob-index.ts";
@@ -144,6 +146,33 @@ describe("S3 blob store (SeaweedFS)", { skip: s3SkipReason() }, () => {
 			const url = mongo.databaseUrl();
 			return { index: new MongoS3BlobIndex({ url, timeoutMs: 2000 }), drop: () => dropDatabase(url) };
 		});
+
+		it("gives the references of s3blobs documents stored before references had times the time of the first start after", async () => {
+			const location = s3.location();
+			const url = mongo.databaseUrl();
+			const keyring = new Keyring(randomBytes(32));
+			const first = open(location, new MongoS3BlobIndex({ url, timeoutMs: 2000 }), keyring);
+			const { key } = await first.put(Readable.from([randomBytes(1000)]), { encrypt: false, ref: "image-1", maxBytes: LIMIT });
+			await first.put(Readable.from([randomBytes(1000)]), { encrypt: false, ref: "image.with.dots", maxBytes: LIMIT });
+			await first.close();
+			// As an older version stored them: no refTimes.
+			const direct = new MongoClient(url);
+			await direct.db().collection("s3blobs").updateMany({}, { $unset: { refTimes: "" } });
+			await direct.close();
+
+			const beforeStart = new Date(Date.now() - 1);
+			const reopened = open(location, new MongoS3BlobIndex({ url, timeoutMs: 2000 }), keyring);
+			try {
+				assert.equal(await reopened.ping(), true, "stamped before the first call");
+				const { refs } = await reopened.listRefs({ olderThan: new Date(Date.now() + 60_000), limit: 10 });
+				assert.deepEqual(refs.map(entry => entry.ref).sort(), ["image-1", "image.with.dots"]);
+				for (const entry of refs) assert.ok(entry.addedAt >= beforeStart, "not older than the start: the grace period starts there");
+				assert.deepEqual(await reopened.releaseStale(key, "image-1", new Date(Date.now() + 60_000)), { released: true, deleted: true });
+			} finally {
+				await reopened.close();
+				await dropDatabase(url);
+			}
+		});
 	});
 
 	it("keeps no plaintext and no header in the bucket, and rotates the master key without touching an object", async () => {
@@ -227,6 +256,62 @@ describe("S3 blob store (SeaweedFS)", { skip: s3SkipReason() }, () => {
 		assert.deepEqual([...(await objectsUnder(client, location)).keys()].sort(), [stored!, foreign].sort(), "the blob's object and the foreign one stay");
 		assert.equal(await uploadsUnder(client, location), 0, "the unfinished upload is aborted");
 		await drop();
+	});
+
+	it("sweeps unfinished uploads and unreferenced objects begun before the collector's cutoff while it serves", async () => {
+		const location = s3.location();
+		const { index, drop } = sqliteIndex();
+		const store = open(location, index, new Keyring(randomBytes(32)));
+		try {
+			const bytes = randomBytes(1000);
+			const { key } = await store.put(Readable.from([bytes]), { encrypt: false, ref: "image-1", maxBytes: LIMIT });
+			const [stored] = (await objectsUnder(client, location)).keys();
+			await client.send(new PutObjectCommand({ Bucket: location.bucket, Key: `${location.prefix}objects/${"a".repeat(32)}`, Body: Buffer.from("left behind") }));
+			const unfinished = `${location.prefix}objects/${"b".repeat(32)}`;
+			const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: location.bucket, Key: unfinished }));
+			await client.send(new UploadPartCommand({ Bucket: location.bucket, Key: unfinished, UploadId, PartNumber: 1, Body: randomBytes(1024) }));
+
+			assert.equal(await store.sweepUnfinished(new Date(Date.now() - 3600_000)), 0, "begun after the cutoff: maybe under way");
+			assert.equal((await objectsUnder(client, location)).size, 2);
+			// S3 times are whole seconds: a cutoff a second ahead is past everything made above.
+			assert.equal(await store.sweepUnfinished(new Date(Date.now() + 1000)), 2, "the orphan object and the unfinished upload");
+			assert.deepEqual([...(await objectsUnder(client, location)).keys()], [stored]);
+			assert.equal(await uploadsUnder(client, location), 0);
+			assert.deepEqual(await buffer(await store.open(key)), bytes);
+		} finally {
+			await store.close();
+			await drop();
+		}
+	});
+
+	it("gives the references of a SQLite index made before references had times the time of the upgrade", async () => {
+		const location = s3.location();
+		const { file, drop } = indexFile();
+		const keyring = new Keyring(randomBytes(32));
+		const first = open(location, new SqliteS3BlobIndex(file), keyring);
+		const blob = await first.put(Readable.from([randomBytes(100)]), { encrypt: false, ref: "image-1", maxBytes: LIMIT });
+		await first.close();
+		// The index as the previous schema version left it.
+		const db = new DatabaseSync(file);
+		db.exec("ALTER TABLE s3_refs DROP COLUMN added_at; UPDATE schema_versions SET version = 1 WHERE schema = 's3_blobs'");
+		db.close();
+
+		const beforeUpgrade = Date.now();
+		const upgraded = open(location, new SqliteS3BlobIndex(file), keyring);
+		try {
+			const { refs } = await upgraded.listRefs({ olderThan: new Date(Date.now() + 60_000), limit: 10 });
+			assert.deepEqual(
+				refs.map(({ key, ref }) => ({ key, ref })),
+				[{ key: blob.key, ref: "image-1" }]
+			);
+			// Whole seconds: the grace period starts at the upgrade, give or take the second it began in.
+			assert.ok(refs[0]!.addedAt.getTime() >= beforeUpgrade - 1000, refs[0]!.addedAt.toISOString());
+			assert.deepEqual(await upgraded.releaseStale(blob.key, "image-1", new Date(Date.now() + 60_000)), { released: true, deleted: true });
+			assert.equal((await objectsUnder(client, location)).size, 0);
+		} finally {
+			await upgraded.close();
+			await drop();
+		}
 	});
 
 	it("reports a bucket out of reach as UnavailableError (503, retryable) and fails its ping", async () => {

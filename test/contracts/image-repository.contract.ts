@@ -287,6 +287,13 @@ export function imageRepositoryContract(name: string, make: () => Promise<Contra
 				assert.deepEqual(await images.existingTags([], ADMIN), []);
 			});
 
+			it("tells which SHA-256 digests some image's original has, private ones included", async () => {
+				const [a, b] = ["a".repeat(64), "b".repeat(64)];
+				await insert(image({ sha256: a, visibility: "private" }), image({ sha256: a }), image({ sha256: b, owner: "u-bob", ownerName: "bob" }));
+				assert.deepEqual((await images.existingSha256([a, b, "c".repeat(64)])).sort(), [a, b]);
+				assert.deepEqual(await images.existingSha256([]), []);
+			});
+
 			it("matches any of the filter's tags, and every tag group of the query", async () => {
 				const cat = image({ tags: tags("cat") });
 				const dog = image({ tags: tags("dog") });

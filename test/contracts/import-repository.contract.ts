@@ -195,6 +195,26 @@ export function importRepositoryContract(name: string, open: () => Promise<Impor
 			assert.deepEqual((await repo.listItems(job.id, { state: "queued", limit: 10 })).items.map(item => item.seq), [0, 1]);
 		});
 
+		it("ends every lease at once for a node that restarted alone on its store", async () => {
+			const job = await listedJob(3);
+			await repo.dispatch(job.id, 2, 2, LEASE);
+			await repo.startItem(job.id, 0, LEASE);
+			assert.equal(await repo.requeueExpired(job.id), 0, "live leases hold");
+			await repo.expireAllLeases();
+			assert.equal(await repo.requeueExpired(job.id), 2, "the dispatched and the running item are queued again");
+			assert.deepEqual((await repo.listItems(job.id, { state: "queued", limit: 10 })).items.map(item => item.seq), [0, 1, 2]);
+		});
+
+		it("records the image a running item is storing", async () => {
+			const job = await listedJob(2);
+			await repo.dispatch(job.id, 2, 2, LEASE);
+			await repo.startItem(job.id, 0, LEASE);
+			await repo.markStoring(job.id, 0, "img-0");
+			await repo.markStoring(job.id, 1, "img-1");
+			const items = (await repo.listItems(job.id, { limit: 10 })).items;
+			assert.deepEqual(items.map(item => item.imageId), ["img-0", null], "only a running item is marked");
+		});
+
 		it("cancels: queued and dispatched items are dropped, running ones still count", async () => {
 			const job = await listedJob(5);
 			await repo.dispatch(job.id, 1, 1, LEASE);

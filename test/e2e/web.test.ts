@@ -18,7 +18,7 @@ import { chromium, type Browser, type BrowserContext, type Locator, type Page } 
 import sharp from "sharp";
 import { Client } from "../helpers/client.ts";
 import { Gate, ImageHost, labelledJpeg } from "../helpers/image-host.ts";
-import { settled } from "../helpers/jobs.ts";
+import { poisonJpeg, settled } from "../helpers/jobs.ts";
 import { ADMIN_PASSWORD, SHARED_IMAGES, startServer, type RunningServer } from "../helpers/server.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -913,6 +913,44 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 			await shoot("not-found");
 			await page.getByRole("link", { name: "Go to your photos" }).click();
 			await page.getByRole("heading", { name: "Photos" }).waitFor();
+		} finally {
+			page = mine;
+			await admin.context.close();
+		}
+	});
+
+	it("offers Reprocess on a failed image, and admins a Jobs page: channels, dead letters, reprocessing, the GC's last run", async () => {
+		const bytes = poisonJpeg(readFileSync(join(SHARED_IMAGES, "dog.jpg")));
+		const upload = await owned.upload([{ name: "broken-photo.jpg", bytes }], { name: "broken photo" });
+		assert.equal(upload.status, 201, JSON.stringify(upload.body));
+		const id = upload.body.images[0].id as string;
+		assert.equal((await settled(owned, id)).status, "failed");
+		await page.setViewportSize(DESKTOP);
+		await page.goto(`${server.url}/images/${id}`);
+		await page.getByRole("heading", { level: 1, name: "broken photo" }).waitFor();
+		await page.getByRole("status").filter({ hasText: /^Failed$/ }).waitFor();
+		const [answer] = await Promise.all([page.waitForResponse(res => res.url().endsWith(`/api/images/${id}/reprocess`)), page.getByRole("button", { name: "Reprocess" }).click()]);
+		assert.equal(answer.status(), 202);
+		await page.getByRole("status").filter({ hasText: /^Processing$/ }).waitFor();
+		// Its bytes are broken: it fails again, and Reprocess is offered again.
+		await page.getByRole("button", { name: "Reprocess" }).waitFor();
+
+		const admin = await signedIn("admin", ADMIN_PASSWORD);
+		const mine = page;
+		page = admin.page;
+		try {
+			await page.getByRole("navigation").getByRole("link", { name: "Jobs" }).click();
+			await page.getByRole("heading", { level: 1, name: "Jobs" }).waitFor();
+			await page.getByText(/^Embedded mode: jobs run on an in-process queue/).waitFor();
+			await page.getByRole("heading", { name: "Storage GC" }).waitFor();
+			await page.getByText("The GC has not run yet.").waitFor();
+			const [dryRun] = await Promise.all([page.waitForResponse(res => res.url().endsWith("/api/admin/storage/gc") && res.request().method() === "POST"), page.getByRole("button", { name: "Dry run" }).click()]);
+			assert.equal(dryRun.status(), 200);
+			await page.getByText(/^Dry run started .*, finished /).waitFor();
+			page.once("dialog", dialog => void dialog.accept());
+			await page.getByRole("button", { name: "Reprocess failed images" }).click();
+			await page.getByText(/^\d+ image\(s\) queued for processing$/).waitFor();
+			await shoot("jobs");
 		} finally {
 			page = mine;
 			await admin.context.close();

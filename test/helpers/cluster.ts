@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
@@ -56,12 +56,19 @@ async function waitForRedis(url: string, child: ChildProcess): Promise<void> {
 	throw new Error("redis-server did not start within 10 s");
 }
 
-export async function startRedis(): Promise<RedisServer> {
+/**
+ * A redis-server on a free port. Without persistence (the default) a restart after `kill` starts
+ * empty; with `appendonly` it replays its append-only file (in a directory of its own, fsynced at
+ * every write so that a SIGKILL loses nothing) and comes back with its streams and groups.
+ */
+export async function startRedis(options: { appendonly?: boolean } = {}): Promise<RedisServer> {
 	const port = await freePort();
 	const url = `redis://127.0.0.1:${port}`;
+	const dir = options.appendonly ? mkdtempSync(join(tmpdir(), "imgmesh-redis-")) : undefined;
+	const persistence = dir ? ["--appendonly", "yes", "--appendfsync", "always", "--dir", dir] : ["--appendonly", "no"];
 	let child: ChildProcess | undefined;
 	const start = async () => {
-		child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
+		child = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", ...persistence], { stdio: "ignore" });
 		await waitForRedis(url, child);
 	};
 	const kill = async () => {
@@ -75,7 +82,10 @@ export async function startRedis(): Promise<RedisServer> {
 		url,
 		kill,
 		start,
-		stop: kill,
+		async stop() {
+			await kill();
+			if (dir) rmSync(dir, { recursive: true, force: true });
+		},
 		async command(...args: string[]) {
 			const client = new Redis(url, { maxRetriesPerRequest: 0 });
 			try {

@@ -5,6 +5,7 @@ import { h, render, toast } from "./dom.ts";
 import { adminPage } from "./pages/admin.ts";
 import { detailPage } from "./pages/detail.ts";
 import { importPage, importsPage } from "./pages/imports.ts";
+import { jobsPage } from "./pages/jobs.ts";
 import { libraryPage } from "./pages/library.ts";
 import { notFoundPage } from "./pages/not-found.ts";
 import { signInPage } from "./pages/signin.ts";
@@ -12,6 +13,7 @@ import { uploadPage } from "./pages/upload.ts";
 import { interceptLinks, navigate, route, setGuard, show } from "./router.ts";
 
 const PUBLIC_PATHS = new Set(["/signin", "/register"]);
+const ADMIN_PATHS = new Set(["/admin", "/jobs"]);
 
 function navLink(href: string, label: string): HTMLElement {
 	const current = location.pathname === href || (href !== "/" && location.pathname.startsWith(href));
@@ -35,6 +37,7 @@ function renderHeader(): void {
 						navLink("/upload", "Upload"),
 						navLink("/imports", "Imports"),
 						user.role === "admin" ? navLink("/admin", "Admin") : null,
+						user.role === "admin" ? navLink("/jobs", "Jobs") : null,
 						h("li", { class: "me" }, h("span", {}, user.username), h("button", { type: "button", class: "link", onclick: () => setSession(null) }, "Sign out"))
 					)
 				: h("ul", {}, navLink("/signin", "Sign in"), navLink("/register", "Register"))
@@ -50,6 +53,7 @@ route("/images/:id", detailPage);
 route("/imports", importsPage);
 route("/imports/:id", importPage);
 route("/admin", adminPage);
+route("/jobs", jobsPage);
 // Last: any other path.
 route("/.*", notFoundPage);
 
@@ -57,7 +61,7 @@ setGuard(path => {
 	const user = currentUser();
 	if (!user && !PUBLIC_PATHS.has(path)) return `/signin`;
 	if (user && PUBLIC_PATHS.has(path)) return "/";
-	if (path === "/admin" && user?.role !== "admin") return "/";
+	if (ADMIN_PATHS.has(path) && user?.role !== "admin") return "/";
 	return null;
 });
 

@@ -13,7 +13,7 @@ import { randomUUID } from "node:crypto";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { ServiceBroker, type Middleware } from "moleculer";
-import { DurableRedisAdapter, HEADER_ATTEMPTS, HEADER_ERROR } from "../../../cluster/durable-redis-adapter.ts";
+import { DurableRedisAdapter, HEADER_ATTEMPTS, HEADER_ERROR, JOBS_LOST_EVENT } from "../../../cluster/durable-redis-adapter.ts";
 import type { Delivery } from "../../../models/pipeline/channels.ts";
 import { waitFor } from "../../helpers/jobs.ts";
 import { testRedis, type TestRedis } from "../../helpers/redis.ts";
@@ -29,6 +29,8 @@ interface Options {
 	minIdleTime: number;
 	claimInterval?: number;
 	processingAttemptsInterval?: number;
+	/** DurableRedisAdapter's: how long a stop waits for running jobs before handing them back. */
+	stopGraceMs?: number;
 }
 
 describe("Redis Streams adapter", () => {
@@ -39,9 +41,11 @@ describe("Redis Streams adapter", () => {
 
 	/** A broker with one consumer of CHANNEL (3 attempts, dead letters on) using the given adapter. */
 	async function consumer(Adapter: AdapterClass, nodeID: string, options: Options, handler: Handler): Promise<ServiceBroker> {
+		const { stopGraceMs, ...consumerOptions } = options;
 		const adapter = new Adapter({
 			prefix,
-			redis: { url: server.url, consumerOptions: { claimInterval: 20, startID: "0", ...options } }
+			stopGraceMs,
+			redis: { url: server.url, consumerOptions: { claimInterval: 20, startID: "0", ...consumerOptions } }
 		});
 		const middleware = Channels.Middleware({ adapter } as unknown as Parameters<typeof Channels.Middleware>[0]) as unknown as Middleware;
 		const broker = new ServiceBroker({ nodeID, logger: false, middlewares: [middleware] });
@@ -150,6 +154,50 @@ describe("Redis Streams adapter", () => {
 		await publish({ n: 1 });
 		await waitFor("the job to be acknowledged", async () => (finished && (await pendingCount()) === 0 ? true : undefined));
 		assert.deepEqual(calls, [{ attempt: 1 }]);
+	});
+
+	it("creates a consumer group that vanished again, says the jobs were lost, and reads on", async () => {
+		const handled: unknown[] = [];
+		const broker = await consumer(DurableRedisAdapter, "a", { minIdleTime: 3_600_000 }, async payload => {
+			handled.push(payload);
+		});
+		const lost: unknown[] = [];
+		broker.createService({ name: "listener", events: { [JOBS_LOST_EVENT]: (ctx: { params: unknown }) => void lost.push(ctx.params) } });
+		await publish({ n: 1 });
+		await waitFor("the first message", async () => (handled.length === 1 ? true : undefined));
+
+		// What a Redis restarted without its data looks like to the consumer: no stream, no group.
+		await redis.del(stream());
+		await publish({ n: 2 });
+		await waitFor("the message sent after the loss", async () => (handled.length === 2 ? true : undefined));
+		assert.deepEqual(handled, [{ n: 1 }, { n: 2 }]);
+		assert.equal(lost.length, 1);
+		assert.deepEqual({ ...(lost[0] as object), since: undefined }, { channel: CHANNEL, group: GROUP, since: undefined });
+		await waitFor("acknowledged", async () => ((await pendingCount()) === 0 ? true : undefined));
+	});
+
+	it("a stopping consumer hands a running job back: the handler is told to stop, another consumer takes it at once, the attempt is not counted", async () => {
+		const aborted: boolean[] = [];
+		let started = false;
+		const first = await consumer(DurableRedisAdapter, "a", { minIdleTime: 3_600_000, stopGraceMs: 100 }, async (_payload, delivery) => {
+			started = true;
+			await new Promise(resolve => delivery.signal!.addEventListener("abort", resolve));
+			aborted.push(delivery.signal!.aborted);
+			throw delivery.signal!.reason;
+		});
+		await publish({ n: 1 });
+		await waitFor("the first delivery", async () => (started ? true : undefined));
+
+		const handled: Delivery[] = [];
+		// An hour's redelivery timeout: only a hand-back gives it the job within the test.
+		await consumer(DurableRedisAdapter, "b", { minIdleTime: 3_600_000 }, async (_payload, delivery) => {
+			handled.push({ attempt: delivery.attempt });
+		});
+		(first as ServiceBroker & { channelAdapter: DurableRedisAdapter }).channelAdapter.stopTakingJobs();
+		await waitFor("the job on the other consumer", async () => (handled.length && (await pendingCount()) === 0 ? true : undefined));
+		assert.deepEqual(aborted, [true]);
+		assert.deepEqual(handled, [{ attempt: 1 }]);
+		assert.deepEqual(await deadLetters(), []);
 	});
 
 	describe("a message that always fails", () => {

@@ -90,7 +90,19 @@ describe("REPL commands through the command parser", () => {
 					params.after === "sha256-bb"
 						? { checked: 1, bytes: 1024 * 1024, corrupt: [], next: null }
 						: { checked: 2, bytes: 2 * 1024 * 1024, corrupt: [{ key: "sha256-aa", error: "A stored blob does not match its SHA-256" }], next: "sha256-bb" }
-				)
+				),
+				gc: record("storage.gc", params => ({
+					startedAt: "2024-01-01T00:00:00.000Z",
+					finishedAt: "2024-01-01T00:00:01.000Z",
+					dryRun: params.dryRun,
+					refsChecked: 40,
+					refsReleased: 3,
+					blobsDeleted: 2,
+					bytesReclaimed: 3 * 1024 * 1024,
+					tempFilesRemoved: params.dryRun ? 0 : 1,
+					errors: []
+				})),
+				gcStatus: record("storage.gcStatus", () => ({ lastRun: null, running: null }))
 			}
 		});
 		broker.createService({
@@ -237,8 +249,21 @@ describe("REPL commands through the command parser", () => {
 			assert.deepEqual(called("storage.scrub")[0], { bytesPerSecond: 512 * 1024 });
 		});
 
+		it("storage gc [--dry-run] runs a garbage collection on a storage node and prints what it reclaimed, or would", async () => {
+			const collected = await type("storage gc");
+			assert.deepEqual(called("storage.gc"), [{ dryRun: false }]);
+			assert.match(collected.text, /^Collected on [\w-]+: 40 reference\(s\) checked, 3 released, 2 blob\(s\) deleted, 3\.0 MiB reclaimed, 1 temp file\(s\) removed$/m);
+			calls = [];
+			const dry = await type("storage gc --dry-run");
+			assert.deepEqual(called("storage.gc"), [{ dryRun: true }]);
+			assert.match(dry.text, /^Dry run on [\w-]+: 40 reference\(s\) checked, 3 released \(would be\), 2 blob\(s\) deleted, 3\.0 MiB reclaimed \(would be\)$/m);
+		});
+
 		it("prints its usage when a word is missing, wrong or extra", async () => {
 			await usage("storage", /storage rotate-keys/);
+			await usage("storage gc now", /storage gc \[--dry-run\]/);
+			await usage("storage gc --rate 4", /^--after and --rate are for storage scrub$/m);
+			await usage("storage scrub --dry-run", /^--dry-run is for storage gc$/m);
 			await usage("storage rotate", /storage rotate-keys/);
 			await usage("storage rotate-keys now", /storage rotate-keys/);
 			await usage("storage scrub now", /storage scrub \[--after <key>\] \[--rate <MiB\/s>\]/);

@@ -1,4 +1,4 @@
-/** The transform cache index: LRU order by use, eviction by bytes, and persistence. */
+/** The transform cache index: LRU order by use, eviction by bytes, persistence, and what the garbage collector asks of it. */
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -8,21 +8,22 @@ import { VariantIndex, type CachedVariant } from "../../../models/transform/vari
 
 const dir = mkdtempSync(join(tmpdir(), "imgmesh-variants-"));
 const entry = (key: string, size: number): CachedVariant => ({ key, blob: `sha256-${key}`, size, format: "webp", width: 10, height: 10 });
+const SOURCE = "5".repeat(64);
 
 describe("VariantIndex", () => {
 	after(() => rmSync(dir, { recursive: true, force: true }));
 
 	it("evicts the least recently used entries until the total fits", async () => {
 		const index = new VariantIndex(join(dir, "lru.db"));
-		index.put(entry("a", 100));
-		index.put(entry("b", 100));
-		index.put(entry("c", 100));
+		index.put(entry("a", 100), SOURCE);
+		index.put(entry("b", 100), SOURCE);
+		index.put(entry("c", 100), SOURCE);
 		assert.deepEqual(index.get("a"), entry("a", 100), "a is now the most recently used");
 		assert.deepEqual(index.evictBeyond(300), []);
 		assert.deepEqual(index.evictBeyond(150).map(evicted => evicted.key), ["b", "c"]);
 		assert.equal(index.get("b"), null);
 		assert.deepEqual(index.totals(), { entries: 1, bytes: 100 });
-		index.put(entry("huge", 500));
+		index.put(entry("huge", 500), SOURCE);
 		assert.deepEqual(index.evictBeyond(150, "huge").map(evicted => evicted.key), ["a"], "the entry just made stays, even alone over the bound");
 		assert.deepEqual(index.evictBeyond(150).map(evicted => evicted.key), ["huge"]);
 		await index.close();
@@ -31,8 +32,8 @@ describe("VariantIndex", () => {
 	it("keeps its entries, order and storage reference across a reopen", async () => {
 		const file = join(dir, "reopen.db");
 		const first = new VariantIndex(file);
-		first.put(entry("old", 10));
-		first.put(entry("new", 10));
+		first.put(entry("old", 10), SOURCE);
+		first.put(entry("new", 10), SOURCE);
 		const ref = first.refOf("old");
 		await first.close();
 		const second = new VariantIndex(file);
@@ -42,5 +43,24 @@ describe("VariantIndex", () => {
 		const other = new VariantIndex(join(dir, "other.db"));
 		assert.notEqual(other.refOf("old"), ref, "another index holds its blobs under its own reference");
 		await Promise.all([second.close(), other.close()]);
+	});
+
+	it("lists entries idle since a time with their source, and removes one only while still idle", async () => {
+		const index = new VariantIndex(join(dir, "idle.db"));
+		index.put(entry("a", 10), "a".repeat(64));
+		index.put(entry("b", 20), "b".repeat(64));
+		const now = Date.now();
+		while (Date.now() <= now + 1) await new Promise(resolve => setImmediate(resolve));
+		const cutoff = Date.now();
+		assert.deepEqual(index.idleEntries(cutoff, "", 10), [
+			{ key: "a", blob: "sha256-a", size: 10, sourceSha256: "a".repeat(64) },
+			{ key: "b", blob: "sha256-b", size: 20, sourceSha256: "b".repeat(64) }
+		]);
+		assert.deepEqual(index.idleEntries(cutoff, "a", 1).map(idle => idle.key), ["b"], "pages in key order");
+		index.get("a");
+		assert.equal(index.removeIfIdle("a", cutoff), false, "used since: kept");
+		assert.equal(index.removeIfIdle("b", cutoff), true);
+		assert.deepEqual(index.totals(), { entries: 1, bytes: 10 });
+		await index.close();
 	});
 });

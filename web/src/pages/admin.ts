@@ -76,6 +76,7 @@ function statusSection(): HTMLElement {
 		const cache = await api<{ node: string; hits: number; misses: number; renders: number; evictions: number; entries: number; bytes: number; maxBytes: number }>("GET", "/transform/stats");
 		const stats = await api<Stats>("GET", "/stats");
 		body.replaceChildren(
+			h("p", {}, h("a", { href: "/jobs" }, "Jobs: channels, dead letters, reprocessing failed images →")),
 			h("h3", {}, "Readiness"),
 			h("p", {}, `Node ${ready.node}: ${ready.status}`),
 			h("ul", { class: "plain checks" }, ...ready.checks.map(check => h("li", { class: check.ok ? "ok" : "bad" }, `${check.ok ? "✓" : "✗"} ${check.service}${check.error ? ` — ${check.error}` : ""}`))),

@@ -192,6 +192,17 @@ export const detailPage: Page = async (main, { id }) => {
 				toast((err as { status?: number }).status === 404 ? "This server has no classifier endpoint yet" : (err as Error).message, "error");
 			}
 		});
+		const reprocess = h("button", { type: "button" }, "Reprocess");
+		reprocess.addEventListener("click", async () => {
+			reprocess.disabled = true;
+			try {
+				draw(await api<PublicImage>("POST", `/images/${image.id}/reprocess`));
+				toast("Processing again");
+			} catch (err) {
+				toast((err as Error).message, "error");
+				reprocess.disabled = false;
+			}
+		});
 		void showImage(image);
 		main.replaceChildren(
 			h("div", { class: "page-head" }, h("h1", {}, image.name), image.status !== "ready" ? h("span", { class: `badge ${image.status}`, role: "status" }, image.status === "processing" ? "Processing" : "Failed") : null),
@@ -226,7 +237,7 @@ export const detailPage: Page = async (main, { id }) => {
 						),
 						h("h3", {}, "Tags"),
 						tagList(image),
-						mine ? h("div", { class: "actions" }, retag) : null
+						mine ? h("div", { class: "actions" }, retag, image.status === "failed" ? reprocess : null) : null
 					),
 					h("section", { class: "card", "aria-label": "Share" }, h("h2", {}, "Share"), shareBox(image)),
 					downloadForm(image),
