@@ -31,6 +31,8 @@ export interface TestS3 {
 	location(): S3Location;
 	/** A client signed for this server, to look at and damage what a store wrote. */
 	client(): S3Client;
+	/** The environment that makes a node store on this server (STORAGE=s3, S3_*), under `location`'s prefix. */
+	nodeEnv(location: S3Location): Record<string, string>;
 	/** Kills the server and deletes its data. */
 	stop(): Promise<void>;
 }
@@ -75,6 +77,14 @@ export async function startS3(): Promise<TestS3> {
 		credentials,
 		location: () => ({ endpoint, region: REGION, bucket: BUCKET, prefix: `t-${randomBytes(6).toString("hex")}/`, credentials, forcePathStyle: true }),
 		client,
+		nodeEnv: location => ({
+			STORAGE: "s3",
+			S3_ENDPOINT: endpoint,
+			S3_BUCKET: BUCKET,
+			S3_PREFIX: location.prefix,
+			S3_ACCESS_KEY_ID: credentials.accessKeyId,
+			S3_SECRET_ACCESS_KEY: credentials.secretAccessKey
+		}),
 		async stop() {
 			await terminate(running);
 			rmSync(dir, { recursive: true, force: true });

@@ -44,14 +44,7 @@ describe("a node on S3 (SeaweedFS)", { skip: s3SkipReason() }, () => {
 		client = s3.client();
 		const location = s3.location();
 		prefix = location.prefix;
-		node = await startServer({
-			STORAGE: "s3",
-			S3_ENDPOINT: s3.endpoint,
-			S3_BUCKET: s3.bucket,
-			S3_PREFIX: prefix,
-			S3_ACCESS_KEY_ID: s3.credentials.accessKeyId,
-			S3_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey
-		});
+		node = await startServer(s3.nodeEnv(location));
 		alice = await new Client(node.url).register("alice");
 	});
 	after(async () => {
@@ -103,13 +96,8 @@ describe("nodes on S3 (SeaweedFS) with the index in MongoDB (FerretDB)", { skip:
 		[s3, mongo] = await Promise.all([startS3(), startFerretDb()]);
 		// Shared secrets, as every node of a cluster has them: the second node must read the first one's data.
 		env = {
+			...s3.nodeEnv(s3.location()),
 			MONGO_URL: mongo.databaseUrl(),
-			STORAGE: "s3",
-			S3_ENDPOINT: s3.endpoint,
-			S3_BUCKET: s3.bucket,
-			S3_PREFIX: s3.location().prefix,
-			S3_ACCESS_KEY_ID: s3.credentials.accessKeyId,
-			S3_SECRET_ACCESS_KEY: s3.credentials.secretAccessKey,
 			JWT_SECRET: randomBytes(32).toString("hex"),
 			STORAGE_MASTER_KEY: randomBytes(32).toString("hex")
 		};
