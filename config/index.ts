@@ -240,7 +240,14 @@ export interface S3Settings {
 	/** Unset: the SDK's default credential chain (AWS_* variables, profile, instance role). */
 	credentials: { accessKeyId: string; secretAccessKey: string } | undefined;
 	forcePathStyle: boolean;
+	/** Plain public images' bytes answered with a 302 to a presigned URL of their object, not streamed. */
+	presignedRedirect: boolean;
+	/** How long such a URL stays valid. */
+	presignedTtlSeconds: number;
 }
+
+/** The longest a SigV4 presigned URL may be valid: 7 days. */
+const MAX_PRESIGNED_TTL_SECONDS = 7 * 24 * 3600;
 
 /** An object name prefix as a folder: `imgmesh` and `imgmesh/` both mean objects under `imgmesh/`. */
 function folder(prefix: string): string {
@@ -262,7 +269,9 @@ function s3Settings(env: NodeJS.ProcessEnv): S3Settings | undefined {
 		prefix: folder(env.S3_PREFIX || ""),
 		credentials: accessKeyId ? { accessKeyId, secretAccessKey } : undefined,
 		// S3-compatible servers at an endpoint of their own rarely have per-bucket host names.
-		forcePathStyle: boolean(env, "S3_FORCE_PATH_STYLE", endpoint !== undefined)
+		forcePathStyle: boolean(env, "S3_FORCE_PATH_STYLE", endpoint !== undefined),
+		presignedRedirect: boolean(env, "S3_PRESIGNED_REDIRECT", false),
+		presignedTtlSeconds: bounded(env, "S3_PRESIGNED_TTL_SECONDS", 300, 1, MAX_PRESIGNED_TTL_SECONDS)
 	};
 }
 

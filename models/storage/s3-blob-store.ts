@@ -30,12 +30,14 @@ import {
 	S3Client
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
+import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import type {
 	BlobInfo,
 	BlobRef,
 	BlobStore,
 	ByteRange,
 	ListRefsOptions,
+	PresignedResponse,
 	PutOptions,
 	RefPage,
 	RewrapReport,
@@ -71,9 +73,12 @@ export interface S3BlobStoreOptions extends S3Location {
 	 * to an upload still under way on another node.
 	 */
 	orphanAgeMs?: number;
+	/** How long a presigned URL stays valid (S3_PRESIGNED_TTL_SECONDS). */
+	presignedTtlSeconds?: number;
 }
 
 const ORPHAN_AGE_MS = 60 * 60 * 1000;
+const PRESIGNED_TTL_SECONDS = 300;
 /**
  * Bytes per multipart part, and parts in flight: an upload holds about PART_BYTES × (UPLOAD_QUEUE + 1)
  * in memory whatever its size (a 200 MB upload must not cost 200 MB of RSS).
@@ -111,6 +116,7 @@ export class S3BlobStore implements BlobStore {
 	readonly #keyring: Keyring;
 	readonly #index: S3BlobIndex;
 	readonly #swept: Promise<void>;
+	readonly #presignedTtlSeconds: number;
 
 	constructor(options: S3BlobStoreOptions) {
 		this.#client = new S3Client({
@@ -127,6 +133,7 @@ export class S3BlobStore implements BlobStore {
 		this.#objectPrefix = `${options.prefix}objects/`;
 		this.#keyring = options.keyring;
 		this.#index = options.index;
+		this.#presignedTtlSeconds = options.presignedTtlSeconds ?? PRESIGNED_TTL_SECONDS;
 		// Not awaited by calls: the store serves while the sweep lists the bucket. A failed sweep
 		// is retried at the next start.
 		this.#swept = this.#sweep(new Date(Date.now() - (options.orphanAgeMs ?? ORPHAN_AGE_MS))).then(
@@ -203,6 +210,24 @@ export class S3BlobStore implements BlobStore {
 	async scrub(options: ScrubOptions): Promise<ScrubReport> {
 		const keys = await this.#index.keysAfter(options.after ?? "", options.limit + 1);
 		return scrubKeys(keys, options, key => this.open(key));
+	}
+
+	/**
+	 * Signing is local (no request to the bucket): the URL carries the object's name, the expiry
+	 * and the response headers, signed with this store's credentials. The bytes it serves skip
+	 * imgmesh's SHA-256 check on the way out; a scrub still checks them.
+	 */
+	async presignedUrl(key: string, response: PresignedResponse): Promise<string | null> {
+		const blob = await this.#index.find(key);
+		if (!blob || blob.encrypted || blob.corruptAt) return null;
+		const command = new GetObjectCommand({
+			Bucket: this.#bucket,
+			Key: blob.object,
+			ResponseContentType: response.contentType,
+			ResponseContentDisposition: response.contentDisposition,
+			ResponseCacheControl: response.cacheControl
+		});
+		return getSignedUrl(this.#client, command, { expiresIn: this.#presignedTtlSeconds });
 	}
 
 	async ping(): Promise<boolean> {

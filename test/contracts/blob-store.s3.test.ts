@@ -314,6 +314,36 @@ describe("S3 blob store (SeaweedFS)", { skip: s3SkipReason() }, () => {
 		}
 	});
 
+	it("presigns a GET of a plain blob's object with the response headers asked, and of no encrypted, corrupt or missing blob", async () => {
+		const location = s3.location();
+		const { index, drop } = sqliteIndex();
+		const store = new S3BlobStore({ ...location, keyring: new Keyring(randomBytes(32)), index, presignedTtlSeconds: 60 });
+		const response = { contentType: "image/png", contentDisposition: "inline; filename=a.png", cacheControl: "public, max-age=3600" };
+		try {
+			const bytes = randomBytes(5000);
+			const plain = await store.put(Readable.from([bytes]), { encrypt: false, ref: "a", maxBytes: LIMIT });
+			const url = (await store.presignedUrl(plain.key, response))!;
+			assert.match(url, /X-Amz-Expires=60/);
+			const answer = await fetch(url);
+			assert.equal(answer.status, 200);
+			assert.deepEqual(Buffer.from(await answer.arrayBuffer()), bytes);
+			assert.equal(answer.headers.get("content-type"), "image/png");
+			assert.equal(answer.headers.get("content-disposition"), "inline; filename=a.png");
+			assert.equal(answer.headers.get("cache-control"), "public, max-age=3600");
+			assert.equal((await fetch(url.replace("X-Amz-Expires=60", "X-Amz-Expires=600"))).status, 403, "signed: the expiry cannot be stretched");
+
+			const encrypted = await store.put(Readable.from([bytes]), { encrypt: true, ref: "b", maxBytes: LIMIT });
+			assert.equal(await store.presignedUrl(encrypted.key, response), null);
+			assert.equal(await store.presignedUrl(`sha256-${"0".repeat(64)}`, response), null);
+			await editObject(client, index, location.bucket, plain.key, stored => Buffer.concat([stored, Buffer.from("x")]));
+			await assert.rejects(buffer(await store.open(plain.key)));
+			assert.equal(await store.presignedUrl(plain.key, response), null, "marked corrupt by the read");
+		} finally {
+			await store.close();
+			await drop();
+		}
+	});
+
 	it("reports a bucket out of reach as UnavailableError (503, retryable) and fails its ping", async () => {
 		const { index, drop } = sqliteIndex();
 		const store = open({ ...s3.location(), endpoint: `http://127.0.0.1:${await freePort()}` }, index, new Keyring(randomBytes(32)));

@@ -25,13 +25,32 @@ describe("storage configuration", () => {
 			bucket: "photos",
 			prefix: "imgmesh/",
 			credentials: { accessKeyId: "id", secretAccessKey: "secret" },
-			forcePathStyle: true
+			forcePathStyle: true,
+			presignedRedirect: false,
+			presignedTtlSeconds: 300
 		});
 	});
 
 	it("leaves AWS itself to the SDK's credential chain and virtual-hosted buckets", () => {
 		const { s3 } = load({ STORAGE: "S3", S3_BUCKET: "photos", S3_REGION: "eu-west-1", S3_PREFIX: "a/b/" });
-		assert.deepEqual(s3, { endpoint: undefined, region: "eu-west-1", bucket: "photos", prefix: "a/b/", credentials: undefined, forcePathStyle: false });
+		assert.deepEqual(s3, {
+			endpoint: undefined,
+			region: "eu-west-1",
+			bucket: "photos",
+			prefix: "a/b/",
+			credentials: undefined,
+			forcePathStyle: false,
+			presignedRedirect: false,
+			presignedTtlSeconds: 300
+		});
+	});
+
+	it("reads presigned redirects and their lifetime, within SigV4's seven days", () => {
+		const { s3 } = load({ STORAGE: "s3", S3_BUCKET: "photos", S3_PRESIGNED_REDIRECT: "true", S3_PRESIGNED_TTL_SECONDS: "60" });
+		assert.equal(s3?.presignedRedirect, true);
+		assert.equal(s3?.presignedTtlSeconds, 60);
+		assert.throws(() => load({ STORAGE: "s3", S3_BUCKET: "b", S3_PRESIGNED_TTL_SECONDS: "0" }), /S3_PRESIGNED_TTL_SECONDS must be an integer >= 1/);
+		assert.throws(() => load({ STORAGE: "s3", S3_BUCKET: "b", S3_PRESIGNED_TTL_SECONDS: String(8 * 24 * 3600) }), /S3_PRESIGNED_TTL_SECONDS must be at most 604800/);
 	});
 
 	it("refuses a missing bucket, half a key pair and an unknown backend", () => {
