@@ -200,15 +200,22 @@ export const ImageDeliveryMixin = imagesMixin({
 		},
 
 		/**
-		 * With S3_PRESIGNED_REDIRECT, the stored bytes of a plain public image are not streamed
-		 * through the cluster: the answer is a 302 to a short-lived presigned URL of their bucket
-		 * object, with the headers set so far signed into it (a client sending Range gets its range
-		 * there). Never for an encrypted image (the bucket holds ciphertext) nor a private one (the
-		 * URL would bypass its access check), nor for HEAD (the URL is signed for GET). False when
-		 * the bytes are to be served here.
+		 * With S3_PRESIGNED_REDIRECT, the stored bytes of a plain public image (its original, a
+		 * rendition, a cached variant) are not streamed through the cluster. Never for an encrypted
+		 * image (the bucket holds ciphertext) nor a private one (the URL would bypass its access
+		 * check), nor for HEAD (the URL is signed for GET).
+		 */
+		mayRedirectToBucket(ctx: ImagesContext, doc: ImageDoc): boolean {
+			return config.s3?.presignedRedirect === true && doc.visibility === "public" && !doc.encrypted && !isHead(ctx);
+		},
+
+		/**
+		 * Answers 302 to a short-lived presigned URL of blob `key`'s bucket object, with the headers
+		 * set so far signed into it (a client sending Range gets its range there), when
+		 * mayRedirectToBucket. False when the bytes are to be served here.
 		 */
 		async redirectToBucket(ctx: ImagesContext, doc: ImageDoc, key: string): Promise<boolean> {
-			if (!config.s3?.presignedRedirect || doc.visibility !== "public" || doc.encrypted || isHead(ctx)) return false;
+			if (!this.mayRedirectToBucket(ctx, doc)) return false;
 			const headers = ctx.meta.$responseHeaders!;
 			const url = await ctx.call<string | null, object>("storage.presignedUrl", {
 				key,
@@ -239,6 +246,10 @@ export const ImageDeliveryMixin = imagesMixin({
 			if (etagMatches(ctx.meta.request?.ifNoneMatch, headers.ETag as string)) {
 				ctx.meta.$statusCode = 304;
 				return null;
+			}
+			if (this.mayRedirectToBucket(ctx, doc)) {
+				const cached = await ctx.call<string | null, object>("transform.cachedBlob", { source, spec });
+				if (cached && (await this.redirectToBucket(ctx, doc, cached))) return null;
 			}
 			const bytes = await ctx.call<Readable, object>("transform.variant", { source, spec });
 			// The size comes back in transform.variant's ctx.meta, merged into ours; from another node

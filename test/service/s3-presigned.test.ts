@@ -1,15 +1,16 @@
 /**
- * S3_PRESIGNED_REDIRECT on a real node and SeaweedFS: a plain public image's original and stored
- * renditions answer 302 to a presigned URL of the bucket that gives the same bytes and headers;
+ * S3_PRESIGNED_REDIRECT on a real node and SeaweedFS: a plain public image's original, stored
+ * renditions and cached variants answer 302 to a presigned URL of the bucket that gives the same
+ * bytes and headers;
  * an encrypted or a private image, and any HEAD, is always served by imgmesh itself.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Client, fileFrom } from "../helpers/client.ts";
-import { settled } from "../helpers/jobs.ts";
+import { settled, waitFor } from "../helpers/jobs.ts";
 import { s3SkipReason, startS3, type TestS3 } from "../helpers/s3.ts";
-import { type RunningServer, SHARED_IMAGES, startServer } from "../helpers/server.ts";
+import { ADMIN_PASSWORD, type RunningServer, SHARED_IMAGES, startServer } from "../helpers/server.ts";
 
 interface Answer {
 	status: number;
@@ -87,6 +88,35 @@ describe("presigned redirects to the bucket (SeaweedFS)", { skip: s3SkipReason()
 		assert.equal(thumbnail.status, 200);
 		assert.deepEqual(thumbnail.bytes, streamed.bytes);
 		assert.equal(thumbnail.headers.get("content-type"), streamed.headers.get("content-type"));
+	});
+
+	it("sends a plain public image's cached variant to the bucket once it is cached; renders the first itself", async () => {
+		const id = await uploadReady({ visibility: "public" });
+		const path = `${node.url}/p/${id}?w=480&format=webp`;
+		const rendered = await request(path);
+		assert.equal(rendered.status, 200, "not cached yet: rendered and streamed here");
+		// Storing the render in the cache does not hold up its answer: a later request finds it there.
+		const redirected = await waitFor("the variant cached", async () => {
+			const answer = await request(path);
+			return answer.status === 302 ? answer : undefined;
+		});
+		const fetched = await followToBucket(redirected);
+		assert.equal(fetched.status, 200);
+		assert.deepEqual(fetched.bytes, rendered.bytes);
+		assert.equal(fetched.headers.get("content-type"), "image/webp");
+
+		const encrypted = await uploadReady({ visibility: "public", encrypted: "true" });
+		const secretPath = `${node.url}/p/${encrypted}?w=480&format=webp`;
+		assert.equal((await request(secretPath)).status, 200);
+		// The encrypted variant, once cached, is read from the cache and still streamed here.
+		const stats = async () => (await (await new Client(node.url).login("admin", ADMIN_PASSWORD)).get("/api/transform/stats")).body as { hits: number };
+		await waitFor("the encrypted variant cached", async () => {
+			const hits = (await stats()).hits;
+			const answer = await request(secretPath);
+			assert.equal(answer.status, 200, "an encrypted variant is never redirected");
+			assert.equal(answer.headers.get("location"), null);
+			return (await stats()).hits > hits ? true : undefined;
+		});
 	});
 
 	it("never redirects an encrypted or a private image: imgmesh serves their bytes", async () => {
