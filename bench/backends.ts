@@ -17,9 +17,6 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { performance } from "node:perf_hooks";
-import { Readable } from "node:stream";
-import { buffer } from "node:stream/consumers";
 import type { BlobStore } from "../models/storage/blob-store.ts";
 import { Keyring } from "../models/storage/envelope-crypto.ts";
 import { FsBlobStore } from "../models/storage/fs-blob-store.ts";
@@ -29,7 +26,7 @@ import { MongoImageRepository } from "../models/images/mongo-repository.ts";
 import { parseSearchQuery } from "../models/images/search-query.ts";
 import { SqliteImageRepository } from "../models/images/sqlite-repository.ts";
 import { startFerretDb } from "../test/helpers/ferretdb.ts";
-import { envInt, machineInfo, MB, printTable, round, saveResults, summarize, type Summary } from "./lib.ts";
+import { blobWorkloads, envInt, machineInfo, type Measured, measureCalls, printTable, round, saveResults } from "./lib.ts";
 
 const params = {
 	seconds: envInt("BENCH_SECONDS", 3, 1),
@@ -45,35 +42,8 @@ interface Backend {
 	close(): Promise<void>;
 }
 
-interface Measured {
-	ops: number;
-	opsPerS: number;
-	mbPerS: number | null;
-	latencyMs: Summary;
-}
-
-/** Calls `op(i)` with `concurrency` in flight for `seconds`; `bytes` per call gives MB/s. */
-async function measure(op: (i: number) => Promise<unknown>, bytes = 0): Promise<Measured> {
-	const latencies: number[] = [];
-	let next = 0;
-	const started = performance.now();
-	const end = started + params.seconds * 1000;
-	const worker = async () => {
-		while (performance.now() < end) {
-			const t0 = performance.now();
-			await op(next++);
-			latencies.push(performance.now() - t0);
-		}
-	};
-	await Promise.all(Array.from({ length: params.concurrency }, worker));
-	const elapsedS = (performance.now() - started) / 1000;
-	return {
-		ops: latencies.length,
-		opsPerS: round(latencies.length / elapsedS),
-		mbPerS: bytes > 0 ? round((latencies.length * bytes) / MB / elapsedS) : null,
-		latencyMs: summarize(latencies)
-	};
-}
+/** Calls `op(i)` with BENCH_CONCURRENCY in flight for BENCH_SECONDS; `bytes` per call gives MB/s. */
+const measure = (op: (i: number) => Promise<unknown>, bytes = 0) => measureCalls(op, params, bytes);
 
 const WORDS = ["harbour", "sunset", "forest", "city", "night", "river", "mountain", "street"];
 
@@ -132,20 +102,7 @@ async function run(backend: Backend): Promise<Record<string, Measured>> {
 	await step("search: 2 words, page of 20 + total", () => measure(() => backend.images.search({ viewer: null, query, sort: "-createdAt", limit: 20 })));
 	await step("list newest: page of 20 + total", () => measure(() => backend.images.search({ viewer: null, sort: "-createdAt", limit: 20 })));
 
-	const bytes = params.blobKiB * 1024;
-	const payload = randomBytes(bytes);
-	const put = (encrypt: boolean, i: number) =>
-		// A distinct first byte pattern per call, so plain puts are not deduplicated.
-		backend.blobs.put(Readable.from([Buffer.from(`${i}-${encrypt}-`), payload]), { encrypt, ref: `r${i}`, maxBytes: 2 * bytes });
-	const keys: Record<string, string[]> = { plain: [], encrypted: [] };
-	for (const encrypt of [false, true]) {
-		const mode = encrypt ? "encrypted" : "plain";
-		await step(`blob put ${params.blobKiB} KiB, ${mode}`, () => measure(async i => keys[mode]!.push((await put(encrypt, i)).key), bytes));
-		await step(`blob read whole, ${mode}`, () => measure(async i => buffer(await backend.blobs.open(keys[mode]![i % keys[mode]!.length]!)), bytes));
-		await step(`blob read 64 KiB range, ${mode}`, () =>
-			measure(async i => buffer(await backend.blobs.open(keys[mode]![i % keys[mode]!.length]!, { start: 100_000, end: 100_000 + 65_535 })), 65_536)
-		);
-	}
+	await blobWorkloads(backend.blobs, params.blobKiB, measure, step);
 	return results;
 }
 

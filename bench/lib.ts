@@ -4,14 +4,17 @@
  * uploads streamed from memory or disk, and a keep-alive GET load). Only 127.0.0.1 is targeted.
  */
 import { execFileSync } from "node:child_process";
-import { createHash, randomFillSync } from "node:crypto";
+import { createHash, randomBytes, randomFillSync } from "node:crypto";
 import { createReadStream, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { Readable } from "node:stream";
+import { buffer } from "node:stream/consumers";
 import { fileURLToPath } from "node:url";
 import sharp from "sharp";
+import type { BlobStore } from "../models/storage/blob-store.ts";
 import { SHARED_IMAGES } from "../test/helpers/server.ts";
 
 export const MB = 1_000_000;
@@ -60,6 +63,66 @@ export function summarize(values: number[]): Summary {
 		p99: round(percentile(sorted, 99)),
 		max: round(sorted[sorted.length - 1] ?? NaN)
 	};
+}
+
+export interface Measured {
+	ops: number;
+	opsPerS: number;
+	mbPerS: number | null;
+	latencyMs: Summary;
+}
+
+/** Calls `op(i)` with `concurrency` in flight for `seconds`; `bytes` per call gives MB/s. */
+export async function measureCalls(
+	op: (i: number) => Promise<unknown>,
+	{ seconds, concurrency }: { seconds: number; concurrency: number },
+	bytes = 0
+): Promise<Measured> {
+	const latencies: number[] = [];
+	let next = 0;
+	const started = performance.now();
+	const end = started + seconds * 1000;
+	const worker = async () => {
+		while (performance.now() < end) {
+			const t0 = performance.now();
+			await op(next++);
+			latencies.push(performance.now() - t0);
+		}
+	};
+	await Promise.all(Array.from({ length: concurrency }, worker));
+	const elapsedS = (performance.now() - started) / 1000;
+	return {
+		ops: latencies.length,
+		opsPerS: round(latencies.length / elapsedS),
+		mbPerS: bytes > 0 ? round((latencies.length * bytes) / MB / elapsedS) : null,
+		latencyMs: summarize(latencies)
+	};
+}
+
+/**
+ * The blob workloads of the backend benches, in order: puts of `blobKiB` KiB, whole reads and 64 KiB
+ * range reads, plain then encrypted. `step(name, work)` runs and records each.
+ */
+export async function blobWorkloads(
+	blobs: BlobStore,
+	blobKiB: number,
+	measure: (op: (i: number) => Promise<unknown>, bytes?: number) => Promise<Measured>,
+	step: (name: string, work: () => Promise<Measured>) => Promise<void>
+): Promise<void> {
+	const bytes = blobKiB * 1024;
+	const payload = randomBytes(bytes);
+	const put = (encrypt: boolean, i: number) =>
+		// A distinct first byte pattern per call, so plain puts are not deduplicated.
+		blobs.put(Readable.from([Buffer.from(`${i}-${encrypt}-`), payload]), { encrypt, ref: `r${i}`, maxBytes: 2 * bytes });
+	const keys: Record<string, string[]> = { plain: [], encrypted: [] };
+	for (const encrypt of [false, true]) {
+		const mode = encrypt ? "encrypted" : "plain";
+		await step(`blob put ${blobKiB} KiB, ${mode}`, () => measure(async i => keys[mode]!.push((await put(encrypt, i)).key), bytes));
+		await step(`blob read whole, ${mode}`, () => measure(async i => buffer(await blobs.open(keys[mode]![i % keys[mode]!.length]!)), bytes));
+		await step(`blob read 64 KiB range, ${mode}`, () =>
+			measure(async i => buffer(await blobs.open(keys[mode]![i % keys[mode]!.length]!, { start: 100_000, end: 100_000 + 65_535 })), 65_536)
+		);
+	}
 }
 
 /** Prints an aligned text table: numbers right-aligned, text left-aligned. */

@@ -66,8 +66,10 @@ export interface Config {
 	mongoUrl: string | undefined;
 	/** How long a MongoDB call waits for a reachable server before failing with 503. */
 	mongoTimeoutMs: number;
-	/** Where blobs live: files under DATA_DIR, or GridFS in the MONGO_URL database. */
+	/** Where blobs live: files under DATA_DIR, GridFS in the MONGO_URL database, or an S3 bucket. */
 	storage: StorageBackend;
+	/** The bucket of STORAGE=s3; unset for the other backends. */
+	s3: S3Settings | undefined;
 
 	// --- durable jobs and processing ---
 	/** Messages one worker node processes at once, per channel (@moleculer/channels maxInFlight). */
@@ -217,13 +219,60 @@ function stopTimes(env: NodeJS.ProcessEnv): { jobStopGraceMs: number; shutdownTi
 	return { jobStopGraceMs, shutdownTimeoutMs };
 }
 
-export type StorageBackend = "fs" | "gridfs";
+export type StorageBackend = "fs" | "gridfs" | "s3";
+const STORAGE_BACKENDS: StorageBackend[] = ["fs", "gridfs", "s3"];
 
 function storageBackend(env: NodeJS.ProcessEnv): StorageBackend {
-	const raw = (env.STORAGE || "fs").toLowerCase();
-	if (raw !== "fs" && raw !== "gridfs") throw new Error(`STORAGE must be fs or gridfs, got "${raw}"`);
+	const raw = (env.STORAGE || "fs").toLowerCase() as StorageBackend;
+	if (!STORAGE_BACKENDS.includes(raw)) throw new Error(`STORAGE must be one of ${STORAGE_BACKENDS.join(", ")}, got "${raw}"`);
 	if (raw === "gridfs" && !env.MONGO_URL) throw new Error("STORAGE=gridfs keeps blobs in MongoDB: set MONGO_URL too");
 	return raw;
+}
+
+/** An S3 bucket and how to reach it (the S3BlobStore's S3Location). */
+export interface S3Settings {
+	/** Unset: AWS S3 itself. */
+	endpoint: string | undefined;
+	region: string;
+	bucket: string;
+	/** Prepended to every object name (e.g. `imgmesh/`), so deployments can share a bucket. */
+	prefix: string;
+	/** Unset: the SDK's default credential chain (AWS_* variables, profile, instance role). */
+	credentials: { accessKeyId: string; secretAccessKey: string } | undefined;
+	forcePathStyle: boolean;
+	/** Plain public images' bytes answered with a 302 to a presigned URL of their object, not streamed. */
+	presignedRedirect: boolean;
+	/** How long such a URL stays valid. */
+	presignedTtlSeconds: number;
+}
+
+/** The longest a SigV4 presigned URL may be valid: 7 days. */
+const MAX_PRESIGNED_TTL_SECONDS = 7 * 24 * 3600;
+
+/** An object name prefix as a folder: `imgmesh` and `imgmesh/` both mean objects under `imgmesh/`. */
+function folder(prefix: string): string {
+	return prefix === "" || prefix.endsWith("/") ? prefix : `${prefix}/`;
+}
+
+function s3Settings(env: NodeJS.ProcessEnv): S3Settings | undefined {
+	if (storageBackend(env) !== "s3") return undefined;
+	const bucket = env.S3_BUCKET;
+	if (!bucket) throw new Error("STORAGE=s3 needs S3_BUCKET");
+	const accessKeyId = env.S3_ACCESS_KEY_ID || "";
+	const secretAccessKey = env.S3_SECRET_ACCESS_KEY || "";
+	if (Boolean(accessKeyId) !== Boolean(secretAccessKey)) throw new Error("Set both S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY, or neither (the SDK's default credentials)");
+	const endpoint = env.S3_ENDPOINT || undefined;
+	return {
+		endpoint,
+		region: env.S3_REGION || "us-east-1",
+		bucket,
+		prefix: folder(env.S3_PREFIX || ""),
+		credentials: accessKeyId ? { accessKeyId, secretAccessKey } : undefined,
+		// S3-compatible servers at an endpoint of their own rarely have per-bucket host names.
+		forcePathStyle: boolean(env, "S3_FORCE_PATH_STYLE", endpoint !== undefined),
+		presignedRedirect: boolean(env, "S3_PRESIGNED_REDIRECT", false),
+		presignedTtlSeconds: bounded(env, "S3_PRESIGNED_TTL_SECONDS", 300, 1, MAX_PRESIGNED_TTL_SECONDS)
+	};
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -273,6 +322,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		mongoUrl: env.MONGO_URL || undefined,
 		mongoTimeoutMs: integer(env, "MONGO_TIMEOUT_MS", 1500, 100),
 		storage: storageBackend(env),
+		s3: s3Settings(env),
 
 		// --- durable jobs and processing ---
 		workerMaxInFlight: integer(env, "WORKER_MAX_IN_FLIGHT", 2, 1),

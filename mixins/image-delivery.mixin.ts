@@ -151,6 +151,7 @@ export const ImageDeliveryMixin = imagesMixin({
 			if (range === "unsatisfiable") throw new RangeNotSatisfiableError(doc.size);
 			// A range request continuing a download is not another view.
 			if (countsView && (!range || range.start === 0)) await this.repo.incrementViews(doc.id);
+			if (await this.redirectToBucket(ctx, doc, doc.blob)) return null;
 			if (range) {
 				ctx.meta.$statusCode = 206;
 				headers["Content-Range"] = `bytes ${range.start}-${range.end}/${doc.size}`;
@@ -192,9 +193,42 @@ export const ImageDeliveryMixin = imagesMixin({
 				ctx.meta.$statusCode = 304;
 				return null;
 			}
+			if (await this.redirectToBucket(ctx, doc, rendition.blob)) return null;
 			headers["Content-Length"] = rendition.size;
 			if (isHead(ctx)) return noBody();
 			return ctx.call<Readable, object>("storage.get", { key: rendition.blob });
+		},
+
+		/**
+		 * With S3_PRESIGNED_REDIRECT, the stored bytes of a plain public image (its original, a
+		 * rendition, a cached variant) are not streamed through the cluster. Never for an encrypted
+		 * image (the bucket holds ciphertext) nor a private one (the URL would bypass its access
+		 * check), nor for HEAD (the URL is signed for GET).
+		 */
+		mayRedirectToBucket(ctx: ImagesContext, doc: ImageDoc): boolean {
+			return config.s3?.presignedRedirect === true && doc.visibility === "public" && !doc.encrypted && !isHead(ctx);
+		},
+
+		/**
+		 * Answers 302 to a short-lived presigned URL of blob `key`'s bucket object, with the headers
+		 * set so far signed into it (a client sending Range gets its range there), when
+		 * mayRedirectToBucket. False when the bytes are to be served here.
+		 */
+		async redirectToBucket(ctx: ImagesContext, doc: ImageDoc, key: string): Promise<boolean> {
+			if (!this.mayRedirectToBucket(ctx, doc)) return false;
+			const headers = ctx.meta.$responseHeaders!;
+			const url = await ctx.call<string | null, object>("storage.presignedUrl", {
+				key,
+				contentType: ctx.meta.$responseType!,
+				contentDisposition: String(headers["Content-Disposition"]),
+				cacheControl: String(headers["Cache-Control"])
+			});
+			if (!url) return false;
+			ctx.meta.$statusCode = 302;
+			ctx.meta.$location = url;
+			// The URL expires: no cache may keep the redirect longer.
+			ctx.meta.$responseHeaders = { "Cache-Control": "no-store" };
+			return true;
 		},
 
 		/**
@@ -212,6 +246,10 @@ export const ImageDeliveryMixin = imagesMixin({
 			if (etagMatches(ctx.meta.request?.ifNoneMatch, headers.ETag as string)) {
 				ctx.meta.$statusCode = 304;
 				return null;
+			}
+			if (this.mayRedirectToBucket(ctx, doc)) {
+				const cached = await ctx.call<string | null, object>("transform.cachedBlob", { source, spec });
+				if (cached && (await this.redirectToBucket(ctx, doc, cached))) return null;
 			}
 			const bytes = await ctx.call<Readable, object>("transform.variant", { source, spec });
 			// The size comes back in transform.variant's ctx.meta, merged into ours; from another node

@@ -10,6 +10,8 @@ import type { Config } from "../config/index.ts";
 import type { BlobStore } from "./storage/blob-store.ts";
 import { Keyring } from "./storage/envelope-crypto.ts";
 import { FsBlobStore } from "./storage/fs-blob-store.ts";
+import type { S3BlobIndex } from "./storage/s3-blob-index.ts";
+import { SqliteS3BlobIndex } from "./storage/s3-sqlite-index.ts";
 import type { CategoryRepository } from "./categories/category.ts";
 import { SqliteCategoryRepository } from "./categories/sqlite-repository.ts";
 import type { ImageRepository } from "./images/image.ts";
@@ -28,6 +30,9 @@ const mongoCategories = () => load("./categories/mongo-repository.ts") as typeof
 const mongoUsers = () => load("./users/mongo-repository.ts") as typeof import("./users/mongo-repository.ts");
 const mongoImports = () => load("./imports/mongo-repository.ts") as typeof import("./imports/mongo-repository.ts");
 const gridFs = () => load("./storage/gridfs-blob-store.ts") as typeof import("./storage/gridfs-blob-store.ts");
+// Likewise the AWS SDK, only with STORAGE=s3.
+const s3 = () => load("./storage/s3-blob-store.ts") as typeof import("./storage/s3-blob-store.ts");
+const s3MongoIndex = () => load("./storage/s3-mongo-index.ts") as typeof import("./storage/s3-mongo-index.ts");
 
 function mongoOptions(config: Config): MongoOptions | null {
 	return config.mongoUrl ? { url: config.mongoUrl, timeoutMs: config.mongoTimeoutMs } : null;
@@ -58,8 +63,15 @@ export function masterKeyring(config: Config): Keyring {
 	return new Keyring(config.storageMasterKey, config.storageOldMasterKeys);
 }
 
+/** The S3 store's index lives where the node's other metadata does: MongoDB or a SQLite file. */
+function openS3BlobIndex(config: Config): S3BlobIndex {
+	const mongo = mongoOptions(config);
+	return mongo ? new (s3MongoIndex().MongoS3BlobIndex)(mongo) : new SqliteS3BlobIndex(join(config.dataDir, "s3-index.db"));
+}
+
 export function openBlobStore(config: Config): BlobStore {
 	const keyring = masterKeyring(config);
+	if (config.s3) return new (s3().S3BlobStore)({ ...config.s3, keyring, index: openS3BlobIndex(config) });
 	const mongo = config.storage === "gridfs" ? mongoOptions(config) : null;
 	return mongo ? new (gridFs().GridFsBlobStore)({ ...mongo, keyring }) : new FsBlobStore({ root: fsBlobRoot(config), keyring });
 }

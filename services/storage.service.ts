@@ -10,7 +10,7 @@ import { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
 import { repositoryMixin } from "../mixins/repository.mixin.ts";
 import { openBlobStore } from "../models/backends.ts";
-import type { BlobStore, ByteRange, PutOptions, RefEntry } from "../models/storage/blob-store.ts";
+import type { BlobStore, ByteRange, PresignedResponse, PutOptions, RefEntry } from "../models/storage/blob-store.ts";
 import { pacer } from "../models/storage/blob-support.ts";
 import { collectGarbage } from "../models/storage/garbage-collector.ts";
 import { type GcReport, newGcReport } from "../models/storage/gc-report.ts";
@@ -98,6 +98,20 @@ const storage: ServiceSchema<ServiceSettingSchema, StorageMethods, StorageVars> 
 					if (err instanceof IntegrityError) this.logger.error(`Blob ${key} failed its integrity check: ${err.message}`, err.data);
 				});
 				return stream;
+			}
+		},
+
+		/**
+		 * A short-lived URL that GETs a plain blob's bytes from the backend itself, answered with the
+		 * given headers (S3_PRESIGNED_REDIRECT); null when the store cannot hand one out (not S3) or
+		 * the blob is missing, encrypted or corrupt.
+		 */
+		presignedUrl: {
+			visibility: "public",
+			params: { $$strict: true, key: KEY, contentType: "string", contentDisposition: "string", cacheControl: "string" },
+			async handler(ctx: Context<{ key: string } & PresignedResponse>): Promise<string | null> {
+				const { key, ...response } = ctx.params;
+				return (await this.repo.presignedUrl?.(key, response)) ?? null;
 			}
 		},
 

@@ -98,6 +98,21 @@ const transform: ServiceSchema<ServiceSettingSchema, TransformMethods, Transform
 			}
 		},
 
+		/**
+		 * The blob holding the cached variant of `source` for `spec`, or null on a miss: where
+		 * S3_PRESIGNED_REDIRECT sends a client instead of streaming the variant. A hit, as serving it is.
+		 */
+		cachedBlob: {
+			visibility: "public",
+			params: { $$strict: true, source: SOURCE, spec: SPEC },
+			handler(ctx: Context<VariantParams>): string | null {
+				const cached = this.repo.get(variantKey(ctx.params.source, ctx.params.spec, this.settings.avifEffort));
+				if (!cached) return null;
+				this.counters.hits++;
+				return cached.blob;
+			}
+		},
+
 		render: renderAction(config.transformConcurrency),
 		renderAvif: renderAction(config.transformAvifConcurrency),
 

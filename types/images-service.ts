@@ -62,6 +62,8 @@ export interface ImagesMethods {
 	serveContent(ctx: ImagesContext, doc: ImageDoc): Promise<Readable | null>;
 	serveRendition(ctx: ImagesContext, doc: ImageDoc, name: string): Promise<Readable | null>;
 	serveStoredRendition(ctx: ImagesContext, doc: ImageDoc, rendition: Rendition): Promise<Readable | null>;
+	mayRedirectToBucket(ctx: ImagesContext, doc: ImageDoc): boolean;
+	redirectToBucket(ctx: ImagesContext, doc: ImageDoc, key: string): Promise<boolean>;
 	serveVariant(ctx: ImagesContext, doc: ImageDoc, spec: TransformSpec, options: VariantOptions): Promise<Readable | null>;
 }
 

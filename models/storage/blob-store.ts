@@ -119,6 +119,13 @@ export interface StaleRelease {
 	deleted: boolean;
 }
 
+/** The headers the bucket should answer a presigned GET with (they are signed into the URL). */
+export interface PresignedResponse {
+	contentType: string;
+	contentDisposition: string;
+	cacheControl: string;
+}
+
 export interface BlobStore {
 	/**
 	 * Streams `source` into the store. Nothing is visible until the bytes are complete and
@@ -159,6 +166,12 @@ export interface BlobStore {
 	 * corrupt on a mismatch; encrypted: every chunk decrypted, which authenticates it).
 	 */
 	scrub(options: ScrubOptions): Promise<ScrubReport>;
+	/**
+	 * Only stores whose bytes a client can fetch itself (S3): a short-lived URL that GETs a plain
+	 * blob's bytes straight from the backend, answered with `response`'s headers. Null for a blob
+	 * that is missing, encrypted (its bytes there are ciphertext) or marked corrupt.
+	 */
+	presignedUrl?(key: string, response: PresignedResponse): Promise<string | null>;
 	ping(): Promise<boolean>;
 	close(): Promise<void>;
 }

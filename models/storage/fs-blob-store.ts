@@ -57,6 +57,7 @@ import {
 	openEnvelope,
 	rewrapHeader
 } from "./envelope-crypto.ts";
+import { listSqliteRefs } from "./sqlite-ref-list.ts";
 import { CorruptBlobError, IntegrityError, NotFoundError } from "../shared/errors.ts";
 import { KeyedLock } from "../shared/keyed-lock.ts";
 import { removeFilesOlderThan } from "../shared/stale-files.ts";
@@ -196,20 +197,7 @@ export class FsBlobStore implements BlobStore {
 	}
 
 	async listRefs(options: ListRefsOptions): Promise<RefPage> {
-		const rows = this.#db
-			.prepare(
-				`SELECT refs.key AS key, ref, added_at, size FROM refs JOIN blobs ON blobs.key = refs.key
-				WHERE (refs.key, ref) > (?, ?) AND added_at < ? ORDER BY refs.key, ref LIMIT ?`
-			)
-			.all(options.after?.key ?? "", options.after?.ref ?? "", options.olderThan.getTime(), options.limit) as {
-			key: string;
-			ref: string;
-			added_at: number;
-			size: number;
-		}[];
-		const refs = rows.map(row => ({ key: row.key, ref: row.ref, addedAt: new Date(row.added_at), size: row.size }));
-		const last = refs.at(-1);
-		return { refs, next: last && refs.length === options.limit ? { key: last.key, ref: last.ref } : null };
+		return listSqliteRefs(this.#db, { refs: "refs", blobs: "blobs" }, options);
 	}
 
 	async sweepUnfinished(olderThan: Date): Promise<number> {

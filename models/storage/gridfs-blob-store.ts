@@ -29,13 +29,13 @@ import type {
 	ByteRange,
 	ListRefsOptions,
 	PutOptions,
-	RefEntry,
 	RefPage,
 	RewrapReport,
 	ScrubOptions,
 	ScrubReport,
 	StaleRelease
 } from "./blob-store.ts";
+import { firstRefTime, listRefTimes, type RefTimedRecord, refTimePath, stampRefTimes } from "./mongo-ref-times.ts";
 import { blobIdOf, newEncryptedKey, PlaintextMeter, plainKey, rewrapEach, satisfiableRange, scrubKeys, verifiedPlaintext } from "./blob-support.ts";
 import { decryptRange, EnvelopeEncryptor, envelopeLength, type Keyring, needsRewrap, openEnvelope, rewrapHeader } from "./envelope-crypto.ts";
 import { CorruptBlobError, IntegrityError, NotFoundError } from "../shared/errors.ts";
@@ -52,19 +52,11 @@ const ORPHAN_AGE_MS = 60 * 60 * 1000;
 /** GridFS's default chunk size: under the 16 MiB document limit with room to spare. */
 const CHUNK_BYTES = 255 * 1024;
 
-interface BlobRecord {
-	_id: string;
+/** A blob's document; its references and their times as mongo-ref-times.ts keeps them. */
+interface BlobRecord extends RefTimedRecord {
 	sha256: string;
-	size: number;
 	encrypted: boolean;
 	fileId: ObjectId;
-	refs: string[];
-	/**
-	 * When each reference was last added, by refField(ref). Kept in the blob's own document so that
-	 * a reference and its time change in one update. Absent on blobs stored before it existed,
-	 * until prepare() stamps them.
-	 */
-	refTimes?: Record<string, Date>;
 	/** The envelope header of an encrypted blob. */
 	header?: Binary;
 	/** When a read or a scrub found the bytes of file `fileId` changed; absent while sound. */
@@ -90,22 +82,6 @@ interface ChunkRecord {
 function chunkId(fileId: ObjectId, n: number): string {
 	return `${fileId.toHexString()}-${n}`;
 }
-
-/**
- * A reference as a field name under `refTimes`: a field name may hold neither a dot nor a leading
- * `$`, which a reference (any string) may. Escaped as in URLs, so two refs never share a field.
- */
-function refField(ref: string): string {
-	return ref.replaceAll("%", "%25").replaceAll(".", "%2E").replace(/^\$/, "%24");
-}
-
-/** The path of a reference's time, for updates and filters. */
-function refTimePath(ref: string): string {
-	return `refTimes.${refField(ref)}`;
-}
-
-/** Blob documents read per round while listing references. */
-const LIST_BATCH = 200;
 
 interface Attached {
 	/** Whether the new file is now the blob's. */
@@ -147,20 +123,8 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 		await this.ensureIndexes(this.#files, [{ key: { filename: 1, uploadDate: 1 } }]);
 		await this.ensureIndexes(this.#chunks, [{ key: { files_id: 1, n: 1 }, unique: true }]);
 		await this.ensureIndexes(this.#blobs, [{ key: { encrypted: 1 } }]);
-		await this.#stampRefTimes();
+		await stampRefTimes(this.#blobs);
 		await this.#sweepOrphans(new Date(Date.now() - ORPHAN_AGE_MS));
-	}
-
-	/**
-	 * Gives the references of blobs stored before references had times the time of now: their grace
-	 * period starts now, later than it really did, never earlier.
-	 */
-	async #stampRefTimes(): Promise<void> {
-		const now = new Date();
-		for await (const record of this.#blobs.find({ refTimes: { $exists: false } }, { projection: { refs: 1 } })) {
-			const refTimes = Object.fromEntries(record.refs.map(ref => [refField(ref), now]));
-			await this.#blobs.updateOne({ _id: record._id, refTimes: { $exists: false } }, { $set: { refTimes } });
-		}
 	}
 
 	/**
@@ -285,31 +249,7 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 	}
 
 	async listRefs(options: ListRefsOptions): Promise<RefPage> {
-		const { after, olderThan, limit } = options;
-		const refs: RefEntry[] = [];
-		let fromKey = after?.key ?? "";
-		for (;;) {
-			const records = await this.run(() =>
-				this.#blobs
-					.find({ _id: { $gte: fromKey } }, { projection: { refs: 1, refTimes: 1, size: 1 } })
-					.sort({ _id: 1 })
-					.limit(LIST_BATCH)
-					.toArray()
-			);
-			for (const record of records) {
-				for (const ref of [...record.refs].sort()) {
-					if (after && (record._id < after.key || (record._id === after.key && ref <= after.ref))) continue;
-					const addedAt = record.refTimes?.[refField(ref)];
-					// No time yet (stored before times, not stamped yet): not judged on this pass.
-					if (!addedAt || addedAt >= olderThan) continue;
-					refs.push({ key: record._id, ref, addedAt, size: record.size });
-					if (refs.length === limit) return { refs, next: { key: record._id, ref } };
-				}
-			}
-			if (records.length < LIST_BATCH) return { refs, next: null };
-			// The last blob was read whole: the next round starts after it.
-			fromKey = `${records.at(-1)!._id}\u0000`;
-		}
+		return this.run(() => listRefTimes(this.#blobs, options));
 	}
 
 	async rewrapAll(): Promise<RewrapReport> {
@@ -380,7 +320,7 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 				encrypted: blob.encrypted,
 				fileId,
 				refs: [ref],
-				refTimes: { [refField(ref)]: new Date() }
+				refTimes: firstRefTime(ref, new Date())
 			};
 			try {
 				await this.#blobs.insertOne(header ? { ...record, header: new Binary(header) } : record);

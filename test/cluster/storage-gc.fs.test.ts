@@ -12,7 +12,7 @@ import { waitFor } from "../helpers/jobs.ts";
 import { startServer } from "../helpers/server.ts";
 import { storageGcSuite } from "./storage-gc.suite.ts";
 
-storageGcSuite("fs", redisSkipReason());
+storageGcSuite("fs", redisSkipReason(), async () => ({ env: {}, stop: async () => {} }));
 
 describe("import temp files a crash left", () => {
 	it("are deleted at start once older than GC_GRACE_MS; younger ones are kept", async () => {

@@ -147,6 +147,6 @@ describe("a node on MongoDB + GridFS (FerretDB)", { skip: ferretDbSkipReason() }
 describe("backend selection", () => {
 	it("refuses to start with STORAGE=gridfs but no MONGO_URL, or an unknown STORAGE", async () => {
 		await assert.rejects(startServer({ STORAGE: "gridfs" }), /STORAGE=gridfs keeps blobs in MongoDB: set MONGO_URL too/);
-		await assert.rejects(startServer({ STORAGE: "s3", MONGO_URL: "mongodb://127.0.0.1:1/x" }), /STORAGE must be fs or gridfs, got "s3"/);
+		await assert.rejects(startServer({ STORAGE: "tape", MONGO_URL: "mongodb://127.0.0.1:1/x" }), /STORAGE must be one of fs, gridfs, s3, got "tape"/);
 	});
 });
