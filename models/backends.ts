@@ -64,6 +64,17 @@ export function openBlobStore(config: Config): BlobStore {
 	return mongo ? new (gridFs().GridFsBlobStore)({ ...mongo, keyring }) : new FsBlobStore({ root: fsBlobRoot(config), keyring });
 }
 
+/**
+ * Whether a node that does not host the storage service opens the blob store itself to read
+ * (mixins/blob-reader.mixin.ts) rather than pulling the bytes from a storage node through the
+ * transporter. GridFS is reachable from every node that reaches MongoDB; files under DATA_DIR
+ * only when the operator says the disk is shared (BLOB_READS=direct).
+ */
+export function readsBlobsDirectly(config: Config): boolean {
+	if (config.blobReads !== "auto") return config.blobReads === "direct";
+	return config.storage !== "fs";
+}
+
 function fsBlobRoot(config: Config): string {
 	return join(config.dataDir, "blobs");
 }
