@@ -6,15 +6,15 @@
  * disk), so the bytes come straight from the backend instead of through a storage node and the
  * transporter (base64 in JSON: docs/benchmarks.md#direct-reads). Else, through a storage node.
  *
- * The store opened here only reads; the storage service keeps the bookkeeping (put, release,
- * references, key rotation, garbage collection). The same adapter means the same integrity
+ * The store opened here only reads (openBlobReader: no temp file, index or sweep is touched);
+ * the storage service keeps the bookkeeping (put, release, references, key rotation, garbage collection). The same adapter means the same integrity
  * behaviour: a plain blob that fails its hash is marked corrupt in the shared index, whoever read it.
  */
 import type { ServiceSchema } from "moleculer";
 import type { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
-import { openBlobStore, readsBlobsDirectly } from "../models/backends.ts";
-import type { BlobStore, ByteRange } from "../models/storage/blob-store.ts";
+import { openBlobReader, readsBlobsDirectly } from "../models/backends.ts";
+import type { BlobReader, ByteRange } from "../models/storage/blob-store.ts";
 import { IntegrityError } from "../models/shared/errors.ts";
 
 /** A context, or the broker: what the storage service is called through when it must be. */
@@ -29,7 +29,7 @@ export interface BlobReaderMethods {
 
 export interface BlobReaderVars {
 	/** The store this node reads itself; null: it reads through the storage service. */
-	directBlobs: BlobStore | null;
+	directBlobs: BlobReader | null;
 }
 
 export const BlobReaderMixin: Partial<ServiceSchema> = {
@@ -49,7 +49,7 @@ export const BlobReaderMixin: Partial<ServiceSchema> = {
 	started() {
 		const config = getConfig();
 		const direct = !this.broker.getLocalService("storage") && readsBlobsDirectly(config);
-		this.directBlobs = direct ? openBlobStore(config) : null;
+		this.directBlobs = direct ? openBlobReader(config) : null;
 	},
 
 	async stopped() {

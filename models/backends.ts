@@ -7,7 +7,7 @@
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import type { Config } from "../config/index.ts";
-import type { BlobStore } from "./storage/blob-store.ts";
+import type { BlobReader, BlobStore } from "./storage/blob-store.ts";
 import { Keyring } from "./storage/envelope-crypto.ts";
 import { FsBlobStore } from "./storage/fs-blob-store.ts";
 import type { CategoryRepository } from "./categories/category.ts";
@@ -59,9 +59,18 @@ export function masterKeyring(config: Config): Keyring {
 }
 
 export function openBlobStore(config: Config): BlobStore {
+	return openBlobBackend(config, false);
+}
+
+/** The same store opened to read only: its temp files, indexes and sweeps stay the storage service's. */
+export function openBlobReader(config: Config): BlobReader {
+	return openBlobBackend(config, true);
+}
+
+function openBlobBackend(config: Config, readOnly: boolean): BlobStore {
 	const keyring = masterKeyring(config);
 	const mongo = config.storage === "gridfs" ? mongoOptions(config) : null;
-	return mongo ? new (gridFs().GridFsBlobStore)({ ...mongo, keyring }) : new FsBlobStore({ root: fsBlobRoot(config), keyring });
+	return mongo ? new (gridFs().GridFsBlobStore)({ ...mongo, keyring, readOnly }) : new FsBlobStore({ root: fsBlobRoot(config), keyring, readOnly });
 }
 
 /**
