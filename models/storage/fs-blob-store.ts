@@ -140,8 +140,9 @@ export class FsBlobStore implements BlobStore {
 		this.#root = options.root;
 		this.#tmpDir = join(options.root, "tmp");
 		this.#keyring = options.keyring;
+		// A reader may start before the storage node made the directory.
+		mkdirSync(this.#root, { recursive: true });
 		if (!options.readOnly) {
-			mkdirSync(this.#root, { recursive: true });
 			rmSync(this.#tmpDir, { recursive: true, force: true });
 			mkdirSync(this.#tmpDir);
 		}
