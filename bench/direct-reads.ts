@@ -4,8 +4,9 @@
  * run, each cluster on a redis-server of its own. Per backend, three setups:
  *
  *  - embedded: one process;
- *  - 3 nodes reading directly: gateway (api, health, images, categories, and users on fs), worker
- *    node (transform, worker), data node (storage, and users on GridFS);
+ *  - 3 nodes reading directly: gateway (api, health, images, categories, users: the metadata and
+ *    the token checks stay on the gateway, so only the bytes' path differs), worker node
+ *    (transform, worker), data node (storage);
  *  - the same 3 nodes with BLOB_READS=storage: every read pulled from the data node through Redis,
  *    as before direct reads.
  *
@@ -63,8 +64,8 @@ interface Backend {
 	env(): Record<string, string>;
 	/** What the cluster's nodes set to read directly. */
 	directReads: string;
-	/** The node hosting `users`: on SQLite it is the gateway, which must also host `images`. */
-	usersOnGateway: boolean;
+	/** On fs every node shares one DATA_DIR. */
+	sharedDataDir: boolean;
 	dbPid: number | undefined;
 }
 
@@ -79,12 +80,10 @@ async function startCluster(backend: Backend, blobReads: string, dir: string): P
 	// On fs every node shares one DATA_DIR; kept at each node's stop, removed with the bench's directory.
 	const dataDir = join(dir, `data-${redis.url.split(":").at(-1)}`);
 	mkdirSync(dataDir);
-	const options = (nodeId: string) => (backend.usersOnGateway ? { nodeId, dataDir } : { nodeId });
-	const gatewayServices = ["api", "health", "images", "categories", ...(backend.usersOnGateway ? ["users"] : [])];
-	// Users first: it creates the admin account the others would race to create.
-	const data = await startNode(env, backend.usersOnGateway ? ["storage"] : ["users", "storage"], options("bench-data"));
+	const options = (nodeId: string) => (backend.sharedDataDir ? { nodeId, dataDir } : { nodeId });
+	const data = await startNode(env, ["storage"], options("bench-data"));
 	const worker = await startNode(env, ["transform", "worker"], options("bench-worker"));
-	const gateway = await startNode(env, gatewayServices, options("bench-gateway"));
+	const gateway = await startNode(env, ["api", "health", "images", "categories", "users"], options("bench-gateway"));
 	await waitForRoutes(gateway.url);
 	const nodes: RunningServer[] = [gateway, worker, data];
 	return {
@@ -205,10 +204,10 @@ async function main(): Promise<number> {
 	const mongo: FerretDb | undefined = skipped ? undefined : await startFerretDb();
 	try {
 		const images = await makeJpegs(dir, params.uploads);
-		const fs: Backend = { name: "fs, one shared DATA_DIR", env: () => ({}), directReads: "direct", usersOnGateway: true, dbPid: undefined };
+		const fs: Backend = { name: "fs, one shared DATA_DIR", env: () => ({}), directReads: "direct", sharedDataDir: true, dbPid: undefined };
 		results.backends.fs = await runBackend(fs, images, dir);
 		if (mongo) {
-			const gridfs: Backend = { name: "MongoDB + GridFS (FerretDB)", env: () => ({ MONGO_URL: mongo.databaseUrl(), STORAGE: "gridfs" }), directReads: "auto", usersOnGateway: false, dbPid: mongo.pid() };
+			const gridfs: Backend = { name: "MongoDB + GridFS (FerretDB)", env: () => ({ MONGO_URL: mongo.databaseUrl(), STORAGE: "gridfs" }), directReads: "auto", sharedDataDir: false, dbPid: mongo.pid() };
 			results.backends.gridfs = await runBackend(gridfs, images, dir);
 		} else {
 			results.backends.gridfs = { skipped };
