@@ -70,6 +70,8 @@ export interface Config {
 	storage: StorageBackend;
 	/** The bucket of STORAGE=s3; unset for the other backends. */
 	s3: S3Settings | undefined;
+	/** How a node without the storage service reads blobs: the backend itself, or through a storage node (models/backends.ts). */
+	blobReads: BlobReads;
 
 	// --- durable jobs and processing ---
 	/** Messages one worker node processes at once, per channel (@moleculer/channels maxInFlight). */
@@ -275,6 +277,21 @@ function s3Settings(env: NodeJS.ProcessEnv): S3Settings | undefined {
 	};
 }
 
+/**
+ * `auto`: a node reads the backend itself when every node reaches it (GridFS), else through a
+ * storage node; `direct`: always itself (with STORAGE=fs the operator says DATA_DIR is shared);
+ * `storage`: always through a storage node, the fallback.
+ */
+export type BlobReads = "auto" | "direct" | "storage";
+
+const BLOB_READS: BlobReads[] = ["auto", "direct", "storage"];
+
+function blobReads(env: NodeJS.ProcessEnv): BlobReads {
+	const raw = (env.BLOB_READS || "auto").toLowerCase() as BlobReads;
+	if (!BLOB_READS.includes(raw)) throw new Error(`BLOB_READS must be one of ${BLOB_READS.join(", ")}, got "${raw}"`);
+	return raw;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 	const dataDir = resolve(env.DATA_DIR || "./data");
 	prepareDataDir(dataDir);
@@ -323,6 +340,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		mongoTimeoutMs: integer(env, "MONGO_TIMEOUT_MS", 1500, 100),
 		storage: storageBackend(env),
 		s3: s3Settings(env),
+		blobReads: blobReads(env),
 
 		// --- durable jobs and processing ---
 		workerMaxInFlight: integer(env, "WORKER_MAX_IN_FLIGHT", 2, 1),

@@ -160,7 +160,7 @@ export const ImageDeliveryMixin = imagesMixin({
 				headers["Content-Length"] = doc.size;
 			}
 			if (isHead(ctx)) return noBody();
-			return ctx.call<Readable, object>("storage.get", { key: doc.blob, ...(range ?? {}) });
+			return this.readBlob(ctx, doc.blob, range ?? undefined);
 		},
 
 		/**
@@ -196,7 +196,7 @@ export const ImageDeliveryMixin = imagesMixin({
 			if (await this.redirectToBucket(ctx, doc, rendition.blob)) return null;
 			headers["Content-Length"] = rendition.size;
 			if (isHead(ctx)) return noBody();
-			return ctx.call<Readable, object>("storage.get", { key: rendition.blob });
+			return this.readBlob(ctx, rendition.blob);
 		},
 
 		/**

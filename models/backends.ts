@@ -7,7 +7,7 @@
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import type { Config } from "../config/index.ts";
-import type { BlobStore } from "./storage/blob-store.ts";
+import type { BlobReader, BlobStore } from "./storage/blob-store.ts";
 import { Keyring } from "./storage/envelope-crypto.ts";
 import { FsBlobStore } from "./storage/fs-blob-store.ts";
 import type { S3BlobIndex } from "./storage/s3-blob-index.ts";
@@ -70,10 +70,31 @@ function openS3BlobIndex(config: Config): S3BlobIndex {
 }
 
 export function openBlobStore(config: Config): BlobStore {
+	return openBlobBackend(config, false);
+}
+
+/** The same store opened to read only: its temp files, indexes and sweeps stay the storage service's. */
+export function openBlobReader(config: Config): BlobReader {
+	return openBlobBackend(config, true);
+}
+
+function openBlobBackend(config: Config, readOnly: boolean): BlobStore {
 	const keyring = masterKeyring(config);
-	if (config.s3) return new (s3().S3BlobStore)({ ...config.s3, keyring, index: openS3BlobIndex(config) });
+	if (config.s3) return new (s3().S3BlobStore)({ ...config.s3, keyring, index: openS3BlobIndex(config), readOnly });
 	const mongo = config.storage === "gridfs" ? mongoOptions(config) : null;
-	return mongo ? new (gridFs().GridFsBlobStore)({ ...mongo, keyring }) : new FsBlobStore({ root: fsBlobRoot(config), keyring });
+	return mongo ? new (gridFs().GridFsBlobStore)({ ...mongo, keyring, readOnly }) : new FsBlobStore({ root: fsBlobRoot(config), keyring, readOnly });
+}
+
+/**
+ * Whether a node that does not host the storage service opens the blob store itself to read
+ * (mixins/blob-reader.mixin.ts) rather than pulling the bytes from a storage node through the
+ * transporter. GridFS is reachable from every node that reaches MongoDB, and so is an S3 bucket
+ * whose index is in MongoDB (a SQLite index is the storage node's own); files under DATA_DIR only
+ * when the operator says the disk is shared (BLOB_READS=direct).
+ */
+export function readsBlobsDirectly(config: Config): boolean {
+	if (config.blobReads !== "auto") return config.blobReads === "direct";
+	return config.storage === "gridfs" || (config.storage === "s3" && config.mongoUrl !== undefined);
 }
 
 function fsBlobRoot(config: Config): string {

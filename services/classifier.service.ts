@@ -19,6 +19,7 @@ import type { CallingOptions, Context, ServiceSchema, ServiceSettingSchema } fro
 import { performance } from "node:perf_hooks";
 import type { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
+import { BlobReaderMixin, type BlobReaderMethods, type BlobReaderVars } from "../mixins/blob-reader.mixin.ts";
 import type { AuthUser } from "../models/users/user.ts";
 import { ID } from "../models/shared/params.ts";
 import { readWhole } from "../models/storage/blob-support.ts";
@@ -51,14 +52,14 @@ interface Caller {
 	call<T = unknown, P = unknown>(action: string, params?: P, opts?: CallingOptions): Promise<T>;
 }
 
-interface ClassifierVars {
+interface ClassifierVars extends BlobReaderVars {
 	manifest: LoadedManifest | null;
 	pool: ClassifierPool | null;
 	/** Tag label of each class. */
 	labels: string[];
 }
 
-interface ClassifierMethods {
+interface ClassifierMethods extends BlobReaderMethods {
 	enabledModel(): { manifest: LoadedManifest; pool: ClassifierPool };
 	classifyBytes(image: Buffer): Promise<Classification>;
 	tagImage(caller: Caller, id: string): Promise<Classification | null>;
@@ -75,6 +76,7 @@ async function readUploadedImage(file: UploadedFile): Promise<Buffer> {
 
 const classifier: ServiceSchema<ServiceSettingSchema, ClassifierMethods, ClassifierVars> = {
 	name: "classifier",
+	mixins: [BlobReaderMixin],
 	settings: { rest: "/" },
 
 	actions: {
@@ -188,7 +190,7 @@ const classifier: ServiceSchema<ServiceSettingSchema, ClassifierMethods, Classif
 				await this.readyUntagged(ctx, id, "automatic tagging is disabled: no classifier model is configured");
 				return null;
 			}
-			const image = await readWhole(await ctx.call<Readable, { key: string }>("storage.get", { key: doc.blob }), doc.size);
+			const image = await readWhole(await this.readBlob(ctx, doc.blob), doc.size);
 			let result: Classification | undefined;
 			let failure: Error | undefined;
 			for (let attempt = 0; attempt <= config.classifierRetries && !result; attempt++) {

@@ -7,6 +7,7 @@
 import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
+import { BlobReaderMixin } from "../mixins/blob-reader.mixin.ts";
 import { ImageDeliveryMixin } from "../mixins/image-delivery.mixin.ts";
 import { ImagePipelineMixin } from "../mixins/image-pipeline.mixin.ts";
 import { repositoryMixin } from "../mixins/repository.mixin.ts";
@@ -46,7 +47,7 @@ const COMPRESS_DEFAULTS = { format: "webp", quality: 70 };
 
 const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 	name: "images",
-	mixins: [repositoryMixin(() => openImageRepository(config), "The image metadata store"), ImageDeliveryMixin, ImagePipelineMixin],
+	mixins: [repositoryMixin(() => openImageRepository(config), "The image metadata store"), BlobReaderMixin, ImageDeliveryMixin, ImagePipelineMixin],
 	settings: { rest: "/" },
 
 	actions: {

@@ -14,6 +14,7 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
+import { BlobReaderMixin } from "../mixins/blob-reader.mixin.ts";
 import { repositoryMixin } from "../mixins/repository.mixin.ts";
 import { InvalidImageError } from "../models/shared/errors.ts";
 import type { ImageDoc } from "../models/images/image.ts";
@@ -73,7 +74,7 @@ function renderAction(concurrency: number) {
 
 const transform: ServiceSchema<ServiceSettingSchema, TransformMethods, TransformVars> = {
 	name: "transform",
-	mixins: [repositoryMixin(() => new VariantIndex(join(config.dataDir, "variants.db")), "The transform cache index")],
+	mixins: [repositoryMixin(() => new VariantIndex(join(config.dataDir, "variants.db")), "The transform cache index"), BlobReaderMixin],
 	settings: { rest: "/transform" },
 
 	actions: {
@@ -201,7 +202,7 @@ const transform: ServiceSchema<ServiceSettingSchema, TransformMethods, Transform
 			const cached = this.repo.get(key);
 			if (!cached) return null;
 			try {
-				const stream = await ctx.call<Readable, { key: string }>("storage.get", { key: cached.blob });
+				const stream = await this.readBlob(ctx, cached.blob);
 				this.counters.hits++;
 				const { format, width, height, size } = cached;
 				return { stream, info: { format, width, height, size } };
@@ -258,7 +259,7 @@ const transform: ServiceSchema<ServiceSettingSchema, TransformMethods, Transform
 		/** Reads the original and renders it: the CPU-bound part, behind the bulkheads. */
 		async render(ctx: VariantContext<VariantParams>): Promise<Readable> {
 			const { source, spec } = ctx.params;
-			const input = await readAll(await ctx.call<Readable, { key: string }>("storage.get", { key: source.key }));
+			const input = await readAll(await this.readBlob(ctx, source.key));
 			this.counters.renders++;
 			let rendered;
 			try {

@@ -20,6 +20,7 @@
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
+import { BlobReaderMixin, type BlobReaderMethods, type BlobReaderVars } from "../mixins/blob-reader.mixin.ts";
 import { readWhole } from "../models/storage/blob-support.ts";
 import type { BlobRef } from "../models/storage/blob-store.ts";
 import type { ImageDoc, Rendition } from "../models/images/image.ts";
@@ -40,7 +41,7 @@ const LOST_JOBS_RETRY_MS = 500;
 /** A process job: the image, and how many transient failures it has been retried after (absent: none). */
 type JobContext = Context<{ id: string; retry?: number }>;
 
-interface WorkerMethods {
+interface WorkerMethods extends BlobReaderMethods {
 	processImage(ctx: JobContext, id: string, signal?: AbortSignal): Promise<void>;
 	makeRenditions(ctx: JobContext, doc: ImageDoc, signal?: AbortSignal): Promise<void>;
 	storeRendition(ctx: JobContext, doc: ImageDoc, rendition: RenderedRendition): Promise<Rendition>;
@@ -52,7 +53,7 @@ interface WorkerMethods {
 	trimStreams(): Promise<void>;
 }
 
-interface WorkerVars {
+interface WorkerVars extends BlobReaderVars {
 	reconcileTimer: NodeJS.Timeout | undefined;
 	/** Jobs waiting out their back-off after a transient failure. */
 	retryTimers: Set<NodeJS.Timeout>;
@@ -64,6 +65,7 @@ function reasonOf(err: unknown): string {
 
 const worker: ServiceSchema<ServiceSettingSchema, WorkerMethods, WorkerVars> = {
 	name: "worker",
+	mixins: [BlobReaderMixin],
 
 	events: {
 		/**
@@ -122,7 +124,7 @@ const worker: ServiceSchema<ServiceSettingSchema, WorkerMethods, WorkerVars> = {
 		},
 
 		async makeRenditions(ctx: JobContext, doc: ImageDoc, signal?: AbortSignal): Promise<void> {
-			const original = await readWhole(await ctx.call<Readable, { key: string }>("storage.get", { key: doc.blob }), doc.size);
+			const original = await readWhole(await this.readBlob(ctx, doc.blob), doc.size);
 			signal?.throwIfAborted();
 			const { metadata, renditions } = await renderImage(original, { maxInputPixels: config.maxInputPixels });
 			signal?.throwIfAborted();

@@ -5,6 +5,7 @@
  */
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { Readable } from "node:stream";
+import type { BlobReaderMethods, BlobReaderVars } from "../mixins/blob-reader.mixin.ts";
 import type { RequestInfo } from "../models/http/request.ts";
 import type { ImageDoc, ImageRepository, Rendition } from "../models/images/image.ts";
 import type { StagedSource, UploadOptions } from "../models/images/new-image.ts";
@@ -24,7 +25,7 @@ export interface ImagesMeta {
 }
 export type ImagesContext<P = Record<string, any>> = Context<P, ImagesMeta>;
 
-export interface ImagesVars {
+export interface ImagesVars extends BlobReaderVars {
 	repo: ImageRepository;
 	/** fastest-validator checker: true, or the list of problems. */
 	checkUploadFields: (value: Record<string, unknown>) => unknown;
@@ -36,7 +37,7 @@ export interface VariantOptions {
 	countsView: boolean;
 }
 
-export interface ImagesMethods {
+export interface ImagesMethods extends BlobReaderMethods {
 	// services/images.service.ts
 	viewerOf(ctx: ImagesContext): Viewer;
 	visibleImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;

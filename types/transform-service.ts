@@ -1,4 +1,5 @@
 /** The shape of the transform service (services/transform.service.ts): its params, state and methods. Type-only. */
+import type { BlobReaderMethods, BlobReaderVars } from "../mixins/blob-reader.mixin.ts";
 import type { Context } from "moleculer";
 import type { Readable } from "node:stream";
 import type { PipelineSettings } from "../models/transform/render.ts";
@@ -46,14 +47,14 @@ export interface VariantGcReport {
 	bytesReclaimed: number;
 }
 
-export interface TransformVars {
+export interface TransformVars extends BlobReaderVars {
 	repo: VariantIndex;
 	settings: PipelineSettings;
 	/** Renders not yet in the cache, by variant key: one per key, however many requests wait. */
 	inFlight: Map<string, Flight>;
 	counters: TransformCounters;
 }
-export interface TransformMethods {
+export interface TransformMethods extends BlobReaderMethods {
 	openCached(ctx: Context, key: string): Promise<{ stream: Readable; info: VariantInfo } | null>;
 	flight(ctx: Context, key: string, params: VariantParams): Flight;
 	store(key: string, source: VariantSource, rendered: Rendered): Promise<void>;

@@ -1,6 +1,7 @@
 /**
- * The blob store contract. One adapter per backend (`fs` now, GridFS for distributed mode);
- * the storage service is the only caller, and one contract test suite covers every adapter.
+ * The blob store contract. One adapter per backend (`fs` now, GridFS for distributed mode); the
+ * storage service is the only writer (nodes without it only `open` and read, through
+ * mixins/blob-reader.mixin.ts), and one contract test suite covers every adapter.
  *
  * Plain blobs are content-addressed (key `sha256-<hex>`): identical bytes are stored once.
  * Encrypted blobs get a random key (`enc-<id>`) and are never deduplicated. Every blob keeps
@@ -175,3 +176,6 @@ export interface BlobStore {
 	ping(): Promise<boolean>;
 	close(): Promise<void>;
 }
+
+/** What a node without the storage service does with a store it opened itself: read (mixins/blob-reader.mixin.ts). */
+export type BlobReader = Pick<BlobStore, "open" | "stat" | "ping" | "close">;

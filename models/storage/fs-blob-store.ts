@@ -66,6 +66,11 @@ import { closeDatabase, migrate, openDatabase, transaction } from "../db/sqlite.
 export interface FsBlobStoreOptions {
 	root: string;
 	keyring: Keyring;
+	/**
+	 * Opened to read only, by a node without the storage service on a shared disk: the temp files
+	 * (uploads under way on the storage nodes) and the schema are left to the storage service.
+	 */
+	readOnly?: boolean;
 }
 
 /** Schema versions, in order (see migrate). Append; never edit a released step. */
@@ -136,14 +141,17 @@ export class FsBlobStore implements BlobStore {
 		this.#root = options.root;
 		this.#tmpDir = join(options.root, "tmp");
 		this.#keyring = options.keyring;
+		// A reader may start before the storage node made the directory.
 		mkdirSync(this.#root, { recursive: true });
-		rmSync(this.#tmpDir, { recursive: true, force: true });
-		mkdirSync(this.#tmpDir);
+		if (!options.readOnly) {
+			rmSync(this.#tmpDir, { recursive: true, force: true });
+			mkdirSync(this.#tmpDir);
+		}
 		this.#db = openDatabase(join(this.#root, "blobs.db"));
 		// A lost commit of a reference could let a release delete bytes another image still uses:
-		// references are worth the extra fsync per commit.
+		// references are worth the extra fsync per commit (a reader still writes corrupt marks).
 		this.#db.exec("PRAGMA synchronous = FULL");
-		migrate(this.#db, "blobs", MIGRATIONS);
+		if (!options.readOnly) migrate(this.#db, "blobs", MIGRATIONS);
 	}
 
 	async put(source: Readable, options: PutOptions): Promise<BlobRef> {

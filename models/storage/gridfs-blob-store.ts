@@ -44,6 +44,8 @@ import { isDuplicateKey, MongoBackend, type MongoOptions } from "../db/mongo.ts"
 
 export interface GridFsBlobStoreOptions extends MongoOptions {
 	keyring: Keyring;
+	/** Opened to read only, by a node without the storage service: indexes and sweeps are the storage service's. */
+	readOnly?: boolean;
 }
 
 const BUCKET = "blobdata";
@@ -98,6 +100,7 @@ interface Staged {
 
 export class GridFsBlobStore extends MongoBackend implements BlobStore {
 	readonly #keyring: Keyring;
+	readonly #readOnly: boolean;
 	readonly #blobs: Collection<BlobRecord>;
 	readonly #files: Collection<FileRecord>;
 	readonly #chunks: Collection<ChunkRecord>;
@@ -110,6 +113,7 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 	constructor(options: GridFsBlobStoreOptions) {
 		super(options, "Blob storage");
 		this.#keyring = options.keyring;
+		this.#readOnly = options.readOnly ?? false;
 		this.#blobs = this.db.collection<BlobRecord>("blobs");
 		this.#files = this.db.collection<FileRecord>(`${BUCKET}.files`);
 		this.#chunks = this.db.collection<ChunkRecord>(`${BUCKET}.chunks`);
@@ -120,6 +124,7 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 	 * stream), then the sweep of what dead uploads left.
 	 */
 	protected async prepare(): Promise<void> {
+		if (this.#readOnly) return;
 		await this.ensureIndexes(this.#files, [{ key: { filename: 1, uploadDate: 1 } }]);
 		await this.ensureIndexes(this.#chunks, [{ key: { files_id: 1, n: 1 }, unique: true }]);
 		await this.ensureIndexes(this.#blobs, [{ key: { encrypted: 1 } }]);

@@ -75,6 +75,11 @@ export interface S3BlobStoreOptions extends S3Location {
 	orphanAgeMs?: number;
 	/** How long a presigned URL stays valid (S3_PRESIGNED_TTL_SECONDS). */
 	presignedTtlSeconds?: number;
+	/**
+	 * Opened by a node that only reads (mixins/blob-reader.mixin.ts): no sweep. A reader's index may
+	 * not be the storage nodes' (a SQLite index is per node), and then every object looks orphaned.
+	 */
+	readOnly?: boolean;
 }
 
 const ORPHAN_AGE_MS = 60 * 60 * 1000;
@@ -136,10 +141,12 @@ export class S3BlobStore implements BlobStore {
 		this.#presignedTtlSeconds = options.presignedTtlSeconds ?? PRESIGNED_TTL_SECONDS;
 		// Not awaited by calls: the store serves while the sweep lists the bucket. A failed sweep
 		// is retried at the next start.
-		this.#swept = this.#sweep(new Date(Date.now() - (options.orphanAgeMs ?? ORPHAN_AGE_MS))).then(
-			() => {},
-			() => {}
-		);
+		this.#swept = options.readOnly
+			? Promise.resolve()
+			: this.#sweep(new Date(Date.now() - (options.orphanAgeMs ?? ORPHAN_AGE_MS))).then(
+					() => {},
+					() => {}
+				);
 	}
 
 	async put(source: Readable, options: PutOptions): Promise<BlobRef> {

@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, utimesSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { Readable } from "node:stream";
+import { PassThrough, Readable } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import { ServiceBroker } from "moleculer";
@@ -97,6 +97,25 @@ describe("FsBlobStore on disk", () => {
 	afterEach(async () => {
 		await store.close();
 		rmSync(root, { recursive: true, force: true });
+	});
+
+	it("opened read-only beside it (another node on a shared disk), leaves its uploads under way alone and reads", async () => {
+		const bytes = randomBytes(3 * CHUNK_SIZE);
+		const source = new PassThrough();
+		const putting = store.put(source, { encrypt: false, ref: "img-1", maxBytes: LIMIT });
+		source.write(bytes.subarray(0, CHUNK_SIZE));
+		for (const deadline = Date.now() + 5000; readdirSync(join(root, "tmp")).length === 0; ) {
+			assert.ok(Date.now() < deadline, "the upload's temp file appears");
+			await new Promise(resolve => setImmediate(resolve));
+		}
+		const reader = new FsBlobStore({ root, keyring: new Keyring(masterKey), readOnly: true });
+		try {
+			source.end(bytes.subarray(CHUNK_SIZE));
+			const { key } = await putting;
+			assert.deepEqual(await buffer(await reader.open(key)), bytes);
+		} finally {
+			await reader.close();
+		}
 	});
 
 	it("fails a tampered chunk with IntegrityError after emitting only the chunks before it", async () => {

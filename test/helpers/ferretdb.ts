@@ -31,6 +31,8 @@ export interface FerretDb {
 	up(): Promise<void>;
 	/** Kills the server and deletes its data. */
 	stop(): Promise<void>;
+	/** The server's process id while it runs (benchmarks count its CPU). */
+	pid(): number | undefined;
 }
 
 /**
@@ -88,6 +90,7 @@ export async function startFerretDb(options: { postgresqlUrl?: string } = {}): P
 		databaseUrl: () => `${url}/t_${randomBytes(8).toString("hex")}`,
 		up,
 		down,
+		pid: () => child?.pid,
 		async stop() {
 			await down();
 			rmSync(dir, { recursive: true, force: true });
