@@ -2,9 +2,10 @@
  * Reading blobs, for every service that serves or processes image bytes (images' delivery,
  * transform, worker, classifier): `this.readBlob(caller, key, range?)`. A node that hosts the storage
  * service reads through it, in process; any other node opens the blob store itself when every
- * node reaches the backend (models/backends.ts, readsBlobsDirectly: GridFS, or files on a shared
- * disk), so the bytes come straight from the backend instead of through a storage node and the
- * transporter (base64 in JSON: docs/benchmarks.md#direct-reads). Else, through a storage node.
+ * node reaches the backend (models/backends.ts, readsBlobsDirectly: GridFS, S3 with its index in
+ * MongoDB, or files on a shared disk), so the bytes come straight from the backend instead of
+ * through a storage node and the transporter (base64 in JSON: docs/benchmarks.md#direct-reads).
+ * Else, through a storage node.
  *
  * The store opened here only reads (openBlobReader: no temp file, index or sweep is touched);
  * the storage service keeps the bookkeeping (put, release, references, key rotation, garbage
