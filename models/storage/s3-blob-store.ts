@@ -17,7 +17,7 @@
  * Reads are ranged GETs: a range of a plain blob is one GET of those bytes, a range of an encrypted
  * one a GET of the chunks it overlaps. Nothing is buffered whole, in either direction.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { pipeline, PassThrough, type Readable } from "node:stream";
 import {
 	AbortMultipartUploadCommand,
@@ -36,6 +36,8 @@ import type {
 	BlobRef,
 	BlobStore,
 	ByteRange,
+	ImportedBlob,
+	ImportResult,
 	ListRefsOptions,
 	PresignedResponse,
 	PutOptions,
@@ -237,6 +239,29 @@ export class S3BlobStore implements BlobStore {
 		return getSignedUrl(this.#client, command, { expiresIn: this.#presignedTtlSeconds });
 	}
 
+	async importBlob(key: string, open: () => Promise<Readable>, blob: ImportedBlob): Promise<ImportResult> {
+		const present = await this.#index.find(key);
+		if (present && !present.corruptAt && present.size === blob.size) {
+			await this.#attachAll(present, present.object, present.header, blob.refs);
+			return { copied: false };
+		}
+		const object = `${this.#objectPrefix}${randomBytes(16).toString("hex")}`;
+		const staged = await this.#run(async () => this.#upload(object, await open(), Number.MAX_SAFE_INTEGER, blob.encrypted ? key : null));
+		const copy: IndexedBlob = { key, sha256: staged.sha256, size: staged.size, encrypted: blob.encrypted, object, header: staged.header, corruptAt: null, refs: 0 };
+		try {
+			if (staged.size !== blob.size || (!blob.encrypted && plainKey(staged.sha256) !== key)) {
+				throw new IntegrityError(`The plaintext of blob ${key} read for the copy is not what its source recorded`, { key, size: blob.size, read: staged.size });
+			}
+			const readBack = await this.#hashObject(copy);
+			if (readBack !== staged.sha256) throw new IntegrityError(`The copy of blob ${key} read back from the bucket does not match what was sent`, { key });
+			await this.#attachAll(copy, object, staged.header, blob.refs);
+		} catch (err) {
+			await this.#discard(object);
+			throw err;
+		}
+		return { copied: true, sha256: staged.sha256 };
+	}
+
 	async ping(): Promise<boolean> {
 		try {
 			await this.#client.send(new HeadBucketCommand({ Bucket: this.#bucket }));
@@ -327,6 +352,26 @@ export class S3BlobStore implements BlobStore {
 			if (!blob.encrypted) await this.#index.markCorrupt(blob.key, blob.object);
 			throw new IntegrityError(`The stored bytes of blob ${blob.key} are missing`, { key: blob.key });
 		}
+	}
+
+	/**
+	 * Records every reference of an imported blob held by `object`. The first attach creates the
+	 * entry (or repairs a corrupt one, whose object then goes); the others only add references.
+	 */
+	async #attachAll(blob: BlobRef, object: string, header: Buffer | null, refs: ImportedBlob["refs"]): Promise<void> {
+		const ref: BlobRef = { key: blob.key, sha256: blob.sha256, size: blob.size, encrypted: blob.encrypted };
+		for (const { ref: holder, addedAt } of refs) {
+			const attached = await this.#index.attach(ref, object, header, holder, addedAt);
+			if (attached.replaced) await this.#discard(attached.replaced);
+		}
+	}
+
+	/** SHA-256 of the plaintext of `blob`'s object, read whole from the bucket (decrypted when encrypted). */
+	async #hashObject(blob: IndexedBlob): Promise<string> {
+		const stream = blob.header ? await this.#openEncrypted(blob, undefined) : ((await this.#get(blob, undefined)).Body as Readable);
+		const hash = createHash("sha256");
+		for await (const piece of stream as AsyncIterable<Buffer>) hash.update(piece);
+		return hash.digest("hex");
 	}
 
 	async #rewrap(key: string): Promise<boolean> {
