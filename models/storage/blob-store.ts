@@ -190,7 +190,7 @@ export interface BlobStore {
 	 */
 	presignedUrl?(key: string, response: PresignedResponse): Promise<string | null>;
 	/**
-	 * Only stores a migration can copy into (S3 so far): stores another store's blob under the SAME
+	 * What a migration between backends calls on its target: stores another store's blob under the SAME
 	 * key, so that images and variant indexes need no change. `open` gives the plaintext; it is only
 	 * called when the blob is not here yet: a blob already here and sound (not corrupt, same size) is
 	 * not copied again, so a migration run twice or resumed after a crash copies each blob once. A
@@ -199,7 +199,7 @@ export interface BlobStore {
 	 * (IntegrityError). An encrypted blob is sealed afresh (a new data key) under this store's
 	 * keyring, its envelope bound to the same key. The references are added either way, with their times.
 	 */
-	importBlob?(key: string, open: () => Promise<Readable>, blob: ImportedBlob): Promise<ImportResult>;
+	importBlob(key: string, open: () => Promise<Readable>, blob: ImportedBlob): Promise<ImportResult>;
 	ping(): Promise<boolean>;
 	close(): Promise<void>;
 }

@@ -17,7 +17,7 @@
  * Reads are ranged GETs: a range of a plain blob is one GET of those bytes, a range of an encrypted
  * one a GET of the chunks it overlaps. Nothing is buffered whole, in either direction.
  */
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { pipeline, PassThrough, type Readable } from "node:stream";
 import {
 	AbortMultipartUploadCommand,
@@ -47,7 +47,17 @@ import type {
 	ScrubReport,
 	StaleRelease
 } from "./blob-store.ts";
-import { newEncryptedKey, PlaintextMeter, plainKey, rewrapEach, satisfiableRange, scrubKeys, verifiedPlaintext } from "./blob-support.ts";
+import {
+	importedPlaintextCheck,
+	newEncryptedKey,
+	PlaintextMeter,
+	plainKey,
+	rewrapEach,
+	satisfiableRange,
+	scrubKeys,
+	sha256Of,
+	verifiedPlaintext
+} from "./blob-support.ts";
 import { decryptRange, EnvelopeEncryptor, envelopeLength, type Keyring, needsRewrap, openEnvelope, rewrapHeader } from "./envelope-crypto.ts";
 import type { Attached, IndexedBlob, S3BlobIndex } from "./s3-blob-index.ts";
 import { CorruptBlobError, IntegrityError, NotFoundError, UnavailableError } from "../shared/errors.ts";
@@ -249,12 +259,10 @@ export class S3BlobStore implements BlobStore {
 		const staged = await this.#run(async () => this.#upload(object, await open(), Number.MAX_SAFE_INTEGER, blob.encrypted ? key : null));
 		const copy: IndexedBlob = { key, sha256: staged.sha256, size: staged.size, encrypted: blob.encrypted, object, header: staged.header, corruptAt: null, refs: 0 };
 		try {
-			if (staged.size !== blob.size || (!blob.encrypted && plainKey(staged.sha256) !== key)) {
-				throw new IntegrityError(`The plaintext of blob ${key} read for the copy is not what its source recorded`, { key, size: blob.size, read: staged.size });
-			}
-			const readBack = await this.#hashObject(copy);
-			if (readBack !== staged.sha256) throw new IntegrityError(`The copy of blob ${key} read back from the bucket does not match what was sent`, { key });
-			await this.#attachAll(copy, object, staged.header, blob.refs);
+			importedPlaintextCheck(key, blob, staged);
+			if ((await sha256Of(await this.#readObject(copy))) !== staged.sha256) throw new IntegrityError(`The copy of blob ${key} read back from the bucket does not match what was sent`, { key });
+			// Another node stored the same bytes meanwhile: this copy is not needed.
+			if (!(await this.#attachAll(copy, object, staged.header, blob.refs))) await this.#discard(object);
 		} catch (err) {
 			await this.#discard(object);
 			throw err;
@@ -355,23 +363,24 @@ export class S3BlobStore implements BlobStore {
 	}
 
 	/**
-	 * Records every reference of an imported blob held by `object`. The first attach creates the
-	 * entry (or repairs a corrupt one, whose object then goes); the others only add references.
+	 * Records every reference of an imported blob held by `object`, each with its time. The first
+	 * attach creates the entry (or repairs a corrupt one, whose object then goes); the others only
+	 * add references. Whether `object` is the blob's object now.
 	 */
-	async #attachAll(blob: BlobRef, object: string, header: Buffer | null, refs: ImportedBlob["refs"]): Promise<void> {
-		const ref: BlobRef = { key: blob.key, sha256: blob.sha256, size: blob.size, encrypted: blob.encrypted };
-		for (const { ref: holder, addedAt } of refs) {
-			const attached = await this.#index.attach(ref, object, header, holder, addedAt);
+	async #attachAll(blob: BlobRef, object: string, header: Buffer | null, refs: ImportedBlob["refs"]): Promise<boolean> {
+		const stored: BlobRef = { key: blob.key, sha256: blob.sha256, size: blob.size, encrypted: blob.encrypted };
+		let kept = false;
+		for (const { ref, addedAt } of refs) {
+			const attached = await this.#index.attach(stored, object, header, ref, addedAt);
+			kept ||= attached.kept;
 			if (attached.replaced) await this.#discard(attached.replaced);
 		}
+		return kept;
 	}
 
-	/** SHA-256 of the plaintext of `blob`'s object, read whole from the bucket (decrypted when encrypted). */
-	async #hashObject(blob: IndexedBlob): Promise<string> {
-		const stream = blob.header ? await this.#openEncrypted(blob, undefined) : ((await this.#get(blob, undefined)).Body as Readable);
-		const hash = createHash("sha256");
-		for await (const piece of stream as AsyncIterable<Buffer>) hash.update(piece);
-		return hash.digest("hex");
+	/** The plaintext of `blob`'s object, read whole from the bucket (decrypted when encrypted). */
+	async #readObject(blob: IndexedBlob): Promise<Readable> {
+		return blob.header ? this.#openEncrypted(blob, undefined) : ((await this.#get(blob, undefined)).Body as Readable);
 	}
 
 	async #rewrap(key: string): Promise<boolean> {
