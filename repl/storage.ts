@@ -5,13 +5,14 @@
  * command that continues after the last blob checked, and at the end the corrupt ones.
  * REPL `storage gc [--dry-run]`: runs a garbage collection of bytes on a storage node
  * (`storage.gc`), printing its progress every second and then what it reclaimed (or would have).
- * REPL `storage migrate --to s3 [--dry-run] [--rate <MiB/s>]`: copies every blob of a storage
- * node's backend into the S3_* bucket (`storage.migrate`), printing its progress every second;
- * run it again to resume one that stopped.
+ * REPL `storage migrate --to fs|gridfs|s3 [--dry-run] [--rate <MiB/s>]`: copies every blob of a
+ * storage node's backend into another one (`storage.migrate`; S3: the bucket its S3_* variables
+ * name), printing its progress every second; run it again to resume one that stopped.
  */
 import type { ServiceBroker } from "moleculer";
 import { UsageError, type ReplArgs, type ReplCommand } from "../cluster/repl-commands.ts";
 import type { GcReport } from "../models/storage/gc-report.ts";
+import { MIGRATION_TARGETS, type MigrationTarget } from "../models/backends.ts";
 import type { MigrationReport } from "../models/storage/migration-report.ts";
 
 interface RotateReport {
@@ -125,7 +126,7 @@ function migrationCounts(report: MigrationReport): string {
 
 /** One migration of a storage node's blobs into `to`. */
 async function migrate(broker: ServiceBroker, to: unknown, dryRun: boolean, bytesPerSecond: number | undefined): Promise<void> {
-	if (to !== "s3") throw new UsageError("storage migrate takes --to s3 (the bucket the S3_* variables name on the storage node)");
+	if (!MIGRATION_TARGETS.includes(to as MigrationTarget)) throw new UsageError(`storage migrate takes --to ${MIGRATION_TARGETS.join("|")} (s3: the bucket the S3_* variables name on the storage node)`);
 	const nodeID = storageNode(broker);
 	const params = { to, dryRun, ...(bytesPerSecond ? { bytesPerSecond } : {}) };
 	const report = await withProgress<MigrationReport, MigrationReport>(broker, nodeID, { action: "storage.migrate", params }, "storage.migrateStatus", migrationCounts);
@@ -164,11 +165,11 @@ const commands: ReplCommand[] = [
 			"storage rotate-keys",
 			"storage scrub [--after <key>] [--rate <MiB/s>]   (verify every blob; --rate defaults to 16 MiB/s)",
 			"storage gc [--dry-run]   (reclaim bytes no image uses, older than GC_GRACE_MS; --dry-run only counts them)",
-			"storage migrate --to s3 [--dry-run] [--rate <MiB/s>]   (copy every blob into the S3_* bucket; --rate defaults to 64 MiB/s; run again to resume)"
+			"storage migrate --to fs|gridfs|s3 [--dry-run] [--rate <MiB/s>]   (copy every blob to another backend, s3: the S3_* bucket; --rate defaults to 64 MiB/s; run again to resume)"
 		],
 		options: [
 			{ option: "--dry-run", description: "storage gc: count what would be reclaimed, reclaim nothing; storage migrate: count what would be copied, copy nothing" },
-			{ option: "--to [backend]", description: "storage migrate: the backend to copy into (s3)" },
+			{ option: "--to [backend]", description: "storage migrate: the backend to copy into (fs, gridfs or s3)" },
 			{ option: "--after [key]", description: "storage scrub: continue after this key (printed by an earlier scrub)" },
 			{ option: "--rate [MiB/s]", description: "storage scrub, storage migrate: read at most this many MiB per second (default 16, 64)" }
 		],
