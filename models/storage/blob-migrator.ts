@@ -69,34 +69,35 @@ async function* listedBlobs(source: BlobStore, batch: number): AsyncGenerator<Li
  */
 export async function migrateBlobs(source: BlobStore, target: BlobStore, options: MigrationOptions, report: MigrationReport): Promise<void> {
 	for await (const blob of listedBlobs(source, options.batch)) {
-		const info = await source.stat(blob.key);
-		// Released since it was listed: nothing to carry over.
-		if (!info) continue;
+		const outcome = await migrateOne(source, target, blob, options);
+		if (outcome === "gone") continue;
 		report.blobs++;
-		if (info.corruptAt) {
-			report.failed.push({ key: blob.key, error: `corrupt at the source since ${info.corruptAt}` });
-			continue;
-		}
-		if (options.dryRun) {
-			const there = await target.stat(blob.key);
-			if (there && !there.corruptAt && there.size === blob.size) report.skipped++;
-			else countCopy(report, blob.size);
-			continue;
-		}
-		const imported: ImportedBlob = { encrypted: info.encrypted, size: info.size, refs: blob.refs };
-		try {
-			const result = await target.importBlob(blob.key, async () => pipeline(await source.open(blob.key), paced(options.pace), () => {}), imported);
-			if (result.copied) countCopy(report, blob.size);
-			else report.skipped++;
-		} catch (err) {
-			// Not found: released since it was listed (the source verifies what it reads).
-			if (!(err instanceof IntegrityError || err instanceof NotFoundError)) throw err;
-			report.failed.push({ key: blob.key, error: (err as Error).message });
-		}
+		if (outcome === "copied") {
+			report.copied++;
+			report.bytesCopied += blob.size;
+		} else if (outcome === "skipped") report.skipped++;
+		else report.failed.push({ key: blob.key, error: outcome.failed });
 	}
 }
 
-function countCopy(report: MigrationReport, size: number): void {
-	report.copied++;
-	report.bytesCopied += size;
+type Outcome = "copied" | "skipped" | "gone" | { failed: string };
+
+/** One blob: copied, already on the target, released at the source since it was listed, or failed (why). */
+async function migrateOne(source: BlobStore, target: BlobStore, blob: ListedBlob, options: MigrationOptions): Promise<Outcome> {
+	const info = await source.stat(blob.key);
+	if (!info) return "gone";
+	if (info.corruptAt) return { failed: `corrupt at the source since ${info.corruptAt}` };
+	if (options.dryRun) {
+		const there = await target.stat(blob.key);
+		return there && !there.corruptAt && there.size === info.size ? "skipped" : "copied";
+	}
+	const imported: ImportedBlob = { encrypted: info.encrypted, size: info.size, refs: blob.refs };
+	try {
+		const result = await target.importBlob(blob.key, async () => pipeline(await source.open(blob.key), paced(options.pace), () => {}), imported);
+		return result.copied ? "copied" : "skipped";
+	} catch (err) {
+		if (err instanceof NotFoundError) return "gone";
+		if (err instanceof IntegrityError) return { failed: err.message };
+		throw err;
+	}
 }
