@@ -1,9 +1,11 @@
 /**
  * Storage: the bytes of images, plain or encrypted at rest, behind the BlobStore contract. Only
  * other services call it (every action is `visibility: "public"`, so the gateway never exposes
- * them); uploads arrive and downloads leave as streams. The exception is the garbage collector's,
- * for administrators: `POST /api/admin/storage/gc` runs it, `GET /api/admin/storage/gc` shows its
- * last run (models/storage/garbage-collector.ts; it also runs every GC_INTERVAL_MS).
+ * them); uploads arrive and downloads leave as streams. The exceptions are the garbage collector's
+ * and the migration's, for administrators: `POST /api/admin/storage/gc` runs it, `GET
+ * /api/admin/storage/gc` shows its last run (models/storage/garbage-collector.ts; it also runs
+ * every GC_INTERVAL_MS); `POST /api/admin/storage/migrate` copies every blob to another backend,
+ * `GET /api/admin/storage/migrate` shows its progress (models/storage/blob-migrator.ts).
  */
 import type { CallingOptions, Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Readable } from "node:stream";
@@ -82,7 +84,7 @@ function rangeOf(start: number | undefined, end: number | undefined): ByteRange 
 const storage: ServiceSchema<ServiceSettingSchema, StorageMethods, StorageVars> = {
 	name: "storage",
 	mixins: [repositoryMixin(() => openBlobStore(getConfig()), "Blob storage")],
-	// Only the garbage collector's actions have a `rest` key: the rest never reach the gateway.
+	// Only the garbage collector's and the migration's actions have a `rest` key: the rest never reach the gateway.
 	settings: { rest: "/admin/storage" },
 
 	actions: {

@@ -1,5 +1,5 @@
 /**
- * Migration between blob backends (`storage migrate --to s3`): copies every blob of the current
+ * Migration between blob backends (`storage migrate --to fs|gridfs|s3`): copies every blob of the current
  * store (originals, renditions, cached variants: whatever holds a reference) into the target
  * store under the same key, with all its references and their times, through the target's
  * `importBlob`, which verifies each copy by SHA-256 before it becomes visible. The source is
