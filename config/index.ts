@@ -70,6 +70,8 @@ export interface Config {
 	storage: StorageBackend;
 	/** The bucket of STORAGE=s3; unset for the other backends. */
 	s3: S3Settings | undefined;
+	/** The bucket `storage migrate --to s3` copies into (S3_* set with another STORAGE); unset without S3_BUCKET. */
+	s3MigrationTarget: S3Settings | undefined;
 	/** How a node without the storage service reads blobs: the backend itself, or through a storage node (models/backends.ts). */
 	blobReads: BlobReads;
 
@@ -258,8 +260,16 @@ function folder(prefix: string): string {
 
 function s3Settings(env: NodeJS.ProcessEnv): S3Settings | undefined {
 	if (storageBackend(env) !== "s3") return undefined;
-	const bucket = env.S3_BUCKET;
-	if (!bucket) throw new Error("STORAGE=s3 needs S3_BUCKET");
+	if (!env.S3_BUCKET) throw new Error("STORAGE=s3 needs S3_BUCKET");
+	return bucketSettings(env, env.S3_BUCKET);
+}
+
+/** The bucket `storage migrate --to s3` copies into: the S3_* variables, whatever STORAGE is. */
+function s3MigrationTarget(env: NodeJS.ProcessEnv): S3Settings | undefined {
+	return env.S3_BUCKET ? bucketSettings(env, env.S3_BUCKET) : undefined;
+}
+
+function bucketSettings(env: NodeJS.ProcessEnv, bucket: string): S3Settings {
 	const accessKeyId = env.S3_ACCESS_KEY_ID || "";
 	const secretAccessKey = env.S3_SECRET_ACCESS_KEY || "";
 	if (Boolean(accessKeyId) !== Boolean(secretAccessKey)) throw new Error("Set both S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY, or neither (the SDK's default credentials)");
@@ -340,6 +350,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		mongoTimeoutMs: integer(env, "MONGO_TIMEOUT_MS", 1500, 100),
 		storage: storageBackend(env),
 		s3: s3Settings(env),
+		s3MigrationTarget: s3MigrationTarget(env),
 		blobReads: blobReads(env),
 
 		// --- durable jobs and processing ---

@@ -8,6 +8,7 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import type { Config } from "../config/index.ts";
 import type { BlobReader, BlobStore } from "./storage/blob-store.ts";
+import { BadRequestError } from "./shared/errors.ts";
 import { Keyring } from "./storage/envelope-crypto.ts";
 import { FsBlobStore } from "./storage/fs-blob-store.ts";
 import type { S3BlobIndex } from "./storage/s3-blob-index.ts";
@@ -71,6 +72,22 @@ function openS3BlobIndex(config: Config): S3BlobIndex {
 
 export function openBlobStore(config: Config): BlobStore {
 	return openBlobBackend(config, false);
+}
+
+/** The backends `storage migrate --to` can copy into: every one. */
+export const MIGRATION_TARGETS = ["fs", "gridfs", "s3"] as const;
+export type MigrationTarget = (typeof MIGRATION_TARGETS)[number];
+
+/**
+ * The store a migration copies into, as a node restarted with STORAGE=<to> opens it: files under
+ * DATA_DIR/blobs, GridFS in the MONGO_URL database, or the S3_* bucket with its index where that
+ * node will look for it (MongoDB, or DATA_DIR/s3-index.db).
+ */
+export function openMigrationTarget(config: Config, to: MigrationTarget): BlobStore {
+	if (config.storage === to) throw new BadRequestError(`The blobs are on ${to} already`, "SAME_BACKEND");
+	if (to === "gridfs" && !config.mongoUrl) throw new BadRequestError("Set MONGO_URL on the storage node to migrate to GridFS", "NO_MIGRATION_TARGET");
+	if (to === "s3" && !config.s3MigrationTarget) throw new BadRequestError("Set S3_BUCKET and the other S3_* variables on the storage node to migrate to S3", "NO_MIGRATION_TARGET");
+	return openBlobBackend({ ...config, storage: to, s3: to === "s3" ? config.s3MigrationTarget : undefined }, false);
 }
 
 /** The same store opened to read only: its temp files, indexes and sweeps stay the storage service's. */

@@ -5,10 +5,15 @@
  * command that continues after the last blob checked, and at the end the corrupt ones.
  * REPL `storage gc [--dry-run]`: runs a garbage collection of bytes on a storage node
  * (`storage.gc`), printing its progress every second and then what it reclaimed (or would have).
+ * REPL `storage migrate --to fs|gridfs|s3 [--dry-run] [--rate <MiB/s>]`: copies every blob of a
+ * storage node's backend into another one (`storage.migrate`; S3: the bucket its S3_* variables
+ * name), printing its progress every second; run it again to resume one that stopped.
  */
 import type { ServiceBroker } from "moleculer";
 import { UsageError, type ReplArgs, type ReplCommand } from "../cluster/repl-commands.ts";
 import type { GcReport } from "../models/storage/gc-report.ts";
+import { MIGRATION_TARGETS, type MigrationTarget } from "../models/backends.ts";
+import type { MigrationReport } from "../models/storage/migration-report.ts";
 
 interface RotateReport {
 	rewrapped: number;
@@ -36,7 +41,7 @@ async function rotateKeys(broker: ServiceBroker): Promise<void> {
 function rateOf(rate: unknown): number | undefined {
 	if (rate === undefined) return undefined;
 	const mibPerSecond = typeof rate === "string" ? Number(rate) : NaN;
-	if (!(mibPerSecond > 0) || mibPerSecond * MIB < 1024) throw new UsageError("--rate takes MiB per second, e.g. --rate 16 (the default)");
+	if (!(mibPerSecond > 0) || mibPerSecond * MIB < 1024) throw new UsageError("--rate takes MiB per second, e.g. --rate 16");
 	return Math.round(mibPerSecond * MIB);
 }
 
@@ -68,41 +73,75 @@ async function scrub(broker: ServiceBroker, after: string | undefined, bytesPerS
 	if (total.corrupt.length) console.table(total.corrupt);
 }
 
-const GC_PROGRESS_MS = 1000;
+const PROGRESS_MS = 1000;
 
 function gcCounts(report: GcReport): string {
 	return `${report.refsChecked} reference(s) checked, ${report.refsReleased} released`;
 }
 
-/**
- * One garbage collection, on one storage node: the progress is asked of the node that runs it (a
- * collection runs on the node that got the call, and each node knows only its own).
- */
-async function gc(broker: ServiceBroker, dryRun: boolean): Promise<void> {
+function storageNode(broker: ServiceBroker): string {
 	const nodeID = broker.registry.getServiceList({ onlyAvailable: true }).find(service => service.name === "storage")?.nodeID;
 	if (!nodeID) throw new Error("no storage node is up");
-	const progress = setInterval(() => {
-		broker.call<{ running: GcReport | null }, object>("storage.gcStatus", {}, { nodeID }).then(
-			({ running }) => running && console.log(`... ${gcCounts(running)}`),
+	return nodeID;
+}
+
+/**
+ * Calls `action` on `nodeID` without a timeout, printing `progress(running)` every second from
+ * `statusAction` asked of the same node (a long run happens on the node that got the call, and
+ * each node knows only its own).
+ */
+async function withProgress<T, Status>(
+	broker: ServiceBroker,
+	nodeID: string,
+	call: { action: string; params: object },
+	statusAction: string,
+	progress: (running: Status) => string
+): Promise<T> {
+	const timer = setInterval(() => {
+		broker.call<{ running: Status | null }, object>(statusAction, {}, { nodeID }).then(
+			({ running }) => running && console.log(`... ${progress(running)}`),
 			() => undefined
 		);
-	}, GC_PROGRESS_MS);
-	let report: GcReport;
+	}, PROGRESS_MS);
 	try {
-		report = await broker.call<GcReport, object>("storage.gc", { dryRun }, { nodeID, timeout: 0 });
+		return await broker.call<T, object>(call.action, call.params, { nodeID, timeout: 0 });
 	} finally {
-		clearInterval(progress);
+		clearInterval(timer);
 	}
+}
+
+/** One garbage collection, on one storage node. */
+async function gc(broker: ServiceBroker, dryRun: boolean): Promise<void> {
+	const nodeID = storageNode(broker);
+	const report = await withProgress<GcReport, GcReport>(broker, nodeID, { action: "storage.gc", params: { dryRun } }, "storage.gcStatus", gcCounts);
 	const reclaimed = `${report.blobsDeleted} blob(s) deleted, ${mib(report.bytesReclaimed)} reclaimed`;
 	const summary = dryRun ? `Dry run on ${nodeID}: ${gcCounts(report)} (would be), ${reclaimed} (would be)` : `Collected on ${nodeID}: ${gcCounts(report)}, ${reclaimed}, ${report.tempFilesRemoved} temp file(s) removed`;
 	console.log(summary);
 	if (report.errors.length) console.log(`stopped early: ${report.errors.join("; ")}`);
 }
 
+function migrationCounts(report: MigrationReport): string {
+	return `${report.blobs} blob(s) gone through, ${report.copied} copied (${mib(report.bytesCopied)}), ${report.skipped} already there, ${report.failed.length} failed`;
+}
+
+/** One migration of a storage node's blobs into `to`. */
+async function migrate(broker: ServiceBroker, to: unknown, dryRun: boolean, bytesPerSecond: number | undefined): Promise<void> {
+	if (!MIGRATION_TARGETS.includes(to as MigrationTarget)) throw new UsageError(`storage migrate takes --to ${MIGRATION_TARGETS.join("|")} (s3: the bucket the S3_* variables name on the storage node)`);
+	const nodeID = storageNode(broker);
+	const params = { to, dryRun, ...(bytesPerSecond ? { bytesPerSecond } : {}) };
+	const report = await withProgress<MigrationReport, MigrationReport>(broker, nodeID, { action: "storage.migrate", params }, "storage.migrateStatus", migrationCounts);
+	console.log(`${dryRun ? "Dry run" : "Migrated"} to ${to} on ${nodeID}: ${migrationCounts(report)}${dryRun ? " (would be)" : ""}`);
+	if (report.failed.length) console.table(report.failed);
+	if (report.errors.length) console.log(`stopped early: ${report.errors.join("; ")}; run it again to resume`);
+	else if (!dryRun && !report.failed.length) console.log(`Every blob is on ${to}: restart the storage node(s) with STORAGE=${to}.`);
+}
+
 async function run(broker: ServiceBroker, args: ReplArgs): Promise<void> {
-	const { after, rate, dryRun } = args.options;
-	if (args.op !== "gc" && dryRun !== undefined) throw new UsageError("--dry-run is for storage gc");
-	if (args.op !== "scrub" && (after !== undefined || rate !== undefined)) throw new UsageError("--after and --rate are for storage scrub");
+	const { after, rate, dryRun, to } = args.options;
+	if (args.op !== "gc" && args.op !== "migrate" && dryRun !== undefined) throw new UsageError("--dry-run is for storage gc and storage migrate");
+	if (args.op !== "scrub" && after !== undefined) throw new UsageError("--after is for storage scrub");
+	if (args.op !== "scrub" && args.op !== "migrate" && rate !== undefined) throw new UsageError("--rate is for storage scrub and storage migrate");
+	if (args.op !== "migrate" && to !== undefined) throw new UsageError("--to is for storage migrate");
 	switch (args.op) {
 		case "rotate-keys":
 			return rotateKeys(broker);
@@ -111,6 +150,8 @@ async function run(broker: ServiceBroker, args: ReplArgs): Promise<void> {
 			return scrub(broker, after, rateOf(rate));
 		case "gc":
 			return gc(broker, dryRun === true);
+		case "migrate":
+			return migrate(broker, to, dryRun === true, rateOf(rate));
 	}
 	throw new UsageError();
 }
@@ -119,16 +160,18 @@ const commands: ReplCommand[] = [
 	{
 		command: "storage [op]",
 		description:
-			"storage rotate-keys: after STORAGE_MASTER_KEY changed (old key in STORAGE_OLD_MASTER_KEYS), re-wrap every data key; storage scrub: verify every blob; storage gc: reclaim unused bytes",
+			"storage rotate-keys: after STORAGE_MASTER_KEY changed (old key in STORAGE_OLD_MASTER_KEYS), re-wrap every data key; storage scrub: verify every blob; storage gc: reclaim unused bytes; storage migrate: copy every blob to another backend",
 		usage: [
 			"storage rotate-keys",
 			"storage scrub [--after <key>] [--rate <MiB/s>]   (verify every blob; --rate defaults to 16 MiB/s)",
-			"storage gc [--dry-run]   (reclaim bytes no image uses, older than GC_GRACE_MS; --dry-run only counts them)"
+			"storage gc [--dry-run]   (reclaim bytes no image uses, older than GC_GRACE_MS; --dry-run only counts them)",
+			"storage migrate --to fs|gridfs|s3 [--dry-run] [--rate <MiB/s>]   (copy every blob to another backend, s3: the S3_* bucket; --rate defaults to 64 MiB/s; run again to resume)"
 		],
 		options: [
-			{ option: "--dry-run", description: "storage gc: count what would be reclaimed, reclaim nothing" },
+			{ option: "--dry-run", description: "storage gc: count what would be reclaimed, reclaim nothing; storage migrate: count what would be copied, copy nothing" },
+			{ option: "--to [backend]", description: "storage migrate: the backend to copy into (fs, gridfs or s3)" },
 			{ option: "--after [key]", description: "storage scrub: continue after this key (printed by an earlier scrub)" },
-			{ option: "--rate [MiB/s]", description: "storage scrub: read at most this many MiB per second (default 16)" }
+			{ option: "--rate [MiB/s]", description: "storage scrub, storage migrate: read at most this many MiB per second (default 16, 64)" }
 		],
 		action: run
 	}

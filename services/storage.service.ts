@@ -1,18 +1,22 @@
 /**
  * Storage: the bytes of images, plain or encrypted at rest, behind the BlobStore contract. Only
  * other services call it (every action is `visibility: "public"`, so the gateway never exposes
- * them); uploads arrive and downloads leave as streams. The exception is the garbage collector's,
- * for administrators: `POST /api/admin/storage/gc` runs it, `GET /api/admin/storage/gc` shows its
- * last run (models/storage/garbage-collector.ts; it also runs every GC_INTERVAL_MS).
+ * them); uploads arrive and downloads leave as streams. The exceptions are the garbage collector's
+ * and the migration's, for administrators: `POST /api/admin/storage/gc` runs it, `GET
+ * /api/admin/storage/gc` shows its last run (models/storage/garbage-collector.ts; it also runs
+ * every GC_INTERVAL_MS); `POST /api/admin/storage/migrate` copies every blob to another backend,
+ * `GET /api/admin/storage/migrate` shows its progress (models/storage/blob-migrator.ts).
  */
 import type { CallingOptions, Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
 import { repositoryMixin } from "../mixins/repository.mixin.ts";
-import { openBlobStore } from "../models/backends.ts";
+import { MIGRATION_TARGETS, type MigrationTarget, openBlobStore, openMigrationTarget } from "../models/backends.ts";
 import type { BlobStore, ByteRange, PresignedResponse, PutOptions, RefEntry } from "../models/storage/blob-store.ts";
 import { pacer } from "../models/storage/blob-support.ts";
+import { migrateBlobs } from "../models/storage/blob-migrator.ts";
 import { collectGarbage } from "../models/storage/garbage-collector.ts";
+import { type MigrationReport, newMigrationReport } from "../models/storage/migration-report.ts";
 import { type GcReport, newGcReport } from "../models/storage/gc-report.ts";
 import { isVariantRef } from "../models/transform/variant-cache.ts";
 import type { VariantGcReport } from "../types/transform-service.ts";
@@ -30,6 +34,14 @@ const SCRUB_BATCH = 20;
  * keep the rest; a full pass over 100 GiB takes under two hours.
  */
 const SCRUB_BYTES_PER_SECOND = 16 * 1024 * 1024;
+
+/**
+ * The default migration rate, 64 MiB/s: a migration is an operator's planned job, faster than a
+ * scrub, yet leaving the source backend room for the readers it still serves.
+ */
+const MIGRATE_BYTES_PER_SECOND = 64 * 1024 * 1024;
+/** References listed per page of a migration. */
+const MIGRATE_BATCH = 500;
 
 /** References judged per round of a garbage collection: one images.holdsBlobs call each. */
 const GC_BATCH = 100;
@@ -49,6 +61,9 @@ interface StorageVars {
 	/** The last one this node finished, kept in memory. */
 	gcLast: GcReport | null;
 	gcTimer: NodeJS.Timeout | undefined;
+	/** The migration under way on this node, if any, and the last one it finished. */
+	migrationRunning: MigrationReport | null;
+	migrationLast: MigrationReport | null;
 }
 
 /** A call as the garbage collector makes it: within the caller's context when it has one. */
@@ -57,6 +72,7 @@ type Call = <T>(action: string, params: object, options?: CallingOptions) => Pro
 interface StorageMethods {
 	runGc(ctx: Context | null, dryRun: boolean): Promise<GcReport>;
 	collectVariants(call: Call, dryRun: boolean, report: GcReport): Promise<void>;
+	runMigration(to: MigrationTarget, dryRun: boolean, bytesPerSecond: number): Promise<MigrationReport>;
 }
 
 /** An inclusive range from optional bounds: a missing start is 0, a missing end is the last byte. */
@@ -68,7 +84,7 @@ function rangeOf(start: number | undefined, end: number | undefined): ByteRange 
 const storage: ServiceSchema<ServiceSettingSchema, StorageMethods, StorageVars> = {
 	name: "storage",
 	mixins: [repositoryMixin(() => openBlobStore(getConfig()), "Blob storage")],
-	// Only the garbage collector's actions have a `rest` key: the rest never reach the gateway.
+	// Only the garbage collector's and the migration's actions have a `rest` key: the rest never reach the gateway.
 	settings: { rest: "/admin/storage" },
 
 	actions: {
@@ -193,6 +209,40 @@ const storage: ServiceSchema<ServiceSettingSchema, StorageMethods, StorageVars> 
 			handler() {
 				return { lastRun: this.gcLast, running: this.gcRunning };
 			}
+		},
+
+		/**
+		 * Copies every blob of this node's store into the `to` backend under the same keys, verified
+		 * (models/storage/blob-migrator.ts), at most `bytesPerSecond` read from the source; answers
+		 * the report when done. With `dryRun`, only counts what it would copy. Running it again
+		 * resumes: what the target has is skipped. 409 while one is under way on this node; 400 when
+		 * the target is not configured (S3_*) or is the current backend. No timeout: the REPL's
+		 * `storage migrate` follows its progress through migrateStatus.
+		 */
+		migrate: {
+			rest: "POST /migrate",
+			auth: "admin",
+			timeout: 0,
+			params: {
+				$$strict: true,
+				to: { type: "enum", values: [...MIGRATION_TARGETS] },
+				dryRun: { type: "boolean", optional: true },
+				bytesPerSecond: { type: "number", integer: true, min: 1024, optional: true }
+			},
+			async handler(ctx: Context<{ to: MigrationTarget; dryRun?: boolean; bytesPerSecond?: number }>) {
+				const { to, dryRun = false, bytesPerSecond = MIGRATE_BYTES_PER_SECOND } = ctx.params;
+				return this.runMigration(to, dryRun, bytesPerSecond);
+			}
+		},
+
+		/** This node's last finished migration and the one under way: `{ lastRun, running }`, each a report or null. */
+		migrateStatus: {
+			rest: "GET /migrate",
+			auth: "admin",
+			params: { $$strict: true },
+			handler() {
+				return { lastRun: this.migrationLast, running: this.migrationRunning };
+			}
 		}
 	},
 
@@ -236,6 +286,31 @@ const storage: ServiceSchema<ServiceSettingSchema, StorageMethods, StorageVars> 
 			return report;
 		},
 
+		/** One migration of this node's store into `to`; a failure ends the run, listed in its report. */
+		async runMigration(to: MigrationTarget, dryRun: boolean, bytesPerSecond: number): Promise<MigrationReport> {
+			if (this.migrationRunning) throw new ConflictError("A migration is already running on this storage node", "MIGRATION_RUNNING", { running: this.migrationRunning });
+			const target = openMigrationTarget(getConfig(), to);
+			const report = newMigrationReport(to, dryRun);
+			this.migrationRunning = report;
+			try {
+				await migrateBlobs(this.repo, target, { dryRun, batch: MIGRATE_BATCH, pace: pacer(bytesPerSecond) }, report);
+			} catch (err) {
+				report.errors.push((err as Error).message);
+				this.logger.error("Migration stopped (run it again to resume):", err);
+			} finally {
+				report.finishedAt = new Date().toISOString();
+				this.migrationRunning = null;
+				this.migrationLast = report;
+				await target.close().catch(err => this.logger.warn("Closing the migration target failed:", err));
+			}
+			for (const { key, error } of report.failed) this.logger.error(`Migration: blob ${key} was not copied: ${error}`);
+			this.logger.info(
+				`Migration to ${to}${dryRun ? " (dry run)" : ""}: ${report.blobs} blob(s), ${report.copied} copied (${report.bytesCopied} bytes), ` +
+					`${report.skipped} already there, ${report.failed.length} failed`
+			);
+			return report;
+		},
+
 		/**
 		 * Each transform node's pass over its own cache (transform.collectGarbage), counted into the
 		 * report: only the node whose index holds a variant reference can tell what it is for. A
@@ -261,6 +336,8 @@ const storage: ServiceSchema<ServiceSettingSchema, StorageMethods, StorageVars> 
 	created() {
 		this.gcRunning = null;
 		this.gcLast = null;
+		this.migrationRunning = null;
+		this.migrationLast = null;
 		for (const metric of Object.values(GC_METRICS)) this.broker.metrics.register({ type: "counter", ...metric });
 	},
 

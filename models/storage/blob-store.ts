@@ -120,6 +120,22 @@ export interface StaleRelease {
 	deleted: boolean;
 }
 
+/** A blob of another store as a migration carries it over (BlobStore.importBlob). */
+export interface ImportedBlob {
+	encrypted: boolean;
+	/** Plaintext size in bytes. */
+	size: number;
+	/** Every reference, with when it was last added: the garbage collector's grace periods carry over. */
+	refs: { ref: string; addedAt: Date }[];
+}
+
+export interface ImportResult {
+	/** False: the blob was here already, sound, and only its references were added. */
+	copied: boolean;
+	/** SHA-256 of the plaintext as read back from this store after the copy (absent when not copied). */
+	sha256?: string;
+}
+
 /** The headers the bucket should answer a presigned GET with (they are signed into the URL). */
 export interface PresignedResponse {
 	contentType: string;
@@ -173,6 +189,17 @@ export interface BlobStore {
 	 * that is missing, encrypted (its bytes there are ciphertext) or marked corrupt.
 	 */
 	presignedUrl?(key: string, response: PresignedResponse): Promise<string | null>;
+	/**
+	 * What a migration between backends calls on its target: stores another store's blob under the SAME
+	 * key, so that images and variant indexes need no change. `open` gives the plaintext; it is only
+	 * called when the blob is not here yet: a blob already here and sound (not corrupt, same size) is
+	 * not copied again, so a migration run twice or resumed after a crash copies each blob once. A
+	 * copy is checked before it becomes visible: its size, the SHA-256 a plain key names, and the
+	 * bytes read back from the backend against the hash of what was sent; a mismatch stores nothing
+	 * (IntegrityError). An encrypted blob is sealed afresh (a new data key) under this store's
+	 * keyring, its envelope bound to the same key. The references are added either way, with their times.
+	 */
+	importBlob(key: string, open: () => Promise<Readable>, blob: ImportedBlob): Promise<ImportResult>;
 	ping(): Promise<boolean>;
 	close(): Promise<void>;
 }

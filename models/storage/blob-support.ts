@@ -96,6 +96,23 @@ export function verifiedPlaintext(
 	);
 }
 
+/** SHA-256 (hex) of everything `stream` gives. */
+export async function sha256Of(stream: Readable): Promise<string> {
+	const hash = createHash("sha256");
+	for await (const piece of stream as AsyncIterable<Buffer>) hash.update(piece);
+	return hash.digest("hex");
+}
+
+/**
+ * BlobStore.importBlob's first check, on the plaintext as it arrived: the size its source
+ * recorded, and for a plain key the SHA-256 it names.
+ */
+export function importedPlaintextCheck(key: string, blob: { size: number; encrypted: boolean }, received: { size: number; sha256: string }): void {
+	if (received.size !== blob.size || (!blob.encrypted && plainKey(received.sha256) !== key)) {
+		throw new IntegrityError(`The plaintext of blob ${key} read for the copy is not what its source recorded`, { key, size: blob.size, read: received.size });
+	}
+}
+
 /**
  * Checks up to `options.limit` of `keys` (the store's keys after `options.after`, in order, at
  * most limit + 1 of them, so that the last call knows it is the last) by reading each whole

@@ -27,6 +27,8 @@ import type {
 	BlobRef,
 	BlobStore,
 	ByteRange,
+	ImportedBlob,
+	ImportResult,
 	ListRefsOptions,
 	PutOptions,
 	RefPage,
@@ -37,6 +39,7 @@ import type {
 } from "./blob-store.ts";
 import {
 	blobIdOf,
+	importedPlaintextCheck,
 	isEncryptedKey,
 	newEncryptedKey,
 	PlaintextMeter,
@@ -44,6 +47,7 @@ import {
 	rewrapEach,
 	satisfiableRange,
 	scrubKeys,
+	sha256Of,
 	verifiedPlaintext
 } from "./blob-support.ts";
 import {
@@ -160,8 +164,30 @@ export class FsBlobStore implements BlobStore {
 		const staged = await this.#stage(source, options.maxBytes, encryptedKey);
 		const key = encryptedKey ?? plainKey(staged.sha256);
 		const blob: BlobRef = { key, sha256: staged.sha256, size: staged.size, encrypted: options.encrypt };
-		await this.#locks.run(key, () => this.#commit(blob, staged.tempPath, options.ref));
+		await this.#locks.run(key, () => this.#commit(blob, staged.tempPath, [{ ref: options.ref, addedAt: new Date() }]));
 		return blob;
+	}
+
+	async importBlob(key: string, openSource: () => Promise<Readable>, blob: ImportedBlob): Promise<ImportResult> {
+		if (!this.#pathOf(key)) throw new IntegrityError(`Not a blob key: ${key}`);
+		const present = this.#blobRow(key);
+		if (present && !present.corrupt_at && present.size === blob.size) {
+			await this.#locks.run(key, async () => transaction(this.#db, () => this.#addRefs(key, blob.refs)));
+			return { copied: false };
+		}
+		const staged = await this.#stage(await openSource(), Number.MAX_SAFE_INTEGER, blob.encrypted ? key : null);
+		try {
+			importedPlaintextCheck(key, blob, staged);
+			if ((await sha256Of(await this.#readStaged(staged.tempPath, key, blob.encrypted))) !== staged.sha256) {
+				throw new IntegrityError(`The copy of blob ${key} read back from disk does not match what was sent`, { key });
+			}
+		} catch (err) {
+			await rm(staged.tempPath, { force: true });
+			throw err;
+		}
+		const stored: BlobRef = { key, sha256: staged.sha256, size: staged.size, encrypted: blob.encrypted };
+		await this.#locks.run(key, () => this.#commit(stored, staged.tempPath, blob.refs));
+		return { copied: true, sha256: staged.sha256 };
 	}
 
 	async open(key: string, range?: ByteRange): Promise<Readable> {
@@ -263,8 +289,8 @@ export class FsBlobStore implements BlobStore {
 		return { tempPath, ...meter.result() };
 	}
 
-	/** Makes a staged upload visible under its key and records the reference. Runs under the key's lock. */
-	async #commit(blob: BlobRef, tempPath: string, ref: string): Promise<void> {
+	/** Makes a staged upload visible under its key and records the references. Runs under the key's lock. */
+	async #commit(blob: BlobRef, tempPath: string, refs: ImportedBlob["refs"]): Promise<void> {
 		try {
 			// A corrupt blob is replaced by the staged copy, which the meter has just hashed: for a
 			// plain blob the same key means the same bytes, so the upload is a good copy.
@@ -275,14 +301,31 @@ export class FsBlobStore implements BlobStore {
 					.prepare("INSERT OR IGNORE INTO blobs (key, sha256, size, encrypted) VALUES (?, ?, ?, ?)")
 					.run(blob.key, blob.sha256, blob.size, blob.encrypted ? 1 : 0);
 				if (stored?.corrupt_at) this.#db.prepare("UPDATE blobs SET corrupt_at = NULL WHERE key = ?").run(blob.key);
-				// Added again: the reference is in use now, its grace period starts over.
-				this.#db
-					.prepare("INSERT INTO refs (key, ref, added_at) VALUES (?, ?, ?) ON CONFLICT (key, ref) DO UPDATE SET added_at = excluded.added_at")
-					.run(blob.key, ref, Date.now());
+				this.#addRefs(blob.key, refs);
 			});
 		} finally {
 			// Already renamed away when installed; the duplicate of a stored blob otherwise.
 			await rm(tempPath, { force: true });
+		}
+	}
+
+	/**
+	 * Records each reference with its time (a put's is now: added again, the reference is in use
+	 * now and its grace period starts over). Inside the caller's transaction.
+	 */
+	#addRefs(key: string, refs: ImportedBlob["refs"]): void {
+		const upsert = this.#db.prepare("INSERT INTO refs (key, ref, added_at) VALUES (?, ?, ?) ON CONFLICT (key, ref) DO UPDATE SET added_at = excluded.added_at");
+		for (const { ref, addedAt } of refs) upsert.run(key, ref, addedAt.getTime());
+	}
+
+	/** The plaintext of a staged file, as written to disk (decrypted when encrypted). */
+	async #readStaged(tempPath: string, key: string, encrypted: boolean): Promise<Readable> {
+		const file = await open(tempPath, "r");
+		try {
+			return encrypted ? await this.#readEncrypted(file, key, undefined) : file.createReadStream();
+		} catch (err) {
+			await file.close();
+			throw err;
 		}
 	}
 

@@ -27,6 +27,8 @@ import type {
 	BlobRef,
 	BlobStore,
 	ByteRange,
+	ImportedBlob,
+	ImportResult,
 	ListRefsOptions,
 	PutOptions,
 	RefPage,
@@ -36,7 +38,18 @@ import type {
 	StaleRelease
 } from "./blob-store.ts";
 import { firstRefTime, listRefTimes, type RefTimedRecord, refTimePath, stampRefTimes } from "./mongo-ref-times.ts";
-import { blobIdOf, newEncryptedKey, PlaintextMeter, plainKey, rewrapEach, satisfiableRange, scrubKeys, verifiedPlaintext } from "./blob-support.ts";
+import {
+	blobIdOf,
+	importedPlaintextCheck,
+	newEncryptedKey,
+	PlaintextMeter,
+	plainKey,
+	rewrapEach,
+	satisfiableRange,
+	scrubKeys,
+	sha256Of,
+	verifiedPlaintext
+} from "./blob-support.ts";
 import { decryptRange, EnvelopeEncryptor, envelopeLength, type Keyring, needsRewrap, openEnvelope, rewrapHeader } from "./envelope-crypto.ts";
 import { CorruptBlobError, IntegrityError, NotFoundError } from "../shared/errors.ts";
 import { KeyedLock } from "../shared/keyed-lock.ts";
@@ -165,7 +178,7 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 		await this.run(async () => {
 			let attached: Attached;
 			try {
-				attached = await this.#locks.run(key, () => this.#attach(blob, fileId, staged.header, options.ref));
+				attached = await this.#locks.run(key, () => this.#attach(blob, fileId, staged.header, options.ref, new Date()));
 			} catch (err) {
 				await this.#deleteFile(fileId).catch(() => {});
 				throw err;
@@ -176,6 +189,30 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 			if (attached.replaced) await this.#deleteFile(attached.replaced);
 		});
 		return blob;
+	}
+
+	async importBlob(key: string, openSource: () => Promise<Readable>, blob: ImportedBlob): Promise<ImportResult> {
+		if (blobIdOf(key) === null) throw new IntegrityError(`Not a blob key: ${key}`);
+		const present = await this.run(() => this.#find(key));
+		if (present && !present.corruptAt && present.size === blob.size) {
+			await this.run(() => this.#attachAll(present, present._id, present.fileId, undefined, blob.refs));
+			return { copied: false };
+		}
+		const fileId = new ObjectId();
+		const staged = await this.run(async () => this.#stage(fileId, await openSource(), Number.MAX_SAFE_INTEGER, blob.encrypted ? key : null));
+		const stored: BlobRef = { key, sha256: staged.sha256, size: staged.size, encrypted: blob.encrypted };
+		try {
+			importedPlaintextCheck(key, blob, staged);
+			if ((await sha256Of(this.#plaintextOf(key, fileId, staged))) !== staged.sha256) {
+				throw new IntegrityError(`The copy of blob ${key} read back from GridFS does not match what was sent`, { key });
+			}
+			// Another node stored the same bytes meanwhile: this copy is not needed.
+			if (!(await this.run(() => this.#attachAll(stored, key, fileId, staged.header, blob.refs)))) await this.#deleteFile(fileId);
+		} catch (err) {
+			await this.#deleteFile(fileId).catch(() => {});
+			throw err;
+		}
+		return { copied: true, sha256: staged.sha256 };
 	}
 
 	async open(key: string, range?: ByteRange): Promise<Readable> {
@@ -306,10 +343,10 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 	 * copy, and for a plain blob the same key means the same bytes. Says whether `fileId` is now in
 	 * use and which file it replaced. Runs under the key's lock.
 	 */
-	async #attach(blob: BlobRef, fileId: ObjectId, header: Buffer | undefined, ref: string): Promise<Attached> {
+	async #attach(blob: BlobRef, fileId: ObjectId, header: Buffer | undefined, ref: string, now: Date): Promise<Attached> {
 		for (;;) {
 			// Added again: the reference is in use now, its grace period starts over.
-			const addedAt = { [refTimePath(ref)]: new Date() };
+			const addedAt = { [refTimePath(ref)]: now };
 			const { matchedCount } = await this.#blobs.updateOne({ _id: blob.key, corruptAt: { $exists: false } }, { $addToSet: { refs: ref }, $set: addedAt });
 			if (matchedCount === 1) return { kept: false };
 			const repaired = await this.#blobs.findOneAndUpdate(
@@ -325,7 +362,7 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 				encrypted: blob.encrypted,
 				fileId,
 				refs: [ref],
-				refTimes: firstRefTime(ref, new Date())
+				refTimes: firstRefTime(ref, now)
 			};
 			try {
 				await this.#blobs.insertOne(header ? { ...record, header: new Binary(header) } : record);
@@ -335,6 +372,28 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 				if (!isDuplicateKey(err)) throw err;
 			}
 		}
+	}
+
+	/**
+	 * Records every reference of an imported blob held by file `fileId`, each with its time; a
+	 * corrupt file it replaces is deleted. Whether `fileId` is the blob's file now.
+	 */
+	async #attachAll(blob: { sha256: string; size: number; encrypted: boolean }, key: string, fileId: ObjectId, header: Buffer | undefined, refs: ImportedBlob["refs"]): Promise<boolean> {
+		const stored: BlobRef = { key, sha256: blob.sha256, size: blob.size, encrypted: blob.encrypted };
+		let kept = false;
+		for (const { ref, addedAt } of refs) {
+			const attached = await this.#locks.run(key, () => this.#attach(stored, fileId, header, ref, addedAt));
+			kept ||= attached.kept;
+			if (attached.replaced) await this.#deleteFile(attached.replaced);
+		}
+		return kept;
+	}
+
+	/** The plaintext of a file just staged, read back from GridFS (decrypted when encrypted). */
+	#plaintextOf(key: string, fileId: ObjectId, staged: Staged): Readable {
+		if (!staged.header) return this.#download(fileId, staged.size, undefined);
+		const envelope = openEnvelope(staged.header, this.#keyring, key);
+		return decryptRange(envelope, undefined, (start, end) => this.#download(fileId, envelopeLength(envelope), { start, end }));
 	}
 
 	async #deleteFile(fileId: ObjectId): Promise<void> {

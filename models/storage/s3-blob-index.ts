@@ -43,10 +43,11 @@ export interface S3BlobIndex {
 	/**
 	 * Records `ref` on the blob, creating it (held by `object`) when the key is new, or pointing it
 	 * at `object` when it was found corrupt: for a plain blob the same key means the same bytes, so
-	 * the new upload is its repair. The reference's time (for the garbage collector) becomes now,
-	 * whether it is new or added again. Atomic per key, across processes.
+	 * the new upload is its repair. The reference's time (for the garbage collector) becomes
+	 * `addedAt` (now, unless a migration carries the time over), whether it is new or added again.
+	 * Atomic per key, across processes.
 	 */
-	attach(blob: BlobRef, object: string, header: Buffer | null, ref: string): Promise<Attached>;
+	attach(blob: BlobRef, object: string, header: Buffer | null, ref: string, addedAt?: Date): Promise<Attached>;
 	/**
 	 * Drops `ref` (only if last added before `addedBefore`, when given); removes the blob when no
 	 * reference remains. Atomic per key, across processes.

@@ -36,6 +36,8 @@ import type {
 	BlobRef,
 	BlobStore,
 	ByteRange,
+	ImportedBlob,
+	ImportResult,
 	ListRefsOptions,
 	PresignedResponse,
 	PutOptions,
@@ -45,7 +47,17 @@ import type {
 	ScrubReport,
 	StaleRelease
 } from "./blob-store.ts";
-import { newEncryptedKey, PlaintextMeter, plainKey, rewrapEach, satisfiableRange, scrubKeys, verifiedPlaintext } from "./blob-support.ts";
+import {
+	importedPlaintextCheck,
+	newEncryptedKey,
+	PlaintextMeter,
+	plainKey,
+	rewrapEach,
+	satisfiableRange,
+	scrubKeys,
+	sha256Of,
+	verifiedPlaintext
+} from "./blob-support.ts";
 import { decryptRange, EnvelopeEncryptor, envelopeLength, type Keyring, needsRewrap, openEnvelope, rewrapHeader } from "./envelope-crypto.ts";
 import type { Attached, IndexedBlob, S3BlobIndex } from "./s3-blob-index.ts";
 import { CorruptBlobError, IntegrityError, NotFoundError, UnavailableError } from "../shared/errors.ts";
@@ -237,6 +249,27 @@ export class S3BlobStore implements BlobStore {
 		return getSignedUrl(this.#client, command, { expiresIn: this.#presignedTtlSeconds });
 	}
 
+	async importBlob(key: string, open: () => Promise<Readable>, blob: ImportedBlob): Promise<ImportResult> {
+		const present = await this.#index.find(key);
+		if (present && !present.corruptAt && present.size === blob.size) {
+			await this.#attachAll(present, present.object, present.header, blob.refs);
+			return { copied: false };
+		}
+		const object = `${this.#objectPrefix}${randomBytes(16).toString("hex")}`;
+		const staged = await this.#run(async () => this.#upload(object, await open(), Number.MAX_SAFE_INTEGER, blob.encrypted ? key : null));
+		const copy: IndexedBlob = { key, sha256: staged.sha256, size: staged.size, encrypted: blob.encrypted, object, header: staged.header, corruptAt: null, refs: 0 };
+		try {
+			importedPlaintextCheck(key, blob, staged);
+			if ((await sha256Of(await this.#readObject(copy))) !== staged.sha256) throw new IntegrityError(`The copy of blob ${key} read back from the bucket does not match what was sent`, { key });
+			// Another node stored the same bytes meanwhile: this copy is not needed.
+			if (!(await this.#attachAll(copy, object, staged.header, blob.refs))) await this.#discard(object);
+		} catch (err) {
+			await this.#discard(object);
+			throw err;
+		}
+		return { copied: true, sha256: staged.sha256 };
+	}
+
 	async ping(): Promise<boolean> {
 		try {
 			await this.#client.send(new HeadBucketCommand({ Bucket: this.#bucket }));
@@ -327,6 +360,27 @@ export class S3BlobStore implements BlobStore {
 			if (!blob.encrypted) await this.#index.markCorrupt(blob.key, blob.object);
 			throw new IntegrityError(`The stored bytes of blob ${blob.key} are missing`, { key: blob.key });
 		}
+	}
+
+	/**
+	 * Records every reference of an imported blob held by `object`, each with its time. The first
+	 * attach creates the entry (or repairs a corrupt one, whose object then goes); the others only
+	 * add references. Whether `object` is the blob's object now.
+	 */
+	async #attachAll(blob: BlobRef, object: string, header: Buffer | null, refs: ImportedBlob["refs"]): Promise<boolean> {
+		const stored: BlobRef = { key: blob.key, sha256: blob.sha256, size: blob.size, encrypted: blob.encrypted };
+		let kept = false;
+		for (const { ref, addedAt } of refs) {
+			const attached = await this.#index.attach(stored, object, header, ref, addedAt);
+			kept ||= attached.kept;
+			if (attached.replaced) await this.#discard(attached.replaced);
+		}
+		return kept;
+	}
+
+	/** The plaintext of `blob`'s object, read whole from the bucket (decrypted when encrypted). */
+	async #readObject(blob: IndexedBlob): Promise<Readable> {
+		return blob.header ? this.#openEncrypted(blob, undefined) : ((await this.#get(blob, undefined)).Body as Readable);
 	}
 
 	async #rewrap(key: string): Promise<boolean> {

@@ -56,8 +56,8 @@ export class MongoS3BlobIndex extends MongoBackend implements S3BlobIndex {
 		};
 	}
 
-	async attach(blob: BlobRef, object: string, header: Buffer | null, ref: string): Promise<Attached> {
-		return this.run(() => this.#locks.run(blob.key, () => this.#attach(blob, object, header, ref)));
+	async attach(blob: BlobRef, object: string, header: Buffer | null, ref: string, addedAt = new Date()): Promise<Attached> {
+		return this.run(() => this.#locks.run(blob.key, () => this.#attach(blob, object, header, ref, addedAt)));
 	}
 
 	async detach(key: string, ref: string, addedBefore?: Date): Promise<Detached> {
@@ -108,10 +108,9 @@ export class MongoS3BlobIndex extends MongoBackend implements S3BlobIndex {
 	}
 
 	/** Runs under the key's lock; see S3BlobIndex.attach. */
-	async #attach(blob: BlobRef, object: string, header: Buffer | null, ref: string): Promise<Attached> {
+	async #attach(blob: BlobRef, object: string, header: Buffer | null, ref: string, now: Date): Promise<Attached> {
 		for (;;) {
 			// Added again: the reference is in use now, its grace period starts over.
-			const now = new Date();
 			const addedAt = { [refTimePath(ref)]: now };
 			const { matchedCount } = await this.#blobs.updateOne({ _id: blob.key, corruptAt: { $exists: false } }, { $addToSet: { refs: ref }, $set: addedAt });
 			if (matchedCount === 1) return { kept: false };

@@ -74,7 +74,7 @@ export class SqliteS3BlobIndex implements S3BlobIndex {
 		};
 	}
 
-	async attach(blob: BlobRef, object: string, header: Buffer | null, ref: string): Promise<Attached> {
+	async attach(blob: BlobRef, object: string, header: Buffer | null, ref: string, addedAt = new Date()): Promise<Attached> {
 		return transaction(this.#db, () => {
 			const stored = this.#db.prepare("SELECT object, corrupt_at FROM s3_blobs WHERE key = ?").get(blob.key) as
 				| { object: string; corrupt_at: string | null }
@@ -92,7 +92,7 @@ export class SqliteS3BlobIndex implements S3BlobIndex {
 			// Added again: the reference is in use now, its grace period starts over.
 			this.#db
 				.prepare("INSERT INTO s3_refs (key, ref, added_at) VALUES (?, ?, ?) ON CONFLICT (key, ref) DO UPDATE SET added_at = excluded.added_at")
-				.run(blob.key, ref, Date.now());
+				.run(blob.key, ref, addedAt.getTime());
 			return attached;
 		});
 	}

@@ -249,4 +249,11 @@ describe("operator REPL", { skip: redisSkipReason() }, () => {
 		);
 		assert.match((await run(`storage scrub --after ${key}`)).text, /^Scrubbed \d+ blob\(s\), [\d.]+ MiB: none corrupt$/m, "the blobs after it only");
 	});
+
+	it("storage migrate asks for --to fs|gridfs|s3, and says so when the storage node has no S3_* bucket to copy into", async () => {
+		assert.match((await run("storage migrate")).text, /--to fs\|gridfs\|s3/);
+		assert.match((await run("storage migrate --to fs")).text, /on fs already/);
+		assert.match((await run("storage migrate --to s3 --dry-run")).text, /Set S3_BUCKET/);
+		assert.match((await run("storage gc --to s3")).text, /--to is for storage migrate/);
+	});
 });

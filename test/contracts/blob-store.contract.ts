@@ -8,6 +8,7 @@ import { Readable } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import { afterEach, beforeEach, describe, it } from "node:test";
 import type { BlobStore, ByteRange, ScrubReport } from "../../models/storage/blob-store.ts";
+import { newEncryptedKey } from "../../models/storage/blob-support.ts";
 import { HEADER_SIZE } from "../../models/storage/envelope-crypto.ts";
 import { IntegrityError, NotFoundError, PayloadTooLargeError, RangeNotSatisfiableError } from "../../models/shared/errors.ts";
 
@@ -422,6 +423,66 @@ export function blobStoreContract(name: string, makeStore: () => Promise<StoreUn
 				assert.equal(await store.sweepUnfinished(await instantAfterNow()), 0);
 				assert.equal(await subject.storedObjectCount(), 1);
 				assert.equal((await store.stat(blob.key))?.refs, 1);
+			});
+		});
+
+		describe("importBlob, what a migration from another store calls", () => {
+			const T1 = new Date("2026-01-02T03:04:05.678Z");
+			const T2 = new Date("2026-02-03T04:05:06.789Z");
+			const sourceOf = (bytes: Buffer) => async () => streamOf(bytes);
+			const neverRead = async (): Promise<Readable> => assert.fail("the source must not be read again");
+
+			for (const encrypted of [false, true]) {
+				it(`copies a${encrypted ? "n encrypted" : " plain"} blob under its own key, with every reference and its time`, async () => {
+					const bytes = randomBytes(CHUNK * 2 + 5);
+					const key = encrypted ? newEncryptedKey() : `sha256-${sha256(bytes)}`;
+					const result = await store.importBlob(key, sourceOf(bytes), { encrypted, size: bytes.length, refs: [{ ref: "a", addedAt: T1 }, { ref: "b", addedAt: T2 }] });
+					assert.deepEqual(result, { copied: true, sha256: sha256(bytes) });
+					assert.deepEqual(await read(key), bytes);
+					assert.deepEqual(await read(key, { start: CHUNK - 2, end: CHUNK + 2 }), bytes.subarray(CHUNK - 2, CHUNK + 3));
+					assert.deepEqual(await store.stat(key), { key, size: bytes.length, encrypted, refs: 2 });
+					const listed = (await store.listRefs({ olderThan: new Date(), limit: 10 })).refs;
+					assert.deepEqual(
+						listed.map(({ ref, addedAt }) => ({ ref, addedAt: addedAt.getTime() })),
+						[
+							{ ref: "a", addedAt: T1.getTime() },
+							{ ref: "b", addedAt: T2.getTime() }
+						]
+					);
+					assert.equal(await subject.storedObjectCount(), 1);
+				});
+			}
+
+			it("copies a blob once: again, it only adds the references it lacks, without reading the source", async () => {
+				const bytes = randomBytes(1000);
+				const key = newEncryptedKey();
+				await store.importBlob(key, sourceOf(bytes), { encrypted: true, size: bytes.length, refs: [{ ref: "a", addedAt: T1 }] });
+				const again = await store.importBlob(key, neverRead, { encrypted: true, size: bytes.length, refs: [{ ref: "a", addedAt: T1 }, { ref: "c", addedAt: T2 }] });
+				assert.deepEqual(again, { copied: false });
+				assert.equal((await store.stat(key))?.refs, 2);
+				assert.equal(await subject.storedObjectCount(), 1);
+				assert.deepEqual(await read(key), bytes);
+			});
+
+			it("takes the references of a plain blob it holds already from a put, and then releases like any blob", async () => {
+				const bytes = randomBytes(500);
+				const blob = await put(bytes, false, "local");
+				assert.deepEqual(await store.importBlob(blob.key, neverRead, { encrypted: false, size: bytes.length, refs: [{ ref: "moved", addedAt: T1 }] }), { copied: false });
+				assert.equal(await store.release(blob.key, "local"), false);
+				assert.equal(await store.release(blob.key, "moved"), true);
+				assert.equal(await subject.storedObjectCount(), 0);
+			});
+
+			it("refuses bytes that are not what the key or the size says, and leaves nothing behind", async () => {
+				const bytes = randomBytes(700);
+				const otherKey = `sha256-${sha256(randomBytes(700))}`;
+				const refs = [{ ref: "a", addedAt: T1 }];
+				await assert.rejects(store.importBlob(otherKey, sourceOf(bytes), { encrypted: false, size: bytes.length, refs }), IntegrityError);
+				const encryptedKey = newEncryptedKey();
+				await assert.rejects(store.importBlob(encryptedKey, sourceOf(bytes), { encrypted: true, size: bytes.length + 1, refs }), IntegrityError);
+				assert.equal(await store.stat(otherKey), null);
+				assert.equal(await store.stat(encryptedKey), null);
+				assert.equal(await subject.storedObjectCount(), 0);
 			});
 		});
 

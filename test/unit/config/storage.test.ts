@@ -16,6 +16,15 @@ describe("storage configuration", () => {
 		assert.equal(load({ STORAGE: "gridfs", MONGO_URL: "mongodb://127.0.0.1/x", S3_BUCKET: "b" }).s3, undefined);
 	});
 
+	it("reads the S3_* bucket as the migration target whatever STORAGE is, and none without S3_BUCKET", () => {
+		const config = load({ STORAGE: "gridfs", MONGO_URL: "mongodb://127.0.0.1/x", S3_ENDPOINT: "http://127.0.0.1:8333", S3_BUCKET: "b", S3_PREFIX: "p" });
+		assert.equal(config.s3, undefined, "the blobs stay on GridFS");
+		assert.equal(config.s3MigrationTarget?.bucket, "b");
+		assert.equal(config.s3MigrationTarget?.prefix, "p/");
+		assert.equal(config.s3MigrationTarget?.forcePathStyle, true);
+		assert.equal(load({}).s3MigrationTarget, undefined);
+	});
+
 	it("reads a bucket on an S3-compatible server, path-style, its prefix as a folder", () => {
 		const config = load({ STORAGE: "s3", S3_ENDPOINT: "http://127.0.0.1:8333", S3_BUCKET: "photos", S3_PREFIX: "imgmesh", S3_ACCESS_KEY_ID: "id", S3_SECRET_ACCESS_KEY: "secret" });
 		assert.equal(config.storage, "s3");

@@ -102,7 +102,20 @@ describe("REPL commands through the command parser", () => {
 					tempFilesRemoved: params.dryRun ? 0 : 1,
 					errors: []
 				})),
-				gcStatus: record("storage.gcStatus", () => ({ lastRun: null, running: null }))
+				gcStatus: record("storage.gcStatus", () => ({ lastRun: null, running: null })),
+				migrate: record("storage.migrate", params => ({
+					to: params.to,
+					startedAt: "2024-01-01T00:00:00.000Z",
+					finishedAt: "2024-01-01T00:00:01.000Z",
+					dryRun: params.dryRun,
+					blobs: 5,
+					copied: 3,
+					bytesCopied: 2 * 1024 * 1024,
+					skipped: 1,
+					failed: [{ key: "sha256-aa", error: "corrupt at the source" }],
+					errors: []
+				})),
+				migrateStatus: record("storage.migrateStatus", () => ({ lastRun: null, running: null }))
 			}
 		});
 		broker.createService({
@@ -259,11 +272,29 @@ describe("REPL commands through the command parser", () => {
 			assert.match(dry.text, /^Dry run on [\w-]+: 40 reference\(s\) checked, 3 released \(would be\), 2 blob\(s\) deleted, 3\.0 MiB reclaimed \(would be\)$/m);
 		});
 
+		it("storage migrate --to <backend> [--dry-run] [--rate] copies every blob on a storage node and prints what it copied and what failed", async () => {
+			const migrated = await type("storage migrate --to s3 --rate 8");
+			assert.deepEqual(called("storage.migrate"), [{ to: "s3", dryRun: false, bytesPerSecond: 8 * 1024 * 1024 }]);
+			assert.match(migrated.text, /^Migrated to s3 on [\w-]+: 5 blob\(s\) gone through, 3 copied \(2\.0 MiB\), 1 already there, 1 failed$/m);
+			assert.deepEqual(
+				migrated.tables.at(-1)?.map(row => row.key),
+				["sha256-aa"]
+			);
+			calls = [];
+			const dry = await type("storage migrate --to gridfs --dry-run");
+			assert.deepEqual(called("storage.migrate"), [{ to: "gridfs", dryRun: true }]);
+			assert.match(dry.text, /^Dry run to gridfs on [\w-]+: .* \(would be\)$/m);
+		});
+
 		it("prints its usage when a word is missing, wrong or extra", async () => {
 			await usage("storage", /storage rotate-keys/);
 			await usage("storage gc now", /storage gc \[--dry-run\]/);
-			await usage("storage gc --rate 4", /^--after and --rate are for storage scrub$/m);
-			await usage("storage scrub --dry-run", /^--dry-run is for storage gc$/m);
+			await usage("storage gc --rate 4", /^--rate is for storage scrub and storage migrate$/m);
+			await usage("storage scrub --dry-run", /^--dry-run is for storage gc and storage migrate$/m);
+			await usage("storage migrate", /^storage migrate takes --to fs\|gridfs\|s3/m);
+			await usage("storage migrate --to ftp", /^storage migrate takes --to fs\|gridfs\|s3/m);
+			await usage("storage migrate --to s3 --after sha256-aa", /^--after is for storage scrub$/m);
+			await usage("storage gc --to s3", /^--to is for storage migrate$/m);
 			await usage("storage rotate", /storage rotate-keys/);
 			await usage("storage rotate-keys now", /storage rotate-keys/);
 			await usage("storage scrub now", /storage scrub \[--after <key>\] \[--rate <MiB\/s>\]/);
@@ -271,7 +302,7 @@ describe("REPL commands through the command parser", () => {
 			await usage("storage scrub --rate", /^--rate takes MiB per second/m);
 			await usage("storage scrub --rate fast", /^--rate takes MiB per second/m);
 			await usage("storage scrub --rate 0", /^--rate takes MiB per second/m);
-			await usage("storage rotate-keys --rate 4", /^--after and --rate are for storage scrub$/m);
+			await usage("storage rotate-keys --rate 4", /^--rate is for storage scrub and storage migrate$/m);
 		});
 	});
 
