@@ -37,7 +37,7 @@ import type {
 	ScrubReport,
 	StaleRelease
 } from "./blob-store.ts";
-import { firstRefTime, listRefTimes, type RefTimedRecord, refTimePath, stampRefTimes } from "./mongo-ref-times.ts";
+import { attachRef, listRefTimes, type RefTimedRecord, refTimePath, stampRefTimes } from "./mongo-ref-times.ts";
 import {
 	blobIdOf,
 	importedPlaintextCheck,
@@ -53,7 +53,7 @@ import {
 import { decryptRange, EnvelopeEncryptor, envelopeLength, type Keyring, needsRewrap, openEnvelope, rewrapHeader } from "./envelope-crypto.ts";
 import { CorruptBlobError, IntegrityError, NotFoundError } from "../shared/errors.ts";
 import { KeyedLock } from "../shared/keyed-lock.ts";
-import { isDuplicateKey, MongoBackend, type MongoOptions } from "../db/mongo.ts";
+import { MongoBackend, type MongoOptions } from "../db/mongo.ts";
 
 export interface GridFsBlobStoreOptions extends MongoOptions {
 	keyring: Keyring;
@@ -337,41 +337,9 @@ export class GridFsBlobStore extends MongoBackend implements BlobStore {
 		return { ...meter.result(), header: encryptor?.header };
 	}
 
-	/**
-	 * Records `ref` on the blob, creating its document (pointing at `fileId`) when the key is new,
-	 * or pointing it at `fileId` when its file was found corrupt: the meter has just hashed the new
-	 * copy, and for a plain blob the same key means the same bytes. Says whether `fileId` is now in
-	 * use and which file it replaced. Runs under the key's lock.
-	 */
-	async #attach(blob: BlobRef, fileId: ObjectId, header: Buffer | undefined, ref: string, now: Date): Promise<Attached> {
-		for (;;) {
-			// Added again: the reference is in use now, its grace period starts over.
-			const addedAt = { [refTimePath(ref)]: now };
-			const { matchedCount } = await this.#blobs.updateOne({ _id: blob.key, corruptAt: { $exists: false } }, { $addToSet: { refs: ref }, $set: addedAt });
-			if (matchedCount === 1) return { kept: false };
-			const repaired = await this.#blobs.findOneAndUpdate(
-				{ _id: blob.key, corruptAt: { $exists: true } },
-				{ $addToSet: { refs: ref }, $set: { fileId, ...addedAt }, $unset: { corruptAt: "" } },
-				{ returnDocument: "before" }
-			);
-			if (repaired) return { kept: true, replaced: repaired.fileId };
-			const record: BlobRecord = {
-				_id: blob.key,
-				sha256: blob.sha256,
-				size: blob.size,
-				encrypted: blob.encrypted,
-				fileId,
-				refs: [ref],
-				refTimes: firstRefTime(ref, now)
-			};
-			try {
-				await this.#blobs.insertOne(header ? { ...record, header: new Binary(header) } : record);
-				return { kept: true };
-			} catch (err) {
-				// Another node stored the same bytes first: add the reference to its blob.
-				if (!isDuplicateKey(err)) throw err;
-			}
-		}
+	/** Records `ref` on the blob, its bytes in file `fileId` (attachRef). Runs under the key's lock. */
+	#attach(blob: BlobRef, fileId: ObjectId, header: Buffer | undefined, ref: string, now: Date): Promise<Attached> {
+		return attachRef(this.#blobs, "fileId", fileId, blob, header, ref, now);
 	}
 
 	/**

@@ -4,8 +4,9 @@
  * and its time change in one update. Shared by GridFsBlobStore (`blobs`) and the S3 store's MongoDB
  * index (`s3blobs`), whose documents differ in everything else.
  */
-import type { Collection, Filter } from "mongodb";
-import type { ListRefsOptions, RefEntry, RefPage } from "./blob-store.ts";
+import { Binary, type Collection, type Filter, type OptionalUnlessRequiredId, type UpdateFilter } from "mongodb";
+import { isDuplicateKey } from "../db/mongo.ts";
+import type { BlobRef, ListRefsOptions, RefEntry, RefPage } from "./blob-store.ts";
 
 /** What a blob document holds for the garbage collector. */
 export interface RefTimedRecord {
@@ -14,6 +15,60 @@ export interface RefTimedRecord {
 	refs: string[];
 	/** Absent on blobs stored before references had times, until stampRefTimes gives them one. */
 	refTimes?: Record<string, Date>;
+}
+
+/** A blob document of either store; a field named by the caller locates its bytes (a GridFS file, an S3 object). */
+interface LocatedRecord extends RefTimedRecord {
+	sha256: string;
+	encrypted: boolean;
+	header?: Binary;
+	corruptAt?: Date;
+}
+
+/**
+ * Records `ref` on the blob, creating its document (its bytes at `location`, in field `where`) when
+ * the key is new, or pointing it at `location` when its bytes were found corrupt: the caller has just
+ * hashed the new copy, and for a plain blob the same key means the same bytes. Says whether
+ * `location` is now in use and which location it replaced. The caller holds the key's lock.
+ */
+export async function attachRef<L, T extends LocatedRecord>(
+	blobs: Collection<T>,
+	where: string,
+	location: L,
+	blob: BlobRef,
+	header: Buffer | null | undefined,
+	ref: string,
+	now: Date
+): Promise<{ kept: boolean; replaced?: L }> {
+	for (;;) {
+		// Added again: the reference is in use now, its grace period starts over.
+		const addedAt = { [refTimePath(ref)]: now };
+		const { matchedCount } = await blobs.updateOne({ _id: blob.key, corruptAt: { $exists: false } } as Filter<T>, { $addToSet: { refs: ref }, $set: addedAt } as unknown as UpdateFilter<T>);
+		if (matchedCount === 1) return { kept: false };
+		const repaired = await blobs.findOneAndUpdate(
+			{ _id: blob.key, corruptAt: { $exists: true } } as Filter<T>,
+			{ $addToSet: { refs: ref }, $set: { [where]: location, ...addedAt }, $unset: { corruptAt: "" } } as unknown as UpdateFilter<T>,
+			{ returnDocument: "before" }
+		);
+		if (repaired) return { kept: true, replaced: (repaired as unknown as Record<string, L>)[where] };
+		const record = {
+			_id: blob.key,
+			sha256: blob.sha256,
+			size: blob.size,
+			encrypted: blob.encrypted,
+			[where]: location,
+			refs: [ref],
+			refTimes: firstRefTime(ref, now),
+			...(header ? { header: new Binary(header) } : {})
+		};
+		try {
+			await blobs.insertOne(record as unknown as OptionalUnlessRequiredId<T>);
+			return { kept: true };
+		} catch (err) {
+			// Another node stored the same bytes first: add the reference to its blob.
+			if (!isDuplicateKey(err)) throw err;
+		}
+	}
 }
 
 /** Blob documents read per round while listing references. */

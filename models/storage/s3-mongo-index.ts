@@ -10,9 +10,9 @@ import { Binary, type Collection } from "mongodb";
 import type { BlobRef, ListRefsOptions, RefPage } from "./blob-store.ts";
 import type { Attached, Detached, IndexedBlob, S3BlobIndex } from "./s3-blob-index.ts";
 import { blobIdOf } from "./blob-support.ts";
-import { firstRefTime, listRefTimes, type RefTimedRecord, refTimePath, stampRefTimes } from "./mongo-ref-times.ts";
+import { attachRef, listRefTimes, type RefTimedRecord, refTimePath, stampRefTimes } from "./mongo-ref-times.ts";
 import { KeyedLock } from "../shared/keyed-lock.ts";
-import { isDuplicateKey, MongoBackend, type MongoOptions } from "../db/mongo.ts";
+import { MongoBackend, type MongoOptions } from "../db/mongo.ts";
 
 interface BlobRecord extends RefTimedRecord {
 	sha256: string;
@@ -108,34 +108,7 @@ export class MongoS3BlobIndex extends MongoBackend implements S3BlobIndex {
 	}
 
 	/** Runs under the key's lock; see S3BlobIndex.attach. */
-	async #attach(blob: BlobRef, object: string, header: Buffer | null, ref: string, now: Date): Promise<Attached> {
-		for (;;) {
-			// Added again: the reference is in use now, its grace period starts over.
-			const addedAt = { [refTimePath(ref)]: now };
-			const { matchedCount } = await this.#blobs.updateOne({ _id: blob.key, corruptAt: { $exists: false } }, { $addToSet: { refs: ref }, $set: addedAt });
-			if (matchedCount === 1) return { kept: false };
-			const repaired = await this.#blobs.findOneAndUpdate(
-				{ _id: blob.key, corruptAt: { $exists: true } },
-				{ $addToSet: { refs: ref }, $set: { object, ...addedAt }, $unset: { corruptAt: "" } },
-				{ returnDocument: "before" }
-			);
-			if (repaired) return { kept: true, replaced: repaired.object };
-			const record: BlobRecord = {
-				_id: blob.key,
-				sha256: blob.sha256,
-				size: blob.size,
-				encrypted: blob.encrypted,
-				object,
-				refs: [ref],
-				refTimes: firstRefTime(ref, now)
-			};
-			try {
-				await this.#blobs.insertOne(header ? { ...record, header: new Binary(header) } : record);
-				return { kept: true };
-			} catch (err) {
-				// Another node stored the same bytes first: add the reference to its blob.
-				if (!isDuplicateKey(err)) throw err;
-			}
-		}
+	#attach(blob: BlobRef, object: string, header: Buffer | null, ref: string, now: Date): Promise<Attached> {
+		return attachRef(this.#blobs, "object", object, blob, header, ref, now);
 	}
 }
