@@ -5,11 +5,24 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { loadConfig } from "../../../config/index.ts";
+import { readsBlobsDirectly } from "../../../models/backends.ts";
 
 describe("storage configuration", () => {
 	const dataDir = mkdtempSync(join(tmpdir(), "imgmesh-config-"));
 	after(() => rmSync(dataDir, { recursive: true, force: true }));
 	const load = (env: Record<string, string>) => loadConfig({ DATA_DIR: dataDir, ...env });
+
+	it("reads the blob store directly by default only where every node shares its index: GridFS, S3 with MONGO_URL", () => {
+		const mongo = { MONGO_URL: "mongodb://127.0.0.1/x" };
+		const s3 = { STORAGE: "s3", S3_ENDPOINT: "http://127.0.0.1:8333", S3_BUCKET: "b" };
+		assert.equal(readsBlobsDirectly(load({})), false, "files: only where the operator says the disk is shared");
+		assert.equal(readsBlobsDirectly(load({ BLOB_READS: "direct" })), true);
+		assert.equal(readsBlobsDirectly(load({ STORAGE: "gridfs", ...mongo })), true);
+		assert.equal(readsBlobsDirectly(load({ ...s3, ...mongo })), true);
+		// A SQLite index is the storage node's own: another node's would be empty, every object an orphan.
+		assert.equal(readsBlobsDirectly(load(s3)), false);
+		assert.equal(readsBlobsDirectly(load({ STORAGE: "gridfs", ...mongo, BLOB_READS: "storage" })), false);
+	});
 
 	it("reads no S3 settings for the other backends", () => {
 		assert.equal(load({}).s3, undefined);
