@@ -268,15 +268,6 @@ const shares: ServiceSchema<ServiceSettingSchema, SharesMethods, SharesVars> = {
 				ctx.meta.$responseHeaders = { "Set-Cookie": cookie.join("; "), "Cache-Control": "no-store" };
 				return { accessToken, expiresIn: ACCESS_TTL_SECONDS };
 			}
-		},
-
-		/** Deletes an account's links (its deletion; never on REST). */
-		removeByOwner: {
-			visibility: "public",
-			params: { $$strict: true, owner: ID },
-			async handler(ctx: SharesContext) {
-				return { removed: await this.repo.removeByOwner(ctx.params.owner) };
-			}
 		}
 	},
 
@@ -286,6 +277,13 @@ const shares: ServiceSchema<ServiceSettingSchema, SharesMethods, SharesVars> = {
 			params: { id: "string" },
 			async handler(ctx: Context<{ id: string }>) {
 				await this.repo.removeByTarget({ imageId: ctx.params.id });
+			}
+		},
+		// Album links die with their album (albums.sharedPage answers 404); a deleted account's go here.
+		"user.deleted": {
+			params: { id: "string" },
+			async handler(ctx: Context<{ id: string }>) {
+				await this.repo.removeByOwner(ctx.params.id);
 			}
 		}
 	},
