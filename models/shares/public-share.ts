@@ -3,31 +3,10 @@
  * and to guests the images a link opens, with nothing of the owner's account and, unless the
  * owner allowed metadata, neither the uploaded file name nor what the camera recorded.
  */
-import type { ImageMetadata } from "../images/image-types.ts";
 import type { PublicImage } from "../images/public-image.ts";
 import { FORMAT_NAMES, variantFilename } from "../transform/spec.ts";
 import type { ShareDoc } from "./share.ts";
-
-/** What a link lets a guest have; the images service reads it as ctx.meta.grant. */
-export interface ShareGrant {
-	showMetadata: boolean;
-	allowDownload: boolean;
-}
-
-export interface OwnerShare {
-	id: string;
-	owner: string;
-	kind: "image" | "album";
-	imageId: string | null;
-	albumId: string | null;
-	expiresAt: string | null;
-	expired: boolean;
-	hasPassword: boolean;
-	allowDownload: boolean;
-	showMetadata: boolean;
-	createdAt: string;
-	updatedAt: string;
-}
+import type { GuestImage, GuestShare, OwnerShare, ShareGrant } from "./share-types.ts";
 
 export function isExpired(share: Pick<ShareDoc, "expiresAt">, now = Date.now()): boolean {
 	return share.expiresAt !== null && Date.parse(share.expiresAt) <= now;
@@ -54,14 +33,9 @@ export function toOwnerShare(share: ShareDoc): OwnerShare {
 	};
 }
 
-/** What the /s/<token> JSON says of the link itself. */
-export function toGuestShare(share: ShareDoc): { kind: OwnerShare["kind"]; expiresAt: string | null } & ShareGrant {
+export function toGuestShare(share: ShareDoc): GuestShare {
 	return { kind: share.albumId === null ? "image" : "album", expiresAt: share.expiresAt, ...grantOf(share) };
 }
-
-export type GuestImage = Pick<PublicImage, "id" | "name" | "description" | "filename" | "contentType" | "format" | "size" | "width" | "height" | "tags" | "renditions" | "createdAt"> & {
-	metadata: Partial<ImageMetadata> | null;
-};
 
 /**
  * An image as a link's guest sees it. Without showMetadata: the file name is `<id>.<ext>` and of
