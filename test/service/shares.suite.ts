@@ -272,6 +272,10 @@ export function sharesSuite(name: string, skip: string | undefined, startBackend
 			assert.equal(page.status, 200);
 			assert.match(page.headers.get("content-type") ?? "", /text\/html/);
 			assert.match(await page.text(), /<html/i);
+			// Below a link, an unknown path is an API 404 for browsers too, never the app.
+			const deeper = await fetch(`${node.url}${link.url}/nope`, { headers: { accept: "text/html" } });
+			assert.equal(deeper.status, 404);
+			assert.equal(((await deeper.json()) as { code: number }).code, 404);
 		});
 	});
 }
