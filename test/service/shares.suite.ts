@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Client, fileFrom } from "../helpers/client.ts";
 import { waitFor } from "../helpers/jobs.ts";
-import { SHARED_IMAGES, startServer, type RunningServer } from "../helpers/server.ts";
+import { ADMIN_PASSWORD, SHARED_IMAGES, startServer, type RunningServer } from "../helpers/server.ts";
 
 /** A node's backend: the environment it needs, started for the suite. */
 export interface SharesBackend {
@@ -246,6 +246,32 @@ export function sharesSuite(name: string, skip: string | undefined, startBackend
 			await alice.delete(`/api/trash/${doomed}`);
 			assertJsonError(await anonymous.get(link.url), 404);
 			await waitFor("the link to go", async () => ((await alice.get(`/api/shares/${link.id}`)).status === 404 ? true : undefined));
+		});
+
+		it("shuts an image's links while it is in the trash, and opens them again on its restore", async t => {
+			if ((await alice.get("/api/trash")).status === 404) return t.skip("needs the trash (issue 15, part A)");
+			const dog = fileFrom(join(SHARED_IMAGES, "dog.jpg"));
+			const trashed = (await alice.upload([dog])).body.images[0].id;
+			const link = await share(alice, { imageId: trashed });
+			assert.equal((await alice.delete(`/api/images/${trashed}`)).status, 204);
+			assertJsonError(await anonymous.get(link.url), 404);
+			assertJsonError(await anonymous.get(`${link.url}/content`), 404);
+			assertJsonError(await anonymous.get(`${link.url}/thumbnail`), 404);
+			assert.equal((await alice.get(`/api/shares/${link.id}`)).status, 200, "the link waits for a restore");
+			assert.equal((await alice.post(`/api/trash/${trashed}/restore`)).status, 200);
+			assert.equal((await anonymous.get(link.url)).status, 200);
+			assert.equal((await anonymous.download(`${link.url}/content`)).status, 200);
+		});
+
+		it("takes a deleted account's links with it", async () => {
+			const carol = await anonymous.register("carol");
+			const dog = fileFrom(join(SHARED_IMAGES, "dog.jpg"));
+			const image = (await carol.upload([dog])).body.images[0].id;
+			const link = await share(carol, { imageId: image });
+			assert.equal((await carol.delete("/api/auth/me")).status, 204);
+			assertJsonError(await anonymous.get(link.url), 404);
+			const admin = await anonymous.login("admin", ADMIN_PASSWORD);
+			await waitFor("the link to go", async () => ((await admin.get(`/api/shares/${link.id}`)).status === 404 ? true : undefined));
 		});
 
 		it("opens an album link: a page of its images, and only their bytes", async t => {
