@@ -279,11 +279,12 @@ const shares: ServiceSchema<ServiceSettingSchema, SharesMethods, SharesVars> = {
 				await this.repo.removeByTarget({ imageId: ctx.params.id });
 			}
 		},
-		// Album links die with their album (albums.sharedPage answers 404); a deleted account's go here.
-		"user.deleted": {
+		// users.changed also tells of a deleted account (as albums hear it): its links go with it. Image
+		// links would go with its images anyway; album links would only stop answering.
+		"users.changed": {
 			params: { id: "string" },
 			async handler(ctx: Context<{ id: string }>) {
-				await this.repo.removeByOwner(ctx.params.id);
+				if (!(await ctx.call<boolean, { id: string }>("users.exists", { id: ctx.params.id }))) await this.repo.removeByOwner(ctx.params.id);
 			}
 		}
 	},

@@ -145,8 +145,6 @@ const users: ServiceSchema<ServiceSettingSchema, UsersMethods, UsersVars> = {
 				await ctx.call("images.removeByOwner", { owner: user.id });
 				await this.repo.remove(user.id);
 				await this.userChanged(ctx, user.id);
-				// What else the account made (share links) goes with it, wherever its service runs.
-				ctx.emit("user.deleted", { id: user.id });
 				// Imports that were mid-download may have stored an image between the first sweep and
 				// the removal; images.ingest refuses the owner from now on, and removes what it stored
 				// if the owner went meanwhile, so this second sweep leaves nothing behind.
