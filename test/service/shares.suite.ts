@@ -290,6 +290,15 @@ export function sharesSuite(name: string, skip: string | undefined, startBackend
 			assert.equal((await anonymous.download(`${link.url}/images/${privateId}/thumbnail`)).status, 200);
 			assertJsonError(await anonymous.get(`${link.url}/images/${publicId}/content`), 404);
 			assertJsonError(await anonymous.get(`${link.url}/content`), 404);
+			// A member may see the album, not pass it on.
+			assert.equal((await alice.post(`/api/albums/${albumId}/members`, { username: "bob", role: "contributor" })).status < 300, true);
+			assertJsonError(await bob.post("/api/shares", { albumId }), 404);
+			// Out of the album, out of the link at the next request; a deleted album's link answers 404.
+			assert.equal((await alice.request("DELETE", `/api/albums/${albumId}/images`, { ids: [privateId] })).status < 300, true);
+			assertJsonError(await anonymous.get(`${link.url}/images/${privateId}/content`), 404);
+			assert.deepEqual((await anonymous.get(link.url)).body.items, []);
+			assert.equal((await alice.delete(`/api/albums/${albumId}`)).status, 204);
+			assertJsonError(await anonymous.get(link.url), 404);
 		});
 
 		it("serves the app's page for a browser opening a link", async () => {
