@@ -41,16 +41,16 @@ export function shareLinks(imageId: string): HTMLElement {
 	const made = h("div", {});
 	const expires = h("input", { type: "datetime-local", name: "expiresAt" });
 	const password = h("input", { type: "password", name: "password", minlength: 4, maxlength: 256, autocomplete: "new-password" });
-	const allowDownload = h("input", { type: "checkbox", name: "allowDownload", checked: true });
-	const showMetadata = h("input", { type: "checkbox", name: "showMetadata" });
+	const allowDownload = h("input", { type: "checkbox", name: "allowDownload", id: `share-download-${imageId}`, checked: true });
+	const showMetadata = h("input", { type: "checkbox", name: "showMetadata", id: `share-metadata-${imageId}` });
 	const create = h("button", { type: "submit" }, "Create share link");
 	const form = h(
 		"form",
 		{ "aria-label": "New share link" },
 		field("Expires", expires, "Empty: never"),
 		field("Password", password, "Optional"),
-		h("label", {}, allowDownload, " Allow downloading the original"),
-		h("label", {}, showMetadata, " Include camera metadata and file name"),
+		h("div", { class: "field check" }, allowDownload, h("label", { for: allowDownload.id }, "Allow downloading the original")),
+		h("div", { class: "field check" }, showMetadata, h("label", { for: showMetadata.id }, "Include camera metadata and file name")),
 		create
 	);
 
