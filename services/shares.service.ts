@@ -83,7 +83,10 @@ function cookieValues(header: string | undefined, name: string): string[] {
 	if (!header) return [];
 	return header
 		.split(";")
-		.map(part => part.trim().split("="))
+		.map(part => {
+			const eq = part.indexOf("=");
+			return eq < 0 ? ["", ""] : [part.slice(0, eq).trim(), part.slice(eq + 1).trim()];
+		})
 		.filter(([key, value]) => key === name && value)
 		.map(([, value]) => value!);
 }

@@ -194,7 +194,7 @@ export function sharesSuite(name: string, skip: string | undefined, startBackend
 			const pair = cookie.split(";")[0]!;
 
 			assert.equal((await anonymous.get(link.url, { cookie: pair })).status, 200);
-			assert.equal((await anonymous.download(`${link.url}/content`, { cookie: pair })).status, 200);
+			assert.equal((await anonymous.download(`${link.url}/content`, { cookie: `theme=dark; ${pair}; prefs=a=b` })).status, 200, "among other cookies");
 			assert.equal((await anonymous.download(`${link.url}/content?access=${accessToken}`)).status, 200);
 			assert.equal((await anonymous.download(`${link.url}/thumbnail?access=${accessToken}`)).status, 200);
 
