@@ -63,6 +63,7 @@ interface SharesMethods {
 	viewerOf(ctx: SharesContext): Viewer;
 	ownShare(ctx: SharesContext, id: string): Promise<ShareDoc>;
 	checkTarget(ctx: SharesContext, target: { imageId?: string; albumId?: string }): Promise<void>;
+	linkByToken(token: string): Promise<ShareDoc>;
 	linkOf(token: string): Promise<ShareDoc>;
 	openLink(ctx: SharesContext, token: string, access: string | undefined): Promise<ShareDoc>;
 	unlocked(ctx: SharesContext, share: ShareDoc, access: string | undefined): boolean;
@@ -172,6 +173,26 @@ const shares: ServiceSchema<ServiceSettingSchema, SharesMethods, SharesVars> = {
 				const updated = await this.repo.update(share.id, patch);
 				if (!updated) throw new NotFoundError("Share link", share.id);
 				return toOwnerShare(updated);
+			}
+		},
+
+		/** A link by its token, whoever made it, expired or not (operators: REPL `share show`). */
+		byToken: {
+			visibility: "public",
+			params: { $$strict: true, token: TOKEN },
+			async handler(ctx: SharesContext) {
+				return toOwnerShare(await this.linkByToken(ctx.params.token));
+			}
+		},
+
+		/** Revokes a link by its token, whoever made it (operators taking a link down: REPL `share revoke`). */
+		revokeByToken: {
+			visibility: "public",
+			params: { $$strict: true, token: TOKEN },
+			async handler(ctx: SharesContext) {
+				const share = await this.linkByToken(ctx.params.token);
+				if (!(await this.repo.remove(share.id))) throw new NotFoundError("Share link");
+				return toOwnerShare(share);
 			}
 		},
 
@@ -321,10 +342,16 @@ const shares: ServiceSchema<ServiceSettingSchema, SharesMethods, SharesVars> = {
 			if (!canManage(viewer, album)) throw new NotFoundError("Album", albumId);
 		},
 
-		/** The link a token names: 404 when there is none (never was, or revoked), 410 once expired. */
-		async linkOf(token: string): Promise<ShareDoc> {
+		/** The link a token names, found by the token's hash; 404 when there is none (never was, or revoked). */
+		async linkByToken(token: string): Promise<ShareDoc> {
 			const share = await this.repo.findByTokenHash(tokenHashOf(token));
 			if (!share) throw new NotFoundError("Share link");
+			return share;
+		},
+
+		/** linkByToken, and 410 once the link has expired. */
+		async linkOf(token: string): Promise<ShareDoc> {
+			const share = await this.linkByToken(token);
 			if (isExpired(share)) throw new GoneError("This share link has expired", "SHARE_EXPIRED");
 			return share;
 		},
