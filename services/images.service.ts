@@ -24,7 +24,7 @@ import { tagList } from "../models/images/tags.ts";
 import { CHANNELS } from "../models/pipeline/channels.ts";
 import { compressName } from "../models/pipeline/renditions.ts";
 import { canManage, canSee, isAdmin, type Viewer } from "../models/shared/access.ts";
-import { BadRequestError, ConflictError, NotFoundError, storageExhaustionOf } from "../models/shared/errors.ts";
+import { BadRequestError, ConflictError, isClusterUnavailable, NotFoundError, storageExhaustionOf } from "../models/shared/errors.ts";
 import { newId } from "../models/shared/ids.ts";
 import { holdFailure } from "../models/shared/stream-failure.ts";
 import { ID } from "../models/shared/params.ts";
@@ -350,8 +350,21 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			const doc = await this.repo.get(id);
 			const viewer = this.viewerOf(ctx);
 			if (doc && canSee(viewer, doc)) return doc;
-			if (doc && viewer && (await ctx.call<boolean, { imageId: string; userId: string }>("albums.grantsView", { imageId: id, userId: viewer.id }))) return doc;
+			if (doc && viewer && (await this.albumGrantsView(ctx, id, viewer.id))) return doc;
 			throw new NotFoundError("Image", id);
+		},
+
+		/**
+		 * Whether an album opens the image to the user. Without a reachable albums service (a cluster
+		 * that hosts none) no album can: the image stays hidden, as it was before albums existed.
+		 */
+		async albumGrantsView(ctx: ImagesContext, imageId: string, userId: string): Promise<boolean> {
+			try {
+				return await ctx.call<boolean, { imageId: string; userId: string }>("albums.grantsView", { imageId, userId });
+			} catch (err) {
+				if (isClusterUnavailable(err)) return false;
+				throw err;
+			}
 		},
 
 		/** The image ids of an album the caller may read (`album:` in a search); 404 otherwise. */

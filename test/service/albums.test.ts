@@ -244,3 +244,20 @@ describe("albums on SQLite", () => {
 describeOnFerretDb("albums on MongoDB (FerretDB)", ferret => {
 	albumSuite(() => startServer({ MONGO_URL: ferret().databaseUrl(), MONGO_TIMEOUT_MS: "2000", JWT_SECRET: randomBytes(32).toString("hex") }));
 });
+
+describe("a node without the albums service", () => {
+	let server: RunningServer;
+	before(async () => {
+		server = await startServer({ SERVICES: "api,users,images,categories,storage,health,worker" });
+	});
+	after(() => server?.stop());
+
+	it("keeps other people's private images hidden (404, not 503), and answers album: searches 503", async () => {
+		const anon = new Client(server.url);
+		const [alice, bob] = [await anon.register("alice"), await anon.register("bob")];
+		const id = await uploadOne(alice);
+		assertError(await bob.get(`/api/images/${id}`), 404);
+		assert.equal((await alice.get(`/api/images/${id}`)).status, 200);
+		assertError(await bob.get(`/api/images?q=${encodeURIComponent("album:x")}`), 503);
+	});
+});
