@@ -302,10 +302,16 @@ const albums: ServiceSchema<ServiceSettingSchema, AlbumsMethods, AlbumsVars> = {
 			return { ...album, role, imageCount: ids.length, memberCount: members.length, cover: ids[0] ?? null };
 		},
 
-		/** The images of these ids that are shown (not in the trash), in the same order. */
+		/**
+		 * The images of these ids that are shown (not in the trash), in the same order; asked
+		 * MAX_IDS_PER_CALL at a time (the covers of a user's albums may be more).
+		 */
 		async imagesByIds(ctx: AlbumsContext, ids: string[]): Promise<PublicImage[]> {
-			if (ids.length === 0) return [];
-			return ctx.call<PublicImage[], { ids: string[] }>("images.byIds", { ids });
+			const found: PublicImage[] = [];
+			for (let start = 0; start < ids.length; start += MAX_IDS_PER_CALL) {
+				found.push(...(await ctx.call<PublicImage[], { ids: string[] }>("images.byIds", { ids: ids.slice(start, start + MAX_IDS_PER_CALL) })));
+			}
+			return found;
 		},
 
 		async imagePage(ctx: AlbumsContext, albumId: string, params: { sort?: AlbumSort; limit?: number; cursor?: string }) {
