@@ -13,6 +13,8 @@ import { Keyring } from "./storage/envelope-crypto.ts";
 import { FsBlobStore } from "./storage/fs-blob-store.ts";
 import type { S3BlobIndex } from "./storage/s3-blob-index.ts";
 import { SqliteS3BlobIndex } from "./storage/s3-sqlite-index.ts";
+import type { AlbumRepository } from "./albums/album.ts";
+import { SqliteAlbumRepository } from "./albums/sqlite-repository.ts";
 import type { CategoryRepository } from "./categories/category.ts";
 import { SqliteCategoryRepository } from "./categories/sqlite-repository.ts";
 import type { ImageRepository } from "./images/image.ts";
@@ -29,6 +31,7 @@ import type { UserRepository } from "./users/user.ts";
 // of RSS, and embedded mode is held to a memory budget (docs/benchmarks.md).
 const load = createRequire(import.meta.url);
 const mongoImages = () => load("./images/mongo-repository.ts") as typeof import("./images/mongo-repository.ts");
+const mongoAlbums = () => load("./albums/mongo-repository.ts") as typeof import("./albums/mongo-repository.ts");
 const mongoCategories = () => load("./categories/mongo-repository.ts") as typeof import("./categories/mongo-repository.ts");
 const mongoUsers = () => load("./users/mongo-repository.ts") as typeof import("./users/mongo-repository.ts");
 const mongoShares = () => load("./shares/mongo-repository.ts") as typeof import("./shares/mongo-repository.ts");
@@ -50,6 +53,12 @@ export function openImageRepository(config: Config): ImageRepository {
 export function openCategoryRepository(config: Config): CategoryRepository {
 	const mongo = mongoOptions(config);
 	return mongo ? new (mongoCategories().MongoCategoryRepository)(mongo) : new SqliteCategoryRepository(join(config.dataDir, "images.db"));
+}
+
+/** Albums live beside the images they list: the images database file, or the MongoDB database. */
+export function openAlbumRepository(config: Config): AlbumRepository {
+	const mongo = mongoOptions(config);
+	return mongo ? new (mongoAlbums().MongoAlbumRepository)(mongo) : new SqliteAlbumRepository(join(config.dataDir, "images.db"));
 }
 
 export function openUserRepository(config: Config): UserRepository {

@@ -25,7 +25,7 @@ import { tagList } from "../models/images/tags.ts";
 import { CHANNELS } from "../models/pipeline/channels.ts";
 import { compressName } from "../models/pipeline/renditions.ts";
 import { canManage, canSee, isAdmin, type Viewer } from "../models/shared/access.ts";
-import { BadRequestError, ConflictError, NotFoundError, storageExhaustionOf } from "../models/shared/errors.ts";
+import { BadRequestError, ConflictError, isClusterUnavailable, NotFoundError, storageExhaustionOf } from "../models/shared/errors.ts";
 import { newId } from "../models/shared/ids.ts";
 import { holdFailure } from "../models/shared/stream-failure.ts";
 import { ID } from "../models/shared/params.ts";
@@ -39,6 +39,9 @@ const config = getConfig();
 function withoutNulls<T extends Record<string, unknown>>(params: T): { [K in keyof T]: Exclude<T[K], null> } {
 	return Object.fromEntries(Object.entries(params).map(([key, value]) => [key, value ?? undefined])) as { [K in keyof T]: Exclude<T[K], null> };
 }
+
+/** Ids one images.byIds call may ask for: the most an album call adds (services/albums.service.ts) or pages. */
+const BY_IDS_LIMIT = 1000;
 
 /** Images read per page by the bulk reprocess of failed images. */
 const REPROCESS_PAGE = 100;
@@ -155,7 +158,8 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 				if (owner === null) return { items: [], nextCursor: null, total: 0, totalIsEstimate: false };
 				const filter: ImageFilter = {
 					viewer,
-					query: parsed && { ...parsed, ownerName: undefined },
+					query: parsed && { ...parsed, ownerName: undefined, album: undefined },
+					ids: parsed?.album === undefined ? undefined : await this.albumImageIds(ctx, parsed.album),
 					tags: p.tag ? tagList(p.tag) : undefined,
 					category: p.category,
 					owner,
@@ -306,6 +310,22 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			}
 		},
 
+		/**
+		 * The images of these ids that are not in the trash, in the order given, whoever owns them:
+		 * the caller (the albums service) has authorised them.
+		 */
+		byIds: {
+			visibility: "public",
+			params: { $$strict: true, ids: { type: "array", items: ID, max: BY_IDS_LIMIT } },
+			async handler(ctx: ImagesContext<{ ids: string[] }>) {
+				const ids = [...new Set(ctx.params.ids)];
+				if (ids.length === 0) return [];
+				const page = await this.repo.search({ viewer: null, ids, sort: "-createdAt", limit: ids.length });
+				const found = new Map(page.items.map(doc => [doc.id, doc]));
+				return ids.flatMap(id => (found.has(id) ? [toPublicImage(found.get(id)!)] : []));
+			}
+		},
+
 		clearCategory: {
 			visibility: "public",
 			params: { $$strict: true, category: ID },
@@ -321,11 +341,37 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			return user ? { id: user.id, role: user.role } : null;
 		},
 
-		/** The image if the caller may see it; 404 otherwise (never 403: existence stays private). */
+		/**
+		 * The image if the caller may see it: theirs, public, or in an album they own or are a member
+		 * of (then they see it as anyone who is not its owner does); 404 otherwise (never 403:
+		 * existence stays private). Albums are asked each time, so a removed member or image counts
+		 * at once.
+		 */
 		async visibleImage(ctx: ImagesContext, id: string): Promise<ImageDoc> {
 			const doc = await this.repo.get(id);
-			if (!doc || !canSee(this.viewerOf(ctx), doc)) throw new NotFoundError("Image", id);
-			return doc;
+			const viewer = this.viewerOf(ctx);
+			if (doc && canSee(viewer, doc)) return doc;
+			if (doc && viewer && (await this.albumGrantsView(ctx, id, viewer.id))) return doc;
+			throw new NotFoundError("Image", id);
+		},
+
+		/**
+		 * Whether an album opens the image to the user. Without a reachable albums service (a cluster
+		 * that hosts none) no album can: the image stays hidden, as it was before albums existed.
+		 */
+		async albumGrantsView(ctx: ImagesContext, imageId: string, userId: string): Promise<boolean> {
+			try {
+				return await ctx.call<boolean, { imageId: string; userId: string }>("albums.grantsView", { imageId, userId });
+			} catch (err) {
+				if (isClusterUnavailable(err)) return false;
+				throw err;
+			}
+		},
+
+		/** The image ids of an album the caller may read (`album:` in a search); 404 otherwise. */
+		async albumImageIds(ctx: ImagesContext, albumId: string): Promise<string[]> {
+			const { ids } = await ctx.call<{ ids: string[] }, { albumId: string; userId: string | null }>("albums.imageIdsFor", { albumId, userId: ctx.meta.user?.id ?? null });
+			return ids;
 		},
 
 		/** Seeing a public image is not owning it: to others it is not there to edit. */

@@ -44,6 +44,8 @@ export interface ImagesMethods extends BlobReaderMethods {
 	viewerOf(ctx: ImagesContext): Viewer;
 	visibleImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
 	editableImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
+	albumGrantsView(ctx: ImagesContext, imageId: string, userId: string): Promise<boolean>;
+	albumImageIds(ctx: ImagesContext, albumId: string): Promise<string[]>;
 	searchQueryOf(q: string, viewer: Viewer): Promise<SearchQuery>;
 	ownerOf(ctx: ImagesContext, names: string[]): Promise<string | null | undefined>;
 	ownerExists(ctx: ImagesContext, owner: string): Promise<boolean>;

@@ -34,6 +34,11 @@ export interface ImageFilter {
 	 */
 	owner?: string;
 	visibility?: Visibility;
+	/**
+	 * Exactly these images (an album's, `album:` in a search): the caller authorised them, so this
+	 * replaces the access rule instead of narrowing it.
+	 */
+	ids?: string[];
 	sort: SortKey;
 	limit: number;
 	/** Opaque cursor from a previous page. */

@@ -101,6 +101,8 @@ function compiled(condition: SearchCondition): Filter<ImageRecord> {
 			return { searchText: { $regex: `^(?:[^\n]*\n){${FIELD_LINES[condition.field]}}[^\n]*${literalPattern(condition.phrase)}` } };
 		case "created":
 			return { createdAt: { ...(condition.from && { $gte: condition.from }), ...(condition.before && { $lt: condition.before }) } };
+		case "idIn":
+			return { _id: { $in: condition.ids } };
 	}
 }
 

@@ -23,11 +23,13 @@ export type SearchCondition =
 	/** The normalized text of one field (its line in the index, FIELD_LINES) contains the phrase. */
 	| { kind: "fieldPhrase"; field: SearchableField; phrase: string }
 	/** Created at or after `from`, and before `before` (ISO times); either may be absent. */
-	| { kind: "created"; from?: string; before?: string };
+	| { kind: "created"; from?: string; before?: string }
+	/** One of these images (ImageFilter.ids). */
+	| { kind: "idIn"; ids: string[] };
 
 /** Everything of the filter except the cursor (that is also what a page's `total` counts). */
 export function searchConditions(filter: ImageFilter): SearchCondition[] {
-	const where = accessConditions(filter.viewer);
+	const where: SearchCondition[] = filter.ids ? [{ kind: "idIn", ids: filter.ids }] : accessConditions(filter.viewer);
 	if (filter.visibility) where.push({ kind: "equals", field: "visibility", value: filter.visibility });
 	if (filter.category !== undefined) where.push({ kind: "equals", field: "category", value: filter.category });
 	if (filter.owner !== undefined) where.push({ kind: "equals", field: "owner", value: filter.owner });
@@ -64,6 +66,8 @@ function queryConditions(query: NonNullable<ImageFilter["query"]>): SearchCondit
 	// into filter.owner (images.list, ownerIdOf). Searching the stored name instead would hand a
 	// deleted account's images to whoever registers its name next.
 	if (query.ownerName !== undefined) throw new Error("owner: must be resolved to an account id (filter.owner) before searching");
+	// Likewise `album:`, whose images and who may see them only the albums service knows.
+	if (query.album !== undefined) throw new Error("album: must be resolved to image ids (filter.ids) before searching");
 	const where: SearchCondition[] = query.words.map(word => ({ kind: "word", word }));
 	if (query.prefix) where.push({ kind: "wordPrefix", prefix: query.prefix });
 	for (const phrase of query.phrases) where.push({ kind: "phrase", phrase }, ...keywordsInPhrase(phrase));

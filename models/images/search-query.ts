@@ -10,6 +10,7 @@
  *                           (see multiWordTagCandidates); otherwise tag:golden and the word
  *   name:beach  desc:"in the park"   a phrase in the name, or in the description, only
  *   category:nature  owner:alice
+ *   album:<id>              the images of an album the caller owns or is a member of
  *   date:2024  date:03-2024  date:2024-03  date:15-03-2024  date:2024-03-15
  *   from:03-2024  to:2024   inclusive whole days in UTC; all date terms intersect
  *
@@ -39,6 +40,8 @@ export interface SearchQuery {
 	category?: string;
 	/** Owner username; when repeated, the last one counts. */
 	ownerName?: string;
+	/** Album id, as typed (ids are case-sensitive); when repeated, the last one counts. */
+	album?: string;
 	/** Inclusive lower bound on createdAt (ISO timestamp). */
 	createdFrom?: string;
 	/** Exclusive upper bound on createdAt (ISO timestamp). */
@@ -163,7 +166,7 @@ function invalidQuery(message: string, data: Record<string, unknown>): BadReques
 // ---------------------------------------------------------------------------------------------
 // Scanner: one left-to-right pass; every loop advances the position, so the work is linear.
 
-const KEYS = ["tag", "category", "owner", "name", "desc", "date", "from", "to"] as const;
+const KEYS = ["tag", "category", "owner", "album", "name", "desc", "date", "from", "to"] as const;
 type Key = (typeof KEYS)[number];
 /** Other spellings of a key: `tags:`, as stock-image sites write it. */
 const KEY_ALIASES: Readonly<Record<string, Key>> = { tags: "tag" };
@@ -266,6 +269,7 @@ class QueryBuilder {
 	private readonly tagGroups: string[][] = [];
 	private category?: string;
 	private ownerName?: string;
+	private album?: string;
 	private createdFrom?: string;
 	private createdBefore?: string;
 
@@ -285,6 +289,7 @@ class QueryBuilder {
 			tagGroups: this.tagGroups,
 			category: this.category,
 			ownerName: this.ownerName,
+			album: this.album,
 			createdFrom: this.createdFrom,
 			createdBefore: this.createdBefore
 		};
@@ -311,6 +316,7 @@ class QueryBuilder {
 		if (key === "name" || key === "desc") this.addFieldPhrase(key === "name" ? "name" : "description", phraseTextOf(value));
 		else if (key === "category") this.category = value.toLowerCase();
 		else if (key === "owner") this.ownerName = value;
+		else if (key === "album") this.album = value;
 		else this.addDateRange(key, dateSpanOf(value, raw));
 	}
 
@@ -332,7 +338,7 @@ class QueryBuilder {
 }
 
 function countTerms(query: SearchQuery): number {
-	const optional = [query.prefix, query.category, query.ownerName, query.createdFrom, query.createdBefore];
+	const optional = [query.prefix, query.category, query.ownerName, query.album, query.createdFrom, query.createdBefore];
 	return (
 		query.words.length +
 		query.phrases.length +

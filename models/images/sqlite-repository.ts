@@ -363,6 +363,9 @@ function withCondition(where: Conditions, condition: SearchCondition, plan: Plan
 			const from = condition.from ? and(where, "i.created_at >= ?", condition.from) : where;
 			return condition.before ? and(from, "i.created_at < ?", condition.before) : from;
 		}
+		case "idIn":
+			// One JSON parameter whatever the length of the list: primary key look-ups.
+			return and(where, "i.id IN (SELECT value FROM json_each(?))", JSON.stringify(condition.ids));
 	}
 }
 
@@ -398,12 +401,14 @@ function visibleBranches(conditions: SearchCondition[], plan: Plan): Conditions[
 }
 
 /**
- * The visibility column, made unusable by indexes (unary +) when a category, owner or date
+ * The visibility column, made unusable by indexes (unary +) when a category, owner, date or id-list
  * condition can lead instead: those are always narrower than "public", but SQLite's sampled
  * statistics (PRAGMA optimize) can rate them alike and pick the visibility index.
  */
 function visibilityColumn(conditions: SearchCondition[]): string {
-	const narrower = conditions.some(condition => (condition.kind === "equals" && condition.field !== "visibility") || condition.kind === "created");
+	const narrower = conditions.some(
+		condition => (condition.kind === "equals" && condition.field !== "visibility") || condition.kind === "created" || condition.kind === "idIn"
+	);
 	return narrower ? "+i.visibility" : "i.visibility";
 }
 

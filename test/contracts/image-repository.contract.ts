@@ -381,6 +381,27 @@ export function imageRepositoryContract(name: string, make: () => Promise<Contra
 				await assert.rejects(byQuery("owner:alice"), /owner/);
 			});
 
+			it("finds exactly the listed ids, whatever their owner and visibility (an album authorised them), with the other conditions", async () => {
+				const bobsPrivate = image({ owner: "u-bob", ownerName: "bob", visibility: "private", category: "nature" });
+				const alicesPublic = image({ category: "nature" });
+				const unlisted = image({ owner: "u-bob", ownerName: "bob", visibility: "private", category: "nature" });
+				await insert(bobsPrivate, alicesPublic, unlisted);
+				const ids = [bobsPrivate.id, alicesPublic.id, "img-missing"];
+				for (const viewer of [ALICE, null, ADMIN]) {
+					assert.deepEqual(await found({ viewer, ids }), idsOf(bobsPrivate, alicesPublic), `viewer ${viewer?.id ?? "anonymous"}`);
+				}
+				assert.deepEqual(await found({ viewer: ALICE, ids, visibility: "private" }), idsOf(bobsPrivate));
+				assert.deepEqual(await found({ viewer: ALICE, ids, query: parseSearchQuery("category:nature") }), idsOf(bobsPrivate, alicesPublic));
+				assert.deepEqual(await found({ viewer: ALICE, ids: [] }), []);
+				const page = await images.search({ viewer: ALICE, ids, sort: "-createdAt", limit: 1 });
+				assert.deepEqual([page.items.map(doc => doc.id), page.total], [[alicesPublic.id], 2]);
+			});
+
+			it("refuses a query whose album: was not resolved to image ids", async () => {
+				await insert(image());
+				await assert.rejects(byQuery("album:abc"), /album/);
+			});
+
 			it("filters by creation date ranges, whole days inclusive", async () => {
 				const at = (iso: string) => image({ createdAt: iso, updatedAt: iso });
 				const lastOf2023 = at("2023-12-31T23:59:59.999Z");

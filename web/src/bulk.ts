@@ -2,7 +2,9 @@
  * Bulk actions on the selected photos: make public or private, set the category, add tags,
  * delete. Each is one REST call per photo (PATCH or DELETE /api/images/:id), three at a time,
  * with a progress bar; photos that fail stay selected and are listed with the server's reason.
+ * "Add to album" is one call for them all (POST /api/albums/:id/images).
  */
+import type { AlbumSummary } from "../../models/albums/album.ts";
 import type { Category } from "../../models/categories/category.ts";
 import type { PublicImage } from "../../models/images/public-image.ts";
 import { api } from "./api.ts";
@@ -75,6 +77,7 @@ export function bulkBar(options: BulkOptions): BulkBar {
 				button("Make private", () => void run("made private", image => patch(image, { visibility: "private" }))),
 				button("Set category…", () => void setCategory()),
 				button("Add tags…", () => void addTags()),
+				button("Add to album…", () => void addToAlbum()),
 				button("Delete…", () => void remove(), { class: "danger" })
 			)
 		),
@@ -141,6 +144,25 @@ export function bulkBar(options: BulkOptions): BulkBar {
 			const known = new Set(mine.map(tag => tag.toLowerCase()));
 			return patch(image, { tags: [...mine, ...added.filter(tag => !known.has(tag.toLowerCase()))] });
 		});
+	}
+
+	/** Into an album the user may add to, or a new one named on the spot. */
+	async function addToAlbum(): Promise<void> {
+		const albums = (await api<{ items: AlbumSummary[] }>("GET", "/albums")).items.filter(album => album.role !== "viewer");
+		const select = h("select", { name: "bulk-album" }, ...albums.map(album => option(album.id, album.name)), option("", "A new album…"));
+		const ids = [...selection.ids];
+		const chosen = await ask("Add to album", `${count(ids.length)} of yours.`, "Add", { label: "Album", el: select });
+		if (chosen === null) return;
+		const name = chosen ? null : await ask("New album", "Its name:", "Create", { label: "Name", el: h("input", { name: "album-name", required: true, maxlength: 200 }) });
+		if (name === "") return;
+		try {
+			const albumId = chosen || (await api<{ album: AlbumSummary }>("POST", "/albums", { name })).album.id;
+			await api("POST", `/albums/${albumId}/images`, { ids });
+			selection.clear();
+			toast(`${count(ids.length)} added to ${chosen ? select.selectedOptions[0]!.textContent : name}`);
+		} catch (err) {
+			toast((err as Error).message, "error");
+		}
 	}
 
 	async function remove(): Promise<void> {

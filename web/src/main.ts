@@ -3,6 +3,8 @@ import type { PublicUser } from "../../models/users/user.ts";
 import { currentUser, onSessionChange, setSession } from "./api.ts";
 import { h, render, toast } from "./dom.ts";
 import { adminPage } from "./pages/admin.ts";
+import { albumPage } from "./pages/album.ts";
+import { albumsPage } from "./pages/albums.ts";
 import { detailPage } from "./pages/detail.ts";
 import { importPage, importsPage } from "./pages/imports.ts";
 import { jobsPage } from "./pages/jobs.ts";
@@ -35,6 +37,7 @@ function renderHeader(): void {
 						"ul",
 						{},
 						navLink("/", "Photos"),
+						navLink("/albums", "Albums"),
 						navLink("/upload", "Upload"),
 						navLink("/imports", "Imports"),
 						user.role === "admin" ? navLink("/admin", "Admin") : null,
@@ -51,6 +54,8 @@ route("/signin", signInPage("signin"));
 route("/register", signInPage("register"));
 route("/upload", uploadPage);
 route("/images/:id", detailPage);
+route("/albums", albumsPage);
+route("/albums/:id", albumPage);
 route("/imports", importsPage);
 route("/imports/:id", importPage);
 route("/admin", adminPage);

@@ -12,6 +12,7 @@ const NOTHING: SearchQuery = {
 	tagGroups: [],
 	category: undefined,
 	ownerName: undefined,
+	album: undefined,
 	createdFrom: undefined,
 	createdBefore: undefined
 };
@@ -119,6 +120,12 @@ describe("parseSearchQuery: terms", () => {
 	it("lower-cases category ids, keeps owner names as typed, and lets the last repetition win", () => {
 		assertParses("category:Nature owner:Alice", { category: "nature", ownerName: "Alice" });
 		assertParses("category:a category:b owner:x owner:y", { category: "b", ownerName: "y" });
+	});
+
+	it("keeps album ids as typed (they are case-sensitive), the last repetition winning", () => {
+		assertParses("album:AbC-_9 beach", { album: "AbC-_9", prefix: "beach" });
+		assertParses("ALBUM:one album:Two", { album: "Two" });
+		assertParses("album:", {});
 	});
 
 	it("ignores keys with empty values, as while the user is still typing", () => {
