@@ -303,6 +303,13 @@ const shares: ServiceSchema<ServiceSettingSchema, SharesMethods, SharesVars> = {
 				await this.repo.removeByTarget({ imageId: ctx.params.id });
 			}
 		},
+		// A deleted album takes its links with it (they would answer 404, its page being gone).
+		"album.deleted": {
+			params: { id: "string" },
+			async handler(ctx: Context<{ id: string }>) {
+				await this.repo.removeByTarget({ albumId: ctx.params.id });
+			}
+		},
 		// users.changed also tells of a deleted account (as albums hear it): its links go with it. Image
 		// links would go with its images anyway; album links would only stop answering.
 		"users.changed": {

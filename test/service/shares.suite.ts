@@ -321,6 +321,7 @@ export function sharesSuite(name: string, skip: string | undefined, startBackend
 			assert.deepEqual((await anonymous.get(link.url)).body.items, []);
 			assert.equal((await alice.delete(`/api/albums/${albumId}`)).status, 204);
 			assertJsonError(await anonymous.get(link.url), 404);
+			await waitFor("the album's link to go", async () => ((await alice.get(`/api/shares/${link.id}`)).status === 404 ? true : undefined));
 		});
 
 		it("serves the app's page for a browser opening a link", async () => {
