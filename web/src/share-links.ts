@@ -1,16 +1,23 @@
 /**
- * The owner's share links of one image, on its details page: make one (expiry, password, download
- * and metadata allowed), copy its URL (shown this once: the server keeps only the token's hash),
- * and revoke any of them.
+ * The owner's share links of one image (on its details page) or one album (on the album's page):
+ * make one (expiry, password, download and metadata allowed), copy its URL (shown this once: the
+ * server keeps only the token's hash), and revoke any of them.
  */
 import type { OwnerShare } from "../../models/shares/share-types.ts";
 import { api } from "./api.ts";
 import { field, formatDate, h, render, toast } from "./dom.ts";
 
-/** The image's links among the owner's (newest first, the first 100). */
-async function linksOf(imageId: string): Promise<OwnerShare[]> {
+/** What a link opens: an image or an album. */
+export type ShareTarget = { imageId: string } | { albumId: string };
+
+function opens(share: OwnerShare, target: ShareTarget): boolean {
+	return "imageId" in target ? share.imageId === target.imageId : share.albumId === target.albumId;
+}
+
+/** The target's links among the owner's (newest first, the first 100). */
+async function linksOf(target: ShareTarget): Promise<OwnerShare[]> {
 	const page = await api<{ items: OwnerShare[] }>("GET", "/shares?limit=100");
-	return page.items.filter(share => share.imageId === imageId);
+	return page.items.filter(share => opens(share, target));
 }
 
 function describe(share: OwnerShare): string {
@@ -36,13 +43,14 @@ function madeLink(url: string): HTMLElement {
 	return h("div", { role: "status" }, field("New share link", input, "Shown only now: copy it before leaving the page"), h("div", { class: "actions" }, copy));
 }
 
-export function shareLinks(imageId: string): HTMLElement {
+export function shareLinks(target: ShareTarget): HTMLElement {
+	const key = "imageId" in target ? target.imageId : target.albumId;
 	const list = h("ul", { class: "share-links", "aria-label": "Share links" });
 	const made = h("div", {});
 	const expires = h("input", { type: "datetime-local", name: "expiresAt" });
 	const password = h("input", { type: "password", name: "password", minlength: 4, maxlength: 256, autocomplete: "new-password" });
-	const allowDownload = h("input", { type: "checkbox", name: "allowDownload", id: `share-download-${imageId}`, checked: true });
-	const showMetadata = h("input", { type: "checkbox", name: "showMetadata", id: `share-metadata-${imageId}` });
+	const allowDownload = h("input", { type: "checkbox", name: "allowDownload", id: `share-download-${key}`, checked: true });
+	const showMetadata = h("input", { type: "checkbox", name: "showMetadata", id: `share-metadata-${key}` });
 	const create = h("button", { type: "submit" }, "Create share link");
 	const form = h(
 		"form",
@@ -56,7 +64,7 @@ export function shareLinks(imageId: string): HTMLElement {
 
 	async function refresh(): Promise<void> {
 		try {
-			const shares = await linksOf(imageId);
+			const shares = await linksOf(target);
 			render(list, ...shares.map(share => {
 				const revoke = h("button", { type: "button", class: "link danger" }, "Revoke");
 				revoke.addEventListener("click", async () => {
@@ -80,7 +88,7 @@ export function shareLinks(imageId: string): HTMLElement {
 		create.disabled = true;
 		try {
 			const { share } = await api<{ share: OwnerShare }>("POST", "/shares", {
-				imageId,
+				...target,
 				expiresAt: expires.value ? new Date(expires.value).toISOString() : undefined,
 				password: password.value || undefined,
 				allowDownload: allowDownload.checked,

@@ -241,7 +241,7 @@ export const detailPage: Page = async (main, { id }) => {
 						tagList(image),
 						mine ? h("div", { class: "actions" }, retag, image.status === "failed" ? reprocess : null) : null
 					),
-					h("section", { class: "card", "aria-label": "Share" }, h("h2", {}, "Share"), shareBox(image), mine ? shareLinks(image.id) : null),
+					h("section", { class: "card", "aria-label": "Share" }, h("h2", {}, "Share"), shareBox(image), mine ? shareLinks({ imageId: image.id }) : null),
 					downloadForm(image),
 					mine ? editForm(image, categories, draw) : null,
 					mine ? h("section", { class: "card", "aria-label": "Danger zone" }, deleteButton(image)) : null
