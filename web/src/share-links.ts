@@ -54,7 +54,7 @@ export function shareLinks(target: ShareTarget): HTMLElement {
 	const create = h("button", { type: "submit" }, "Create share link");
 	const form = h(
 		"form",
-		{ "aria-label": "New share link" },
+		{ "aria-label": "Make a share link" },
 		field("Expires", expires, "Empty: never"),
 		field("Password", password, "Optional"),
 		h("div", { class: "field check" }, allowDownload, h("label", { for: allowDownload.id }, "Allow downloading the original")),
