@@ -58,7 +58,7 @@ export function shareLinks(target: ShareTarget): HTMLElement {
 		field("Expires", expires, "Empty: never"),
 		field("Password", password, "Optional"),
 		h("div", { class: "field check" }, allowDownload, h("label", { for: allowDownload.id }, "Allow downloading the original")),
-		h("div", { class: "field check" }, showMetadata, h("label", { for: showMetadata.id }, "Include camera metadata and file name")),
+		h("div", { class: "field check" }, showMetadata, h("label", { for: showMetadata.id }, "Include camera metadata (EXIF, GPS)")),
 		create
 	);
 
