@@ -55,7 +55,8 @@ export interface ImageRepository {
 	insertMany(docs: ImageDoc[]): Promise<void>;
 	get(id: string): Promise<ImageDoc | null>;
 	update(id: string, patch: ImagePatch): Promise<ImageDoc | null>;
-	remove(id: string): Promise<ImageDoc | null>;
+	/** Deletes the image and returns it; with `onlyTrashed`, only if it is in the trash. Null if nothing was deleted. */
+	remove(id: string, options?: { onlyTrashed?: boolean }): Promise<ImageDoc | null>;
 	listByOwner(owner: string): Promise<ImageDoc[]>;
 	/** Atomically adds `by` to the view count; returns the new count, or null if no such image. */
 	incrementViews(id: string, by?: number): Promise<number | null>;

@@ -240,9 +240,10 @@ export class MongoImageRepository extends MongoBackend implements ImageRepositor
 		return this.run(async () => (await this.modify(id, () => ({ ...definedFields(patch), updatedAt: nowIso() })))?.after ?? null);
 	}
 
-	async remove(id: string): Promise<ImageDoc | null> {
+	async remove(id: string, options: { onlyTrashed?: boolean } = {}): Promise<ImageDoc | null> {
 		return this.run(async () => {
-			const record = await this.images.findOneAndDelete({ _id: id });
+			// In the image's lock: FerretDB v1 reads, then deletes, and a restore must not fall in between.
+			const record = await this.writes.run(id, () => this.images.findOneAndDelete(options.onlyTrashed ? { _id: id, trashedAt: { $ne: null } } : { _id: id }));
 			return record && fromRecord(record);
 		});
 	}

@@ -488,9 +488,10 @@ export class SqliteImageRepository implements ImageRepository {
 		});
 	}
 
-	async remove(id: string): Promise<ImageDoc | null> {
+	async remove(id: string, options: { onlyTrashed?: boolean } = {}): Promise<ImageDoc | null> {
 		// The side tables follow through ON DELETE CASCADE.
-		const row = this.db.prepare(`DELETE FROM images WHERE id = ? RETURNING ${IMAGE_COLUMNS}`).get(id);
+		const onlyTrashed = options.onlyTrashed ? " AND trashed_at IS NOT NULL" : "";
+		const row = this.db.prepare(`DELETE FROM images WHERE id = ?${onlyTrashed} RETURNING ${IMAGE_COLUMNS}`).get(id);
 		return row ? fromRow(row as unknown as ImageRow) : null;
 	}
 

@@ -829,6 +829,16 @@ export function imageRepositoryContract(name: string, make: () => Promise<Contra
 				assert.deepEqual(walked.totals, [3, 3]);
 			});
 
+			it("removes only a trashed image when asked to, so a purge never takes an image restored meanwhile", async () => {
+				const [doc] = await insert(image());
+				assert.equal(await images.remove(doc!.id, { onlyTrashed: true }), null);
+				assert.deepEqual(await images.get(doc!.id), doc);
+				await images.trash(doc!.id, AT);
+				assert.deepEqual(await images.remove(doc!.id, { onlyTrashed: true }), { ...doc!, trashedAt: AT });
+				assert.equal(await images.get(doc!.id), null);
+				assert.equal(await images.remove(doc!.id, { onlyTrashed: true }), null);
+			});
+
 			it("hands out the images trashed before a time, oldest first", async () => {
 				const [a, b, c] = await insert(image(), image(), image());
 				await images.trash(a!.id, "2025-06-03T00:00:00.000Z");
