@@ -9,6 +9,7 @@ import { jobsPage } from "./pages/jobs.ts";
 import { libraryPage } from "./pages/library.ts";
 import { notFoundPage } from "./pages/not-found.ts";
 import { signInPage } from "./pages/signin.ts";
+import { trashPage } from "./pages/trash.ts";
 import { uploadPage } from "./pages/upload.ts";
 import { interceptLinks, navigate, route, setGuard, show } from "./router.ts";
 
@@ -36,6 +37,7 @@ function renderHeader(): void {
 						navLink("/", "Photos"),
 						navLink("/upload", "Upload"),
 						navLink("/imports", "Imports"),
+						navLink("/trash", "Trash"),
 						user.role === "admin" ? navLink("/admin", "Admin") : null,
 						user.role === "admin" ? navLink("/jobs", "Jobs") : null,
 						h("li", { class: "me" }, h("span", {}, user.username), h("button", { type: "button", class: "link", onclick: () => setSession(null) }, "Sign out"))
@@ -52,6 +54,7 @@ route("/upload", uploadPage);
 route("/images/:id", detailPage);
 route("/imports", importsPage);
 route("/imports/:id", importPage);
+route("/trash", trashPage);
 route("/admin", adminPage);
 route("/jobs", jobsPage);
 // Last: any other path.
