@@ -62,7 +62,7 @@ export const ImageTrashMixin = imagesMixin({
 			async handler(ctx: ImagesContext<{ id: string }>) {
 				const doc = await this.repo.get(ctx.params.id);
 				if (!doc || doc.trashedAt === null || !canManage(this.viewerOf(ctx), doc)) throw new NotFoundError("Image", ctx.params.id);
-				await this.purgeImage(ctx, doc);
+				await this.deleteImage(ctx, doc, { onlyTrashed: true });
 				ctx.meta.$statusCode = 204;
 				return null;
 			}
@@ -104,20 +104,11 @@ export const ImageTrashMixin = imagesMixin({
 			if (trashed) ctx.emit("image.trashed", imageEvent(trashed));
 		},
 
-		/**
-		 * Deletes a trashed image for good. Only while it is still in the trash: one restored in the
-		 * meantime stays, bytes and all. One already gone (a concurrent purge) is released again,
-		 * which reference counting makes harmless, as a repeated deletion always was.
-		 */
-		async purgeImage(ctx: ImagesContext, doc: ImageDoc): Promise<boolean> {
-			return this.deleteImage(ctx, doc, { onlyTrashed: true });
-		},
-
 		/** Purges the images `next` hands out until it has none left; returns how many went. */
 		async purgeAll(ctx: ImagesContext, next: () => Promise<ImageDoc[]>): Promise<number> {
 			let purged = 0;
 			for (let batch = await next(); batch.length > 0; batch = await next()) {
-				for (const doc of batch) if (await this.purgeImage(ctx, doc)) purged++;
+				for (const doc of batch) if (await this.deleteImage(ctx, doc, { onlyTrashed: true })) purged++;
 			}
 			return purged;
 		}

@@ -322,7 +322,7 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			return user ? { id: user.id, role: user.role } : null;
 		},
 
-		/** The image if the caller may see it; 404 otherwise (never 403: existence stays private), and in the trash. */
+		/** The image if the caller may see it and it is not in the trash; 404 otherwise (never 403: existence stays private). */
 		async visibleImage(ctx: ImagesContext, id: string): Promise<ImageDoc> {
 			const doc = await this.liveImage(id);
 			if (!doc || !canSee(this.viewerOf(ctx), doc)) throw new NotFoundError("Image", id);
@@ -401,8 +401,10 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 		/**
 		 * Removing the document is the commit point: an orphaned blob is invisible, a document
 		 * without bytes is not. Once it is gone the deletion is done, whatever releasing the bytes
-		 * then does (releaseOrLog). With `onlyTrashed` (a purge), an image restored meanwhile stays.
-		 * True when this call removed the record.
+		 * then does (releaseOrLog). With `onlyTrashed` (a purge from the trash), only while the image
+		 * is still there: one restored meanwhile stays, bytes and all. One already gone (a concurrent
+		 * purge) is released again, which reference counting makes harmless, as a repeated deletion
+		 * always was. True when this call removed the record.
 		 */
 		async deleteImage(ctx: ImagesContext, doc: ImageDoc, options: { onlyTrashed?: boolean } = {}): Promise<boolean> {
 			const removed = await this.repo.remove(doc.id, options);

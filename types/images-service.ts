@@ -62,7 +62,6 @@ export interface ImagesMethods extends BlobReaderMethods {
 	// mixins/image-trash.mixin.ts
 	liveImage(id: string): Promise<ImageDoc | null>;
 	trashImage(ctx: ImagesContext, doc: ImageDoc): Promise<void>;
-	purgeImage(ctx: ImagesContext, doc: ImageDoc): Promise<boolean>;
 	purgeAll(ctx: ImagesContext, next: () => Promise<ImageDoc[]>): Promise<number>;
 	// mixins/image-delivery.mixin.ts
 	publicImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
