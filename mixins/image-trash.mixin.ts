@@ -99,9 +99,11 @@ export const ImageTrashMixin = imagesMixin({
 			return doc && doc.trashedAt === null ? doc : null;
 		},
 
+		/** Told once: a concurrent DELETE that finds the image trashed already changes nothing. */
 		async trashImage(ctx: ImagesContext, doc: ImageDoc): Promise<void> {
-			const trashed = await this.repo.trash(doc.id, nowIso());
-			if (trashed) ctx.emit("image.trashed", imageEvent(trashed));
+			const at = nowIso();
+			const trashed = await this.repo.trash(doc.id, at);
+			if (trashed?.trashedAt === at) ctx.emit("image.trashed", imageEvent(trashed));
 		},
 
 		/** Purges the images `next` hands out until it has none left; returns how many went. */
