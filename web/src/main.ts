@@ -11,6 +11,7 @@ import { jobsPage } from "./pages/jobs.ts";
 import { libraryPage } from "./pages/library.ts";
 import { notFoundPage } from "./pages/not-found.ts";
 import { signInPage } from "./pages/signin.ts";
+import { trashPage } from "./pages/trash.ts";
 import { uploadPage } from "./pages/upload.ts";
 import { interceptLinks, navigate, route, setGuard, show } from "./router.ts";
 
@@ -39,6 +40,7 @@ function renderHeader(): void {
 						navLink("/albums", "Albums"),
 						navLink("/upload", "Upload"),
 						navLink("/imports", "Imports"),
+						navLink("/trash", "Trash"),
 						user.role === "admin" ? navLink("/admin", "Admin") : null,
 						user.role === "admin" ? navLink("/jobs", "Jobs") : null,
 						h("li", { class: "me" }, h("span", {}, user.username), h("button", { type: "button", class: "link", onclick: () => setSession(null) }, "Sign out"))
@@ -57,6 +59,7 @@ route("/albums", albumsPage);
 route("/albums/:id", albumPage);
 route("/imports", importsPage);
 route("/imports/:id", importPage);
+route("/trash", trashPage);
 route("/admin", adminPage);
 route("/jobs", jobsPage);
 // Last: any other path.
