@@ -73,7 +73,8 @@ function image(prefix: string, i: number): ImageDoc {
 		renditions: [],
 		blob: `blob-${i}`,
 		createdAt,
-		updatedAt: createdAt
+		updatedAt: createdAt,
+		trashedAt: null
 	};
 }
 

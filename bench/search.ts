@@ -104,7 +104,8 @@ function imageOf(i: number, size: number): ImageDoc {
 		renditions: [],
 		blob: `blob-${i}`,
 		createdAt,
-		updatedAt: createdAt
+		updatedAt: createdAt,
+		trashedAt: null
 	};
 }
 

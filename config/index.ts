@@ -105,6 +105,10 @@ export interface Config {
 	gcGraceMs: number;
 	/** How often each storage node collects garbage and each imports node sweeps its temp files; 0 = never (on demand only). */
 	gcIntervalMs: number;
+	/** Days an image stays in the trash before it is purged for good (0: at the next sweep). */
+	trashRetentionDays: number;
+	/** How often each images node purges the trash of what is older than the retention; 0 = never. */
+	trashSweepIntervalMs: number;
 	/** Largest transform output (width × height); bigger requests get 400. */
 	transformMaxOutputPixels: number;
 	/** Bytes of transformed variants kept on the storage backend (LRU beyond that). */
@@ -368,6 +372,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		gcGraceMs: integer(env, "GC_GRACE_MS", 60 * 60_000, 1),
 		// At most setInterval's limit (about 24.8 days).
 		gcIntervalMs: bounded(env, "GC_INTERVAL_MS", 6 * 60 * 60_000, 0, 2 ** 31 - 1),
+		trashRetentionDays: integer(env, "TRASH_RETENTION_DAYS", 30, 0),
+		// At most setInterval's limit (about 24.8 days).
+		trashSweepIntervalMs: bounded(env, "TRASH_SWEEP_INTERVAL_MS", 60 * 60_000, 0, 2 ** 31 - 1),
 		transformMaxOutputPixels: integer(env, "TRANSFORM_MAX_OUTPUT_PIXELS", 50_000_000, 1),
 		transformCacheMaxBytes: integer(env, "TRANSFORM_CACHE_MAX_BYTES", 512 * 1024 * 1024, 0),
 		transformConcurrency: integer(env, "TRANSFORM_CONCURRENCY", availableParallelism(), 1),

@@ -117,7 +117,7 @@ export const ImageDeliveryMixin = imagesMixin({
 	methods: {
 		/** For share links: the image if it is public, and the request then counts as anonymous. */
 		async publicImage(ctx: ImagesContext, id: string): Promise<ImageDoc> {
-			const doc = await this.repo.get(id);
+			const doc = await this.liveImage(id);
 			if (!doc || doc.visibility !== "public") throw new NotFoundError("Image", id);
 			ctx.meta.user = null;
 			return doc;

@@ -4,7 +4,7 @@
  * the image as to a guest: no user (ctx.meta.user null, so nothing of the owner's rights applies)
  * and the link's grant in ctx.meta.grant, which the delivery methods read (whether the original
  * or only renditions, with or without metadata). What the link opens is checked by the caller;
- * here only that the image is there.
+ * here only that the image is there and not in the trash.
  */
 import type { Readable } from "node:stream";
 import type { ImageDoc } from "../models/images/image.ts";
@@ -55,9 +55,9 @@ export const SharedDeliveryMixin = imagesMixin({
 	},
 
 	methods: {
-		/** The image, served from here on as to an anonymous guest. */
+		/** The image unless it is in the trash (its links wait for a restore), served from here on as to an anonymous guest. */
 		async sharedImage(ctx: ImagesContext, id: string): Promise<ImageDoc> {
-			const doc = await this.repo.get(id);
+			const doc = await this.liveImage(id);
 			if (!doc) throw new NotFoundError("Image", id);
 			ctx.meta.user = null;
 			return doc;

@@ -10,6 +10,7 @@ import { getConfig } from "../config/index.ts";
 import { BlobReaderMixin } from "../mixins/blob-reader.mixin.ts";
 import { ImageDeliveryMixin } from "../mixins/image-delivery.mixin.ts";
 import { ImagePipelineMixin } from "../mixins/image-pipeline.mixin.ts";
+import { ImageTrashMixin } from "../mixins/image-trash.mixin.ts";
 import { SharedDeliveryMixin } from "../mixins/shared-delivery.mixin.ts";
 import { repositoryMixin } from "../mixins/repository.mixin.ts";
 import { openImageRepository } from "../models/backends.ts";
@@ -51,7 +52,7 @@ const COMPRESS_DEFAULTS = { format: "webp", quality: 70 };
 
 const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 	name: "images",
-	mixins: [repositoryMixin(() => openImageRepository(config), "The image metadata store"), BlobReaderMixin, ImageDeliveryMixin, SharedDeliveryMixin, ImagePipelineMixin],
+	mixins: [repositoryMixin(() => openImageRepository(config), "The image metadata store"), BlobReaderMixin, ImageDeliveryMixin, SharedDeliveryMixin, ImagePipelineMixin, ImageTrashMixin],
 	settings: { rest: "/" },
 
 	actions: {
@@ -238,11 +239,12 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			}
 		},
 
+		/** Moves the image to the trash (mixins/image-trash.mixin.ts), whence it can be restored. */
 		remove: {
 			rest: "DELETE /images/:id",
 			params: { $$strict: true, id: ID },
 			async handler(ctx: ImagesContext) {
-				await this.deleteImage(ctx, await this.editableImage(ctx, ctx.params.id));
+				await this.trashImage(ctx, await this.editableImage(ctx, ctx.params.id));
 				ctx.meta.$statusCode = 204;
 				return null;
 			}
@@ -342,13 +344,13 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 		},
 
 		/**
-		 * The image if the caller may see it: theirs, public, or in an album they own or are a member
-		 * of (then they see it as anyone who is not its owner does); 404 otherwise (never 403:
-		 * existence stays private). Albums are asked each time, so a removed member or image counts
-		 * at once.
+		 * The image if the caller may see it and it is not in the trash: theirs, public, or in an
+		 * album they own or are a member of (then they see it as anyone who is not its owner does);
+		 * 404 otherwise (never 403: existence stays private). Albums are asked each time, so a
+		 * removed member or image counts at once.
 		 */
 		async visibleImage(ctx: ImagesContext, id: string): Promise<ImageDoc> {
-			const doc = await this.repo.get(id);
+			const doc = await this.liveImage(id);
 			const viewer = this.viewerOf(ctx);
 			if (doc && canSee(viewer, doc)) return doc;
 			if (doc && viewer && (await this.albumGrantsView(ctx, id, viewer.id))) return doc;
@@ -376,7 +378,7 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 
 		/** Seeing a public image is not owning it: to others it is not there to edit. */
 		async editableImage(ctx: ImagesContext, id: string): Promise<ImageDoc> {
-			const doc = await this.repo.get(id);
+			const doc = await this.liveImage(id);
 			if (!doc || !canManage(this.viewerOf(ctx), doc)) throw new NotFoundError("Image", id);
 			return doc;
 		},
@@ -446,14 +448,19 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 		/**
 		 * Removing the document is the commit point: an orphaned blob is invisible, a document
 		 * without bytes is not. Once it is gone the deletion is done, whatever releasing the bytes
-		 * then does (releaseOrLog).
+		 * then does (releaseOrLog). With `onlyTrashed` (a purge from the trash), only while the image
+		 * is still there: one restored meanwhile stays, bytes and all. One already gone (a concurrent
+		 * purge) is released again, which reference counting makes harmless, as a repeated deletion
+		 * always was. True when this call removed the record.
 		 */
-		async deleteImage(ctx: ImagesContext, doc: ImageDoc): Promise<void> {
-			const removed = await this.repo.remove(doc.id);
+		async deleteImage(ctx: ImagesContext, doc: ImageDoc, options: { onlyTrashed?: boolean } = {}): Promise<boolean> {
+			const removed = await this.repo.remove(doc.id, options);
+			if (!removed && options.onlyTrashed && (await this.repo.get(doc.id))) return false;
 			await this.releaseOrLog(ctx, doc.blob, doc.id);
 			// The stored document, not the caller's copy: the pipeline may have added renditions since.
 			await this.releaseRenditions(ctx, doc.id, removed?.renditions ?? doc.renditions);
 			if (removed) ctx.emit("image.deleted", imageEvent(removed));
+			return removed !== null;
 		},
 
 		/** Saves a staged image and hands it to the processing pipeline. */

@@ -31,6 +31,9 @@ export interface ImagesVars extends BlobReaderVars {
 	repo: ImageRepository;
 	/** fastest-validator checker: true, or the list of problems. */
 	checkUploadFields: (value: Record<string, unknown>) => unknown;
+	/** The trash's retention sweep (mixins/image-trash.mixin.ts): its timer, and the sweep under way. */
+	trashTimer: NodeJS.Timeout | undefined;
+	trashSweep: Promise<unknown> | undefined;
 }
 
 export interface VariantOptions {
@@ -52,7 +55,7 @@ export interface ImagesMethods extends BlobReaderMethods {
 	stage(ctx: ImagesContext, stream: Readable, source: StagedSource, options: UploadOptions): Promise<ImageDoc>;
 	uploadOptions(ctx: ImagesContext, rawFields: Readonly<Record<string, string>>): Promise<UploadOptions>;
 	resolveCategory(ctx: ImagesContext, ref: string | undefined): Promise<string | null>;
-	deleteImage(ctx: ImagesContext, doc: ImageDoc): Promise<void>;
+	deleteImage(ctx: ImagesContext, doc: ImageDoc, options?: { onlyTrashed?: boolean }): Promise<boolean>;
 	commit(ctx: ImagesContext, doc: ImageDoc): Promise<void>;
 	commitAll(ctx: ImagesContext, docs: ImageDoc[]): Promise<void>;
 	// mixins/image-pipeline.mixin.ts
@@ -60,6 +63,10 @@ export interface ImagesMethods extends BlobReaderMethods {
 	restartPipeline(ctx: ImagesContext, id: string): Promise<void>;
 	releaseRenditions(ctx: ImagesContext, id: string, renditions: Rendition[]): Promise<void>;
 	releaseOrLog(ctx: ImagesContext, key: string, ref: string): Promise<void>;
+	// mixins/image-trash.mixin.ts
+	liveImage(id: string): Promise<ImageDoc | null>;
+	trashImage(ctx: ImagesContext, doc: ImageDoc): Promise<void>;
+	purgeAll(ctx: ImagesContext, next: () => Promise<ImageDoc[]>): Promise<number>;
 	// mixins/image-delivery.mixin.ts
 	publicImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
 	serveDownload(ctx: ImagesContext, doc: ImageDoc, query: TransformQuery): Promise<Readable | null>;

@@ -86,6 +86,11 @@ export interface ImageDoc {
 	blob: string;
 	createdAt: string;
 	updatedAt: string;
+	/**
+	 * When the image went to the trash (ISO time); null when it is not there. A trashed image is
+	 * in no listing and answers 404 to every read, yet keeps its bytes until it is purged.
+	 */
+	trashedAt: string | null;
 }
 
 export type SortKey = "createdAt" | "-createdAt" | "views" | "-views" | "name";

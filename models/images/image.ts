@@ -15,8 +15,12 @@ export type { CountAndBytes, ImageDoc, ImageMetadata, ImageStats, ImageStatus, P
 /** Every field of an ImageDoc but its id, for stores that map records field by field. */
 export const IMAGE_FIELDS = [
 	"owner", "ownerName", "name", "description", "filename", "contentType", "format", "size", "width", "height", "sha256",
-	"encrypted", "visibility", "category", "tags", "views", "status", "statusReason", "metadata", "renditions", "blob", "createdAt", "updatedAt"
+	"encrypted", "visibility", "category", "tags", "views", "status", "statusReason", "metadata", "renditions", "blob", "createdAt", "updatedAt",
+	"trashedAt"
 ] as const satisfies readonly (keyof ImageDoc)[];
+
+/** The orders of searches: the API's, and the trash's (most recently trashed first). */
+export type SearchSort = SortKey | "-trashedAt";
 
 /** Fields an owner or admin may change. */
 export type ImagePatch = Partial<Pick<ImageDoc, "name" | "description" | "tags" | "category" | "visibility" | "status">>;
@@ -36,10 +40,12 @@ export interface ImageFilter {
 	visibility?: Visibility;
 	/**
 	 * Exactly these images (an album's, `album:` in a search): the caller authorised them, so this
-	 * replaces the access rule instead of narrowing it.
+	 * replaces the access rule instead of narrowing it (the trash is still left out).
 	 */
 	ids?: string[];
-	sort: SortKey;
+	/** True: the trash (trashed images only); otherwise trashed images are left out. */
+	trashed?: boolean;
+	sort: SearchSort;
 	limit: number;
 	/** Opaque cursor from a previous page. */
 	cursor?: string;
@@ -54,7 +60,8 @@ export interface ImageRepository {
 	insertMany(docs: ImageDoc[]): Promise<void>;
 	get(id: string): Promise<ImageDoc | null>;
 	update(id: string, patch: ImagePatch): Promise<ImageDoc | null>;
-	remove(id: string): Promise<ImageDoc | null>;
+	/** Deletes the image and returns it; with `onlyTrashed`, only if it is in the trash. Null if nothing was deleted. */
+	remove(id: string, options?: { onlyTrashed?: boolean }): Promise<ImageDoc | null>;
 	listByOwner(owner: string): Promise<ImageDoc[]>;
 	/** Atomically adds `by` to the view count; returns the new count, or null if no such image. */
 	incrementViews(id: string, by?: number): Promise<number | null>;
@@ -85,6 +92,15 @@ export interface ImageRepository {
 	 * lost. Each returned image gets updatedAt = now, so concurrent reconcilers do not both take it.
 	 */
 	claimStuck(before: string, limit: number): Promise<ImageDoc[]>;
+	/**
+	 * Puts the image in the trash at `at` (ISO time); one already there keeps its time. Nothing
+	 * else changes. Returns the image as it is now, or null if there is no such image.
+	 */
+	trash(id: string, at: string): Promise<ImageDoc | null>;
+	/** Takes the image out of the trash exactly as it was; null if there is no such image. */
+	restore(id: string): Promise<ImageDoc | null>;
+	/** Images trashed before `before` (ISO time), oldest first: what the trash's retention purges. */
+	trashedBefore(before: string, limit: number): Promise<ImageDoc[]>;
 	/** True when the backend answers. */
 	ping(): Promise<boolean>;
 	close(): Promise<void>;

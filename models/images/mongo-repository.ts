@@ -59,9 +59,12 @@ function toRecord(doc: ImageDoc): ImageRecord {
 	return { _id: id, ...fields, ...searchFieldsOf(doc), rev: 0 };
 }
 
-/** Field by field, so nothing of the search fields (nor anything unknown) leaks out. */
+/**
+ * Field by field, so nothing of the search fields (nor anything unknown) leaks out. Documents
+ * stored before the trash existed have no trashedAt: they are not in it.
+ */
 function fromRecord(record: ImageRecord): ImageDoc {
-	return { id: record._id, ...pick(record, IMAGE_FIELDS), tags: record.tags.map(tagOf) };
+	return { id: record._id, ...pick(record, IMAGE_FIELDS), tags: record.tags.map(tagOf), trashedAt: record.trashedAt ?? null };
 }
 
 function tagOf(tag: Tag): Tag {
@@ -84,6 +87,9 @@ function compiled(condition: SearchCondition): Filter<ImageRecord> {
 	switch (condition.kind) {
 		case "equals":
 			return { [condition.field]: condition.value };
+		case "trashed":
+			// null also matches a missing field: the documents stored before the trash existed.
+			return { trashedAt: condition.trashed ? { $ne: null } : null };
 		case "publicOrOwnedBy":
 			return { $or: [{ visibility: "public" }, { owner: condition.owner }] };
 		case "anyTag":
@@ -195,6 +201,8 @@ export class MongoImageRepository extends MongoBackend implements ImageRepositor
 			{ key: { category: 1, createdAt: 1, _id: 1 } },
 			{ key: { ownerName: 1 } },
 			{ key: { sha256: 1 } },
+			// The trash's page and the retention sweep.
+			{ key: { trashedAt: 1, _id: 1 } },
 			{ key: { tagLabels: 1 } },
 			{ key: { keywords: 1 } }
 		]);
@@ -234,9 +242,10 @@ export class MongoImageRepository extends MongoBackend implements ImageRepositor
 		return this.run(async () => (await this.modify(id, () => ({ ...definedFields(patch), updatedAt: nowIso() })))?.after ?? null);
 	}
 
-	async remove(id: string): Promise<ImageDoc | null> {
+	async remove(id: string, options: { onlyTrashed?: boolean } = {}): Promise<ImageDoc | null> {
 		return this.run(async () => {
-			const record = await this.images.findOneAndDelete({ _id: id });
+			// In the image's lock: FerretDB v1 reads, then deletes, and a restore must not fall in between.
+			const record = await this.writes.run(id, () => this.images.findOneAndDelete(options.onlyTrashed ? { _id: id, trashedAt: { $ne: null } } : { _id: id }));
 			return record && fromRecord(record);
 		});
 	}
@@ -363,6 +372,31 @@ export class MongoImageRepository extends MongoBackend implements ImageRepositor
 				if (result?.after) claimed.push(result.after);
 			}
 			return claimed;
+		});
+	}
+
+	async trash(id: string, at: string): Promise<ImageDoc | null> {
+		return this.run(async () => {
+			const result = await this.modify(id, current => (current.trashedAt === null ? { trashedAt: at } : null));
+			return result && (result.after ?? result.before);
+		});
+	}
+
+	async restore(id: string): Promise<ImageDoc | null> {
+		return this.run(async () => {
+			const result = await this.modify(id, current => (current.trashedAt === null ? null : { trashedAt: null }));
+			return result && (result.after ?? result.before);
+		});
+	}
+
+	async trashedBefore(before: string, limit: number): Promise<ImageDoc[]> {
+		return this.run(async () => {
+			const records = await this.images
+				.find({ trashedAt: { $ne: null, $lt: before } })
+				.sort({ trashedAt: 1, _id: 1 })
+				.limit(limit)
+				.toArray();
+			return records.map(fromRecord);
 		});
 	}
 

@@ -77,6 +77,7 @@ export function newImageDoc(source: StagedSource, options: UploadOptions, probe:
 		renditions: [],
 		blob: ref.key,
 		createdAt: now,
-		updatedAt: now
+		updatedAt: now,
+		trashedAt: null
 	};
 }

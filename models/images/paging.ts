@@ -5,25 +5,27 @@
  * elsewhere never shift the next page.
  */
 import { BadRequestError } from "../shared/errors.ts";
-import type { ImageDoc, ImageFilter, Page, SearchPage, SortKey } from "./image.ts";
+import type { ImageDoc, ImageFilter, Page, SearchPage, SearchSort } from "./image.ts";
 
 export interface SortSpec {
-	field: "createdAt" | "views" | "name";
+	field: "createdAt" | "views" | "name" | "trashedAt";
 	descending: boolean;
 	/** The type of the field: cursors carrying anything else are rejected. */
 	valueType: "string" | "number";
 }
 
 /** The only sort orders, each tie-broken by id in the same direction. */
-const SORTS: Record<SortKey, SortSpec> = {
+const SORTS: Record<SearchSort, SortSpec> = {
 	createdAt: { field: "createdAt", descending: false, valueType: "string" },
 	"-createdAt": { field: "createdAt", descending: true, valueType: "string" },
 	views: { field: "views", descending: false, valueType: "number" },
 	"-views": { field: "views", descending: true, valueType: "number" },
-	name: { field: "name", descending: false, valueType: "string" }
+	name: { field: "name", descending: false, valueType: "string" },
+	// Only for the trash, whose images all have a trashedAt.
+	"-trashedAt": { field: "trashedAt", descending: true, valueType: "string" }
 };
 
-function sortSpecOf(sort: SortKey): SortSpec {
+function sortSpecOf(sort: SearchSort): SortSpec {
 	if (!Object.hasOwn(SORTS, sort)) throw new BadRequestError(`Unknown sort "${String(sort)}"`, "INVALID_SORT");
 	return SORTS[sort];
 }
@@ -33,18 +35,19 @@ function checkLimit(limit: number): void {
 }
 
 export interface Cursor {
-	sort: SortKey;
+	sort: SearchSort;
 	value: string | number;
 	id: string;
 }
 
-function encodeCursor(sort: SortKey, spec: SortSpec, doc: ImageDoc): string {
-	const cursor: Cursor = { sort, value: doc[spec.field], id: doc.id };
+function encodeCursor(sort: SearchSort, spec: SortSpec, doc: ImageDoc): string {
+	// trashedAt is null only outside the trash, which its sort never lists.
+	const cursor: Cursor = { sort, value: doc[spec.field]!, id: doc.id };
 	return Buffer.from(JSON.stringify(cursor)).toString("base64url");
 }
 
 /** Rejects anything a repository did not produce for this sort order. */
-function decodeCursor(text: string, sort: SortKey, spec: SortSpec): Cursor {
+function decodeCursor(text: string, sort: SearchSort, spec: SortSpec): Cursor {
 	let cursor: Partial<Cursor> | null = null;
 	try {
 		cursor = JSON.parse(Buffer.from(text, "base64url").toString("utf8")) as Partial<Cursor> | null;

@@ -10,6 +10,8 @@ import type { SearchableField } from "./search-query.ts";
 export type SearchCondition =
 	/** The field equals the value (owner is the owner's account id). */
 	| { kind: "equals"; field: "visibility" | "category" | "owner"; value: string }
+	/** In the trash (true) or not (false). */
+	| { kind: "trashed"; trashed: boolean }
 	/** Public, or owned by `owner`: what a signed-in user who is not an admin may see. */
 	| { kind: "publicOrOwnedBy"; owner: string }
 	/** At least one of these tag labels. */
@@ -29,7 +31,8 @@ export type SearchCondition =
 
 /** Everything of the filter except the cursor (that is also what a page's `total` counts). */
 export function searchConditions(filter: ImageFilter): SearchCondition[] {
-	const where: SearchCondition[] = filter.ids ? [{ kind: "idIn", ids: filter.ids }] : accessConditions(filter.viewer);
+	const trashed = filter.trashed ?? false;
+	const where: SearchCondition[] = filter.ids ? [trashCondition(trashed), { kind: "idIn", ids: filter.ids }] : accessConditions(filter.viewer, trashed);
 	if (filter.visibility) where.push({ kind: "equals", field: "visibility", value: filter.visibility });
 	if (filter.category !== undefined) where.push({ kind: "equals", field: "category", value: filter.category });
 	if (filter.owner !== undefined) where.push({ kind: "equals", field: "owner", value: filter.owner });
@@ -53,12 +56,21 @@ export function ownerIdOf(ids: readonly (string | null)[]): string | null | unde
 	return ids[0]!;
 }
 
-/** What a viewer may see at all (the one access rule, models/shared/access.ts). */
-export function accessConditions(viewer: Viewer): SearchCondition[] {
+/**
+ * What a viewer may see at all (the one access rule, models/shared/access.ts), and never what is
+ * in the trash, unless the trash itself (`trashed`) is listed.
+ */
+export function accessConditions(viewer: Viewer, trashed = false): SearchCondition[] {
+	const bin = trashCondition(trashed);
 	const scope = accessScope(viewer);
-	if (scope.all) return [];
-	if (scope.owner === null) return [{ kind: "equals", field: "visibility", value: "public" }];
-	return [{ kind: "publicOrOwnedBy", owner: scope.owner }];
+	if (scope.all) return [bin];
+	if (scope.owner === null) return [bin, { kind: "equals", field: "visibility", value: "public" }];
+	return [bin, { kind: "publicOrOwnedBy", owner: scope.owner }];
+}
+
+/** In the trash (true: listing the trash) or, everywhere else, not. */
+function trashCondition(trashed: boolean): SearchCondition {
+	return { kind: "trashed", trashed };
 }
 
 function queryConditions(query: NonNullable<ImageFilter["query"]>): SearchCondition[] {

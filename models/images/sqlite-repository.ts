@@ -130,7 +130,11 @@ const MIGRATIONS = [
 		INSERT INTO image_text (image_text, rowid, search_text) VALUES ('delete', old.rowid, old.search_text);
 		INSERT INTO image_text (rowid, search_text) VALUES (new.rowid, new.search_text);
 	END;
-	INSERT INTO image_text (image_text) VALUES ('rebuild');`
+	INSERT INTO image_text (image_text) VALUES ('rebuild');`,
+	// The trash: existing images are not in it (NULL). Listings filter on the column as they walk
+	// their own indexes; the trash's page and the retention sweep walk this small partial index.
+	`ALTER TABLE images ADD COLUMN trashed_at TEXT;
+	CREATE INDEX images_trashed ON images (trashed_at, id) WHERE trashed_at IS NOT NULL;`
 ];
 
 /** The images database, migrated; categories live in it too (models/categories/sqlite-repository.ts). */
@@ -168,12 +172,13 @@ interface ImageRow {
 	blob: string;
 	created_at: string;
 	updated_at: string;
+	trashed_at: string | null;
 }
 
 /** The ImageRow columns, for SELECT and RETURNING (search_text stays in the database). */
 const IMAGE_COLUMNS =
 	"id, owner, owner_name, name, description, filename, content_type, format, size, width, height, sha256, " +
-	"encrypted, visibility, category, tags, views, status, status_reason, metadata, renditions, blob, created_at, updated_at";
+	"encrypted, visibility, category, tags, views, status, status_reason, metadata, renditions, blob, created_at, updated_at, trashed_at";
 
 function toRow(doc: ImageDoc): ImageRow {
 	return {
@@ -200,7 +205,8 @@ function toRow(doc: ImageDoc): ImageRow {
 		renditions: JSON.stringify(doc.renditions),
 		blob: doc.blob,
 		created_at: doc.createdAt,
-		updated_at: doc.updatedAt
+		updated_at: doc.updatedAt,
+		trashed_at: doc.trashedAt
 	};
 }
 
@@ -230,7 +236,8 @@ function fromRow(row: ImageRow): ImageDoc {
 		renditions: JSON.parse(row.renditions) as Rendition[],
 		blob: row.blob,
 		createdAt: row.created_at,
-		updatedAt: row.updated_at
+		updatedAt: row.updated_at,
+		trashedAt: row.trashed_at
 	};
 }
 
@@ -347,6 +354,8 @@ function withCondition(where: Conditions, condition: SearchCondition, plan: Plan
 	switch (condition.kind) {
 		case "equals":
 			return and(where, `${condition.field === "visibility" ? visibility : EQUALS_COLUMNS[condition.field]} = ?`, condition.value);
+		case "trashed":
+			return and(where, condition.trashed ? "i.trashed_at IS NOT NULL" : "i.trashed_at IS NULL");
 		case "publicOrOwnedBy":
 			return and(where, "(i.visibility = ? OR i.owner = ?)", "public", condition.owner);
 		case "anyTag":
@@ -426,7 +435,7 @@ function unionOf(branches: Conditions[], columns: string): { withSql: string; sq
 }
 
 /** The column of each sort field: fixed names, never input. */
-const SORT_COLUMNS: Record<SortSpec["field"], string> = { createdAt: "created_at", views: "views", name: "name" };
+const SORT_COLUMNS: Record<SortSpec["field"], string> = { createdAt: "created_at", views: "views", name: "name", trashedAt: "trashed_at" };
 
 /** Names the result columns, which a compound SELECT can only be ordered by. */
 function orderBySql(spec: SortSpec): string {
@@ -484,9 +493,10 @@ export class SqliteImageRepository implements ImageRepository {
 		});
 	}
 
-	async remove(id: string): Promise<ImageDoc | null> {
+	async remove(id: string, options: { onlyTrashed?: boolean } = {}): Promise<ImageDoc | null> {
 		// The side tables follow through ON DELETE CASCADE.
-		const row = this.db.prepare(`DELETE FROM images WHERE id = ? RETURNING ${IMAGE_COLUMNS}`).get(id);
+		const onlyTrashed = options.onlyTrashed ? " AND trashed_at IS NOT NULL" : "";
+		const row = this.db.prepare(`DELETE FROM images WHERE id = ?${onlyTrashed} RETURNING ${IMAGE_COLUMNS}`).get(id);
 		return row ? fromRow(row as unknown as ImageRow) : null;
 	}
 
@@ -612,6 +622,18 @@ export class SqliteImageRepository implements ImageRepository {
 		});
 	}
 
+	async trash(id: string, at: string): Promise<ImageDoc | null> {
+		return this.setTrashedAt(id, at, "trashed_at IS NULL");
+	}
+
+	async restore(id: string): Promise<ImageDoc | null> {
+		return this.setTrashedAt(id, null, "trashed_at IS NOT NULL");
+	}
+
+	async trashedBefore(before: string, limit: number): Promise<ImageDoc[]> {
+		return this.all(`SELECT ${IMAGE_COLUMNS} FROM images i WHERE i.trashed_at IS NOT NULL AND i.trashed_at < ? ORDER BY i.trashed_at, i.id LIMIT ?`, [before, limit]);
+	}
+
 	async ping(): Promise<boolean> {
 		return this.db.prepare("SELECT 1 AS ok").get() !== undefined;
 	}
@@ -628,10 +650,10 @@ export class SqliteImageRepository implements ImageRepository {
 				.prepare(
 					`INSERT INTO images (id, owner, owner_name, name, description, filename, content_type, format, size, width,
 						height, sha256, encrypted, visibility, category, tags, views, status, status_reason, metadata, renditions, blob,
-						created_at, updated_at, search_text)
+						created_at, updated_at, trashed_at, search_text)
 					 VALUES (:id, :owner, :owner_name, :name, :description, :filename, :content_type, :format, :size, :width,
 						:height, :sha256, :encrypted, :visibility, :category, :tags, :views, :status, :status_reason, :metadata, :renditions, :blob,
-						:created_at, :updated_at, :search_text)`
+						:created_at, :updated_at, :trashed_at, :search_text)`
 				)
 				.run({ ...toRow(doc), search_text: index.text });
 		} catch (err) {
@@ -639,6 +661,15 @@ export class SqliteImageRepository implements ImageRepository {
 			throw err;
 		}
 		this.writeSideTables(doc, index);
+	}
+
+	/**
+	 * Sets trashed_at when `when` (a fixed SQL condition) holds, else leaves the image as it is:
+	 * trashing twice keeps the first time. Touches nothing else, so a restore is exact.
+	 */
+	private setTrashedAt(id: string, at: string | null, when: "trashed_at IS NULL" | "trashed_at IS NOT NULL"): ImageDoc | null {
+		this.db.prepare(`UPDATE images SET trashed_at = ? WHERE id = ? AND ${when}`).run(at, id);
+		return this.find(id);
 	}
 
 	private find(id: string): ImageDoc | null {

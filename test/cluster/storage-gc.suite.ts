@@ -4,8 +4,9 @@
  * allows one REPL per process): a front node (gateway, images, worker, transform) and a storage
  * node of its own over Redis. Leaks are made the way faults make them: bytes stored for an image
  * that was never inserted (a crash between the two), a second set of renditions under the same
- * references (a worker killed after storing its set: the rerun stores another), a DELETE while
- * the storage node is down (it stands, its releases fail), cached variants of an image deleted.
+ * references (a worker killed after storing its set: the rerun stores another), a purge from the
+ * trash while the storage node is down (it stands, its releases fail), cached variants of an image
+ * deleted.
  * The collector is driven through the REPL's `storage gc` and the admin REST API, with a short
  * GC_GRACE_MS; and it must never take what a live image or a put in flight holds.
  */
@@ -187,6 +188,7 @@ export function storageGcSuite(backend: string, skip: string | undefined, startB
 			await waitFor("both variants cached", async () => ((await cache()).entries === entriesBefore + 2 ? true : undefined));
 			const liveVariant = (await variantOf(live)).bytes;
 			assert.equal((await alice.delete(`/api/images/${deleted.id}`)).status, 204);
+			assert.equal((await alice.delete(`/api/trash/${deleted.id}`)).status, 204);
 
 			await pastGrace(Date.now());
 			assert.match(await replGc(), /^Collected on /m);
@@ -197,13 +199,14 @@ export function storageGcSuite(backend: string, skip: string | undefined, startB
 			assert.equal((await cache()).hits, hits + 1);
 		});
 
-		it("reclaims the blobs of a DELETE that could not release them while the storage node was down", async () => {
+		it("reclaims the blobs of a purge that could not release them while the storage node was down", async () => {
 			const doc = await uploadReady(alice, "mug-cc0.jpeg");
+			assert.equal((await alice.delete(`/api/images/${doc.id}`)).status, 204);
 			store.process.kill("SIGKILL");
 			await store.stop({ keepData: true });
 			await waitForCluster("the storage node gone", () => !storageUp());
-			// Removing the record is the commit point: the DELETE stands, the bytes are left to the collector.
-			assert.equal((await alice.delete(`/api/images/${doc.id}`)).status, 204);
+			// Removing the record is the commit point: the purge stands, the bytes are left to the collector.
+			assert.equal((await alice.delete(`/api/trash/${doc.id}`)).status, 204);
 			assert.equal((await alice.get(`/api/images/${doc.id}`)).status, 404);
 
 			store = await startStore(store.dataDir);

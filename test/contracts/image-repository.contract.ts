@@ -67,6 +67,7 @@ function image(overrides: Partial<ImageDoc> = {}): ImageDoc {
 		blob: `blob-${sequence}`,
 		createdAt,
 		updatedAt: createdAt,
+		trashedAt: null,
 		...overrides
 	};
 }
@@ -787,6 +788,87 @@ export function imageRepositoryContract(name: string, make: () => Promise<Contra
 				assert.deepEqual((await images.claimStuck(cutoff, 1)).map(doc => doc.id), [old1.id]);
 				assert.deepEqual((await images.claimStuck(cutoff, 10)).map(doc => doc.id), [old2.id]);
 				assert.deepEqual(await images.claimStuck(cutoff, 10), [], "claimed images count as fresh");
+			});
+		});
+
+		describe("trash", () => {
+			const AT = "2025-06-01T10:00:00.000Z";
+			const LATER = "2025-06-02T10:00:00.000Z";
+
+			it("stores a trashed document unchanged", async () => {
+				const doc = image({ trashedAt: AT });
+				await images.insert(doc);
+				assert.deepEqual(await images.get(doc.id), doc);
+			});
+
+			it("trashes an image: get() still has it, no listing, search, count, stats or tag look-up does", async () => {
+				const [doc, other] = await insert(image({ name: "Binned", tags: tags("bin"), size: 5, views: 3 }), image({ size: 7 }));
+				const trashed = await images.trash(doc!.id, AT);
+				assert.deepEqual(trashed, { ...doc!, trashedAt: AT });
+				assert.deepEqual(await images.get(doc!.id), trashed, "its bytes' owner still finds it");
+				for (const viewer of [ADMIN, ALICE, null]) {
+					const page = await images.search({ viewer, sort: "-createdAt", limit: 10 });
+					assert.deepEqual(page.items.map(item => item.id), [other!.id]);
+					assert.equal(page.total, 1);
+					assert.deepEqual((await images.stats(viewer)).images, { count: 1, bytes: 7 });
+					assert.equal((await images.stats(viewer)).totalViews, 0);
+					assert.deepEqual(await images.existingTags(["bin"], viewer), []);
+				}
+				assert.deepEqual(await byQuery("binned"), []);
+				assert.deepEqual(await found({ tags: ["bin"] }), []);
+				assert.deepEqual(await found({ owner: "u-alice" }), [other!.id]);
+				assert.deepEqual(await images.existingSha256([doc!.sha256]), [doc!.sha256], "a trashed image keeps its bytes");
+			});
+
+			it("trashes once (the first time stays) and restores exactly as it was", async () => {
+				const [doc] = await insert(image({ name: "Back", tags: tags("again"), visibility: "private" }));
+				await images.incrementViews(doc!.id, 2);
+				const kept = { ...doc!, views: 2 };
+				await images.trash(doc!.id, AT);
+				assert.deepEqual(await images.trash(doc!.id, LATER), { ...kept, trashedAt: AT }, "trashing again changes nothing");
+				assert.deepEqual(await images.restore(doc!.id), kept);
+				assert.deepEqual(await images.get(doc!.id), kept);
+				assert.deepEqual(await images.restore(doc!.id), kept, "restoring again changes nothing");
+				assert.deepEqual(await byQuery("back"), [doc!.id]);
+				assert.deepEqual(await found({ tags: ["again"] }), [doc!.id]);
+				assert.equal(await images.trash("missing", AT), null);
+				assert.equal(await images.restore("missing"), null);
+			});
+
+			it("lists the trash, most recently trashed first, by owner or all of it, in keyset pages", async () => {
+				const [a, b, c, live] = await insert(image(), image({ owner: "u-bob", ownerName: "bob", visibility: "private" }), image({ visibility: "private" }), image());
+				await images.trash(a!.id, "2025-06-01T10:00:00.000Z");
+				await images.trash(b!.id, "2025-06-01T11:00:00.000Z");
+				await images.trash(c!.id, "2025-06-01T12:00:00.000Z");
+				const trash = (filter: Partial<ImageFilter>) => found({ trashed: true, sort: "-trashedAt", ...filter });
+				assert.deepEqual(await trash({}), idsOf(c!, b!, a!));
+				assert.deepEqual(await trash({ viewer: ALICE, owner: "u-alice" }), idsOf(c!, a!));
+				assert.deepEqual(await trash({ viewer: BOB, owner: "u-bob" }), idsOf(b!));
+				assert.ok(!(await trash({})).includes(live!.id));
+				const walked = await walk({ viewer: ADMIN, trashed: true, sort: "-trashedAt", limit: 2 });
+				assert.deepEqual(walked.seen, idsOf(c!, b!, a!));
+				assert.deepEqual(walked.totals, [3, 3]);
+			});
+
+			it("removes only a trashed image when asked to, so a purge never takes an image restored meanwhile", async () => {
+				const [doc] = await insert(image());
+				assert.equal(await images.remove(doc!.id, { onlyTrashed: true }), null);
+				assert.deepEqual(await images.get(doc!.id), doc);
+				await images.trash(doc!.id, AT);
+				assert.deepEqual(await images.remove(doc!.id, { onlyTrashed: true }), { ...doc!, trashedAt: AT });
+				assert.equal(await images.get(doc!.id), null);
+				assert.equal(await images.remove(doc!.id, { onlyTrashed: true }), null);
+			});
+
+			it("hands out the images trashed before a time, oldest first", async () => {
+				const [a, b, c] = await insert(image(), image(), image());
+				await images.trash(a!.id, "2025-06-03T00:00:00.000Z");
+				await images.trash(b!.id, "2025-06-01T00:00:00.000Z");
+				await images.trash(c!.id, "2025-06-09T00:00:00.000Z");
+				await insert(image());
+				assert.deepEqual(idsOf(...(await images.trashedBefore("2025-06-05T00:00:00.000Z", 10))), idsOf(b!, a!));
+				assert.deepEqual(idsOf(...(await images.trashedBefore("2025-06-05T00:00:00.000Z", 1))), idsOf(b!));
+				assert.deepEqual(await images.trashedBefore("2025-01-01T00:00:00.000Z", 10), []);
 			});
 		});
 

@@ -34,7 +34,7 @@ it("SQLite: keeps data across reopening and migrates once, beside other schemas 
 		db.prepare("INSERT INTO other_things (x, y) VALUES (?, ?)").run("a", "b");
 		const versions = db.prepare("SELECT schema, version FROM schema_versions ORDER BY schema").all();
 		assert.deepEqual(versions.map(row => ({ ...row })), [
-			{ schema: "images", version: 3 },
+			{ schema: "images", version: 4 },
 			{ schema: "other", version: 2 }
 		]);
 		assert.deepEqual({ ...db.prepare("PRAGMA journal_mode").get() }, { journal_mode: "wal" });
@@ -57,7 +57,7 @@ it("SQLite: migration 3 indexes the phrases of the images stored before it", asy
 			id: "old", owner: "u-alice", ownerName: "alice", name: "Lighthouse at dawn", description: "", filename: "a.png",
 			contentType: "image/png", format: "png", size: 1, width: 1, height: 1, sha256: "0".repeat(64), encrypted: false,
 			visibility: "public", category: null, tags: [], views: 0, status: "ready", statusReason: null, metadata: null,
-			renditions: [], blob: "b", createdAt, updatedAt: createdAt
+			renditions: [], blob: "b", createdAt, updatedAt: createdAt, trashedAt: null
 		});
 		await before.close();
 
@@ -67,12 +67,43 @@ it("SQLite: migration 3 indexes the phrases of the images stored before it", asy
 			DROP INDEX images_visibility_views; DROP INDEX images_visibility_name; DROP INDEX images_unlisted_created;
 			DROP INDEX images_unlisted_views; DROP INDEX images_unlisted_name; DROP INDEX images_category;
 			CREATE INDEX images_category ON images (category);
+			DROP INDEX images_trashed; ALTER TABLE images DROP COLUMN trashed_at;
 			UPDATE schema_versions SET version = 2 WHERE schema = 'images';`);
 		closeDatabase(db);
 
 		const after = new SqliteImageRepository(file);
 		const page = await after.search({ viewer: null, query: parseSearchQuery('"ighthous"'), sort: "-createdAt", limit: 10 });
 		assert.deepEqual(page.items.map(doc => doc.id), ["old"]);
+		await after.close();
+	} finally {
+		await removeDir();
+	}
+});
+
+it("SQLite: migration 4 keeps the images stored before it out of the trash", async () => {
+	const { file, removeDir } = await tempDatabaseFile();
+	try {
+		const createdAt = "2024-01-01T00:00:00.000Z";
+		const before = new SqliteImageRepository(file);
+		await before.insert({
+			id: "old", owner: "u-alice", ownerName: "alice", name: "Kept", description: "", filename: "a.png",
+			contentType: "image/png", format: "png", size: 1, width: 1, height: 1, sha256: "0".repeat(64), encrypted: false,
+			visibility: "public", category: null, tags: [], views: 0, status: "ready", statusReason: null, metadata: null,
+			renditions: [], blob: "b", createdAt, updatedAt: createdAt, trashedAt: null
+		});
+		await before.close();
+
+		// Back to the file as version 3 left it: no trash column.
+		const db = openDatabase(file);
+		db.exec("DROP INDEX images_trashed; ALTER TABLE images DROP COLUMN trashed_at; UPDATE schema_versions SET version = 3 WHERE schema = 'images';");
+		closeDatabase(db);
+
+		const after = new SqliteImageRepository(file);
+		assert.equal((await after.get("old"))?.trashedAt, null);
+		const page = await after.search({ viewer: null, sort: "-createdAt", limit: 10 });
+		assert.deepEqual(page.items.map(doc => doc.id), ["old"]);
+		await after.trash("old", "2025-01-01T00:00:00.000Z");
+		assert.deepEqual((await after.search({ viewer: null, sort: "-createdAt", limit: 10 })).items, []);
 		await after.close();
 	} finally {
 		await removeDir();

@@ -540,7 +540,7 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 		await tileOf("lake").getByRole("checkbox").click();
 		await bar().getByRole("button", { name: "Delete…" }).click();
 		await page.getByRole("dialog", { name: "Delete 2 photos?" }).getByRole("button", { name: "Delete" }).click();
-		await done("2 photos deleted");
+		await done("2 photos moved to trash");
 		assert.equal(await tileOf("dunes").count(), 0);
 		assert.equal(await tileOf("lake").count(), 0);
 		for (const name of ["dunes", "lake"]) assert.equal((await owned.get(`/api/images/${ids.get(name)}`)).status, 404, name);
@@ -876,12 +876,37 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 		await page.keyboard.press("Escape");
 		await dialog.waitFor({ state: "hidden" });
 		await page.getByRole("heading", { level: 1, name: "hummingbird" }).waitFor();
-		await page.getByRole("button", { name: "Delete…" }).click();
-		await dialog.getByRole("button", { name: "Delete" }).click();
-		await page.getByRole("heading", { name: "Photos" }).waitFor();
-		await page.getByText(`${before - 1} photos`).waitFor();
+		const deleteIt = async () => {
+			await page.getByRole("button", { name: "Delete…" }).click();
+			await dialog.getByRole("button", { name: "Delete" }).click();
+			await page.getByRole("heading", { name: "Photos" }).waitFor();
+			await page.getByText(`${before - 1} photos`).waitFor();
+		};
+		await deleteIt();
 		assert.equal(await page.locator(".tile", { hasText: "hummingbird" }).count(), 0);
 		assert.equal((await owned.get("/api/images?q=hummingbird")).body.total, 0);
+
+		// "Moved to trash", with Undo: back on the photo's page, and in the library again.
+		await page.locator("#toast", { hasText: "Moved to trash" }).getByRole("button", { name: "Undo" }).click();
+		await page.getByRole("heading", { level: 1, name: "hummingbird" }).waitFor();
+		assert.equal((await owned.get("/api/images?q=hummingbird")).body.total, 1);
+
+		// From the Trash page: restore, then delete forever.
+		await deleteIt();
+		await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Trash" }).click();
+		await page.getByRole("heading", { level: 1, name: "Trash" }).waitFor();
+		const trashed = () => page.locator(".trash-grid .tile", { hasText: "hummingbird" });
+		await trashed().getByRole("button", { name: "Restore" }).click();
+		await page.locator("#toast", { hasText: "“hummingbird” restored" }).waitFor();
+		assert.equal((await owned.get("/api/images?q=hummingbird")).body.total, 1);
+		const id = (await owned.get("/api/images?q=hummingbird")).body.items[0].id as string;
+		assert.equal((await owned.delete(`/api/images/${id}`)).status, 204);
+		await page.reload();
+		await trashed().getByRole("button", { name: "Delete forever" }).click();
+		await page.getByRole("dialog", { name: "Delete “hummingbird” forever?" }).getByRole("button", { name: "Delete forever" }).click();
+		await page.locator("#toast", { hasText: "“hummingbird” deleted for good" }).waitFor();
+		assert.equal(await trashed().count(), 0);
+		assert.equal((await owned.post(`/api/trash/${id}/restore`)).status, 404, "gone for good");
 	});
 
 	it("pages a sorted grid as the user scrolls, and loads the whole timeline", async () => {

@@ -126,6 +126,7 @@ describe("bad input", () => {
 		const next = await alice.upload([{ name: "dog.jpg", bytes: jpeg }]);
 		assert.equal(next.status, 201);
 		await alice.delete(`/api/images/${next.body.images[0].id}`);
+		await alice.delete(`/api/trash/${next.body.images[0].id}`);
 	});
 
 	it("answers 400 for malformed multipart and for a non-multipart upload", async () => {
@@ -147,6 +148,7 @@ describe("bad input", () => {
 		assert.ok(content.bytes.equals(jpeg));
 		assert.match(content.headers.get("content-disposition")!, /filename\*=UTF-8''passwd\.jpg/);
 		await alice.delete(`/api/images/${res.body.images[0].id}`);
+		await alice.delete(`/api/trash/${res.body.images[0].id}`);
 	});
 
 	it("refuses uploads without a valid token with 401", async () => {

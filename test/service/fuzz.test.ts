@@ -834,6 +834,9 @@ describe("fuzz: random and hostile requests to every REST route", { timeout: 240
 		for (const id of created) {
 			const res = await admin.delete(`/api/images/${id}`);
 			assert.ok(res.status === 204 || res.status === 404, `${id}: ${res.status}`);
+			// Out of the trash too, so its bytes go.
+			const purged = await admin.delete(`/api/trash/${id}`);
+			assert.ok(purged.status === 204 || purged.status === 404, `${id}: ${purged.status}`);
 		}
 		const left = await settledImages();
 		const unexpected = left.filter(image => !fixtures.has(image.id));

@@ -198,11 +198,14 @@ describe("images", () => {
 		const bytes = readFileSync(join(SHARED_IMAGES, "hummingbird.jpg"));
 		const copy = (await bob.upload([fileFrom(join(SHARED_IMAGES, "hummingbird.jpg"))])).body.images[0];
 		assert.equal(findFilesContaining(join(server.dataDir, "blobs"), bytes.subarray(2000, 2064)).length, 1);
+		// Deleting moves to the trash; purging it (test/service/trash.test.ts) releases the bytes.
 		assert.equal((await alice.delete(`/api/images/${ids["hummingbird.jpg"]}`)).status, 204);
+		assert.equal((await alice.delete(`/api/trash/${ids["hummingbird.jpg"]}`)).status, 204);
 		assert.equal((await alice.get(`/api/images/${ids["hummingbird.jpg"]}`)).status, 404);
 		const still = await bob.download(`/api/images/${copy.id}/content`);
 		assert.ok(still.bytes.equals(bytes));
 		assert.equal((await bob.delete(`/api/images/${copy.id}`)).status, 204);
+		assert.equal((await bob.delete(`/api/trash/${copy.id}`)).status, 204);
 		assert.equal(findFilesContaining(join(server.dataDir, "blobs"), bytes.subarray(2000, 2064)).length, 0);
 	});
 

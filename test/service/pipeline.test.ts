@@ -125,6 +125,8 @@ describe("ingest pipeline (embedded)", () => {
 		const needle = sample(rendered.renditions[1]!.bytes);
 		assert.equal(findFilesContaining(blobs(), needle).length, 1);
 		assert.equal((await alice.delete(`/api/images/${plain.id}`)).status, 204);
+		assert.equal(findFilesContaining(blobs(), needle).length, 1, "kept while the image is in the trash");
+		assert.equal((await alice.delete(`/api/trash/${plain.id}`)).status, 204);
 		assert.deepEqual(findFilesContaining(blobs(), needle), [], "renditions are released with the image");
 	});
 

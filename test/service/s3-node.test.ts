@@ -78,7 +78,10 @@ describe("a node on S3 (SeaweedFS)", { skip: s3SkipReason() }, () => {
 		assert.equal(existsSync(join(node.dataDir, "blobs")), false, "no blob on the node's disk");
 		assert.equal(existsSync(join(node.dataDir, "s3-index.db")), true, "the index beside the metadata");
 
-		for (const id of ids) assert.equal((await alice.delete(`/api/images/${id}`)).status, 204);
+		for (const id of ids) {
+			assert.equal((await alice.delete(`/api/images/${id}`)).status, 204);
+			assert.equal((await alice.delete(`/api/trash/${id}`)).status, 204, "purged: its bytes go");
+		}
 		const original = `sha256-${createHash("sha256").update(dog.bytes).digest("hex")}`;
 		await waitFor("the plain original to leave the index and the bucket", async () => {
 			const indexed = indexedObjects();

@@ -69,6 +69,9 @@ describe("refused uploads leak nothing", () => {
 				await untilProcessed(`${url}/${doc.id}`);
 				const res = await fetch(`${url}/${doc.id}`, { method: "DELETE", headers: { authorization: `Bearer ${token}` } });
 				assert.equal(res.status, 204);
+				// Out of the trash too, so its bytes go.
+				const purged = await fetch(`${server.url}/api/trash/${doc.id}`, { method: "DELETE", headers: { authorization: `Bearer ${token}` } });
+				assert.equal(purged.status, 204);
 			}
 			assert.ok((await settledFds(server, baseline)) <= baseline, `open descriptors: ${openFds(server)} after, ${baseline} before`);
 			assert.deepEqual(tempFiles(server), [], "no temp file left in blobs/tmp");

@@ -1,14 +1,15 @@
 /**
  * Bulk actions on the selected photos: make public or private, set the category, add tags,
- * delete. Each is one REST call per photo (PATCH or DELETE /api/images/:id), three at a time,
- * with a progress bar; photos that fail stay selected and are listed with the server's reason.
- * "Add to album" is one call for them all (POST /api/albums/:id/images).
+ * delete (to the trash, with Undo). Each is one REST call per photo (PATCH or DELETE
+ * /api/images/:id), three at a time, with a progress bar; photos that fail stay selected and are
+ * listed with the server's reason. "Add to album" is one call for them all (POST
+ * /api/albums/:id/images).
  */
 import type { AlbumSummary } from "../../models/albums/album.ts";
 import type { Category } from "../../models/categories/category.ts";
 import type { PublicImage } from "../../models/images/public-image.ts";
 import { api } from "./api.ts";
-import { field, h, option, toast } from "./dom.ts";
+import { field, h, option, toast, type ToastAction } from "./dom.ts";
 import type { Selection } from "./selection.ts";
 
 const PARALLEL = 3;
@@ -19,10 +20,12 @@ export interface BulkOptions {
 	categories: Category[];
 	onUpdated(image: PublicImage): void;
 	onDeleted(id: string): void;
+	/** Photos came back from the trash (the toast's Undo). */
+	onRestored(): void;
 }
 
 /** A modal question: resolves to the control's value (or "" without one), or null when cancelled. */
-function ask(title: string, text: string, confirm: string, control?: { label: string; el: HTMLInputElement | HTMLSelectElement }, danger = false): Promise<string | null> {
+export function ask(title: string, text: string, confirm: string, control?: { label: string; el: HTMLInputElement | HTMLSelectElement }, danger = false): Promise<string | null> {
 	const dialog = h(
 		"dialog",
 		{ "aria-label": title },
@@ -38,7 +41,7 @@ function ask(title: string, text: string, confirm: string, control?: { label: st
 	);
 }
 
-const count = (n: number) => `${n} photo${n === 1 ? "" : "s"}`;
+export const count = (n: number) => `${n} photo${n === 1 ? "" : "s"}`;
 
 /** A comma list of tags, as the API reads it. */
 const splitTags = (text: string) =>
@@ -89,8 +92,11 @@ export function bulkBar(options: BulkOptions): BulkBar {
 		options.onUpdated(await api<PublicImage>("PATCH", `/images/${image.id}`, body));
 	}
 
-	/** Runs `action` on every selected photo; the ones that succeed are deselected. */
-	async function run(done: string, action: (image: PublicImage) => Promise<void>): Promise<void> {
+	/**
+	 * Runs `action` on every selected photo; the ones that succeed are deselected. With `undo`, the
+	 * toast that says all went well offers to undo it for them.
+	 */
+	async function run(done: string, action: (image: PublicImage) => Promise<void>, undo?: (images: PublicImage[]) => ToastAction): Promise<void> {
 		const images = [...selection.ids].map(id => options.get(id)).filter(image => image !== undefined);
 		const failures: { image: PublicImage; message: string }[] = [];
 		let finished = 0;
@@ -119,7 +125,7 @@ export function bulkBar(options: BulkOptions): BulkBar {
 		if (failures.length === 0) {
 			// Nothing is left selected, so the bar goes: the outcome is said by the toast.
 			report.replaceChildren();
-			toast(`${count(succeeded)} ${done}`);
+			toast(`${count(succeeded)} ${done}`, "info", undo?.(images));
 			return;
 		}
 		report.replaceChildren(
@@ -167,11 +173,22 @@ export function bulkBar(options: BulkOptions): BulkBar {
 
 	async function remove(): Promise<void> {
 		const n = selection.ids.size;
-		if ((await ask(`Delete ${count(n)}?`, `${n === 1 ? "It" : "They"} will be deleted for good.`, "Delete", undefined, true)) === null) return;
-		await run("deleted", async image => {
-			await api("DELETE", `/images/${image.id}`);
-			options.onDeleted(image.id);
-		});
+		if ((await ask(`Delete ${count(n)}?`, `${n === 1 ? "It" : "They"} will be moved to the trash, where you can restore ${n === 1 ? "it" : "them"}.`, "Delete", undefined, true)) === null) return;
+		await run(
+			"moved to trash",
+			async image => {
+				await api("DELETE", `/images/${image.id}`);
+				options.onDeleted(image.id);
+			},
+			images => ({ label: "Undo", run: () => void restore(images) })
+		);
+	}
+
+	async function restore(images: PublicImage[]): Promise<void> {
+		const results = await Promise.allSettled(images.map(image => api("POST", `/trash/${image.id}/restore`)));
+		const failed = results.filter(result => result.status === "rejected").length;
+		toast(failed ? `${failed} of ${count(images.length)} could not be restored` : `${count(images.length)} restored`, failed ? "error" : "info");
+		options.onRestored();
 	}
 
 	/** Follows the selection: shown while something is selected. */

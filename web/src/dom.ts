@@ -47,14 +47,29 @@ export function option(value: string, label: string, selected = false): HTMLOpti
 	return el;
 }
 
+/** A button in a toast that undoes what it announces ("Moved to trash" — Undo). */
+export interface ToastAction {
+	label: string;
+	run(): void;
+}
+
 let toastTimer: number | undefined;
-/** A short message announced to screen readers through the polite live region. */
-export function toast(message: string, kind: "info" | "error" = "info"): void {
+/**
+ * A short message announced to screen readers through the polite live region, with an optional
+ * action, which keeps the message up longer: time enough to reach the button.
+ */
+export function toast(message: string, kind: "info" | "error" = "info", action?: ToastAction): void {
 	const el = document.getElementById("toast")!;
-	el.textContent = message;
+	const hide = () => {
+		el.className = "";
+		// Only a shown toast's button can be used (the CSS lets pointers through to it): it goes at once.
+		el.querySelector("button")?.remove();
+	};
+	el.replaceChildren(message);
+	if (action) el.append(" ", h("button", { type: "button", class: "link", onclick: () => (hide(), action.run()) }, action.label));
 	el.className = `show ${kind}`;
 	clearTimeout(toastTimer);
-	toastTimer = window.setTimeout(() => (el.className = ""), 4000);
+	toastTimer = window.setTimeout(hide, action ? 10_000 : 4000);
 }
 
 export function formatBytes(bytes: number): string {

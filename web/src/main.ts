@@ -12,6 +12,7 @@ import { libraryPage } from "./pages/library.ts";
 import { notFoundPage } from "./pages/not-found.ts";
 import { sharePage } from "./pages/share.ts";
 import { signInPage } from "./pages/signin.ts";
+import { trashPage } from "./pages/trash.ts";
 import { uploadPage } from "./pages/upload.ts";
 import { interceptLinks, navigate, route, setGuard, show } from "./router.ts";
 
@@ -40,6 +41,7 @@ function renderHeader(): void {
 						navLink("/albums", "Albums"),
 						navLink("/upload", "Upload"),
 						navLink("/imports", "Imports"),
+						navLink("/trash", "Trash"),
 						user.role === "admin" ? navLink("/admin", "Admin") : null,
 						user.role === "admin" ? navLink("/jobs", "Jobs") : null,
 						h("li", { class: "me" }, h("span", {}, user.username), h("button", { type: "button", class: "link", onclick: () => setSession(null) }, "Sign out"))
@@ -58,6 +60,7 @@ route("/albums", albumsPage);
 route("/albums/:id", albumPage);
 route("/imports", importsPage);
 route("/imports/:id", importPage);
+route("/trash", trashPage);
 route("/admin", adminPage);
 route("/jobs", jobsPage);
 route("/s/:token", sharePage);

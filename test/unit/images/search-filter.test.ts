@@ -5,9 +5,11 @@ import { parseSearchQuery } from "../../../models/images/search-query.ts";
 
 const ADMIN = { id: "u-admin", role: "admin" } as const;
 
-/** The conditions of `q` for an admin (no access condition), in order. */
+/** The conditions of `q` for an admin (no access condition), in order, after the one that leaves out the trash. */
 function conditionsOf(q: string) {
-	return searchConditions({ viewer: ADMIN, query: parseSearchQuery(q), sort: "-createdAt", limit: 10 });
+	const [bin, ...rest] = searchConditions({ viewer: ADMIN, query: parseSearchQuery(q), sort: "-createdAt", limit: 10 });
+	assert.deepEqual(bin, { kind: "trashed", trashed: false });
+	return rest;
 }
 
 describe("search conditions", () => {

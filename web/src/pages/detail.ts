@@ -130,19 +130,30 @@ function shareBox(image: PublicImage): HTMLElement {
 	return h("div", {}, field("Public link", input), h("div", { class: "actions" }, copy, h("a", { href: url, target: "_blank", rel: "noopener" }, "Open")));
 }
 
+/** The toast's Undo: back from the trash, and back to the photo. */
+async function restore(image: PublicImage): Promise<void> {
+	try {
+		await api("POST", `/trash/${image.id}/restore`);
+		toast("Restored");
+		navigate(`/images/${image.id}`);
+	} catch (err) {
+		toast((err as Error).message, "error");
+	}
+}
+
 function deleteButton(image: PublicImage): HTMLElement {
 	const dialog = h(
 		"dialog",
 		{ "aria-labelledby": "delete-title" },
 		h("h2", { id: "delete-title" }, "Delete this image?"),
-		h("p", {}, `“${image.name}” will be deleted for good.`),
+		h("p", {}, `“${image.name}” will be moved to the trash, where you can restore it.`),
 		h("form", { method: "dialog", class: "actions" }, h("button", { value: "cancel", class: "secondary", autofocus: true }, "Cancel"), h("button", { value: "delete", class: "danger" }, "Delete"))
 	);
 	dialog.addEventListener("close", async () => {
 		if (dialog.returnValue !== "delete") return;
 		try {
 			await api("DELETE", `/images/${image.id}`);
-			toast("Image deleted");
+			toast("Moved to trash", "info", { label: "Undo", run: () => void restore(image) });
 			navigate("/");
 		} catch (err) {
 			toast((err as Error).message, "error");

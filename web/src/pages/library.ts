@@ -134,7 +134,9 @@ export const libraryPage: Page = async (main, _params, search) => {
 		get: id => view.get(id),
 		categories,
 		onUpdated: image => view.update(image),
-		onDeleted: id => view.remove(id)
+		onDeleted: id => view.remove(id),
+		// The restored photos take their places again: the page is read afresh.
+		onRestored: () => navigate(`${location.pathname}${location.search}`, true)
 	});
 	bar.refresh();
 
