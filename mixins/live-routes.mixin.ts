@@ -50,7 +50,7 @@ function send404(this: Gateway, req: IncomingMessage & { originalUrl?: string; $
 	if (req.$next) return req.$next();
 	const live = liveServices(this.broker).split(",");
 	const missing = REQUIRED_SERVICES.filter(name => !live.includes(name));
-	const apiPath = /^\/(api|p)(\/|$)/.test(new URL(req.originalUrl ?? req.url ?? "/", "http://x").pathname);
+	const apiPath = /^\/(api|p|s)(\/|$)/.test(new URL(req.originalUrl ?? req.url ?? "/", "http://x").pathname);
 	if (apiPath && (missing.length || !routesCurrent(this))) {
 		return this.sendError(req, res, new UnavailableError("Part of the cluster is unavailable; try again shortly", { missing }));
 	}

@@ -38,17 +38,37 @@ function pathOf(req: Request): string {
 	return new URL(req.originalUrl ?? req.url ?? "/", "http://x").pathname;
 }
 
-/** Paths of the API: an unknown one there is an API 404, never a file. */
+/** Paths of the API (share links' /s/ too): an unknown one there is an API 404, never a file. */
 function isApiPath(path: string): boolean {
-	return /^\/(api|p)(\/|$)/.test(path);
+	return /^\/(api|p|s)(\/|$)/.test(path);
 }
 
-/** A browser navigating to a client route: GET of an extension-less path outside the API. */
+/** A browser navigating: GET (or HEAD) asking for a page. */
+function wantsPage(req: Request): boolean {
+	return (req.method === "GET" || req.method === "HEAD") && (req.headers.accept?.includes("text/html") ?? false);
+}
+
+/** A browser navigating to a client route: an extension-less path outside the API. */
 function isAppRoute(req: Request): boolean {
-	if (req.method !== "GET" && req.method !== "HEAD") return false;
 	const path = pathOf(req);
 	if (isApiPath(path) || path.startsWith("/assets/") || path.split("/").pop()!.includes(".")) return false;
-	return req.headers.accept?.includes("text/html") ?? false;
+	return wantsPage(req);
+}
+
+/** Answers with the app's page (index.html), or the gateway's 404 when the app is not built. */
+function serveApp(gateway: Gateway, req: Request, res: ServerResponse): void {
+	// Both: the file server reads the one, the API-path guard in created() the other.
+	req.url = req.originalUrl = "/index.html";
+	gateway.serve(req, res, () => gateway.sendError(req, res, notFound()));
+}
+
+/**
+ * Route middleware of the share links' route: a browser opening a link (/s/<token>) gets the
+ * app, whose page for it asks the same URL for JSON; every other request goes on to the route.
+ */
+export function appPageForBrowsers(this: Gateway, req: Request, res: ServerResponse, next: () => void): void {
+	if (wantsPage(req) && /^\/s\/[^/]+\/?$/.test(pathOf(req))) return serveApp(this, req, res);
+	next();
 }
 
 export const WebAppMixin: Partial<ServiceSchema<Partial<ApiSettingsSchema>>> = {
@@ -66,10 +86,7 @@ export const WebAppMixin: Partial<ServiceSchema<Partial<ApiSettingsSchema>>> = {
 		/** moleculer-web calls this for what neither a route nor a file answered. */
 		send404(this: Gateway, req: Request, res: ServerResponse) {
 			if (req.$next) return req.$next();
-			if (isAppRoute(req)) {
-				req.url = "/index.html";
-				return this.serve(req, res, () => this.sendError(req, res, notFound()));
-			}
+			if (isAppRoute(req)) return serveApp(this, req, res);
 			this.sendError(req, res, notFound());
 		}
 	}

@@ -19,6 +19,8 @@ import type { CategoryRepository } from "./categories/category.ts";
 import { SqliteCategoryRepository } from "./categories/sqlite-repository.ts";
 import type { ImageRepository } from "./images/image.ts";
 import type { ImportRepository } from "./imports/import-job.ts";
+import type { ShareRepository } from "./shares/share.ts";
+import { SqliteShareRepository } from "./shares/sqlite-repository.ts";
 import type { MongoOptions } from "./db/mongo.ts";
 import { SqliteImageRepository } from "./images/sqlite-repository.ts";
 import { SqliteImportRepository } from "./imports/sqlite-repository.ts";
@@ -32,6 +34,7 @@ const mongoImages = () => load("./images/mongo-repository.ts") as typeof import(
 const mongoAlbums = () => load("./albums/mongo-repository.ts") as typeof import("./albums/mongo-repository.ts");
 const mongoCategories = () => load("./categories/mongo-repository.ts") as typeof import("./categories/mongo-repository.ts");
 const mongoUsers = () => load("./users/mongo-repository.ts") as typeof import("./users/mongo-repository.ts");
+const mongoShares = () => load("./shares/mongo-repository.ts") as typeof import("./shares/mongo-repository.ts");
 const mongoImports = () => load("./imports/mongo-repository.ts") as typeof import("./imports/mongo-repository.ts");
 const gridFs = () => load("./storage/gridfs-blob-store.ts") as typeof import("./storage/gridfs-blob-store.ts");
 // Likewise the AWS SDK, only with STORAGE=s3.
@@ -66,6 +69,12 @@ export function openUserRepository(config: Config): UserRepository {
 export function openImportRepository(config: Config): ImportRepository {
 	const mongo = mongoOptions(config);
 	return mongo ? new (mongoImports().MongoImportRepository)(mongo) : new SqliteImportRepository(join(config.dataDir, "imports.db"));
+}
+
+/** Share links live beside the images they open: in the images database, or MongoDB. */
+export function openShareRepository(config: Config): ShareRepository {
+	const mongo = mongoOptions(config);
+	return mongo ? new (mongoShares().MongoShareRepository)(mongo) : new SqliteShareRepository(join(config.dataDir, "images.db"));
 }
 
 /** The configured master keys: the current one seals, older ones still open (rotation). */

@@ -120,7 +120,8 @@ const albums: ServiceSchema<ServiceSettingSchema, AlbumsMethods, AlbumsVars> = {
 			params: { $$strict: true, id: ID },
 			async handler(ctx: AlbumsContext) {
 				const { album } = await this.accessAs(ctx, ctx.params.id, MANAGERS);
-				await this.repo.remove(album.id);
+				// Share links of the album go with it (services/shares.service.ts).
+				if (await this.repo.remove(album.id)) ctx.emit("album.deleted", { id: album.id, owner: album.owner });
 				ctx.meta.$statusCode = 204;
 				return null;
 			}

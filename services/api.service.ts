@@ -10,7 +10,7 @@ import type { Duplex } from "node:stream";
 import { getConfig } from "../config/index.ts";
 import { AuthMixin } from "../mixins/auth.mixin.ts";
 import { LiveRoutesMixin } from "../mixins/live-routes.mixin.ts";
-import { WebAppMixin } from "../mixins/web-app.mixin.ts";
+import { appPageForBrowsers, WebAppMixin } from "../mixins/web-app.mixin.ts";
 import { clientAddress, corsSettings, rateLimitSettings, sendJsonError, setSecurityHeaders } from "../models/http/gateway.ts";
 import { jsonBody } from "../models/http/json-body.ts";
 import { parseErrorAnswer, type RequestInfo, requestInfoOf } from "../models/http/request.ts";
@@ -92,6 +92,27 @@ const api: ServiceSchema<ApiSettingsSchema> = {
 					"HEAD /:id/thumbnail": "images.publicThumbnail"
 				},
 				bodyParsers: false,
+				onBeforeCall: copyRequestInfo
+			},
+			{
+				// Share links, outside /api like /p: /s/<token>. No user is ever identified here (a link is
+				// its own credential); a browser opening a link gets the app's page for it.
+				path: "/s",
+				mappingPolicy: "restrict",
+				aliases: {
+					"GET /:token": "shares.open",
+					"POST /:token/unlock": "shares.unlock",
+					...Object.fromEntries(
+						["GET", "HEAD"].flatMap(method => [
+							[`${method} /:token/content`, "shares.content"],
+							[`${method} /:token/thumbnail`, "shares.thumbnail"],
+							[`${method} /:token/images/:imageId/content`, "shares.albumContent"],
+							[`${method} /:token/images/:imageId/thumbnail`, "shares.albumThumbnail"]
+						])
+					)
+				},
+				use: [appPageForBrowsers],
+				bodyParsers: { json: jsonBody("16kb") },
 				onBeforeCall: copyRequestInfo
 			}
 		]

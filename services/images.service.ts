@@ -11,6 +11,7 @@ import { BlobReaderMixin } from "../mixins/blob-reader.mixin.ts";
 import { ImageDeliveryMixin } from "../mixins/image-delivery.mixin.ts";
 import { ImagePipelineMixin } from "../mixins/image-pipeline.mixin.ts";
 import { ImageTrashMixin } from "../mixins/image-trash.mixin.ts";
+import { SharedDeliveryMixin } from "../mixins/shared-delivery.mixin.ts";
 import { repositoryMixin } from "../mixins/repository.mixin.ts";
 import { openImageRepository } from "../models/backends.ts";
 import { sniff } from "../models/http/image-sniffer.ts";
@@ -51,7 +52,7 @@ const COMPRESS_DEFAULTS = { format: "webp", quality: 70 };
 
 const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 	name: "images",
-	mixins: [repositoryMixin(() => openImageRepository(config), "The image metadata store"), BlobReaderMixin, ImageDeliveryMixin, ImagePipelineMixin, ImageTrashMixin],
+	mixins: [repositoryMixin(() => openImageRepository(config), "The image metadata store"), BlobReaderMixin, ImageDeliveryMixin, SharedDeliveryMixin, ImagePipelineMixin, ImageTrashMixin],
 	settings: { rest: "/" },
 
 	actions: {

@@ -1,7 +1,7 @@
 /**
  * The shape of the images service as its parts see it: services/images.service.ts and the mixins
- * it is assembled from (mixins/image-delivery.mixin.ts, mixins/image-pipeline.mixin.ts) share
- * these methods and state.
+ * it is assembled from (mixins/image-delivery.mixin.ts, mixins/image-pipeline.mixin.ts,
+ * mixins/shared-delivery.mixin.ts) share these methods and state.
  */
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { Readable } from "node:stream";
@@ -22,6 +22,8 @@ export interface ImagesMeta {
 	$responseType?: string;
 	$responseHeaders?: Record<string, string | number>;
 	$variant?: VariantInfo;
+	/** What a share link lets its guest have (mixins/shared-delivery.mixin.ts sets it). */
+	grant?: { showMetadata: boolean; allowDownload: boolean };
 }
 export type ImagesContext<P = Record<string, any>> = Context<P, ImagesMeta>;
 
@@ -75,6 +77,9 @@ export interface ImagesMethods extends BlobReaderMethods {
 	mayRedirectToBucket(ctx: ImagesContext, doc: ImageDoc): boolean;
 	redirectToBucket(ctx: ImagesContext, doc: ImageDoc, key: string): Promise<boolean>;
 	serveVariant(ctx: ImagesContext, doc: ImageDoc, spec: TransformSpec, options: VariantOptions): Promise<Readable | null>;
+	// mixins/shared-delivery.mixin.ts
+	sharedImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
+	asGuestOfLink(ctx: ImagesContext, bytes: Readable | null): Readable | null;
 }
 
 /**

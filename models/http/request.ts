@@ -14,6 +14,8 @@ export interface RequestInfo {
 	range?: string;
 	ifNoneMatch?: string;
 	accept?: string;
+	/** Share links read their unlock cookie from it (services/shares.service.ts). */
+	cookie?: string;
 }
 
 export function requestInfoOf(req: IncomingMessage): RequestInfo {
@@ -22,7 +24,8 @@ export function requestInfoOf(req: IncomingMessage): RequestInfo {
 		contentType: req.headers["content-type"],
 		range: req.headers.range,
 		ifNoneMatch: req.headers["if-none-match"],
-		accept: req.headers.accept
+		accept: req.headers.accept,
+		cookie: req.headers.cookie
 	};
 }
 

@@ -31,6 +31,13 @@ export class NotFoundError extends MoleculerClientError {
 	}
 }
 
+/** What was there once and is no more, for good (an expired share link): 410, unlike an unknown one's 404. */
+export class GoneError extends MoleculerClientError {
+	constructor(message: string, type = "GONE") {
+		super(message, 410, type);
+	}
+}
+
 export class ConflictError extends MoleculerClientError {
 	constructor(message: string, type = "CONFLICT", data?: unknown) {
 		super(message, 409, type, data);

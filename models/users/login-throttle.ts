@@ -23,6 +23,8 @@ export interface LoginThrottleOptions {
 	maxMs: number;
 	maxEntries?: number;
 	now?: () => number;
+	/** How a refusal names itself: what was tried and the error type (share-link unlocks reuse this throttle). */
+	refusal?: { attempts: string; type: string };
 }
 
 interface Entry {
@@ -118,9 +120,11 @@ export class LoginThrottle {
 	private readonly accounts: Counter;
 	private readonly addresses: Counter;
 	private readonly now: () => number;
+	private readonly refusal: { attempts: string; type: string };
 
 	constructor(options: LoginThrottleOptions) {
-		const full: Required<LoginThrottleOptions> = { maxEntries: 100_000, now: Date.now, ...options };
+		const full: Required<LoginThrottleOptions> = { maxEntries: 100_000, now: Date.now, refusal: { attempts: "logins", type: "LOGIN_THROTTLED" }, ...options };
+		this.refusal = full.refusal;
 		this.accounts = new Counter("account", full.perAccount, full);
 		this.addresses = new Counter("address", full.perAddress, full);
 		this.now = full.now;
@@ -131,7 +135,7 @@ export class LoginThrottle {
 		return this.accounts.size + this.addresses.size;
 	}
 
-	/** Lets an attempt through (the caller reports how it ended) or throws 429 LOGIN_THROTTLED. */
+	/** Lets an attempt through (the caller reports how it ended) or throws 429 (LOGIN_THROTTLED unless `refusal` says otherwise). */
 	begin(username: string, address?: string): LoginAttempt {
 		const now = this.now();
 		const keys: [Counter, string][] = [[this.accounts, username]];
@@ -143,7 +147,7 @@ export class LoginThrottle {
 		}
 		if (worst) {
 			const retryAfter = Math.ceil(worst.ms / 1000);
-			throw new TooManyRequestsError(`Too many failed logins: try again in ${retryAfter} s`, "LOGIN_THROTTLED", {
+			throw new TooManyRequestsError(`Too many failed ${this.refusal.attempts}: try again in ${retryAfter} s`, this.refusal.type, {
 				limit: worst.counter.threshold,
 				scope: worst.counter.scope,
 				retryAfter,

@@ -5,7 +5,7 @@
 import type { PublicImage } from "../../models/images/public-image.ts";
 
 /** "2024-05-01T12:30:00": a local date-time that sorts as a string. */
-export function takenKey(image: PublicImage): string {
+export function takenKey(image: Pick<PublicImage, "createdAt"> & { metadata: { takenAt?: string | null } | null }): string {
 	if (image.metadata?.takenAt) return image.metadata.takenAt.slice(0, 19);
 	const d = new Date(image.createdAt);
 	const pad = (n: number) => String(n).padStart(2, "0");

@@ -13,7 +13,7 @@ const objectUrls = new Set<string>();
 /** Whether the node serves renditions: learnt from the first request, so at most one 404. */
 let thumbnails: Promise<boolean> | undefined;
 
-export function imageAlt(image: PublicImage): string {
+export function imageAlt(image: Pick<PublicImage, "name" | "tags">): string {
 	const tags = image.tags.map(tag => tag.label).slice(0, 5);
 	return tags.length ? `${image.name} (${tags.join(", ")})` : image.name;
 }

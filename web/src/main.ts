@@ -10,6 +10,7 @@ import { importPage, importsPage } from "./pages/imports.ts";
 import { jobsPage } from "./pages/jobs.ts";
 import { libraryPage } from "./pages/library.ts";
 import { notFoundPage } from "./pages/not-found.ts";
+import { sharePage } from "./pages/share.ts";
 import { signInPage } from "./pages/signin.ts";
 import { trashPage } from "./pages/trash.ts";
 import { uploadPage } from "./pages/upload.ts";
@@ -62,10 +63,13 @@ route("/imports/:id", importPage);
 route("/trash", trashPage);
 route("/admin", adminPage);
 route("/jobs", jobsPage);
+route("/s/:token", sharePage);
 // Last: any other path.
 route("/.*", notFoundPage);
 
 setGuard(path => {
+	// A share link opens for anyone, signed in or not.
+	if (path.startsWith("/s/")) return null;
 	const user = currentUser();
 	if (!user && !PUBLIC_PATHS.has(path)) return `/signin`;
 	if (user && PUBLIC_PATHS.has(path)) return "/";

@@ -3,9 +3,11 @@
  * for the previous and next photo, Escape to close; zoom by double-click, pinch, wheel, the
  * +/− buttons or keys, and drag to pan a zoomed photo; an info panel (I) with the date it was
  * taken, the camera, the tags and the rest. The 720 px rendition shows first, over the blurred
- * placeholder; zooming in loads the original.
+ * placeholder; zooming in loads the original. Photos of the library come through the API; a share
+ * link's guest page passes the link's own addresses (ViewerSource).
  */
 import type { PublicImage } from "../../models/images/public-image.ts";
+import type { GuestImage } from "../../models/shares/share-types.ts";
 import { fetchBlob } from "./api.ts";
 import { takenLabel, takenKey } from "./dates.ts";
 import { formatBytes, formatDate, h, render } from "./dom.ts";
@@ -16,29 +18,52 @@ import { zoomable } from "./zoom.ts";
 /** Formats a browser shows: the original of anything else (TIFF) is never loaded for zoom. */
 const SHOWABLE = new Set(["jpeg", "png", "webp", "gif", "avif"]);
 
+/** A photo the viewer shows: the library's, or a share link's (without its owner's details). */
+export type ViewerImage = GuestImage & Partial<Pick<PublicImage, "category" | "visibility" | "ownerName">>;
+
+/** Where the viewer gets a photo's bytes and whether it links to its details page. */
+export interface ViewerSource {
+	/** A URL of the 720 px rendition. */
+	rendition(image: ViewerImage): Promise<string>;
+	/** A URL of the original (zoomed in), or null when it is not to be had. */
+	original(image: ViewerImage): Promise<string> | null;
+	/** The photo's details page, or null for none. */
+	detailsHref(image: ViewerImage): string | null;
+}
+
+/** The library's photos (PublicImage, whatever the viewer's type says): bytes through the API with the session's token. */
+const API_SOURCE: ViewerSource = {
+	rendition: image => renditionUrl(image as PublicImage, 720),
+	original: image => fetchBlob(`/api/images/${image.id}/content`).then(blob => URL.createObjectURL(blob)),
+	detailsHref: image => `/images/${image.id}`
+};
+
 export interface ViewerOptions {
 	/** Category names by id. */
 	categories: Map<string, string>;
 	/** Called with the photo shown last, when the viewer closes. */
 	onClose?(id: string): void;
+	/** Where the bytes come from; the API by default. */
+	source?: ViewerSource;
 }
 
-function infoRows(image: PublicImage, categories: Map<string, string>): HTMLElement[] {
+function infoRows(image: ViewerImage, categories: Map<string, string>): HTMLElement[] {
 	const meta = image.metadata;
 	const camera = [meta?.cameraMake, meta?.cameraModel].filter(Boolean).join(" ");
-	const rows: [string, string | null][] = [
+	const rows: [string, string | null | undefined][] = [
 		[meta?.takenAt ? "Taken" : "Uploaded", meta?.takenAt ? takenLabel(takenKey(image)) : formatDate(image.createdAt)],
 		["Camera", camera || null],
 		["Dimensions", `${image.width} × ${image.height}`],
 		["Size", `${formatBytes(image.size)} ${image.format.toUpperCase()}`],
 		["Category", image.category ? (categories.get(image.category) ?? image.category) : null],
-		["Visibility", image.visibility === "public" ? "Public" : "Private"],
-		["Owner", image.ownerName]
+		["Visibility", image.visibility && (image.visibility === "public" ? "Public" : "Private")],
+		["Owner", image.ownerName ?? null]
 	];
 	return rows.filter(([, value]) => value).flatMap(([key, value]) => [h("dt", {}, key), h("dd", {}, value)]);
 }
 
-export function openViewer(images: PublicImage[], start: number, options: ViewerOptions): void {
+export function openViewer(images: ViewerImage[], start: number, options: ViewerOptions): void {
+	const source = options.source ?? API_SOURCE;
 	let index = start;
 	const urls = new Map<string, Promise<string>>();
 	const originals = new Map<string, Promise<string>>();
@@ -77,8 +102,8 @@ export function openViewer(images: PublicImage[], start: number, options: Viewer
 		}
 	});
 
-	const rendition = (image: PublicImage) => {
-		if (!urls.has(image.id)) urls.set(image.id, renditionUrl(image, 720));
+	const rendition = (image: ViewerImage) => {
+		if (!urls.has(image.id)) urls.set(image.id, source.rendition(image));
 		return urls.get(image.id)!;
 	};
 
@@ -86,7 +111,8 @@ export function openViewer(images: PublicImage[], start: number, options: Viewer
 	async function sharpen(): Promise<void> {
 		const image = images[index];
 		if (!SHOWABLE.has(image.format) || Math.min(image.width, image.height) <= 720 || originals.has(image.id)) return;
-		const url = fetchBlob(`/api/images/${image.id}/content`).then(blob => URL.createObjectURL(blob));
+		const url = source.original(image);
+		if (!url) return;
 		originals.set(image.id, url);
 		const src = await url.catch(() => null);
 		if (src && images[index] === image) picture.src = src;
@@ -101,7 +127,9 @@ export function openViewer(images: PublicImage[], start: number, options: Viewer
 		picture.classList.remove("loaded");
 		setPlaceholder(picture, image);
 		zoom.fit(image.width, image.height);
-		details.href = `/images/${image.id}`;
+		const href = source.detailsHref(image);
+		details.hidden = href === null;
+		if (href) details.href = href;
 		prev.hidden = index === 0;
 		next.hidden = index === images.length - 1;
 		dialog.dataset.id = image.id;
@@ -127,7 +155,7 @@ export function openViewer(images: PublicImage[], start: number, options: Viewer
 			h("dl", { class: "meta" }, ...infoRows(image, options.categories)),
 			h("h3", {}, "Tags"),
 			image.tags.length ? h("ul", { class: "tags", "aria-label": "Tags" }, ...image.tags.map(tag => h("li", { class: `tag ${tag.source}` }, h("a", { href: `/?tag=${encodeURIComponent(tag.label)}` }, tag.label)))) : h("p", { class: "muted" }, "No tags."),
-			h("p", {}, details)
+			details.hidden ? null : h("p", {}, details)
 		);
 	}
 

@@ -33,6 +33,12 @@ describe("login throttle", () => {
 		assert.deepEqual(delays, [1000, 2000, 4000, 8000, 8000, 8000]);
 	});
 
+	it("names its refusal as told (share-link unlocks reuse it)", () => {
+		const { fail, limiter } = throttle({ refusal: { attempts: "unlocks of this link", type: "UNLOCK_THROTTLED" } });
+		for (let i = 0; i < 3; i++) fail("share-1");
+		assert.throws(() => limiter.begin("share-1"), { code: 429, type: "UNLOCK_THROTTLED", message: /^Too many failed unlocks of this link: try again in 1 s$/ });
+	});
+
 	it("reports the limit, the scope and Retry-After in whole seconds", () => {
 		const { fail, limiter } = throttle({ baseMs: 1500 });
 		for (let i = 0; i < 3; i++) fail("a");

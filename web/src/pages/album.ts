@@ -1,7 +1,7 @@
 /**
  * One album: its photos with the library's viewer (found by the search term `album:<id>`), and
- * what your role allows: the owner renames or deletes it and manages its members; owners and
- * contributors take selected photos out of it; a member may leave it.
+ * what your role allows: the owner renames or deletes it, manages its members and its share
+ * links; owners and contributors take selected photos out of it; a member may leave it.
  */
 import type { AlbumMember, AlbumSummary } from "../../../models/albums/album.ts";
 import { api, ApiError, currentUser } from "../api.ts";
@@ -9,6 +9,7 @@ import { append, field, h, option, toast } from "../dom.ts";
 import { photoView } from "../photos.ts";
 import { navigate, type Page } from "../router.ts";
 import { selectable } from "../selection.ts";
+import { shareLinks } from "../share-links.ts";
 import { openViewer } from "../viewer.ts";
 
 function editForm(album: AlbumSummary, onSaved: (album: AlbumSummary) => void): HTMLElement {
@@ -125,6 +126,7 @@ export const albumPage: Page = async (main, { id }) => {
 		about,
 		album.role === "owner" ? editForm(album, saved => (heading.textContent = saved.name)) : null,
 		album.role === "owner" ? membersCard(album.id, found.members ?? []) : null,
+		album.role === "owner" ? h("section", { class: "card", "aria-label": "Share" }, h("h2", {}, "Share"), shareLinks({ albumId: album.id })) : null,
 		view.element
 	);
 	return () => {

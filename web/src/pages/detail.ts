@@ -1,7 +1,8 @@
 /**
  * One image: the picture (720 px rendition, or the original; it stays in view beside the long
  * column of cards on wide screens, and opens the full-screen viewer), its metadata and tags,
- * editing, downloads as the original or converted, the public link, re-tagging and deletion.
+ * editing, downloads as the original or converted, the public link and share links, re-tagging
+ * and deletion.
  */
 import type { Category } from "../../../models/categories/category.ts";
 import type { ImageMetadata } from "../../../models/images/image-types.ts";
@@ -11,6 +12,7 @@ import { field, formatBytes, formatDate, h, option, toast } from "../dom.ts";
 import { imageAlt, releaseImages, renditionUrl } from "../images.ts";
 import { setPlaceholder } from "../placeholder.ts";
 import { navigate, type Page } from "../router.ts";
+import { shareLinks } from "../share-links.ts";
 import { openViewer } from "../viewer.ts";
 
 const FORMATS = ["webp", "jpeg", "png", "avif", "gif", "tiff"];
@@ -112,7 +114,7 @@ function downloadForm(image: PublicImage): HTMLElement {
 }
 
 function shareBox(image: PublicImage): HTMLElement {
-	if (image.visibility !== "public") return h("p", { class: "muted" }, "Make the image public to share a link to it.");
+	if (image.visibility !== "public") return h("p", { class: "muted" }, "Make the image public for a permanent public link, or make a share link.");
 	const url = `${location.origin}/p/${image.id}`;
 	const input = h("input", { value: url, readonly: true, name: "public-link" });
 	const copy = h("button", { type: "button", class: "secondary" }, "Copy link");
@@ -250,7 +252,7 @@ export const detailPage: Page = async (main, { id }) => {
 						tagList(image),
 						mine ? h("div", { class: "actions" }, retag, image.status === "failed" ? reprocess : null) : null
 					),
-					h("section", { class: "card", "aria-label": "Share" }, h("h2", {}, "Share"), shareBox(image)),
+					h("section", { class: "card", "aria-label": "Share" }, h("h2", {}, "Share"), shareBox(image), mine ? shareLinks({ imageId: image.id }) : null),
 					downloadForm(image),
 					mine ? editForm(image, categories, draw) : null,
 					mine ? h("section", { class: "card", "aria-label": "Danger zone" }, deleteButton(image)) : null
