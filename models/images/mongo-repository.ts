@@ -59,9 +59,12 @@ function toRecord(doc: ImageDoc): ImageRecord {
 	return { _id: id, ...fields, ...searchFieldsOf(doc), rev: 0 };
 }
 
-/** Field by field, so nothing of the search fields (nor anything unknown) leaks out. */
+/**
+ * Field by field, so nothing of the search fields (nor anything unknown) leaks out. Records
+ * stored before showMetadata existed lack it: false, the private default.
+ */
 function fromRecord(record: ImageRecord): ImageDoc {
-	return { id: record._id, ...pick(record, IMAGE_FIELDS), tags: record.tags.map(tagOf) };
+	return { id: record._id, ...pick(record, IMAGE_FIELDS), showMetadata: record.showMetadata ?? false, tags: record.tags.map(tagOf) };
 }
 
 function tagOf(tag: Tag): Tag {

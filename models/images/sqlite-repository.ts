@@ -36,7 +36,7 @@ import type { SearchableField, SearchIndex } from "./search-query.ts";
 import { closeDatabase, migrate, openDatabase, transaction, uniqueViolationOf } from "../db/sqlite.ts";
 
 /** Schema versions, in order (see migrate). Append; never edit a released step. */
-const MIGRATIONS = [
+export const IMAGE_MIGRATIONS = [
 	`CREATE TABLE images (
 		id TEXT PRIMARY KEY,
 		owner TEXT NOT NULL,
@@ -130,13 +130,15 @@ const MIGRATIONS = [
 		INSERT INTO image_text (image_text, rowid, search_text) VALUES ('delete', old.rowid, old.search_text);
 		INSERT INTO image_text (rowid, search_text) VALUES (new.rowid, new.search_text);
 	END;
-	INSERT INTO image_text (image_text) VALUES ('rebuild');`
+	INSERT INTO image_text (image_text) VALUES ('rebuild');`,
+	// Privacy-safe copies (docs/sharing.md): guests get the original's metadata only when the owner says so.
+	`ALTER TABLE images ADD COLUMN show_metadata INTEGER NOT NULL DEFAULT 0;`
 ];
 
 /** The images database, migrated; categories live in it too (models/categories/sqlite-repository.ts). */
 export function openImagesDatabase(file: string): DatabaseSync {
 	const db = openDatabase(file);
-	migrate(db, "images", MIGRATIONS);
+	migrate(db, "images", IMAGE_MIGRATIONS);
 	return db;
 }
 
@@ -158,6 +160,7 @@ interface ImageRow {
 	sha256: string;
 	encrypted: number;
 	visibility: string;
+	show_metadata: number;
 	category: string | null;
 	tags: string;
 	views: number;
@@ -173,7 +176,7 @@ interface ImageRow {
 /** The ImageRow columns, for SELECT and RETURNING (search_text stays in the database). */
 const IMAGE_COLUMNS =
 	"id, owner, owner_name, name, description, filename, content_type, format, size, width, height, sha256, " +
-	"encrypted, visibility, category, tags, views, status, status_reason, metadata, renditions, blob, created_at, updated_at";
+	"encrypted, visibility, show_metadata, category, tags, views, status, status_reason, metadata, renditions, blob, created_at, updated_at";
 
 function toRow(doc: ImageDoc): ImageRow {
 	return {
@@ -191,6 +194,7 @@ function toRow(doc: ImageDoc): ImageRow {
 		sha256: doc.sha256,
 		encrypted: doc.encrypted ? 1 : 0,
 		visibility: doc.visibility,
+		show_metadata: doc.showMetadata ? 1 : 0,
 		category: doc.category,
 		tags: JSON.stringify(doc.tags),
 		views: doc.views,
@@ -221,6 +225,7 @@ function fromRow(row: ImageRow): ImageDoc {
 		sha256: row.sha256,
 		encrypted: row.encrypted === 1,
 		visibility: row.visibility as ImageDoc["visibility"],
+		showMetadata: row.show_metadata === 1,
 		category: row.category,
 		tags: JSON.parse(row.tags) as Tag[],
 		views: row.views,
@@ -622,10 +627,10 @@ export class SqliteImageRepository implements ImageRepository {
 			this.db
 				.prepare(
 					`INSERT INTO images (id, owner, owner_name, name, description, filename, content_type, format, size, width,
-						height, sha256, encrypted, visibility, category, tags, views, status, status_reason, metadata, renditions, blob,
+						height, sha256, encrypted, visibility, show_metadata, category, tags, views, status, status_reason, metadata, renditions, blob,
 						created_at, updated_at, search_text)
 					 VALUES (:id, :owner, :owner_name, :name, :description, :filename, :content_type, :format, :size, :width,
-						:height, :sha256, :encrypted, :visibility, :category, :tags, :views, :status, :status_reason, :metadata, :renditions, :blob,
+						:height, :sha256, :encrypted, :visibility, :show_metadata, :category, :tags, :views, :status, :status_reason, :metadata, :renditions, :blob,
 						:created_at, :updated_at, :search_text)`
 				)
 				.run({ ...toRow(doc), search_text: index.text });
@@ -697,7 +702,7 @@ export class SqliteImageRepository implements ImageRepository {
 		this.db
 			.prepare(
 				`UPDATE images SET name = :name, description = :description, tags = :tags, category = :category,
-					visibility = :visibility, status = :status, updated_at = :updated_at, search_text = :search_text
+					visibility = :visibility, show_metadata = :show_metadata, status = :status, updated_at = :updated_at, search_text = :search_text
 				 WHERE id = :id`
 			)
 			.run({
@@ -707,6 +712,7 @@ export class SqliteImageRepository implements ImageRepository {
 				tags: row.tags,
 				category: row.category,
 				visibility: row.visibility,
+				show_metadata: row.show_metadata,
 				status: row.status,
 				updated_at: row.updated_at,
 				search_text: index.text
