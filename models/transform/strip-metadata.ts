@@ -11,6 +11,10 @@
  * PNG's and WebP's colour chunks. Without them colours shift; none of them describes the scene.
  * Bytes after the image's end (a JPEG after EOI, a PNG after IEND) are dropped: they are a
  * classic hiding place and no decoder reads them.
+ *
+ * The EXIF orientation is the one piece of metadata that changes how the pixels are shown: a
+ * JPEG gets a new EXIF block holding the orientation alone; a rotated PNG or WebP (rare) is left
+ * to the re-encode, which applies the rotation to the pixels.
  */
 
 export class StripError extends Error {}
@@ -52,9 +56,30 @@ function scanEnd(input: Buffer, at: number): number {
 	return fail("JPEG", "a scan runs past the end of the file");
 }
 
-function stripJpeg(input: Buffer): Buffer {
+/** An APP1 EXIF segment with one IFD entry: Orientation (0x0112, SHORT) = `orientation`. */
+function orientationSegment(orientation: number): Buffer {
+	const tiff = Buffer.alloc(26);
+	tiff.write("MM\0*", 0, "latin1");
+	tiff.writeUInt32BE(8, 4);
+	tiff.writeUInt16BE(1, 8);
+	tiff.writeUInt16BE(0x0112, 10);
+	tiff.writeUInt16BE(3, 12);
+	tiff.writeUInt32BE(1, 14);
+	tiff.writeUInt16BE(orientation, 18);
+	// Bytes 20-21 pad the value; 22-25: no next IFD.
+	return segment(0xe1, Buffer.concat([Buffer.from("Exif\0\0", "latin1"), tiff]));
+}
+
+function segment(marker: number, payload: Buffer): Buffer {
+	const head = Buffer.from([0xff, marker, 0, 0]);
+	head.writeUInt16BE(payload.length + 2, 2);
+	return Buffer.concat([head, payload]);
+}
+
+function stripJpeg(input: Buffer, orientation: number): Buffer {
 	if (input.length < 4 || input[0] !== 0xff || input[1] !== SOI) fail("JPEG", "no start of image");
 	const kept: Buffer[] = [input.subarray(0, 2)];
+	if (orientation !== 1) kept.push(orientationSegment(orientation));
 	let at = 2;
 	for (;;) {
 		// Fill bytes (0xFF runs) may precede a marker.
@@ -142,13 +167,20 @@ function stripWebp(input: Buffer): Buffer {
 	return Buffer.concat([header, body]);
 }
 
-const STRIPPERS: Readonly<Record<string, (input: Buffer) => Buffer>> = { jpeg: stripJpeg, png: stripPng, webp: stripWebp };
-
 /**
  * The file without its metadata, in the same format and with the same pixels; null when the
- * format (as the sniffer names it) has no byte-level stripper. Throws StripError on a malformed file.
+ * format (as the sniffer names it) has no byte-level stripper, or the image is rotated by an
+ * EXIF `orientation` (1-8) that only a JPEG keeps here. Throws StripError on a malformed file.
  */
-export function stripMetadata(input: Buffer, format: string): Buffer | null {
-	const strip = STRIPPERS[format];
-	return strip ? strip(input) : null;
+export function stripMetadata(input: Buffer, format: string, orientation = 1): Buffer | null {
+	switch (format) {
+		case "jpeg":
+			return stripJpeg(input, orientation >= 1 && orientation <= 8 ? orientation : 1);
+		case "png":
+			return orientation === 1 ? stripPng(input) : null;
+		case "webp":
+			return orientation === 1 ? stripWebp(input) : null;
+		default:
+			return null;
+	}
 }

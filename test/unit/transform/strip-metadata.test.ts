@@ -98,6 +98,18 @@ describe("stripMetadata: JPEG", () => {
 		assert.ok((await pixels(stripped)).equals(await pixels(progressive)));
 	});
 
+	it("keeps a rotated photo upright: an EXIF block with the orientation alone", async () => {
+		const rotated = await sharp(GPS_PHOTO).keepExif().withExifMerge({ IFD0: { Copyright: "Secret Owner" } }).jpeg().toBuffer();
+		const input = await sharp(rotated).keepExif().withMetadata({ orientation: 6 }).jpeg().toBuffer();
+		assert.equal((await sharp(input).metadata()).orientation, 6);
+		const stripped = stripMetadata(input, "jpeg", 6)!;
+		const meta = await sharp(stripped).metadata();
+		assert.equal(meta.orientation, 6);
+		assert.ok(meta.exif!.length < 64, "nothing but the orientation");
+		assert.equal(stripped.indexOf("Secret Owner"), -1);
+		assert.ok((await pixels(stripped)).equals(await pixels(input)));
+	});
+
 	it("refuses what is not a JPEG and survives every truncation", () => {
 		assert.throws(() => stripMetadata(Buffer.from("not a jpeg at all"), "jpeg"), StripError);
 		assert.throws(() => stripMetadata(Buffer.from([0xff, 0xd8, 0xff, 0xe1, 0x00, 0x01]), "jpeg"), StripError, "a length below 2");
@@ -143,6 +155,11 @@ describe("stripMetadata: WebP", () => {
 		assert.equal(stripped.readUInt32LE(4), stripped.length - 8, "the RIFF size is rewritten");
 		assert.equal((await sharp(stripped).metadata()).exif, undefined);
 		assert.ok((await pixels(stripped)).equals(await pixels(input)));
+	});
+
+	it("leaves a rotated PNG or WebP to a re-encode: their orientation lives in the EXIF dropped", () => {
+		assert.equal(stripMetadata(Buffer.from("anything"), "webp", 6), null);
+		assert.equal(stripMetadata(Buffer.from("anything"), "png", 3), null);
 	});
 
 	it("refuses what is not a WebP and survives every truncation", async () => {
