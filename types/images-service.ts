@@ -11,11 +11,22 @@ import type { ImageDoc, ImageRepository, Rendition } from "../models/images/imag
 import type { StagedSource, UploadOptions } from "../models/images/new-image.ts";
 import type { SearchQuery } from "../models/images/search-query.ts";
 import type { Viewer } from "../models/shared/access.ts";
-import type { TransformQuery, TransformSpec, VariantInfo } from "../models/transform/spec.ts";
+import type { PublicImage } from "../models/images/public-image.ts";
+import type { OutputFormat, TransformQuery, TransformSpec, VariantInfo } from "../models/transform/spec.ts";
 import type { AuthUser } from "../models/users/user.ts";
+
+/**
+ * What a share link lets its visitors have (set by the shares service's delivery): the original's
+ * metadata and name, and the original at all (without it, the `large` preset stands in).
+ */
+export interface Grant {
+	showMetadata: boolean;
+	allowDownload: boolean;
+}
 
 export interface ImagesMeta {
 	user?: AuthUser | null;
+	grant?: Grant;
 	request?: RequestInfo;
 	$statusCode?: number;
 	$location?: string;
@@ -29,6 +40,13 @@ export interface ImagesVars extends BlobReaderVars {
 	repo: ImageRepository;
 	/** fastest-validator checker: true, or the list of problems. */
 	checkUploadFields: (value: Record<string, unknown>) => unknown;
+}
+
+/** Stored bytes to serve as an original (serveStored): their validator, name, and where they are. */
+export interface StoredBytes {
+	etag: string;
+	filename: string;
+	locate(): Promise<{ blob: string; size: number }>;
 }
 
 export interface VariantOptions {
@@ -58,9 +76,15 @@ export interface ImagesMethods extends BlobReaderMethods {
 	releaseOrLog(ctx: ImagesContext, key: string, ref: string): Promise<void>;
 	// mixins/image-delivery.mixin.ts
 	publicImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
+	isGuest(ctx: ImagesContext, doc: ImageDoc): boolean;
+	showsMetadata(ctx: ImagesContext, doc: ImageDoc): boolean;
+	downloadName(ctx: ImagesContext, doc: ImageDoc, format: OutputFormat): string;
+	imageView(ctx: ImagesContext, doc: ImageDoc): PublicImage;
 	serveDownload(ctx: ImagesContext, doc: ImageDoc, query: TransformQuery): Promise<Readable | null>;
-	checkTransformAllowed(ctx: ImagesContext, doc: ImageDoc, spec: TransformSpec): void;
+	serveTransform(ctx: ImagesContext, doc: ImageDoc, query: TransformQuery): Promise<Readable | null>;
 	serveContent(ctx: ImagesContext, doc: ImageDoc): Promise<Readable | null>;
+	serveStripped(ctx: ImagesContext, doc: ImageDoc): Promise<Readable | null>;
+	serveStored(ctx: ImagesContext, doc: ImageDoc, bytes: StoredBytes): Promise<Readable | null>;
 	serveRendition(ctx: ImagesContext, doc: ImageDoc, name: string): Promise<Readable | null>;
 	serveStoredRendition(ctx: ImagesContext, doc: ImageDoc, rendition: Rendition): Promise<Readable | null>;
 	mayRedirectToBucket(ctx: ImagesContext, doc: ImageDoc): boolean;

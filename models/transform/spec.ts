@@ -54,6 +54,11 @@ export interface TransformSpec {
 
 /** The transform parameters of a request, as the action's validator let them through. */
 export interface TransformQuery {
+	/** A preset's name (presets.ts): instead of the parameters below. */
+	preset?: string;
+	/** A signature of the parameters, and its expiry (signing.ts). */
+	sig?: string;
+	exp?: number;
 	format?: string;
 	/** The extension of `/content.<ext>`. */
 	ext?: string;
@@ -227,6 +232,14 @@ export function variantKey(source: Pick<VariantSource, "sha256" | "encrypted">, 
 	const encoder = spec.format === "avif" ? avifEffort : null;
 	const material = JSON.stringify([1, source.sha256, source.encrypted, spec.format, spec.width, spec.height, spec.fit, spec.quality, encoder]);
 	return createHash("sha256").update(material).digest("hex");
+}
+
+/**
+ * The cache key (and ETag) of an original's stripped copy (render.ts renderStripped), apart from
+ * every variant key: the source alone decides it. The version changes when stripping does.
+ */
+export function strippedKey(source: Pick<VariantSource, "sha256" | "encrypted">): string {
+	return createHash("sha256").update(JSON.stringify(["stripped", 1, source.sha256, source.encrypted])).digest("hex");
 }
 
 export function contentTypeOf(format: OutputFormat): string {
