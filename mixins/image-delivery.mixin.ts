@@ -209,19 +209,22 @@ export const ImageDeliveryMixin = imagesMixin({
 			const preset = query.preset ?? (noDownload ? NO_DOWNLOAD_PRESET : undefined);
 			if (preset !== undefined) {
 				if (wantsTransform(query)) throw new BadRequestError("A preset cannot be combined with transform parameters", "PRESET_CONFLICT");
-				return this.serveTransform(ctx, doc, presetQuery(config.transformPresets, preset));
+				return this.serveTransform(ctx, doc, presetQuery(config.transformPresets, preset), false);
 			}
 			if (!wantsTransform(query)) return this.showsMetadata(ctx, doc) ? this.serveContent(ctx, doc) : this.serveStripped(ctx, doc);
-			if (guest) {
+			return this.serveTransform(ctx, doc, query, guest);
+		},
+
+		/**
+		 * A variant, normalized from its parameters (a malformed request is a 400 before anything
+		 * else); `signed`: only with a valid signature of them (403 otherwise).
+		 */
+		serveTransform(ctx: ImagesContext, doc: ImageDoc, query: TransformQuery, signed: boolean): Promise<Readable | null> {
+			const spec = normalizeTransform(query, doc, { accept: ctx.meta.request?.accept, maxOutputPixels: config.transformMaxOutputPixels });
+			if (signed) {
 				if (query.sig === undefined) throw transformNotAllowed(config.transformPresets);
 				verifyTransform(config.transformSigningKeys, doc.id, query, Math.floor(Date.now() / 1000));
 			}
-			return this.serveTransform(ctx, doc, query);
-		},
-
-		/** A variant, checked and normalized from its parameters. */
-		serveTransform(ctx: ImagesContext, doc: ImageDoc, query: TransformQuery): Promise<Readable | null> {
-			const spec = normalizeTransform(query, doc, { accept: ctx.meta.request?.accept, maxOutputPixels: config.transformMaxOutputPixels });
 			return this.serveVariant(ctx, doc, spec, { negotiated: query.format === "auto", countsView: true });
 		},
 

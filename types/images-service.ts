@@ -81,7 +81,7 @@ export interface ImagesMethods extends BlobReaderMethods {
 	downloadName(ctx: ImagesContext, doc: ImageDoc, format: OutputFormat): string;
 	imageView(ctx: ImagesContext, doc: ImageDoc): PublicImage;
 	serveDownload(ctx: ImagesContext, doc: ImageDoc, query: TransformQuery): Promise<Readable | null>;
-	serveTransform(ctx: ImagesContext, doc: ImageDoc, query: TransformQuery): Promise<Readable | null>;
+	serveTransform(ctx: ImagesContext, doc: ImageDoc, query: TransformQuery, signed: boolean): Promise<Readable | null>;
 	serveContent(ctx: ImagesContext, doc: ImageDoc): Promise<Readable | null>;
 	serveStripped(ctx: ImagesContext, doc: ImageDoc): Promise<Readable | null>;
 	serveStored(ctx: ImagesContext, doc: ImageDoc, bytes: StoredBytes): Promise<Readable | null>;

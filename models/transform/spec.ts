@@ -4,7 +4,7 @@
  * key is computed from the spec alone, before (and instead of) any image processing.
  */
 import { createHash } from "node:crypto";
-import { BadRequestError, ForbiddenError } from "../shared/errors.ts";
+import { BadRequestError } from "../shared/errors.ts";
 
 export const OUTPUT_FORMATS = ["jpeg", "png", "webp", "avif", "gif", "tiff"] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
@@ -145,29 +145,6 @@ export function outputPixels(spec: Pick<TransformSpec, "width" | "height" | "fit
 	const wanted = scales.length === 0 ? 1 : fit === "outside" ? Math.max(...scales) : Math.min(...scales);
 	const scale = Math.min(wanted, 1);
 	return Math.max(1, Math.round(source.width * scale)) * Math.max(1, Math.round(source.height * scale));
-}
-
-/**
- * What callers who do not manage an image (anonymous visitors, other users of a public image) may
- * ask of it: output sides from this list (after dpr) and these qualities. Every such variant is a
- * render and a cache entry, so an open parameter space let anyone spend the server's CPU (a
- * 50-megapixel render per distinct ?w=) and churn the cache by enumeration.
- */
-export const PUBLIC_SIDES = [240, 480, 720, 1080, 1440, 2048] as const;
-export const PUBLIC_QUALITIES = [50, 60, 70, 80, 90] as const;
-
-/** Refuses (403) a spec outside the public sizes and qualities, or with more pixels than the original. */
-export function checkPublicTransform(spec: TransformSpec, source: SourceImage): void {
-	const sides = [spec.width, spec.height].filter(side => side !== null);
-	const sizeAllowed = sides.every(side => (PUBLIC_SIDES as readonly number[]).includes(side));
-	const qualityAllowed = spec.quality === null || spec.quality === DEFAULT_QUALITY[spec.format] || (PUBLIC_QUALITIES as readonly number[]).includes(spec.quality);
-	const withinOriginal = outputPixels(spec, source) <= source.width * source.height;
-	if (!sizeAllowed || !qualityAllowed || !withinOriginal) {
-		throw new ForbiddenError(
-			`Only the image's owner may ask for any size: others get sides of ${PUBLIC_SIDES.join(", ")} px (after dpr), qualities ${PUBLIC_QUALITIES.join(", ")} or the default, and never more pixels than the original`,
-			"TRANSFORM_NOT_ALLOWED"
-		);
-	}
 }
 
 export interface NormalizeOptions {
