@@ -14,7 +14,7 @@ import { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
 import { deliveryHeaders, etagMatches } from "../models/http/conditional.ts";
 import { parseRange } from "../models/http/range.ts";
-import type { ImageDoc, Rendition } from "../models/images/image.ts";
+import type { ImageDoc, Rendition, Visibility } from "../models/images/image.ts";
 import { EXT, THUMBNAIL_SIZE, TRANSFORM, TRANSFORM_PARAMS } from "../models/images/params.ts";
 import type { PublicImage } from "../models/images/public-image.ts";
 import { toPublicImage } from "../models/images/public-image.ts";
@@ -185,6 +185,15 @@ export const ImageDeliveryMixin = imagesMixin({
 			return !this.isGuest(ctx, doc) || doc.showMetadata || ctx.meta.grant?.showMetadata === true;
 		},
 
+		/**
+		 * How widely the answer may be cached: managers get other bytes (the original with its
+		 * metadata) or names than guests at the same URL, so only guests' answers of a public image
+		 * may sit in shared caches.
+		 */
+		cacheScope(ctx: ImagesContext, doc: ImageDoc): Visibility {
+			return this.isGuest(ctx, doc) ? doc.visibility : "private";
+		},
+
 		/** The download name of the image's bytes in `format`: its uploaded name, or `<id>.<ext>` when that stays private. */
 		downloadName(ctx: ImagesContext, doc: ImageDoc, format: OutputFormat): string {
 			return variantFilename(this.showsMetadata(ctx, doc) ? doc.filename : doc.id, format);
@@ -250,7 +259,7 @@ export const ImageDeliveryMixin = imagesMixin({
 		 * they are (`locate`) is asked only once a conditional request did not answer 304.
 		 */
 		async serveStored(ctx: ImagesContext, doc: ImageDoc, bytes: StoredBytes): Promise<Readable | null> {
-			const headers: Record<string, string | number> = { ...deliveryHeaders(doc.visibility, bytes.etag, bytes.filename), "Accept-Ranges": "bytes" };
+			const headers: Record<string, string | number> = { ...deliveryHeaders(this.cacheScope(ctx, doc), bytes.etag, bytes.filename), "Accept-Ranges": "bytes" };
 			ctx.meta.$responseHeaders = headers;
 			ctx.meta.$responseType = doc.contentType;
 			const countsView = ctx.meta.user?.id !== doc.owner && !isHead(ctx);
@@ -303,7 +312,7 @@ export const ImageDeliveryMixin = imagesMixin({
 		async serveStoredRendition(ctx: ImagesContext, doc: ImageDoc, rendition: Rendition): Promise<Readable | null> {
 			const format = FORMAT_NAMES[rendition.format] ?? "webp";
 			const etag = variantKey(sourceOf(doc), renditionByName(rendition.name)!, config.transformAvifEffort);
-			const headers = deliveryHeaders(doc.visibility, etag, this.downloadName(ctx, doc, format));
+			const headers = deliveryHeaders(this.cacheScope(ctx, doc), etag, this.downloadName(ctx, doc, format));
 			ctx.meta.$responseHeaders = headers;
 			ctx.meta.$responseType = contentTypeOf(format);
 			if (etagMatches(ctx.meta.request?.ifNoneMatch, headers.ETag as string)) {
@@ -354,7 +363,7 @@ export const ImageDeliveryMixin = imagesMixin({
 		 */
 		async serveVariant(ctx: ImagesContext, doc: ImageDoc, spec: TransformSpec, options: VariantOptions): Promise<Readable | null> {
 			const source = sourceOf(doc);
-			const headers = deliveryHeaders(doc.visibility, variantKey(source, spec, config.transformAvifEffort), this.downloadName(ctx, doc, spec.format));
+			const headers = deliveryHeaders(this.cacheScope(ctx, doc), variantKey(source, spec, config.transformAvifEffort), this.downloadName(ctx, doc, spec.format));
 			if (options.negotiated) headers.Vary = "Accept";
 			ctx.meta.$responseHeaders = headers;
 			ctx.meta.$responseType = contentTypeOf(spec.format);

@@ -7,7 +7,7 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { Readable } from "node:stream";
 import type { BlobReaderMethods, BlobReaderVars } from "../mixins/blob-reader.mixin.ts";
 import type { RequestInfo } from "../models/http/request.ts";
-import type { ImageDoc, ImageRepository, Rendition } from "../models/images/image.ts";
+import type { ImageDoc, ImageRepository, Rendition, Visibility } from "../models/images/image.ts";
 import type { StagedSource, UploadOptions } from "../models/images/new-image.ts";
 import type { SearchQuery } from "../models/images/search-query.ts";
 import type { Viewer } from "../models/shared/access.ts";
@@ -78,6 +78,7 @@ export interface ImagesMethods extends BlobReaderMethods {
 	publicImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
 	isGuest(ctx: ImagesContext, doc: ImageDoc): boolean;
 	showsMetadata(ctx: ImagesContext, doc: ImageDoc): boolean;
+	cacheScope(ctx: ImagesContext, doc: ImageDoc): Visibility;
 	downloadName(ctx: ImagesContext, doc: ImageDoc, format: OutputFormat): string;
 	imageView(ctx: ImagesContext, doc: ImageDoc): PublicImage;
 	serveDownload(ctx: ImagesContext, doc: ImageDoc, query: TransformQuery): Promise<Readable | null>;

@@ -69,6 +69,8 @@ function privacySuite(backend: () => Promise<{ env: Record<string, string>; stop
 		assert.equal(res.status, 200);
 		assert.ok(res.bytes.equals(GPS_PHOTO));
 		assert.match(res.headers.get("content-disposition")!, /filename\*=UTF-8''dog-gps-exif\.jpg$/);
+		assert.equal(res.headers.get("cache-control"), "private, max-age=3600", "the original of a public image is for no shared cache");
+		assert.equal((await anon.download(`/p/${photo}`)).headers.get("cache-control"), "public, max-age=3600");
 		assert.equal((await admin.download(`/api/images/${photo}/content`)).bytes.length, GPS_PHOTO.length, "admins manage every image");
 	});
 

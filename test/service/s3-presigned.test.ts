@@ -61,17 +61,18 @@ describe("presigned redirects to the bucket (SeaweedFS)", { skip: s3SkipReason()
 
 	it("sends a plain public original and rendition to the bucket, which serves their bytes and headers", async () => {
 		const id = await uploadReady({ visibility: "public" });
-		// Guests get the stripped copy (the same bytes: dog.jpg has no metadata) under the image's id.
-		for (const [path, headers, name] of [
-			[`/p/${id}`, {}, id],
-			[`/api/images/${id}/content`, asAlice(), "dog"]
+		// Guests get the stripped copy (the same bytes: dog.jpg has no metadata) under the image's id;
+		// the owner's answers, the original, are for no shared cache.
+		for (const [path, headers, name, cache] of [
+			[`/p/${id}`, {}, id, "public"],
+			[`/api/images/${id}/content`, asAlice(), "dog", "private"]
 		] as const) {
 			const fetched = await followToBucket(await request(node.url + path, headers));
 			assert.equal(fetched.status, 200);
 			assert.deepEqual(fetched.bytes, Buffer.from(dog.bytes));
 			assert.equal(fetched.headers.get("content-type"), "image/jpeg");
 			assert.equal(fetched.headers.get("content-disposition"), `inline; filename*=UTF-8''${name}.jpg`);
-			assert.equal(fetched.headers.get("cache-control"), "public, max-age=3600");
+			assert.equal(fetched.headers.get("cache-control"), `${cache}, max-age=3600`);
 		}
 		const part = await followToBucket(await request(`${node.url}/p/${id}`, { range: "bytes=100-199" }), { range: "bytes=100-199" });
 		assert.equal(part.status, 206, "the bucket serves the range the client asks it for");
