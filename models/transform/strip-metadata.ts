@@ -7,7 +7,7 @@
  * its metadata. Formats without a stripper here (GIF, AVIF, TIFF) answer null: the transform
  * service re-encodes those.
  *
- * Kept on purpose: JPEG's APP0 JFIF header, APP2 ICC profiles and APP14 Adobe (colour transform),
+ * Kept on purpose: JPEG's APP0 JFIF header (without its thumbnail), APP2 ICC profiles and APP14 Adobe (colour transform),
  * PNG's and WebP's colour chunks. Without them colours shift; none of them describes the scene.
  * Bytes after the image's end (a JPEG after EOI, a PNG after IEND) are dropped: they are a
  * classic hiding place and no decoder reads them.
@@ -37,6 +37,17 @@ const APP14 = 0xee;
 
 /** APPn segments kept, by marker: the identifier their payload must start with. */
 const KEPT_APP: Readonly<Record<number, string>> = { [APP0]: "JFIF\0", [APP2]: "ICC_PROFILE\0", [APP14]: "Adobe" };
+
+/** JFIF's header without the thumbnail it may embed (its size bytes zeroed): a thumbnail can show what a crop removed. */
+const JFIF_HEADER_LENGTH = 14;
+
+function withoutJfifThumbnail(marker: number, payload: Buffer, whole: Buffer): Buffer {
+	if (marker !== APP0 || payload.length <= JFIF_HEADER_LENGTH) return whole;
+	const header = Buffer.from(payload.subarray(0, JFIF_HEADER_LENGTH));
+	header[12] = 0;
+	header[13] = 0;
+	return segment(APP0, header);
+}
 
 function isMetadataSegment(marker: number, payload: Buffer): boolean {
 	if (marker === COM) return true;
@@ -95,7 +106,8 @@ function stripJpeg(input: Buffer, orientation: number): Buffer {
 		const length = input.readUInt16BE(at + 2);
 		const end = at + 2 + length;
 		if (length < 2 || end > input.length) fail("JPEG", "a segment length points outside the file");
-		if (!isMetadataSegment(marker, input.subarray(at + 4, end))) kept.push(input.subarray(at, end));
+		const payload = input.subarray(at + 4, end);
+		if (!isMetadataSegment(marker, payload)) kept.push(withoutJfifThumbnail(marker, payload, input.subarray(at, end)));
 		at = end;
 		if (marker === SOS) {
 			const dataEnd = scanEnd(input, at);

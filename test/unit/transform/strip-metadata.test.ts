@@ -88,6 +88,17 @@ describe("stripMetadata: JPEG", () => {
 		assert.ok((await pixels(stripped)).equals(await pixels(input)));
 	});
 
+	it("drops the thumbnail a JFIF header may embed: it can show what a crop removed", async () => {
+		const thumbnail = Buffer.alloc(3 * 2 * 2, 0x7f);
+		const jfif = segment(0xe0, Buffer.concat([Buffer.from("JFIF\0\x01\x02\0\0\x01\0\x01\x02\x02", "latin1"), thumbnail]));
+		const plain = await sharp(GPS_PHOTO).jpeg().toBuffer();
+		const sos = plain.indexOf(Buffer.from([0xff, 0xdb]));
+		const input = Buffer.concat([plain.subarray(0, 2), jfif, plain.subarray(sos)]);
+		const stripped = stripMetadata(input, "jpeg")!;
+		assert.deepEqual([...stripped.subarray(2, 20)], [0xff, 0xe0, 0, 16, ...Buffer.from("JFIF\0\x01\x02\0\0\x01\0\x01\0\0", "latin1")]);
+		assert.ok((await pixels(stripped)).equals(await pixels(input)));
+	});
+
 	it("strips every scan of a progressive JPEG, and segments between scans", async () => {
 		const progressive = await sharp(GPS_PHOTO).keepExif().jpeg({ progressive: true }).toBuffer();
 		const sos = progressive.lastIndexOf(Buffer.from([0xff, 0xda]));
