@@ -136,7 +136,8 @@ export const ImageDeliveryMixin = imagesMixin({
 				const doc = await this.visibleImage(ctx, id);
 				if (!wantsTransform(query)) throw new BadRequestError("Give a transform parameter to sign: the original needs no signature", "NOTHING_TO_SIGN");
 				normalizeTransform(query, doc, { maxOutputPixels: config.transformMaxOutputPixels });
-				const exp = expiresIn === undefined ? undefined : Math.floor(Date.now() / 1000) + expiresIn;
+				// Rounded up: the URL is valid for at least `expiresIn` seconds.
+				const exp = expiresIn === undefined ? undefined : Math.ceil(Date.now() / 1000) + expiresIn;
 				const path = doc.visibility === "public" ? `/p/${doc.id}` : `/api/images/${doc.id}/content`;
 				const url = `${path}?${signedSearch(query, signTransform(config.transformSigningKeys, doc.id, query, exp))}`;
 				return { url, expiresAt: exp === undefined ? null : new Date(exp * 1000).toISOString() };
