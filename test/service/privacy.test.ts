@@ -238,9 +238,12 @@ function privacySuite(backend: () => Promise<{ env: Record<string, string>; stop
 	it("expires signed URLs, and signs private images' URLs on the API path for those who may see them", async () => {
 		const short = await alice.get(`/api/images/${photo}/url?w=200&expiresIn=1`);
 		const url = new URL(short.body.url, server.url);
-		assert.ok(Number(url.searchParams.get("exp")) > Date.now() / 1000);
+		const exp = Number(url.searchParams.get("exp"));
+		assert.ok(exp > Date.now() / 1000, "valid for about expiresIn from now");
+		assert.equal(short.body.expiresAt, new Date(exp * 1000).toISOString());
 		assert.equal((await anon.download(url.pathname + url.search)).status, 200);
-		await new Promise(resolve => setTimeout(resolve, 2100));
+		// Valid through its second `exp`, expired after it.
+		await new Promise(resolve => setTimeout(resolve, (exp + 1) * 1000 - Date.now() + 50));
 		const expired = await anon.get(url.pathname + url.search);
 		assert.equal(expired.status, 403);
 		assert.equal(expired.body.type, "SIGNATURE_EXPIRED");
