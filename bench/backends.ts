@@ -64,6 +64,7 @@ function image(prefix: string, i: number): ImageDoc {
 		sha256: "0".repeat(64),
 		encrypted: false,
 		visibility: i % 3 === 0 ? "private" : "public",
+		showMetadata: false,
 		category: null,
 		tags: [{ label: WORDS[i % 5]!, source: "user" }],
 		views: 0,

@@ -95,6 +95,7 @@ function imageOf(i: number, size: number): ImageDoc {
 		sha256: i.toString(16).padStart(64, "0"),
 		encrypted: false,
 		visibility: random() < 0.1 ? "private" : "public",
+		showMetadata: false,
 		category: random() < 0.8 ? `c${Math.floor(random() * CATEGORIES)}` : null,
 		tags: [...labels].map(label => ({ label, source: "user" as const })),
 		views: Math.floor(random() * 1000),

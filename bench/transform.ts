@@ -4,7 +4,7 @@
  *
  *  - raw sharp: the same operation (sharp 0.35, same quality and AVIF effort as imgmesh) in a
  *    plain loop in this process, as many in parallel as the uncached HTTP runs: the compute bound.
- *  - imgmesh uncached: GET /p/:id?w=512&format=… once per distinct source (N distinct JPEGs, so no
+ *  - imgmesh uncached: GET /p/:id?w=512&format=…&sig=… (signed, as guests need them) once per distinct source (N distinct JPEGs, so no
  *    request hits the variant cache), C concurrent requests. The node runs with
  *    TRANSFORM_AVIF_CONCURRENCY=C so that AVIF gets the same parallelism as the other two (its
  *    default, 1, caps AVIF at one core on purpose).
@@ -168,7 +168,10 @@ async function main(): Promise<void> {
 		for (const format of params.formats) {
 			const n = format === "avif" ? params.avifSources : params.sources;
 			const spec: TransformSpec = normalizeTransform({ format, w: OUTPUT_WIDTH }, { format: "jpeg", width: WIDTH, height: HEIGHT }, { maxOutputPixels: Infinity });
-			const warmPath = `/p/${ids[warmup]}?w=${OUTPUT_WIDTH}&format=${format}`;
+			// Anonymous callers need signed parameters (docs/sharing.md): the owner signs each URL once, untimed.
+			const signed: string[] = [];
+			for (const id of ids) signed.push((await user.get(`/api/images/${id}/url?w=${OUTPUT_WIDTH}&format=${format}`)).body.url);
+			const warmPath = signed[warmup]!;
 			const ipxPath = (i: number) => `/w_${OUTPUT_WIDTH}&f_${format}&q_${spec.quality}/src-${i}.jpg`;
 			await renderVariant(sources[warmup]!, spec, settings);
 			await uncached(server.url, [warmPath], undefined);
@@ -182,14 +185,14 @@ async function main(): Promise<void> {
 				const cpu = process.cpuUsage(cpuBefore);
 				rounds.push({
 					raw: { perS: round(n / raw.elapsedS), latencyMs: summarize(raw.latencies), errors: 0, cpuMsPerOp: round((cpu.user + cpu.system) / 1000 / n) },
-					imgmesh: await uncached(server.url, slice.map(i => `/p/${ids[i]}?w=${OUTPUT_WIDTH}&format=${format}`), server.process.pid),
+					imgmesh: await uncached(server.url, slice.map(i => signed[i]!), server.process.pid),
 					ipx: await uncached(ipx.url, slice.map(ipxPath), ipx.child.pid)
 				});
 			}
 			const rawRow = median(rounds.map(r => r.raw));
 			const imgmeshUncached = median(rounds.map(r => r.imgmesh));
 			const ipxUncached = median(rounds.map(r => r.ipx));
-			const paths = indexes.map(i => `/p/${ids[i]}?w=${OUTPUT_WIDTH}&format=${format}`);
+			const paths = indexes.map(i => signed[i]!);
 			const cached = fromLoad(
 				await runGetLoad({
 					base: server.url,

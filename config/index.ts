@@ -6,6 +6,8 @@ import { availableParallelism } from "node:os";
 import { resolve } from "node:path";
 import { prepareDataDir } from "./data-dir.ts";
 import { loadOrCreateSecrets } from "./secrets.ts";
+import { DEFAULT_PRESETS, parsePresets, type Presets } from "../models/transform/presets.ts";
+import type { SigningKey } from "../models/transform/signing.ts";
 
 export type LogLevel = "fatal" | "error" | "warn" | "info" | "debug" | "trace";
 
@@ -123,6 +125,10 @@ export interface Config {
 	transformAvifEffort: number;
 	/** libvips threads per image. */
 	transformThreads: number;
+	/** Variants anyone who may see an image can ask for by name (`?preset=`): docs/sharing.md. */
+	transformPresets: Presets;
+	/** Keys of signed transform URLs, the signing one first; generated into secrets.json when unset. */
+	transformSigningKeys: SigningKey[];
 
 	// --- classifier ---
 	/** Path of the classifier's model manifest (JSON); unset = no automatic tagging. */
@@ -225,6 +231,15 @@ function stopTimes(env: NodeJS.ProcessEnv): { jobStopGraceMs: number; shutdownTi
 	const jobStopGraceMs = integer(env, "JOB_STOP_GRACE_MS", 10_000, 0);
 	if (jobStopGraceMs >= shutdownTimeoutMs) throw new Error(`JOB_STOP_GRACE_MS (${jobStopGraceMs}) must be less than SHUTDOWN_TIMEOUT_MS (${shutdownTimeoutMs})`);
 	return { jobStopGraceMs, shutdownTimeoutMs };
+}
+
+function presets(env: NodeJS.ProcessEnv): Presets {
+	if (!env.TRANSFORM_PRESETS) return DEFAULT_PRESETS;
+	try {
+		return parsePresets(env.TRANSFORM_PRESETS);
+	} catch (err) {
+		throw new Error((err as Error).message.startsWith("TRANSFORM_PRESETS") ? (err as Error).message : `TRANSFORM_PRESETS is not valid JSON: ${(err as Error).message}`);
+	}
 }
 
 export type StorageBackend = "fs" | "gridfs" | "s3";
@@ -382,6 +397,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 		transformQueueSize: integer(env, "TRANSFORM_QUEUE_SIZE", 100, 1),
 		transformAvifEffort: bounded(env, "TRANSFORM_AVIF_EFFORT", 3, 0, 9),
 		transformThreads: integer(env, "TRANSFORM_THREADS", 1, 1),
+		transformPresets: presets(env),
+		transformSigningKeys: secrets.transformSigningKeys,
 
 		// --- classifier ---
 		classifierModel: env.CLASSIFIER_MODEL ? resolve(env.CLASSIFIER_MODEL) : undefined,

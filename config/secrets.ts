@@ -6,18 +6,22 @@
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { parseSigningKeys, type SigningKey } from "../models/transform/signing.ts";
 
 export interface Secrets {
 	jwtSecret: string;
 	storageMasterKey: Buffer;
 	storageOldMasterKeys: Buffer[];
 	adminPassword: string;
+	/** Keys of signed transform URLs, the signing one first (models/transform/signing.ts). */
+	transformSigningKeys: SigningKey[];
 }
 
 interface StoredSecrets {
 	jwtSecret?: string;
 	storageMasterKey?: string;
 	adminPassword?: string;
+	transformSigningKeys?: string;
 }
 
 const SECRETS_FILE = "secrets.json";
@@ -51,6 +55,8 @@ export function loadOrCreateSecrets(dataDir: string, env: NodeJS.ProcessEnv): Se
 	const jwtSecret = pick(env.JWT_SECRET, "jwtSecret", () => randomBytes(48).toString("base64url"));
 	const masterKey = pick(env.STORAGE_MASTER_KEY, "storageMasterKey", () => randomBytes(32).toString("hex"));
 	const adminPassword = pick(env.ADMIN_PASSWORD, "adminPassword", () => randomBytes(18).toString("base64url"));
+	// A key id of its own, so a key configured later never shares an id with the generated one.
+	const signingKeys = pick(env.TRANSFORM_SIGNING_KEYS, "transformSigningKeys", () => `g${randomBytes(4).toString("hex")}:${randomBytes(32).toString("base64url")}`);
 	if (jwtSecret.length < 32) throw new Error("JWT_SECRET must be at least 32 characters");
 
 	if (changed) {
@@ -65,6 +71,7 @@ export function loadOrCreateSecrets(dataDir: string, env: NodeJS.ProcessEnv): Se
 			.map(key => key.trim())
 			.filter(Boolean)
 			.map(key => parseMasterKey("STORAGE_OLD_MASTER_KEYS", key)),
-		adminPassword
+		adminPassword,
+		transformSigningKeys: parseSigningKeys(signingKeys)
 	};
 }

@@ -9,7 +9,6 @@
 import type { Readable } from "node:stream";
 import type { ImageDoc } from "../models/images/image.ts";
 import { THUMBNAIL_SIZE, TRANSFORM } from "../models/images/params.ts";
-import { toPublicImage } from "../models/images/public-image.ts";
 import { NotFoundError } from "../models/shared/errors.ts";
 import { ID } from "../models/shared/params.ts";
 import { imagesMixin, type ImagesContext } from "../types/images-service.ts";
@@ -24,12 +23,12 @@ const LINK_CACHE_CONTROL = "private, no-cache";
 
 export const SharedDeliveryMixin = imagesMixin({
 	actions: {
-		/** The image's details as the API shows them; the shares service trims them for guests. */
+		/** The image's details as a guest of the link sees them (ctx.meta.grant); the shares service trims the rest. */
 		sharedGet: {
 			visibility: "public",
 			params: { $$strict: true, id: ID },
 			async handler(ctx: ImagesContext) {
-				return toPublicImage(await this.sharedImage(ctx, ctx.params.id));
+				return this.imageView(ctx, await this.sharedImage(ctx, ctx.params.id));
 			}
 		},
 

@@ -170,7 +170,7 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 					cursor: p.cursor
 				};
 				const page = await this.repo.search(filter);
-				return { ...page, items: page.items.map(toPublicImage) };
+				return { ...page, items: page.items.map(doc => this.imageView(ctx, doc)) };
 			}
 		},
 
@@ -179,7 +179,7 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			auth: "optional",
 			params: { $$strict: true, id: ID },
 			async handler(ctx: ImagesContext) {
-				return toPublicImage(await this.visibleImage(ctx, ctx.params.id));
+				return this.imageView(ctx, await this.visibleImage(ctx, ctx.params.id));
 			}
 		},
 
@@ -217,15 +217,16 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 				description: { type: "string", max: 5000, optional: true },
 				tags: TAGS,
 				category: { type: "string", max: 64, optional: true, nullable: true },
-				visibility: VISIBILITY
+				visibility: VISIBILITY,
+				showMetadata: { type: "boolean", optional: true }
 			},
 			async handler(ctx: ImagesContext) {
 				const doc = await this.editableImage(ctx, ctx.params.id);
 				// An optional parameter may also be null: for these fields that means "not given" (only
 				// a null category means something, no category), never a null in a NOT NULL column.
 				const { category } = ctx.params;
-				const { name, description, tags, visibility } = withoutNulls(ctx.params);
-				const patch: ImagePatch = { name, visibility };
+				const { name, description, tags, visibility, showMetadata } = withoutNulls(ctx.params);
+				const patch: ImagePatch = { name, visibility, showMetadata };
 				if (description !== undefined || tags !== undefined) {
 					const autoTags = doc.tags.filter(tag => tag.source === "auto");
 					const kept = tags === undefined ? doc.tags.filter(tag => tag.source === "user").map(tag => tag.label) : tags;
@@ -314,7 +315,8 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 
 		/**
 		 * The images of these ids that are not in the trash, in the order given, whoever owns them:
-		 * the caller (the albums service) has authorised them.
+		 * the caller (the albums service) has authorised them. Each as the caller sees it
+		 * (imageView): an album's viewers and a link's guests (ctx.meta.grant) are guests.
 		 */
 		byIds: {
 			visibility: "public",
@@ -324,7 +326,7 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 				if (ids.length === 0) return [];
 				const page = await this.repo.search({ viewer: null, ids, sort: "-createdAt", limit: ids.length });
 				const found = new Map(page.items.map(doc => [doc.id, doc]));
-				return ids.flatMap(id => (found.has(id) ? [toPublicImage(found.get(id)!)] : []));
+				return ids.flatMap(id => (found.has(id) ? [this.imageView(ctx, found.get(id)!)] : []));
 			}
 		},
 

@@ -216,11 +216,12 @@ const shares: ServiceSchema<ServiceSettingSchema, SharesMethods, SharesVars> = {
 				const share = await this.openLink(ctx, ctx.params.token, ctx.params.access);
 				const grant = grantOf(share);
 				if (share.imageId !== null) {
-					const image = await ctx.call<PublicImage, { id: string }>("images.sharedGet", { id: share.imageId });
+					// The grant travels in meta: the images service shows metadata by it (imageView).
+					const image = await ctx.call<PublicImage, { id: string }>("images.sharedGet", { id: share.imageId }, { meta: { grant } });
 					return { share: toGuestShare(share), image: toGuestImage(image, grant) };
 				}
 				const { cursor, limit } = ctx.params;
-				const page = await ctx.call<{ items: PublicImage[]; nextCursor: string | null }, object>("albums.sharedPage", { albumId: share.albumId, cursor, limit });
+				const page = await ctx.call<{ items: PublicImage[]; nextCursor: string | null }, object>("albums.sharedPage", { albumId: share.albumId, cursor, limit }, { meta: { grant } });
 				return { share: toGuestShare(share), items: page.items.map(image => toGuestImage(image, grant)), nextCursor: page.nextCursor };
 			}
 		},

@@ -9,6 +9,10 @@
  * `renderAvif`, whose bulkheads bound how many images this node encodes at once — AVIF
  * separately, so that a burst of AVIF requests queues behind its own small limit instead of
  * starving every other format.
+ *
+ * `stripped` does the same for the copy of an original that guests get (docs/sharing.md): its
+ * metadata removed, cached like a variant (so on every blob store and node, encrypted when the
+ * original is, dropped by the garbage collector with the original's last image).
  */
 import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { join } from "node:path";
@@ -16,15 +20,16 @@ import { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
 import { BlobReaderMixin } from "../mixins/blob-reader.mixin.ts";
 import { repositoryMixin } from "../mixins/repository.mixin.ts";
-import { InvalidImageError } from "../models/shared/errors.ts";
+import { InvalidImageError, UnavailableError } from "../models/shared/errors.ts";
 import type { ImageDoc } from "../models/images/image.ts";
 import { CHANNELS, DEAD_LETTER_CHANNEL, type Delivery } from "../models/pipeline/channels.ts";
-import { configureSharp, renderVariant } from "../models/transform/render.ts";
-import { FITS, OUTPUT_FORMATS, sourceOf, variantKey, type TransformSpec, type VariantInfo, type VariantSource } from "../models/transform/spec.ts";
+import { configureSharp, renderStripped, renderVariant } from "../models/transform/render.ts";
+import { FITS, OUTPUT_FORMATS, sourceOf, strippedKey, variantKey, type TransformSpec, type VariantInfo, type VariantSource } from "../models/transform/spec.ts";
 import { VariantIndex } from "../models/transform/variant-cache.ts";
 import type {
 	Flight,
 	Rendered,
+	StrippedParams,
 	TransformCounters,
 	TransformMethods,
 	TransformVars,
@@ -60,6 +65,13 @@ async function readAll(stream: Readable): Promise<Buffer> {
 	return Buffer.concat(await stream.toArray());
 }
 
+const STRIPPED = { $$strict: true, source: SOURCE, format: { type: "enum", values: OUTPUT_FORMATS } };
+
+/** The render action of a spec: AVIF behind its own bulkhead. */
+function renderActionOf(spec: TransformSpec): string {
+	return spec.format === "avif" ? "transform.renderAvif" : "transform.render";
+}
+
 /** A bulkheaded render action: at most `concurrency` at once, `transformQueueSize` waiting. */
 function renderAction(concurrency: number) {
 	return {
@@ -93,7 +105,7 @@ const transform: ServiceSchema<ServiceSettingSchema, TransformMethods, Transform
 					ctx.meta.$variant = cached.info;
 					return cached.stream;
 				}
-				const { info, data } = await this.flight(ctx, key, ctx.params).rendered;
+				const { info, data } = await this.flight(ctx, key, renderActionOf(ctx.params.spec), ctx.params).rendered;
 				ctx.meta.$variant = info;
 				return Readable.from([data]);
 			}
@@ -114,8 +126,42 @@ const transform: ServiceSchema<ServiceSettingSchema, TransformMethods, Transform
 			}
 		},
 
+		/**
+		 * Where the stripped copy of `source` (in its own `format`) is stored: `{ blob, size }` of
+		 * the cache entry, made first if needed. The caller reads the blob itself, so the copy is
+		 * served like an original: ranges, and with S3_PRESIGNED_REDIRECT straight from the bucket.
+		 */
+		stripped: {
+			visibility: "public",
+			params: STRIPPED,
+			async handler(ctx: Context<StrippedParams>): Promise<{ blob: string; size: number }> {
+				const key = strippedKey(ctx.params.source);
+				const cached = this.repo.get(key);
+				if (cached) {
+					this.counters.hits++;
+					return { blob: cached.blob, size: cached.size };
+				}
+				await this.flight(ctx, key, "transform.strip", ctx.params).stored;
+				// Stored entries outlive their own store (evictBeyond keeps it); another store could
+				// evict it just after, in a cache smaller than a few originals: try again then.
+				const stored = this.repo.get(key);
+				if (!stored) throw new UnavailableError("The stripped copy was evicted from the cache at once; try again");
+				return { blob: stored.blob, size: stored.size };
+			}
+		},
+
 		render: renderAction(config.transformConcurrency),
 		renderAvif: renderAction(config.transformAvifConcurrency),
+
+		/** Makes a stripped copy (see `stripped`), behind the same bulkhead size as renders. */
+		strip: {
+			visibility: "public",
+			bulkhead: { enabled: true, concurrency: config.transformConcurrency, maxQueueSize: config.transformQueueSize },
+			params: STRIPPED,
+			async handler(ctx: VariantContext<StrippedParams>): Promise<Readable> {
+				return this.strip(ctx);
+			}
+		},
 
 		/** This node's counters and cache size: operators watch the hit rate, tests count renders. */
 		stats: {
@@ -186,7 +232,7 @@ const transform: ServiceSchema<ServiceSettingSchema, TransformMethods, Transform
 					return;
 				}
 				// Done once stored: a failure to store fails the job, which is then retried.
-				await this.flight(ctx, key, params).stored;
+				await this.flight(ctx, key, renderActionOf(params.spec), params).stored;
 			}
 		}
 	},
@@ -215,18 +261,20 @@ const transform: ServiceSchema<ServiceSettingSchema, TransformMethods, Transform
 			}
 		},
 
-		/** The render of `key` in progress, or a new one (on any transform node) stored when done. */
-		flight(ctx: Context, key: string, params: VariantParams): Flight {
+		/**
+		 * The render of `key` in progress, or a new one by `action` (on any transform node) stored
+		 * when done.
+		 */
+		flight(ctx: Context, key: string, action: string, params: VariantParams | StrippedParams): Flight {
 			const current = this.inFlight.get(key);
 			if (current) {
 				this.counters.joined++;
 				return current;
 			}
 			this.counters.misses++;
-			const action = params.spec.format === "avif" ? "transform.renderAvif" : "transform.render";
 			const rendered = (async (): Promise<Rendered> => {
-				const sub: VariantContext<VariantParams> = ctx as VariantContext<VariantParams>;
-				const data = await readAll(await sub.call<Readable, VariantParams>(action, params));
+				const sub = ctx as VariantContext<typeof params>;
+				const data = await readAll(await sub.call<Readable, typeof params>(action, params));
 				// The render action's ctx.meta comes back merged into ours.
 				return { info: sub.meta.$variant!, data };
 			})();
@@ -270,6 +318,21 @@ const transform: ServiceSchema<ServiceSettingSchema, TransformMethods, Transform
 			const { data, format, width, height } = rendered;
 			ctx.meta.$variant = { format, width, height, size: data.length };
 			return Readable.from([data]);
+		},
+
+		/** Reads the original and strips its metadata (or re-encodes it): renderStripped. */
+		async strip(ctx: VariantContext<StrippedParams>): Promise<Readable> {
+			const { source, format } = ctx.params;
+			const input = await readAll(await this.readBlob(ctx, source.key));
+			this.counters.renders++;
+			let copy;
+			try {
+				copy = await renderStripped(input, format, this.settings);
+			} catch (err) {
+				throw new InvalidImageError(`The image's metadata cannot be removed: ${(err as Error).message}`, "STRIP_FAILED");
+			}
+			ctx.meta.$variant = { format, width: copy.width, height: copy.height, size: copy.data.length };
+			return Readable.from([copy.data]);
 		}
 	},
 

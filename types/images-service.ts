@@ -7,23 +7,33 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { Readable } from "node:stream";
 import type { BlobReaderMethods, BlobReaderVars } from "../mixins/blob-reader.mixin.ts";
 import type { RequestInfo } from "../models/http/request.ts";
-import type { ImageDoc, ImageRepository, Rendition } from "../models/images/image.ts";
+import type { ImageDoc, ImageRepository, Rendition, Visibility } from "../models/images/image.ts";
 import type { StagedSource, UploadOptions } from "../models/images/new-image.ts";
 import type { SearchQuery } from "../models/images/search-query.ts";
 import type { Viewer } from "../models/shared/access.ts";
-import type { TransformQuery, TransformSpec, VariantInfo } from "../models/transform/spec.ts";
+import type { PublicImage } from "../models/images/public-image.ts";
+import type { OutputFormat, TransformQuery, TransformSpec, VariantInfo } from "../models/transform/spec.ts";
 import type { AuthUser } from "../models/users/user.ts";
+
+/**
+ * What a share link lets its visitors have (set by the shares service's delivery): the original's
+ * metadata and name, and the original at all (without it, the `large` preset stands in).
+ */
+export interface Grant {
+	showMetadata: boolean;
+	allowDownload: boolean;
+}
 
 export interface ImagesMeta {
 	user?: AuthUser | null;
+	/** What a share link lets its guest have (mixins/shared-delivery.mixin.ts sets it). */
+	grant?: Grant;
 	request?: RequestInfo;
 	$statusCode?: number;
 	$location?: string;
 	$responseType?: string;
 	$responseHeaders?: Record<string, string | number>;
 	$variant?: VariantInfo;
-	/** What a share link lets its guest have (mixins/shared-delivery.mixin.ts sets it). */
-	grant?: { showMetadata: boolean; allowDownload: boolean };
 }
 export type ImagesContext<P = Record<string, any>> = Context<P, ImagesMeta>;
 
@@ -34,6 +44,13 @@ export interface ImagesVars extends BlobReaderVars {
 	/** The trash's retention sweep (mixins/image-trash.mixin.ts): its timer, and the sweep under way. */
 	trashTimer: NodeJS.Timeout | undefined;
 	trashSweep: Promise<unknown> | undefined;
+}
+
+/** Stored bytes to serve as an original (serveStored): their validator, name, and where they are. */
+export interface StoredBytes {
+	etag: string;
+	filename: string;
+	locate(): Promise<{ blob: string; size: number }>;
 }
 
 export interface VariantOptions {
@@ -69,9 +86,16 @@ export interface ImagesMethods extends BlobReaderMethods {
 	purgeAll(ctx: ImagesContext, next: () => Promise<ImageDoc[]>): Promise<number>;
 	// mixins/image-delivery.mixin.ts
 	publicImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
+	isGuest(ctx: ImagesContext, doc: ImageDoc): boolean;
+	showsMetadata(ctx: ImagesContext, doc: ImageDoc): boolean;
+	cacheScope(ctx: ImagesContext, doc: ImageDoc): Visibility;
+	downloadName(ctx: ImagesContext, doc: ImageDoc, format: OutputFormat): string;
+	imageView(ctx: ImagesContext, doc: ImageDoc): PublicImage;
 	serveDownload(ctx: ImagesContext, doc: ImageDoc, query: TransformQuery): Promise<Readable | null>;
-	checkTransformAllowed(ctx: ImagesContext, doc: ImageDoc, spec: TransformSpec): void;
+	serveTransform(ctx: ImagesContext, doc: ImageDoc, query: TransformQuery, signed: boolean): Promise<Readable | null>;
 	serveContent(ctx: ImagesContext, doc: ImageDoc): Promise<Readable | null>;
+	serveStripped(ctx: ImagesContext, doc: ImageDoc): Promise<Readable | null>;
+	serveStored(ctx: ImagesContext, doc: ImageDoc, bytes: StoredBytes): Promise<Readable | null>;
 	serveRendition(ctx: ImagesContext, doc: ImageDoc, name: string): Promise<Readable | null>;
 	serveStoredRendition(ctx: ImagesContext, doc: ImageDoc, rendition: Rendition): Promise<Readable | null>;
 	mayRedirectToBucket(ctx: ImagesContext, doc: ImageDoc): boolean;

@@ -3,12 +3,18 @@ import type { BlobReaderMethods, BlobReaderVars } from "../mixins/blob-reader.mi
 import type { Context } from "moleculer";
 import type { Readable } from "node:stream";
 import type { PipelineSettings } from "../models/transform/render.ts";
-import type { TransformSpec, VariantInfo, VariantSource } from "../models/transform/spec.ts";
+import type { OutputFormat, TransformSpec, VariantInfo, VariantSource } from "../models/transform/spec.ts";
 import type { VariantIndex } from "../models/transform/variant-cache.ts";
 
 export interface VariantParams {
 	source: VariantSource;
 	spec: TransformSpec;
+}
+
+/** The stripped copy of an original (transform.stripped): the original's own format. */
+export interface StrippedParams {
+	source: VariantSource;
+	format: OutputFormat;
 }
 
 /** The actions that stream a variant's bytes send its VariantInfo along as `ctx.meta.$variant`. */
@@ -56,7 +62,8 @@ export interface TransformVars extends BlobReaderVars {
 }
 export interface TransformMethods extends BlobReaderMethods {
 	openCached(ctx: Context, key: string): Promise<{ stream: Readable; info: VariantInfo } | null>;
-	flight(ctx: Context, key: string, params: VariantParams): Flight;
+	flight(ctx: Context, key: string, action: string, params: VariantParams | StrippedParams): Flight;
 	store(key: string, source: VariantSource, rendered: Rendered): Promise<void>;
 	render(ctx: VariantContext<VariantParams>): Promise<Readable>;
+	strip(ctx: VariantContext<StrippedParams>): Promise<Readable>;
 }

@@ -71,6 +71,12 @@ export interface ImageDoc {
 	sha256: string;
 	encrypted: boolean;
 	visibility: Visibility;
+	/**
+	 * Whether guests (anyone who does not manage the image) get it as uploaded: the original with
+	 * its EXIF/XMP and the uploaded file name. False (the default): they get a stripped copy and
+	 * `<id>.<ext>` (docs/sharing.md).
+	 */
+	showMetadata: boolean;
 	/** Category id (its slug), or null. */
 	category: string | null;
 	tags: Tag[];

@@ -15,7 +15,7 @@ export type { CountAndBytes, ImageDoc, ImageMetadata, ImageStats, ImageStatus, P
 /** Every field of an ImageDoc but its id, for stores that map records field by field. */
 export const IMAGE_FIELDS = [
 	"owner", "ownerName", "name", "description", "filename", "contentType", "format", "size", "width", "height", "sha256",
-	"encrypted", "visibility", "category", "tags", "views", "status", "statusReason", "metadata", "renditions", "blob", "createdAt", "updatedAt",
+	"encrypted", "visibility", "showMetadata", "category", "tags", "views", "status", "statusReason", "metadata", "renditions", "blob", "createdAt", "updatedAt",
 	"trashedAt"
 ] as const satisfies readonly (keyof ImageDoc)[];
 
@@ -23,7 +23,7 @@ export const IMAGE_FIELDS = [
 export type SearchSort = SortKey | "-trashedAt";
 
 /** Fields an owner or admin may change. */
-export type ImagePatch = Partial<Pick<ImageDoc, "name" | "description" | "tags" | "category" | "visibility" | "status">>;
+export type ImagePatch = Partial<Pick<ImageDoc, "name" | "description" | "tags" | "category" | "visibility" | "showMetadata" | "status">>;
 
 export interface ImageFilter {
 	/** Who is asking: decides which private images are visible. */

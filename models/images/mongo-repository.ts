@@ -61,10 +61,11 @@ function toRecord(doc: ImageDoc): ImageRecord {
 
 /**
  * Field by field, so nothing of the search fields (nor anything unknown) leaks out. Documents
- * stored before the trash existed have no trashedAt: they are not in it.
+ * stored before the trash existed have no trashedAt: they are not in it; those stored before
+ * showMetadata existed lack it: false, the private default.
  */
 function fromRecord(record: ImageRecord): ImageDoc {
-	return { id: record._id, ...pick(record, IMAGE_FIELDS), tags: record.tags.map(tagOf), trashedAt: record.trashedAt ?? null };
+	return { id: record._id, ...pick(record, IMAGE_FIELDS), showMetadata: record.showMetadata ?? false, tags: record.tags.map(tagOf), trashedAt: record.trashedAt ?? null };
 }
 
 function tagOf(tag: Tag): Tag {

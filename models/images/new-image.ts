@@ -67,6 +67,7 @@ export function newImageDoc(source: StagedSource, options: UploadOptions, probe:
 		sha256: ref.sha256,
 		encrypted: fields.encrypted === "true",
 		visibility: fields.visibility ?? "private",
+		showMetadata: false,
 		category,
 		tags: userTags(fields.tags, description),
 		views: 0,

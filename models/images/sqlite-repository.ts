@@ -36,7 +36,7 @@ import type { SearchableField, SearchIndex } from "./search-query.ts";
 import { closeDatabase, migrate, openDatabase, transaction, uniqueViolationOf } from "../db/sqlite.ts";
 
 /** Schema versions, in order (see migrate). Append; never edit a released step. */
-const MIGRATIONS = [
+export const IMAGE_MIGRATIONS = [
 	`CREATE TABLE images (
 		id TEXT PRIMARY KEY,
 		owner TEXT NOT NULL,
@@ -134,13 +134,15 @@ const MIGRATIONS = [
 	// The trash: existing images are not in it (NULL). Listings filter on the column as they walk
 	// their own indexes; the trash's page and the retention sweep walk this small partial index.
 	`ALTER TABLE images ADD COLUMN trashed_at TEXT;
-	CREATE INDEX images_trashed ON images (trashed_at, id) WHERE trashed_at IS NOT NULL;`
+	CREATE INDEX images_trashed ON images (trashed_at, id) WHERE trashed_at IS NOT NULL;`,
+	// Privacy-safe copies (docs/sharing.md): guests get the original's metadata only when the owner says so.
+	`ALTER TABLE images ADD COLUMN show_metadata INTEGER NOT NULL DEFAULT 0;`
 ];
 
 /** The images database, migrated; categories live in it too (models/categories/sqlite-repository.ts). */
 export function openImagesDatabase(file: string): DatabaseSync {
 	const db = openDatabase(file);
-	migrate(db, "images", MIGRATIONS);
+	migrate(db, "images", IMAGE_MIGRATIONS);
 	return db;
 }
 
@@ -162,6 +164,7 @@ interface ImageRow {
 	sha256: string;
 	encrypted: number;
 	visibility: string;
+	show_metadata: number;
 	category: string | null;
 	tags: string;
 	views: number;
@@ -178,7 +181,7 @@ interface ImageRow {
 /** The ImageRow columns, for SELECT and RETURNING (search_text stays in the database). */
 const IMAGE_COLUMNS =
 	"id, owner, owner_name, name, description, filename, content_type, format, size, width, height, sha256, " +
-	"encrypted, visibility, category, tags, views, status, status_reason, metadata, renditions, blob, created_at, updated_at, trashed_at";
+	"encrypted, visibility, show_metadata, category, tags, views, status, status_reason, metadata, renditions, blob, created_at, updated_at, trashed_at";
 
 function toRow(doc: ImageDoc): ImageRow {
 	return {
@@ -196,6 +199,7 @@ function toRow(doc: ImageDoc): ImageRow {
 		sha256: doc.sha256,
 		encrypted: doc.encrypted ? 1 : 0,
 		visibility: doc.visibility,
+		show_metadata: doc.showMetadata ? 1 : 0,
 		category: doc.category,
 		tags: JSON.stringify(doc.tags),
 		views: doc.views,
@@ -227,6 +231,7 @@ function fromRow(row: ImageRow): ImageDoc {
 		sha256: row.sha256,
 		encrypted: row.encrypted === 1,
 		visibility: row.visibility as ImageDoc["visibility"],
+		showMetadata: row.show_metadata === 1,
 		category: row.category,
 		tags: JSON.parse(row.tags) as Tag[],
 		views: row.views,
@@ -649,10 +654,10 @@ export class SqliteImageRepository implements ImageRepository {
 			this.db
 				.prepare(
 					`INSERT INTO images (id, owner, owner_name, name, description, filename, content_type, format, size, width,
-						height, sha256, encrypted, visibility, category, tags, views, status, status_reason, metadata, renditions, blob,
+						height, sha256, encrypted, visibility, show_metadata, category, tags, views, status, status_reason, metadata, renditions, blob,
 						created_at, updated_at, trashed_at, search_text)
 					 VALUES (:id, :owner, :owner_name, :name, :description, :filename, :content_type, :format, :size, :width,
-						:height, :sha256, :encrypted, :visibility, :category, :tags, :views, :status, :status_reason, :metadata, :renditions, :blob,
+						:height, :sha256, :encrypted, :visibility, :show_metadata, :category, :tags, :views, :status, :status_reason, :metadata, :renditions, :blob,
 						:created_at, :updated_at, :trashed_at, :search_text)`
 				)
 				.run({ ...toRow(doc), search_text: index.text });
@@ -733,7 +738,7 @@ export class SqliteImageRepository implements ImageRepository {
 		this.db
 			.prepare(
 				`UPDATE images SET name = :name, description = :description, tags = :tags, category = :category,
-					visibility = :visibility, status = :status, updated_at = :updated_at, search_text = :search_text
+					visibility = :visibility, show_metadata = :show_metadata, status = :status, updated_at = :updated_at, search_text = :search_text
 				 WHERE id = :id`
 			)
 			.run({
@@ -743,6 +748,7 @@ export class SqliteImageRepository implements ImageRepository {
 				tags: row.tags,
 				category: row.category,
 				visibility: row.visibility,
+				show_metadata: row.show_metadata,
 				status: row.status,
 				updated_at: row.updated_at,
 				search_text: index.text

@@ -4,7 +4,6 @@
  * owner allowed metadata, neither the uploaded file name nor what the camera recorded.
  */
 import type { PublicImage } from "../images/public-image.ts";
-import { FORMAT_NAMES, variantFilename } from "../transform/spec.ts";
 import type { ShareDoc } from "./share.ts";
 import type { GuestImage, GuestShare, OwnerShare, ShareGrant } from "./share-types.ts";
 
@@ -38,13 +37,14 @@ export function toGuestShare(share: ShareDoc): GuestShare {
 }
 
 /**
- * An image as a link's guest sees it. Without showMetadata: the file name is `<id>.<ext>` and of
- * the metadata only what displaying needs (size, format, the placeholder), no camera, time or GPS.
+ * An image as a link's guest sees it: nothing of the owner's account. The images service already
+ * applied the one metadata rule to it (its `imageView`: `<id>.<ext>` and no camera details unless
+ * the image or the link shows metadata); without it, of the metadata only what displaying needs
+ * (size, format, the placeholder) is kept, not even whether it has a position.
  */
 export function toGuestImage(image: PublicImage, grant: ShareGrant): GuestImage {
 	const { id, name, description, filename, contentType, format, size, width, height, tags, renditions, createdAt, metadata } = image;
-	const shown = { id, name, description, contentType, format, size, width, height, tags, renditions, createdAt };
-	if (grant.showMetadata) return { ...shown, filename, metadata };
-	const display = metadata && { width: metadata.width, height: metadata.height, format: metadata.format, thumbhash: metadata.thumbhash };
-	return { ...shown, filename: variantFilename(id, FORMAT_NAMES[format]!), metadata: display };
+	const shown = { id, name, description, filename, contentType, format, size, width, height, tags, renditions, createdAt };
+	if (grant.showMetadata || image.showMetadata) return { ...shown, metadata };
+	return { ...shown, metadata: metadata && { width: metadata.width, height: metadata.height, format: metadata.format, thumbhash: metadata.thumbhash } };
 }

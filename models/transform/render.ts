@@ -5,6 +5,7 @@
 import sharp, { type Sharp } from "sharp";
 import { renderRendition, renditionEdgeOf } from "../pipeline/renditions.ts";
 import type { OutputFormat, TransformSpec } from "./spec.ts";
+import { StripError, stripMetadata } from "./strip-metadata.ts";
 
 export interface PipelineSettings {
 	/** Largest decoded input (width × height × frames); more fails before decoding (bomb guard). */
@@ -71,4 +72,33 @@ export async function renderVariant(input: Buffer, spec: TransformSpec, settings
 	}
 	const { data, info } = await encode(image, spec, settings).toBuffer({ resolveWithObject: true });
 	return { data, format: spec.format, width: info.width, height: info.height };
+}
+
+/** stripMetadata, with null (re-encode) for a file its parser refuses. */
+function strippedBytes(input: Buffer, format: OutputFormat, orientation: number): Buffer | null {
+	try {
+		return stripMetadata(input, format, orientation);
+	} catch (err) {
+		if (err instanceof StripError) return null;
+		throw err;
+	}
+}
+
+/** Qualities of a stripped copy that has to be re-encoded: high, since it stands in for the original. */
+const COPY_QUALITY: Readonly<Partial<Record<OutputFormat, number>>> = { jpeg: 95, webp: 95, avif: 80 };
+
+/**
+ * The copy of an original that guests get (docs/sharing.md): its bytes without metadata where
+ * strip-metadata.ts can remove it (JPEG, PNG, WebP: the same pixels), else a re-encode in the
+ * same format at high quality, every frame kept and the EXIF rotation applied (sharp copies no
+ * metadata). A file the byte-level parser finds malformed is re-encoded too (what libvips
+ * decodes, it re-encodes without metadata); one sharp cannot decode fails with its error.
+ */
+export async function renderStripped(input: Buffer, format: OutputFormat, settings: PipelineSettings): Promise<RenderedVariant> {
+	const options = { failOn: "warning" as const, limitInputPixels: settings.limitInputPixels, animated: true };
+	const { orientation } = await sharp(input, options).metadata();
+	const spec: TransformSpec = { format, width: null, height: null, fit: "inside", quality: COPY_QUALITY[format] ?? null };
+	const data = strippedBytes(input, format, orientation ?? 1) ?? (await encode(sharp(input, options).autoOrient(), spec, settings).toBuffer());
+	const meta = await sharp(data, options).metadata();
+	return { data, format, width: meta.width!, height: meta.pageHeight ?? meta.height! };
 }

@@ -4,7 +4,7 @@
  * key is computed from the spec alone, before (and instead of) any image processing.
  */
 import { createHash } from "node:crypto";
-import { BadRequestError, ForbiddenError } from "../shared/errors.ts";
+import { BadRequestError } from "../shared/errors.ts";
 
 export const OUTPUT_FORMATS = ["jpeg", "png", "webp", "avif", "gif", "tiff"] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
@@ -54,6 +54,11 @@ export interface TransformSpec {
 
 /** The transform parameters of a request, as the action's validator let them through. */
 export interface TransformQuery {
+	/** A preset's name (presets.ts): instead of the parameters below. */
+	preset?: string;
+	/** A signature of the parameters, and its expiry (signing.ts). */
+	sig?: string;
+	exp?: number;
 	format?: string;
 	/** The extension of `/content.<ext>`. */
 	ext?: string;
@@ -142,29 +147,6 @@ export function outputPixels(spec: Pick<TransformSpec, "width" | "height" | "fit
 	return Math.max(1, Math.round(source.width * scale)) * Math.max(1, Math.round(source.height * scale));
 }
 
-/**
- * What callers who do not manage an image (anonymous visitors, other users of a public image) may
- * ask of it: output sides from this list (after dpr) and these qualities. Every such variant is a
- * render and a cache entry, so an open parameter space let anyone spend the server's CPU (a
- * 50-megapixel render per distinct ?w=) and churn the cache by enumeration.
- */
-export const PUBLIC_SIDES = [240, 480, 720, 1080, 1440, 2048] as const;
-export const PUBLIC_QUALITIES = [50, 60, 70, 80, 90] as const;
-
-/** Refuses (403) a spec outside the public sizes and qualities, or with more pixels than the original. */
-export function checkPublicTransform(spec: TransformSpec, source: SourceImage): void {
-	const sides = [spec.width, spec.height].filter(side => side !== null);
-	const sizeAllowed = sides.every(side => (PUBLIC_SIDES as readonly number[]).includes(side));
-	const qualityAllowed = spec.quality === null || spec.quality === DEFAULT_QUALITY[spec.format] || (PUBLIC_QUALITIES as readonly number[]).includes(spec.quality);
-	const withinOriginal = outputPixels(spec, source) <= source.width * source.height;
-	if (!sizeAllowed || !qualityAllowed || !withinOriginal) {
-		throw new ForbiddenError(
-			`Only the image's owner may ask for any size: others get sides of ${PUBLIC_SIDES.join(", ")} px (after dpr), qualities ${PUBLIC_QUALITIES.join(", ")} or the default, and never more pixels than the original`,
-			"TRANSFORM_NOT_ALLOWED"
-		);
-	}
-}
-
 export interface NormalizeOptions {
 	/** The request's Accept header, for format=auto. */
 	accept?: string;
@@ -227,6 +209,14 @@ export function variantKey(source: Pick<VariantSource, "sha256" | "encrypted">, 
 	const encoder = spec.format === "avif" ? avifEffort : null;
 	const material = JSON.stringify([1, source.sha256, source.encrypted, spec.format, spec.width, spec.height, spec.fit, spec.quality, encoder]);
 	return createHash("sha256").update(material).digest("hex");
+}
+
+/**
+ * The cache key (and ETag) of an original's stripped copy (render.ts renderStripped), apart from
+ * every variant key: the source alone decides it. The version changes when stripping does.
+ */
+export function strippedKey(source: Pick<VariantSource, "sha256" | "encrypted">): string {
+	return createHash("sha256").update(JSON.stringify(["stripped", 1, source.sha256, source.encrypted])).digest("hex");
 }
 
 export function contentTypeOf(format: OutputFormat): string {

@@ -31,7 +31,8 @@ describe("cluster over Redis on MongoDB + GridFS", { skip, timeout: 180_000 }, (
 		const env = { ...clusterEnv(redis), MONGO_URL: mongo.databaseUrl(), STORAGE: "gridfs" };
 		// Users first: it creates the admin account the flow signs in with.
 		const users = await startNode(env, ["users"], { nodeId: "users-1" });
-		data = await startNode(env, ["storage", "images", "categories"], { nodeId: "data-1" });
+		// transform too: guests of public links get the originals' copies without metadata, which it makes.
+		data = await startNode(env, ["storage", "images", "categories", "transform"], { nodeId: "data-1" });
 		gateway = await startNode(env, ["api", "health"], { nodeId: "gateway-1" });
 		nodes = [gateway, data, users];
 		await waitForRoutes(gateway.url);

@@ -16,7 +16,8 @@ import { Client, type ApiResponse } from "../helpers/client.ts";
 import { assertCoreRestFlow, clusterEnv, nodesWith, redisSkipReason, startNode, startObserver, startRedis, waitForCluster, waitForRoutes, type RedisServer } from "../helpers/cluster.ts";
 import { SHARED_IMAGES, freePort, type RunningServer } from "../helpers/server.ts";
 
-const DATA_SERVICES = ["storage", "images", "categories"];
+// transform too: guests of public links get the originals' copies without metadata, which it makes.
+const DATA_SERVICES = ["storage", "images", "categories", "transform"];
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
 const DOG = readFileSync(join(SHARED_IMAGES, "dog.jpg"));
 

@@ -57,6 +57,7 @@ function image(overrides: Partial<ImageDoc> = {}): ImageDoc {
 		sha256: "0".repeat(64),
 		encrypted: false,
 		visibility: "public",
+		showMetadata: false,
 		category: null,
 		tags: [],
 		views: 0,
@@ -132,6 +133,7 @@ export function imageRepositoryContract(name: string, make: () => Promise<Contra
 					description: "With everything set",
 					encrypted: true,
 					visibility: "private",
+					showMetadata: true,
 					category: "nature",
 					tags: [
 						{ label: "tree", source: "user" },
@@ -164,10 +166,10 @@ export function imageRepositoryContract(name: string, make: () => Promise<Contra
 			it("updates only the patched fields, ignoring undefined ones, and keeps the view count", async () => {
 				const [doc] = await insert(image({ name: "Old", description: "Kept" }));
 				await images.incrementViews(doc!.id, 3);
-				const updated = await images.update(doc!.id, { name: "New", description: undefined, visibility: "private" });
+				const updated = await images.update(doc!.id, { name: "New", description: undefined, visibility: "private", showMetadata: true });
 				assert.ok(updated);
 				assert.ok(updated.updatedAt > doc!.updatedAt, "updatedAt moves forward");
-				assert.deepEqual(updated, { ...doc!, name: "New", visibility: "private", views: 3, updatedAt: updated.updatedAt });
+				assert.deepEqual(updated, { ...doc!, name: "New", visibility: "private", showMetadata: true, views: 3, updatedAt: updated.updatedAt });
 				assert.deepEqual(await images.get(doc!.id), updated);
 				assert.equal(await images.update("missing", { name: "x" }), null);
 			});

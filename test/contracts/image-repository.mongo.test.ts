@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { it } from "node:test";
+import { MongoClient, type ObjectId } from "mongodb";
 import { UnavailableError } from "../../models/shared/errors.ts";
 import type { Category } from "../../models/categories/category.ts";
 import { MongoCategoryRepository } from "../../models/categories/mongo-repository.ts";
@@ -20,6 +21,26 @@ describeOnFerretDb("MongoDB image repository (FerretDB)", ferretDb => {
 		const images = new MongoImageRepository({ url, timeoutMs: TIMEOUT_MS });
 		const categories = new MongoCategoryRepository({ url, timeoutMs: TIMEOUT_MS });
 		return { images, categories, cleanup: () => dropDatabase(url) };
+	});
+
+	it("reads showMetadata false from an image stored before the field existed", async () => {
+		const url = ferretDb().databaseUrl();
+		const images = new MongoImageRepository({ url, timeoutMs: TIMEOUT_MS });
+		const client = new MongoClient(url);
+		try {
+			const createdAt = "2024-01-01T00:00:00.000Z";
+			await client.db().collection("images").insertOne({
+				_id: "old" as unknown as ObjectId, owner: "u-alice", ownerName: "alice", name: "Old", description: "", filename: "a.png",
+				contentType: "image/png", format: "png", size: 1, width: 1, height: 1, sha256: "0".repeat(64), encrypted: false,
+				visibility: "public", category: null, tags: [], views: 0, status: "ready", statusReason: null, metadata: null,
+				renditions: [], blob: "b", createdAt, updatedAt: createdAt, keywords: ["old"], searchText: "old", tagLabels: [], rev: 0
+			});
+			assert.equal((await images.get("old"))?.showMetadata, false);
+		} finally {
+			await client.close();
+			await images.close();
+			await dropDatabase(url);
+		}
 	});
 
 	// Last: it stops the server the other tests use.

@@ -107,6 +107,7 @@ export function clusterEnv(redis: RedisServer): Record<string, string> {
 		HEARTBEAT_TIMEOUT: "3",
 		JWT_SECRET: randomBytes(32).toString("hex"),
 		STORAGE_MASTER_KEY: randomBytes(32).toString("hex"),
+		TRANSFORM_SIGNING_KEYS: `k1:${randomBytes(32).toString("hex")}`,
 		ADMIN_PASSWORD
 	};
 }

@@ -40,16 +40,17 @@ describe("security headers", () => {
 		});
 
 	it("offers uploaded bytes under the extension of their sniffed format, never the uploaded one", async () => {
-		for (const path of [`/api/images/${polyglot.id}/content`, `/p/${polyglot.id}`]) {
+		// Guests (every caller of /p/) get the image's id for a name (docs/sharing.md).
+		for (const [path, name] of [[`/api/images/${polyglot.id}/content`, "poly"], [`/p/${polyglot.id}`, polyglot.id]]) {
 			const res = await get(path);
 			assert.equal(res.status, 200, path);
 			assert.equal(res.headers.get("content-type"), "image/jpeg", path);
-			assert.equal(res.headers.get("content-disposition"), "inline; filename*=UTF-8''poly.jpg", path);
+			assert.equal(res.headers.get("content-disposition"), `inline; filename*=UTF-8''${name}.jpg`, path);
 		}
 	});
 
 	it("keeps image bytes from ever running as a document", async () => {
-		for (const path of [`/api/images/${polyglot.id}/content`, `/api/images/${polyglot.id}/thumbnail`, `/p/${polyglot.id}`, `/p/${polyglot.id}?w=240`]) {
+		for (const path of [`/api/images/${polyglot.id}/content`, `/api/images/${polyglot.id}/thumbnail`, `/p/${polyglot.id}`, `/p/${polyglot.id}?preset=thumb`]) {
 			const res = await get(path);
 			assert.equal(res.status, 200, path);
 			const csp = res.headers.get("content-security-policy") ?? "";

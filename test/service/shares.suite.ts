@@ -227,7 +227,7 @@ export function sharesSuite(name: string, skip: string | undefined, startBackend
 		});
 
 		// The images service's guest rules (part B) serve the `large` preset instead of the original.
-		it("allowDownload false keeps the original's bytes from guests: renditions only", { todo: "needs issue 15 part B (privacy)" }, async () => {
+		it("allowDownload false keeps the original's bytes from guests: renditions only", async () => {
 			const link = await share(alice, { imageId: publicId, allowDownload: false });
 			assert.equal((await anonymous.get(link.url)).body.share.allowDownload, false);
 			assert.equal((await anonymous.download(`${link.url}/thumbnail`)).status, 200);
@@ -237,7 +237,7 @@ export function sharesSuite(name: string, skip: string | undefined, startBackend
 		});
 
 		// The images service's guest rules (part B): presets by name, arbitrary parameters only signed.
-		it("lets a link's guest ask for presets, not arbitrary sizes", { todo: "needs issue 15 part B (privacy)" }, async () => {
+		it("lets a link's guest ask for presets, not arbitrary sizes", async () => {
 			const link = await share(alice, { imageId: privateId });
 			const preset = await anonymous.download(`${link.url}/content?preset=small`);
 			assert.equal(preset.status, 200);
@@ -246,7 +246,7 @@ export function sharesSuite(name: string, skip: string | undefined, startBackend
 			assertJsonError(await anonymous.get(`${link.url}/content?preset=..%2F..%2Fetc`), 400);
 		});
 
-		it("strips the original's metadata for a link's guests unless the link shows it", { todo: "needs issue 15 part B (privacy)" }, async () => {
+		it("strips the original's metadata for a link's guests unless the link shows it", async () => {
 			const gps = fileFrom(join(SHARED_IMAGES, "dog-gps-exif.jpg"));
 			const id = (await alice.upload([gps])).body.images[0].id;
 			const stripped = await anonymous.download(`${(await share(alice, { imageId: id })).url}/content`);

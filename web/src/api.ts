@@ -107,12 +107,16 @@ export async function fetchBlob(path: string): Promise<Blob> {
 	return res.blob();
 }
 
-/** Saves bytes fetched with auth under a file name, through a temporary object URL. */
-export async function download(path: string, filename: string): Promise<void> {
-	const url = URL.createObjectURL(await fetchBlob(path));
+/**
+ * Saves bytes fetched with auth under a file name (or one made from the bytes' type, for answers
+ * whose format the server picks), through a temporary object URL.
+ */
+export async function download(path: string, filename: string | ((type: string) => string)): Promise<void> {
+	const blob = await fetchBlob(path);
+	const url = URL.createObjectURL(blob);
 	const a = document.createElement("a");
 	a.href = url;
-	a.download = filename;
+	a.download = typeof filename === "string" ? filename : filename(blob.type);
 	document.body.append(a);
 	a.click();
 	a.remove();

@@ -16,6 +16,8 @@ import { shareLinks } from "../share-links.ts";
 import { openViewer } from "../viewer.ts";
 
 const FORMATS = ["webp", "jpeg", "png", "avif", "gif", "tiff"];
+/** The server's default presets (docs/sharing.md): what others than the owner may download. */
+const PRESETS: [string, string][] = [["thumb", "Thumbnail (240 px)"], ["small", "Small (480 px)"], ["medium", "Medium (1080 px)"], ["large", "Large (2048 px)"]];
 const POLL_MS = 1500;
 
 function row(label: string, value: string | number | null | undefined): HTMLElement[] {
@@ -57,6 +59,7 @@ function editForm(image: PublicImage, categories: Category[], onSaved: (image: P
 	const tags = h("input", { name: "tags", value: image.tags.filter(tag => tag.source === "user").map(tag => tag.label).join(", ") });
 	const category = h("select", { name: "category" }, option("", "None"), ...categories.map(c => option(c.id, c.name, c.id === image.category)));
 	const visibility = h("select", { name: "visibility" }, option("private", "Private", image.visibility === "private"), option("public", "Public", image.visibility === "public"));
+	const showMetadata = h("input", { name: "showMetadata", type: "checkbox", checked: image.showMetadata });
 	const save = h("button", { type: "submit" }, "Save changes");
 	const form = h(
 		"form",
@@ -67,6 +70,7 @@ function editForm(image: PublicImage, categories: Category[], onSaved: (image: P
 		field("Tags", tags, "Comma separated; automatic tags are kept"),
 		field("Category", category),
 		field("Visibility", visibility),
+		field("Share camera, place and file name", showMetadata, "Others get a copy without EXIF and GPS, named by the image's id, unless this is on"),
 		save
 	);
 	form.addEventListener("submit", async event => {
@@ -78,13 +82,44 @@ function editForm(image: PublicImage, categories: Category[], onSaved: (image: P
 				description: description.value,
 				tags: tags.value,
 				category: category.value || null,
-				visibility: visibility.value
+				visibility: visibility.value,
+				showMetadata: showMetadata.checked
 			});
 			toast("Saved");
 			onSaved(updated);
 		} catch (err) {
 			toast((err as Error).message, "error");
 			save.disabled = false;
+		}
+	});
+	return form;
+}
+
+/** A download's file name without extension: the image's name, safe on every file system. */
+function fileBase(image: PublicImage): string {
+	return image.name.replace(/[\\/:*?"<>|]+/g, "_") || "image";
+}
+
+/**
+ * Others than the owner get the presets, or the original as the server gives it to guests
+ * (without its metadata unless the owner shares it).
+ */
+function guestDownloadForm(image: PublicImage): HTMLElement {
+	const size = h("select", { name: "preset" }, option("", `Original (${image.format})`), ...PRESETS.map(([value, label]) => option(value, label)));
+	const button = h("button", { type: "submit" }, "Download");
+	const form = h("form", { class: "card", "aria-labelledby": "download-title" }, h("h2", { id: "download-title" }, "Download"), field("Size", size), button);
+	form.addEventListener("submit", async event => {
+		event.preventDefault();
+		const base = fileBase(image);
+		button.disabled = true;
+		try {
+			const query = size.value ? `?preset=${encodeURIComponent(size.value)}` : "";
+			// A preset's format depends on what the browser accepts: the name follows the bytes.
+			await download(`/api/images/${image.id}/content${query}`, type => `${base}${size.value ? `-${size.value}` : ""}.${type.split("/")[1]?.replace("jpeg", "jpg") || image.format}`);
+		} catch (err) {
+			toast((err as Error).message, "error");
+		} finally {
+			button.disabled = false;
 		}
 	});
 	return form;
@@ -97,7 +132,7 @@ function downloadForm(image: PublicImage): HTMLElement {
 	const form = h("form", { class: "card", "aria-labelledby": "download-title" }, h("h2", { id: "download-title" }, "Download"), field("Format", format), field("Width (px)", width, "Empty keeps the original size"), button);
 	form.addEventListener("submit", async event => {
 		event.preventDefault();
-		const base = image.name.replace(/[\\/:*?"<>|]+/g, "_") || "image";
+		const base = fileBase(image);
 		const ext = format.value;
 		const path = ext || width.value ? `/api/images/${image.id}/content.${ext || image.format}${width.value ? `?w=${Number(width.value)}` : ""}` : `/api/images/${image.id}/content`;
 		button.disabled = true;
@@ -253,7 +288,7 @@ export const detailPage: Page = async (main, { id }) => {
 						mine ? h("div", { class: "actions" }, retag, image.status === "failed" ? reprocess : null) : null
 					),
 					h("section", { class: "card", "aria-label": "Share" }, h("h2", {}, "Share"), shareBox(image), mine ? shareLinks({ imageId: image.id }) : null),
-					downloadForm(image),
+					mine ? downloadForm(image) : guestDownloadForm(image),
 					mine ? editForm(image, categories, draw) : null,
 					mine ? h("section", { class: "card", "aria-label": "Danger zone" }, deleteButton(image)) : null
 				)
