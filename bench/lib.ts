@@ -156,6 +156,19 @@ export function readProcMemory(pid: number): ProcMemory | null {
 	return { rssKb: field("VmRSS"), hwmKb: field("VmHWM") };
 }
 
+/**
+ * Resets a process's VmHWM to its current RSS (Linux: `5` to /proc/<pid>/clear_refs), so that the
+ * peak read afterwards is that of what follows, not of the process's start. False where refused.
+ */
+export function resetPeakRss(pid: number): boolean {
+	try {
+		writeFileSync(`/proc/${pid}/clear_refs`, "5");
+		return true;
+	} catch {
+		return false;
+	}
+}
+
 export interface RssReport {
 	samples: number;
 	intervalMs: number;

@@ -3,7 +3,7 @@
  * envelopes as FsBlobStore and GridFsBlobStore.
  *
  * The bucket holds only immutable objects, `<prefix>objects/<random id>`, each written once by one
- * upload (a single PUT, or a multipart upload for anything over PART_BYTES) and never changed. S3
+ * upload (a single PUT, or a multipart upload for anything over one part: s3-object-upload.ts) and never changed. S3
  * makes an object visible only once its upload completed, so no reader ever sees a partial one.
  * Which object holds which blob, the blob's references, its envelope header and whether it was
  * found corrupt live in an S3BlobIndex (SQLite or MongoDB, see s3-blob-index.ts): S3 cannot change
@@ -29,7 +29,6 @@ import {
 	ListObjectsV2Command,
 	S3Client
 } from "@aws-sdk/client-s3";
-import { Upload } from "@aws-sdk/lib-storage";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import type {
 	BlobInfo,
@@ -60,6 +59,7 @@ import {
 } from "./blob-support.ts";
 import { decryptRange, EnvelopeEncryptor, envelopeLength, type Keyring, needsRewrap, openEnvelope, rewrapHeader } from "./envelope-crypto.ts";
 import type { Attached, IndexedBlob, S3BlobIndex } from "./s3-blob-index.ts";
+import { uploadObject } from "./s3-object-upload.ts";
 import { CorruptBlobError, IntegrityError, NotFoundError, UnavailableError } from "../shared/errors.ts";
 
 /** Where the bucket is and how to sign for it (config's S3Settings). */
@@ -96,12 +96,6 @@ export interface S3BlobStoreOptions extends S3Location {
 
 const ORPHAN_AGE_MS = 60 * 60 * 1000;
 const PRESIGNED_TTL_SECONDS = 300;
-/**
- * Bytes per multipart part, and parts in flight: an upload holds about PART_BYTES × (UPLOAD_QUEUE + 1)
- * in memory whatever its size (a 200 MB upload must not cost 200 MB of RSS).
- */
-const PART_BYTES = 8 * 1024 * 1024;
-const UPLOAD_QUEUE = 2;
 /** Node's socket errors, and the SDK's own timeout: the bucket is out of reach, not wrong. */
 const UNREACHABLE = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "TimeoutError"]);
 
@@ -286,23 +280,17 @@ export class S3BlobStore implements BlobStore {
 	}
 
 	/**
-	 * Streams the (encrypted) bytes into object `object`. On any failure the multipart upload is
-	 * aborted (lib-storage does it unless leavePartsOnError) before the error goes on.
+	 * Streams the (encrypted) bytes into object `object` (s3-object-upload.ts: two 5 MiB part
+	 * buffers, whatever the size). On any failure the multipart upload is aborted before the
+	 * error goes on.
 	 */
 	async #upload(object: string, source: Readable, maxBytes: number, encryptedKey: string | null): Promise<Staged> {
 		const meter = new PlaintextMeter(maxBytes);
 		const encryptor = encryptedKey ? new EnvelopeEncryptor(this.#keyring, encryptedKey) : null;
 		// Errors of any stage end the upload's reading with that error.
 		const body: Readable = encryptor ? pipeline(source, meter, encryptor, () => {}) : pipeline(source, meter, () => {});
-		const upload = new Upload({
-			client: this.#client,
-			params: { Bucket: this.#bucket, Key: object, Body: body },
-			partSize: PART_BYTES,
-			queueSize: UPLOAD_QUEUE,
-			leavePartsOnError: false
-		});
 		try {
-			await upload.done();
+			await uploadObject({ client: this.#client, bucket: this.#bucket, key: object }, body);
 		} catch (err) {
 			body.destroy();
 			throw err;

@@ -2,7 +2,8 @@
  * docker-compose.yml cannot run here (no Docker engine), so its wiring is checked against the
  * code: every variable it sets is one config/ reads and docs/configuration.md documents, every SERVICES
  * name is a service, every node can be scaled and is health-checked, and the Dockerfile is the
- * Node 24 production image.
+ * Node 24 production image. docker-compose.s3.yml, merged over it, moves every node to an S3
+ * bucket on SeaweedFS (the server the tests run): checked the same way, merged as Compose merges.
  */
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
@@ -23,6 +24,8 @@ const services = new Set(readdirSync(new URL("../../services/", import.meta.url)
 
 interface ComposeService {
 	image?: string;
+	entrypoint?: string[];
+	volumes?: string[];
 	build?: unknown;
 	environment?: Record<string, string>;
 	env_file?: { path: string; required: boolean }[];
@@ -34,8 +37,29 @@ interface ComposeService {
 	command?: string[];
 }
 
-const compose = parse(read("docker-compose.yml"), { merge: true }) as { services: Record<string, ComposeService>; volumes: Record<string, unknown> };
+interface ComposeFile {
+	services: Record<string, ComposeService>;
+	volumes: Record<string, unknown>;
+}
+
+const compose = parse(read("docker-compose.yml"), { merge: true }) as ComposeFile;
 const nodes = Object.entries(compose.services).filter(([, service]) => service.build);
+const s3Override = parse(read("docker-compose.s3.yml"), { merge: true }) as ComposeFile;
+
+/** `docker compose -f docker-compose.yml -f docker-compose.s3.yml`: services and their maps merged by key. */
+function mergedOver(base: ComposeFile, over: ComposeFile): ComposeFile {
+	const services = { ...base.services };
+	for (const [name, service] of Object.entries(over.services)) {
+		const under = base.services[name] ?? {};
+		services[name] = {
+			...under,
+			...service,
+			environment: { ...under.environment, ...service.environment },
+			depends_on: { ...under.depends_on, ...service.depends_on }
+		};
+	}
+	return { services, volumes: { ...base.volumes, ...over.volumes } };
+}
 
 describe("docker-compose.yml", () => {
 	it("has MongoDB 7+, Redis, one gateway, data nodes and workers", () => {
@@ -52,7 +76,8 @@ describe("docker-compose.yml", () => {
 	it("sets only variables that config/ reads and docs/configuration.md documents", () => {
 		const known = configVariables();
 		const example = [...read(".env.example").matchAll(/^([A-Z][A-Z0-9_]*)=/gm)].map(match => match[1]);
-		const used = new Set([...nodes.flatMap(([, service]) => Object.keys(service.environment ?? {})), ...example]);
+		const s3Nodes = Object.entries(s3Override.services).filter(([name]) => nodes.some(([node]) => node === name));
+		const used = new Set([...[...nodes, ...s3Nodes].flatMap(([, service]) => Object.keys(service.environment ?? {})), ...example]);
 		for (const name of used) {
 			assert.ok(known.has(name), `${name} is read in config/`);
 			assert.ok(documented.has(name), `${name} is in the configuration table of docs/configuration.md`);
@@ -93,5 +118,50 @@ describe("docker-compose.yml", () => {
 		assert.match(dockerfile, /^FROM node:24/m);
 		assert.match(dockerfile, /npm ci --omit=dev/);
 		assert.match(dockerfile, /CMD \["node", .*"main\.ts"\]/);
+	});
+});
+
+describe("docker-compose.s3.yml, the S3 profile", () => {
+	const merged = mergedOver(compose, s3Override);
+	const seaweedfs = merged.services.seaweedfs;
+	const bucketInit = merged.services["s3-bucket"];
+	// The REPL (a tools profile) hosts no service: it calls the storage nodes and needs no bucket.
+	const s3Nodes = nodes.filter(([, service]) => !service.profiles).map(([name]) => [name, merged.services[name]!] as const);
+
+	it("runs SeaweedFS's S3 server, as the tests do, with the credentials of .env, health-checked", () => {
+		assert.match(seaweedfs.image!, /^chrislusf\/seaweedfs:\d+\.\d+$/, "a pinned release");
+		assert.deepEqual(seaweedfs.command!.slice(0, 2), ["server", "-s3"]);
+		// SeaweedFS takes AWS_* as its admin's credentials; the nodes read the same S3_* from .env.
+		assert.deepEqual(seaweedfs.environment, {
+			AWS_ACCESS_KEY_ID: "${S3_ACCESS_KEY_ID:?set S3_ACCESS_KEY_ID in .env}",
+			AWS_SECRET_ACCESS_KEY: "${S3_SECRET_ACCESS_KEY:?set S3_SECRET_ACCESS_KEY in .env}"
+		});
+		const example = read(".env.example");
+		for (const name of ["S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"]) assert.match(example, new RegExp(`^${name}=`, "m"), `.env.example has ${name}`);
+		assert.ok(seaweedfs.healthcheck!.test.join(" ").includes("127.0.0.1:8333/healthz"));
+		assert.ok(seaweedfs.volumes!.some(volume => volume.startsWith("seaweedfs-data:")));
+		assert.deepEqual(Object.keys(merged.volumes).sort(), ["mongo-data", "redis-data", "seaweedfs-data"]);
+	});
+
+	it("creates the bucket the nodes use once SeaweedFS is healthy, and only when it is missing", () => {
+		assert.equal(bucketInit.image, seaweedfs.image);
+		assert.equal(bucketInit.depends_on?.seaweedfs?.condition, "service_healthy");
+		const script = [...bucketInit.entrypoint!, ...bucketInit.command!].join(" ");
+		const bucket = s3Nodes[0]![1].environment!.S3_BUCKET;
+		assert.ok(script.includes(`grep -qE '^  ${bucket}[[:space:]]' || echo 's3.bucket.create -name ${bucket}'`), script);
+	});
+
+	it("moves every node to STORAGE=s3 on that bucket, with its index in MongoDB, after the bucket exists", () => {
+		const port = /-s3\.port=(\d+)/.exec(seaweedfs.command!.join(" "))![1];
+		for (const [name, service] of s3Nodes) {
+			const env = service.environment!;
+			assert.equal(env.STORAGE, "s3", name);
+			assert.equal(env.S3_ENDPOINT, `http://seaweedfs:${port}`, name);
+			assert.equal(env.S3_BUCKET, s3Nodes[0]![1].environment!.S3_BUCKET, name);
+			assert.equal(env.MONGO_URL, "mongodb://mongo:27017/imgmesh", `${name}: the index is shared in MongoDB, so every node reads the bucket directly`);
+			assert.equal(service.depends_on?.["s3-bucket"]?.condition, "service_completed_successfully", name);
+			assert.equal(service.depends_on?.mongo?.condition, "service_healthy", name);
+		}
+		assert.deepEqual(Object.keys(s3Override.services).sort(), ["data", "gateway", "s3-bucket", "seaweedfs", "worker"], "adds SeaweedFS and changes only the nodes");
 	});
 });

@@ -33,6 +33,8 @@ export interface TestS3 {
 	client(): S3Client;
 	/** The environment that makes a node store on this server (STORAGE=s3, S3_*), under `location`'s prefix. */
 	nodeEnv(location: S3Location): Record<string, string>;
+	/** The server's process id (the benchmarks report its CPU). */
+	pid(): number | undefined;
 	/** Kills the server and deletes its data. */
 	stop(): Promise<void>;
 }
@@ -85,6 +87,7 @@ export async function startS3(): Promise<TestS3> {
 			S3_ACCESS_KEY_ID: credentials.accessKeyId,
 			S3_SECRET_ACCESS_KEY: credentials.secretAccessKey
 		}),
+		pid: () => running.pid,
 		async stop() {
 			await terminate(running);
 			rmSync(dir, { recursive: true, force: true });
