@@ -1,5 +1,5 @@
 /**
- * Chromium for the browser tests (test/e2e/share-page.test.ts, sharing-journey.test.ts): Debian's
+ * Chromium for the browser tests (test/e2e/web.test.ts, share-page.test.ts, sharing-journey.test.ts): Debian's
  * build driven by playwright-core, the web app built before the node starts, contexts that fail the test
  * on any console error but those it provokes, and signing in through the sign-in page.
  */
@@ -16,7 +16,7 @@ const CHROMIUM = "/usr/bin/chromium";
 const CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 const VIEWPORT = { width: 1280, height: 900 };
 /** The browser's locale and time zone, so that dates read the same here and in the page. */
-const LOCALE = { locale: "en-US", timezoneId: "UTC" };
+export const LOCALE = { locale: "en-US", timezoneId: "UTC" };
 
 /** Why the browser tests cannot run here, or false when they can: pass it as `skip` to describe. */
 export function chromiumSkipReason(): string | false {
