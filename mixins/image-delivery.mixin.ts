@@ -12,9 +12,9 @@
  */
 import { Readable } from "node:stream";
 import { getConfig } from "../config/index.ts";
-import { deliveryHeaders, etagMatches } from "../models/http/conditional.ts";
+import { type CacheScope, deliveryHeaders, etagMatches } from "../models/http/conditional.ts";
 import { parseRange } from "../models/http/range.ts";
-import type { ImageDoc, Rendition, Visibility } from "../models/images/image.ts";
+import type { ImageDoc, Rendition } from "../models/images/image.ts";
 import { EXT, THUMBNAIL_SIZE, TRANSFORM, TRANSFORM_PARAMS } from "../models/images/params.ts";
 import type { PublicImage } from "../models/images/public-image.ts";
 import { toPublicImage } from "../models/images/public-image.ts";
@@ -189,10 +189,13 @@ export const ImageDeliveryMixin = imagesMixin({
 		/**
 		 * How widely the answer may be cached: managers get other bytes (the original with its
 		 * metadata) or names than guests at the same URL, so only guests' answers of a public image
-		 * may sit in shared caches.
+		 * may sit in shared caches. Guests of a private image (album members) or of a share link
+		 * hold access that can end at the next request (a member removed, a link revoked): their
+		 * copies are revalidated at every use.
 		 */
-		cacheScope(ctx: ImagesContext, doc: ImageDoc): Visibility {
-			return this.isGuest(ctx, doc) ? doc.visibility : "private";
+		cacheScope(ctx: ImagesContext, doc: ImageDoc): CacheScope {
+			if (!this.isGuest(ctx, doc)) return "private";
+			return doc.visibility === "public" && !ctx.meta.grant ? "public" : "revalidate";
 		},
 
 		/** The download name of the image's bytes in `format`: its uploaded name, or `<id>.<ext>` when that stays private. */

@@ -6,7 +6,6 @@
  * or only renditions, with or without metadata). What the link opens is checked by the caller;
  * here only that the image is there and not in the trash.
  */
-import type { Readable } from "node:stream";
 import type { ImageDoc } from "../models/images/image.ts";
 import { THUMBNAIL_SIZE, TRANSFORM } from "../models/images/params.ts";
 import { NotFoundError } from "../models/shared/errors.ts";
@@ -14,12 +13,6 @@ import { ID } from "../models/shared/params.ts";
 import { imagesMixin, type ImagesContext } from "../types/images-service.ts";
 
 const GRANT = { type: "object", strict: true, props: { showMetadata: "boolean", allowDownload: "boolean" } };
-
-/**
- * A link stays revocable, so nothing may keep its answers without asking again: every use of a
- * cached copy is revalidated (a cheap 304 by ETag), and a revoked link's 404 counts at once.
- */
-const LINK_CACHE_CONTROL = "private, no-cache";
 
 export const SharedDeliveryMixin = imagesMixin({
 	actions: {
@@ -32,14 +25,18 @@ export const SharedDeliveryMixin = imagesMixin({
 			}
 		},
 
-		/** The original (as the grant allows) or a variant of it, for a guest of a link. */
+		/**
+		 * The original (as the grant allows) or a variant of it, for a guest of a link. A link stays
+		 * revocable: the grant makes its answers revalidated at every use (cacheScope), so a revoked
+		 * link's 404 counts at once.
+		 */
 		sharedContent: {
 			visibility: "public",
 			params: { $$strict: true, id: ID, grant: GRANT, ...TRANSFORM },
 			async handler(ctx: ImagesContext) {
 				const { id, grant, ...query } = ctx.params;
 				ctx.meta.grant = grant;
-				return this.asGuestOfLink(ctx, await this.serveDownload(ctx, await this.sharedImage(ctx, id), query));
+				return this.serveDownload(ctx, await this.sharedImage(ctx, id), query);
 			}
 		},
 
@@ -48,7 +45,7 @@ export const SharedDeliveryMixin = imagesMixin({
 			params: { $$strict: true, id: ID, grant: GRANT, size: THUMBNAIL_SIZE },
 			async handler(ctx: ImagesContext) {
 				ctx.meta.grant = ctx.params.grant;
-				return this.asGuestOfLink(ctx, await this.serveRendition(ctx, await this.sharedImage(ctx, ctx.params.id), ctx.params.size));
+				return this.serveRendition(ctx, await this.sharedImage(ctx, ctx.params.id), ctx.params.size);
 			}
 		}
 	},
@@ -60,13 +57,6 @@ export const SharedDeliveryMixin = imagesMixin({
 			if (!doc) throw new NotFoundError("Image", id);
 			ctx.meta.user = null;
 			return doc;
-		},
-
-		/** The answer with the link's caching rule (a redirect's no-store stays). */
-		asGuestOfLink(ctx: ImagesContext, bytes: Readable | null): Readable | null {
-			const headers = ctx.meta.$responseHeaders;
-			if (headers && headers["Cache-Control"] !== "no-store") headers["Cache-Control"] = LINK_CACHE_CONTROL;
-			return bytes;
 		}
 	}
 });

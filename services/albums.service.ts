@@ -14,6 +14,7 @@ import type { PublicImage } from "../models/images/public-image.ts";
 import { canManage, type Viewer } from "../models/shared/access.ts";
 import { BadRequestError, ForbiddenError, NotFoundError } from "../models/shared/errors.ts";
 import { newId, nowIso } from "../models/shared/ids.ts";
+import { KeyedLock } from "../models/shared/keyed-lock.ts";
 import { ID } from "../models/shared/params.ts";
 import type { AuthUser } from "../models/users/user.ts";
 
@@ -47,10 +48,13 @@ interface AlbumsMethods {
 	summary(access: Access): Promise<AlbumSummary>;
 	imagesByIds(ctx: AlbumsContext, ids: string[]): Promise<PublicImage[]>;
 	imagePage(ctx: AlbumsContext, albumId: string, params: { sort?: AlbumSort; limit?: number; cursor?: string }): Promise<{ items: PublicImage[]; nextCursor: string | null }>;
+	followTrash(ctx: AlbumsContext, imageId: string): Promise<void>;
 }
 
 interface AlbumsVars {
 	repo: AlbumRepository;
+	/** One trash change of an image at a time (followTrash). */
+	trashChanges: KeyedLock;
 }
 
 /** Where an image sorts under `sort=takenAt`: when the camera took it, else when it was uploaded. */
@@ -69,11 +73,7 @@ const albums: ServiceSchema<ServiceSettingSchema, AlbumsMethods, AlbumsVars> = {
 			rest: "GET /",
 			params: { $$strict: true },
 			async handler(ctx: AlbumsContext) {
-				const items = await this.repo.listFor(ctx.meta.user!.id);
-				// A cover that is no longer shown (its image is in the trash) is no cover.
-				const covers = items.flatMap(album => (album.cover ? [album.cover] : []));
-				const shown = new Set((await this.imagesByIds(ctx, covers)).map(image => image.id));
-				return { items: items.map(album => ({ ...album, cover: album.cover && shown.has(album.cover) ? album.cover : null })) };
+				return { items: await this.repo.listFor(ctx.meta.user!.id) };
 			}
 		},
 
@@ -257,6 +257,22 @@ const albums: ServiceSchema<ServiceSettingSchema, AlbumsMethods, AlbumsVars> = {
 			}
 		},
 
+		/** An image went to the trash: its albums keep its place but leave it out of counts, covers and pages. */
+		"image.trashed": {
+			params: { id: "string" },
+			async handler(ctx: AlbumsContext) {
+				await this.followTrash(ctx, ctx.params.id);
+			}
+		},
+
+		/** Restored: back in its albums' counts, covers and pages, where it was. */
+		"image.restored": {
+			params: { id: "string" },
+			async handler(ctx: AlbumsContext) {
+				await this.followTrash(ctx, ctx.params.id);
+			}
+		},
+
 		/** The pipeline read when the photo was taken: its albums sort it by that from now on. */
 		"image.processed": {
 			params: { id: "string" },
@@ -317,9 +333,27 @@ const albums: ServiceSchema<ServiceSettingSchema, AlbumsMethods, AlbumsVars> = {
 
 		async imagePage(ctx: AlbumsContext, albumId: string, params: { sort?: AlbumSort; limit?: number; cursor?: string }) {
 			const page = await this.repo.imagePage(albumId, { sort: params.sort ?? "-addedAt", limit: params.limit ?? 50, cursor: params.cursor });
-			// Images in the trash keep their place in the album but are not shown: a page may be short.
+			// The repository leaves the trash out; an image trashed since its event was handled is not
+			// shown either (byIds answers only shown images), so a page may then be one short.
 			return { items: await this.imagesByIds(ctx, page.items.map(entry => entry.imageId)), nextCursor: page.nextCursor };
+		},
+
+		/**
+		 * Marks the image's entries in or out of the trash as the images service has it now, not as
+		 * the event said: a trash and a restore handled out of order still end on the truth. One
+		 * change of an image at a time on this node, so a later read is never overwritten by an
+		 * earlier one.
+		 */
+		async followTrash(ctx: AlbumsContext, imageId: string): Promise<void> {
+			await this.trashChanges.run(imageId, async () => {
+				const shown = (await this.imagesByIds(ctx, [imageId])).length > 0;
+				await this.repo.setTrashed(imageId, !shown);
+			});
 		}
+	},
+
+	created() {
+		this.trashChanges = new KeyedLock();
 	}
 };
 

@@ -7,7 +7,8 @@ import type { Context, ServiceSchema, ServiceSettingSchema } from "moleculer";
 import type { Readable } from "node:stream";
 import type { BlobReaderMethods, BlobReaderVars } from "../mixins/blob-reader.mixin.ts";
 import type { RequestInfo } from "../models/http/request.ts";
-import type { ImageDoc, ImageRepository, Rendition, Visibility } from "../models/images/image.ts";
+import type { CacheScope } from "../models/http/conditional.ts";
+import type { ImageDoc, ImageRepository, Rendition } from "../models/images/image.ts";
 import type { StagedSource, UploadOptions } from "../models/images/new-image.ts";
 import type { SearchQuery } from "../models/images/search-query.ts";
 import type { Viewer } from "../models/shared/access.ts";
@@ -88,7 +89,7 @@ export interface ImagesMethods extends BlobReaderMethods {
 	publicImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
 	isGuest(ctx: ImagesContext, doc: ImageDoc): boolean;
 	showsMetadata(ctx: ImagesContext, doc: ImageDoc): boolean;
-	cacheScope(ctx: ImagesContext, doc: ImageDoc): Visibility;
+	cacheScope(ctx: ImagesContext, doc: ImageDoc): CacheScope;
 	downloadName(ctx: ImagesContext, doc: ImageDoc, format: OutputFormat): string;
 	imageView(ctx: ImagesContext, doc: ImageDoc): PublicImage;
 	serveDownload(ctx: ImagesContext, doc: ImageDoc, query: TransformQuery): Promise<Readable | null>;
@@ -103,7 +104,6 @@ export interface ImagesMethods extends BlobReaderMethods {
 	serveVariant(ctx: ImagesContext, doc: ImageDoc, spec: TransformSpec, options: VariantOptions): Promise<Readable | null>;
 	// mixins/shared-delivery.mixin.ts
 	sharedImage(ctx: ImagesContext, id: string): Promise<ImageDoc>;
-	asGuestOfLink(ctx: ImagesContext, bytes: Readable | null): Readable | null;
 }
 
 /**

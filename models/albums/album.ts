@@ -50,7 +50,7 @@ export interface AlbumSummary extends Album {
 	role: AlbumRole;
 	imageCount: number;
 	memberCount: number;
-	/** The image added last, or null for an empty album. */
+	/** The image added last (and not in the trash), or null for an album with none. */
 	cover: string | null;
 }
 
@@ -71,7 +71,7 @@ export interface AlbumRepository {
 	update(id: string, patch: Partial<Pick<Album, "name" | "description">>): Promise<Album | null>;
 	/** Removes the album, its entries and memberships (never the images); false when there was none. */
 	remove(id: string): Promise<boolean>;
-	/** The albums a user owns or is a member of, newest first, with role, counts and cover. */
+	/** The albums a user owns or is a member of, newest first, with role, counts and cover (the trash left out). */
 	listFor(userId: string): Promise<AlbumSummary[]>;
 	/** The user's member role in the album, or null (the owner is no member). */
 	memberRole(albumId: string, userId: string): Promise<MemberRole | null>;
@@ -86,14 +86,20 @@ export interface AlbumRepository {
 	removeImages(albumId: string, imageIds: string[]): Promise<number>;
 	/** The album's entries for these image ids (those in it). */
 	entries(albumId: string, imageIds: string[]): Promise<AlbumEntry[]>;
-	/** A keyset page of the album's entries (see paging.ts). */
+	/** A keyset page of the album's entries (see paging.ts), those in the trash left out. */
 	imagePage(albumId: string, request: AlbumPageRequest): Promise<{ items: AlbumEntry[]; nextCursor: string | null }>;
-	/** Every image id in the album. */
+	/** Every image id in the album but those in the trash, the one added last first. */
 	imageIds(albumId: string): Promise<string[]>;
 	/** Whether some album holding the image is owned by the user or has them as a member. */
 	grantsView(imageId: string, userId: string): Promise<boolean>;
 	/** Sets the takenAt sort key of the image in every album; returns how many entries changed. */
 	setTakenAt(imageId: string, takenAt: string): Promise<number>;
+	/**
+	 * Marks the image's entries in the trash, or out of it: an entry of an image in the trash keeps
+	 * its place in its albums but counts nowhere (not in counts, covers, pages nor imageIds) until
+	 * its restore. Returns how many entries changed.
+	 */
+	setTrashed(imageId: string, trashed: boolean): Promise<number>;
 	/** Drops the image from every album (it was deleted); returns how many entries went. */
 	removeImageEverywhere(imageId: string): Promise<number>;
 	/** Removes the user's albums and memberships (their account is gone); returns how many albums went. */

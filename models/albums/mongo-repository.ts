@@ -27,7 +27,12 @@ interface MemberRecord extends AlbumMember {
 interface EntryRecord extends AlbumEntry {
 	_id: string;
 	albumId: string;
+	/** True while the image is in the trash (absent on entries stored before the trash existed). */
+	trashed?: boolean;
 }
+
+/** Entries shown: those whose image is not in the trash. */
+const SHOWN = { trashed: { $ne: true } } as const;
 
 /** One key per (album, member or image), unambiguous whatever characters the ids hold. */
 function pairKey(albumId: string, otherId: string): string {
@@ -147,9 +152,9 @@ export class MongoAlbumRepository extends MongoBackend implements AlbumRepositor
 			return Promise.all(
 				albums.map(async album => {
 					const [imageCount, memberCount, cover] = await Promise.all([
-						this.images.countDocuments({ albumId: album.id }),
+						this.images.countDocuments({ albumId: album.id, ...SHOWN }),
 						this.membersOf.countDocuments({ albumId: album.id }),
-						this.images.find({ albumId: album.id }).sort({ addedAt: -1, imageId: -1 }).limit(1).toArray()
+						this.images.find({ albumId: album.id, ...SHOWN }).sort({ addedAt: -1, imageId: -1 }).limit(1).toArray()
 					]);
 					const role = album.owner === userId ? "owner" : roles.get(album.id)!;
 					return { ...album, role, imageCount, memberCount, cover: cover[0]?.imageId ?? null };
@@ -230,7 +235,7 @@ export class MongoAlbumRepository extends MongoBackend implements AlbumRepositor
 	async imagePage(albumId: string, request: AlbumPageRequest): Promise<{ items: AlbumEntry[]; nextCursor: string | null }> {
 		const { spec, after } = albumPageRequest(request);
 		const direction = spec.descending ? -1 : 1;
-		const filter: Filter<EntryRecord> = after ? { $and: [{ albumId: albumId }, afterCursor(spec, after)] } : { albumId: albumId };
+		const filter: Filter<EntryRecord> = after ? { $and: [{ albumId: albumId, ...SHOWN }, afterCursor(spec, after)] } : { albumId: albumId, ...SHOWN };
 		return this.run(async () => {
 			const records = await this.images.find(filter).sort({ [spec.field]: direction, imageId: direction }).limit(request.limit + 1).toArray();
 			return albumPageOf(records.map(entryFromRecord), request, spec);
@@ -239,7 +244,7 @@ export class MongoAlbumRepository extends MongoBackend implements AlbumRepositor
 
 	async imageIds(albumId: string): Promise<string[]> {
 		return this.run(async () => {
-			const records = await this.images.find({ albumId: albumId }).sort({ addedAt: -1, imageId: -1 }).project<{ imageId: string }>({ imageId: 1 }).toArray();
+			const records = await this.images.find({ albumId: albumId, ...SHOWN }).sort({ addedAt: -1, imageId: -1 }).project<{ imageId: string }>({ imageId: 1 }).toArray();
 			return records.map(record => record.imageId);
 		});
 	}
@@ -258,6 +263,11 @@ export class MongoAlbumRepository extends MongoBackend implements AlbumRepositor
 
 	async setTakenAt(imageId: string, takenAt: string): Promise<number> {
 		return this.run(async () => (await this.images.updateMany({ imageId: imageId, takenAt: { $ne: takenAt } }, { $set: { takenAt } })).modifiedCount);
+	}
+
+	async setTrashed(imageId: string, trashed: boolean): Promise<number> {
+		const filter: Filter<EntryRecord> = trashed ? { imageId: imageId, ...SHOWN } : { imageId: imageId, trashed: true };
+		return this.run(async () => (await this.images.updateMany(filter, { $set: { trashed } })).modifiedCount);
 	}
 
 	async removeImageEverywhere(imageId: string): Promise<number> {

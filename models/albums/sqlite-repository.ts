@@ -47,7 +47,9 @@ const MIGRATIONS = [
 	-- Pages in either order are index range scans; the image index serves grants and clean-ups.
 	CREATE INDEX album_images_added ON album_images (album_id, added_at, image_id);
 	CREATE INDEX album_images_taken ON album_images (album_id, taken_at, image_id);
-	CREATE INDEX album_images_image ON album_images (image_id);`
+	CREATE INDEX album_images_image ON album_images (image_id);`,
+	// 1 while the image is in the trash: the entry keeps its place but is left out of every read.
+	`ALTER TABLE album_images ADD COLUMN trashed INTEGER NOT NULL DEFAULT 0;`
 ];
 
 interface AlbumRow {
@@ -130,9 +132,9 @@ export class SqliteAlbumRepository implements AlbumRepository {
 		const rows = this.db
 			.prepare(
 				`SELECT ${ALBUM_COLUMNS}, CASE WHEN a.owner = :user THEN 'owner' ELSE m.role END AS role,
-					(SELECT COUNT(*) FROM album_images e WHERE e.album_id = a.id) AS image_count,
+					(SELECT COUNT(*) FROM album_images e WHERE e.album_id = a.id AND e.trashed = 0) AS image_count,
 					(SELECT COUNT(*) FROM album_members o WHERE o.album_id = a.id) AS member_count,
-					(SELECT e.image_id FROM album_images e WHERE e.album_id = a.id ORDER BY e.added_at DESC, e.image_id DESC LIMIT 1) AS cover
+					(SELECT e.image_id FROM album_images e WHERE e.album_id = a.id AND e.trashed = 0 ORDER BY e.added_at DESC, e.image_id DESC LIMIT 1) AS cover
 				 FROM albums a LEFT JOIN album_members m ON m.album_id = a.id AND m.user_id = :user
 				 WHERE a.owner = :user OR m.user_id IS NOT NULL
 				 ORDER BY a.created_at DESC, a.id DESC`
@@ -197,14 +199,14 @@ export class SqliteAlbumRepository implements AlbumRepository {
 		const afterSql = after ? `AND (${column}, image_id) ${spec.descending ? "<" : ">"} (?, ?)` : "";
 		const params: SQLInputValue[] = after ? [albumId, after.value, after.imageId, request.limit + 1] : [albumId, request.limit + 1];
 		const matches = this.allEntries(
-			`SELECT ${ENTRY_COLUMNS} FROM album_images WHERE album_id = ? ${afterSql} ORDER BY ${column} ${direction}, image_id ${direction} LIMIT ?`,
+			`SELECT ${ENTRY_COLUMNS} FROM album_images WHERE album_id = ? AND trashed = 0 ${afterSql} ORDER BY ${column} ${direction}, image_id ${direction} LIMIT ?`,
 			params
 		);
 		return albumPageOf(matches, request, spec);
 	}
 
 	async imageIds(albumId: string): Promise<string[]> {
-		const rows = this.db.prepare("SELECT image_id FROM album_images WHERE album_id = ? ORDER BY added_at DESC, image_id DESC").all(albumId);
+		const rows = this.db.prepare("SELECT image_id FROM album_images WHERE album_id = ? AND trashed = 0 ORDER BY added_at DESC, image_id DESC").all(albumId);
 		return (rows as unknown as { image_id: string }[]).map(row => row.image_id);
 	}
 
@@ -221,6 +223,11 @@ export class SqliteAlbumRepository implements AlbumRepository {
 
 	async setTakenAt(imageId: string, takenAt: string): Promise<number> {
 		return Number(this.db.prepare("UPDATE album_images SET taken_at = ? WHERE image_id = ? AND taken_at <> ?").run(takenAt, imageId, takenAt).changes);
+	}
+
+	async setTrashed(imageId: string, trashed: boolean): Promise<number> {
+		const flag = trashed ? 1 : 0;
+		return Number(this.db.prepare("UPDATE album_images SET trashed = ? WHERE image_id = ? AND trashed <> ?").run(flag, imageId, flag).changes);
 	}
 
 	async removeImageEverywhere(imageId: string): Promise<number> {

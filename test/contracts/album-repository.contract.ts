@@ -184,6 +184,30 @@ export function albumRepositoryContract(name: string, open: () => Promise<AlbumC
 			assert.deepEqual(await repo.imageIds(two.id), ["img-1"]);
 		});
 
+		it("leaves an image in the trash out of every album's counts, cover, pages and ids, and back in once restored", async () => {
+			const [one, two] = [newAlbum(), newAlbum()];
+			for (const album of [one, two]) {
+				await repo.insert(album);
+				await repo.addImages(album.id, entries(3));
+			}
+			const shown = async () => ({
+				listed: (await repo.listFor("u-alice")).map(album => [album.imageCount, album.cover]),
+				ids: [await repo.imageIds(one.id), await repo.imageIds(two.id)],
+				pages: [await allPages(one.id, "-addedAt", 1), await allPages(two.id, "takenAt", 1)]
+			});
+			const before = await shown();
+			assert.equal(await repo.setTrashed("img-2", true), 2);
+			assert.equal(await repo.setTrashed("img-2", true), 0, "idempotent");
+			assert.deepEqual(await shown(), {
+				listed: [[2, "img-1"], [2, "img-1"]],
+				ids: [["img-1", "img-0"], ["img-1", "img-0"]],
+				pages: [["img-1", "img-0"], ["img-1", "img-0"]]
+			});
+			assert.equal((await repo.entries(one.id, ["img-2"])).length, 1, "it keeps its place in the album");
+			assert.equal(await repo.setTrashed("img-2", false), 2);
+			assert.deepEqual(await shown(), before);
+		});
+
 		it("removing an album takes its entries and members along, never touching other albums", async () => {
 			const [gone, kept] = [newAlbum(), newAlbum()];
 			for (const album of [gone, kept]) {

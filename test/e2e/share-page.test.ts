@@ -6,26 +6,20 @@
  * on any console error but the refusals the test provokes on the link's own paths.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { buildWebApp, chromiumSkipReason, contextsFor, launchChromium, signIn } from "../helpers/browser.ts";
 import { Client, fileFrom } from "../helpers/client.ts";
 import { waitFor } from "../helpers/jobs.ts";
 import { SHARED_IMAGES, startServer, type RunningServer } from "../helpers/server.ts";
 
-const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const CHROMIUM = "/usr/bin/chromium";
-const CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
-const VIEWPORT = { width: 1280, height: 900 };
-const LOCALE = { locale: "en-US", timezoneId: "UTC" };
 const PASSWORD = "correct horse battery";
 
-describe("a share link in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing (apt-get install chromium)` }, () => {
+describe("a share link in a browser", { skip: chromiumSkipReason() }, () => {
 	let server: RunningServer;
 	let browser: Browser;
+	let newContext: () => Promise<BrowserContext>;
 	let alice: Client;
 	let imageId: string;
 	let imageName: string;
@@ -34,38 +28,21 @@ describe("a share link in a browser", { skip: existsSync(CHROMIUM) ? false : `${
 	/** Chromium logs every 4xx as a console error: a locked, wrongly unlocked or revoked link's are the test's own doing. */
 	const provoked = (text: string, url: string) => new URL(url).pathname.startsWith("/s/") && /status of (401|404)\b/.test(text);
 
-	async function newContext(): Promise<BrowserContext> {
-		const context = await browser.newContext({ viewport: VIEWPORT, ...LOCALE });
-		context.setDefaultTimeout(15_000);
-		context.on("page", page => {
-			page.on("console", message => {
-				if (message.type() === "error" && !provoked(message.text(), message.location().url || page.url())) consoleErrors.push(`${message.location().url}: ${message.text()}`);
-			});
-			page.on("pageerror", err => consoleErrors.push(`${page.url()}: ${err.message}`));
-		});
-		return context;
-	}
-
 	/** A page signed in as the owner, through the sign-in page. */
 	async function signedIn(): Promise<Page> {
-		const page = await (await newContext()).newPage();
-		await page.goto(`${server.url}/signin`);
-		await page.getByLabel("Username").fill("sharer");
-		await page.getByLabel("Password").fill(PASSWORD);
-		await page.getByRole("button", { name: "Sign in" }).click();
-		await page.waitForURL(url => url.pathname === "/");
-		return page;
+		return signIn(await newContext(), server.url, "sharer", PASSWORD);
 	}
 
 	before(async () => {
-		execFileSync(process.execPath, [join(ROOT, "web", "build.ts")], { cwd: ROOT, stdio: "ignore" });
+		buildWebApp();
 		server = await startServer();
 		alice = await new Client(server.url).register("sharer", PASSWORD);
 		const uploaded = (await alice.upload([fileFrom(join(SHARED_IMAGES, "dog.jpg"))])).body.images[0];
 		imageId = uploaded.id;
 		imageName = uploaded.name;
 		await waitFor("the photo ready", async () => ((await alice.get(`/api/images/${imageId}`)).body.status === "ready" ? true : undefined));
-		browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS });
+		browser = await launchChromium();
+		newContext = contextsFor(browser, consoleErrors, provoked);
 	});
 	after(async () => {
 		await browser?.close();

@@ -7,23 +7,21 @@
  * error or any request to a host other than the loopback one.
  */
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, it } from "node:test";
 import jwt from "jsonwebtoken";
-import { chromium, type Browser, type BrowserContext, type Locator, type Page } from "playwright-core";
+import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
 import sharp from "sharp";
+import { ARTIFACTS, buildWebApp, chromiumSkipReason, launchChromium, LOCALE } from "../helpers/browser.ts";
 import { Client } from "../helpers/client.ts";
 import { Gate, ImageHost, labelledJpeg } from "../helpers/image-host.ts";
 import { poisonJpeg, settled } from "../helpers/jobs.ts";
 import { ADMIN_PASSWORD, SHARED_IMAGES, startServer, type RunningServer } from "../helpers/server.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const ARTIFACTS = join(ROOT, "test", "artifacts");
-const CHROMIUM = "/usr/bin/chromium";
 const JWT_SECRET = "web-test-secret-web-test-secret-0123456789";
 /** The classifier model when the shared models are there: images then get automatic tags. */
 const MODEL = join(ROOT, "config", "models", "squeezenet-fp16.json");
@@ -34,8 +32,6 @@ const HAS_MODEL = existsSync(MODEL) && existsSync(join(ROOT, "..", "shared", "mo
  * gallery shows, or a filter for "dog" would find two tiles.
  */
 const PHOTOS = ["binoculars-cc0.jpeg", "chelsea.png", "dog.jpg", "hummingbird.jpg", "kitten_224.png", "mug-cc0.jpeg"];
-/** Playwright gives every launch a fresh --user-data-dir of its own (it refuses one in args). */
-const CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 const PHONE = { width: 390, height: 844 };
 const DESKTOP = { width: 1440, height: 900 };
 const VIEWPORTS = [PHONE, DESKTOP];
@@ -53,8 +49,6 @@ const DATED = [
 	{ name: "forest", takenAt: "2021:03:14 08:00:00", colour: "#2e7d32" },
 	{ name: "lake", takenAt: "2021:03:01 18:00:00", colour: "#1565c0" }
 ];
-/** The browser's locale and time zone, so that dates read the same here and in the page. */
-const LOCALE = { locale: "en-US", timezoneId: "UTC" };
 
 /** A 480x320 JPEG of a colour with a diagonal shade, taken at `takenAt` by "TestCam Model 7". */
 async function datedJpeg(takenAt: string, colour: string): Promise<Buffer> {
@@ -89,7 +83,7 @@ describe("web app served by the gateway", () => {
 	let server: RunningServer;
 
 	before(async () => {
-		execFileSync(process.execPath, [join(ROOT, "web", "build.ts")], { cwd: ROOT, stdio: "ignore" });
+		buildWebApp();
 		server = await startServer();
 	});
 	after(() => server.stop());
@@ -124,7 +118,7 @@ describe("web app served by the gateway", () => {
 	});
 });
 
-describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is missing (apt-get install chromium)` }, () => {
+describe("web app in a browser", { skip: chromiumSkipReason() }, () => {
 	let server: RunningServer;
 	/** A local web site and fake Google Drive API for the imports. */
 	let host: ImageHost;
@@ -222,7 +216,7 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 
 	before(async () => {
 		mkdirSync(ARTIFACTS, { recursive: true });
-		execFileSync(process.execPath, [join(ROOT, "web", "build.ts")], { cwd: ROOT, stdio: "ignore" });
+		buildWebApp();
 		host = await new ImageHost().start();
 		host.folders.set("web-folder", { files: new Map([["drive-a", await labelledJpeg("drive a")], ["drive-b", await labelledJpeg("drive b")]]), subfolders: [] });
 		server = await startServer({ JWT_SECRET, IMPORT_ALLOW_PRIVATE_NETWORKS: "true", GOOGLE_DRIVE_API_URL: `${host.url}/drive/v3`, ...(HAS_MODEL ? { CLASSIFIER_MODEL: MODEL } : {}) });
@@ -231,7 +225,7 @@ describe("web app in a browser", { skip: existsSync(CHROMIUM) ? false : `${CHROM
 		features.imports = (await probe.get("/api/imports")).status !== 404;
 		const admin = await new Client(server.url).login("admin", ADMIN_PASSWORD);
 		assert.equal((await admin.post("/api/categories", { name: "Animals" })).status, 201);
-		browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_FLAGS });
+		browser = await launchChromium();
 		context = await browser.newContext({ viewport: DESKTOP, acceptDownloads: true, ...LOCALE });
 		context.setDefaultTimeout(15_000);
 		watch(context);

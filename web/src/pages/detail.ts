@@ -70,7 +70,7 @@ function editForm(image: PublicImage, categories: Category[], onSaved: (image: P
 		field("Tags", tags, "Comma separated; automatic tags are kept"),
 		field("Category", category),
 		field("Visibility", visibility),
-		field("Share camera, place and file name", showMetadata, "Others get a copy without EXIF and GPS, named by the image's id, unless this is on"),
+		field("Share the metadata (camera, place, uploaded file)", showMetadata, "Others get a copy without EXIF and GPS, named by the image's id, unless this is on"),
 		save
 	);
 	form.addEventListener("submit", async event => {
