@@ -15,7 +15,7 @@
  * a little less exact.
  */
 import { randomBytes } from "node:crypto";
-import type { DatabaseSync } from "node:sqlite";
+import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { closeDatabase, migrate, openDatabase, transaction } from "../db/sqlite.ts";
 import type { VariantInfo } from "./spec.ts";
 
@@ -70,6 +70,7 @@ export class VariantIndex {
 	/** Uses not written yet: key → its last use. */
 	readonly #uses = new Map<string, number>();
 	#flushTimer: NodeJS.Timeout | undefined;
+	#getStatement: StatementSync | undefined;
 
 	constructor(file: string) {
 		this.#db = openDatabase(file);
@@ -97,7 +98,9 @@ export class VariantIndex {
 
 	/** The entry, marked as just used (in memory, written in the next batch); null on a miss. */
 	get(key: string): CachedVariant | null {
-		const row = this.#db.prepare(`SELECT ${COLUMNS} FROM variants WHERE key = ?`).get(key);
+		// Prepared once: every cached download asks, and preparing costs more than the look-up.
+		this.#getStatement ??= this.#db.prepare(`SELECT ${COLUMNS} FROM variants WHERE key = ?`);
+		const row = this.#getStatement.get(key);
 		if (!row) return null;
 		this.#uses.set(key, this.#tick());
 		this.#flushTimer ??= setTimeout(() => this.#flushUses(), USE_FLUSH_MS).unref();
