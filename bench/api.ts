@@ -10,11 +10,19 @@
  *  b. GET /api/images/:id/content at K keep-alive connections for S seconds over those images,
  *     as a second user (public images, so the view counter is exercised). Baseline: the same
  *     minimal server serving the same files with fs.createReadStream.
+ *  s. serving against nginx (Debian's package, one worker, sendfile, started here on loopback
+ *     with a generated config): N distinct 1600x1067 JPEGs (~400 kB) uploaded, then as their
+ *     owner (the byte-exact original, no view counted) at K connections, in R interleaved rounds
+ *     (nginx then imgmesh, S seconds each; the median round shown): GET of the original, its 304
+ *     revalidation (If-None-Match of each server's own ETag), a cached variant (w=512 WebP) and
+ *     the stored 720 px rendition, nginx serving the very same bytes from files.
+ *     BENCH_PROFILE_DIR=<dir> runs the imgmesh node of this part under --cpu-prof.
  *  c. peak RSS of a fresh imgmesh node (VmHWM reset just before, plus VmRSS sampled every 50 ms) while it receives
  *     ONE ~200 MB PNG (8200x8200 RGB noise, 67 MP) streamed from disk; requirement < 150 MiB. On
  *     files, and on S3 (SeaweedFS) when it is built.
  *
- * Prints a table per part and writes bench/results/api-<timestamp>.json and api-latest.json.
+ * Prints a table per part and writes bench/results/api-latest.json (with BENCH_PARTS:
+ * api-<parts>-latest.json, e.g. api-serve-latest.json).
  * Exit code 1 if a part failed or the RSS requirement is not met.
  *
  * Environment (defaults in brackets); a quick check: BENCH_UPLOADS=50 BENCH_SECONDS=3 BENCH_BIG_SIDE=3000
@@ -26,12 +34,16 @@
  *   BENCH_CONNECTIONS [64]          keep-alive connections of the GET load
  *   BENCH_MAX_REQUESTS [2000000]    cap on the requests of one GET run
  *   BENCH_BIG_SIDE [8200]           side of the square PNG of part c (side^2 <= 100 megapixels)
- *   BENCH_PARTS [upload,get,rss]    parts to run (get implies the uploads it needs)
+ *   BENCH_PARTS [upload,get,serve,rss]  parts to run (get implies the uploads it needs)
+ *   BENCH_SERVE_IMAGES [16]         distinct originals of part s
+ *   BENCH_SERVE_SECONDS [4]         measured duration of each run of part s
+ *   BENCH_ROUNDS [3]                interleaved rounds of part s
+ *   BENCH_SERVE_ONLY                 only the workloads of part s whose name contains this (e.g. 304)
  *   BENCH_MAX_MINUTES [30]          hard limit on the whole run
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync } from "node:fs";
+import { chmodSync, createReadStream, createWriteStream, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { mkdir, rename, rm, stat } from "node:fs/promises";
 import http from "node:http";
 import { tmpdir } from "node:os";
@@ -39,9 +51,11 @@ import { basename, join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
+import sharp from "sharp";
 import { Client } from "../test/helpers/client.ts";
+import { settled } from "../test/helpers/jobs.ts";
 import { s3SkipReason, startS3 } from "../test/helpers/s3.ts";
-import { SHARED_IMAGES, startServer, type RunningServer } from "../test/helpers/server.ts";
+import { freePort, SHARED_IMAGES, startServer, type RunningServer } from "../test/helpers/server.ts";
 import {
 	MB,
 	MiB,
@@ -59,6 +73,7 @@ import {
 	sleep,
 	resetPeakRss,
 	startRssSampler,
+	type GetTarget,
 	uploadMultipart,
 	waitForIdle,
 	type BenchImage,
@@ -216,7 +231,10 @@ const params = {
 	getConnections: envInt("BENCH_CONNECTIONS", 64, 1),
 	getMaxRequests: envInt("BENCH_MAX_REQUESTS", 2_000_000, 1),
 	bigSide: envInt("BENCH_BIG_SIDE", 8200, 16),
-	parts: (process.env.BENCH_PARTS || "upload,get,rss").split(",").map(part => part.trim()),
+	serveImages: envInt("BENCH_SERVE_IMAGES", 16, 1),
+	serveSeconds: envInt("BENCH_SERVE_SECONDS", 4, 1),
+	rounds: envInt("BENCH_ROUNDS", 3, 1),
+	parts: (process.env.BENCH_PARTS || "upload,get,serve,rss").split(",").map(part => part.trim()),
 	maxMinutes: envInt("BENCH_MAX_MINUTES", 30, 1),
 	rssLimitMiB: RSS_LIMIT_MIB,
 	uploadFields: { visibility: "public" }
@@ -369,6 +387,155 @@ async function partsUploadAndGet(results: Record<string, any>): Promise<void> {
 	if (meshUpload.errors || meshGet.errors) results.imgmeshOutputTail = tail(server.output());
 }
 
+// ---------------------------------------------------------------------------------------------
+// Part s: serving bytes against nginx
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * nginx (Debian's /usr/sbin/nginx) serving `root` on loopback, one worker process like imgmesh's
+ * one main thread, from a generated config in a temp dir: never the system service.
+ */
+async function startNginx(root: string): Promise<{ url: string; workerPid: number }> {
+	const dir = tempDir("imgmesh-bench-nginx-");
+	const port = await freePort();
+	// The worker runs as nobody: it must be able to read the files.
+	chmodSync(root, 0o755);
+	const config = `daemon off;
+worker_processes 1;
+error_log stderr warn;
+pid ${dir}/nginx.pid;
+events { worker_connections 4096; }
+http {
+	access_log off;
+	sendfile on;
+	tcp_nopush on;
+	keepalive_requests 10000000;
+	types { image/jpeg jpg; image/webp webp; }
+	client_body_temp_path ${dir}/body;
+	proxy_temp_path ${dir}/proxy;
+	fastcgi_temp_path ${dir}/fastcgi;
+	uwsgi_temp_path ${dir}/uwsgi;
+	scgi_temp_path ${dir}/scgi;
+	server { listen 127.0.0.1:${port}; root ${root}; }
+}
+`;
+	writeFileSync(join(dir, "nginx.conf"), config);
+	const child = spawn("/usr/sbin/nginx", ["-c", join(dir, "nginx.conf"), "-e", "stderr"], { stdio: ["ignore", "ignore", "pipe"] });
+	children.add(child);
+	let output = "";
+	child.stderr!.on("data", chunk => (output += chunk));
+	const url = `http://127.0.0.1:${port}`;
+	for (let tries = 0; ; tries++) {
+		if (child.exitCode !== null) throw new Error(`nginx exited with ${child.exitCode}: ${output}`);
+		// The worker, not the master, serves: its pid is the one whose CPU counts.
+		const worker = Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim().split(" ")[0]);
+		if (worker && (await fetch(`${url}/`).catch(() => null)) !== null) return { url, workerPid: worker };
+		if (tries > 100) throw new Error(`nginx did not start: ${output}`);
+		await sleep(50);
+	}
+}
+
+/** N distinct 1600x1067 JPEGs (~400 kB) of a real photo, each with a white 8x8 block of its own. */
+async function makeOriginals(count: number): Promise<Buffer[]> {
+	const [width, height] = [1600, 1067];
+	const base = await sharp(join(SHARED_IMAGES, "binoculars-cc0.jpeg")).resize(width, height, { fit: "cover" }).raw().toBuffer();
+	const originals: Buffer[] = [];
+	for (let i = 0; i < count; i++) {
+		const pixels = Buffer.from(base);
+		const [x, y] = [(i % (width / 8)) * 8, Math.floor(i / (width / 8)) * 8];
+		for (let row = y; row < y + 8; row++) pixels.fill(255, (row * width + x) * 3, (row * width + x + 8) * 3);
+		originals.push(await sharp(pixels, { raw: { width, height, channels: 3 } }).jpeg({ quality: 90 }).toBuffer());
+	}
+	return originals;
+}
+
+/** Each target again, conditional on the ETag its server gave it: every answer a 304. */
+async function revalidations(base: string, targets: GetTarget[], headers: Record<string, string>): Promise<GetTarget[]> {
+	return Promise.all(
+		targets.map(async target => {
+			const res = await fetch(base + target.path, { method: "HEAD", headers });
+			const etag = res.headers.get("etag");
+			if (!etag) throw new Error(`${base}${target.path}: no ETag`);
+			return { path: target.path, status: 304, bytes: 0, headers: { "if-none-match": etag } };
+		})
+	);
+}
+
+async function partServe(results: Record<string, any>): Promise<void> {
+	const root = tempDir("imgmesh-bench-nginx-root-");
+	console.log(`\ns. making ${params.serveImages} distinct 1600x1067 JPEGs ...`);
+	const originals = await makeOriginals(params.serveImages);
+	const profileDir = process.env.BENCH_PROFILE_DIR;
+	const server = await startServer(profileDir ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profileDir}` } : {});
+	servers.add(server);
+	const nginx = await startNginx(root);
+	const owner = await new Client(server.url).register("bench-owner");
+	const auth = { authorization: `Bearer ${owner.token}` };
+	const ids: string[] = [];
+	for (const [i, bytes] of originals.entries()) {
+		const res = await owner.upload([{ name: `original-${i}.jpg`, bytes, type: "image/jpeg" }], { visibility: "public" });
+		if (res.status !== 201) throw new Error(`upload: ${res.status} ${JSON.stringify(res.body)}`);
+		ids.push(res.body.images[0].id);
+		writeFileSync(join(root, `${i}.jpg`), bytes);
+	}
+	for (const id of ids) await settled(owner, id, 300_000);
+	// nginx serves the very bytes imgmesh serves: the variant and rendition fetched once (which
+	// also puts each variant in the cache before timing).
+	const variantPath = (id: string) => `/api/images/${id}/content?w=512&format=webp`;
+	const renditionPath = (id: string) => `/api/images/${id}/renditions/720`;
+	const served: Record<string, { mesh: GetTarget[]; nginx: GetTarget[] }> = { original: { mesh: [], nginx: [] }, variant: { mesh: [], nginx: [] }, rendition: { mesh: [], nginx: [] } };
+	for (const [i, id] of ids.entries()) {
+		served.original.mesh.push({ path: `/api/images/${id}/content`, bytes: originals[i]!.length });
+		served.original.nginx.push({ path: `/${i}.jpg`, bytes: originals[i]!.length });
+		for (const [kind, path] of [["variant", variantPath(id)], ["rendition", renditionPath(id)]] as const) {
+			const res = await owner.download(path);
+			if (res.status !== 200) throw new Error(`${path}: ${res.status}`);
+			writeFileSync(join(root, `${i}-${kind}.webp`), res.bytes);
+			served[kind].mesh.push({ path, bytes: res.bytes.length });
+			served[kind].nginx.push({ path: `/${i}-${kind}.webp`, bytes: res.bytes.length });
+		}
+	}
+	const workloads = [
+		{ name: "GET original", ...served.original },
+		{ name: "304 original", mesh: await revalidations(server.url, served.original.mesh, auth), nginx: await revalidations(nginx.url, served.original.nginx, {}) },
+		{ name: "GET cached variant (w=512 WebP)", ...served.variant },
+		{ name: "GET rendition 720", ...served.rendition }
+	];
+	const load = { connections: params.getConnections, durationMs: params.serveSeconds * 1000, warmupMs: 500, maxRequests: params.getMaxRequests };
+	const median = (runs: GetLoadResult[]) => runs.toSorted((a, b) => a.reqPerS - b.reqPerS)[Math.floor(runs.length / 2)]!;
+	const cpuMs = (r: GetLoadResult) => (r.serverCpuS === null || r.ok === 0 ? null : round((r.serverCpuS * 1000) / r.ok, 3));
+	results.serve = { images: ids.length, meanOriginalKB: round(originals.reduce((sum, b) => sum + b.length, 0) / originals.length / 1000, 1), workloads: {} };
+	const rows: (string | number)[][] = [];
+	for (const workload of workloads.filter(w => w.name.includes(process.env.BENCH_SERVE_ONLY ?? ""))) {
+		const rounds: { nginx: GetLoadResult; imgmesh: GetLoadResult }[] = [];
+		for (let r = 0; r < params.rounds; r++) {
+			const nginxRun = await runGetLoad({ base: nginx.url, targets: workload.nginx, serverPid: nginx.workerPid, ...load });
+			const meshRun = await runGetLoad({ base: server.url, targets: workload.mesh, headers: auth, serverPid: server.process.pid, ...load });
+			rounds.push({ nginx: nginxRun, imgmesh: meshRun });
+		}
+		const nginxRun = median(rounds.map(r => r.nginx));
+		const meshRun = median(rounds.map(r => r.imgmesh));
+		const entry = {
+			nginx: nginxRun,
+			imgmesh: meshRun,
+			ratio: { reqPerS: ratio(meshRun.reqPerS, nginxRun.reqPerS), p99: ratio(meshRun.latencyMs.p99, nginxRun.latencyMs.p99) },
+			rounds: rounds.map(r => ({ nginx: r.nginx.reqPerS, imgmesh: r.imgmesh.reqPerS }))
+		};
+		results.serve.workloads[workload.name] = entry;
+		const row = (label: string, r: GetLoadResult) => [workload.name, label, r.ok, r.errors, r.reqPerS, r.mbPerS, r.latencyMs.p50, r.latencyMs.p99, cpuMs(r) ?? "n/a"];
+		rows.push(row("nginx", nginxRun), row("imgmesh", meshRun), [workload.name, "imgmesh / nginx", "", "", entry.ratio.reqPerS ?? "n/a", "", "", `p99 x${entry.ratio.p99 ?? "n/a"}`, ""]);
+		for (const sample of [...nginxRun.errorSamples, ...meshRun.errorSamples]) console.log(`  error: ${sample}`);
+		console.log(`  ${workload.name}: imgmesh/nginx ${entry.ratio.reqPerS} (rounds ${entry.rounds.map(r => round(r.imgmesh / r.nginx)).join(", ")})`);
+	}
+	printTable(
+		`s. Serving against nginx: ${ids.length} images (originals ~${results.serve.meanOriginalKB} kB), ${params.getConnections} connections, median of ${params.rounds} interleaved rounds of ${params.serveSeconds} s`,
+		["workload", "server", "ok", "errors", "req/s", "MB/s", "p50 ms", "p99 ms", "CPU ms/req"],
+		rows
+	);
+	await server.stop();
+	servers.delete(server);
+}
+
 /**
  * Part c runs on two nodes: the upload path alone (every service but the worker), which the
  * memory requirement bounds, and the whole embedded node, whose worker renders the 240/720 px
@@ -503,6 +670,16 @@ async function main(): Promise<number> {
 			}
 			await cleanup();
 		}
+		if (params.parts.includes("serve")) {
+			try {
+				await partServe(results);
+			} catch (err) {
+				failed = true;
+				results.errors.push({ part: "serve", message: (err as Error).message });
+				console.error(`\nserve failed: ${(err as Error).message}`);
+			}
+			await cleanup();
+		}
 		if (params.parts.includes("rss")) {
 			try {
 				if (!(await partBigUpload(results))) failed = true;
@@ -518,8 +695,9 @@ async function main(): Promise<number> {
 	}
 	results.finishedAt = new Date().toISOString();
 	results.durationS = round((Date.now() - startedAt.getTime()) / 1000, 1);
-	const path = saveResults("api", results);
-	console.log(`\nResults: ${path} (and bench/results/api-latest.json), ${results.durationS} s`);
+	// A run of some parts only keeps its own file: it never replaces the whole run's figures.
+	const name = process.env.BENCH_PARTS ? `api-${params.parts.join("-")}` : "api";
+	console.log(`\nResults: ${saveResults(name, results)}, ${results.durationS} s`);
 	return failed ? 1 : 0;
 }
 

@@ -400,6 +400,10 @@ export interface GetTarget {
 	path: string;
 	/** Expected body length; undefined = any length (e.g. an encoder's output). */
 	bytes?: number;
+	/** Expected status [200], e.g. 304 for a conditional request. */
+	status?: number;
+	/** Headers of this target's requests, over the run's (e.g. its If-None-Match). */
+	headers?: Record<string, string>;
 }
 
 export interface GetLoadResult {
@@ -442,7 +446,7 @@ function getOnce(base: URL, target: GetTarget, headers: Record<string, string>, 
 /**
  * `connections` keep-alive connections each issuing GETs back to back over `targets`
  * (round-robin) for `durationMs` (after an unmeasured warm-up), or until `maxRequests`.
- * A response counts as ok only with status 200 and exactly the expected byte count (if given).
+ * A response counts as ok only with the target's status (200 unless given) and exactly the expected byte count (if given).
  */
 export async function runGetLoad(options: {
 	base: string;
@@ -480,9 +484,9 @@ export async function runGetLoad(options: {
 				requests++;
 				const t0 = performance.now();
 				try {
-					const res = await getOnce(base, target, headers, agent, timeoutMs);
+					const res = await getOnce(base, target, target.headers ? { ...headers, ...target.headers } : headers, agent, timeoutMs);
 					if (!res.reused) newConnections++;
-					if (res.status !== 200 || (target.bytes !== undefined && res.bytes !== target.bytes)) {
+					if (res.status !== (target.status ?? 200) || (target.bytes !== undefined && res.bytes !== target.bytes)) {
 						errors++;
 						if (errorSamples.length < 5) errorSamples.push(`${target.path}: status ${res.status}, ${res.bytes}/${target.bytes ?? "any"} bytes`);
 						continue;

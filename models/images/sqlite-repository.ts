@@ -10,7 +10,7 @@
  * Every value reaches SQL as a bound parameter; the only SQL assembled at run time joins fixed
  * fragments from this file.
  */
-import type { DatabaseSync, SQLInputValue } from "node:sqlite";
+import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite";
 import { ConflictError } from "../shared/errors.ts";
 import { nowIso } from "../shared/ids.ts";
 import { definedFields } from "../shared/fields.ts";
@@ -677,8 +677,12 @@ export class SqliteImageRepository implements ImageRepository {
 		return this.find(id);
 	}
 
+	/** Prepared once: every download looks its image up here, and preparing took most of that look-up's time. */
+	private findStatement: StatementSync | undefined;
+
 	private find(id: string): ImageDoc | null {
-		const row = this.db.prepare(`SELECT ${IMAGE_COLUMNS} FROM images i WHERE i.id = ?`).get(id);
+		this.findStatement ??= this.db.prepare(`SELECT ${IMAGE_COLUMNS} FROM images i WHERE i.id = ?`);
+		const row = this.findStatement.get(id);
 		return row ? fromRow(row as unknown as ImageRow) : null;
 	}
 

@@ -19,7 +19,7 @@ import { randomUUID } from "node:crypto";
 import { constants, mkdirSync, rmSync } from "node:fs";
 import { access, copyFile, type FileHandle, mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import type { DatabaseSync } from "node:sqlite";
+import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type {
@@ -98,6 +98,23 @@ const MIGRATIONS = [
 	UPDATE refs SET added_at = CAST(strftime('%s', 'now') AS INTEGER) * 1000;`
 ];
 
+/**
+ * Largest read of a blob file: twice Node's 64 KiB, so half the thread-pool round trips, buffers
+ * and socket writes per download, yet under the MALLOC_MMAP_THRESHOLD_ (128 KiB) that `npm start`
+ * sets, so each read buffer comes from malloc's heap and is reused: a larger one is mapped and
+ * zeroed by the kernel for every read, which measured slower than 64 KiB (0.61 against 0.55 ms
+ * of CPU per 425 kB file; 124 KiB: 0.48).
+ */
+const READ_CHUNK = 124 * 1024;
+
+/**
+ * Reads of `bytes` at most READ_CHUNK each, sized to the bytes expected: a read buffer larger
+ * than what the file holds would be allocated, then copied to the size read.
+ */
+function readChunk(bytes: number): number {
+	return Math.max(1, Math.min(READ_CHUNK, bytes));
+}
+
 /** Later than any reference's time: `release` drops a reference whenever it was added. */
 const ANY_TIME = Number.MAX_SAFE_INTEGER;
 
@@ -140,6 +157,7 @@ export class FsBlobStore implements BlobStore {
 	readonly #keyring: Keyring;
 	readonly #db: DatabaseSync;
 	readonly #locks = new KeyedLock();
+	#blobRowStatement: StatementSync | undefined;
 
 	constructor(options: FsBlobStoreOptions) {
 		this.#root = options.root;
@@ -322,7 +340,7 @@ export class FsBlobStore implements BlobStore {
 	async #readStaged(tempPath: string, key: string, encrypted: boolean): Promise<Readable> {
 		const file = await open(tempPath, "r");
 		try {
-			return encrypted ? await this.#readEncrypted(file, key, undefined) : file.createReadStream();
+			return encrypted ? await this.#readEncrypted(file, key, undefined) : file.createReadStream({ highWaterMark: READ_CHUNK });
 		} catch (err) {
 			await file.close();
 			throw err;
@@ -385,9 +403,12 @@ export class FsBlobStore implements BlobStore {
 	 * a mismatch marks the blob corrupt.
 	 */
 	async #readPlain(file: FileHandle, key: string, row: BlobRow, range: ByteRange | undefined): Promise<Readable> {
-		if (range) return file.createReadStream({ ...satisfiableRange(range, row.size) });
+		if (range) {
+			const { start, end } = satisfiableRange(range, row.size)!;
+			return file.createReadStream({ start, end, highWaterMark: readChunk(end - start + 1) });
+		}
 		const { ino } = await file.stat();
-		return verifiedPlaintext(file.createReadStream(), row, () => this.#markCorrupt(key, ino));
+		return verifiedPlaintext(file.createReadStream({ highWaterMark: readChunk(row.size) }), row, () => this.#markCorrupt(key, ino));
 	}
 
 	/**
@@ -451,7 +472,9 @@ export class FsBlobStore implements BlobStore {
 	}
 
 	#blobRow(key: string): BlobRow | undefined {
-		return this.#db.prepare("SELECT sha256, size, encrypted, corrupt_at FROM blobs WHERE key = ?").get(key) as BlobRow | undefined;
+		// Prepared once: every read asks, and preparing costs ten times the look-up.
+		this.#blobRowStatement ??= this.#db.prepare("SELECT sha256, size, encrypted, corrupt_at FROM blobs WHERE key = ?");
+		return this.#blobRowStatement.get(key) as BlobRow | undefined;
 	}
 
 	/** Where a blob lives; null for anything that is not a well-formed key (never a path outside root). */

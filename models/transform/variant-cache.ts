@@ -8,9 +8,14 @@
  * transform nodes that do not share a DATA_DIR never release a blob another node still indexes.
  * It also records each entry's source (the original's SHA-256), so the garbage collector can drop
  * the variants of originals no image has any more before the LRU would.
+ *
+ * A hit writes nothing: its use waits in memory and goes to the table in one transaction a
+ * second later, or before anything reads the order of use (eviction, the collector's questions)
+ * or closes the index. A crash loses at most that second of recency, which only makes the LRU
+ * a little less exact.
  */
 import { randomBytes } from "node:crypto";
-import type { DatabaseSync } from "node:sqlite";
+import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { closeDatabase, migrate, openDatabase, transaction } from "../db/sqlite.ts";
 import type { VariantInfo } from "./spec.ts";
 
@@ -47,6 +52,9 @@ export interface IdleVariant {
 
 const COLUMNS = "key, blob, size, format, width, height";
 
+/** How long uses wait in memory before they are written together. */
+const USE_FLUSH_MS = 1000;
+
 const REF_PREFIX = "variant-";
 
 /** Whether a storage reference is a variant cache's (refOf), not an image's. */
@@ -59,6 +67,10 @@ export class VariantIndex {
 	readonly #id: string;
 	/** Monotonic use counter: clock steps or equal timestamps cannot reorder the LRU. */
 	#clock: number;
+	/** Uses not written yet: key → its last use. */
+	readonly #uses = new Map<string, number>();
+	#flushTimer: NodeJS.Timeout | undefined;
+	#getStatement: StatementSync | undefined;
 
 	constructor(file: string) {
 		this.#db = openDatabase(file);
@@ -84,11 +96,29 @@ export class VariantIndex {
 		return this.#clock;
 	}
 
-	/** The entry, marked as just used; null on a miss. */
+	/** The entry, marked as just used (in memory, written in the next batch); null on a miss. */
 	get(key: string): CachedVariant | null {
-		const row = this.#db.prepare(`UPDATE variants SET used = ? WHERE key = ? RETURNING ${COLUMNS}`).get(this.#tick(), key);
+		// Prepared once: every cached download asks, and preparing costs more than the look-up.
+		this.#getStatement ??= this.#db.prepare(`SELECT ${COLUMNS} FROM variants WHERE key = ?`);
+		const row = this.#getStatement.get(key);
+		if (!row) return null;
+		this.#uses.set(key, this.#tick());
+		this.#flushTimer ??= setTimeout(() => this.#flushUses(), USE_FLUSH_MS).unref();
 		// node:sqlite rows have no prototype; callers get a plain object.
-		return row ? { ...(row as unknown as CachedVariant) } : null;
+		return { ...(row as unknown as CachedVariant) };
+	}
+
+	/** Writes the uses waiting in memory, in one transaction. */
+	#flushUses(): void {
+		clearTimeout(this.#flushTimer);
+		this.#flushTimer = undefined;
+		if (this.#uses.size === 0) return;
+		// max(): a put since the hit may have recorded a later use already.
+		const update = this.#db.prepare("UPDATE variants SET used = max(used, ?) WHERE key = ?");
+		transaction(this.#db, () => {
+			for (const [key, used] of this.#uses) update.run(used, key);
+		});
+		this.#uses.clear();
 	}
 
 	put(entry: CachedVariant, sourceSha256: string): void {
@@ -98,11 +128,13 @@ export class VariantIndex {
 	}
 
 	remove(key: string): void {
+		this.#uses.delete(key);
 		this.#db.prepare("DELETE FROM variants WHERE key = ?").run(key);
 	}
 
 	/** Up to `limit` entries with a known source, last used before `usedBefore` (ms), in key order after `after`. */
 	idleEntries(usedBefore: number, after: string, limit: number): IdleVariant[] {
+		this.#flushUses();
 		const rows = this.#db
 			.prepare("SELECT key, blob, size, source_sha256 FROM variants WHERE key > ? AND used < ? AND source_sha256 IS NOT NULL ORDER BY key LIMIT ?")
 			.all(after, usedBefore, limit) as { key: string; blob: string; size: number; source_sha256: string }[];
@@ -111,6 +143,7 @@ export class VariantIndex {
 
 	/** Removes the entry unless it was used since `usedBefore` (ms): a request that just hit it keeps it. */
 	removeIfIdle(key: string, usedBefore: number): boolean {
+		this.#flushUses();
 		return Number(this.#db.prepare("DELETE FROM variants WHERE key = ? AND used < ?").run(key, usedBefore).changes) > 0;
 	}
 
@@ -119,6 +152,7 @@ export class VariantIndex {
 	 * left over it (the entry just made, which its requests are about to read); returns them.
 	 */
 	evictBeyond(maxBytes: number, keep?: string): CachedVariant[] {
+		this.#flushUses();
 		return transaction(this.#db, () => {
 			const { total } = this.#db.prepare("SELECT coalesce(sum(size), 0) AS total FROM variants").get() as { total: number };
 			const evicted: CachedVariant[] = [];
@@ -147,6 +181,7 @@ export class VariantIndex {
 	}
 
 	async close(): Promise<void> {
+		this.#flushUses();
 		closeDatabase(this.#db);
 	}
 }

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
 import { after, describe, it } from "node:test";
 import { VariantIndex, type CachedVariant } from "../../../models/transform/variant-cache.ts";
 
@@ -62,5 +63,23 @@ describe("VariantIndex", () => {
 		assert.equal(index.removeIfIdle("b", cutoff), true);
 		assert.deepEqual(index.totals(), { entries: 1, bytes: 10 });
 		await index.close();
+	});
+
+	it("writes nothing on a hit: its use is recorded in a later batch, which a close flushes", async () => {
+		const file = join(dir, "batched.db");
+		const index = new VariantIndex(file);
+		index.put(entry("a", 10), SOURCE);
+		index.put(entry("b", 10), SOURCE);
+		const reader = new DatabaseSync(file, { readOnly: true });
+		const usedOf = (key: string) => (reader.prepare("SELECT used FROM variants WHERE key = ?").get(key) as { used: number }).used;
+		const before = usedOf("a");
+		assert.deepEqual(index.get("a"), entry("a", 10));
+		assert.equal(usedOf("a"), before, "the hit wrote nothing yet");
+		await index.close();
+		assert.ok(usedOf("a") > usedOf("b"), "closing wrote the use");
+		reader.close();
+		const reopened = new VariantIndex(file);
+		assert.deepEqual(reopened.evictBeyond(10).map(evicted => evicted.key), ["b"], "a, used last, stays");
+		await reopened.close();
 	});
 });
