@@ -41,6 +41,8 @@ export interface FerretDb {
 	stop(): Promise<void>;
 	/** The server's process id while it runs (benchmarks count its CPU). */
 	pid(): number | undefined;
+	/** FerretDB's handler: where the data lives (benchmarks say which they measured). */
+	handler: "postgresql" | "sqlite";
 }
 
 /**
@@ -126,6 +128,7 @@ export async function startFerretDb(options: { postgresqlUrl?: string } = {}): P
 		up,
 		down,
 		pid: () => child?.pid,
+		handler: postgresqlUrl ? "postgresql" : "sqlite",
 		async stop() {
 			await down();
 			rmSync(dir, { recursive: true, force: true });
