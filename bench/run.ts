@@ -8,8 +8,10 @@
  * bench/results/latest.json (every figure, the lag per workload, each goal met or not with its
  * ratio), bench/results/report.md and its SVG charts.
  *
- *   node bench/run.ts [--quick] [--only=transform,api,import,search]
+ *   node bench/run.ts [--quick] [--only=transform,api,import,search] [--report]
  *
+ * --report: no bench runs; the report is made again from the benches' -latest.json files as they
+ * are (e.g. after one bench was run by hand), with the lag and exit codes of the last full run.
  * --quick: a smoke run of a few minutes (few sources, 1 round, short loads, 10k images only).
  * Without it, bounded defaults: each bench's own, but import of 300 images and search up to 1M
  * (the 1M library is generated once, ~10 min, and kept in the search bench's directory).
@@ -66,17 +68,19 @@ const STEPS: Step[] = [
 	}
 ];
 
-function parseArgs(argv: string[]): { quick: boolean; only: string[] } {
+function parseArgs(argv: string[]): { quick: boolean; only: string[]; reportOnly: boolean } {
 	let quick = false;
+	let reportOnly = false;
 	let only = STEPS.map(step => step.name);
 	for (const arg of argv) {
 		if (arg === "--quick") quick = true;
+		else if (arg === "--report") reportOnly = true;
 		else if (arg.startsWith("--only=")) only = arg.slice("--only=".length).split(",");
-		else throw new Error(`unknown argument ${arg}: use --quick and --only=${STEPS.map(step => step.name).join(",")}`);
+		else throw new Error(`unknown argument ${arg}: use --quick, --report and --only=${STEPS.map(step => step.name).join(",")}`);
 	}
 	const unknown = only.filter(name => !STEPS.some(step => step.name === name));
 	if (unknown.length > 0) throw new Error(`unknown bench ${unknown.join(", ")}`);
-	return { quick, only };
+	return { quick, only, reportOnly };
 }
 
 const mtime = (path: string) => {
@@ -114,9 +118,16 @@ async function runStep(step: Step, quick: boolean, lagDir: string): Promise<Benc
 	};
 }
 
-async function main(): Promise<void> {
-	const { quick, only } = parseArgs(process.argv.slice(2));
-	const machine = machineInfo();
+/** The runs as the last `npm run bench` left them, each with its bench's current result file. */
+function previousRuns(only: string[]): { runs: BenchRun[]; machine: Record<string, unknown>; quick: boolean } {
+	const last = JSON.parse(readFileSync(join(RESULTS, "latest.json"), "utf8")) as { machine: Record<string, unknown>; quick: boolean; runs: Omit<BenchRun, "result">[] };
+	const runs = last.runs
+		.filter(run => only.includes(run.name))
+		.map(run => ({ ...run, result: JSON.parse(readFileSync(join(RESULTS, `${run.name}-latest.json`), "utf8")) }));
+	return { runs, machine: last.machine, quick: last.quick };
+}
+
+async function runAll(quick: boolean, only: string[]): Promise<BenchRun[]> {
 	const lagRoot = mkdtempSync(join(os.tmpdir(), "imgmesh-bench-lag-"));
 	const runs: BenchRun[] = [];
 	try {
@@ -124,7 +135,19 @@ async function main(): Promise<void> {
 	} finally {
 		rmSync(lagRoot, { recursive: true, force: true });
 	}
-	machine.loadAvgAtEnd = os.loadavg().map(value => round(value));
+	return runs;
+}
+
+async function main(): Promise<void> {
+	const args = parseArgs(process.argv.slice(2));
+	let { quick } = args;
+	let machine = machineInfo();
+	let runs: BenchRun[];
+	if (args.reportOnly) ({ runs, machine, quick } = previousRuns(args.only));
+	else {
+		runs = await runAll(quick, args.only);
+		machine.loadAvgAtEnd = os.loadavg().map(value => round(value));
+	}
 
 	const report = buildReport(runs);
 	const charts = chartsOf(report);
