@@ -91,6 +91,8 @@ const mtime = (path: string) => {
 	}
 };
 
+let interrupted = false;
+
 /** Runs one bench as a child process (its output passed through); its result JSON if it wrote one. */
 async function runStep(step: Step, quick: boolean, lagDir: string): Promise<BenchRun> {
 	const resultPath = join(RESULTS, `${step.name}-latest.json`);
@@ -106,7 +108,14 @@ async function runStep(step: Step, quick: boolean, lagDir: string): Promise<Benc
 		detached: true
 	});
 	const timer = setTimeout(() => process.kill(-child.pid!, "SIGTERM"), BENCH_TIMEOUT_MS);
+	// Ctrl-C reaches only this process (the bench has a group of its own): pass it on, run no more.
+	const interrupt = () => {
+		interrupted = true;
+		process.kill(-child.pid!, "SIGINT");
+	};
+	process.once("SIGINT", interrupt);
 	const exitCode = await new Promise<number | null>(resolve => child.once("exit", code => resolve(code)));
+	process.off("SIGINT", interrupt);
 	clearTimeout(timer);
 	const fresh = mtime(resultPath) > before;
 	return {
@@ -131,7 +140,9 @@ async function runAll(quick: boolean, only: string[]): Promise<BenchRun[]> {
 	const lagRoot = mkdtempSync(join(os.tmpdir(), "imgmesh-bench-lag-"));
 	const runs: BenchRun[] = [];
 	try {
-		for (const step of STEPS.filter(step => only.includes(step.name))) runs.push(await runStep(step, quick, join(lagRoot, step.name)));
+		for (const step of STEPS.filter(step => only.includes(step.name))) {
+			if (!interrupted) runs.push(await runStep(step, quick, join(lagRoot, step.name)));
+		}
 	} finally {
 		rmSync(lagRoot, { recursive: true, force: true });
 	}
@@ -147,6 +158,12 @@ async function main(): Promise<void> {
 	else {
 		runs = await runAll(quick, args.only);
 		machine.loadAvgAtEnd = os.loadavg().map(value => round(value));
+	}
+	if (interrupted) {
+		// The last report stays: a partial run would replace it with less.
+		console.error("interrupted: no report written");
+		process.exitCode = 130;
+		return;
 	}
 
 	const report = buildReport(runs);
