@@ -102,9 +102,33 @@ function transformFigures(result: any): Figure[] {
 	);
 }
 
-/** bench/api.ts: uploads and GETs against its node:http baseline (the issue's upload anchor). */
+/** The issue's least ratio to nginx per serving workload of bench/api.ts part s (by its prefix). */
+const SERVE_GOALS: [string, { goal: number; p99Goal?: number }][] = [
+	["GET original", { goal: 0.6, p99Goal: 2 }],
+	["304", { goal: 0.35, p99Goal: 2 }],
+	["GET cached variant", { goal: 0.6 }],
+	["GET rendition", { goal: 0.6 }]
+];
+
+/**
+ * bench/api.ts: uploads against the busboy + fsync baseline, GETs against its node:http
+ * baseline, and part s (`serve.workloads`): GET, 304, cached variants and renditions against nginx.
+ */
 function apiFigures(result: any): Figure[] {
 	const figures: Figure[] = [];
+	for (const [workload, entry] of Object.entries((result.serve?.workloads ?? {}) as Record<string, any>)) {
+		const goals = SERVE_GOALS.find(([prefix]) => workload.startsWith(prefix))?.[1] ?? {};
+		figures.push({
+			workload,
+			anchor: "nginx",
+			unit: "req/s",
+			imgmesh: entry.imgmesh.reqPerS,
+			anchorValue: entry.nginx.reqPerS,
+			imgmeshP99Ms: entry.imgmesh.latencyMs?.p99 ?? null,
+			anchorP99Ms: entry.nginx.latencyMs?.p99 ?? null,
+			...goals
+		});
+	}
 	const upload = result.upload;
 	if (upload?.imgmesh && upload.baseline) {
 		figures.push({
