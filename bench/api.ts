@@ -43,7 +43,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, createReadStream, createWriteStream, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { mkdir, rename, rm, stat } from "node:fs/promises";
 import http from "node:http";
 import { tmpdir } from "node:os";
@@ -55,7 +55,7 @@ import sharp from "sharp";
 import { Client } from "../test/helpers/client.ts";
 import { settled } from "../test/helpers/jobs.ts";
 import { s3SkipReason, startS3 } from "../test/helpers/s3.ts";
-import { freePort, SHARED_IMAGES, startServer, type RunningServer } from "../test/helpers/server.ts";
+import { SHARED_IMAGES, startServer, type RunningServer } from "../test/helpers/server.ts";
 import {
 	MB,
 	MiB,
@@ -72,6 +72,7 @@ import {
 	saveResults,
 	sleep,
 	resetPeakRss,
+	startNginx,
 	startRssSampler,
 	type GetTarget,
 	uploadMultipart,
@@ -391,50 +392,6 @@ async function partsUploadAndGet(results: Record<string, any>): Promise<void> {
 // Part s: serving bytes against nginx
 // ---------------------------------------------------------------------------------------------
 
-/**
- * nginx (Debian's /usr/sbin/nginx) serving `root` on loopback, one worker process like imgmesh's
- * one main thread, from a generated config in a temp dir: never the system service.
- */
-async function startNginx(root: string): Promise<{ url: string; workerPid: number }> {
-	const dir = tempDir("imgmesh-bench-nginx-");
-	const port = await freePort();
-	// The worker runs as nobody: it must be able to read the files.
-	chmodSync(root, 0o755);
-	const config = `daemon off;
-worker_processes 1;
-error_log stderr warn;
-pid ${dir}/nginx.pid;
-events { worker_connections 4096; }
-http {
-	access_log off;
-	sendfile on;
-	tcp_nopush on;
-	keepalive_requests 10000000;
-	types { image/jpeg jpg; image/webp webp; }
-	client_body_temp_path ${dir}/body;
-	proxy_temp_path ${dir}/proxy;
-	fastcgi_temp_path ${dir}/fastcgi;
-	uwsgi_temp_path ${dir}/uwsgi;
-	scgi_temp_path ${dir}/scgi;
-	server { listen 127.0.0.1:${port}; root ${root}; }
-}
-`;
-	writeFileSync(join(dir, "nginx.conf"), config);
-	const child = spawn("/usr/sbin/nginx", ["-c", join(dir, "nginx.conf"), "-e", "stderr"], { stdio: ["ignore", "ignore", "pipe"] });
-	children.add(child);
-	let output = "";
-	child.stderr!.on("data", chunk => (output += chunk));
-	const url = `http://127.0.0.1:${port}`;
-	for (let tries = 0; ; tries++) {
-		if (child.exitCode !== null) throw new Error(`nginx exited with ${child.exitCode}: ${output}`);
-		// The worker, not the master, serves: its pid is the one whose CPU counts.
-		const worker = Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim().split(" ")[0]);
-		if (worker && (await fetch(`${url}/`).catch(() => null)) !== null) return { url, workerPid: worker };
-		if (tries > 100) throw new Error(`nginx did not start: ${output}`);
-		await sleep(50);
-	}
-}
-
 /** N distinct 1600x1067 JPEGs (~400 kB) of a real photo, each with a white 8x8 block of its own. */
 async function makeOriginals(count: number): Promise<Buffer[]> {
 	const [width, height] = [1600, 1067];
@@ -532,6 +489,7 @@ async function partServe(results: Record<string, any>): Promise<void> {
 		["workload", "server", "ok", "errors", "req/s", "MB/s", "p50 ms", "p99 ms", "CPU ms/req"],
 		rows
 	);
+	await nginx.stop();
 	await server.stop();
 	servers.delete(server);
 }

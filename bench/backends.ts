@@ -1,9 +1,10 @@
 /**
  * Storage backends side by side (`npm run bench:backends`): the embedded backends (SQLite
  * repositories, file blob store) as the baseline, and the distributed ones (MongoDB repositories,
- * GridFS blob store) on FerretDB started here, with the same operations in the same run. The
- * figures are per backend call, in process, without HTTP or the transporter; FerretDB v1 on
- * SQLite is not MongoDB, so the MongoDB column is what the tests' server does, not production.
+ * GridFS blob store) on FerretDB started here (on PostgreSQL where it answers, else SQLite:
+ * test/helpers/ferretdb.ts; FERRETDB_HANDLER=sqlite forces it), with the same operations in the
+ * same run. The figures are per backend call, in process, without HTTP or the transporter;
+ * FerretDB v1 is not MongoDB, so the MongoDB column is what the tests' server does, not production.
  *
  * Prints a table and writes bench/results/backends-<timestamp>.json and backends-latest.json.
  *
@@ -123,7 +124,7 @@ async function main(): Promise<void> {
 	};
 	const url = mongo.databaseUrl();
 	const distributed: Backend = {
-		name: "MongoDB (FerretDB) + GridFS",
+		name: `MongoDB (FerretDB on ${mongo.handler}) + GridFS`,
 		images: new MongoImageRepository({ url, timeoutMs: 5000 }),
 		blobs: new GridFsBlobStore({ url, timeoutMs: 5000, keyring }),
 		async close() {
@@ -150,7 +151,7 @@ async function main(): Promise<void> {
 		["operation", embedded.name, "p99 ms", distributed.name, "p99 ms", "ratio"],
 		Object.keys(base).map(op => [op, cell(base[op]!), base[op]!.latencyMs.p99, cell(other[op]!), other[op]!.latencyMs.p99, round(other[op]!.opsPerS / base[op]!.opsPerS, 3)])
 	);
-	const path = saveResults("backends", { params, machine: machineInfo(), results });
+	const path = saveResults("backends", { params: { ...params, ferretDbHandler: mongo.handler }, machine: machineInfo(), results });
 	console.log(`\nSaved ${path}`);
 }
 

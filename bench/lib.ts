@@ -1,11 +1,12 @@
 /**
  * Small helpers shared by the benches: env parameters, percentiles, tables, process memory from
- * /proc, machine info, result files, the test images (distinct JPEGs, big noise PNGs), and two light load generators on node:http (multipart
- * uploads streamed from memory or disk, and a keep-alive GET load). Only 127.0.0.1 is targeted.
+ * /proc, machine info, result files, the test images (distinct JPEGs, big noise PNGs), two light load generators on node:http (multipart
+ * uploads streamed from memory or disk, and a keep-alive GET load), the event-loop lag of the nodes
+ * a bench starts, and nginx as an anchor. Only 127.0.0.1 is targeted.
  */
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createHash, randomBytes, randomFillSync } from "node:crypto";
-import { createReadStream, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import { join } from "node:path";
@@ -15,7 +16,7 @@ import { buffer } from "node:stream/consumers";
 import { fileURLToPath } from "node:url";
 import sharp from "sharp";
 import type { BlobStore } from "../models/storage/blob-store.ts";
-import { SHARED_IMAGES } from "../test/helpers/server.ts";
+import { freePort, SHARED_IMAGES } from "../test/helpers/server.ts";
 
 export const MB = 1_000_000;
 export const MiB = 1024 * 1024;
@@ -643,3 +644,133 @@ export async function makeBigPng(path: string, side: number): Promise<void> {
 		.toFile(path);
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Event-loop lag of the nodes a bench starts, and nginx as an anchor
+// ---------------------------------------------------------------------------------------------
+
+export interface EventLoopLag {
+	pid: number;
+	/** The script the process ran (main.ts for an imgmesh node). */
+	script: string;
+	/** SERVICES of that node, null when unset (every service). */
+	services: string | null;
+	seconds: number;
+	samples: number;
+	p50Ms: number;
+	p99Ms: number;
+	maxMs: number;
+}
+
+/**
+ * The environment that makes every Node process started with it (and the nodes
+ * test/helpers/server.ts starts from there) record its event-loop lag into `dir`
+ * (bench/event-loop-lag.ts).
+ */
+export function eventLoopLagEnv(dir: string): Record<string, string> {
+	mkdirSync(dir, { recursive: true });
+	const preload = `--import=${join(ROOT, "bench", "event-loop-lag.ts")}`;
+	return { BENCH_LAG_DIR: dir, NODE_OPTIONS: [process.env.NODE_OPTIONS, preload].filter(Boolean).join(" ") };
+}
+
+/** The lag records in `dir` of the processes that ran `script` (default: imgmesh nodes). */
+export function readEventLoopLag(dir: string, script = "main.ts"): EventLoopLag[] {
+	let names: string[];
+	try {
+		names = readdirSync(dir).filter(name => /^lag-\d+\.json$/.test(name));
+	} catch {
+		return [];
+	}
+	return names
+		.map(name => JSON.parse(readFileSync(join(dir, name), "utf8")) as EventLoopLag)
+		.filter(record => record.script === script && record.samples > 0)
+		.sort((a, b) => a.pid - b.pid);
+}
+
+export interface Nginx {
+	/** `http://127.0.0.1:<port>`. */
+	url: string;
+	pid: number;
+	/** The worker process, which serves: its CPU is nginx's cost per request. */
+	workerPid: number;
+	stop(): Promise<void>;
+}
+
+/**
+ * nginx (Debian's package: `apt-get install -y nginx`) serving the files under `root` on a free
+ * loopback port, from a generated config in a temp dir (never the system service): one worker
+ * like one Node process, sendfile, keep-alive without a request cap, no access log, ETag and
+ * If-None-Match as shipped (304s). Throws when nginx is not installed.
+ */
+export async function startNginx(root: string, options: { binary?: string } = {}): Promise<Nginx> {
+	const binary = options.binary ?? process.env.BENCH_NGINX ?? "/usr/sbin/nginx";
+	const dir = mkdtempSync(join(os.tmpdir(), "imgmesh-nginx-"));
+	const port = await freePort();
+	const config = `
+# Root reads the bench's temp dirs (mode 0700), so the worker stays root; loopback only.
+${process.getuid?.() === 0 ? "user root;" : ""}
+worker_processes 1;
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 1024; }
+http {
+	access_log off;
+	sendfile on;
+	tcp_nopush on;
+	keepalive_requests 1000000;
+	keepalive_timeout 60s;
+	types { image/jpeg jpg jpeg; image/webp webp; image/avif avif; image/png png; }
+	default_type application/octet-stream;
+	client_body_temp_path ${dir}/body;
+	proxy_temp_path ${dir}/proxy;
+	fastcgi_temp_path ${dir}/fastcgi;
+	uwsgi_temp_path ${dir}/uwsgi;
+	scgi_temp_path ${dir}/scgi;
+	server {
+		listen 127.0.0.1:${port};
+		root ${root};
+	}
+}
+`;
+	writeFileSync(join(dir, "nginx.conf"), config);
+	const child = spawn(binary, ["-p", dir, "-c", join(dir, "nginx.conf")], { stdio: ["ignore", "ignore", "pipe"] });
+	let log = "";
+	child.stderr!.on("data", chunk => (log += chunk));
+	const exited = new Promise<void>(resolve => child.once("exit", () => resolve()));
+	const fail = async (message: string) => {
+		child.kill("SIGKILL");
+		await exited;
+		rmSync(dir, { recursive: true, force: true });
+		return new Error(`${message}\n${log}${existsSync(join(dir, "error.log")) ? readFileSync(join(dir, "error.log"), "utf8") : ""}`);
+	};
+	await new Promise<void>((resolve, reject) => {
+		child.once("spawn", resolve);
+		child.once("error", err => reject(new Error(`nginx not startable at ${binary} (apt-get install -y nginx): ${err.message}`)));
+	});
+	const url = `http://127.0.0.1:${port}`;
+	const deadline = Date.now() + 10_000;
+	for (;;) {
+		if (child.exitCode !== null) throw await fail(`nginx exited with ${child.exitCode}`);
+		const answered = await new Promise<boolean>(resolve => {
+			http.get(`${url}/`, res => {
+				res.resume();
+				resolve(true);
+			}).on("error", () => resolve(false));
+		});
+		if (answered) break;
+		if (Date.now() > deadline) throw await fail("nginx did not answer within 10 s");
+		await sleep(50);
+	}
+	return {
+		url,
+		pid: child.pid!,
+		workerPid: Number(readFileSync(`/proc/${child.pid}/task/${child.pid}/children`, "utf8").trim().split(" ")[0]),
+		async stop() {
+			// SIGQUIT: graceful; the master waits for its worker, so nothing is left behind.
+			if (child.exitCode === null) child.kill("SIGQUIT");
+			await exited;
+			rmSync(dir, { recursive: true, force: true });
+		}
+	};
+}

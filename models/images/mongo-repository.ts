@@ -80,8 +80,22 @@ function tagOf(tag: Tag): Tag {
 
 type Conditions = Filter<ImageRecord>[];
 
+/**
+ * One filter of all the conditions: those on distinct fields side by side at the top level, the
+ * rest (operators such as `$or`, a field named twice) under `$and`. The same query to MongoDB; but
+ * FerretDB v1 pushes only top-level field conditions down to its backend, and a filter wholly
+ * under `$and` made it decode every document of the collection (an owner page on PostgreSQL:
+ * 175 ms flat, 7 s under `$and`, 5,000 images).
+ */
 function matchAll(conditions: Conditions): Filter<ImageRecord> {
-	return conditions.length === 0 ? {} : { $and: conditions };
+	const flat: Filter<ImageRecord> = {};
+	const rest: Conditions = [];
+	for (const condition of conditions) {
+		const keys = Object.keys(condition);
+		if (keys.some(key => key.startsWith("$") || key in flat)) rest.push(condition);
+		else Object.assign(flat, condition);
+	}
+	return rest.length === 0 ? flat : { ...flat, $and: rest };
 }
 
 function compiled(condition: SearchCondition): Filter<ImageRecord> {

@@ -1,24 +1,32 @@
 /**
- * A real MongoDB-compatible server for tests: FerretDB v1 (MongoDB wire protocol) on the SQLite
- * handler, in a temp dir, on a free loopback port. One per test file; each test takes a fresh
- * database from `databaseUrl()`.
+ * A real MongoDB-compatible server for tests: FerretDB v1 (MongoDB wire protocol) on a free
+ * loopback port. One per test file; each test takes a fresh database from `databaseUrl()`.
+ *
+ * Handler: PostgreSQL when it answers at 127.0.0.1:5432 (user postgres, trust auth; a fresh
+ * PostgreSQL database per FerretDB server, dropped at stop), since its SQLite handler decodes the
+ * whole collection for any query but `_id` equality (4-50x slower on 5,000 documents).
+ * SQLite files in a temp dir otherwise, or always with `FERRETDB_HANDLER=sqlite`;
+ * `FERRETDB_HANDLER=postgresql` fails instead of falling back.
  *
  * The binary comes from `$IMGMESH_TOOLS_DIR/bin/ferretdb` (default `~/.cache/imgmesh-tools`;
  * `.ci/run` builds it). Outside CI a missing binary skips the MongoDB suites with the reason;
  * with CI=true it fails them, as does any failed start anywhere.
  */
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe } from "node:test";
+import { promisify } from "node:util";
 import { MongoClient } from "mongodb";
 import { freePort } from "./server.ts";
 
 const TOOLS_DIR = process.env.IMGMESH_TOOLS_DIR || join(homedir(), ".cache", "imgmesh-tools");
 export const FERRETDB_BINARY = join(TOOLS_DIR, "bin", "ferretdb");
 const START_TIMEOUT_MS = 20_000;
+const POSTGRESQL_SERVER = "postgres://postgres@127.0.0.1:5432";
+const HANDLER = process.env.FERRETDB_HANDLER || "auto";
 
 export interface FerretDb {
 	/** `mongodb://127.0.0.1:<port>` without a database. */
@@ -33,6 +41,8 @@ export interface FerretDb {
 	stop(): Promise<void>;
 	/** The server's process id while it runs (benchmarks count its CPU). */
 	pid(): number | undefined;
+	/** FerretDB's handler: where the data lives (benchmarks say which they measured). */
+	handler: "postgresql" | "sqlite";
 }
 
 /**
@@ -61,18 +71,44 @@ export function describeOnFerretDb(name: string, body: (server: () => FerretDb) 
 	});
 }
 
+/** Runs one SQL statement on the local PostgreSQL server with psql; rejects when it does not answer. */
+async function psql(sql: string): Promise<void> {
+	await promisify(execFile)("psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", `${POSTGRESQL_SERVER}/postgres`, "-c", sql], { timeout: 10_000 });
+}
+
 /**
- * `postgresqlUrl`: serve from that PostgreSQL database (FerretDB's PostgreSQL handler, far faster
- * on large collections; the benchmarks use it) instead of SQLite files in the temp dir.
+ * The name of a fresh PostgreSQL database for one FerretDB server, or null to use SQLite: forced
+ * by FERRETDB_HANDLER=sqlite, or PostgreSQL (or psql) absent.
+ */
+async function freshPostgresqlDatabase(): Promise<string | null> {
+	if (HANDLER === "sqlite") return null;
+	const name = `ferretdb_${randomBytes(6).toString("hex")}`;
+	try {
+		await psql(`CREATE DATABASE ${name}`);
+		return name;
+	} catch (err) {
+		if (HANDLER === "postgresql") throw new Error(`FERRETDB_HANDLER=postgresql but PostgreSQL did not answer: ${(err as Error).message}`);
+		return null;
+	}
+}
+
+/**
+ * `postgresqlUrl`: serve from that existing PostgreSQL database (kept at stop; the search bench
+ * keeps its libraries there) instead of a fresh one or SQLite files (see the file's comment).
  */
 export async function startFerretDb(options: { postgresqlUrl?: string } = {}): Promise<FerretDb> {
 	const dir = mkdtempSync(join(tmpdir(), "imgmesh-ferretdb-"));
 	const port = await freePort();
 	const url = `mongodb://127.0.0.1:${port}`;
+	const ownDatabase = options.postgresqlUrl ? null : await freshPostgresqlDatabase();
+	const postgresqlUrl = options.postgresqlUrl ?? (ownDatabase ? `${POSTGRESQL_SERVER}/${ownDatabase}` : undefined);
 	let child: ChildProcess | null = null;
 
 	const up = async () => {
-		child ??= await launch(dir, port, options.postgresqlUrl);
+		child ??= await launch(dir, port, postgresqlUrl);
+	};
+	const dropOwnDatabase = async () => {
+		if (ownDatabase) await psql(`DROP DATABASE IF EXISTS ${ownDatabase} WITH (FORCE)`);
 	};
 	// SIGKILL: MongoDB dying, not shutting down (which also waits for every client to leave).
 	const down = async () => {
@@ -83,6 +119,7 @@ export async function startFerretDb(options: { postgresqlUrl?: string } = {}): P
 		await up();
 	} catch (err) {
 		rmSync(dir, { recursive: true, force: true });
+		await dropOwnDatabase();
 		throw err;
 	}
 	return {
@@ -91,9 +128,11 @@ export async function startFerretDb(options: { postgresqlUrl?: string } = {}): P
 		up,
 		down,
 		pid: () => child?.pid,
+		handler: postgresqlUrl ? "postgresql" : "sqlite",
 		async stop() {
 			await down();
 			rmSync(dir, { recursive: true, force: true });
+			await dropOwnDatabase();
 		}
 	};
 }

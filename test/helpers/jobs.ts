@@ -7,7 +7,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import sharp from "sharp";
 import type { Client } from "./client.ts";
-import { ADMIN_PASSWORD, startCommand } from "./server.ts";
+import { ADMIN_PASSWORD, benchPassThrough, startCommand } from "./server.ts";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const POLL_MS = 50;
@@ -107,7 +107,7 @@ export async function startNode(dataDir: string, env: Record<string, string>): P
 	let log = "";
 	const child = spawn(process.execPath, command.nodeArgs, {
 		cwd: ROOT,
-		env: { ...command.env, PATH: process.env.PATH, HOME: process.env.HOME, DATA_DIR: dataDir, LOG_LEVEL: "info", ADMIN_PASSWORD, ...env },
+		env: { ...command.env, PATH: process.env.PATH, HOME: process.env.HOME, ...benchPassThrough(), DATA_DIR: dataDir, LOG_LEVEL: "info", ADMIN_PASSWORD, ...env },
 		stdio: ["ignore", "pipe", "pipe"]
 	});
 	child.stdout!.on("data", chunk => (log += chunk));

@@ -37,6 +37,15 @@ export function startCommand(): { env: Record<string, string>; nodeArgs: string[
 	return { env, nodeArgs: words.slice(node + 1) };
 }
 
+/**
+ * What a bench's environment hands on to the nodes it starts: `npm run bench`'s event-loop lag
+ * preload (bench/event-loop-lag.ts) through NODE_OPTIONS and BENCH_LAG_DIR. Empty otherwise.
+ */
+export function benchPassThrough(): Record<string, string> {
+	const { BENCH_LAG_DIR, NODE_OPTIONS } = process.env;
+	return BENCH_LAG_DIR && NODE_OPTIONS ? { BENCH_LAG_DIR, NODE_OPTIONS } : {};
+}
+
 export async function freePort(): Promise<number> {
 	return new Promise((resolve, reject) => {
 		const server = createServer();
@@ -86,6 +95,7 @@ export async function startServer(env: Record<string, string> = {}, options: Sta
 			...command.env,
 			PATH: process.env.PATH,
 			HOME: process.env.HOME,
+			...benchPassThrough(),
 			PORT: String(port),
 			HOST: "127.0.0.1",
 			DATA_DIR: dataDir,
