@@ -32,7 +32,7 @@ export interface PasswordPoolOptions {
 }
 
 /** Long enough for a burst of logins to share threads. */
-const DEFAULT_IDLE_MS = 10_000;
+export const PASSWORD_THREAD_IDLE_MS = 10_000;
 
 interface Task {
 	request: DeriveRequest;
@@ -129,7 +129,7 @@ export class PasswordPool {
 				} else task.reject(new Error(`scrypt failed: ${reply.error}`));
 			}
 			this.dispatch();
-			if (!slot.task) slot.idleTimer = setTimeout(() => this.retire(slot), this.options.idleMs ?? DEFAULT_IDLE_MS).unref();
+			if (!slot.task) slot.idleTimer = setTimeout(() => this.retire(slot), this.options.idleMs ?? PASSWORD_THREAD_IDLE_MS).unref();
 		});
 		const lose = (err: Error) => {
 			if (slot.idleTimer) clearTimeout(slot.idleTimer);
