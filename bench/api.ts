@@ -17,7 +17,7 @@
  *     revalidation (If-None-Match of each server's own ETag), a cached variant (w=512 WebP) and
  *     the stored 720 px rendition, nginx serving the very same bytes from files.
  *     BENCH_PROFILE_DIR=<dir> runs the imgmesh node of this part under --cpu-prof.
- *  c. peak RSS of a fresh imgmesh node (VmHWM reset just before, plus VmRSS sampled every 50 ms) while it receives
+ *  c. peak RSS of a fresh, idle imgmesh node (VmHWM reset just before, plus VmRSS sampled every 50 ms) while it receives
  *     ONE ~200 MB PNG (8200x8200 RGB noise, 67 MP) streamed from disk; requirement < 150 MiB. On
  *     files, and on S3 (SeaweedFS) when it is built.
  *
@@ -56,6 +56,7 @@ import { Client } from "../test/helpers/client.ts";
 import { settled } from "../test/helpers/jobs.ts";
 import { s3SkipReason, startS3 } from "../test/helpers/s3.ts";
 import { SHARED_IMAGES, startServer, type RunningServer } from "../test/helpers/server.ts";
+import { PASSWORD_THREAD_IDLE_MS } from "../models/users/password-pool.ts";
 import {
 	MB,
 	MiB,
@@ -554,7 +555,8 @@ async function measureBigUpload(file: { path: string; size: number; sha256: stri
 	const pid = server.process.pid!;
 	const user = await new Client(server.url).register("bench-big");
 	await waitForIdle(pid, 10_000);
-	await sleep(1000);
+	// Idle means idle: the registration's password thread has stopped too.
+	await sleep(PASSWORD_THREAD_IDLE_MS + 1000);
 	const idle = readProcMemory(pid);
 
 	// The peak of the upload, not of the node's start (module loading peaks above its idle RSS).

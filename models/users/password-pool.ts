@@ -5,7 +5,10 @@
  * derivations run at once, each on its own thread (password-worker.ts); up to `maxQueue` more
  * wait, and past that the pool refuses at once with 429 PASSWORD_QUEUE_FULL rather than queueing
  * without end. Threads start on first use, hold the process open only while they work, and a
- * thread that dies fails only the derivation it ran and is replaced on the next one.
+ * thread that dies fails only the derivation it ran and is replaced on the next one. A thread idle
+ * for `idleMs` stops: each holds about 18 MiB (its own V8 heap, and scrypt's 16 MiB that glibc
+ * keeps in the thread's arena), half of which only its exit gives back to the node, and logins
+ * are rare next to the uploads a node's memory must fit around.
  */
 import { Worker } from "node:worker_threads";
 import { TooManyRequestsError } from "../shared/errors.ts";
@@ -24,7 +27,12 @@ export interface PasswordPoolOptions {
 	workers: number;
 	/** Derivations waiting for a thread; more are refused. */
 	maxQueue: number;
+	/** A thread with no derivation for this long stops; the next check starts one (~30 ms). */
+	idleMs?: number;
 }
+
+/** Long enough for a burst of logins to share threads. */
+export const PASSWORD_THREAD_IDLE_MS = 10_000;
 
 interface Task {
 	request: DeriveRequest;
@@ -35,6 +43,8 @@ interface Task {
 interface Slot {
 	worker: Worker;
 	task: Task | null;
+	/** Stops the idle thread (set while it has no task). */
+	idleTimer: NodeJS.Timeout | null;
 }
 
 export class PasswordPool {
@@ -87,6 +97,8 @@ export class PasswordPool {
 			if (!slot) return;
 			const task = this.queue.shift()!;
 			slot.task = task;
+			if (slot.idleTimer) clearTimeout(slot.idleTimer);
+			slot.idleTimer = null;
 			slot.worker.ref();
 			slot.worker.postMessage(task.request);
 			const running = this.slots.filter(other => other.task).length;
@@ -94,9 +106,17 @@ export class PasswordPool {
 		}
 	}
 
+	/** An idle thread leaves the pool before it stops, so no derivation is handed to it meanwhile. */
+	private retire(slot: Slot): void {
+		const index = this.slots.indexOf(slot);
+		if (index < 0 || slot.task) return;
+		this.slots.splice(index, 1);
+		void slot.worker.terminate();
+	}
+
 	private spawn(): Slot {
 		const worker = new Worker(WORKER_FILE);
-		const slot: Slot = { worker, task: null };
+		const slot: Slot = { worker, task: null, idleTimer: null };
 		this.slots.push(slot);
 		worker.on("message", (reply: DeriveReply) => {
 			const task = slot.task;
@@ -109,8 +129,10 @@ export class PasswordPool {
 				} else task.reject(new Error(`scrypt failed: ${reply.error}`));
 			}
 			this.dispatch();
+			if (!slot.task) slot.idleTimer = setTimeout(() => this.retire(slot), this.options.idleMs ?? PASSWORD_THREAD_IDLE_MS).unref();
 		});
 		const lose = (err: Error) => {
+			if (slot.idleTimer) clearTimeout(slot.idleTimer);
 			const index = this.slots.indexOf(slot);
 			if (index < 0) return;
 			this.slots.splice(index, 1);

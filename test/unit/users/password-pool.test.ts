@@ -6,14 +6,15 @@
 import assert from "node:assert/strict";
 import { randomBytes, scryptSync } from "node:crypto";
 import { after, describe, it } from "node:test";
+import { setTimeout } from "node:timers/promises";
 import { PasswordPool } from "../../../models/users/password-pool.ts";
 
 const COST = { N: 16384, r: 8, p: 1 };
 
 describe("password pool", () => {
 	const pools: PasswordPool[] = [];
-	const open = (workers: number, maxQueue: number) => {
-		const pool = new PasswordPool({ workers, maxQueue });
+	const open = (workers: number, maxQueue: number, idleMs?: number) => {
+		const pool = new PasswordPool({ workers, maxQueue, idleMs });
 		pools.push(pool);
 		return pool;
 	};
@@ -59,6 +60,16 @@ describe("password pool", () => {
 		const pool = open(1, 2);
 		await assert.rejects(pool.derive("x", randomBytes(16), { N: 1000, r: 8, p: 1 }));
 		const salt = randomBytes(16);
+		assert.deepEqual(await pool.derive("y", salt, COST), scryptSync("y", salt, 32, COST));
+	});
+
+	it("stops a thread idle for `idleMs` (its memory goes back to the node) and starts one again on the next check", async () => {
+		const pool = open(1, 2, 50);
+		const salt = randomBytes(16);
+		await pool.derive("x", salt, COST);
+		assert.equal(pool.stats().workers, 1);
+		await setTimeout(300);
+		assert.equal(pool.stats().workers, 0);
 		assert.deepEqual(await pool.derive("y", salt, COST), scryptSync("y", salt, 32, COST));
 	});
 });
