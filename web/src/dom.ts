@@ -87,3 +87,18 @@ export function formatBytes(bytes: number): string {
 export function formatDate(iso: string): string {
 	return new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
 }
+
+/** "Copy link": selects the link's field and copies `url`, or says how to when the clipboard is refused. */
+export function copyLinkButton(input: HTMLInputElement, url: string): HTMLButtonElement {
+	const copy = h("button", { type: "button", class: "secondary" }, "Copy link");
+	copy.addEventListener("click", async () => {
+		input.select();
+		try {
+			await navigator.clipboard.writeText(url);
+			toast("Link copied");
+		} catch {
+			toast("Press Ctrl+C to copy the selected link");
+		}
+	});
+	return copy;
+}

@@ -5,7 +5,7 @@
  */
 import type { OwnerShare } from "../../models/shares/share-types.ts";
 import { api } from "./api.ts";
-import { field, formatDate, h, render, toast } from "./dom.ts";
+import { copyLinkButton, field, formatDate, h, render, toast } from "./dom.ts";
 
 /** What a link opens: an image or an album. */
 export type ShareTarget = { imageId: string } | { albumId: string };
@@ -30,16 +30,7 @@ function describe(share: OwnerShare): string {
 
 function madeLink(url: string): HTMLElement {
 	const input = h("input", { value: url, readonly: true, name: "share-link" });
-	const copy = h("button", { type: "button", class: "secondary" }, "Copy link");
-	copy.addEventListener("click", async () => {
-		input.select();
-		try {
-			await navigator.clipboard.writeText(url);
-			toast("Link copied");
-		} catch {
-			toast("Press Ctrl+C to copy the selected link");
-		}
-	});
+	const copy = copyLinkButton(input, url);
 	return h("div", { role: "status" }, field("New share link", input, "Shown only now: copy it before leaving the page"), h("div", { class: "actions" }, copy));
 }
 

@@ -8,7 +8,7 @@ import type { Category } from "../../../models/categories/category.ts";
 import type { ImageMetadata } from "../../../models/images/image-types.ts";
 import type { PublicImage } from "../../../models/images/public-image.ts";
 import { api, currentUser, download } from "../api.ts";
-import { field, formatBytes, formatDate, h, option, toast } from "../dom.ts";
+import { copyLinkButton, field, formatBytes, formatDate, h, option, toast } from "../dom.ts";
 import { imageAlt, releaseImages, renditionUrl } from "../images.ts";
 import { setPlaceholder } from "../placeholder.ts";
 import { navigate, type Page } from "../router.ts";
@@ -152,16 +152,7 @@ function shareBox(image: PublicImage): HTMLElement {
 	if (image.visibility !== "public") return h("p", { class: "muted" }, "Make the image public for a permanent public link, or make a share link.");
 	const url = `${location.origin}/p/${image.id}`;
 	const input = h("input", { value: url, readonly: true, name: "public-link" });
-	const copy = h("button", { type: "button", class: "secondary" }, "Copy link");
-	copy.addEventListener("click", async () => {
-		input.select();
-		try {
-			await navigator.clipboard.writeText(url);
-			toast("Link copied");
-		} catch {
-			toast("Press Ctrl+C to copy the selected link");
-		}
-	});
+	const copy = copyLinkButton(input, url);
 	return h("div", {}, field("Public link", input), h("div", { class: "actions" }, copy, h("a", { href: url, target: "_blank", rel: "noopener" }, "Open")));
 }
 
