@@ -64,7 +64,7 @@ interface Size {
 
 function parseSize(text: string): Size {
 	const [width, height] = text.trim().split("x").map(Number);
-	if (!Number.isSafeInteger(width) || !Number.isSafeInteger(height) || width! % 8 || height! % 8) throw new Error(`BENCH_SIZES: "${text}" is not WxH in multiples of 8`);
+	if (!(Number.isSafeInteger(width) && width! >= 8 && Number.isSafeInteger(height) && height! >= 8)) throw new Error(`BENCH_SIZES: "${text}" is not WxH`);
 	return { width: width!, height: height! };
 }
 
@@ -76,7 +76,7 @@ const sizeName = ({ width, height }: Size) => `${width}x${height}`;
  */
 async function makeSources(count: number, { width: WIDTH, height: HEIGHT }: Size): Promise<Buffer[]> {
 	const base = await sharp(join(SHARED_IMAGES, "binoculars-cc0.jpeg")).resize(WIDTH, HEIGHT, { fit: "cover" }).raw().toBuffer();
-	const blocksPerRow = WIDTH / 8;
+	const blocksPerRow = Math.floor(WIDTH / 8);
 	return Promise.all(
 		Array.from({ length: count }, (_, i) => {
 			const pixels = Buffer.from(base);
