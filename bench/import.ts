@@ -21,8 +21,9 @@
  *
  * Environment: BENCH_MODES [embedded,distributed]; BENCH_COMPUTE_SAMPLE [200] images timed for
  * the compute bound; BENCH_CLASSIFIER_MODEL [config/models/squeezenet-fp16.json] ("none": no
- * tagging, here and in the nodes); BENCH_MAX_MINUTES [30]. Writes
- * bench/results/import-<time>.json and import-latest.json.
+ * tagging, here and in the nodes); BENCH_MAX_MINUTES [30]. Each node's RSS is sampled every 2 s
+ * across the run: memory must stay flat however many images go through (its value at each
+ * quarter of the run is printed). Writes bench/results/import-latest.json.
  */
 import { createHash } from "node:crypto";
 import { once } from "node:events";
@@ -41,7 +42,7 @@ import { renderImage } from "../models/pipeline/renditions.ts";
 import { Client } from "../test/helpers/client.ts";
 import { startNode, type Node } from "../test/helpers/jobs.ts";
 import { SHARED_IMAGES, startServer, type RunningServer } from "../test/helpers/server.ts";
-import { cpuSeconds, envInt, machineInfo, printTable, round, saveResults, sleep } from "./lib.ts";
+import { cpuSeconds, envInt, machineInfo, printTable, round, saveResults, sleep, startRssSampler, type RssReport } from "./lib.ts";
 
 const N = Number(process.argv[2] ?? 1000);
 if (!Number.isSafeInteger(N) || N < 1) throw new Error(`N must be a positive integer, got ${process.argv[2]}`);
@@ -134,12 +135,28 @@ interface RunResult {
 	job: Record<string, unknown>;
 	statuses: Record<string, number>;
 	cpuSeconds: Record<string, number | null>;
+	memory: Record<string, RssSummary>;
+}
+
+interface RssSummary {
+	/** VmRSS (MiB) at 25, 50, 75 and 100 % of the run: flat memory means these stay put. */
+	quartersMiB: number[];
+	maxMiB: number;
+	/** [s since the import started, VmRSS MiB]. */
+	timeline: [number, number][];
+}
+
+function rssSummary(report: RssReport): RssSummary {
+	const timeline = report.timeline.map(([ms, kb]) => [round(ms / 1000, 0), round(kb / 1024, 0)] as [number, number]);
+	const at = (fraction: number) => timeline[Math.min(timeline.length - 1, Math.floor(fraction * (timeline.length - 1)))]![1];
+	return { quartersMiB: [0.25, 0.5, 0.75, 1].map(at), maxMiB: round(report.maxSampledRssKb / 1024, 0), timeline };
 }
 
 /** Imports N URLs through `client` and waits until every image is ready (or failed). */
 async function runImport(mode: string, client: Client, dataDir: string, sourceUrl: string, pids: Record<string, number>): Promise<RunResult> {
 	const urls = Array.from({ length: N }, (_, i) => `${sourceUrl}/img/${i}.jpg`);
 	const cpuBefore = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuSeconds(pid) ?? 0]));
+	const samplers = Object.entries(pids).map(([name, pid]) => [name, startRssSampler(pid, 2000, DEADLINE - Date.now())] as const);
 	const started = performance.now();
 	const created = await client.post("/api/imports", { source: "urls", urls, visibility: "public" });
 	if (created.status !== 202) throw new Error(`POST /api/imports: ${created.status} ${JSON.stringify(created.body)}`);
@@ -159,8 +176,10 @@ async function runImport(mode: string, client: Client, dataDir: string, sourceUr
 	}
 	const seconds = (performance.now() - started) / 1000;
 	const cpu = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, round((cpuSeconds(pid) ?? 0) - cpuBefore[name]!)]));
+	const memory = Object.fromEntries(samplers.map(([name, sampler]) => [name, rssSummary(sampler.stop())]));
+	for (const [name, rss] of Object.entries(memory)) console.log(`${mode}, ${name}: RSS at each quarter of the run ${rss.quartersMiB.join(" / ")} MiB, max ${rss.maxMiB} MiB`);
 	const { errors: _errors, ...summary } = job;
-	return { mode, images: statuses.ready ?? 0, seconds: round(seconds), perMinute: round(((statuses.ready ?? 0) / seconds) * 60, 0), importSeconds: round(importSeconds), job: summary, statuses, cpuSeconds: cpu };
+	return { mode, images: statuses.ready ?? 0, seconds: round(seconds), perMinute: round(((statuses.ready ?? 0) / seconds) * 60, 0), importSeconds: round(importSeconds), job: summary, statuses, cpuSeconds: cpu, memory };
 }
 
 const IMPORT_ENV = { IMPORT_ALLOW_PRIVATE_NETWORKS: "true", LOG_LEVEL: "warn", ...CLASSIFIER_ENV };
