@@ -36,6 +36,7 @@ import { performance } from "node:perf_hooks";
 import { DatabaseSync } from "node:sqlite";
 import { Redis } from "ioredis";
 import sharp from "sharp";
+import { loadConfig } from "../config/index.ts";
 import { decodeForModel } from "../models/classifier/input.ts";
 import { loadManifest } from "../models/classifier/manifest.ts";
 import { ClassifierPool } from "../models/classifier/pool.ts";
@@ -99,7 +100,12 @@ async function startSource(bases: Buffer[]): Promise<{ url: string; close(): voi
 async function computeBound(bases: Buffer[]): Promise<{ images: number; seconds: number; perMinute: number }> {
 	const inputs = Array.from({ length: COMPUTE_SAMPLE }, (_, i) => variant(bases, i));
 	const manifest = MODEL === "none" ? null : loadManifest(MODEL);
-	const pool = manifest ? await ClassifierPool.open(MODEL, manifest, { sessions: 1, threads: 0, maxBatch: 8, batchWindowMs: 2 }) : null;
+	// The classifier service's own settings (config/index.ts): onnxruntime's default of one thread
+	// per core (threads: 0) makes inference fight the decoding beside it, and the bound was then no bound.
+	const settings = loadConfig({ ...process.env, DATA_DIR: mkdtempSync(join(tmpdir(), "imgmesh-bench-config-")) });
+	rmSync(settings.dataDir, { recursive: true, force: true });
+	const options = { sessions: settings.classifierSessions, threads: settings.classifierThreads, maxBatch: settings.classifierMaxBatch, batchWindowMs: settings.classifierBatchWindowMs };
+	const pool = manifest ? await ClassifierPool.open(MODEL, manifest, options) : null;
 	let next = 0;
 	const started = performance.now();
 	const worker = async () => {
