@@ -13,7 +13,8 @@
  * SHA-256, the header read, models/pipeline/renditions.ts's renderImage (metadata + 240/720 WebP) and the
  * classifier's decode + inference (the same model, in a ClassifierPool session as the service
  * runs it) on the same bytes in this process, as many images at once as there are cores, no I/O,
- * no queue.
+ * no queue. It is measured before the imports and again after them, and the ratios use the mean
+ * of the two: on a shared machine the load moves during a run of several minutes.
  *
  * Images are made before timing: the shared photos cropped to 1600x1067, each at the JPEG quality
  * that lands nearest 200 KB; each URL gets a distinct JPEG comment, so every download has unique
@@ -21,8 +22,9 @@
  *
  * Environment: BENCH_MODES [embedded,distributed]; BENCH_COMPUTE_SAMPLE [200] images timed for
  * the compute bound; BENCH_CLASSIFIER_MODEL [config/models/squeezenet-fp16.json] ("none": no
- * tagging, here and in the nodes); BENCH_MAX_MINUTES [30]. Writes
- * bench/results/import-<time>.json and import-latest.json.
+ * tagging, here and in the nodes); BENCH_MAX_MINUTES [30]. Each node's RSS is sampled every 2 s
+ * across the run: memory must stay flat however many images go through (its value at each
+ * quarter of the run is printed). Writes bench/results/import-latest.json.
  */
 import { createHash } from "node:crypto";
 import { once } from "node:events";
@@ -34,6 +36,7 @@ import { performance } from "node:perf_hooks";
 import { DatabaseSync } from "node:sqlite";
 import { Redis } from "ioredis";
 import sharp from "sharp";
+import { loadConfig } from "../config/index.ts";
 import { decodeForModel } from "../models/classifier/input.ts";
 import { loadManifest } from "../models/classifier/manifest.ts";
 import { ClassifierPool } from "../models/classifier/pool.ts";
@@ -41,7 +44,7 @@ import { renderImage } from "../models/pipeline/renditions.ts";
 import { Client } from "../test/helpers/client.ts";
 import { startNode, type Node } from "../test/helpers/jobs.ts";
 import { SHARED_IMAGES, startServer, type RunningServer } from "../test/helpers/server.ts";
-import { cpuSeconds, envInt, machineInfo, printTable, round, saveResults, sleep } from "./lib.ts";
+import { cpuSeconds, envInt, machineInfo, printTable, round, saveResults, sleep, startRssSampler, type RssReport } from "./lib.ts";
 
 const N = Number(process.argv[2] ?? 1000);
 if (!Number.isSafeInteger(N) || N < 1) throw new Error(`N must be a positive integer, got ${process.argv[2]}`);
@@ -97,7 +100,12 @@ async function startSource(bases: Buffer[]): Promise<{ url: string; close(): voi
 async function computeBound(bases: Buffer[]): Promise<{ images: number; seconds: number; perMinute: number }> {
 	const inputs = Array.from({ length: COMPUTE_SAMPLE }, (_, i) => variant(bases, i));
 	const manifest = MODEL === "none" ? null : loadManifest(MODEL);
-	const pool = manifest ? await ClassifierPool.open(MODEL, manifest, { sessions: 1, threads: 0, maxBatch: 8, batchWindowMs: 2 }) : null;
+	// The classifier service's own settings (config/index.ts): onnxruntime's default of one thread
+	// per core (threads: 0) makes inference fight the decoding beside it, and the bound was then no bound.
+	const settings = loadConfig({ ...process.env, DATA_DIR: mkdtempSync(join(tmpdir(), "imgmesh-bench-config-")) });
+	rmSync(settings.dataDir, { recursive: true, force: true });
+	const options = { sessions: settings.classifierSessions, threads: settings.classifierThreads, maxBatch: settings.classifierMaxBatch, batchWindowMs: settings.classifierBatchWindowMs };
+	const pool = manifest ? await ClassifierPool.open(MODEL, manifest, options) : null;
 	let next = 0;
 	const started = performance.now();
 	const worker = async () => {
@@ -134,12 +142,30 @@ interface RunResult {
 	job: Record<string, unknown>;
 	statuses: Record<string, number>;
 	cpuSeconds: Record<string, number | null>;
+	memory: Record<string, RssSummary>;
+}
+
+interface RssSummary {
+	/** VmRSS (MiB) at 25, 50, 75 and 100 % of the run: flat memory means these stay put. */
+	quartersMiB: number[];
+	maxMiB: number;
+	/** [s since the import started, VmRSS MiB], thinned to about 40 points. */
+	timeline: [number, number][];
+}
+
+function rssSummary(report: RssReport): RssSummary {
+	const timeline = report.timeline.map(([ms, kb]) => [round(ms / 1000, 0), round(kb / 1024, 0)] as [number, number]);
+	const at = (fraction: number) => timeline[Math.min(timeline.length - 1, Math.floor(fraction * (timeline.length - 1)))]![1];
+	// At most about 40 points in the results file: enough to see a trend.
+	const step = Math.ceil(timeline.length / 40);
+	return { quartersMiB: [0.25, 0.5, 0.75, 1].map(at), maxMiB: round(report.maxSampledRssKb / 1024, 0), timeline: timeline.filter((_, i) => i % step === 0) };
 }
 
 /** Imports N URLs through `client` and waits until every image is ready (or failed). */
 async function runImport(mode: string, client: Client, dataDir: string, sourceUrl: string, pids: Record<string, number>): Promise<RunResult> {
 	const urls = Array.from({ length: N }, (_, i) => `${sourceUrl}/img/${i}.jpg`);
 	const cpuBefore = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuSeconds(pid) ?? 0]));
+	const samplers = Object.entries(pids).map(([name, pid]) => [name, startRssSampler(pid, 2000, DEADLINE - Date.now())] as const);
 	const started = performance.now();
 	const created = await client.post("/api/imports", { source: "urls", urls, visibility: "public" });
 	if (created.status !== 202) throw new Error(`POST /api/imports: ${created.status} ${JSON.stringify(created.body)}`);
@@ -159,8 +185,10 @@ async function runImport(mode: string, client: Client, dataDir: string, sourceUr
 	}
 	const seconds = (performance.now() - started) / 1000;
 	const cpu = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, round((cpuSeconds(pid) ?? 0) - cpuBefore[name]!)]));
+	const memory = Object.fromEntries(samplers.map(([name, sampler]) => [name, rssSummary(sampler.stop())]));
+	for (const [name, rss] of Object.entries(memory)) console.log(`${mode}, ${name}: RSS at each quarter of the run ${rss.quartersMiB.join(" / ")} MiB, max ${rss.maxMiB} MiB`);
 	const { errors: _errors, ...summary } = job;
-	return { mode, images: statuses.ready ?? 0, seconds: round(seconds), perMinute: round(((statuses.ready ?? 0) / seconds) * 60, 0), importSeconds: round(importSeconds), job: summary, statuses, cpuSeconds: cpu };
+	return { mode, images: statuses.ready ?? 0, seconds: round(seconds), perMinute: round(((statuses.ready ?? 0) / seconds) * 60, 0), importSeconds: round(importSeconds), job: summary, statuses, cpuSeconds: cpu, memory };
 }
 
 const IMPORT_ENV = { IMPORT_ALLOW_PRIVATE_NETWORKS: "true", LOG_LEVEL: "warn", ...CLASSIFIER_ENV };
@@ -209,8 +237,8 @@ async function main(): Promise<void> {
 	const meanBytes = Math.round(bases.reduce((sum, b) => sum + b.length, 0) / bases.length);
 	console.log(`N=${N}, ${bases.length} base photos ${WIDTH}x${HEIGHT}, mean ${meanBytes} bytes, ${LATENCY_MS} ms latency per request, classifier ${MODEL}`);
 
-	const compute = await computeBound(bases);
-	console.log(`compute bound: ${compute.perMinute} images/min (${compute.images} images in ${compute.seconds} s)`);
+	const before = await computeBound(bases);
+	console.log(`compute bound before: ${before.perMinute} images/min (${before.images} images in ${before.seconds} s)`);
 	const source = await startSource(bases);
 	const runs: RunResult[] = [];
 	try {
@@ -219,6 +247,9 @@ async function main(): Promise<void> {
 	} finally {
 		source.close();
 	}
+	const after = await computeBound(bases);
+	console.log(`compute bound after: ${after.perMinute} images/min (${after.images} images in ${after.seconds} s)`);
+	const compute = { images: before.images + after.images, seconds: round(before.seconds + after.seconds), perMinute: round((before.perMinute + after.perMinute) / 2, 0), before, after };
 
 	printTable(
 		`Import of ${N} URLs to ready (${os.cpus().length} cores; load average at start ${(machine.loadAvgAtStart as number[]).join(" ")})`,
@@ -233,7 +264,7 @@ async function main(): Promise<void> {
 				round(run.perMinute / compute.perMinute),
 				run.importSeconds
 			]),
-			["compute bound (same work, in process)", compute.images, compute.seconds, compute.perMinute, `${round(compute.perMinute / ORIGINAL.high, 1)}-${round(compute.perMinute / ORIGINAL.low, 1)}x`, 1, "-"]
+			["compute bound (same work, in process; mean of before and after)", compute.images, compute.seconds, compute.perMinute, `${round(compute.perMinute / ORIGINAL.high, 1)}-${round(compute.perMinute / ORIGINAL.low, 1)}x`, 1, "-"]
 		]
 	);
 	const path = saveResults("import", {

@@ -1,6 +1,6 @@
 /**
  * Transform benchmark (`npm run bench:transform`, i.e. `node bench/transform.ts`): `w=512` and
- * `format=webp|jpeg|avif` of a 2000x1333 JPEG, side by side in one run:
+ * `format=webp|jpeg|avif` of a 1600x1067 JPEG and of a 12 MP (4000x3000) one, side by side in one run:
  *
  *  - raw sharp: the same operation (sharp 0.35, same quality and AVIF effort as imgmesh) in a
  *    plain loop in this process, as many in parallel as the uncached HTTP runs: the compute bound.
@@ -16,7 +16,7 @@
  *  - imgmesh cached: the same URLs again (all now cached) at K keep-alive connections for S s.
  *
  * ipx keeps no variant cache (it leaves caching to an HTTP cache in front), so it has no cached
- * row. Prints a table and writes bench/results/transform-<timestamp>.json and -latest.json.
+ * row. Prints a table and writes bench/results/transform-latest.json.
  *
  * Environment (defaults in brackets):
  *   BENCH_SOURCES [24]        distinct source JPEGs per round for the WebP and JPEG runs
@@ -26,6 +26,7 @@
  *   BENCH_SECONDS [5]         measured duration of each cached run
  *   BENCH_ROUNDS [3]          alternating rounds of the uncached runs
  *   BENCH_FORMATS [webp,jpeg,avif]
+ *   BENCH_SIZES [1600x1067,4000x3000] source sizes, each measured with every format
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -43,8 +44,6 @@ import { settled } from "../test/helpers/jobs.ts";
 import { freePort, SHARED_IMAGES, startServer } from "../test/helpers/server.ts";
 import { envInt, machineInfo, printTable, round, runGetLoad, saveResults, summarize, type GetLoadResult, type Summary } from "./lib.ts";
 
-const WIDTH = 2000;
-const HEIGHT = 1333;
 const OUTPUT_WIDTH = 512;
 
 const params = {
@@ -54,16 +53,30 @@ const params = {
 	connections: envInt("BENCH_CONNECTIONS", 16, 1),
 	seconds: envInt("BENCH_SECONDS", 5, 1),
 	rounds: envInt("BENCH_ROUNDS", 3, 1),
-	formats: (process.env.BENCH_FORMATS ?? "webp,jpeg,avif").split(",").map(name => name.trim()) as OutputFormat[]
+	formats: (process.env.BENCH_FORMATS ?? "webp,jpeg,avif").split(",").map(name => name.trim()) as OutputFormat[],
+	sizes: (process.env.BENCH_SIZES ?? "1600x1067,4000x3000").split(",").map(parseSize)
 };
 
+interface Size {
+	width: number;
+	height: number;
+}
+
+function parseSize(text: string): Size {
+	const [width, height] = text.trim().split("x").map(Number);
+	if (!(Number.isSafeInteger(width) && width! >= 8 && Number.isSafeInteger(height) && height! >= 8)) throw new Error(`BENCH_SIZES: "${text}" is not WxH`);
+	return { width: width!, height: height! };
+}
+
+const sizeName = ({ width, height }: Size) => `${width}x${height}`;
+
 /**
- * N distinct 2000x1333 JPEGs of a real photo, each with a white 8x8 block in its own place: a
+ * N distinct JPEGs of a real photo at `size`, each with a white 8x8 block in its own place: a
  * difference JPEG quantization cannot erase, so each has its own SHA-256 (and cache key).
  */
-async function makeSources(count: number): Promise<Buffer[]> {
+async function makeSources(count: number, { width: WIDTH, height: HEIGHT }: Size): Promise<Buffer[]> {
 	const base = await sharp(join(SHARED_IMAGES, "binoculars-cc0.jpeg")).resize(WIDTH, HEIGHT, { fit: "cover" }).raw().toBuffer();
-	const blocksPerRow = WIDTH / 8;
+	const blocksPerRow = Math.floor(WIDTH / 8);
 	return Promise.all(
 		Array.from({ length: count }, (_, i) => {
 			const pixels = Buffer.from(base);
@@ -140,81 +153,104 @@ async function startIpx(dir: string): Promise<{ url: string; child: ChildProcess
 
 // ---------------------------------------------------------------------------------------------
 
+interface Systems {
+	server: Awaited<ReturnType<typeof startServer>>;
+	ipx: { url: string; child: ChildProcess };
+	user: Client;
+	dir: string;
+	settings: PipelineSettings;
+}
+
+/** Uploads `count` + 1 distinct sources of `size` (the last warms up) and waits for their renditions. */
+async function uploadSources({ user, dir }: Systems, size: Size, count: number): Promise<{ sources: Buffer[]; ids: string[] }> {
+	const sources = await makeSources(count + 1, size);
+	const ids: string[] = [];
+	for (const [i, bytes] of sources.entries()) {
+		const name = `${sizeName(size)}-${i}.jpg`;
+		writeFileSync(join(dir, name), bytes);
+		const res = await user.upload([{ name, bytes }], { visibility: "public" });
+		if (res.status !== 201) throw new Error(`upload: ${res.status} ${JSON.stringify(res.body)}`);
+		ids.push(res.body.images[0].id);
+	}
+	// The ingest pipeline (renditions) must be done before anything is timed.
+	for (const id of ids) await settled(user, id, 300_000);
+	return { sources, ids };
+}
+
+/** Every format on sources of one size: raw sharp, imgmesh and ipx in alternating rounds, then cached. */
+async function measureSize(systems: Systems, size: Size, rows: (string | number)[][]): Promise<Record<string, unknown>> {
+	const { server, ipx, user, settings } = systems;
+	const count = Math.max(params.sources, params.avifSources) * params.rounds;
+	const { sources, ids } = await uploadSources(systems, size, count);
+	const warmup = count;
+	const formats: Record<string, unknown> = {};
+	for (const format of params.formats) {
+		const n = format === "avif" ? params.avifSources : params.sources;
+		const spec: TransformSpec = normalizeTransform({ format, w: OUTPUT_WIDTH }, { format: "jpeg", ...size }, { maxOutputPixels: Infinity });
+		// Anonymous callers need signed parameters (docs/sharing.md): the owner signs each URL once, untimed.
+		const signed: string[] = [];
+		for (const id of ids) signed.push((await user.get(`/api/images/${id}/url?w=${OUTPUT_WIDTH}&format=${format}`)).body.url);
+		const ipxPath = (i: number) => `/w_${OUTPUT_WIDTH}&f_${format}&q_${spec.quality}/${sizeName(size)}-${i}.jpg`;
+		await renderVariant(sources[warmup]!, spec, settings);
+		await uncached(server.url, [signed[warmup]!], undefined);
+		await uncached(ipx.url, [ipxPath(warmup)], undefined);
+		const rounds: { raw: Row; imgmesh: Row; ipx: Row }[] = [];
+		const indexes = Array.from({ length: n * params.rounds }, (_, i) => i);
+		for (let r = 0; r < params.rounds; r++) {
+			const slice = indexes.slice(r * n, (r + 1) * n);
+			const cpuBefore = process.cpuUsage();
+			const raw = await inParallel(slice, params.concurrency, i => renderVariant(sources[i]!, spec, settings));
+			const cpu = process.cpuUsage(cpuBefore);
+			rounds.push({
+				raw: { perS: round(n / raw.elapsedS), latencyMs: summarize(raw.latencies), errors: 0, cpuMsPerOp: round((cpu.user + cpu.system) / 1000 / n) },
+				imgmesh: await uncached(server.url, slice.map(i => signed[i]!), server.process.pid),
+				ipx: await uncached(ipx.url, slice.map(ipxPath), ipx.child.pid)
+			});
+		}
+		const rawRow = median(rounds.map(r => r.raw));
+		const imgmeshUncached = median(rounds.map(r => r.imgmesh));
+		const ipxUncached = median(rounds.map(r => r.ipx));
+		const cached = fromLoad(
+			await runGetLoad({
+				base: server.url,
+				targets: indexes.map(i => ({ path: signed[i]! })),
+				connections: params.connections,
+				durationMs: params.seconds * 1000,
+				warmupMs: 500,
+				maxRequests: 2_000_000,
+				serverPid: server.process.pid
+			})
+		);
+		const cpuRatio = (a: Row, b: Row) => (a.cpuMsPerOp && b.cpuMsPerOp ? round(b.cpuMsPerOp / a.cpuMsPerOp) : null);
+		const ratios = {
+			uncachedVsRawSharp: round(imgmeshUncached.perS / rawRow.perS),
+			uncachedVsIpx: round(imgmeshUncached.perS / ipxUncached.perS),
+			// The same ratios by CPU per image (anchor's ÷ imgmesh's): steadier on a shared machine.
+			uncachedVsRawSharpByCpu: cpuRatio(imgmeshUncached, rawRow),
+			uncachedVsIpxByCpu: cpuRatio(imgmeshUncached, ipxUncached),
+			cachedVsUncached: round(cached.perS / imgmeshUncached.perS)
+		};
+		formats[format] = { sourcesPerRound: n, rawSharp: rawRow, imgmeshUncached, ipxUncached, imgmeshCached: cached, ratios, rounds };
+		const row = (name: string, r: Row) => [sizeName(size), format, name, r.perS, r.latencyMs.p50, r.latencyMs.p99, r.cpuMsPerOp ?? "-", r.errors];
+		rows.push(row("raw sharp loop", rawRow), row("imgmesh uncached", imgmeshUncached), row("ipx", ipxUncached), row("imgmesh cached", cached));
+		console.log(`${sizeName(size)} ${format}: ${JSON.stringify(ratios)}`);
+	}
+	return formats;
+}
+
 async function main(): Promise<void> {
 	const config = loadConfig({ ...process.env, DATA_DIR: mkdtempSync(join(tmpdir(), "imgmesh-bench-config-")) });
 	const settings: PipelineSettings = { limitInputPixels: config.maxInputPixels, avifEffort: config.transformAvifEffort };
 	const dir = mkdtempSync(join(tmpdir(), "imgmesh-bench-transform-"));
-	const count = Math.max(params.sources, params.avifSources) * params.rounds;
-	// One more source warms each system up (JIT, codec set-up) per format, untimed.
-	const warmup = count;
-	console.log(`bench:transform on ${machineInfo().cpus} x ${machineInfo().cpuModel}: ${count} distinct ${WIDTH}x${HEIGHT} JPEGs → w=${OUTPUT_WIDTH}`);
-	const sources = await makeSources(count + 1);
-	sources.forEach((bytes, i) => writeFileSync(join(dir, `src-${i}.jpg`), bytes));
-
+	console.log(`bench:transform on ${machineInfo().cpus} x ${machineInfo().cpuModel}: ${params.sizes.map(sizeName).join(", ")} JPEGs → w=${OUTPUT_WIDTH}`);
 	const server = await startServer({ TRANSFORM_AVIF_EFFORT: String(config.transformAvifEffort), TRANSFORM_AVIF_CONCURRENCY: String(params.concurrency) });
 	const ipx = await startIpx(dir);
-	const results: Record<string, any> = { benchmark: "transform", startedAt: new Date().toISOString(), machine: machineInfo(), parameters: params, formats: {} };
+	const results: Record<string, any> = { benchmark: "transform", startedAt: new Date().toISOString(), machine: machineInfo(), parameters: params, sizes: {} };
 	try {
 		const user = await new Client(server.url).register("bench");
-		const ids: string[] = [];
-		for (const [i, bytes] of sources.entries()) {
-			const res = await user.upload([{ name: `src-${i}.jpg`, bytes }], { visibility: "public" });
-			if (res.status !== 201) throw new Error(`upload: ${res.status} ${JSON.stringify(res.body)}`);
-			ids.push(res.body.images[0].id);
-		}
-		// The ingest pipeline (renditions) must be done before anything is timed.
-		for (const id of ids) await settled(user, id, 300_000);
 		const rows: (string | number)[][] = [];
-		for (const format of params.formats) {
-			const n = format === "avif" ? params.avifSources : params.sources;
-			const spec: TransformSpec = normalizeTransform({ format, w: OUTPUT_WIDTH }, { format: "jpeg", width: WIDTH, height: HEIGHT }, { maxOutputPixels: Infinity });
-			// Anonymous callers need signed parameters (docs/sharing.md): the owner signs each URL once, untimed.
-			const signed: string[] = [];
-			for (const id of ids) signed.push((await user.get(`/api/images/${id}/url?w=${OUTPUT_WIDTH}&format=${format}`)).body.url);
-			const warmPath = signed[warmup]!;
-			const ipxPath = (i: number) => `/w_${OUTPUT_WIDTH}&f_${format}&q_${spec.quality}/src-${i}.jpg`;
-			await renderVariant(sources[warmup]!, spec, settings);
-			await uncached(server.url, [warmPath], undefined);
-			await uncached(ipx.url, [ipxPath(warmup)], undefined);
-			const rounds: { raw: Row; imgmesh: Row; ipx: Row }[] = [];
-			const indexes = Array.from({ length: n * params.rounds }, (_, i) => i);
-			for (let r = 0; r < params.rounds; r++) {
-				const slice = indexes.slice(r * n, (r + 1) * n);
-				const cpuBefore = process.cpuUsage();
-				const raw = await inParallel(slice, params.concurrency, i => renderVariant(sources[i]!, spec, settings));
-				const cpu = process.cpuUsage(cpuBefore);
-				rounds.push({
-					raw: { perS: round(n / raw.elapsedS), latencyMs: summarize(raw.latencies), errors: 0, cpuMsPerOp: round((cpu.user + cpu.system) / 1000 / n) },
-					imgmesh: await uncached(server.url, slice.map(i => signed[i]!), server.process.pid),
-					ipx: await uncached(ipx.url, slice.map(ipxPath), ipx.child.pid)
-				});
-			}
-			const rawRow = median(rounds.map(r => r.raw));
-			const imgmeshUncached = median(rounds.map(r => r.imgmesh));
-			const ipxUncached = median(rounds.map(r => r.ipx));
-			const paths = indexes.map(i => signed[i]!);
-			const cached = fromLoad(
-				await runGetLoad({
-					base: server.url,
-					targets: paths.map(path => ({ path })),
-					connections: params.connections,
-					durationMs: params.seconds * 1000,
-					warmupMs: 500,
-					maxRequests: 2_000_000,
-					serverPid: server.process.pid
-				})
-			);
-			const ratios = {
-				uncachedVsRawSharp: round(imgmeshUncached.perS / rawRow.perS),
-				uncachedVsIpx: round(imgmeshUncached.perS / ipxUncached.perS),
-				cachedVsUncached: round(cached.perS / imgmeshUncached.perS)
-			};
-			results.formats[format] = { sourcesPerRound: n, rawSharp: rawRow, imgmeshUncached, ipxUncached, imgmeshCached: cached, ratios, rounds };
-			const row = (name: string, r: Row) => [format, name, r.perS, r.latencyMs.p50, r.latencyMs.p99, r.cpuMsPerOp ?? "-", r.errors];
-			rows.push(row("raw sharp loop", rawRow), row("imgmesh uncached", imgmeshUncached), row("ipx", ipxUncached), row("imgmesh cached", cached));
-			console.log(`${format}: uncached/raw ${ratios.uncachedVsRawSharp}, uncached/ipx ${ratios.uncachedVsIpx}, cached/uncached ${ratios.cachedVsUncached}`);
-		}
-		printTable(`w=${OUTPUT_WIDTH} of a ${WIDTH}x${HEIGHT} JPEG (uncached: ${params.concurrency} concurrent, median of ${params.rounds} rounds; cached: ${params.connections} connections)`, ["format", "server", "req/s", "p50 ms", "p99 ms", "CPU ms/req", "errors"], rows);
+		for (const size of params.sizes) results.sizes[sizeName(size)] = { formats: await measureSize({ server, ipx, user, dir, settings }, size, rows) };
+		printTable(`w=${OUTPUT_WIDTH} (uncached: ${params.concurrency} concurrent, median of ${params.rounds} rounds; cached: ${params.connections} connections)`, ["source", "format", "server", "req/s", "p50 ms", "p99 ms", "CPU ms/req", "errors"], rows);
 	} finally {
 		ipx.child.kill("SIGTERM");
 		await server.stop();
@@ -222,7 +258,8 @@ async function main(): Promise<void> {
 		rmSync(config.dataDir, { recursive: true, force: true });
 	}
 	results.finishedAt = new Date().toISOString();
-	console.log(`\nResults: ${saveResults("transform", results)} (and bench/results/transform-latest.json)`);
+	results.machine.loadAvgAtEnd = machineInfo().loadAvgAtStart;
+	console.log(`\nResults: ${saveResults("transform", results)}`);
 }
 
 if (process.argv[2] === "--ipx-server") await runIpxServer();

@@ -61,8 +61,13 @@ const SPEC = {
 	}
 };
 
+/**
+ * The stream's bytes in one buffer. A render arrives as one chunk, which is returned as it is:
+ * Buffer.concat would copy it (one copy of each output, not two).
+ */
 async function readAll(stream: Readable): Promise<Buffer> {
-	return Buffer.concat(await stream.toArray());
+	const chunks: Buffer[] = await stream.toArray();
+	return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
 }
 
 const STRIPPED = { $$strict: true, source: SOURCE, format: { type: "enum", values: OUTPUT_FORMATS } };

@@ -30,6 +30,25 @@ describe("VariantIndex", () => {
 		await index.close();
 	});
 
+	it("keeps its byte total exact when an entry is stored again, removed or dropped as idle", async () => {
+		const index = new VariantIndex(join(dir, "total.db"));
+		index.put(entry("a", 100), SOURCE);
+		index.put(entry("a", 50), SOURCE);
+		index.put(entry("b", 50), SOURCE);
+		assert.deepEqual(index.evictBeyond(100), [], "a stored again counts once, at its new size");
+		index.remove("b");
+		index.put(entry("c", 30), SOURCE);
+		assert.equal(index.removeIfIdle("c", Date.now() + 1_000), true);
+		assert.deepEqual(index.evictBeyond(50), [], "only a is left");
+		assert.deepEqual(index.evictBeyond(49).map(evicted => evicted.key), ["a"]);
+		index.put(entry("d", 10), SOURCE);
+		await index.close();
+		const reopened = new VariantIndex(join(dir, "total.db"));
+		assert.deepEqual(reopened.evictBeyond(10), []);
+		assert.deepEqual(reopened.evictBeyond(9).map(evicted => evicted.key), ["d"]);
+		await reopened.close();
+	});
+
 	it("keeps its entries, order and storage reference across a reopen", async () => {
 		const file = join(dir, "reopen.db");
 		const first = new VariantIndex(file);
