@@ -42,7 +42,7 @@
  *   BENCH_PARTS [upload,get,serve,rss]  parts to run (get implies the uploads it needs)
  *   BENCH_SERVE_IMAGES [16]         distinct originals of part s
  *   BENCH_SERVE_SECONDS [4]         measured duration of each run of part s
- *   BENCH_ROUNDS [3]                interleaved rounds of part s
+ *   BENCH_ROUNDS [3]                interleaved rounds of parts a and s
  *   BENCH_SERVE_ONLY                 only the workloads of part s whose name contains this (e.g. 304)
  *   BENCH_MAX_MINUTES [30]          hard limit on the whole run
  */
