@@ -4,9 +4,14 @@
  *
  *  a. upload throughput: N distinct real JPEGs (crops/sizes/qualities of the shared photos made
  *     with sharp before timing, each with unique bytes since imgmesh deduplicates), C concurrent
- *     uploaders, one file per request, `visibility=public`. Baseline: a minimal node:http server
- *     (a child process started here) that streams each raw request body to a temp file, fsyncs
- *     and renames it. Same client, files and concurrency.
+ *     uploaders, one file per request, `visibility=public`, to a node without the worker
+ *     (SERVICES: every service but `worker`, so no rendition or classification runs meanwhile)
+ *     and to a full node. Baselines: a minimal node:http server (a child process started here)
+ *     that streams each raw request body to a temp file, fsyncs and renames it; and the same
+ *     server parsing the multipart body with @fastify/busboy first (issue 17's anchor). Same
+ *     client, files and concurrency; the files are split into BENCH_ROUNDS interleaved rounds
+ *     (raw, busboy, no worker, full node in turn). BENCH_PROFILE_DIR=<dir> runs the node
+ *     without the worker under --cpu-prof.
  *  b. GET /api/images/:id/content at K keep-alive connections for S seconds over those images,
  *     as a second user (public images, so the view counter is exercised). Baseline: the same
  *     minimal server serving the same files with fs.createReadStream.
@@ -37,18 +42,20 @@
  *   BENCH_PARTS [upload,get,serve,rss]  parts to run (get implies the uploads it needs)
  *   BENCH_SERVE_IMAGES [16]         distinct originals of part s
  *   BENCH_SERVE_SECONDS [4]         measured duration of each run of part s
- *   BENCH_ROUNDS [3]                interleaved rounds of part s
+ *   BENCH_ROUNDS [3]                interleaved rounds of parts a and s
  *   BENCH_SERVE_ONLY                 only the workloads of part s whose name contains this (e.g. 304)
  *   BENCH_MAX_MINUTES [30]          hard limit on the whole run
  */
+import { Busboy } from "@fastify/busboy";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createReadStream, createWriteStream, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { mkdir, rename, rm, stat } from "node:fs/promises";
 import http from "node:http";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { performance } from "node:perf_hooks";
+import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import sharp from "sharp";
@@ -152,6 +159,32 @@ function runBaselineServer(): void {
 		}
 	}
 
+	/**
+	 * Busboy mode (POST /busboy/...): the multipart body parsed with @fastify/busboy, as imgmesh
+	 * parses it, and only the file part streamed to the temp file, fsynced and renamed.
+	 */
+	async function receiveMultipart(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+		const id = `m${++counter}`;
+		const temp = join(uploadDir, `.tmp-${id}`);
+		try {
+			const parser = new Busboy({ headers: req.headers as { "content-type": string } });
+			let written: Promise<number> | undefined;
+			parser.on("file", (_field: string, file: Readable) => {
+				const out = createWriteStream(temp, { flush: true });
+				written = pipeline(file, out).then(() => out.bytesWritten);
+			});
+			await pipeline(req, parser);
+			if (!written) throw new Error("no file part");
+			const size = await written;
+			await rename(temp, join(uploadDir, id));
+			const body = JSON.stringify({ images: [{ id, size }] });
+			res.writeHead(201, { "content-type": "application/json", "content-length": Buffer.byteLength(body) }).end(body);
+		} catch {
+			await rm(temp, { force: true });
+			if (!res.headersSent) res.writeHead(500, { connection: "close" }).end();
+		}
+	}
+
 	async function serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
 		const match = /^\/images\/([^/?]+)\/content/.exec(req.url ?? "");
 		const path = match ? join(serveDir, basename(decodeURIComponent(match[1]))) : null;
@@ -165,7 +198,7 @@ function runBaselineServer(): void {
 	}
 
 	const server = http.createServer((req, res) => {
-		if (req.method === "POST") void receive(req, res);
+		if (req.method === "POST") void (req.url?.startsWith(BUSBOY_PREFIX) ? receiveMultipart(req, res) : receive(req, res));
 		else if (req.method === "GET") void serve(req, res);
 		else res.writeHead(405).end();
 	});
@@ -180,6 +213,9 @@ function runBaselineServer(): void {
 	process.on("SIGTERM", stop);
 	process.on("SIGINT", stop);
 }
+
+/** The baseline server's busboy mode is its upload URL under this prefix. */
+const BUSBOY_PREFIX = "/busboy";
 
 interface Baseline {
 	url: string;
@@ -280,6 +316,68 @@ const getRow = (label: string, r: GetLoadResult & { serverCpuS: number | null })
 
 const ratio = (a: number, b: number) => (b > 0 ? round(a / b, 3) : null);
 
+/** SERVICES for a node running every service but `excluded`. */
+function servicesBut(excluded: string): string {
+	const suffix = ".service.ts";
+	const dir = fileURLToPath(new URL("../services/", import.meta.url));
+	return readdirSync(dir)
+		.filter(file => file.endsWith(suffix) && file !== excluded + suffix)
+		.map(file => file.slice(0, -suffix.length))
+		.join(",");
+}
+
+/** Where part a uploads: a baseline mode or an imgmesh node, and the process whose CPU counts. */
+interface UploadTarget {
+	label: string;
+	url: string;
+	token?: string;
+	pid: number;
+}
+
+type MeasuredUploads = UploadRunResult & { serverCpuS: number | null };
+
+const uploadRun = (target: UploadTarget, files: BenchImage[]) =>
+	runUploads({ url: target.url, token: target.token, fields: params.uploadFields, files, concurrency: params.uploadConcurrency, maxMs: UPLOAD_MAX_MS });
+
+/**
+ * Uploads a slice of `files` to every target in turn, round after round, so that the machine's
+ * changing load weighs on all of them alike; each target's rounds summed (its latencies: the
+ * median round's). Every process idles first: the full node's worker still processing the last
+ * round's uploads must not slow the next target.
+ */
+async function uploadRounds(targets: UploadTarget[], files: BenchImage[]): Promise<MeasuredUploads[]> {
+	const runs: MeasuredUploads[][] = targets.map(() => []);
+	const perRound = Math.ceil(files.length / params.rounds);
+	for (let start = 0; start < files.length; start += perRound) {
+		const slice = files.slice(start, start + perRound);
+		for (const [index, target] of targets.entries()) {
+			for (const { pid } of targets) await waitForIdle(pid, 10_000);
+			runs[index]!.push(await withCpu(target.pid, () => uploadRun(target, slice)));
+		}
+	}
+	return runs.map(combineRounds);
+}
+
+function combineRounds(rounds: MeasuredUploads[]): MeasuredUploads {
+	const sum = (pick: (run: MeasuredUploads) => number) => rounds.reduce((total, run) => total + pick(run), 0);
+	const elapsedS = sum(run => run.elapsedS);
+	const bytes = sum(run => run.bytes);
+	const median = [...rounds].sort((a, b) => a.imagesPerS - b.imagesPerS)[Math.floor(rounds.length / 2)]!;
+	const cpu = rounds.every(run => run.serverCpuS !== null) ? round(sum(run => run.serverCpuS!)) : null;
+	return {
+		ok: sum(run => run.ok),
+		errors: sum(run => run.errors),
+		errorSamples: rounds.flatMap(run => run.errorSamples).slice(0, 5),
+		bytes,
+		elapsedS: round(elapsedS, 3),
+		imagesPerS: round(sum(run => run.ok) / elapsedS),
+		mbPerS: round(bytes / MB / elapsedS),
+		latencyMs: median.latencyMs,
+		responses: rounds.flatMap(run => run.responses),
+		serverCpuS: cpu
+	};
+}
+
 async function partsUploadAndGet(results: Record<string, any>): Promise<void> {
 	const total = params.warmupUploads + params.uploads;
 	const imageDir = tempDir("imgmesh-bench-images-");
@@ -303,47 +401,61 @@ async function partsUploadAndGet(results: Record<string, any>): Promise<void> {
 	console.log(`  ${measured.length} JPEGs (+${warmup.length} warm-up), ${results.images.totalMB} MB, mean ${results.images.meanKB} KB, made in ${results.images.generationS} s`);
 
 	const baseline = await startBaseline(join(tempDir("imgmesh-bench-baseline-"), "blobs"), imageDir);
-	console.log(`Baseline server on ${baseline.url}; starting imgmesh ...`);
+	console.log(`Baseline server on ${baseline.url}; starting imgmesh (full, and without the worker) ...`);
 	const server = await startServer();
 	servers.add(server);
+	const profileDir = process.env.BENCH_PROFILE_DIR;
+	const noWorker = await startServer({ SERVICES: servicesBut("worker"), ...(profileDir ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profileDir}` } : {}) });
+	servers.add(noWorker);
 	const pid = server.process.pid!;
 	const anon = new Client(server.url);
 	const uploader = await anon.register("bench-uploader");
 	const viewer = await anon.register("bench-viewer");
+	const noWorkerUploader = await new Client(noWorker.url).register("bench-uploader");
 
-	// a. uploads: baseline first, then imgmesh; same client, files and concurrency.
-	const uploadRun = (url: string, token: string | undefined, files: BenchImage[]) =>
-		runUploads({ url, token, fields: params.uploadFields, files, concurrency: params.uploadConcurrency, maxMs: UPLOAD_MAX_MS });
-	console.log(`a. uploading ${measured.length} JPEGs, ${params.uploadConcurrency} concurrent ...`);
-	if (warmup.length) await uploadRun(`${baseline.url}/api/images`, undefined, warmup);
-	const baseUpload = await withCpu(baseline.process.pid!, () => uploadRun(`${baseline.url}/api/images`, undefined, measured));
+	// a. uploads: the four targets in turn in every round; same client, files and concurrency.
+	const targets: UploadTarget[] = [
+		{ label: "baseline (raw body -> fsync+rename)", url: `${baseline.url}/api/images`, pid: baseline.process.pid! },
+		{ label: "baseline (busboy -> fsync+rename)", url: `${baseline.url}${BUSBOY_PREFIX}/api/images`, pid: baseline.process.pid! },
+		{ label: "imgmesh without the worker", url: `${noWorker.url}/api/images`, token: noWorkerUploader.token, pid: noWorker.process.pid! },
+		{ label: "imgmesh full node", url: `${server.url}/api/images`, token: uploader.token, pid }
+	];
+	console.log(`a. uploading ${measured.length} JPEGs, ${params.uploadConcurrency} concurrent, ${params.rounds} interleaved rounds ...`);
 	let warmupErrors = 0;
-	if (warmup.length) warmupErrors = (await uploadRun(`${server.url}/api/images`, uploader.token, warmup)).errors;
-	await waitForIdle(pid, 10_000);
-	const meshUpload = await withCpu(pid, () => uploadRun(`${server.url}/api/images`, uploader.token, measured));
+	for (const target of targets) if (warmup.length) warmupErrors += (await uploadRun(target, warmup)).errors;
+	const [baseUpload, busboyUpload, noWorkerUpload, meshUpload] = await uploadRounds(targets, measured);
 
 	// Each stored image must be the file sent: same size and hash, none deduplicated away.
 	const stored = measured.map((image, i) => ({ image, doc: (meshUpload.responses[i] as { images?: any[] } | undefined)?.images?.[0] }));
 	const mismatched = stored.filter(({ image, doc }) => doc && (doc.size !== image.bytes || doc.visibility !== "public")).length;
 	const distinctHashes = new Set(stored.flatMap(({ doc }) => (doc ? [doc.sha256] : []))).size;
-	const { responses: _b, ...baseUploadOut } = baseUpload;
-	const { responses: _m, ...meshUploadOut } = meshUpload;
+	const out = ({ responses: _, ...run }: UploadRunResult) => run;
+	const versusBusboy = (run: UploadRunResult) => ratio(run.imagesPerS, busboyUpload.imagesPerS);
 	results.upload = {
-		baseline: baseUploadOut,
-		imgmesh: { ...meshUploadOut, warmupErrors, mismatchedDocs: mismatched, distinctSha256: distinctHashes },
-		ratio: { imagesPerS: ratio(meshUpload.imagesPerS, baseUpload.imagesPerS), mbPerS: ratio(meshUpload.mbPerS, baseUpload.mbPerS) },
+		baseline: out(baseUpload),
+		busboyBaseline: out(busboyUpload),
+		imgmeshWithoutWorker: out(noWorkerUpload),
+		imgmesh: { ...out(meshUpload), warmupErrors, mismatchedDocs: mismatched, distinctSha256: distinctHashes },
+		ratio: {
+			imagesPerS: ratio(meshUpload.imagesPerS, baseUpload.imagesPerS),
+			mbPerS: ratio(meshUpload.mbPerS, baseUpload.mbPerS),
+			withoutWorkerVsBusboy: versusBusboy(noWorkerUpload),
+			fullVsBusboy: versusBusboy(meshUpload)
+		},
 		imgmeshRssAfterKb: readProcMemory(pid)
 	};
 	printTable(
-		`a. Upload throughput: ${measured.length} distinct JPEGs (${results.images.totalMB} MB), ${params.uploadConcurrency} concurrent, 1 file/request (MB = 10^6 B)`,
-		["server", "ok", "errors", "time s", "images/s", "MB/s", "p50 ms", "p99 ms", "server CPU s"],
+		`a. Upload throughput: ${measured.length} distinct JPEGs (${results.images.totalMB} MB), ${params.uploadConcurrency} concurrent, 1 file/request, ${params.rounds} rounds (MB = 10^6 B; latency of the median round)`,
+		["server", "ok", "errors", "time s", "images/s", "MB/s", "p50 ms", "p99 ms", "server CPU s", "÷ busboy"],
 		[
-			uploadRow("baseline (raw body -> fsync+rename)", baseUpload),
-			uploadRow("imgmesh POST /api/images", meshUpload),
-			["imgmesh / baseline", "", "", "", results.upload.ratio.imagesPerS ?? "n/a", results.upload.ratio.mbPerS ?? "n/a", "", "", ""]
+			[...uploadRow(targets[0]!.label, baseUpload), versusBusboy(baseUpload) ?? "n/a"],
+			[...uploadRow(targets[1]!.label, busboyUpload), 1],
+			[...uploadRow(targets[2]!.label, noWorkerUpload), results.upload.ratio.withoutWorkerVsBusboy ?? "n/a"],
+			[...uploadRow(targets[3]!.label, meshUpload), results.upload.ratio.fullVsBusboy ?? "n/a"]
 		]
 	);
-	for (const sample of [...baseUpload.errorSamples, ...meshUpload.errorSamples]) console.log(`  error: ${sample}`);
+	if (profileDir) await noWorker.stop();
+	for (const sample of [baseUpload, busboyUpload, noWorkerUpload, meshUpload].flatMap(run => run.errorSamples)) console.log(`  error: ${sample}`);
 	if (mismatched || distinctHashes !== meshUpload.ok) console.log(`  odd: ${mismatched} stored docs differ from the file sent; ${distinctHashes} distinct sha256 for ${meshUpload.ok} uploads`);
 
 	if (!params.parts.includes("get")) return;

@@ -268,7 +268,7 @@ export const ImageDeliveryMixin = imagesMixin({
 			ctx.meta.$responseType = doc.contentType;
 			const countsView = ctx.meta.user?.id !== doc.owner && !isHead(ctx);
 			if (etagMatches(ctx.meta.request?.ifNoneMatch, headers.ETag as string)) {
-				if (countsView) await this.repo.incrementViews(doc.id);
+				if (countsView) this.views.count(doc.id);
 				ctx.meta.$statusCode = 304;
 				return null;
 			}
@@ -278,7 +278,7 @@ export const ImageDeliveryMixin = imagesMixin({
 			const range = parseRange(ctx.meta.request?.range, size);
 			if (range === "unsatisfiable") throw new RangeNotSatisfiableError(size);
 			// A range request continuing a download is not another view.
-			if (countsView && (!range || range.start === 0)) await this.repo.incrementViews(doc.id);
+			if (countsView && (!range || range.start === 0)) this.views.count(doc.id);
 			if (await this.redirectToBucket(ctx, doc, blob)) return null;
 			if (range) {
 				ctx.meta.$statusCode = 206;
@@ -372,7 +372,7 @@ export const ImageDeliveryMixin = imagesMixin({
 			ctx.meta.$responseHeaders = headers;
 			ctx.meta.$responseType = contentTypeOf(spec.format);
 			const countsView = options.countsView && ctx.meta.user?.id !== doc.owner && !isHead(ctx);
-			if (countsView) await this.repo.incrementViews(doc.id);
+			if (countsView) this.views.count(doc.id);
 			if (etagMatches(ctx.meta.request?.ifNoneMatch, headers.ETag as string)) {
 				ctx.meta.$statusCode = 304;
 				return null;

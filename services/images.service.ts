@@ -23,6 +23,7 @@ import { imageEvent, toPublicImage } from "../models/images/public-image.ts";
 import { ownerIdOf, ownerNamesOf } from "../models/images/search-filter.ts";
 import { multiWordTagCandidates, parseSearchQuery, type SearchQuery } from "../models/images/search-query.ts";
 import { tagList } from "../models/images/tags.ts";
+import { ViewCounter } from "../models/images/view-counter.ts";
 import { CHANNELS } from "../models/pipeline/channels.ts";
 import { compressName } from "../models/pipeline/renditions.ts";
 import { canManage, canSee, isAdmin, type Viewer } from "../models/shared/access.ts";
@@ -492,6 +493,12 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 
 	created() {
 		this.checkUploadFields = this.broker.validator!.compile(UPLOAD_FIELDS);
+		this.views = new ViewCounter((id, by) => this.repo.incrementViews(id, by), this.logger);
+	},
+
+	/** Before the repository closes (stopped hooks run the service's first, then its mixins'). */
+	async stopped() {
+		await this.views.stop();
 	}
 };
 

@@ -10,6 +10,7 @@ import type { RequestInfo } from "../models/http/request.ts";
 import type { CacheScope } from "../models/http/conditional.ts";
 import type { ImageDoc, ImageRepository, Rendition } from "../models/images/image.ts";
 import type { StagedSource, UploadOptions } from "../models/images/new-image.ts";
+import type { ViewCounter } from "../models/images/view-counter.ts";
 import type { SearchQuery } from "../models/images/search-query.ts";
 import type { Viewer } from "../models/shared/access.ts";
 import type { PublicImage } from "../models/images/public-image.ts";
@@ -40,6 +41,8 @@ export type ImagesContext<P = Record<string, any>> = Context<P, ImagesMeta>;
 
 export interface ImagesVars extends BlobReaderVars {
 	repo: ImageRepository;
+	/** Views waiting to be written in the next batch (models/images/view-counter.ts). */
+	views: ViewCounter;
 	/** fastest-validator checker: true, or the list of problems. */
 	checkUploadFields: (value: Record<string, unknown>) => unknown;
 	/** The trash's retention sweep (mixins/image-trash.mixin.ts): its timer, and the sweep under way. */
