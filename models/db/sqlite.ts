@@ -2,7 +2,7 @@
  * node:sqlite plumbing shared by every SQLite repository: one way to open a database file, run
  * schema migrations and wrap writes in a transaction.
  */
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
 
 /** How long a connection waits for another connection's write lock before failing (ms). */
 const BUSY_TIMEOUT_MS = 5000;
@@ -23,6 +23,33 @@ export function openDatabase(file: string): DatabaseSync {
 	// for long-lived connections); a no-op when they are fresh.
 	db.exec("PRAGMA optimize = 0x10002");
 	return db;
+}
+
+/** How many prepared statements a StatementCache keeps: every fixed query, and the recent dynamic ones. */
+const STATEMENT_CACHE_SIZE = 200;
+
+/**
+ * A connection's statements prepared once per SQL text: preparing costs more than running a
+ * short query (51 of the 55 µs of an image look-up, measured), and hot paths run the same SQL
+ * for every request. Least recently used statements go first, so searches built with varying
+ * numbers of placeholders cannot grow it without bound.
+ */
+export class StatementCache {
+	readonly #db: DatabaseSync;
+	readonly #statements = new Map<string, StatementSync>();
+
+	constructor(db: DatabaseSync) {
+		this.#db = db;
+	}
+
+	get(sql: string): StatementSync {
+		const statement = this.#statements.get(sql) ?? this.#db.prepare(sql);
+		// Re-inserting moves it to the end: the Map's order is the recency order.
+		this.#statements.delete(sql);
+		this.#statements.set(sql, statement);
+		if (this.#statements.size > STATEMENT_CACHE_SIZE) this.#statements.delete(this.#statements.keys().next().value!);
+		return statement;
+	}
 }
 
 /** Closes a connection opened by openDatabase, refreshing planner statistics that went stale. */

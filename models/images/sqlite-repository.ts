@@ -10,7 +10,7 @@
  * Every value reaches SQL as a bound parameter; the only SQL assembled at run time joins fixed
  * fragments from this file.
  */
-import type { DatabaseSync, SQLInputValue, StatementSync } from "node:sqlite";
+import type { DatabaseSync, SQLInputValue } from "node:sqlite";
 import { ConflictError } from "../shared/errors.ts";
 import { nowIso } from "../shared/ids.ts";
 import { definedFields } from "../shared/fields.ts";
@@ -33,7 +33,7 @@ import type {
 } from "./image.ts";
 import { searchIndexOf } from "./search-query.ts";
 import type { SearchableField, SearchIndex } from "./search-query.ts";
-import { closeDatabase, migrate, openDatabase, transaction, uniqueViolationOf } from "../db/sqlite.ts";
+import { closeDatabase, migrate, openDatabase, StatementCache, transaction, uniqueViolationOf } from "../db/sqlite.ts";
 
 /** Schema versions, in order (see migrate). Append; never edit a released step. */
 export const IMAGE_MIGRATIONS = [
@@ -472,9 +472,11 @@ function countAndBytes(row: CountAndBytes): CountAndBytes {
 
 export class SqliteImageRepository implements ImageRepository {
 	private readonly db: DatabaseSync;
+	private readonly statements: StatementCache;
 
 	constructor(file: string) {
 		this.db = openImagesDatabase(file);
+		this.statements = new StatementCache(this.db);
 	}
 
 	async insert(doc: ImageDoc): Promise<void> {
@@ -501,7 +503,7 @@ export class SqliteImageRepository implements ImageRepository {
 	async remove(id: string, options: { onlyTrashed?: boolean } = {}): Promise<ImageDoc | null> {
 		// The side tables follow through ON DELETE CASCADE.
 		const onlyTrashed = options.onlyTrashed ? " AND trashed_at IS NOT NULL" : "";
-		const row = this.db.prepare(`DELETE FROM images WHERE id = ?${onlyTrashed} RETURNING ${IMAGE_COLUMNS}`).get(id);
+		const row = this.statements.get(`DELETE FROM images WHERE id = ?${onlyTrashed} RETURNING ${IMAGE_COLUMNS}`).get(id);
 		return row ? fromRow(row as unknown as ImageRow) : null;
 	}
 
@@ -510,7 +512,7 @@ export class SqliteImageRepository implements ImageRepository {
 	}
 
 	async incrementViews(id: string, by = 1): Promise<number | null> {
-		const row = this.db.prepare("UPDATE images SET views = views + ? WHERE id = ? RETURNING views").get(by, id);
+		const row = this.statements.get("UPDATE images SET views = views + ? WHERE id = ? RETURNING views").get(by, id);
 		return row ? (row as { views: number }).views : null;
 	}
 
@@ -535,27 +537,27 @@ export class SqliteImageRepository implements ImageRepository {
 	async existingTags(labels: string[], viewer: Viewer): Promise<string[]> {
 		if (labels.length === 0) return [];
 		const where = and(compile(accessConditions(viewer)), `t.label IN (${placeholders(labels.length)})`, ...labels);
-		const rows = this.db.prepare(`SELECT DISTINCT t.label FROM image_tags t JOIN images i ON i.id = t.image_id ${whereSql(where)}`).all(...where.params);
+		const rows = this.statements.get(`SELECT DISTINCT t.label FROM image_tags t JOIN images i ON i.id = t.image_id ${whereSql(where)}`).all(...where.params);
 		return (rows as unknown as { label: string }[]).map(row => row.label);
 	}
 
 	async existingSha256(digests: string[]): Promise<string[]> {
 		if (digests.length === 0) return [];
-		const rows = this.db.prepare(`SELECT DISTINCT sha256 FROM images WHERE sha256 IN (${placeholders(digests.length)})`).all(...digests);
+		const rows = this.statements.get(`SELECT DISTINCT sha256 FROM images WHERE sha256 IN (${placeholders(digests.length)})`).all(...digests);
 		return (rows as unknown as { sha256: string }[]).map(row => row.sha256);
 	}
 
 	async stats(viewer: Viewer): Promise<ImageStats> {
 		const visible = compile(accessConditions(viewer));
-		const totals = this.db
-			.prepare(`SELECT COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes, COALESCE(SUM(views), 0) AS views FROM images i ${whereSql(visible)}`)
+		const totals = this.statements
+			.get(`SELECT COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes, COALESCE(SUM(views), 0) AS views FROM images i ${whereSql(visible)}`)
 			.get(...visible.params) as unknown as CountAndBytes & { views: number };
 		const encrypted = and(visible, "i.encrypted = 1");
-		const encryptedTotals = this.db
-			.prepare(`SELECT COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes FROM images i ${whereSql(encrypted)}`)
+		const encryptedTotals = this.statements
+			.get(`SELECT COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes FROM images i ${whereSql(encrypted)}`)
 			.get(...encrypted.params) as unknown as CountAndBytes;
-		const topTags = this.db
-			.prepare(`SELECT t.label, COUNT(*) AS count FROM image_tags t JOIN images i ON i.id = t.image_id ${whereSql(visible)} GROUP BY t.label ORDER BY count DESC, t.label LIMIT ?`)
+		const topTags = this.statements
+			.get(`SELECT t.label, COUNT(*) AS count FROM image_tags t JOIN images i ON i.id = t.image_id ${whereSql(visible)} GROUP BY t.label ORDER BY count DESC, t.label LIMIT ?`)
 			.all(...visible.params, TOP_TAGS) as unknown as ImageStats["topTags"];
 		return {
 			images: countAndBytes(totals),
@@ -583,8 +585,8 @@ export class SqliteImageRepository implements ImageRepository {
 			const before = this.find(id);
 			if (!before || (from && !from.includes(before.status))) return null;
 			const after: ImageDoc = { ...before, status, statusReason: reason, updatedAt: nowIso() };
-			this.db
-				.prepare("UPDATE images SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?")
+			this.statements
+				.get("UPDATE images SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?")
 				.run(status, reason, after.updatedAt, id);
 			return { before, after };
 		});
@@ -596,8 +598,8 @@ export class SqliteImageRepository implements ImageRepository {
 			if (!current) return null;
 			if (current.renditions.length > 0) return { doc: current, applied: false };
 			const doc: ImageDoc = { ...current, metadata, renditions, updatedAt: nowIso() };
-			this.db
-				.prepare("UPDATE images SET metadata = ?, renditions = ?, updated_at = ? WHERE id = ?")
+			this.statements
+				.get("UPDATE images SET metadata = ?, renditions = ?, updated_at = ? WHERE id = ?")
 				.run(JSON.stringify(metadata), JSON.stringify(renditions), doc.updatedAt, id);
 			return { doc, applied: true };
 		});
@@ -607,8 +609,8 @@ export class SqliteImageRepository implements ImageRepository {
 		return transaction(this.db, () => {
 			const before = this.find(id);
 			if (!before) return null;
-			this.db
-				.prepare("UPDATE images SET status = 'processing', status_reason = NULL, metadata = NULL, renditions = '[]', updated_at = ? WHERE id = ?")
+			this.statements
+				.get("UPDATE images SET status = 'processing', status_reason = NULL, metadata = NULL, renditions = '[]', updated_at = ? WHERE id = ?")
 				.run(nowIso(), id);
 			return before;
 		});
@@ -621,7 +623,7 @@ export class SqliteImageRepository implements ImageRepository {
 				[before, limit]
 			);
 			const now = nowIso();
-			const touch = this.db.prepare("UPDATE images SET updated_at = ? WHERE id = ?");
+			const touch = this.statements.get("UPDATE images SET updated_at = ? WHERE id = ?");
 			for (const doc of stuck) touch.run(now, doc.id);
 			return stuck.map(doc => ({ ...doc, updatedAt: now }));
 		});
@@ -640,7 +642,7 @@ export class SqliteImageRepository implements ImageRepository {
 	}
 
 	async ping(): Promise<boolean> {
-		return this.db.prepare("SELECT 1 AS ok").get() !== undefined;
+		return this.statements.get("SELECT 1 AS ok").get() !== undefined;
 	}
 
 	async close(): Promise<void> {
@@ -651,8 +653,8 @@ export class SqliteImageRepository implements ImageRepository {
 	private insertRow(doc: ImageDoc): void {
 		const index = searchIndexOf(doc);
 		try {
-			this.db
-				.prepare(
+			this.statements
+				.get(
 					`INSERT INTO images (id, owner, owner_name, name, description, filename, content_type, format, size, width,
 						height, sha256, encrypted, visibility, show_metadata, category, tags, views, status, status_reason, metadata, renditions, blob,
 						created_at, updated_at, trashed_at, search_text)
@@ -673,21 +675,18 @@ export class SqliteImageRepository implements ImageRepository {
 	 * trashing twice keeps the first time. Touches nothing else, so a restore is exact.
 	 */
 	private setTrashedAt(id: string, at: string | null, when: "trashed_at IS NULL" | "trashed_at IS NOT NULL"): ImageDoc | null {
-		this.db.prepare(`UPDATE images SET trashed_at = ? WHERE id = ? AND ${when}`).run(at, id);
+		this.statements.get(`UPDATE images SET trashed_at = ? WHERE id = ? AND ${when}`).run(at, id);
 		return this.find(id);
 	}
 
 	/** Prepared once: every download looks its image up here, and preparing took most of that look-up's time. */
-	private findStatement: StatementSync | undefined;
-
 	private find(id: string): ImageDoc | null {
-		this.findStatement ??= this.db.prepare(`SELECT ${IMAGE_COLUMNS} FROM images i WHERE i.id = ?`);
-		const row = this.findStatement.get(id);
+		const row = this.statements.get(`SELECT ${IMAGE_COLUMNS} FROM images i WHERE i.id = ?`).get(id);
 		return row ? fromRow(row as unknown as ImageRow) : null;
 	}
 
 	private all(sql: string, params: SQLInputValue[]): ImageDoc[] {
-		return (this.db.prepare(sql).all(...params) as unknown as ImageRow[]).map(fromRow);
+		return (this.statements.get(sql).all(...params) as unknown as ImageRow[]).map(fromRow);
 	}
 
 	/**
@@ -702,7 +701,7 @@ export class SqliteImageRepository implements ImageRepository {
 			const lookup = lookupOf(condition);
 			if (!lookup) return [];
 			const sql = `SELECT COUNT(*) AS n FROM (SELECT 1 FROM ${lookup.table} WHERE ${lookup.test} LIMIT ?)`;
-			const { n } = this.db.prepare(sql).get(...lookup.params, COUNTED_TOTAL_LIMIT) as { n: number };
+			const { n } = this.statements.get(sql).get(...lookup.params, COUNTED_TOTAL_LIMIT) as { n: number };
 			return [{ condition, n }];
 		});
 		const narrowest = sizes.reduce<(typeof sizes)[number] | null>((best, size) => (best === null || size.n < best.n ? size : best), null);
@@ -728,7 +727,7 @@ export class SqliteImageRepository implements ImageRepository {
 	/** How many rows the branches hold, counting no further than `limit`. */
 	private countUpTo(branches: Conditions[], limit: number): number {
 		const union = unionOf(branches, "1");
-		const row = this.db.prepare(`${union.withSql} SELECT COUNT(*) AS n FROM (${union.sql} LIMIT ?)`).get(...union.params, limit) as { n: number };
+		const row = this.statements.get(`${union.withSql} SELECT COUNT(*) AS n FROM (${union.sql} LIMIT ?)`).get(...union.params, limit) as { n: number };
 		return row.n;
 	}
 
@@ -739,8 +738,8 @@ export class SqliteImageRepository implements ImageRepository {
 	private save(doc: ImageDoc): ImageDoc {
 		const row = toRow(doc);
 		const index = searchIndexOf(doc);
-		this.db
-			.prepare(
+		this.statements
+			.get(
 				`UPDATE images SET name = :name, description = :description, tags = :tags, category = :category,
 					visibility = :visibility, show_metadata = :show_metadata, status = :status, updated_at = :updated_at, search_text = :search_text
 				 WHERE id = :id`
@@ -763,17 +762,17 @@ export class SqliteImageRepository implements ImageRepository {
 
 	/** Replaces the image's tag and keyword rows. Call inside the transaction that writes the row. */
 	private writeSideTables(doc: ImageDoc, index: SearchIndex): void {
-		this.db.prepare("DELETE FROM image_tags WHERE image_id = ?").run(doc.id);
-		this.db.prepare("DELETE FROM image_words WHERE image_id = ?").run(doc.id);
-		const insertTag = this.db.prepare("INSERT OR IGNORE INTO image_tags (label, image_id) VALUES (?, ?)");
+		this.statements.get("DELETE FROM image_tags WHERE image_id = ?").run(doc.id);
+		this.statements.get("DELETE FROM image_words WHERE image_id = ?").run(doc.id);
+		const insertTag = this.statements.get("INSERT OR IGNORE INTO image_tags (label, image_id) VALUES (?, ?)");
 		for (const tag of doc.tags) insertTag.run(tag.label, doc.id);
-		const insertWord = this.db.prepare("INSERT INTO image_words (word, image_id) VALUES (?, ?)");
+		const insertWord = this.statements.get("INSERT INTO image_words (word, image_id) VALUES (?, ?)");
 		for (const word of index.keywords) insertWord.run(word, doc.id);
 	}
 
 	private countsBy(groupExpression: (typeof STAT_GROUPS)[keyof typeof STAT_GROUPS], where: Conditions): Record<string, CountAndBytes> {
-		const rows = this.db
-			.prepare(`SELECT ${groupExpression} AS key, COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes FROM images i ${whereSql(where)} GROUP BY key`)
+		const rows = this.statements
+			.get(`SELECT ${groupExpression} AS key, COUNT(*) AS count, COALESCE(SUM(size), 0) AS bytes FROM images i ${whereSql(where)} GROUP BY key`)
 			.all(...where.params) as unknown as ({ key: string } & CountAndBytes)[];
 		return Object.fromEntries(rows.map(row => [row.key, countAndBytes(row)]));
 	}
