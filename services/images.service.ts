@@ -1,8 +1,9 @@
 /**
  * Images: upload (multipart, streamed into storage), ingest on behalf of imports, and the
  * catalogue (search, metadata, edits, deletion, stats). Bytes live in the storage service;
- * metadata in the repository. Delivery of the bytes (mixins/image-delivery.mixin.ts) and the
- * pipeline's internal actions (mixins/image-pipeline.mixin.ts) are mixed in.
+ * metadata in the repository. Delivery of the bytes (mixins/image-delivery.mixin.ts), the
+ * pipeline's internal actions (mixins/image-pipeline.mixin.ts), the owners' and admins' requests
+ * for pipeline work again (mixins/image-reprocess.mixin.ts) and the trash are mixed in.
  */
 import type { ServiceSchema, ServiceSettingSchema } from "moleculer";
 import { Readable } from "node:stream";
@@ -10,6 +11,7 @@ import { getConfig } from "../config/index.ts";
 import { BlobReaderMixin } from "../mixins/blob-reader.mixin.ts";
 import { ImageDeliveryMixin } from "../mixins/image-delivery.mixin.ts";
 import { ImagePipelineMixin } from "../mixins/image-pipeline.mixin.ts";
+import { ImageReprocessMixin } from "../mixins/image-reprocess.mixin.ts";
 import { ImageTrashMixin } from "../mixins/image-trash.mixin.ts";
 import { SharedDeliveryMixin } from "../mixins/shared-delivery.mixin.ts";
 import { repositoryMixin } from "../mixins/repository.mixin.ts";
@@ -18,21 +20,18 @@ import { sniff } from "../models/http/image-sniffer.ts";
 import { parseMultipart } from "../models/http/multipart.ts";
 import type { ImageDoc, ImageFilter, ImagePatch, SortKey } from "../models/images/image.ts";
 import { newImageDoc, userTags, type StagedSource, type UploadFields, type UploadOptions } from "../models/images/new-image.ts";
-import { EXT, TAGS, UPLOAD_FIELDS, VISIBILITY } from "../models/images/params.ts";
+import { TAGS, UPLOAD_FIELDS, VISIBILITY } from "../models/images/params.ts";
 import { imageEvent, toPublicImage } from "../models/images/public-image.ts";
 import { ownerIdOf, ownerNamesOf } from "../models/images/search-filter.ts";
 import { multiWordTagCandidates, parseSearchQuery, type SearchQuery } from "../models/images/search-query.ts";
 import { tagList } from "../models/images/tags.ts";
 import { ViewCounter } from "../models/images/view-counter.ts";
-import { CHANNELS } from "../models/pipeline/channels.ts";
-import { compressName } from "../models/pipeline/renditions.ts";
 import { canManage, canSee, isAdmin, type Viewer } from "../models/shared/access.ts";
 import { BadRequestError, ConflictError, isClusterUnavailable, NotFoundError, storageExhaustionOf } from "../models/shared/errors.ts";
 import { newId } from "../models/shared/ids.ts";
 import { holdFailure } from "../models/shared/stream-failure.ts";
 import { ID } from "../models/shared/params.ts";
 import type { BlobRef } from "../models/storage/blob-store.ts";
-import { normalizeTransform } from "../models/transform/spec.ts";
 import type { ImagesContext, ImagesMethods, ImagesVars } from "../types/images-service.ts";
 
 const config = getConfig();
@@ -45,15 +44,9 @@ function withoutNulls<T extends Record<string, unknown>>(params: T): { [K in key
 /** Ids one images.byIds call may ask for: the most an album call adds (services/albums.service.ts) or pages. */
 const BY_IDS_LIMIT = 1000;
 
-/** Images read per page by the bulk reprocess of failed images. */
-const REPROCESS_PAGE = 100;
-
-/** What POST /images/:id/compress makes when not told otherwise. */
-const COMPRESS_DEFAULTS = { format: "webp", quality: 70 };
-
 const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 	name: "images",
-	mixins: [repositoryMixin(() => openImageRepository(config), "The image metadata store"), BlobReaderMixin, ImageDeliveryMixin, SharedDeliveryMixin, ImagePipelineMixin, ImageTrashMixin],
+	mixins: [repositoryMixin(() => openImageRepository(config), "The image metadata store"), BlobReaderMixin, ImageDeliveryMixin, SharedDeliveryMixin, ImagePipelineMixin, ImageReprocessMixin, ImageTrashMixin],
 	settings: { rest: "/" },
 
 	actions: {
@@ -184,31 +177,6 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 			}
 		},
 
-		/**
-		 * Queues a compressed rendition (a re-encode at `quality` in `format`, same size) on the
-		 * `imgmesh.compress` channel: 202 with the job, whose result is the rendition named in it.
-		 */
-		compress: {
-			rest: "POST /images/:id/compress",
-			params: {
-				$$strict: true,
-				id: ID,
-				quality: { type: "number", integer: true, min: 1, max: 100, optional: true },
-				format: { ...EXT, optional: true }
-			},
-			async handler(ctx: ImagesContext) {
-				const doc = await this.editableImage(ctx, ctx.params.id);
-				const query = { format: ctx.params.format ?? COMPRESS_DEFAULTS.format, q: ctx.params.quality ?? COMPRESS_DEFAULTS.quality };
-				const spec = normalizeTransform(query, doc, { maxOutputPixels: config.transformMaxOutputPixels });
-				const name = compressName(spec);
-				await this.broker.sendToChannel(CHANNELS.compress, { id: doc.id, spec }, { ctx });
-				const location = `/api/images/${doc.id}/renditions/${name}`;
-				ctx.meta.$statusCode = 202;
-				ctx.meta.$responseHeaders = { Location: location };
-				return { job: { id: `${doc.id}/${name}`, type: "compress", image: doc.id, rendition: name, status: "queued", location } };
-			}
-		},
-
 		update: {
 			rest: "PATCH /images/:id",
 			params: {
@@ -249,47 +217,6 @@ const images: ServiceSchema<ServiceSettingSchema, ImagesMethods, ImagesVars> = {
 				await this.trashImage(ctx, await this.editableImage(ctx, ctx.params.id));
 				ctx.meta.$statusCode = 204;
 				return null;
-			}
-		},
-
-		/**
-		 * Runs the ingest pipeline again for an image of the caller's (any image, for admins): 202
-		 * with the image `processing`. 409 ALREADY_PROCESSING while it is processing: its job is
-		 * queued or running, so a second request changes nothing (the reconciler re-sends a lost one).
-		 */
-		requestReprocess: {
-			rest: "POST /images/:id/reprocess",
-			params: { $$strict: true, id: ID },
-			async handler(ctx: ImagesContext) {
-				const doc = await this.editableImage(ctx, ctx.params.id);
-				if (doc.status === "processing") throw new ConflictError("The image is being processed already", "ALREADY_PROCESSING", { id: doc.id });
-				await this.restartPipeline(ctx, doc.id);
-				ctx.meta.$statusCode = 202;
-				return toPublicImage((await this.repo.get(doc.id)) ?? doc);
-			}
-		},
-
-		/**
-		 * Runs the ingest pipeline again for every `failed` image (admins), reading the catalogue a
-		 * page at a time; answers how many were queued.
-		 */
-		reprocessFailed: {
-			rest: "POST /admin/images/reprocess-failed",
-			auth: "admin",
-			params: { $$strict: true },
-			async handler(ctx: ImagesContext) {
-				let queued = 0;
-				let cursor: string | undefined;
-				do {
-					// Oldest first: a reprocessed image keeps its place, so no page skips or repeats one.
-					const page = await this.repo.search({ viewer: this.viewerOf(ctx), sort: "createdAt", limit: REPROCESS_PAGE, cursor });
-					for (const doc of page.items.filter(item => item.status === "failed")) {
-						await this.restartPipeline(ctx, doc.id);
-						queued++;
-					}
-					cursor = page.nextCursor ?? undefined;
-				} while (cursor);
-				return { queued };
 			}
 		},
 
