@@ -38,7 +38,15 @@ const WINDOW = 16 * BATCH;
  * yet) before it counts as failed. Failures of the item itself (its download, its bytes) count at
  * once: they have retries of their own.
  */
-const MAX_ITEM_ATTEMPTS = 5;
+const MAX_ITEM_ATTEMPTS = 8;
+/**
+ * The pause before such an item runs again: 1 s, doubling, at most 30 s (about 1.5 min over all
+ * the attempts), enough for a starting node's services to be discovered or a restarted node to
+ * come back. Its lease (IMPORT_LEASE_MS, minutes) is for a node that died, not for this.
+ */
+function clusterRetryDelayMs(attempt: number): number {
+	return Math.min(30_000, 1000 * 2 ** (attempt - 1));
+}
 
 /** URLs turned into item rows per transaction while listing. */
 const LIST_CHUNK = 1000;
@@ -149,8 +157,11 @@ export const ImportWorkerMixin = importsMixin({
 				result = await this.importItem(job, item);
 			} catch (err) {
 				if (isClusterUnavailable(err) && item.attempts < MAX_ITEM_ATTEMPTS) {
-					// Not the item's fault: the lease runs out and the reconciler dispatches it again.
-					this.logger.warn(`Import ${job.id} item ${seq} (attempt ${item.attempts}) will run again: ${errorText(err)}`);
+					// Not the item's fault: it goes back to the queue after a pause (this batch's fill dispatches it).
+					const delayMs = clusterRetryDelayMs(item.attempts);
+					this.logger.warn(`Import ${job.id} item ${seq} (attempt ${item.attempts}) will run again in ${delayMs} ms: ${errorText(err)}`);
+					await sleep(delayMs);
+					await this.repo.requeueItem(job.id, seq, item.attempts);
 					return;
 				}
 				result = { state: "failed", error: errorText(err) };

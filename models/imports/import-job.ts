@@ -216,6 +216,12 @@ export interface ImportRepository {
 	/** Dispatched or running items whose lease ran out (lost message, dead worker) go back to queued. */
 	requeueExpired(jobId: string): Promise<number>;
 	/**
+	 * A running item's run `attempt` gave way for the cluster's reasons (a service it needs had no
+	 * live node): back to queued now, without waiting for its lease. False when that run no longer
+	 * holds it (its lease ran out and another node took it over, or it was cancelled).
+	 */
+	requeueItem(jobId: string, seq: number, attempt: number): Promise<boolean>;
+	/**
 	 * Ends every lease at once (jobs' listing claims and items'). Only for a store that one node
 	 * uses alone (embedded mode), at its start: every lease in it was that node's, which died.
 	 */

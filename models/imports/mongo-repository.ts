@@ -444,6 +444,16 @@ export class MongoImportRepository extends MongoBackend implements ImportReposit
 		});
 	}
 
+	async requeueItem(jobId: string, seq: number, attempt: number): Promise<boolean> {
+		const id = itemId(jobId, seq);
+		return this.run(() =>
+			this.writes.run(id, async () => {
+				const requeued = await this.items.updateOne({ _id: id, state: "running", attempts: attempt }, { $set: { state: "queued", leaseUntil: 0, updatedAt: nowIso() } });
+				return requeued.modifiedCount === 1;
+			})
+		);
+	}
+
 	/** Runs at a node's start, before any item of it: no write of this node can race these updates. */
 	async expireAllLeases(): Promise<void> {
 		await this.run(async () => {

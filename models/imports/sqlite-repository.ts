@@ -457,6 +457,13 @@ export class SqliteImportRepository implements ImportRepository {
 		return Number(changed);
 	}
 
+	async requeueItem(jobId: string, seq: number, attempt: number): Promise<boolean> {
+		const changed = this.db
+			.prepare("UPDATE import_items SET state = 'queued', lease_until = 0, updated_at = ? WHERE job_id = ? AND seq = ? AND state = 'running' AND attempts = ?")
+			.run(nowIso(), jobId, seq, attempt).changes;
+		return changed === 1;
+	}
+
 	async expireAllLeases(): Promise<void> {
 		transaction(this.db, () => {
 			this.db.prepare("UPDATE import_jobs SET lease_until = 0 WHERE finished_at IS NULL AND lease_until > 0").run();

@@ -195,6 +195,21 @@ export function importRepositoryContract(name: string, open: () => Promise<Impor
 			assert.deepEqual((await repo.listItems(job.id, { state: "queued", limit: 10 })).items.map(item => item.seq), [0, 1]);
 		});
 
+		it("puts an item back in the queue at once for the run that holds it, and only for that run", async () => {
+			const job = await listedJob(2);
+			await repo.dispatch(job.id, 1, 2, LEASE);
+			const first = (await repo.startItem(job.id, 0, LEASE))!;
+			assert.equal(await repo.requeueItem(job.id, 0, first.attempts), true);
+			assert.deepEqual((await repo.listItems(job.id, { state: "queued", limit: 10 })).items.map(item => item.seq), [0]);
+			assert.deepEqual(await repo.dispatch(job.id, 1, 2, LEASE), [[0]], "dispatched again at once");
+			const second = (await repo.startItem(job.id, 0, LEASE))!;
+			assert.equal(second.attempts, first.attempts + 1);
+			assert.equal(await repo.requeueItem(job.id, 0, first.attempts), false, "a run that lost the item requeues nothing");
+			await repo.finishItem(job.id, 0, { state: "succeeded", imageId: "img-0" });
+			assert.equal(await repo.requeueItem(job.id, 0, second.attempts), false, "a finished item stays finished");
+			assert.equal(await repo.requeueItem(job.id, 1, 0), false, "an item not running is left alone");
+		});
+
 		it("ends every lease at once for a node that restarted alone on its store", async () => {
 			const job = await listedJob(3);
 			await repo.dispatch(job.id, 2, 2, LEASE);
