@@ -19,6 +19,12 @@ export interface Figure {
 	anchorValue: number;
 	imgmeshP99Ms?: number | null;
 	anchorP99Ms?: number | null;
+	/**
+	 * Server CPU ms per operation: with the load generator on the same cores, throughput ratios
+	 * move with the load, CPU per operation much less. Null where the bench measured none.
+	 */
+	imgmeshCpuMs?: number | null;
+	anchorCpuMs?: number | null;
 	/** The least imgmesh ÷ anchor the issue asks for; absent where it asks nothing. */
 	goal?: number;
 	/** The most imgmesh p99 ÷ anchor p99 the issue allows; absent where it says nothing. */
@@ -79,6 +85,11 @@ const round = (value: number, digits = 2) => Number(value.toFixed(digits));
 // From the benches' JSON to figures
 // ---------------------------------------------------------------------------------------------
 
+/** CPU ms per successful operation of a run that recorded its server's CPU seconds. */
+function cpuMsPerOp(run: { ok?: number; serverCpuS?: number } | undefined): number | null {
+	return run?.ok && typeof run.serverCpuS === "number" ? round((run.serverCpuS * 1000) / run.ok, 3) : null;
+}
+
 const FORMAT_NAMES: Record<string, string> = { webp: "WebP", jpeg: "JPEG", avif: "AVIF" };
 
 /** bench/transform.ts: `formats`, or `sizes.<size>.formats`, each with its three uncached rows. */
@@ -95,6 +106,8 @@ function transformFigures(result: any): Figure[] {
 				anchorValue: other.perS,
 				imgmeshP99Ms: row.imgmeshUncached.latencyMs?.p99 ?? null,
 				anchorP99Ms: other.latencyMs?.p99 ?? null,
+				imgmeshCpuMs: row.imgmeshUncached.cpuMsPerOp ?? null,
+				anchorCpuMs: other.cpuMsPerOp ?? null,
 				goal
 			});
 			return [against("raw sharp", row.rawSharp, 0.95), ...(row.ipxUncached ? [against("ipx", row.ipxUncached, 1)] : [])];
@@ -126,20 +139,30 @@ function apiFigures(result: any): Figure[] {
 			anchorValue: entry.nginx.reqPerS,
 			imgmeshP99Ms: entry.imgmesh.latencyMs?.p99 ?? null,
 			anchorP99Ms: entry.nginx.latencyMs?.p99 ?? null,
+			imgmeshCpuMs: cpuMsPerOp(entry.imgmesh),
+			anchorCpuMs: cpuMsPerOp(entry.nginx),
 			...goals
 		});
 	}
 	const upload = result.upload;
-	if (upload?.imgmesh && upload.baseline) {
+	const anchor = upload?.busboyBaseline;
+	const uploads: [string, any, number][] = [
+		["upload, node without the worker", upload?.imgmeshWithoutWorker, 0.8],
+		["upload, full node", upload?.imgmesh, 0.6]
+	];
+	for (const [workload, run, goal] of anchor ? uploads : []) {
+		if (!run) continue;
 		figures.push({
-			workload: "upload, full node",
+			workload,
 			anchor: "busboy + fsync baseline",
 			unit: "images/s",
-			imgmesh: upload.imgmesh.imagesPerS,
-			anchorValue: upload.baseline.imagesPerS,
-			imgmeshP99Ms: upload.imgmesh.latencyMs?.p99 ?? null,
-			anchorP99Ms: upload.baseline.latencyMs?.p99 ?? null,
-			goal: 0.6
+			imgmesh: run.imagesPerS,
+			anchorValue: anchor.imagesPerS,
+			imgmeshP99Ms: run.latencyMs?.p99 ?? null,
+			anchorP99Ms: anchor.latencyMs?.p99 ?? null,
+			imgmeshCpuMs: cpuMsPerOp(run),
+			anchorCpuMs: cpuMsPerOp(anchor),
+			goal
 		});
 	}
 	const get = result.get;
@@ -428,11 +451,13 @@ export function reportMarkdown(report: Report, context: { machine: Record<string
 		"",
 		"## Workloads against their anchors",
 		"",
-		"| workload | anchor | imgmesh | anchor | ratio | p99 imgmesh / anchor, ms |",
-		"|---|---|---|---|---|---|",
+		"Ratio: imgmesh's throughput ÷ the anchor's. CPU: the server's CPU ms per operation, and its ratio the anchor's ÷ imgmesh's (the same sense: 1 is as cheap as the anchor), which moves less with the load than throughput does.",
+		"",
+		"| workload | anchor | imgmesh | anchor | ratio | CPU ms/op imgmesh / anchor | ratio by CPU | p99 imgmesh / anchor, ms |",
+		"|---|---|---|---|---|---|---|---|",
 		...report.figures.map(
 			f =>
-				`| ${f.workload} | ${f.anchor} | ${cell(f.imgmesh)} ${f.unit} | ${cell(f.anchorValue)} ${f.unit} | ${round(f.imgmesh / f.anchorValue)} | ${cell(f.imgmeshP99Ms)} / ${cell(f.anchorP99Ms)} |`
+				`| ${f.workload} | ${f.anchor} | ${cell(f.imgmesh)} ${f.unit} | ${cell(f.anchorValue)} ${f.unit} | ${round(f.imgmesh / f.anchorValue)} | ${cell(f.imgmeshCpuMs)} / ${cell(f.anchorCpuMs)} | ${f.imgmeshCpuMs && f.anchorCpuMs ? round(f.anchorCpuMs / f.imgmeshCpuMs) : "–"} | ${cell(f.imgmeshP99Ms)} / ${cell(f.anchorP99Ms)} |`
 		),
 		"",
 		"## Event-loop lag of the imgmesh nodes, per workload",
