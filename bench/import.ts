@@ -34,7 +34,6 @@ import os, { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { DatabaseSync } from "node:sqlite";
-import { Redis } from "ioredis";
 import sharp from "sharp";
 import { loadConfig } from "../config/index.ts";
 import { decodeForModel } from "../models/classifier/input.ts";
@@ -42,6 +41,7 @@ import { loadManifest } from "../models/classifier/manifest.ts";
 import { ClassifierPool } from "../models/classifier/pool.ts";
 import { renderImage } from "../models/pipeline/renditions.ts";
 import { Client } from "../test/helpers/client.ts";
+import { deleteNamespace } from "../test/helpers/redis.ts";
 import { startNode, type Node } from "../test/helpers/jobs.ts";
 import { SHARED_IMAGES, startServer, type RunningServer } from "../test/helpers/server.ts";
 import { cpuSeconds, envInt, machineInfo, printTable, round, saveResults, sleep, startRssSampler, type RssReport } from "./lib.ts";
@@ -223,10 +223,7 @@ async function distributed(sourceUrl: string): Promise<RunResult> {
 		for (const worker of workers) await worker.stop();
 		await gateway?.stop({ keepData: true });
 		rmSync(dataDir, { recursive: true, force: true });
-		const redis = new Redis(cluster.TRANSPORTER);
-		const keys = await redis.keys(`${cluster.NAMESPACE}.*`);
-		if (keys.length) await redis.del(...keys);
-		await redis.quit();
+		await deleteNamespace(cluster.TRANSPORTER, cluster.NAMESPACE);
 	}
 }
 

@@ -9,12 +9,11 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Redis } from "ioredis";
 import { after, before, describe, it } from "node:test";
 import { Client } from "../helpers/client.ts";
 import { ImageHost } from "../helpers/image-host.ts";
 import { startNode, waitFor, type Node } from "../helpers/jobs.ts";
-import { testRedis, type TestRedis } from "../helpers/redis.ts";
+import { deleteNamespace, testRedis, type TestRedis } from "../helpers/redis.ts";
 import { startServer, type RunningServer } from "../helpers/server.ts";
 
 const ITEMS = 6;
@@ -41,10 +40,7 @@ describe("import items meeting a cluster without the images service", () => {
 		await gateway?.stop({ keepData: true });
 		await host?.stop();
 		rmSync(dataDir, { recursive: true, force: true });
-		const client = new Redis(redis.url);
-		const keys = await client.keys(`${namespace}.*`);
-		if (keys.length) await client.del(...keys);
-		await client.quit();
+		await deleteNamespace(redis.url, namespace);
 		await redis.stop();
 	});
 

@@ -9,11 +9,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { Redis } from "ioredis";
 import sharp from "sharp";
 import { Client, fileFrom } from "../helpers/client.ts";
 import { startNode, waitFor, type Node } from "../helpers/jobs.ts";
-import { testRedis, type TestRedis } from "../helpers/redis.ts";
+import { deleteNamespace, testRedis, type TestRedis } from "../helpers/redis.ts";
 import { ADMIN_PASSWORD, SHARED_IMAGES, startServer, type RunningServer } from "../helpers/server.ts";
 
 describe("transforms on a node of their own (Redis transporter)", () => {
@@ -39,10 +38,7 @@ describe("transforms on a node of their own (Redis transporter)", () => {
 	after(async () => {
 		await transformer?.stop();
 		await gateway?.stop();
-		const client = new Redis(redis.url);
-		const keys = await client.keys(`${namespace}.*`);
-		if (keys.length) await client.del(...keys);
-		await client.quit();
+		await deleteNamespace(redis.url, namespace);
 		await redis.stop();
 		rmSync(transformDir, { recursive: true, force: true });
 	});

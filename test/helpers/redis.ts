@@ -47,3 +47,14 @@ export async function testRedis(): Promise<TestRedis> {
 		}
 	};
 }
+
+/** Deletes a test cluster's keys (its channels' streams, its transporter's keys) from a shared Redis. */
+export async function deleteNamespace(url: string, namespace: string): Promise<void> {
+	const client = new Redis(url);
+	try {
+		const keys = await client.keys(`${namespace}.*`);
+		if (keys.length) await client.del(...keys);
+	} finally {
+		await client.quit();
+	}
+}
