@@ -230,10 +230,23 @@ const SEARCH_LIMITS_MS: Record<string, number> = {
 	phrase: 100
 };
 const LAG_P99_LIMIT_MS = 20;
+/** Flat memory through an import: RSS at its end at most this much of RSS half-way (warm-up is over by then). */
+const IMPORT_RSS_GROWTH_LIMIT = 1.1;
 export const UPLOAD_RSS_LIMIT_MIB = 150;
 
 function goal(text: string, value: number, target: number, kind: "min" | "max"): Goal {
 	return { goal: text, value, target, kind, met: kind === "min" ? value >= target : value <= target, ratio: round(value / target, 3) };
+}
+
+/** bench/import.ts: each node's RSS at the end of each mode's import ÷ half-way through. */
+function importMemoryGoals(result: any): Goal[] {
+	return (result?.runs ?? []).flatMap((run: any) =>
+		Object.entries((run.memory ?? {}) as Record<string, { quartersMiB?: number[] }>).flatMap(([node, { quartersMiB }]) => {
+			const [, half, , end] = quartersMiB ?? [];
+			if (!half || !end) return [];
+			return [goal(`import memory, ${run.mode}, ${node}: RSS at the end ÷ half-way ≤ ${IMPORT_RSS_GROWTH_LIMIT}`, round(end / half, 3), IMPORT_RSS_GROWTH_LIMIT, "max")];
+		})
+	);
 }
 
 function goalsOf(figures: Figure[], search: SearchPoint[], lag: LagFigure[], uploadRssMiB: number | null): Goal[] {
@@ -271,7 +284,8 @@ export function buildReport(runs: BenchRun[]): Report {
 		});
 	// bench/api.ts part c: the whole embedded node's peak while one ~200 MB PNG comes in.
 	const rssKb = runs.find(run => run.name === "api")?.result?.bigUpload?.embedded?.peakHwmKb;
-	return { figures, search, lag, goals: goalsOf(figures, search, lag, typeof rssKb === "number" ? round(rssKb / 1024, 1) : null) };
+	const goals = goalsOf(figures, search, lag, typeof rssKb === "number" ? round(rssKb / 1024, 1) : null);
+	return { figures, search, lag, goals: [...goals, ...importMemoryGoals(runs.find(run => run.name === "import")?.result)] };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -37,7 +37,13 @@ const api = {
 	},
 	figures: undefined
 };
-const importResult = { computeBound: { perMinute: 500 }, runs: [{ mode: "embedded (1 node)", perMinute: 450 }] };
+const importResult = {
+	computeBound: { perMinute: 500 },
+	runs: [
+		{ mode: "embedded (1 node)", perMinute: 450, memory: { node: { quartersMiB: [180, 200, 205, 210] } } },
+		{ mode: "distributed", perMinute: 400, memory: { gateway: { quartersMiB: [150, 150, 150, 150] }, "worker-1": { quartersMiB: [200, 250, 300, 400] } } }
+	]
+};
 const searchRow = (p50: number) => ({ p50, p95: p50 * 2, cpuP50: p50, total: 1, totalIsEstimate: false });
 const search = {
 	sqlite: {
@@ -93,6 +99,9 @@ describe("the benchmark report", () => {
 		assert.deepEqual([transformCpu.imgmeshCpuMs, transformCpu.anchorCpuMs], [1000 / 48, 1000 / 50]);
 		assert.equal(report.figures.find(f => f.anchor === "node:http baseline")!.imgmeshCpuMs ?? null, null, "no CPU figure in the result: none shown");
 		assert.equal(goal("bulk import to ready, embedded (1 node): imgmesh ÷ compute bound ≥ 0.85").met, true);
+		// Flat memory: each node's RSS at the end of the import against half-way through, within 10 %.
+		assert.deepEqual(goal("import memory, embedded (1 node), node: RSS at the end ÷ half-way ≤ 1.1"), { goal: "import memory, embedded (1 node), node: RSS at the end ÷ half-way ≤ 1.1", value: 1.05, target: 1.1, kind: "max", met: true, ratio: 0.955 });
+		assert.equal(goal("import memory, distributed, worker-1: RSS at the end ÷ half-way ≤ 1.1").met, false);
 		// Search: the largest size as a plain user; list pages under 50 ms, phrases under 100 ms.
 		assert.equal(goal("search sqlite, list page at 1,000,000 images, user: p50 ms").met, true);
 		assert.equal(goal("search sqlite, phrase at 1,000,000 images, user: p50 ms").met, false);
