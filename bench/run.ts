@@ -30,7 +30,7 @@ import { buildReport, chartsOf, reportMarkdown, type BenchRun } from "./report.t
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const RESULTS = join(ROOT, "bench", "results");
-const BENCH_TIMEOUT_MS = 45 * 60_000;
+const BENCH_TIMEOUT_MS = 75 * 60_000;
 
 interface Step {
 	name: string;
@@ -59,7 +59,7 @@ const STEPS: Step[] = [
 		name: "import",
 		script: "bench/import.ts",
 		args: { quick: ["30"], full: [process.env.BENCH_IMPORT_IMAGES || "10000"] },
-		env: { quick: { BENCH_MODES: "embedded", BENCH_COMPUTE_SAMPLE: "10" }, full: { BENCH_COMPUTE_SAMPLE: "60" } }
+		env: { quick: { BENCH_MODES: "embedded", BENCH_COMPUTE_SAMPLE: "10" }, full: { BENCH_COMPUTE_SAMPLE: "60", BENCH_MAX_MINUTES: "70" } }
 	},
 	{
 		name: "search",
