@@ -26,6 +26,15 @@ const TOOLS_DIR = process.env.IMGMESH_TOOLS_DIR || join(homedir(), ".cache", "im
 export const FERRETDB_BINARY = join(TOOLS_DIR, "bin", "ferretdb");
 const START_TIMEOUT_MS = 20_000;
 const POSTGRESQL_SERVER = "postgres://postgres@127.0.0.1:5432";
+/**
+ * FerretDB v1's PostgreSQL handler deadlocks when every connection of its pool is held by an
+ * operation waiting for another one (seen: the import contract's 400 concurrent finishes hung
+ * with the 50 connections of pgx's default pool idle, the driver sending up to its 100). So its
+ * clients get fewer connections than its pool (a cluster test's few nodes included), and its pool
+ * stays well under PostgreSQL's 100 connections, leaving room for a second server at once.
+ */
+const POSTGRESQL_POOL = 40;
+const CLIENT_POOL = 10;
 const HANDLER = process.env.FERRETDB_HANDLER || "auto";
 
 export interface FerretDb {
@@ -101,7 +110,7 @@ export async function startFerretDb(options: { postgresqlUrl?: string } = {}): P
 	const port = await freePort();
 	const url = `mongodb://127.0.0.1:${port}`;
 	const ownDatabase = options.postgresqlUrl ? null : await freshPostgresqlDatabase();
-	const postgresqlUrl = options.postgresqlUrl ?? (ownDatabase ? `${POSTGRESQL_SERVER}/${ownDatabase}` : undefined);
+	const postgresqlUrl = options.postgresqlUrl ?? (ownDatabase ? `${POSTGRESQL_SERVER}/${ownDatabase}?pool_max_conns=${POSTGRESQL_POOL}` : undefined);
 	let child: ChildProcess | null = null;
 
 	const up = async () => {
@@ -124,7 +133,7 @@ export async function startFerretDb(options: { postgresqlUrl?: string } = {}): P
 	}
 	return {
 		url,
-		databaseUrl: () => `${url}/t_${randomBytes(8).toString("hex")}`,
+		databaseUrl: () => `${url}/t_${randomBytes(8).toString("hex")}?maxPoolSize=${CLIENT_POOL}`,
 		up,
 		down,
 		pid: () => child?.pid,
