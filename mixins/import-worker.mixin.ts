@@ -42,10 +42,11 @@ const MAX_ITEM_ATTEMPTS = 8;
 /**
  * The pause before such an item runs again: 1 s, doubling, at most 30 s (about 1.5 min over all
  * the attempts), enough for a starting node's services to be discovered or a restarted node to
- * come back. Its lease (IMPORT_LEASE_MS, minutes) is for a node that died, not for this.
+ * come back; never longer than the item's lease (IMPORT_LEASE_MS, minutes by default), after
+ * which any node may take the item anyway.
  */
 function clusterRetryDelayMs(attempt: number): number {
-	return Math.min(30_000, 1000 * 2 ** (attempt - 1));
+	return Math.min(30_000, 1000 * 2 ** (attempt - 1), config.importLeaseMs);
 }
 
 /** URLs turned into item rows per transaction while listing. */
