@@ -136,7 +136,34 @@ export const IMAGE_MIGRATIONS = [
 	`ALTER TABLE images ADD COLUMN trashed_at TEXT;
 	CREATE INDEX images_trashed ON images (trashed_at, id) WHERE trashed_at IS NOT NULL;`,
 	// Privacy-safe copies (docs/sharing.md): guests get the original's metadata only when the owner says so.
-	`ALTER TABLE images ADD COLUMN show_metadata INTEGER NOT NULL DEFAULT 0;`
+	`ALTER TABLE images ADD COLUMN show_metadata INTEGER NOT NULL DEFAULT 0;`,
+	// Every listing leaves the trash out (trashed_at IS NULL) as it walks one of these indexes: with
+	// trashed_at in each, a page's capped count (up to 1,001 matches) reads the index alone instead
+	// of a table row per match (a plain user's list page at 1M images: 45 ms -> under 1 ms). The
+	// partial ones hold visibility too, the category's visibility and owner: SQLite reads a row for
+	// any column a condition names that its index lacks.
+	`DROP INDEX images_created;
+	CREATE INDEX images_created ON images (created_at, id, trashed_at);
+	DROP INDEX images_views;
+	CREATE INDEX images_views ON images (views, id, trashed_at);
+	DROP INDEX images_name;
+	CREATE INDEX images_name ON images (name, id, trashed_at);
+	DROP INDEX images_owner;
+	CREATE INDEX images_owner ON images (owner, created_at, id, trashed_at);
+	DROP INDEX images_visibility;
+	CREATE INDEX images_visibility ON images (visibility, created_at, id, trashed_at);
+	DROP INDEX images_visibility_views;
+	CREATE INDEX images_visibility_views ON images (visibility, views, id, trashed_at);
+	DROP INDEX images_visibility_name;
+	CREATE INDEX images_visibility_name ON images (visibility, name, id, trashed_at);
+	DROP INDEX images_unlisted_created;
+	CREATE INDEX images_unlisted_created ON images (owner, created_at, id, visibility, trashed_at) WHERE visibility <> 'public';
+	DROP INDEX images_unlisted_views;
+	CREATE INDEX images_unlisted_views ON images (owner, views, id, visibility, trashed_at) WHERE visibility <> 'public';
+	DROP INDEX images_unlisted_name;
+	CREATE INDEX images_unlisted_name ON images (owner, name, id, visibility, trashed_at) WHERE visibility <> 'public';
+	DROP INDEX images_category;
+	CREATE INDEX images_category ON images (category, created_at, id, visibility, owner, trashed_at);`
 ];
 
 /** The images database, migrated; categories live in it too (models/categories/sqlite-repository.ts). */
@@ -402,7 +429,7 @@ function compile(conditions: SearchCondition[], plan: Plan = { kind: "walk" }): 
  * disjoint branches, public images and the user's other ones, each an equality that leads an
  * ordered index: an OR of the two would make SQLite collect and sort every visible image.
  */
-function visibleBranches(conditions: SearchCondition[], plan: Plan): Conditions[] {
+function visibleBranches(conditions: SearchCondition[], plan: Plan, visibility = visibilityColumn(conditions)): Conditions[] {
 	const access = conditions.find(condition => condition.kind === "publicOrOwnedBy");
 	const rest = compile(
 		conditions.filter(condition => condition !== access),
@@ -411,7 +438,7 @@ function visibleBranches(conditions: SearchCondition[], plan: Plan): Conditions[
 	if (!access) return [rest];
 	// 'public' as a literal in the second branch: only then can SQLite use the images_unlisted_*
 	// partial indexes, whose WHERE clause it must see implied.
-	return [and(rest, `${visibilityColumn(conditions)} = ?`, "public"), and(rest, "i.owner = ? AND i.visibility <> 'public'", access.owner)];
+	return [and(rest, `${visibility} = ?`, "public"), and(rest, "i.owner = ? AND i.visibility <> 'public'", access.owner)];
 }
 
 /**
@@ -717,7 +744,11 @@ export class SqliteImageRepository implements ImageRepository {
 	 */
 	private countMatches(conditions: SearchCondition[], narrow: Plan & { kind: "narrow" }): number {
 		if (narrow.lead === null && conditions.some(condition => lookupOf(condition) !== null)) {
-			const recent = visibleBranches(conditions, { kind: "walk" }).map(branch => and(branch, "i.rowid > (SELECT max(rowid) FROM images) - ?", RECENT_WINDOW));
+			// The rowid range leads (+i.visibility): on the visibility index, a user's count walked every
+			// public image to find the recent ones (130 ms for a frequent tag at 1M images).
+			const recent = visibleBranches(conditions, { kind: "walk" }, "+i.visibility").map(branch =>
+				and(branch, "i.rowid > (SELECT max(rowid) FROM images) - ?", RECENT_WINDOW)
+			);
 			const counted = this.countUpTo(recent, COUNTED_TOTAL_LIMIT);
 			if (counted > EXACT_TOTAL_LIMIT) return counted;
 		}
