@@ -459,6 +459,8 @@ export function reportMarkdown(report: Report, context: { machine: Record<string
 		"",
 		`## Goals: ${met} of ${report.goals.length} met`,
 		"",
+		"For each goal not met: what the profile says takes the rest, and what was tried, in [docs/benchmarks.md](../../docs/benchmarks.md#goals-not-met).",
+		"",
 		"| goal | measured | target | ratio to target | met |",
 		"|---|---|---|---|---|",
 		...report.goals.map(g => `| ${g.goal} | ${cell(g.value)} | ${g.kind === "min" ? "≥" : "≤"} ${g.target} | ${g.ratio} | ${g.met ? "yes" : "**no**"} |`),

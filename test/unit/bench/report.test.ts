@@ -149,6 +149,7 @@ describe("the benchmark report", () => {
 		assert.match(markdown, /\| upload, full node \| busboy \+ fsync baseline \| 30 images\/s \| 100 images\/s \| 0.3 \| 15 \/ 3 \| 0.2 \| 200 \/ 20 \|/);
 		assert.match(markdown, /!\[report-throughput.svg\]\(report-throughput.svg\)/);
 		assert.match(markdown, /Quick mode/);
+		assert.match(markdown, /\(\.\.\/\.\.\/docs\/benchmarks\.md#goals-not-met\)/, "links to the explanations of the goals not met");
 		assert.doesNotMatch(markdown, /NaN|undefined/);
 	});
 });
