@@ -4,7 +4,10 @@
  * - the first bytes decide the format: unknown magic -> 415; sharp then reads the header from
  *   the first HEAD_BYTES -> 422 if it cannot (corrupt), 415 if sharp reads it but the format is
  *   not one we accept (SVG, PDF, ...), 422 if the pixel count is over the limit
- *   (decompression bombs are refused before any decode);
+ *   (decompression bombs are refused before any decode). A header sharp cannot read from the
+ *   first bytes (a WebP or a JPEG whose metadata comes first) is read again from twice as many,
+ *   up to MAX_HEAD_BYTES or the whole file; a GIF's frames are counted over the whole file (up
+ *   to MAX_HEAD_BYTES), as they follow each other to its end;
  * - the last bytes must hold the format's end marker, so a truncated upload -> 422;
  * - the byte count is capped -> 413.
  * Decoding every pixel is left to the processing step; here the point is refusing bad input
@@ -15,6 +18,8 @@ import { pipeline, type Readable, Transform, type TransformCallback } from "node
 import { InvalidImageError, PayloadTooLargeError, UnsupportedMediaError } from "../shared/errors.ts";
 
 const HEAD_BYTES = 256 * 1024;
+/** The most an upload holds while its header is being read: 16 MiB, bounded whatever the file's size. */
+const MAX_HEAD_BYTES = 16 * 1024 * 1024;
 const TAIL_BYTES = 1024;
 
 export interface ImageProbe {
@@ -97,6 +102,8 @@ export class ImageSniffer extends Transform {
 	private bytes = 0;
 	private rule: FormatRule | undefined;
 	private probed: ImageProbe | undefined;
+	/** Buffered bytes at which the header is read next. */
+	private probeAt = HEAD_BYTES;
 
 	constructor(options: SnifferOptions) {
 		super();
@@ -116,13 +123,13 @@ export class ImageSniffer extends Transform {
 		if (this.head) return callback(null, chunk);
 		this.headChunks.push(chunk);
 		this.headLength += chunk.length;
-		if (this.headLength < HEAD_BYTES) return callback();
-		this.probeHead().then(head => callback(null, head), callback);
+		if (this.headLength < this.probeAt) return callback();
+		this.probeHead(false).then(head => callback(null, head ?? undefined), callback);
 	}
 
 	override _flush(callback: TransformCallback): void {
 		const finish = async () => {
-			if (!this.head) this.push(await this.probeHead());
+			if (!this.head) this.push(await this.probeHead(true));
 			if (!this.rule!.complete(this.tail, this.bytes, this.head!)) {
 				throw new InvalidImageError(`The ${this.rule!.format.toUpperCase()} file is truncated`, "TRUNCATED_IMAGE");
 			}
@@ -130,14 +137,24 @@ export class ImageSniffer extends Transform {
 		finish().then(() => callback(), callback);
 	}
 
-	/** Checks the buffered first bytes; returns them so they can flow on. */
-	private async probeHead(): Promise<Buffer> {
+	/**
+	 * Checks the buffered first bytes; returns them so they can flow on, or null to read more
+	 * first (`whole`: the file has ended, this is all there is).
+	 */
+	private async probeHead(whole: boolean): Promise<Buffer | null> {
 		const head = Buffer.concat(this.headChunks);
-		this.headChunks = [];
+		this.headChunks = [head];
 		if (head.length === 0) throw new InvalidImageError("The file is empty", "EMPTY_FILE");
 		this.rule = FORMATS.find(rule => rule.magic(head));
 		if (!this.rule) throw new UnsupportedMediaError();
-		const meta = await readHeader(head);
+		const final = whole || head.length >= MAX_HEAD_BYTES;
+		if (!final && this.rule.format === "gif") return this.readMore();
+		const meta = await readHeader(head).catch((err: unknown) => {
+			if (final) throw err;
+			return null;
+		});
+		if (!meta) return this.readMore();
+		this.headChunks = [];
 		const accepted = SHARP_FORMATS[this.rule.format] ?? [this.rule.format];
 		if (!accepted.includes(meta.format ?? "")) throw new UnsupportedMediaError(`Unsupported image format: ${meta.format}`);
 		const { width, height } = meta;
@@ -154,6 +171,12 @@ export class ImageSniffer extends Transform {
 		this.probed = { format: this.rule.format, contentType: this.rule.contentType, width, height, pages };
 		this.head = head;
 		return head;
+	}
+
+	/** The header is read again once twice as many bytes (or the whole file) are in. */
+	private readMore(): null {
+		this.probeAt = Math.min(MAX_HEAD_BYTES, this.probeAt * 2);
+		return null;
 	}
 }
 
